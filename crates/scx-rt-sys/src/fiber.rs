@@ -1,0 +1,529 @@
+//! Fibers: stackful green contexts, the execution vehicle of a green task.
+//!
+//! A [`Fiber`] wraps a body closure. It starts *not started* and owns no
+//! stack: the stack is taken from a [`StackPool`] at the first
+//! [`Fiber::resume`] (lazy allocation, so a million queued-but-never-run
+//! tasks cost no stacks), and goes back to the pool the moment the body
+//! returns.
+//!
+//! ```text
+//!  NotStarted(body) --resume--> Running(coroutine) --body returns--> Finished
+//!        |   ^                     |      ^
+//!        +---+ Err(no stack)       +------+ suspend(code) / resume
+//! ```
+//!
+//! # How `suspend` finds its fiber
+//!
+//! The body does not receive a handle; it calls the free function
+//! [`suspend`]. Each OS thread has one thread-local *context*: a raw pointer
+//! to the corosensei `Yielder` of the fiber currently running on that thread
+//! (null when none). The protocol:
+//!
+//! 1. [`Fiber::resume`] saves the thread's context, switches in, and restores
+//!    the saved value when the switch returns (suspend, finish or panic), so
+//!    nesting (a fiber resuming another fiber) works.
+//! 2. The body wrapper stores its `Yielder` into the context on first entry.
+//! 3. [`suspend`] reads the context, switches out through that `Yielder`,
+//!    and — because it may come back on a *different* OS thread, whose
+//!    context was just saved by that thread's `resume` — stores its `Yielder`
+//!    into the (new) thread's context again after the switch.
+//!
+//! # Migration and thread-locals
+//!
+//! After `suspend` returns, the fiber may be running on another OS thread.
+//! The compiler assumes a function never changes threads, so it may compute
+//! a thread-local's address once and reuse it across the switch if the
+//! accesses are inlined into the same function. Therefore [`suspend`],
+//! [`in_fiber`] and the context accessors are `#[inline(never)]`, each
+//! computes the TLS address afresh, and no reference to a thread-local is
+//! ever held across a switch. Bodies that migrate must follow the same rule
+//! (the runtime documents its position on thread-locals in task code).
+
+use std::cell::Cell;
+use std::io;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use corosensei::{Coroutine, CoroutineResult};
+
+use crate::stack::{Stack, StackPool};
+
+type Yielder = corosensei::Yielder<(), usize>;
+type Co = Coroutine<(), usize, (), Stack>;
+
+/// What the body of a fiber is.
+pub type Body = Box<dyn FnOnce() + Send + 'static>;
+
+/// The per-thread fiber context (see the module doc).
+#[derive(Clone, Copy)]
+struct Ctx {
+    /// Yielder of the fiber running on this thread; null outside fibers.
+    yielder: *const Yielder,
+    /// True while a dropped, suspended fiber is being unwound on this thread.
+    dropping: bool,
+}
+
+const NO_CTX: Ctx = Ctx {
+    yielder: std::ptr::null(),
+    dropping: false,
+};
+
+thread_local! {
+    static CTX: Cell<Ctx> = const { Cell::new(NO_CTX) };
+}
+
+/// Reads this thread's context. Never inlined: see "Migration" above.
+#[inline(never)]
+fn ctx() -> Ctx {
+    CTX.with(|c| c.get())
+}
+
+/// Replaces this thread's context, returning the old one. Never inlined: see
+/// "Migration" above.
+#[inline(never)]
+fn swap_ctx(new: Ctx) -> Ctx {
+    CTX.with(|c| c.replace(new))
+}
+
+/// Restores a saved context on drop (also when unwinding).
+struct RestoreCtx(Ctx);
+
+impl Drop for RestoreCtx {
+    fn drop(&mut self) {
+        swap_ctx(self.0);
+    }
+}
+
+enum State {
+    NotStarted(Body),
+    Running(Co),
+    Finished,
+}
+
+/// A not-yet-started or suspended green context.
+pub struct Fiber {
+    state: State,
+}
+
+// SAFETY: corosensei coroutines are `!Send` because a suspended body may
+// hold thread-bound data (an `Rc`, a `MutexGuard`, a reference into a
+// thread-local) on its stack. The body itself is `Send` by construction
+// (`Body: Send`), so a fiber that has never run is as `Send` as its
+// closure. For a started fiber, scx-rt's position (documented with its task
+// type) is that it only resumes a fiber on a different OS thread than last
+// time when the fiber never ran, or when the task's owner opted in to
+// migration with an `unsafe` promise that its body keeps no thread-bound
+// data across suspension points. The Fiber machinery itself makes no thread
+// assumption: the stack is plain memory, and the thread-local context is
+// re-read after every switch by non-inlined accessors (module doc,
+// "Migration"), never cached across one.
+unsafe impl Send for Fiber {}
+
+/// Outcome of [`Fiber::resume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    /// The body called [`suspend`] with this code.
+    Suspended(usize),
+    /// The body returned; its stack is already back in the pool.
+    Finished,
+}
+
+impl Fiber {
+    /// A fiber that will run `body`. Allocates no stack.
+    pub fn new(body: Body) -> Fiber {
+        Fiber {
+            state: State::NotStarted(body),
+        }
+    }
+
+    /// Runs the body until it calls [`suspend`]`(code)` (=>
+    /// `Ok(Resumed::Suspended(code))`) or returns (=> `Ok(Resumed::Finished)`,
+    /// the stack already back in its pool).
+    ///
+    /// The first resume takes a stack from `pool`; `Err` only if that fails,
+    /// and the fiber then stays not started and may be resumed later. Later
+    /// resumes ignore `pool` (the stack always returns to the pool it came
+    /// from).
+    ///
+    /// A panic escaping the body propagates out of `resume`; the fiber is
+    /// then finished and its stack returned.
+    ///
+    /// # Panics
+    ///
+    /// If the fiber has already finished.
+    pub fn resume(&mut self, pool: &StackPool) -> io::Result<Resumed> {
+        match self.state {
+            State::Finished => panic!("resumed a finished fiber"),
+            State::NotStarted(_) => {
+                let stack = pool.get()?;
+                let State::NotStarted(body) = std::mem::replace(&mut self.state, State::Finished)
+                else {
+                    unreachable!()
+                };
+                let co = Co::with_stack(stack, move |yielder: &Yielder, ()| {
+                    // Step 2 of the protocol: publish our yielder on the
+                    // thread that runs us first.
+                    swap_ctx(Ctx {
+                        yielder,
+                        dropping: false,
+                    });
+                    body();
+                });
+                self.state = State::Running(co);
+            }
+            State::Running(_) => {}
+        }
+        let State::Running(co) = &mut self.state else {
+            unreachable!()
+        };
+        // Step 1: save this thread's context; the fiber sets its own.
+        let restore = RestoreCtx(ctx());
+        let result = catch_unwind(AssertUnwindSafe(|| co.resume(())));
+        drop(restore);
+        match result {
+            Ok(CoroutineResult::Yield(code)) => Ok(Resumed::Suspended(code)),
+            Ok(CoroutineResult::Return(())) => {
+                // Dropping the finished coroutine drops its `Stack`, which
+                // returns it to its pool.
+                self.state = State::Finished;
+                Ok(Resumed::Finished)
+            }
+            Err(payload) => {
+                // A panic escaped the body: the coroutine has terminated.
+                self.state = State::Finished;
+                resume_unwind(payload)
+            }
+        }
+    }
+
+    /// True once the fiber has been resumed at least once.
+    pub fn is_started(&self) -> bool {
+        !matches!(self.state, State::NotStarted(_))
+    }
+
+    /// True once the body has returned (or panicked).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished)
+    }
+}
+
+impl Drop for Fiber {
+    /// Dropping a suspended fiber unwinds its stack on the current thread
+    /// (running the destructors of the body's locals), then returns the
+    /// stack to its pool. While that runs, [`in_fiber`] is false, [`suspend`]
+    /// panics, and [`unwinding_for_drop`] is true: a body that catches panics
+    /// must re-raise (`resume_unwind`) what it catches then, or corosensei
+    /// panics because its unwind was swallowed.
+    fn drop(&mut self) {
+        if let State::Running(co) = &mut self.state {
+            let _restore = RestoreCtx(swap_ctx(Ctx {
+                yielder: std::ptr::null(),
+                dropping: true,
+            }));
+            co.force_unwind();
+        }
+    }
+}
+
+impl std::fmt::Debug for Fiber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::NotStarted(_) => "not started",
+            State::Running(_) => "suspended",
+            State::Finished => "finished",
+        };
+        f.debug_struct("Fiber").field("state", &state).finish()
+    }
+}
+
+/// Called from inside a running fiber body: switches back to whoever called
+/// [`Fiber::resume`], passing `code`. Returns when the fiber is resumed
+/// again, possibly on another OS thread.
+///
+/// Never inlined, and holds no thread-local reference across the switch
+/// (module doc, "Migration").
+///
+/// # Panics
+///
+/// If the calling code is not running inside a fiber.
+#[inline(never)]
+pub fn suspend(code: usize) {
+    let yielder = ctx().yielder;
+    assert!(!yielder.is_null(), "suspend called outside a fiber");
+    // SAFETY: a non-null context pointer is only ever the Yielder of the
+    // fiber running on this thread right now (module doc, protocol steps
+    // 1-3): it lives at a fixed place on that fiber's stack for as long as
+    // the body runs, and we are that body (or code it called), so it is
+    // valid, and suspending through it switches out of exactly this fiber.
+    unsafe { (*yielder).suspend(code) };
+    // Step 3: we may be on another thread now; publish our yielder there.
+    // `swap_ctx` recomputes the TLS address (never inlined).
+    swap_ctx(Ctx {
+        yielder,
+        dropping: false,
+    });
+}
+
+/// True when the calling code runs inside a fiber body. Never inlined (module
+/// doc, "Migration").
+#[inline(never)]
+pub fn in_fiber() -> bool {
+    !ctx().yielder.is_null()
+}
+
+/// True while a dropped, suspended fiber is being unwound on this thread: a
+/// panic caught then is corosensei's forced unwind and must be re-raised.
+#[inline(never)]
+pub fn unwinding_for_drop() -> bool {
+    ctx().dropping
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    fn pool() -> StackPool {
+        StackPool::new(64 * 1024)
+    }
+
+    /// OS thread id without touching thread-locals (safe across migration).
+    #[inline(never)]
+    fn os_tid() -> libc::c_long {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_gettid) }
+    }
+
+    #[test]
+    fn fiber_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Fiber>();
+    }
+
+    #[test]
+    fn suspend_codes_in_order() {
+        let pool = pool();
+        let mut f = Fiber::new(Box::new(|| {
+            assert!(in_fiber());
+            for i in 1..=5 {
+                suspend(i * 10);
+            }
+        }));
+        assert!(!f.is_started());
+        for i in 1..=5 {
+            assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(i * 10));
+            assert!(f.is_started());
+            assert!(!f.is_finished());
+            assert!(!in_fiber());
+        }
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Finished);
+        assert!(f.is_finished());
+    }
+
+    #[test]
+    fn lazy_allocation_and_release() {
+        let pool = pool();
+        let mut f = Fiber::new(Box::new(|| suspend(1)));
+        assert_eq!(pool.allocated(), 0);
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(1));
+        assert_eq!(pool.allocated(), 1);
+        assert_eq!(pool.cached(), 0);
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Finished);
+        assert_eq!(pool.cached(), 1, "finished fiber returns its stack");
+        // The next fiber reuses it.
+        let mut g = Fiber::new(Box::new(|| {}));
+        assert_eq!(g.resume(&pool).unwrap(), Resumed::Finished);
+        assert_eq!(pool.allocated(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "resumed a finished fiber")]
+    fn resume_finished_panics() {
+        let pool = pool();
+        let mut f = Fiber::new(Box::new(|| {}));
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Finished);
+        let _ = f.resume(&pool);
+    }
+
+    #[test]
+    fn stack_allocation_failure_keeps_fiber_unstarted() {
+        // 64 slots of 2^44 bytes exceed any user address space.
+        let huge = StackPool::new(1 << 44);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let mut f = Fiber::new(Box::new(move || {
+            r.fetch_add(1, Ordering::Relaxed);
+        }));
+        assert!(f.resume(&huge).is_err());
+        assert!(!f.is_started());
+        assert_eq!(ran.load(Ordering::Relaxed), 0);
+        assert_eq!(f.resume(&pool()).unwrap(), Resumed::Finished);
+        assert_eq!(ran.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn migrates_between_threads() {
+        let pool = Arc::new(pool());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let mut f = Fiber::new(Box::new(move || {
+            let before = os_tid();
+            suspend(1);
+            let after = os_tid();
+            assert!(in_fiber());
+            l.lock().unwrap().push((before, after));
+            suspend(2);
+            assert!(in_fiber());
+        }));
+        let t1 = os_tid();
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(1));
+        let p = pool.clone();
+        let t2 = std::thread::spawn(move || {
+            assert!(!in_fiber());
+            assert_eq!(f.resume(&p).unwrap(), Resumed::Suspended(2));
+            assert!(!in_fiber());
+            assert_eq!(f.resume(&p).unwrap(), Resumed::Finished);
+            os_tid()
+        })
+        .join()
+        .unwrap();
+        assert_ne!(t1, t2);
+        assert_eq!(*log.lock().unwrap(), vec![(t1, t2)]);
+        assert_eq!(pool.cached(), 1);
+    }
+
+    #[test]
+    fn panic_propagates_and_releases_stack() {
+        let pool = pool();
+        let mut f = Fiber::new(Box::new(|| {
+            suspend(3);
+            panic!("boom");
+        }));
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(3));
+        let err = catch_unwind(AssertUnwindSafe(|| f.resume(&pool))).unwrap_err();
+        assert_eq!(err.downcast_ref::<&str>(), Some(&"boom"));
+        assert!(f.is_finished());
+        assert!(!in_fiber(), "context restored after a panic");
+        assert_eq!(pool.cached(), 1);
+    }
+
+    #[test]
+    fn suspend_outside_fiber_panics() {
+        assert!(!in_fiber());
+        let err = catch_unwind(|| suspend(1)).unwrap_err();
+        assert!(err
+            .downcast_ref::<&str>()
+            .is_some_and(|m| m.contains("outside a fiber")));
+    }
+
+    #[test]
+    fn nested_fibers() {
+        let pool = Arc::new(pool());
+        let p = pool.clone();
+        let mut outer = Fiber::new(Box::new(move || {
+            let mut inner = Fiber::new(Box::new(|| {
+                suspend(100);
+                suspend(101);
+            }));
+            assert_eq!(inner.resume(&p).unwrap(), Resumed::Suspended(100));
+            assert!(in_fiber());
+            suspend(1); // suspends the outer fiber, not the inner one
+            assert_eq!(inner.resume(&p).unwrap(), Resumed::Suspended(101));
+            suspend(2);
+            assert_eq!(inner.resume(&p).unwrap(), Resumed::Finished);
+        }));
+        assert_eq!(outer.resume(&pool).unwrap(), Resumed::Suspended(1));
+        assert_eq!(outer.resume(&pool).unwrap(), Resumed::Suspended(2));
+        assert_eq!(outer.resume(&pool).unwrap(), Resumed::Finished);
+        assert!(!in_fiber());
+        assert_eq!(pool.allocated(), 2);
+        assert_eq!(pool.cached(), 2);
+    }
+
+    #[test]
+    fn drop_suspended_fiber_unwinds_and_releases() {
+        struct SetOnDrop(Arc<AtomicUsize>);
+        impl Drop for SetOnDrop {
+            fn drop(&mut self) {
+                assert!(unwinding_for_drop());
+                assert!(!in_fiber());
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let pool = pool();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = dropped.clone();
+        let mut f = Fiber::new(Box::new(move || {
+            let _guard = SetOnDrop(d);
+            suspend(1);
+            unreachable!();
+        }));
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(1));
+        drop(f);
+        assert_eq!(dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(pool.cached(), 1);
+        assert!(!unwinding_for_drop());
+        // Dropping an unstarted fiber just drops the body.
+        drop(Fiber::new(Box::new(|| {})));
+        assert_eq!(pool.allocated(), 1);
+    }
+
+    #[test]
+    fn many_fibers_alive() {
+        const N: usize = 10_000;
+        let pool = pool();
+        let sum = Arc::new(AtomicUsize::new(0));
+        let mut fibers: Vec<Fiber> = (0..N)
+            .map(|i| {
+                let s = sum.clone();
+                Fiber::new(Box::new(move || {
+                    let mut local = [0u8; 1024]; // use some stack
+                    local[i % 1024] = 1;
+                    for round in 0..3 {
+                        suspend(i * 10 + round);
+                    }
+                    s.fetch_add(local.iter().map(|&b| b as usize).sum(), Ordering::Relaxed);
+                }))
+            })
+            .collect();
+        for round in 0..3 {
+            for (i, f) in fibers.iter_mut().enumerate() {
+                assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(i * 10 + round));
+            }
+        }
+        assert_eq!(pool.allocated(), N);
+        for f in fibers.iter_mut() {
+            assert_eq!(f.resume(&pool).unwrap(), Resumed::Finished);
+        }
+        assert_eq!(sum.load(Ordering::Relaxed), N);
+        assert_eq!(pool.cached(), N);
+    }
+
+    /// Requirement: a million spawns with ~120,000 fibers alive at once, on
+    /// the runtime's default 256 KiB stacks, under vm.max_map_count = 65530.
+    #[test]
+    fn million_spawns_120k_live() {
+        const TOTAL: usize = 1_000_000;
+        const LIVE: usize = 120_000;
+        let pool = StackPool::new(256 * 1024);
+        let mut live = std::collections::VecDeque::with_capacity(LIVE + 1);
+        let mut finished = 0;
+        for i in 0..TOTAL {
+            let mut f = Fiber::new(Box::new(move || suspend(i)));
+            assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(i));
+            live.push_back(f);
+            if live.len() > LIVE {
+                let mut old = live.pop_front().unwrap();
+                assert_eq!(old.resume(&pool).unwrap(), Resumed::Finished);
+                finished += 1;
+            }
+        }
+        assert_eq!(pool.allocated(), LIVE + 1);
+        for mut f in live {
+            assert_eq!(f.resume(&pool).unwrap(), Resumed::Finished);
+            finished += 1;
+        }
+        assert_eq!(finished, TOTAL);
+        assert_eq!(pool.cached(), LIVE + 1);
+    }
+}

@@ -1,0 +1,45 @@
+//! `scx-rt-sys`: every unsafe OS touch point of scx-rt, behind small safe
+//! wrappers, and nothing else.
+//!
+//! The runtime crate (`scx-rt`) is meant to be free of `unsafe`; whatever it
+//! needs from the kernel or from raw memory lives here, one concept per
+//! module:
+//!
+//! - [`futex`]: block on an `AtomicU32` (the idle doorbell), optionally with a
+//!   timeout;
+//! - [`eventfd`]: a pollable doorbell for the I/O-aware idle loop;
+//! - [`affinity`]: the usable CPUs of the process, thread pinning,
+//!   `sched_getcpu`;
+//! - [`clock`]: monotonic nanoseconds;
+//! - [`stack`]: guarded green-task stacks carved from large slabs, and the
+//!   pool that recycles them;
+//! - [`fiber`]: a stackful green context (a corosensei coroutine on one of
+//!   our stacks) with lazy stack allocation, and `suspend` for the body.
+//!
+//! Rules for this crate: every `unsafe` block has a `// SAFETY:` comment
+//! right above it (clippy's `undocumented_unsafe_blocks`, CI runs with
+//! `-D warnings`); `unsafe fn` bodies use inner `unsafe` blocks
+//! (`unsafe_op_in_unsafe_fn = "deny"`); anything the OS can refuse returns
+//! `std::io::Result`.
+//!
+//! Target: Linux (x86_64 and aarch64).
+
+#![cfg(target_os = "linux")]
+
+pub mod affinity;
+pub mod clock;
+pub mod eventfd;
+pub mod fiber;
+pub mod futex;
+pub mod stack;
+
+/// Converts a `Duration` to a `timespec`, saturating at the largest
+/// representable number of seconds.
+pub(crate) fn duration_to_timespec(d: std::time::Duration) -> libc::timespec {
+    let secs = libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX);
+    libc::timespec {
+        tv_sec: secs,
+        // Always < 1_000_000_000, fits every c_long.
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}

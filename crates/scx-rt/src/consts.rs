@@ -1,0 +1,40 @@
+//! Every tunable and sched_ext constant in one place, one comment each.
+//!
+//! Model sizes shrink under `cfg(scx_rt_loom)` (STYLE.md habit 9): the same
+//! code runs, only the constants differ.
+
+/// Widest CPU id the runtime supports (cpumask width). Masks are sized to the
+/// runtime's CPU count at build time, so this bounds only the API.
+#[cfg(not(scx_rt_loom))]
+pub const MAX_CPUS: usize = 1024;
+/// Under loom a cpumask is one word.
+#[cfg(scx_rt_loom)]
+pub const MAX_CPUS: usize = 64;
+
+/// Default time slice: 20 ms, as the kernel's `SCX_SLICE_DFL`.
+pub const SLICE_DFL: u64 = 20_000_000;
+/// Infinite slice: the task is never switched out by slice accounting.
+pub const SLICE_INF: u64 = u64::MAX;
+
+/// Default dispatch buffer size (`SCX_DSP_DFL_MAX_BATCH`).
+pub const DSP_DFL_MAX_BATCH: u32 = 32;
+/// Iterations of the dispatch loop before the CPU kicks itself
+/// (`SCX_DSP_MAX_LOOPS`).
+pub const DSP_MAX_LOOPS: u32 = 32;
+
+/// Default green stack size (virtual; only touched pages cost memory).
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// How long an idle worker spins (POLLING, a kick needs no syscall) before it
+/// sleeps on its doorbell.
+#[cfg(not(scx_rt_loom))]
+pub const DEFAULT_IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+/// Under loom the poll phase is one spin round.
+#[cfg(scx_rt_loom)]
+pub const DEFAULT_IDLE_POLL: std::time::Duration = std::time::Duration::from_nanos(0);
+
+/// Default watchdog timeout (`SCX_WATCHDOG_MAX_TIMEOUT`).
+pub const WATCHDOG_MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Size of the dump buffer when the scheduler does not choose one.
+pub const EXIT_DUMP_DFL_LEN: usize = 32768;

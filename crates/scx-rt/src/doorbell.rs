@@ -1,0 +1,110 @@
+//! The per-CPU doorbell: how a sleeping worker is woken.
+//!
+//! # Protocol
+//!
+//! The doorbell word is the worker's idle state: `RUNNING`, `POLLING`
+//! (spinning idle: it watches `need_resched` and needs no syscall to wake) or
+//! `SLEEPING` (blocked in `futex_wait` on this word).
+//!
+//! ```text
+//! sleeper (the worker itself)             waker (resched_curr)
+//! S1 state := SLEEPING        (SeqCst)    W1 need_resched := true   (SeqCst)
+//! S2 if need_resched { cancel }           W2 if state == SLEEPING &&
+//! S3 futex_wait(state, SLEEPING)             CAS(SLEEPING -> RUNNING) { futex_wake }
+//! S4 state := RUNNING
+//! ```
+//!
+//! Why no wake-up is lost: all four accesses are SeqCst, so they have one
+//! total order. If S2 reads `false`, S2 precedes W1, hence S1 precedes W2 and
+//! W2 reads `SLEEPING` (only the sleeper leaves SLEEPING, at S4, after it
+//! woke). The waker then changes the word before it wakes: if its CAS lands
+//! before S3, `futex_wait` sees a value other than `SLEEPING` and returns at
+//! once; if after, the sleeper is queued on the futex and `futex_wake` wakes
+//! it. Only the waker whose CAS wins makes the syscall, so a sleep costs at
+//! most one wake. A worker that is RUNNING or POLLING costs its waker no
+//! syscall at all: it sees `need_resched` at its next check.
+//!
+//! Under `cfg(scx_rt_loom)` the futex is a loom `Mutex` + `Condvar` with the
+//! same compare-then-block semantics (timeouts are not modelled).
+
+use std::time::Duration;
+
+use crate::loom::{AtomicU32, Ordering};
+
+/// Running a task or the scheduler.
+pub(crate) const RUNNING: u32 = 0;
+/// Idle and spinning on `need_resched`.
+pub(crate) const POLLING: u32 = 1;
+/// Idle and blocked on the doorbell.
+pub(crate) const SLEEPING: u32 = 2;
+
+pub(crate) struct Doorbell {
+    state: AtomicU32,
+    #[cfg(scx_rt_loom)]
+    mu: loom::sync::Mutex<()>,
+    #[cfg(scx_rt_loom)]
+    cv: loom::sync::Condvar,
+}
+
+impl Doorbell {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: AtomicU32::new(RUNNING),
+            #[cfg(scx_rt_loom)]
+            mu: loom::sync::Mutex::new(()),
+            #[cfg(scx_rt_loom)]
+            cv: loom::sync::Condvar::new(),
+        }
+    }
+
+    /// Current idle state (for dumps and `can_skip_idle_kick` hints).
+    pub(crate) fn state(&self) -> u32 {
+        self.state.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_state(&self, s: u32) {
+        self.state.store(s, Ordering::SeqCst);
+    }
+
+    /// Waker side (W2). Returns `true` when it made the wake syscall.
+    #[inline]
+    pub(crate) fn ring(&self) -> bool {
+        if self.state.load(Ordering::SeqCst) != SLEEPING {
+            return false;
+        }
+        if self
+            .state
+            .compare_exchange(SLEEPING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        #[cfg(not(scx_rt_loom))]
+        scx_rt_sys::futex::wake_one(&self.state);
+        #[cfg(scx_rt_loom)]
+        {
+            let _g = self.mu.lock().unwrap();
+            self.cv.notify_all();
+        }
+        true
+    }
+
+    /// Sleeper side (S1..S4). `cancel` is S2: re-checked after SLEEPING is
+    /// published; when it returns `true` the sleep is abandoned.
+    pub(crate) fn sleep(&self, timeout: Option<Duration>, cancel: impl Fn() -> bool) {
+        self.state.store(SLEEPING, Ordering::SeqCst);
+        if !cancel() {
+            #[cfg(not(scx_rt_loom))]
+            scx_rt_sys::futex::wait(&self.state, SLEEPING, timeout);
+            #[cfg(scx_rt_loom)]
+            {
+                let _ = timeout;
+                let mut g = self.mu.lock().unwrap();
+                while self.state.load(Ordering::SeqCst) == SLEEPING {
+                    g = self.cv.wait(g).unwrap();
+                }
+            }
+        }
+        self.state.store(RUNNING, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,668 @@
+//! The [`Scheduler`] trait (`struct sched_ext_ops`) and the typed contexts
+//! through which its helpers (`scx_bpf_*`) are called.
+//!
+//! # Contexts instead of a verifier
+//!
+//! sched_ext's verifier rejects a BPF program that calls a kfunc from a
+//! callback that does not allow it (SPEC.md §7). Here the callback's context
+//! type carries exactly the helpers its kfunc mask allows, so a misplaced call
+//! is a compile error:
+//!
+//! | context | callbacks | helpers beyond [`Ctx`]'s "any context" set |
+//! |---|---|---|
+//! | [`SelectCpuCtx`] | `select_cpu` | `select_cpu_dfl`, direct `dispatch`/`dispatch_vtime` |
+//! | [`EnqueueCtx`] | `enqueue` | direct `dispatch`/`dispatch_vtime` |
+//! | [`DispatchCtx`] | `dispatch` | buffered `dispatch`/`dispatch_vtime`, `dispatch_nr_slots`, `dispatch_cancel`, `consume` |
+//! | [`InitCtx`] | `init`, `init_task`, `cpu_online`, `cpu_offline` | `create_dsq` |
+//! | [`Ctx`] | every other callback | the any-context helpers only |
+//!
+//! Every context derefs to [`Ctx`]. Errors the kernel turns into
+//! `scx_ops_error()` (an invalid CPU, a missing DSQ, a buffer overflow) are
+//! recorded in the runtime's exit record and eject the scheduler at the next
+//! safe point; the helper then returns the kernel's fallback value.
+//!
+//! # Callbacks run concurrently
+//!
+//! Like a BPF scheduler's programs, callbacks run on many CPUs at once, so
+//! every method takes `&self` and a scheduler keeps its state in atomics or
+//! locks (the analogue of BPF maps). A callback must not block: it runs with
+//! an rq lock held (except `select_cpu`, `init*`, `exit`, `cpu_on/offline`).
+
+use std::ops::Deref;
+
+use crate::consts::SLICE_DFL;
+use crate::cpumask::Cpumask;
+use crate::exit::{ExitInfo, ExitKind};
+use crate::flags::{dsq_id, DeqFlags, EnqFlags, KickFlags, OpsFlags, PickIdleFlags, WakeFlags};
+use crate::loom::{MutexGuard, Ordering};
+use crate::rq::{DispatchEntry, RqSynced};
+use crate::sched::Shared;
+use crate::task::{opss, TaskRef};
+
+/// Arguments of `init_task`.
+#[derive(Clone, Copy, Debug)]
+pub struct InitTaskArgs {
+    /// The task is new (spawned while the scheduler is attached), rather
+    /// than an existing task adopted at attach.
+    pub fork: bool,
+}
+
+/// Arguments of `exit_task`.
+#[derive(Clone, Copy, Debug)]
+pub struct ExitTaskArgs {
+    /// `init_task` ran but the task never became ready.
+    pub cancelled: bool,
+}
+
+/// A userspace sched_ext scheduler: the callbacks of `struct sched_ext_ops`
+/// with the kernel's names and defaults.
+///
+/// Only [`enqueue`](Scheduler::enqueue) is required. Every other callback
+/// defaults to what the kernel does when the op is absent.
+#[allow(unused_variables)]
+pub trait Scheduler: Send + Sync + 'static {
+    /// The scheduler's name (`ops.name`).
+    fn name(&self) -> &str {
+        "scheduler"
+    }
+
+    /// `ops.flags`.
+    fn flags(&self) -> OpsFlags {
+        OpsFlags::empty()
+    }
+
+    /// Dispatch buffer size (`ops.dispatch_max_batch`); 0 means 32.
+    fn dispatch_max_batch(&self) -> u32 {
+        0
+    }
+
+    /// Whether the runtime keeps its built-in idle masks. The kernel decides
+    /// this by whether `update_idle` is implemented (Rust cannot see that a
+    /// default method was overridden), so a scheduler that implements
+    /// `update_idle` to replace built-in tracking returns `false` here unless
+    /// it also sets `OpsFlags::KEEP_BUILTIN_IDLE`.
+    fn builtin_idle(&self) -> bool {
+        true
+    }
+
+    /// Picks the CPU for a waking task (no rq lock held). Default:
+    /// `select_cpu_dfl`, and if it found an idle CPU, direct-dispatch to that
+    /// CPU's local DSQ with the default slice.
+    fn select_cpu(
+        &self,
+        ctx: &mut SelectCpuCtx<'_>,
+        p: &TaskRef,
+        prev_cpu: usize,
+        wake_flags: WakeFlags,
+    ) -> i32 {
+        let (cpu, idle) = ctx.select_cpu_dfl(p, prev_cpu, wake_flags);
+        if idle {
+            ctx.dispatch(p, dsq_id::LOCAL, SLICE_DFL, EnqFlags::empty());
+        }
+        cpu as i32
+    }
+
+    /// Places a runnable task: direct-dispatch it, or keep it (the scheduler
+    /// then owns it until a later `dispatch`).
+    fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags);
+
+    /// A task the scheduler owns leaves the runqueue.
+    fn dequeue(&self, ctx: &Ctx<'_>, p: &TaskRef, deq_flags: DeqFlags) {}
+
+    /// The CPU's local and the global DSQ are empty: fill the local DSQ.
+    /// `prev` is the task that ran last if it is still runnable.
+    fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, cpu: usize, prev: Option<&TaskRef>) {}
+
+    /// Periodic tick for the running task.
+    fn tick(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+
+    /// The task became runnable.
+    fn runnable(&self, ctx: &Ctx<'_>, p: &TaskRef, enq_flags: EnqFlags) {}
+
+    /// The task starts running on `ctx.cpu()`.
+    fn running(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+
+    /// The task stops running; `runnable` says whether it stays runnable.
+    fn stopping(&self, ctx: &Ctx<'_>, p: &TaskRef, runnable: bool) {}
+
+    /// The task is no longer runnable.
+    fn quiescent(&self, ctx: &Ctx<'_>, p: &TaskRef, deq_flags: DeqFlags) {}
+
+    /// `yield_now` (`to` = None; the return value is ignored). Default: the
+    /// task's slice is zeroed, so it goes through `enqueue` at the next
+    /// scheduling step.
+    fn yield_(&self, ctx: &Ctx<'_>, from: &TaskRef, to: Option<&TaskRef>) -> bool {
+        if to.is_none() {
+            from.set_slice(0);
+        }
+        false
+    }
+
+    /// The task's weight changed (and right after `enable`).
+    fn set_weight(&self, ctx: &Ctx<'_>, p: &TaskRef, weight: u32) {}
+
+    /// The task's allowed CPUs changed (and when it joins the scheduler).
+    fn set_cpumask(&self, ctx: &Ctx<'_>, p: &TaskRef, mask: &Cpumask) {}
+
+    /// The CPU enters (`idle = true`) or leaves idle.
+    fn update_idle(&self, ctx: &Ctx<'_>, cpu: usize, idle: bool) {}
+
+    /// A task joins: once per task. An error refuses the task (it runs under
+    /// the fallback) and is an ops error.
+    fn init_task(&self, ctx: &InitCtx<'_>, p: &TaskRef, args: InitTaskArgs) -> Result<(), i32> {
+        Ok(())
+    }
+
+    /// A task leaves for good (finished, or the scheduler detaches).
+    fn exit_task(&self, ctx: &Ctx<'_>, p: &TaskRef, args: ExitTaskArgs) {}
+
+    /// The task is now scheduled by this scheduler.
+    fn enable(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+
+    /// The task is no longer scheduled by this scheduler.
+    fn disable(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+
+    /// A CPU came online.
+    fn cpu_online(&self, ctx: &InitCtx<'_>, cpu: usize) {}
+
+    /// A CPU goes offline.
+    fn cpu_offline(&self, ctx: &InitCtx<'_>, cpu: usize) {}
+
+    /// The scheduler is being attached, before any task joins.
+    fn init(&self, ctx: &InitCtx<'_>) -> Result<(), i32> {
+        Ok(())
+    }
+
+    /// The scheduler was detached; every task has left it.
+    fn exit(&self, info: &ExitInfo) {}
+
+    /// Adds scheduler state to a dump.
+    fn dump(&self, ctx: &mut DumpCtx<'_>) {}
+
+    /// Adds per-CPU state to a dump.
+    fn dump_cpu(&self, ctx: &mut DumpCtx<'_>, cpu: usize, idle: bool) {}
+
+    /// Adds per-task state to a dump.
+    fn dump_task(&self, ctx: &mut DumpCtx<'_>, p: &TaskRef) {}
+}
+
+/// The context of every callback: the "any context" helpers.
+pub struct Ctx<'a> {
+    pub(crate) sh: &'a Shared,
+    pub(crate) cpu: Option<usize>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self { sh, cpu }
+    }
+
+    /// The CPU running this callback (`None` on a thread that is no worker).
+    pub fn cpu(&self) -> Option<usize> {
+        self.cpu
+    }
+
+    /// Number of CPUs (`scx_bpf_nr_cpu_ids`).
+    pub fn nr_cpu_ids(&self) -> usize {
+        self.sh.nr_cpus
+    }
+
+    /// Monotonic time in ns.
+    pub fn now(&self) -> u64 {
+        crate::sched::now()
+    }
+
+    /// Number of tasks queued on a DSQ (`scx_bpf_dsq_nr_queued`), read
+    /// without locks; `-ENOENT` (-2) for an unknown id. `DSQ_GLOBAL` is
+    /// queryable here (scx-rt has one global DSQ, not one per NUMA node).
+    pub fn dsq_nr_queued(&self, dsq: u64) -> i32 {
+        if dsq == dsq_id::LOCAL {
+            return match self.cpu {
+                Some(c) => self.sh.cpus[c].shared.local_nr.load(Ordering::Relaxed) as i32,
+                None => -2,
+            };
+        }
+        if dsq & dsq_id::LOCAL_ON == dsq_id::LOCAL_ON {
+            let c = (dsq & dsq_id::LOCAL_CPU_MASK) as usize;
+            if c >= self.sh.nr_cpus {
+                self.error(format!("invalid CPU {c} in dsq_nr_queued"));
+                return -2;
+            }
+            return self.sh.cpus[c].shared.local_nr.load(Ordering::Relaxed) as i32;
+        }
+        if dsq == dsq_id::GLOBAL {
+            return self.sh.global.nr_queued() as i32;
+        }
+        match self.sh.find_user_dsq(dsq) {
+            Some(d) => d.nr_queued() as i32,
+            None => -2,
+        }
+    }
+
+    /// Destroys a user DSQ (`scx_bpf_destroy_dsq`); ignored if it does not
+    /// exist; destroying a non-empty DSQ is an error and leaves it intact.
+    pub fn destroy_dsq(&self, dsq: u64) {
+        self.sh.destroy_dsq(dsq);
+    }
+
+    /// Claims an idle CPU the task may run on (`scx_bpf_pick_idle_cpu`,
+    /// with the task's allowed CPUs as the mask).
+    pub fn pick_idle_cpu(&self, p: &TaskRef, flags: PickIdleFlags) -> Option<usize> {
+        if !self.sh.check_builtin_idle("pick_idle_cpu") {
+            return None;
+        }
+        self.sh.idle.pick(self.sh, |c| p.allowed_on(c), flags)
+    }
+
+    /// An idle CPU (claimed) the task may use, else any allowed CPU
+    /// (`scx_bpf_pick_any_cpu`).
+    pub fn pick_any_cpu(&self, p: &TaskRef, flags: PickIdleFlags) -> Option<usize> {
+        if self.sh.builtin_idle() {
+            if let Some(c) = self.sh.idle.pick(self.sh, |c| p.allowed_on(c), flags) {
+                return Some(c);
+            }
+        }
+        let start = self.sh.spread_hint();
+        (0..self.sh.nr_cpus)
+            .map(|i| (start + i) % self.sh.nr_cpus)
+            .find(|&c| p.allowed_on(c))
+    }
+
+    /// Claims `cpu` if it is idle (`scx_bpf_test_and_clear_cpu_idle`).
+    pub fn test_and_clear_cpu_idle(&self, cpu: usize) -> bool {
+        if !self.sh.check_cpu(cpu, "test_and_clear_cpu_idle")
+            || !self.sh.check_builtin_idle("test_and_clear_cpu_idle")
+        {
+            return false;
+        }
+        self.sh.idle.test_and_clear(cpu)
+    }
+
+    /// Whether the task is running on a CPU (`scx_bpf_task_running`).
+    pub fn task_running(&self, p: &TaskRef) -> bool {
+        p.scx.on_cpu.load(Ordering::Relaxed)
+    }
+
+    /// The task's CPU (`scx_bpf_task_cpu`).
+    pub fn task_cpu(&self, p: &TaskRef) -> usize {
+        p.cpu()
+    }
+
+    /// Asks for a reschedule of `cpu` (`scx_bpf_kick_cpu`). The kick is
+    /// deferred to the calling CPU's kick step, which runs once the callback
+    /// returns and no rq lock is held. `IDLE` with `PREEMPT` or `WAIT` is an
+    /// error.
+    pub fn kick_cpu(&self, cpu: usize, flags: KickFlags) {
+        crate::kick::kick_cpu(self.sh, self.cpu, cpu, flags);
+    }
+
+    /// Ends the scheduler normally (`scx_bpf_exit`): it is detached and the
+    /// runtime falls back to the built-in FIFO.
+    pub fn exit(&self, code: i64, msg: impl Into<String>) {
+        self.sh.record_exit(ExitKind::UnregBpf, code, msg.into());
+    }
+
+    /// Ends the scheduler with an error (`scx_bpf_error`).
+    pub fn error(&self, msg: impl Into<String>) {
+        self.sh.record_exit(ExitKind::ErrorBpf, 0, msg.into());
+    }
+}
+
+/// Direct-dispatch marker shared by `select_cpu` and `enqueue` contexts.
+struct DirectDispatch<'a> {
+    subject: &'a TaskRef,
+    done: bool,
+}
+
+impl DirectDispatch<'_> {
+    fn record(
+        &mut self,
+        ctx: &Ctx<'_>,
+        p: &TaskRef,
+        dsq: u64,
+        slice: u64,
+        vtime: Option<u64>,
+        mut flags: EnqFlags,
+    ) {
+        if flags.intersects(EnqFlags::INTERNAL_MASK) {
+            ctx.sh
+                .ops_error(format!("invalid enq_flags {:#x}", flags.0));
+            return;
+        }
+        if p.id() != self.subject.id() {
+            ctx.sh.ops_error(format!(
+                "dispatching task {} from the enqueue of task {}",
+                p.id(),
+                self.subject.id()
+            ));
+            return;
+        }
+        if self.done {
+            ctx.sh
+                .ops_error(format!("task {} already direct-dispatched", p.id()));
+            return;
+        }
+        self.done = true;
+        set_dispatch_slice(p, slice);
+        if let Some(v) = vtime {
+            p.set_dsq_vtime(v);
+            flags |= EnqFlags::DSQ_PRIQ;
+        }
+        p.scx.ddsp_dsq_id.store(dsq, Ordering::Relaxed);
+        p.scx.ddsp_enq_flags.store(flags.0, Ordering::Relaxed);
+    }
+}
+
+/// Slice rule of every dispatch: non-zero sets it; zero keeps the current
+/// slice but never leaves it at 0.
+fn set_dispatch_slice(p: &TaskRef, slice: u64) {
+    if slice != 0 {
+        p.set_slice(slice);
+    } else if p.slice() == 0 {
+        p.set_slice(1);
+    }
+}
+
+/// Context of `select_cpu`.
+pub struct SelectCpuCtx<'a> {
+    ctx: Ctx<'a>,
+    dd: DirectDispatch<'a>,
+}
+
+impl<'a> SelectCpuCtx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>, subject: &'a TaskRef) -> Self {
+        Self {
+            ctx: Ctx::new(sh, cpu),
+            dd: DirectDispatch {
+                subject,
+                done: false,
+            },
+        }
+    }
+
+    /// The default CPU selection (`scx_bpf_select_cpu_dfl`, SPEC.md §5):
+    /// returns the CPU and whether it is idle (and claimed).
+    pub fn select_cpu_dfl(
+        &mut self,
+        p: &TaskRef,
+        prev_cpu: usize,
+        wake_flags: WakeFlags,
+    ) -> (usize, bool) {
+        let sh = self.ctx.sh;
+        if !sh.check_cpu(prev_cpu, "select_cpu_dfl") {
+            return (p.cpu(), false);
+        }
+        if !sh.check_builtin_idle("select_cpu_dfl") {
+            return (prev_cpu, false);
+        }
+        crate::idle::select_cpu_dfl(sh, self.ctx.cpu, p, prev_cpu, wake_flags)
+    }
+
+    /// Direct dispatch: the verdict is executed once the task is enqueued on
+    /// the selected CPU (`ops.enqueue` is then skipped).
+    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+        self.dd.record(&self.ctx, p, dsq, slice, None, enq_flags);
+    }
+
+    /// Direct dispatch in vtime order.
+    pub fn dispatch_vtime(
+        &mut self,
+        p: &TaskRef,
+        dsq: u64,
+        slice: u64,
+        vtime: u64,
+        enq_flags: EnqFlags,
+    ) {
+        self.dd
+            .record(&self.ctx, p, dsq, slice, Some(vtime), enq_flags);
+    }
+}
+
+impl<'a> Deref for SelectCpuCtx<'a> {
+    type Target = Ctx<'a>;
+    fn deref(&self) -> &Ctx<'a> {
+        &self.ctx
+    }
+}
+
+/// Context of `enqueue`.
+pub struct EnqueueCtx<'a> {
+    ctx: Ctx<'a>,
+    dd: DirectDispatch<'a>,
+}
+
+impl<'a> EnqueueCtx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: usize, subject: &'a TaskRef) -> Self {
+        Self {
+            ctx: Ctx::new(sh, Some(cpu)),
+            dd: DirectDispatch {
+                subject,
+                done: false,
+            },
+        }
+    }
+
+    pub(crate) fn dispatched(&self) -> bool {
+        self.dd.done
+    }
+
+    /// Direct dispatch: executed right after `enqueue` returns; touches no
+    /// queue before that.
+    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+        self.dd.record(&self.ctx, p, dsq, slice, None, enq_flags);
+    }
+
+    /// Direct dispatch in vtime order.
+    pub fn dispatch_vtime(
+        &mut self,
+        p: &TaskRef,
+        dsq: u64,
+        slice: u64,
+        vtime: u64,
+        enq_flags: EnqFlags,
+    ) {
+        self.dd
+            .record(&self.ctx, p, dsq, slice, Some(vtime), enq_flags);
+    }
+}
+
+impl<'a> Deref for EnqueueCtx<'a> {
+    type Target = Ctx<'a>;
+    fn deref(&self) -> &Ctx<'a> {
+        &self.ctx
+    }
+}
+
+/// Context of `dispatch`: owns the CPU's rq lock and dispatch buffer.
+pub struct DispatchCtx<'a, 'g> {
+    ctx: Ctx<'a>,
+    pub(crate) rq: &'a mut MutexGuard<'g, RqSynced>,
+    pub(crate) max_batch: usize,
+    /// Tasks dispatched or consumed in this round (`dspc.nr_tasks`).
+    pub(crate) nr_tasks: u32,
+}
+
+impl<'a, 'g> DispatchCtx<'a, 'g> {
+    pub(crate) fn new(
+        sh: &'a Shared,
+        cpu: usize,
+        rq: &'a mut MutexGuard<'g, RqSynced>,
+        max_batch: usize,
+    ) -> Self {
+        Self {
+            ctx: Ctx::new(sh, Some(cpu)),
+            rq,
+            max_batch,
+            nr_tasks: 0,
+        }
+    }
+
+    fn buffer(&mut self, p: &TaskRef, dsq: u64, slice: u64, vtime: Option<u64>, mut f: EnqFlags) {
+        if f.intersects(EnqFlags::INTERNAL_MASK) {
+            self.ctx
+                .sh
+                .ops_error(format!("invalid enq_flags {:#x}", f.0));
+            return;
+        }
+        if self.rq.dispatch_buf.len() >= self.max_batch {
+            self.ctx
+                .sh
+                .ops_error("dispatch buffer overflow".to_string());
+            return;
+        }
+        set_dispatch_slice(p, slice);
+        if let Some(v) = vtime {
+            p.set_dsq_vtime(v);
+            f |= EnqFlags::DSQ_PRIQ;
+        }
+        let qseq = p.ops_state() & !opss::STATE_MASK;
+        self.rq.dispatch_buf.push(DispatchEntry {
+            task: p.clone(),
+            qseq,
+            dsq_id: dsq,
+            enq_flags: f,
+        });
+    }
+
+    /// Buffers a dispatch of `p` to `dsq` (`scx_bpf_dispatch`); performed
+    /// after the callback returns, or at the next `consume`. A dispatch of a
+    /// task the scheduler no longer owns is silently dropped.
+    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+        self.buffer(p, dsq, slice, None, enq_flags);
+    }
+
+    /// Buffers a vtime-ordered dispatch (`scx_bpf_dispatch_vtime`).
+    pub fn dispatch_vtime(
+        &mut self,
+        p: &TaskRef,
+        dsq: u64,
+        slice: u64,
+        vtime: u64,
+        enq_flags: EnqFlags,
+    ) {
+        self.buffer(p, dsq, slice, Some(vtime), enq_flags);
+    }
+
+    /// Free slots in the dispatch buffer (`scx_bpf_dispatch_nr_slots`).
+    pub fn dispatch_nr_slots(&self) -> usize {
+        self.max_batch - self.rq.dispatch_buf.len()
+    }
+
+    /// Drops the most recent buffered dispatch (`scx_bpf_dispatch_cancel`).
+    pub fn dispatch_cancel(&mut self) {
+        if self.rq.dispatch_buf.pop().is_none() {
+            self.ctx
+                .sh
+                .ops_error("dispatch buffer underflow".to_string());
+        }
+    }
+
+    /// Flushes the buffer, then moves the first task of user DSQ `dsq` that
+    /// may run here into this CPU's local DSQ (`scx_bpf_consume`).
+    pub fn consume(&mut self, dsq: u64) -> bool {
+        let sh = self.ctx.sh;
+        let cpu = self.rq.cpu;
+        crate::sched::flush_dispatch_buf(sh, cpu, self.rq, &mut self.nr_tasks);
+        if dsq & dsq_id::FLAG_BUILTIN != 0 {
+            sh.ops_error(format!("consume: invalid DSQ ID {dsq:#x}"));
+            return false;
+        }
+        let Some(d) = sh.find_user_dsq(dsq) else {
+            sh.ops_error(format!("consume: non-existent DSQ {dsq:#x}"));
+            return false;
+        };
+        if crate::sched::consume_dispatch_q(sh, self.rq, &d) {
+            self.nr_tasks += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl<'a> Deref for DispatchCtx<'a, '_> {
+    type Target = Ctx<'a>;
+    fn deref(&self) -> &Ctx<'a> {
+        &self.ctx
+    }
+}
+
+/// Context of the sleepable callbacks (`init`, `init_task`,
+/// `cpu_online`/`cpu_offline`).
+pub struct InitCtx<'a> {
+    ctx: Ctx<'a>,
+}
+
+impl<'a> InitCtx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self {
+            ctx: Ctx::new(sh, cpu),
+        }
+    }
+
+    /// Creates a user DSQ (`scx_bpf_create_dsq`). `node` is accepted for
+    /// fidelity and must be -1 or 0 (scx-rt has one node).
+    pub fn create_dsq(&self, dsq: u64, node: i32) -> Result<(), CreateDsqError> {
+        if !(-1..=0).contains(&node) {
+            return Err(CreateDsqError::InvalidNode { node });
+        }
+        self.ctx.sh.create_dsq(dsq)
+    }
+}
+
+impl<'a> Deref for InitCtx<'a> {
+    type Target = Ctx<'a>;
+    fn deref(&self) -> &Ctx<'a> {
+        &self.ctx
+    }
+}
+
+/// Why `create_dsq` failed (the kernel's -EINVAL / -EEXIST).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateDsqError {
+    /// Bit 63 is reserved for built-in DSQs.
+    #[error("dsq id {id:#x} has the built-in bit set")]
+    Builtin {
+        /// The id.
+        id: u64,
+    },
+    /// The id is taken.
+    #[error("dsq {id:#x} already exists")]
+    Exists {
+        /// The id.
+        id: u64,
+    },
+    /// The NUMA node is not valid.
+    #[error("invalid node {node}")]
+    InvalidNode {
+        /// The node.
+        node: i32,
+    },
+}
+
+/// Context of the dump callbacks: `dump` appends text.
+pub struct DumpCtx<'a> {
+    ctx: Ctx<'a>,
+    pub(crate) out: String,
+}
+
+impl<'a> DumpCtx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self {
+            ctx: Ctx::new(sh, cpu),
+            out: String::new(),
+        }
+    }
+
+    /// Appends text to the dump (`scx_bpf_dump`).
+    pub fn dump(&mut self, text: impl AsRef<str>) {
+        self.out.push_str(text.as_ref());
+    }
+}
+
+impl<'a> Deref for DumpCtx<'a> {
+    type Target = Ctx<'a>;
+    fn deref(&self) -> &Ctx<'a> {
+        &self.ctx
+    }
+}

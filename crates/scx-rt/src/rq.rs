@@ -1,0 +1,268 @@
+//! Per-CPU runqueues.
+//!
+//! Each CPU has an [`RqSynced`] behind its rq lock (local DSQ, `curr`,
+//! `nr_running`, flags, `ops_qseq`, the runnable list, sleep timers, the
+//! dispatch buffer) and an [`RqShared`] of atomics read and written without
+//! it (`need_resched`, the doorbell/idle state, the kick cpumasks owned by this
+//! CPU as a kicker, the lock-free local DSQ count, the pick sequence).
+//! Functions that need the rq lock take `&mut RqSynced`, so the compiler
+//! checks the locking comment (STYLE.md habit 2).
+//!
+//! # Lock order (one table; keep it true)
+//!
+//! | class | may be taken while holding | never while holding |
+//! |---|---|---|
+//! | rq lock | nothing, or the scheduler's own locks | another rq lock, a DSQ lock |
+//! | non-local DSQ lock | one rq lock | another DSQ lock |
+//! | user-DSQ table (rwlock) | one rq lock | a DSQ lock |
+//! | task body lock (stack) | nothing | — (held only by the worker running it) |
+//!
+//! 1. No path holds two rq locks: tasks move between CPUs by the hand-off of
+//!    SPEC.md §3.9 (`holding_cpu`: unlink under the DSQ lock, drop it, drop
+//!    our rq lock, take the source rq lock, re-check ownership).
+//! 2. A non-local DSQ lock nests inside an rq lock, never the reverse.
+//! 3. The kick step holds no rq lock when it takes a target's.
+//! 4. No scheduler callback is entered while holding a DSQ lock.
+//! 5. Nothing blocks (futex wait, sleep) while holding any rq or DSQ lock;
+//!    doorbells are rung after the lock is released.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crossbeam_utils::CachePadded;
+
+use crate::cpumask::AtomicCpumask;
+use crate::doorbell::Doorbell;
+use crate::dsq::DsqQueue;
+use crate::flags::{dsq_id, EnqFlags};
+use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::task::TaskRef;
+
+/// `scx_rq.flags` bits (6.12 values, SPEC.md §3.1).
+pub mod rqflags {
+    /// The scheduler was told the CPU is online.
+    pub const ONLINE: u32 = 1 << 0;
+    /// The current task has an infinite slice; no tick needed.
+    pub const CAN_STOP_TICK: u32 = 1 << 1;
+    /// A pick cycle started and balance has not run yet.
+    pub const BAL_PENDING: u32 = 1 << 2;
+    /// Balance decided to keep running prev.
+    pub const BAL_KEEP: u32 = 1 << 3;
+    /// This CPU's view of bypass mode.
+    pub const BYPASSING: u32 = 1 << 4;
+    /// Inside the enqueue of a wake-up.
+    pub const IN_WAKEUP: u32 = 1 << 16;
+    /// Inside balance: set for the whole step, cleared at its one exit.
+    pub const IN_BALANCE: u32 = 1 << 17;
+    /// The seed patch's name for `IN_BALANCE`.
+    pub const BALANCING: u32 = IN_BALANCE;
+}
+
+/// A buffered dispatch (SPEC.md §2.6).
+pub(crate) struct DispatchEntry {
+    pub task: TaskRef,
+    pub qseq: u64,
+    pub dsq_id: u64,
+    pub enq_flags: EnqFlags,
+}
+
+/// Runnable tasks of this rq that are not running, with O(1) removal (the
+/// task remembers its slot). Used by bypass, disable and dumps.
+#[derive(Default)]
+pub(crate) struct RunnableList {
+    slots: Vec<Option<TaskRef>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl RunnableList {
+    pub(crate) fn add(&mut self, p: &TaskRef) {
+        debug_assert_eq!(p.scx.runnable_slot.load(Ordering::Relaxed), usize::MAX);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(p.clone());
+                i
+            }
+            None => {
+                self.slots.push(Some(p.clone()));
+                self.slots.len() - 1
+            }
+        };
+        p.scx.runnable_slot.store(i, Ordering::Relaxed);
+        self.len += 1;
+    }
+
+    pub(crate) fn remove(&mut self, p: &TaskRef) {
+        let i = p.scx.runnable_slot.swap(usize::MAX, Ordering::Relaxed);
+        if i == usize::MAX {
+            return;
+        }
+        debug_assert!(self.slots[i].as_ref().is_some_and(|q| q.id() == p.id()));
+        self.slots[i] = None;
+        self.free.push(i);
+        self.len -= 1;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &TaskRef> {
+        self.slots.iter().flatten()
+    }
+}
+
+/// A sleeping task's timer.
+pub(crate) struct Timer {
+    pub deadline: u64,
+    pub seq: u64,
+    pub task: TaskRef,
+}
+impl PartialEq for Timer {
+    fn eq(&self, o: &Self) -> bool {
+        (self.deadline, self.seq) == (o.deadline, o.seq)
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.deadline, self.seq).cmp(&(o.deadline, o.seq))
+    }
+}
+
+/// State behind the rq lock.
+pub(crate) struct RqSynced {
+    pub cpu: usize,
+    pub local: DsqQueue,
+    /// The task this CPU runs (`None`: the idle task).
+    pub curr: Option<TaskRef>,
+    pub nr_running: u32,
+    pub flags: u32,
+    pub ops_qseq: u64,
+    pub runnable: RunnableList,
+    /// Direct dispatches to other CPUs' local DSQs, parked until this rq lock
+    /// is released (SPEC.md §3.10).
+    pub ddsp_deferred_locals: Vec<(TaskRef, usize, EnqFlags)>,
+    /// Tasks woken while this rq was locked; woken after it is released.
+    pub deferred_wakeups: Vec<TaskRef>,
+    pub dispatch_buf: Vec<DispatchEntry>,
+    pub timers: BinaryHeap<Reverse<Timer>>,
+    pub timer_seq: u64,
+    /// Whether the CPU went idle through a real transition (for
+    /// `update_idle` and the idle masks).
+    pub idle_notified: bool,
+    pub zero_slice_warned: bool,
+    /// Generation of the scheduler this rq calls (swapped under the lock).
+    pub sched_gen: u64,
+}
+
+impl RqSynced {
+    pub(crate) fn new(cpu: usize) -> Self {
+        Self {
+            cpu,
+            local: DsqQueue::new(dsq_id::LOCAL_ON | cpu as u64),
+            curr: None,
+            nr_running: 0,
+            flags: rqflags::ONLINE,
+            ops_qseq: 0,
+            runnable: RunnableList::default(),
+            ddsp_deferred_locals: Vec::new(),
+            deferred_wakeups: Vec::new(),
+            dispatch_buf: Vec::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            idle_notified: false,
+            zero_slice_warned: false,
+            sched_gen: 0,
+        }
+    }
+
+    pub(crate) fn has(&self, f: u32) -> bool {
+        self.flags & f != 0
+    }
+
+    pub(crate) fn bypassing(&self) -> bool {
+        self.has(rqflags::BYPASSING)
+    }
+
+    /// SCX-online: the scheduler was told the CPU is online.
+    pub(crate) fn online(&self) -> bool {
+        self.has(rqflags::ONLINE)
+    }
+
+    /// The earliest sleep-timer deadline.
+    pub(crate) fn next_timer(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse(t)| t.deadline)
+    }
+}
+
+/// Atomics of a CPU, outside the rq lock.
+pub(crate) struct RqShared {
+    /// The CPU must enter the scheduling path at its next check.
+    pub need_resched: AtomicBool,
+    pub doorbell: Doorbell,
+    /// CPUs this CPU wants to kick (it is the kicker).
+    pub cpus_to_kick: AtomicCpumask,
+    pub cpus_to_kick_if_idle: AtomicCpumask,
+    pub cpus_to_preempt: AtomicCpumask,
+    pub cpus_to_wait: AtomicCpumask,
+    /// The kick step ("irq work") is pending on this CPU.
+    pub kick_pending: AtomicBool,
+    /// Lock-free mirror of the local DSQ length (`dsq_nr_queued`).
+    pub local_nr: AtomicUsize,
+    /// Pick sequence: bumped whenever an SCX task is switched out and at
+    /// every pick (the `kick_sync` of SPEC.md §4.3).
+    pub pnt_seq: AtomicU64,
+    /// Whether the CPU currently runs its idle task (a lock-free hint).
+    pub idle: AtomicBool,
+    /// Earliest sleep-timer deadline (`u64::MAX`: none), for the idle loop.
+    pub next_timer: AtomicU64,
+}
+
+impl RqShared {
+    fn new(nr_cpus: usize) -> Self {
+        Self {
+            need_resched: AtomicBool::new(false),
+            doorbell: Doorbell::new(),
+            cpus_to_kick: AtomicCpumask::new(nr_cpus),
+            cpus_to_kick_if_idle: AtomicCpumask::new(nr_cpus),
+            cpus_to_preempt: AtomicCpumask::new(nr_cpus),
+            cpus_to_wait: AtomicCpumask::new(nr_cpus),
+            kick_pending: AtomicBool::new(false),
+            local_nr: AtomicUsize::new(0),
+            pnt_seq: AtomicU64::new(0),
+            idle: AtomicBool::new(true),
+            next_timer: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+/// One CPU: its rq lock and its atomics, each on its own cache line.
+pub(crate) struct Cpu {
+    pub id: usize,
+    pub rq: CachePadded<Mutex<RqSynced>>,
+    pub shared: CachePadded<RqShared>,
+}
+
+impl Cpu {
+    pub(crate) fn new(id: usize, nr_cpus: usize) -> Self {
+        Self {
+            id,
+            rq: CachePadded::new(Mutex::new(RqSynced::new(id))),
+            shared: CachePadded::new(RqShared::new(nr_cpus)),
+        }
+    }
+
+    /// `resched_curr`: make the CPU enter its scheduling path; ring its
+    /// doorbell only if it sleeps (no syscall for a polling or busy CPU).
+    #[inline]
+    pub(crate) fn resched(&self) {
+        self.shared.need_resched.store(true, Ordering::SeqCst);
+        self.shared.doorbell.ring();
+    }
+}

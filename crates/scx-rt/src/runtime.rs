@@ -1,0 +1,569 @@
+//! `Runtime`, its `Builder`, spawning, joining and shutdown.
+//!
+//! # Shutdown
+//!
+//! [`Runtime::shutdown`] (also run on drop) waits until every spawned task
+//! has finished — tasks may still spawn children meanwhile — then stops the
+//! workers and joins their threads, so no worker thread outlives the
+//! runtime. A task blocked forever (a receive nobody will satisfy) keeps
+//! shutdown waiting, as joining a thread would; finish or unblock tasks
+//! first.
+
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::consts::{DEFAULT_IDLE_POLL, DEFAULT_STACK_SIZE, SLICE_DFL};
+use crate::cpumask::Cpumask;
+use crate::exit::ExitInfo;
+use crate::flags::WakeFlags;
+use crate::loom::Ordering;
+use crate::ops::{Ctx, InitCtx, InitTaskArgs, Scheduler};
+use crate::sched::{self, call, now, Config, Shared};
+use crate::sync::wait::{wait_on, wake_all, WaitList};
+use crate::task::{Affinity, Task, TaskId, TaskRef, TaskState};
+use crate::worker;
+
+/// Why a runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The CPU list is empty.
+    #[error("the cpu list is empty")]
+    NoCpus,
+    /// A CPU is listed twice.
+    #[error("cpu {cpu} is listed twice")]
+    DuplicateCpu {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// A CPU is outside the process's affinity mask.
+    #[error("cpu {cpu} is not in this process's affinity mask (usable: {usable})")]
+    CpuNotUsable {
+        /// The CPU.
+        cpu: usize,
+        /// The usable CPUs, as a list.
+        usable: String,
+    },
+    /// More CPUs were asked for than pinning can give.
+    #[error("{requested} pinned cpus requested but only {available} are usable")]
+    TooManyCpus {
+        /// Requested.
+        requested: usize,
+        /// Usable.
+        available: usize,
+    },
+    /// More CPUs than the cpumask width.
+    #[error("{requested} cpus requested; at most {max} are supported")]
+    CpuLimit {
+        /// Requested.
+        requested: usize,
+        /// Maximum.
+        max: usize,
+    },
+    /// Reading the affinity mask failed.
+    #[error("reading the process affinity mask failed: {0}")]
+    Affinity(#[source] std::io::Error),
+    /// Pinning a worker failed.
+    #[error("pinning the worker of cpu {cpu} failed: {source}")]
+    Pin {
+        /// The CPU.
+        cpu: usize,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Starting a worker thread failed.
+    #[error("starting the worker of cpu {cpu} failed: {source}")]
+    Spawn {
+        /// The CPU.
+        cpu: usize,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Configures and starts a [`Runtime`].
+pub struct Builder {
+    cpus: Option<Vec<usize>>,
+    nr_cpus: Option<usize>,
+    pin: bool,
+    sched: Option<Arc<dyn Scheduler>>,
+    slice: u64,
+    stack_size: usize,
+    idle_poll: Duration,
+    allow_migration: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            cpus: None,
+            nr_cpus: None,
+            pin: true,
+            sched: None,
+            slice: SLICE_DFL,
+            stack_size: DEFAULT_STACK_SIZE,
+            idle_poll: DEFAULT_IDLE_POLL,
+            allow_migration: false,
+        }
+    }
+}
+
+impl Builder {
+    /// The OS cores to run on, one worker (CPU) each; CPU ids inside the
+    /// runtime are positions in this list. Default: every usable core.
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// Run `n` workers: the first `n` usable cores when pinned; any number
+    /// (more than the cores, too) when `pin(false)`.
+    pub fn nr_cpus(mut self, n: usize) -> Self {
+        self.nr_cpus = Some(n);
+        self
+    }
+
+    /// Pin each worker to its core (default `true`).
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// The scheduler (default: the built-in FIFO).
+    pub fn scheduler(mut self, s: impl Scheduler) -> Self {
+        self.sched = Some(Arc::new(s));
+        self
+    }
+
+    /// The default slice (`SLICE_DFL` = 20 ms unless set).
+    pub fn slice(mut self, d: Duration) -> Self {
+        self.slice = d.as_nanos().min(u64::MAX as u128) as u64;
+        self
+    }
+
+    /// Green stack size (virtual; default 256 KiB).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// How long an idle worker spins before sleeping (default 50 µs).
+    pub fn idle_poll(mut self, d: Duration) -> Self {
+        self.idle_poll = d;
+        self
+    }
+
+    /// Lets a task that has started running move to another CPU.
+    ///
+    /// # Safety
+    ///
+    /// A stackful task that migrates keeps, on its stack, whatever it held
+    /// when it was switched out. The caller promises that no task of this
+    /// runtime holds, across a switch point (a blocking call, `yield_now`,
+    /// `preempt_point`, `sleep`), a reference into a thread-local (inside a
+    /// `LocalKey::with` closure) or any `!Send` value (an `Rc`, a
+    /// `RefCell` borrow, `rand::thread_rng()`'s handle, a std `MutexGuard`).
+    /// Breaking the promise lets two threads use non-thread-safe data at
+    /// once: undefined behaviour. See the crate docs.
+    pub unsafe fn allow_migration(mut self) -> Self {
+        self.allow_migration = true;
+        self
+    }
+
+    /// Starts one worker per CPU.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let usable = scx_rt_sys::affinity::usable_cpus().map_err(BuildError::Affinity)?;
+        let usable_str = Cpumask::from_cpus(
+            usable.iter().max().map_or(1, |m| m + 1),
+            usable.iter().copied(),
+        )
+        .to_string();
+        let os: Vec<Option<usize>> = match (&self.cpus, self.nr_cpus) {
+            (Some(list), _) => {
+                if list.is_empty() {
+                    return Err(BuildError::NoCpus);
+                }
+                let mut seen = std::collections::HashSet::new();
+                for &c in list {
+                    if !seen.insert(c) {
+                        return Err(BuildError::DuplicateCpu { cpu: c });
+                    }
+                    if self.pin && !usable.contains(&c) {
+                        return Err(BuildError::CpuNotUsable {
+                            cpu: c,
+                            usable: usable_str,
+                        });
+                    }
+                }
+                list.iter().map(|&c| self.pin.then_some(c)).collect()
+            }
+            (None, Some(n)) => {
+                if n == 0 {
+                    return Err(BuildError::NoCpus);
+                }
+                if self.pin {
+                    if n > usable.len() {
+                        return Err(BuildError::TooManyCpus {
+                            requested: n,
+                            available: usable.len(),
+                        });
+                    }
+                    usable[..n].iter().map(|&c| Some(c)).collect()
+                } else {
+                    vec![None; n]
+                }
+            }
+            (None, None) => {
+                if usable.is_empty() {
+                    return Err(BuildError::NoCpus);
+                }
+                usable.iter().map(|&c| self.pin.then_some(c)).collect()
+            }
+        };
+        let n = os.len();
+        if n > crate::consts::MAX_CPUS {
+            return Err(BuildError::CpuLimit {
+                requested: n,
+                max: crate::consts::MAX_CPUS,
+            });
+        }
+        let sched: Arc<dyn Scheduler> = self
+            .sched
+            .unwrap_or_else(|| Arc::new(crate::schedulers::Fifo));
+        let sh = Arc::new(Shared::new(
+            n,
+            os.clone(),
+            sched.clone(),
+            Config {
+                slice_dfl: self.slice,
+                idle_poll_ns: self.idle_poll.as_nanos().min(u64::MAX as u128) as u64,
+                allow_migration: self.allow_migration,
+            },
+            self.stack_size,
+        ));
+        // ops.init: a failure is an ops error; the runtime then runs on the
+        // fallback (and ops.exit still runs, from the disable path).
+        let ictx = InitCtx::new(&sh, None);
+        match call(&sh, "init", || sched.init(&ictx)) {
+            Some(Err(code)) => sh.ops_error(format!("ops.init failed ({code})")),
+            Some(Ok(())) | None => {}
+        }
+        let mut workers = Vec::with_capacity(n);
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<std::io::Error>)>();
+        for (cpu, oscpu) in os.iter().copied().enumerate() {
+            let sh2 = sh.clone();
+            let tx = tx.clone();
+            let r = std::thread::Builder::new()
+                .name(format!("scx-rt-cpu{cpu}"))
+                .spawn(move || {
+                    if let Some(o) = oscpu {
+                        if let Err(e) = scx_rt_sys::affinity::pin_current_thread(o) {
+                            let _ = tx.send((cpu, Some(e)));
+                            return;
+                        }
+                    }
+                    let _ = tx.send((cpu, None));
+                    drop(tx);
+                    worker::worker_main(sh2, cpu);
+                });
+            match r {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    stop(&sh, workers);
+                    return Err(BuildError::Spawn { cpu, source: e });
+                }
+            }
+        }
+        drop(tx);
+        let mut err = None;
+        for _ in 0..n {
+            if let Ok((cpu, Some(e))) = rx.recv() {
+                err.get_or_insert(BuildError::Pin {
+                    cpu: os[cpu].unwrap_or(cpu),
+                    source: e,
+                });
+            }
+        }
+        if let Some(e) = err {
+            stop(&sh, workers);
+            return Err(e);
+        }
+        Ok(Runtime {
+            sh,
+            workers: parking_lot::Mutex::new(workers),
+        })
+    }
+}
+
+fn stop(sh: &Shared, workers: Vec<std::thread::JoinHandle<()>>) {
+    sh.shutdown.store(true, Ordering::Release);
+    for c in sh.cpus.iter() {
+        c.resched();
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+}
+
+/// A running scx-rt runtime: one pinned worker thread per CPU.
+pub struct Runtime {
+    sh: Arc<Shared>,
+    workers: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Number of CPUs (workers).
+    pub fn nr_cpus(&self) -> usize {
+        self.sh.nr_cpus
+    }
+
+    /// Spawns a green task.
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        spawn_in(&self.sh, f, Affinity::All)
+    }
+
+    /// Spawns a green task that may only run on CPU `cpu`.
+    ///
+    /// # Panics
+    /// If `cpu` is not a CPU of this runtime.
+    pub fn spawn_on<F, T>(&self, cpu: usize, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        assert!(
+            cpu < self.sh.nr_cpus,
+            "spawn_on: no cpu {cpu} in this runtime"
+        );
+        let m = Cpumask::from_cpus(self.sh.nr_cpus, [cpu]);
+        spawn_in(&self.sh, f, Affinity::Mask(Arc::new(m)))
+    }
+
+    /// Runs `f` as a green task and waits for its value (a panic in `f`
+    /// resumes here).
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.spawn(f).join() {
+            Ok(v) => v,
+            Err(e) => resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// What ended the last scheduler, if one was ejected or exited.
+    pub fn exit_info(&self) -> Option<ExitInfo> {
+        self.sh
+            .last_exit
+            .lock()
+            .clone()
+            .or_else(|| self.sh.exit.info())
+    }
+
+    /// Name of the attached scheduler.
+    pub fn scheduler_name(&self) -> String {
+        self.sh.cur_slot().name.clone()
+    }
+
+    /// A state dump (SPEC.md §6.6 layout).
+    pub fn dump(&self) -> String {
+        crate::dump::dump_state(&self.sh, "dump requested")
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            live_tasks: self.sh.live_tasks.load(Ordering::Relaxed),
+            ejections: self.sh.nr_ejections.load(Ordering::Relaxed),
+            stacks_allocated: self.sh.stacks.allocated(),
+        }
+    }
+
+    /// Waits for every task to finish, then stops and joins the workers.
+    pub fn shutdown(&self) {
+        let ws: Vec<_> = std::mem::take(&mut *self.workers.lock());
+        if ws.is_empty() {
+            return;
+        }
+        stop(&self.sh, ws);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Runtime counters.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// Tasks spawned and not finished.
+    pub live_tasks: usize,
+    /// Schedulers ejected (errors or exits).
+    pub ejections: u64,
+    /// Green stacks allocated so far (live and cached).
+    pub stacks_allocated: usize,
+}
+
+/// Why `join` returned no value.
+#[derive(thiserror::Error)]
+pub enum JoinError {
+    /// The task panicked; the payload is kept.
+    #[error("task panicked")]
+    Panicked(Box<dyn std::any::Any + Send + 'static>),
+}
+
+impl std::fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::Panicked(p) => write!(f, "Panicked({:?})", sched::panic_msg(&**p)),
+        }
+    }
+}
+
+impl JoinError {
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panicked(_))
+    }
+
+    /// The panic payload.
+    pub fn into_panic(self) -> Box<dyn std::any::Any + Send + 'static> {
+        match self {
+            JoinError::Panicked(p) => p,
+        }
+    }
+
+    /// The panic message, when the payload is a string.
+    pub fn panic_message(&self) -> String {
+        match self {
+            JoinError::Panicked(p) => sched::panic_msg(&**p),
+        }
+    }
+}
+
+struct PacketState<T> {
+    result: Option<std::thread::Result<T>>,
+    done: bool,
+    waiters: WaitList,
+}
+
+struct Packet<T> {
+    st: parking_lot::Mutex<PacketState<T>>,
+}
+
+/// Owns the right to join a task.
+pub struct JoinHandle<T> {
+    task: TaskRef,
+    packet: Arc<Packet<T>>,
+    _p: PhantomData<T>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the task and returns its value. Blocks the OS thread, or
+    /// only the green task when called from one.
+    pub fn join(self) -> Result<T, JoinError> {
+        let r = wait_on(
+            &self.packet.st,
+            |s| if s.done { s.result.take() } else { None },
+            |s| &mut s.waiters,
+        );
+        r.map_err(JoinError::Panicked)
+    }
+
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.packet.st.lock().done
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.task.id()
+    }
+}
+
+pub(crate) fn spawn_in<F, T>(sh: &Arc<Shared>, f: F, affinity: Affinity) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let packet = Arc::new(Packet {
+        st: parking_lot::Mutex::new(PacketState {
+            result: None,
+            done: false,
+            waiters: WaitList::default(),
+        }),
+    });
+    let pk = packet.clone();
+    let body: scx_rt_sys::fiber::Body = Box::new(move || {
+        let r = catch_unwind(AssertUnwindSafe(f));
+        if r.is_err() && scx_rt_sys::fiber::unwinding_for_drop() {
+            // The fiber is being dropped while suspended: let its forced
+            // unwind through.
+            if let Err(e) = r {
+                resume_unwind(e);
+            }
+            return;
+        }
+        let ws = {
+            let mut s = pk.st.lock();
+            s.result = Some(r);
+            s.done = true;
+            s.waiters.take_all()
+        };
+        wake_all(ws);
+    });
+    let id = sh.next_task_id.fetch_add(1, Ordering::Relaxed);
+    let from = worker::cpu_in(sh);
+    let p: TaskRef = Arc::new(Task::new(
+        id,
+        Some(scx_rt_sys::fiber::Fiber::new(body)),
+        affinity,
+        sh.cfg.allow_migration,
+        now(),
+    ));
+    sh.live_tasks.fetch_add(1, Ordering::AcqRel);
+    let start = from.unwrap_or_else(|| sh.spread_hint());
+    let start = if p.allowed_on(start) {
+        start
+    } else {
+        (0..sh.nr_cpus).find(|&c| p.allowed_on(c)).unwrap_or(0)
+    };
+    p.scx.cpu.store(start as u32, Ordering::Relaxed);
+    p.set_slice(sh.cfg.slice_dfl);
+    let slot = sh.cur_slot();
+    let ictx = InitCtx::new(sh, from);
+    match call(sh, "init_task", || {
+        slot.ops.init_task(&ictx, &p, InitTaskArgs { fork: true })
+    }) {
+        Some(Err(code)) => sh.ops_error(format!("ops.init_task failed ({code}) for task {id}")),
+        Some(Ok(())) | None => {}
+    }
+    p.set_state(TaskState::Ready);
+    let ctx = Ctx::new(sh, from);
+    call(sh, "enable", || slot.ops.enable(&ctx, &p));
+    p.set_state(TaskState::Enabled);
+    call(sh, "set_weight", || {
+        slot.ops.set_weight(&ctx, &p, p.weight())
+    });
+    sched::wake_up(sh, &p, WakeFlags::FORK, from);
+    JoinHandle {
+        task: p,
+        packet,
+        _p: PhantomData,
+    }
+}

@@ -1,0 +1,29 @@
+//! The built-in FIFO: the default scheduler and the fallback after an
+//! ejection. It is what sched_ext does with no BPF scheduler callbacks at
+//! all — every task goes to the global DSQ with the default slice, and an
+//! idle CPU found at wake-up gets the task directly — plus one kick so that
+//! work queued in the global DSQ never waits for a sleeping CPU.
+
+use crate::consts::SLICE_DFL;
+use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags};
+use crate::ops::{EnqueueCtx, Scheduler};
+use crate::task::TaskRef;
+
+/// Global FIFO scheduling.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fifo;
+
+impl Scheduler for Fifo {
+    fn name(&self) -> &str {
+        "fifo"
+    }
+
+    fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
+        ctx.dispatch(p, dsq_id::GLOBAL, SLICE_DFL, enq_flags);
+        // The kernel's fair class would find a sleeping CPU for us; here an
+        // idle CPU is woken to consume the global DSQ.
+        if let Some(c) = ctx.pick_idle_cpu(p, PickIdleFlags::empty()) {
+            ctx.kick_cpu(c, KickFlags::IDLE);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Go's `sync.WaitGroup` for green tasks.
+
+use std::sync::Arc;
+
+use super::wait::{wait_on, wake_all, WaitList};
+
+struct State {
+    count: usize,
+    waiters: WaitList,
+}
+
+/// Counts outstanding work; `wait` blocks until the count is zero.
+#[derive(Clone)]
+pub struct WaitGroup {
+    st: Arc<parking_lot::Mutex<State>>,
+}
+
+impl WaitGroup {
+    /// A group with count zero.
+    pub fn new() -> Self {
+        Self {
+            st: Arc::new(parking_lot::Mutex::new(State {
+                count: 0,
+                waiters: WaitList::default(),
+            })),
+        }
+    }
+
+    /// Adds `n` to the count.
+    pub fn add(&self, n: usize) {
+        self.st.lock().count += n;
+    }
+
+    /// Subtracts one; wakes the waiters when the count reaches zero.
+    ///
+    /// # Panics
+    /// If the count is already zero.
+    pub fn done(&self) {
+        let ws = {
+            let mut s = self.st.lock();
+            assert!(s.count > 0, "WaitGroup::done called more often than add");
+            s.count -= 1;
+            if s.count == 0 {
+                s.waiters.take_all()
+            } else {
+                Vec::new()
+            }
+        };
+        wake_all(ws);
+    }
+
+    /// Blocks until the count is zero.
+    pub fn wait(&self) {
+        wait_on(
+            &self.st,
+            |s| (s.count == 0).then_some(()),
+            |s| &mut s.waiters,
+        );
+    }
+
+    /// The current count.
+    pub fn count(&self) -> usize {
+        self.st.lock().count
+    }
+}
+
+impl Default for WaitGroup {
+    fn default() -> Self {
+        Self::new()
+    }
+}

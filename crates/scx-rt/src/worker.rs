@@ -1,0 +1,342 @@
+//! The CPU main loop.
+//!
+//! Each worker thread is one CPU: pinned to its core, it loops
+//!
+//! ```text
+//! loop {
+//!     safe point: run the disable path if an exit is pending;
+//!                 run this CPU's kick step (its "irq work")
+//!     clear need_resched
+//!     schedule(prev, why prev stopped)       rq locked inside
+//!     wake the tasks whose timers fired or whose block was cancelled late
+//!     run the picked task until it reaches a switch point, or go idle
+//! }
+//! ```
+//!
+//! Going idle: poll (spin, marked POLLING, so a kick needs no syscall) for
+//! the configured time, then sleep on the doorbell with a timeout at the
+//! earliest sleep timer (the no-lost-wake-up argument is in `doorbell`).
+//!
+//! A green task stops running only at a switch point: it suspends its fiber
+//! with a code telling why (`YIELD`, `PREEMPT`, `BLOCK`), or returns.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::sync::Arc;
+
+use crate::flags::{DeqFlags, WakeFlags};
+use crate::loom::Ordering;
+use crate::ops::{Ctx, ExitTaskArgs};
+use crate::rq::RqSynced;
+use crate::sched::{self, call, now, Shared};
+use crate::task::{TaskRef, TaskState};
+
+/// Why a task stopped running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Switch {
+    Yield,
+    Preempt,
+    Block,
+    Exit,
+    NoStack,
+}
+
+pub(crate) const SW_YIELD: usize = 1;
+pub(crate) const SW_PREEMPT: usize = 2;
+pub(crate) const SW_BLOCK: usize = 3;
+
+/// What a worker thread knows about itself.
+pub(crate) struct WorkerTls {
+    pub sh: Arc<Shared>,
+    pub cpu: usize,
+    pub task: Option<TaskRef>,
+}
+
+std::thread_local! {
+    static WORKER: RefCell<Option<WorkerTls>> = const { RefCell::new(None) };
+}
+
+// The accessors are `#[inline(never)]`: a task may suspend on one thread and
+// resume on another, and a thread-local address computed before the switch
+// must not be reused after it.
+
+/// (runtime, cpu, current task) of the calling thread, if it is a worker.
+#[inline(never)]
+pub(crate) fn current() -> Option<(Arc<Shared>, usize, Option<TaskRef>)> {
+    WORKER.with(|w| {
+        w.borrow()
+            .as_ref()
+            .map(|w| (w.sh.clone(), w.cpu, w.task.clone()))
+    })
+}
+
+/// The CPU of the calling worker thread.
+#[inline(never)]
+pub(crate) fn current_cpu() -> Option<usize> {
+    WORKER.with(|w| w.borrow().as_ref().map(|w| w.cpu))
+}
+
+/// The CPU of the calling worker when it is a worker of `sh`.
+#[inline(never)]
+pub(crate) fn cpu_in(sh: &Shared) -> Option<usize> {
+    WORKER.with(|w| {
+        w.borrow()
+            .as_ref()
+            .filter(|w| w.sh.rt_id == sh.rt_id)
+            .map(|w| w.cpu)
+    })
+}
+
+/// Whether the calling code runs inside a green task.
+#[inline(never)]
+pub(crate) fn in_task() -> bool {
+    WORKER.with(|w| w.borrow().as_ref().is_some_and(|w| w.task.is_some()))
+}
+
+/// Whether the calling task's CPU has a reschedule pending.
+#[inline(never)]
+pub(crate) fn need_resched() -> bool {
+    WORKER.with(|w| match &*w.borrow() {
+        Some(w) if w.task.is_some() => w.sh.cpus[w.cpu].shared.need_resched.load(Ordering::Relaxed),
+        _ => false,
+    })
+}
+
+fn set_task(t: Option<TaskRef>) {
+    WORKER.with(|w| {
+        if let Some(w) = w.borrow_mut().as_mut() {
+            w.task = t;
+        }
+    });
+}
+
+/// Wakes a blocked task (green wait queues call this).
+pub(crate) fn wake_task(sh: &Shared, p: &TaskRef) {
+    if p.wake_claim() {
+        sched::wake_up(sh, p, WakeFlags::TTWU, cpu_in(sh));
+    }
+}
+
+pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
+    WORKER.with(|w| {
+        *w.borrow_mut() = Some(WorkerTls {
+            sh: sh.clone(),
+            cpu,
+            task: None,
+        })
+    });
+    let c = &sh.cpus[cpu];
+    let mut prev: Option<(TaskRef, Switch)> = None;
+    loop {
+        if sh.exit.pending.load(Ordering::Acquire) {
+            sched::disable(&sh);
+        }
+        crate::kick::run_pending(&sh, Some(cpu));
+        c.shared.need_resched.store(false, Ordering::SeqCst);
+        let (next, wakeups) = schedule(&sh, cpu, prev.take());
+        for t in wakeups {
+            sched::wake_up(&sh, &t, WakeFlags::TTWU, Some(cpu));
+        }
+        crate::kick::run_pending(&sh, Some(cpu));
+        match next {
+            Some(t) => {
+                let sw = run_task(&sh, cpu, &t);
+                prev = Some((t, sw));
+            }
+            None => {
+                if sh.shutdown.load(Ordering::Acquire) && sh.live_tasks.load(Ordering::Acquire) == 0
+                {
+                    break;
+                }
+                idle(&sh, cpu);
+            }
+        }
+    }
+    WORKER.with(|w| *w.borrow_mut() = None);
+}
+
+fn fire_timers(sh: &Shared, rq: &mut RqSynced, out: &mut Vec<TaskRef>) {
+    let now = now();
+    while let Some(Reverse(t)) = rq.timers.peek() {
+        if t.deadline > now {
+            break;
+        }
+        if let Some(Reverse(t)) = rq.timers.pop() {
+            out.push(t.task);
+        }
+    }
+    sh.cpus[rq.cpu]
+        .shared
+        .next_timer
+        .store(rq.next_timer().unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// One scheduling step. Returns the next task and tasks to wake once the rq
+/// lock is released. No lock held on entry or return.
+fn schedule(
+    sh: &Shared,
+    cpu: usize,
+    prev: Option<(TaskRef, Switch)>,
+) -> (Option<TaskRef>, Vec<TaskRef>) {
+    let c = &sh.cpus[cpu];
+    let mut rq = c.rq.lock();
+    let mut timer_wakeups = Vec::new();
+    fire_timers(sh, &mut rq, &mut timer_wakeups);
+    let mut self_wakeups = Vec::new();
+    let mut prev_task = None;
+    if let Some((p, sw)) = prev {
+        sched::update_curr(&p);
+        let slot = sh.slot(rq.sched_gen);
+        let ctx = Ctx::new(sh, Some(cpu));
+        match sw {
+            Switch::Yield => {
+                if rq.bypassing() {
+                    p.set_slice(0);
+                } else {
+                    call(sh, "yield", || slot.ops.yield_(&ctx, &p, None));
+                }
+                prev_task = Some(p);
+            }
+            Switch::Preempt => prev_task = Some(p),
+            Switch::NoStack => {
+                p.set_slice(0);
+                prev_task = Some(p);
+            }
+            Switch::Block => {
+                if p.block_begin() {
+                    sched::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
+                    p.scx.on_cpu.store(false, Ordering::Relaxed);
+                    c.shared.pnt_seq.fetch_add(1, Ordering::Release);
+                    rq.curr = None;
+                    if !p.block_finish() {
+                        self_wakeups.push(p);
+                    }
+                } else {
+                    prev_task = Some(p);
+                }
+            }
+            Switch::Exit => {
+                sched::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
+                p.scx.on_cpu.store(false, Ordering::Relaxed);
+                c.shared.pnt_seq.fetch_add(1, Ordering::Release);
+                rq.curr = None;
+                call(sh, "disable", || slot.ops.disable(&ctx, &p));
+                call(sh, "exit_task", || {
+                    slot.ops
+                        .exit_task(&ctx, &p, ExitTaskArgs { cancelled: false })
+                });
+                p.set_state(TaskState::None);
+                p.clear_data();
+                if sh.live_tasks.fetch_sub(1, Ordering::AcqRel) == 1
+                    && sh.shutdown.load(Ordering::Acquire)
+                {
+                    for c in sh.cpus.iter() {
+                        c.resched();
+                    }
+                }
+            }
+        }
+    }
+    let next = sched::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut None);
+    let slot = sh.slot(rq.sched_gen);
+    let ctx = Ctx::new(sh, Some(cpu));
+    match &next {
+        None => {
+            if !rq.idle_notified {
+                rq.idle_notified = true;
+                if !rq.bypassing() {
+                    call(sh, "update_idle", || slot.ops.update_idle(&ctx, cpu, true));
+                }
+            }
+            // Re-asserted on every idle pick, so a claimed CPU that got no
+            // work shows up again (SPEC.md §5, idle->idle refresh).
+            if slot.builtin_idle {
+                sh.idle.cpu.set(cpu);
+            }
+            c.shared.idle.store(true, Ordering::Relaxed);
+        }
+        Some(_) => {
+            if rq.idle_notified {
+                rq.idle_notified = false;
+                if !rq.bypassing() {
+                    call(sh, "update_idle", || slot.ops.update_idle(&ctx, cpu, false));
+                }
+            }
+            if sh.idle.cpu.test(cpu) {
+                sh.idle.cpu.clear(cpu);
+            }
+            c.shared.idle.store(false, Ordering::Relaxed);
+        }
+    }
+    sched::process_ddsp_deferred_locals(sh, &mut rq);
+    self_wakeups.append(&mut rq.deferred_wakeups);
+    drop(rq);
+    for t in timer_wakeups {
+        wake_task(sh, &t);
+    }
+    (next, self_wakeups)
+}
+
+fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
+    if !t.migratable && t.bound_cpu.load(Ordering::Relaxed) < 0 {
+        t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
+    }
+    set_task(Some(t.clone()));
+    let r = {
+        let mut body = t.body.lock();
+        match body.as_mut() {
+            Some(f) => f.resume(&sh.stacks),
+            None => Ok(scx_rt_sys::fiber::Resumed::Finished),
+        }
+    };
+    set_task(None);
+    match r {
+        Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_YIELD)) => Switch::Yield,
+        Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_BLOCK)) => Switch::Block,
+        Ok(scx_rt_sys::fiber::Resumed::Suspended(_)) => Switch::Preempt,
+        Ok(scx_rt_sys::fiber::Resumed::Finished) => {
+            *t.body.lock() = None;
+            Switch::Exit
+        }
+        Err(_) => Switch::NoStack,
+    }
+}
+
+fn idle(sh: &Shared, cpu: usize) {
+    let s = &sh.cpus[cpu].shared;
+    let pending = || {
+        s.need_resched.load(Ordering::SeqCst)
+            || s.kick_pending.load(Ordering::Relaxed)
+            || sh.exit.pending.load(Ordering::Relaxed)
+            || (sh.shutdown.load(Ordering::Relaxed) && sh.live_tasks.load(Ordering::Relaxed) == 0)
+    };
+    s.doorbell.set_state(crate::doorbell::POLLING);
+    let start = now();
+    let poll_until = start.saturating_add(sh.cfg.idle_poll_ns);
+    loop {
+        if pending() {
+            s.doorbell.set_state(crate::doorbell::RUNNING);
+            return;
+        }
+        let t = now();
+        if t >= s.next_timer.load(Ordering::Relaxed) {
+            s.doorbell.set_state(crate::doorbell::RUNNING);
+            return;
+        }
+        if t >= poll_until {
+            break;
+        }
+        for _ in 0..64 {
+            crate::loom::spin_loop();
+        }
+    }
+    let next_timer = s.next_timer.load(Ordering::Relaxed);
+    let timeout = if next_timer == u64::MAX {
+        None
+    } else {
+        Some(std::time::Duration::from_nanos(
+            next_timer.saturating_sub(now()).max(1),
+        ))
+    };
+    s.doorbell.sleep(timeout, pending);
+}

@@ -1,0 +1,150 @@
+//! Spawning, joining, panics, nesting, and exactly-once completion on 1, 2
+//! and 8 (unpinned, more than the cores) workers.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use scx_rt::Runtime;
+
+fn rt(n: usize) -> Runtime {
+    Runtime::builder().nr_cpus(n).pin(false).build().unwrap()
+}
+
+#[test]
+fn spawn_join_returns_value() {
+    let rt = rt(2);
+    let h = rt.spawn(|| 6 * 7);
+    assert_eq!(h.join().unwrap(), 42);
+    assert_eq!(rt.block_on(|| "hi".to_string()), "hi");
+}
+
+fn exactly_once(nr_cpus: usize, n: usize) {
+    let rt = rt(nr_cpus);
+    let runs: Arc<Vec<AtomicU32>> = Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
+    let hs: Vec<_> = (0..n)
+        .map(|i| {
+            let runs = runs.clone();
+            rt.spawn(move || {
+                runs[i].fetch_add(1, Ordering::Relaxed);
+                i
+            })
+        })
+        .collect();
+    for (i, h) in hs.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), i);
+    }
+    rt.shutdown();
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(
+            r.load(Ordering::Relaxed),
+            1,
+            "task {i} ran a wrong number of times"
+        );
+    }
+}
+
+#[test]
+fn hundred_k_tasks_run_once_on_1_cpu() {
+    exactly_once(1, 100_000);
+}
+
+#[test]
+fn hundred_k_tasks_run_once_on_2_cpus() {
+    exactly_once(2, 100_000);
+}
+
+#[test]
+fn hundred_k_tasks_run_once_on_8_unpinned_cpus() {
+    exactly_once(8, 100_000);
+}
+
+#[test]
+fn nested_spawns_and_green_join() {
+    let rt = rt(2);
+    let total = rt.block_on(|| {
+        let hs: Vec<_> = (0..100u64)
+            .map(|i| {
+                scx_rt::spawn(move || {
+                    let inner: Vec<_> = (0..10u64)
+                        .map(|j| scx_rt::spawn(move || i * 10 + j))
+                        .collect();
+                    inner.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(total, (0..1000u64).sum());
+}
+
+#[test]
+fn panics_are_captured_and_the_worker_keeps_running() {
+    let rt = rt(1);
+    let h = rt.spawn(|| -> u32 { panic!("boom {}", 7) });
+    let e = h.join().unwrap_err();
+    assert!(e.is_panic());
+    assert_eq!(e.panic_message(), "boom 7");
+    assert_eq!(rt.spawn(|| 5).join().unwrap(), 5, "the worker survived");
+}
+
+#[test]
+fn yields_interleave_on_one_cpu() {
+    let rt = rt(1);
+    let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let hs: Vec<_> = (0..2)
+        .map(|id| {
+            let log = log.clone();
+            rt.spawn(move || {
+                for k in 0..3 {
+                    log.lock().push((id, k));
+                    scx_rt::yield_now();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let log = log.lock().clone();
+    assert_eq!(log.len(), 6);
+    // With one CPU and yields, neither task runs all of its steps first.
+    let first_two: Vec<_> = log.iter().take(2).map(|x| x.0).collect();
+    assert_ne!(first_two[0], first_two[1], "yield did not switch: {log:?}");
+}
+
+#[test]
+fn skynet_1m() {
+    fn skynet(num: u64, size: u64) -> u64 {
+        if size == 1 {
+            return num;
+        }
+        let hs: Vec<_> = (0..10)
+            .map(|i| {
+                let sub = size / 10;
+                scx_rt::spawn(move || skynet(num + i * sub, sub))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    }
+    let rt = rt(2);
+    let sum = rt.block_on(|| skynet(0, 1_000_000));
+    assert_eq!(sum, 499_999_500_000);
+    let st = rt.stats();
+    assert!(
+        st.stacks_allocated < 200_000,
+        "stacks: {}",
+        st.stacks_allocated
+    );
+}
+
+#[test]
+fn current_cpu_is_in_range() {
+    let rt = rt(3);
+    let cpus = AtomicUsize::new(0);
+    let _ = &cpus;
+    for _ in 0..20 {
+        let c = rt.block_on(|| scx_rt::current_cpu().unwrap());
+        assert!(c < 3);
+    }
+    assert!(scx_rt::current_cpu().is_none());
+}
