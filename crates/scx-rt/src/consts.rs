@@ -33,6 +33,13 @@ pub const DEFAULT_IDLE_POLL: std::time::Duration = std::time::Duration::from_mic
 #[cfg(scx_rt_loom)]
 pub const DEFAULT_IDLE_POLL: std::time::Duration = std::time::Duration::from_nanos(0);
 
+/// Spin-loop hints between two clock reads of the idle poll.
+#[cfg(not(scx_rt_loom))]
+pub const IDLE_SPIN_BATCH: u32 = 64;
+/// Under loom: one spin round.
+#[cfg(scx_rt_loom)]
+pub const IDLE_SPIN_BATCH: u32 = 1;
+
 /// Default watchdog timeout (`SCX_WATCHDOG_MAX_TIMEOUT`).
 pub const WATCHDOG_MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -8,16 +8,20 @@
 //!
 //! ```text
 //! sleeper (the worker itself)             waker (resched_curr)
-//! S1 state := SLEEPING        (SeqCst)    W1 need_resched := true   (SeqCst)
+//! S1 state := SLEEPING                    W1 need_resched := true
+//!    fence(SeqCst)                           fence(SeqCst)
 //! S2 if need_resched { cancel }           W2 if state == SLEEPING &&
 //! S3 futex_wait(state, SLEEPING)             CAS(SLEEPING -> RUNNING) { futex_wake }
 //! S4 state := RUNNING
 //! ```
 //!
-//! Why no wake-up is lost: all four accesses are SeqCst, so they have one
-//! total order. If S2 reads `false`, S2 precedes W1, hence S1 precedes W2 and
-//! W2 reads `SLEEPING` (only the sleeper leaves SLEEPING, at S4, after it
-//! woke). The waker then changes the word before it wakes: if its CAS lands
+//! Why no wake-up is lost: the two SeqCst fences are totally ordered. If the
+//! sleeper's fence comes first, W2 (after the waker's fence) sees S1's
+//! `SLEEPING`; if the waker's comes first, S2 sees W1's `true` and the sleep
+//! is cancelled. So S2 reading `false` implies W2 reads `SLEEPING` (only the
+//! sleeper leaves SLEEPING, at S4, after it woke). Fences rather than SeqCst
+//! accesses: the store-load (Dekker) pattern needs them in the C++ model
+//! that loom checks, and on x86 they cost what a SeqCst store would. The waker then changes the word before it wakes: if its CAS lands
 //! before S3, `futex_wait` sees a value other than `SLEEPING` and returns at
 //! once; if after, the sleeper is queued on the futex and `futex_wake` wakes
 //! it. Only the waker whose CAS wins makes the syscall, so a sleep costs at
@@ -29,7 +33,7 @@
 
 use std::time::Duration;
 
-use crate::loom::{AtomicU32, Ordering};
+use crate::loom::{fence, AtomicU32, Ordering};
 
 /// Running a task or the scheduler.
 pub(crate) const RUNNING: u32 = 0;
@@ -69,6 +73,8 @@ impl Doorbell {
     /// Waker side (W2). Returns `true` when it made the wake syscall.
     #[inline]
     pub(crate) fn ring(&self) -> bool {
+        // Orders the caller's `need_resched` store (W1) before the load (W2).
+        fence(Ordering::SeqCst);
         if self.state.load(Ordering::SeqCst) != SLEEPING {
             return false;
         }
@@ -93,6 +99,8 @@ impl Doorbell {
     /// published; when it returns `true` the sleep is abandoned.
     pub(crate) fn sleep(&self, timeout: Option<Duration>, cancel: impl Fn() -> bool) {
         self.state.store(SLEEPING, Ordering::SeqCst);
+        // Orders S1 before the re-check S2.
+        fence(Ordering::SeqCst);
         if !cancel() {
             #[cfg(not(scx_rt_loom))]
             scx_rt_sys::futex::wait(&self.state, SLEEPING, timeout);

@@ -71,10 +71,6 @@ impl DsqQueue {
         self.len() == 0
     }
 
-    pub(crate) fn mode(&self) -> Mode {
-        self.mode
-    }
-
     fn link_common(&mut self, p: &TaskRef) {
         self.seq = self.seq.wrapping_add(1);
         p.scx.dsq_seq.store(self.seq, Ordering::Relaxed);
@@ -121,6 +117,7 @@ impl DsqQueue {
     }
 
     /// Unlinks the head task.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn pop(&mut self) -> Option<TaskRef> {
         let p = match self.mode {
             Mode::Fifo => self.fifo.pop_front(),

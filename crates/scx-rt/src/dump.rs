@@ -43,9 +43,18 @@ pub(crate) fn dump_state(sh: &Shared, reason: &str) -> String {
         if rq.runnable.len() == 0 && rq.curr.is_none() {
             continue;
         }
+        let idle = match c.shared.doorbell.state() {
+            crate::doorbell::POLLING => " idle=polling",
+            crate::doorbell::SLEEPING => " idle=sleeping",
+            _ => "",
+        };
+        let core = match sh.os_cpus.get(c.id).copied().flatten() {
+            Some(o) => format!(" core={o}"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "CPU {:<4}: nr_run={} flags={:#x} cpu_rel=0 ops_qseq={} pnt_seq={}",
+            "CPU {:<4}: nr_run={} flags={:#x} cpu_rel=0 ops_qseq={} pnt_seq={}{core}{idle}",
             c.id,
             rq.nr_running,
             rq.flags,
@@ -76,6 +85,10 @@ pub(crate) fn dump_state(sh: &Shared, reason: &str) -> String {
         }
         for p in rq.runnable.iter() {
             task_line(&mut out, p, false, now);
+        }
+        if !rq.local.is_empty() {
+            let ids: Vec<String> = rq.local.iter().map(|p| p.id().to_string()).collect();
+            let _ = writeln!(out, "  local_dsq: [{}]", ids.join(", "));
         }
     }
     let limit = crate::consts::EXIT_DUMP_DFL_LEN;

@@ -148,11 +148,4 @@ impl ExitRecord {
             i.dump = dump;
         }
     }
-
-    /// Resets for a new attach.
-    pub(crate) fn reset(&self) {
-        self.kind.store(ExitKind::None as u32, Ordering::Release);
-        self.pending.store(false, Ordering::Release);
-        *self.info.lock() = None;
-    }
 }

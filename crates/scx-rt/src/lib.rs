@@ -47,6 +47,9 @@
 //! migration-safe.
 
 #![warn(missing_docs)]
+// Under loom only the concurrency core is compiled; the runtime that uses
+// the rest is not, so unused items are expected there.
+#![cfg_attr(scx_rt_loom, allow(dead_code, unused_imports))]
 
 pub mod consts;
 pub mod cpumask;
@@ -54,6 +57,7 @@ pub mod exit;
 pub mod flags;
 pub mod ops;
 pub mod schedulers;
+#[cfg(not(scx_rt_loom))]
 pub mod sync;
 
 mod doorbell;
@@ -63,10 +67,15 @@ mod idle;
 mod kick;
 mod loom;
 mod rq;
+#[cfg(not(scx_rt_loom))]
 mod runtime;
 mod sched;
 mod task;
+#[cfg(not(scx_rt_loom))]
 mod worker;
+
+#[cfg(scx_rt_loom)]
+pub mod model;
 
 pub use consts::{SLICE_DFL, SLICE_INF};
 pub use exit::{ExitInfo, ExitKind};
@@ -79,16 +88,19 @@ pub use ops::{
     Scheduler, SelectCpuCtx,
 };
 pub use rq::rqflags;
+#[cfg(not(scx_rt_loom))]
 pub use runtime::{BuildError, Builder, JoinError, JoinHandle, Runtime, Stats};
 pub use sched::BalanceStep;
 pub use task::{Task, TaskId, TaskRef, TaskState};
 
+#[cfg(not(scx_rt_loom))]
 use std::time::{Duration, Instant};
 
 /// Spawns a green task from inside a task of the same runtime.
 ///
 /// # Panics
 /// When called outside a task; use [`Runtime::spawn`] there.
+#[cfg(not(scx_rt_loom))]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -100,6 +112,7 @@ where
 
 /// Gives up the CPU: the task's slice ends and it goes back through the
 /// scheduler (`sched_yield`). Outside a task, yields the OS thread.
+#[cfg(not(scx_rt_loom))]
 pub fn yield_now() {
     if worker::in_task() {
         scx_rt_sys::fiber::suspend(worker::SW_YIELD);
@@ -111,6 +124,7 @@ pub fn yield_now() {
 /// A preemption point (the kernel's `cond_resched()`): switches out only
 /// when the CPU has a reschedule pending; otherwise costs a thread-local
 /// read and a relaxed load.
+#[cfg(not(scx_rt_loom))]
 #[inline]
 pub fn preempt_point() {
     if worker::need_resched() {
@@ -119,11 +133,13 @@ pub fn preempt_point() {
 }
 
 /// The CPU running the calling task or worker.
+#[cfg(not(scx_rt_loom))]
 pub fn current_cpu() -> Option<usize> {
     worker::current_cpu()
 }
 
 /// Whether the caller runs inside a green task.
+#[cfg(not(scx_rt_loom))]
 pub fn in_task() -> bool {
     worker::in_task()
 }
@@ -131,11 +147,13 @@ pub fn in_task() -> bool {
 /// Sleeps for `d`: blocks only the green task (its CPU keeps a timer and
 /// wakes on time without a polling thread); outside a task, sleeps the
 /// thread.
+#[cfg(not(scx_rt_loom))]
 pub fn sleep(d: Duration) {
     sleep_until(Instant::now() + d)
 }
 
 /// Sleeps until `deadline`.
+#[cfg(not(scx_rt_loom))]
 pub fn sleep_until(deadline: Instant) {
     loop {
         let now = Instant::now();

@@ -16,15 +16,11 @@
 pub(crate) use std::sync::atomic::{
     fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
-#[cfg(not(scx_rt_loom))]
-pub(crate) use std::sync::Arc;
 
 #[cfg(scx_rt_loom)]
 pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
-#[cfg(scx_rt_loom)]
-pub(crate) use loom::sync::Arc;
 
 /// A spin-wait hint (`loom::hint::spin_loop` yields to the model checker).
 #[inline]

@@ -260,9 +260,46 @@ impl Cpu {
 
     /// `resched_curr`: make the CPU enter its scheduling path; ring its
     /// doorbell only if it sleeps (no syscall for a polling or busy CPU).
+    /// This is the waker side of the idle handshake (`doorbell` docs).
     #[inline]
     pub(crate) fn resched(&self) {
         self.shared.need_resched.store(true, Ordering::SeqCst);
         self.shared.doorbell.ring();
+    }
+
+    /// The idle wait of this CPU's worker, after its scheduling step found
+    /// nothing to run: poll `need_resched` (state POLLING) for `poll_ns`,
+    /// then sleep on the doorbell (state SLEEPING) until a resched, the
+    /// earliest sleep timer, or `extra` (other pending work) says so.
+    /// `need_resched` is re-checked after SLEEPING is published, which is
+    /// what makes a racing `resched` impossible to lose.
+    pub(crate) fn idle_wait(&self, poll_ns: u64, extra: impl Fn() -> bool) {
+        let s = &self.shared;
+        let pending = || s.need_resched.load(Ordering::SeqCst) || extra();
+        s.doorbell.set_state(crate::doorbell::POLLING);
+        let start = crate::sched::now();
+        let poll_until = start.saturating_add(poll_ns);
+        loop {
+            if pending() {
+                s.doorbell.set_state(crate::doorbell::RUNNING);
+                return;
+            }
+            let t = crate::sched::now();
+            if t >= s.next_timer.load(Ordering::Relaxed) {
+                s.doorbell.set_state(crate::doorbell::RUNNING);
+                return;
+            }
+            if t >= poll_until {
+                break;
+            }
+            for _ in 0..crate::consts::IDLE_SPIN_BATCH {
+                crate::loom::spin_loop();
+            }
+        }
+        let next_timer = s.next_timer.load(Ordering::Relaxed);
+        let timeout = (next_timer != u64::MAX).then(|| {
+            std::time::Duration::from_nanos(next_timer.saturating_sub(crate::sched::now()).max(1))
+        });
+        s.doorbell.sleep(timeout, pending);
     }
 }

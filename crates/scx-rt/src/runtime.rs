@@ -247,9 +247,8 @@ impl Builder {
         // ops.init: a failure is an ops error; the runtime then runs on the
         // fallback (and ops.exit still runs, from the disable path).
         let ictx = InitCtx::new(&sh, None);
-        match call(&sh, "init", || sched.init(&ictx)) {
-            Some(Err(code)) => sh.ops_error(format!("ops.init failed ({code})")),
-            Some(Ok(())) | None => {}
+        if let Some(Err(code)) = call(&sh, "init", || sched.init(&ictx)) {
+            sh.ops_error(format!("ops.init failed ({code})"));
         }
         let mut workers = Vec::with_capacity(n);
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<std::io::Error>)>();
@@ -371,6 +370,12 @@ impl Runtime {
             .lock()
             .clone()
             .or_else(|| self.sh.exit.info())
+    }
+
+    /// The kind of the exit recorded for the attached scheduler
+    /// (`ExitKind::None` while it runs normally).
+    pub fn exit_kind(&self) -> crate::exit::ExitKind {
+        self.sh.exit.kind()
     }
 
     /// Name of the attached scheduler.
@@ -547,11 +552,11 @@ where
     p.set_slice(sh.cfg.slice_dfl);
     let slot = sh.cur_slot();
     let ictx = InitCtx::new(sh, from);
-    match call(sh, "init_task", || {
+    let init = call(sh, "init_task", || {
         slot.ops.init_task(&ictx, &p, InitTaskArgs { fork: true })
-    }) {
-        Some(Err(code)) => sh.ops_error(format!("ops.init_task failed ({code}) for task {id}")),
-        Some(Ok(())) | None => {}
+    });
+    if let Some(Err(code)) = init {
+        sh.ops_error(format!("ops.init_task failed ({code}) for task {id}"));
     }
     p.set_state(TaskState::Ready);
     let ctx = Ctx::new(sh, from);

@@ -304,39 +304,9 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
 
 fn idle(sh: &Shared, cpu: usize) {
     let s = &sh.cpus[cpu].shared;
-    let pending = || {
-        s.need_resched.load(Ordering::SeqCst)
-            || s.kick_pending.load(Ordering::Relaxed)
+    sh.cpus[cpu].idle_wait(sh.cfg.idle_poll_ns, || {
+        s.kick_pending.load(Ordering::Relaxed)
             || sh.exit.pending.load(Ordering::Relaxed)
             || (sh.shutdown.load(Ordering::Relaxed) && sh.live_tasks.load(Ordering::Relaxed) == 0)
-    };
-    s.doorbell.set_state(crate::doorbell::POLLING);
-    let start = now();
-    let poll_until = start.saturating_add(sh.cfg.idle_poll_ns);
-    loop {
-        if pending() {
-            s.doorbell.set_state(crate::doorbell::RUNNING);
-            return;
-        }
-        let t = now();
-        if t >= s.next_timer.load(Ordering::Relaxed) {
-            s.doorbell.set_state(crate::doorbell::RUNNING);
-            return;
-        }
-        if t >= poll_until {
-            break;
-        }
-        for _ in 0..64 {
-            crate::loom::spin_loop();
-        }
-    }
-    let next_timer = s.next_timer.load(Ordering::Relaxed);
-    let timeout = if next_timer == u64::MAX {
-        None
-    } else {
-        Some(std::time::Duration::from_nanos(
-            next_timer.saturating_sub(now()).max(1),
-        ))
-    };
-    s.doorbell.sleep(timeout, pending);
+    });
 }

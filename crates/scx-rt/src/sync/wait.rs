@@ -90,10 +90,6 @@ impl WaitList {
     pub(crate) fn take_all(&mut self) -> Vec<Waiter> {
         self.q.drain(..).map(|(_, w)| w).collect()
     }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.q.is_empty()
-    }
 }
 
 /// Waits until `poll` returns `Some`, registering in the list `list` picks

@@ -1,0 +1,17 @@
+//! Loom models of scx-rt's concurrency protocols.
+//!
+//! The models live in `tests/` and are compiled only with
+//! `--cfg scx_rt_loom`, which makes scx-rt import loom's atomics, locks and
+//! condvars through its `loom` facade and swaps the futex doorbell for a
+//! loom `Mutex` + `Condvar`. Each model drives the real scx-rt code through
+//! `scx_rt::model`, never a copy of it. Run them with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg scx_rt_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 \
+//!     cargo test -p loom-tests --release
+//! ```
+//!
+//! | model | file | proves |
+//! |---|---|---|
+//! | idle handshake | `tests/doorbell.rs` | a resched racing with a worker going POLLING -> SLEEPING never leaves it asleep with work queued |
+//! | cpumask claim | `tests/cpumask.rs` | concurrent `test_and_clear` on one bit hands it to exactly one caller |
