@@ -22,6 +22,10 @@ pub const DSP_DFL_MAX_BATCH: u32 = 32;
 /// (`SCX_DSP_MAX_LOOPS`).
 pub const DSP_MAX_LOOPS: u32 = 32;
 
+/// Cached stacks whose memory an idle CPU leaves resident; the rest are
+/// trimmed (all but their top pages) when a CPU goes to sleep.
+pub const STACKS_KEEP_RESIDENT: usize = 1024;
+
 /// Default green stack size (virtual; only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 

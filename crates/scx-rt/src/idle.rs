@@ -36,6 +36,9 @@ impl IdleMasks {
         allowed: impl Fn(usize) -> bool,
         _flags: PickIdleFlags,
     ) -> Option<usize> {
+        if self.cpu.is_empty() {
+            return None;
+        }
         let start = sh.spread_hint();
         loop {
             // Idle bits from a rotating start point, wrapping once.

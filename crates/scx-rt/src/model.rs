@@ -31,7 +31,7 @@ impl Cpu {
 
     /// The worker's idle wait (poll, then sleep on the doorbell).
     pub fn idle_wait(&self) {
-        self.0.idle_wait(0, || false);
+        self.0.idle_wait(0, || false, || ());
     }
 
     /// Links a task token into the local DSQ, with the rq locked (the

@@ -16,7 +16,68 @@
 //! | [`InitCtx`] | `init`, `init_task`, `cpu_online`, `cpu_offline` | `create_dsq` |
 //! | [`Ctx`] | every other callback | the any-context helpers only |
 //!
-//! Every context derefs to [`Ctx`]. Errors the kernel turns into
+//! Every context derefs to [`Ctx`]. For example, a policy that keeps tasks
+//! in its own queue and feeds CPUs from `dispatch`:
+//!
+//! ```
+//! use std::collections::VecDeque;
+//! use scx_rt::{DispatchCtx, EnqFlags, EnqueueCtx, Scheduler, TaskRef, DSQ_LOCAL, SLICE_DFL};
+//!
+//! #[derive(Default)]
+//! struct Queue(parking_lot::Mutex<VecDeque<TaskRef>>);
+//!
+//! impl Scheduler for Queue {
+//!     fn enqueue(&self, _ctx: &mut EnqueueCtx<'_>, p: &TaskRef, _f: EnqFlags) {
+//!         self.0.lock().push_back(p.clone()); // the scheduler owns p now
+//!     }
+//!     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {
+//!         while ctx.dispatch_nr_slots() > 0 {
+//!             let Some(p) = self.0.lock().pop_front() else { break };
+//!             ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+//!         }
+//!     }
+//! }
+//! # let rt = scx_rt::Runtime::builder().nr_cpus(1).scheduler(Queue::default()).build().unwrap();
+//! # assert_eq!(rt.block_on(|| 1 + 1), 2);
+//! ```
+//!
+//! Calling a helper where sched_ext forbids it does not compile — `consume`
+//! exists only in `dispatch`:
+//!
+//! ```compile_fail
+//! use scx_rt::{EnqFlags, EnqueueCtx, Scheduler, TaskRef};
+//! struct Bad;
+//! impl Scheduler for Bad {
+//!     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, _p: &TaskRef, _f: EnqFlags) {
+//!         ctx.consume(0);
+//!     }
+//! }
+//! ```
+//!
+//! and `create_dsq` only in the sleepable callbacks:
+//!
+//! ```compile_fail
+//! use scx_rt::{DispatchCtx, EnqFlags, EnqueueCtx, Scheduler, TaskRef};
+//! struct Bad;
+//! impl Scheduler for Bad {
+//!     fn enqueue(&self, _c: &mut EnqueueCtx<'_>, _p: &TaskRef, _f: EnqFlags) {}
+//!     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _p: Option<&TaskRef>) {
+//!         let _ = ctx.create_dsq(1, -1);
+//!     }
+//! }
+//! ```
+//!
+//! and `select_cpu_dfl` only in `select_cpu`:
+//!
+//! ```compile_fail
+//! use scx_rt::{EnqFlags, EnqueueCtx, Scheduler, TaskRef, WakeFlags};
+//! struct Bad;
+//! impl Scheduler for Bad {
+//!     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, _f: EnqFlags) {
+//!         let _ = ctx.select_cpu_dfl(p, 0, WakeFlags::empty());
+//!     }
+//! }
+//! ``` Errors the kernel turns into
 //! `scx_ops_error()` (an invalid CPU, a missing DSQ, a buffer overflow) are
 //! recorded in the runtime's exit record and eject the scheduler at the next
 //! safe point; the helper then returns the kernel's fallback value.

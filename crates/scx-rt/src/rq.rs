@@ -273,7 +273,14 @@ impl Cpu {
     /// earliest sleep timer, or `extra` (other pending work) says so.
     /// `need_resched` is re-checked after SLEEPING is published, which is
     /// what makes a racing `resched` impossible to lose.
-    pub(crate) fn idle_wait(&self, poll_ns: u64, extra: impl Fn() -> bool) {
+    /// `before_sleep` runs once the poll phase found nothing, before the
+    /// doorbell sleep (housekeeping that should not delay a quick wake-up).
+    pub(crate) fn idle_wait(
+        &self,
+        poll_ns: u64,
+        extra: impl Fn() -> bool,
+        before_sleep: impl FnOnce(),
+    ) {
         let s = &self.shared;
         let pending = || s.need_resched.load(Ordering::SeqCst) || extra();
         s.doorbell.set_state(crate::doorbell::POLLING);
@@ -296,6 +303,7 @@ impl Cpu {
                 crate::loom::spin_loop();
             }
         }
+        before_sleep();
         let next_timer = s.next_timer.load(Ordering::Relaxed);
         let timeout = (next_timer != u64::MAX).then(|| {
             std::time::Duration::from_nanos(next_timer.saturating_sub(crate::sched::now()).max(1))

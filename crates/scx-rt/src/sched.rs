@@ -88,6 +88,10 @@ std::thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+std::thread_local! {
+    static SPREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 static NEXT_RT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Runtime configuration the core needs.
@@ -117,7 +121,6 @@ pub(crate) struct Shared {
     pub live_tasks: AtomicUsize,
     pub shutdown: AtomicBool,
     pub disabling: Mutex<()>,
-    spread: AtomicUsize,
     /// Counters (`Runtime::stats`).
     pub nr_ejections: AtomicU64,
 }
@@ -165,7 +168,6 @@ impl Shared {
             live_tasks: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             disabling: Mutex::new(()),
-            spread: AtomicUsize::new(0),
             nr_ejections: AtomicU64::new(0),
         }
     }
@@ -222,9 +224,14 @@ impl Shared {
         false
     }
 
-    /// A rotating start point for CPU searches.
+    /// A rotating start point for CPU searches (per thread, so searches
+    /// from different CPUs share no counter).
     pub(crate) fn spread_hint(&self) -> usize {
-        self.spread.fetch_add(1, Ordering::Relaxed) % self.nr_cpus.max(1)
+        SPREAD.with(|s| {
+            let v = s.get().wrapping_add(1);
+            s.set(v);
+            v % self.nr_cpus.max(1)
+        })
     }
 
     /// Records an ops error (`scx_ops_error`): the scheduler is ejected at the
@@ -333,8 +340,7 @@ fn sync_local_nr(sh: &Shared, rq: &RqSynced) {
 }
 
 /// `update_curr`: charges the time `p` ran since `exec_start`.
-pub(crate) fn update_curr(p: &TaskRef) {
-    let now = now();
+pub(crate) fn update_curr(p: &TaskRef, now: u64) {
     let start = p.scx.exec_start.swap(now, Ordering::Relaxed);
     let delta = now.saturating_sub(start);
     if delta == 0 {
@@ -1002,7 +1008,13 @@ fn balance_inner(
 }
 
 /// `put_prev_task_scx`: prev stops running and stays runnable. rq locked.
-fn put_prev_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, next_is_task: bool) {
+fn put_prev_task(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    p: &TaskRef,
+    next_is_task: bool,
+    now: u64,
+) {
     p.scx.on_cpu.store(false, Ordering::Relaxed);
     sh.cpus[rq.cpu]
         .shared
@@ -1015,7 +1027,7 @@ fn put_prev_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, ne
     let ctx = Ctx::new(sh, Some(rq.cpu));
     call(sh, "stopping", || slot.ops.stopping(&ctx, p, true));
     if p.has_flag(tflags::RESET_RUNNABLE_AT) {
-        p.scx.runnable_at.store(now(), Ordering::Relaxed);
+        p.scx.runnable_at.store(now, Ordering::Relaxed);
         p.clear_flag(tflags::RESET_RUNNABLE_AT);
     }
     rq.runnable.add(p);
@@ -1031,12 +1043,12 @@ fn put_prev_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, ne
 
 /// `set_next_task_scx`: `p` (head of the local DSQ) starts running. rq
 /// locked.
-fn set_next_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef) {
+fn set_next_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, now: u64) {
     if rq.local.remove(p) {
         p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
         sync_local_nr(sh, rq);
     }
-    p.scx.exec_start.store(now(), Ordering::Relaxed);
+    p.scx.exec_start.store(now, Ordering::Relaxed);
     rq.runnable.remove(p);
     p.set_flag(tflags::RESET_RUNNABLE_AT);
     p.scx.on_cpu.store(true, Ordering::Relaxed);
@@ -1052,6 +1064,7 @@ pub(crate) fn pick_next_task(
     rq: &mut MutexGuard<'_, RqSynced>,
     prev: Option<&TaskRef>,
     trace: &mut Option<Vec<BalanceStep>>,
+    now: u64,
 ) -> Option<TaskRef> {
     sh.cpus[rq.cpu]
         .shared
@@ -1081,10 +1094,10 @@ pub(crate) fn pick_next_task(
     let same = matches!((prev, &next), (Some(a), Some(b)) if a.id() == b.id());
     if !same {
         if let Some(p) = prev {
-            put_prev_task(sh, rq, p, next.is_some());
+            put_prev_task(sh, rq, p, next.is_some(), now);
         }
         if let Some(n) = &next {
-            set_next_task(sh, rq, n);
+            set_next_task(sh, rq, n, now);
         }
     }
     rq.curr = next.clone();

@@ -155,8 +155,10 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
     WORKER.with(|w| *w.borrow_mut() = None);
 }
 
-fn fire_timers(sh: &Shared, rq: &mut RqSynced, out: &mut Vec<TaskRef>) {
-    let now = now();
+fn fire_timers(sh: &Shared, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
+    if now < sh.cpus[rq.cpu].shared.next_timer.load(Ordering::Relaxed) {
+        return;
+    }
     while let Some(Reverse(t)) = rq.timers.peek() {
         if t.deadline > now {
             break;
@@ -180,12 +182,13 @@ fn schedule(
 ) -> (Option<TaskRef>, Vec<TaskRef>) {
     let c = &sh.cpus[cpu];
     let mut rq = c.rq.lock();
+    let now = now();
     let mut timer_wakeups = Vec::new();
-    fire_timers(sh, &mut rq, &mut timer_wakeups);
+    fire_timers(sh, &mut rq, &mut timer_wakeups, now);
     let mut self_wakeups = Vec::new();
     let mut prev_task = None;
     if let Some((p, sw)) = prev {
-        sched::update_curr(&p);
+        sched::update_curr(&p, now);
         let slot = sh.slot(rq.sched_gen);
         let ctx = Ctx::new(sh, Some(cpu));
         match sw {
@@ -237,7 +240,7 @@ fn schedule(
             }
         }
     }
-    let next = sched::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut None);
+    let next = sched::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut None, now);
     let slot = sh.slot(rq.sched_gen);
     let ctx = Ctx::new(sh, Some(cpu));
     match &next {
@@ -304,9 +307,18 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
 
 fn idle(sh: &Shared, cpu: usize) {
     let s = &sh.cpus[cpu].shared;
-    sh.cpus[cpu].idle_wait(sh.cfg.idle_poll_ns, || {
-        s.kick_pending.load(Ordering::Relaxed)
-            || sh.exit.pending.load(Ordering::Relaxed)
-            || (sh.shutdown.load(Ordering::Relaxed) && sh.live_tasks.load(Ordering::Relaxed) == 0)
-    });
+    sh.cpus[cpu].idle_wait(
+        sh.cfg.idle_poll_ns,
+        || {
+            s.kick_pending.load(Ordering::Relaxed)
+                || sh.exit.pending.load(Ordering::Relaxed)
+                || (sh.shutdown.load(Ordering::Relaxed)
+                    && sh.live_tasks.load(Ordering::Relaxed) == 0)
+        },
+        // Release the memory of stacks cached after a burst, off the hot
+        // path (scx_rt_sys::stack docs).
+        || {
+            sh.stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
+        },
+    );
 }
