@@ -37,12 +37,95 @@ pub(crate) enum InsertError {
     FifoIntoPriq,
 }
 
+/// Position of a task in dispatch order: FIFO sequence, or (vtime offset,
+/// tie-breaker). Smaller is earlier.
+type Key = (i64, u64);
+
+/// One sorted run of tasks.
+#[derive(Default)]
+struct Part {
+    fifo: VecDeque<(Key, TaskRef)>,
+    priq: BTreeMap<Key, TaskRef>,
+}
+
+impl Part {
+    fn head(&self, mode: Mode) -> Option<(Key, &TaskRef)> {
+        match mode {
+            Mode::Fifo => self.fifo.front().map(|(k, p)| (*k, p)),
+            Mode::Priq => self.priq.iter().next().map(|(k, p)| (*k, p)),
+        }
+    }
+
+    /// First task (in order) for which `pred` holds.
+    fn first_where(
+        &self,
+        mode: Mode,
+        pred: &mut impl FnMut(&TaskRef) -> bool,
+    ) -> Option<(Key, &TaskRef)> {
+        match mode {
+            Mode::Fifo => self
+                .fifo
+                .iter()
+                .find(|(_, p)| pred(p))
+                .map(|(k, p)| (*k, p)),
+            Mode::Priq => self
+                .priq
+                .iter()
+                .find(|(_, p)| pred(p))
+                .map(|(k, p)| (*k, p)),
+        }
+    }
+
+    fn remove_key(&mut self, mode: Mode, key: Key) -> Option<TaskRef> {
+        match mode {
+            Mode::Fifo => {
+                // Usually the head; otherwise a binary search (keys sorted).
+                let i = self.fifo.binary_search_by(|(k, _)| k.cmp(&key)).ok()?;
+                self.fifo.remove(i).map(|(_, p)| p)
+            }
+            Mode::Priq => self.priq.remove(&key),
+        }
+    }
+
+    fn remove_task(&mut self, id: u64) -> bool {
+        if let Some(i) = self.fifo.iter().position(|(_, p)| p.id() == id) {
+            self.fifo.remove(i);
+            return true;
+        }
+        if let Some(k) = self
+            .priq
+            .iter()
+            .find(|(_, p)| p.id() == id)
+            .map(|(k, _)| *k)
+        {
+            self.priq.remove(&k);
+            return true;
+        }
+        false
+    }
+
+    fn len(&self) -> usize {
+        self.fifo.len() + self.priq.len()
+    }
+}
+
 /// A dispatch queue's contents.
+///
+/// A non-local DSQ keeps tasks that may run on a single CPU (every started
+/// task, unless migration is allowed) in a per-CPU run beside the run of
+/// the others, all keyed by one order. `pop_first_for(cpu)` takes the
+/// earlier of the two candidates — the same task a scan in dispatch order
+/// for "the first task this CPU may run" would find — without walking past
+/// tasks bound to other CPUs.
 pub(crate) struct DsqQueue {
-    fifo: VecDeque<TaskRef>,
-    priq: BTreeMap<(i64, u64), TaskRef>,
+    free: Part,
+    bound: Vec<Part>,
+    partitioned: bool,
+    nr: usize,
     mode: Mode,
     vtime_base: u64,
+    head_seq: i64,
+    tail_seq: i64,
     tie: u64,
     /// Bumped on every insertion; copied into the task's `dsq_seq`.
     pub seq: u32,
@@ -51,117 +134,165 @@ pub(crate) struct DsqQueue {
 }
 
 impl DsqQueue {
+    /// A local DSQ (everything in one run).
     pub(crate) fn new(id: u64) -> Self {
         Self {
-            fifo: VecDeque::new(),
-            priq: BTreeMap::new(),
+            free: Part::default(),
+            bound: Vec::new(),
+            partitioned: false,
+            nr: 0,
             mode: Mode::Fifo,
             vtime_base: 0,
+            head_seq: 0,
+            tail_seq: 0,
             tie: 0,
             seq: 0,
             id,
         }
     }
 
+    /// A non-local DSQ (single-CPU tasks in per-CPU runs).
+    pub(crate) fn new_partitioned(id: u64) -> Self {
+        Self {
+            partitioned: true,
+            ..Self::new(id)
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.fifo.len() + self.priq.len()
+        self.nr
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.nr == 0
+    }
+
+    fn part_mut(&mut self, p: &TaskRef) -> &mut Part {
+        match p.single_cpu().filter(|_| self.partitioned) {
+            Some(c) => {
+                if self.bound.len() <= c {
+                    self.bound.resize_with(c + 1, Part::default);
+                }
+                &mut self.bound[c]
+            }
+            None => &mut self.free,
+        }
     }
 
     fn link_common(&mut self, p: &TaskRef) {
         self.seq = self.seq.wrapping_add(1);
         p.scx.dsq_seq.store(self.seq, Ordering::Relaxed);
         p.scx.dsq.store(self.id, Ordering::Relaxed);
+        self.nr += 1;
     }
 
     /// Links `p` at the tail (or head) in FIFO order.
     pub(crate) fn push_fifo(&mut self, p: TaskRef, head: bool) -> Result<(), InsertError> {
-        if self.mode == Mode::Priq && !self.priq.is_empty() {
+        if self.mode == Mode::Priq && self.nr > 0 {
             return Err(InsertError::FifoIntoPriq);
         }
         self.mode = Mode::Fifo;
         self.link_common(&p);
-        if head {
-            self.fifo.push_front(p);
+        let key = if head {
+            self.head_seq -= 1;
+            (self.head_seq, 0)
         } else {
-            self.fifo.push_back(p);
+            self.tail_seq += 1;
+            (self.tail_seq, 0)
+        };
+        let part = self.part_mut(&p);
+        if head {
+            part.fifo.push_front((key, p));
+        } else {
+            part.fifo.push_back((key, p));
         }
         Ok(())
     }
 
     /// Links `p` in vtime order (`p.dsq_vtime`).
     pub(crate) fn push_vtime(&mut self, p: TaskRef) -> Result<(), InsertError> {
-        if self.mode == Mode::Fifo && !self.fifo.is_empty() {
+        if self.mode == Mode::Fifo && self.nr > 0 {
             return Err(InsertError::PriqIntoFifo);
         }
-        if self.priq.is_empty() {
+        if self.nr == 0 {
             self.vtime_base = p.dsq_vtime();
         }
         self.mode = Mode::Priq;
         self.link_common(&p);
         let key = (p.dsq_vtime().wrapping_sub(self.vtime_base) as i64, self.tie);
         self.tie = self.tie.wrapping_add(1);
-        self.priq.insert(key, p);
+        self.part_mut(&p).priq.insert(key, p);
         Ok(())
     }
 
-    /// The head task without unlinking it.
+    /// The head task without unlinking it (local DSQs).
     pub(crate) fn peek(&self) -> Option<&TaskRef> {
-        match self.mode {
-            Mode::Fifo => self.fifo.front(),
-            Mode::Priq => self.priq.values().next(),
-        }
+        debug_assert!(!self.partitioned, "peek is for local DSQs");
+        self.free.head(self.mode).map(|(_, p)| p)
     }
 
-    /// Unlinks the head task.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Unlinks the head task (local DSQs).
+    #[cfg_attr(not(any(test, scx_rt_loom)), allow(dead_code))]
     pub(crate) fn pop(&mut self) -> Option<TaskRef> {
-        let p = match self.mode {
-            Mode::Fifo => self.fifo.pop_front(),
-            Mode::Priq => self.priq.pop_first().map(|(_, p)| p),
-        }?;
+        debug_assert!(!self.partitioned, "pop is for local DSQs");
+        let (k, _) = self.free.head(self.mode)?;
+        let p = self.free.remove_key(self.mode, k)?;
+        self.nr -= 1;
         Some(p)
     }
 
-    /// Unlinks the first task (in dispatch order) for which `pred` holds.
-    pub(crate) fn pop_first_where(
+    /// Unlinks the first task, in dispatch order, that CPU `cpu` may run
+    /// (`pred`).
+    pub(crate) fn pop_first_for(
         &mut self,
+        cpu: usize,
         mut pred: impl FnMut(&TaskRef) -> bool,
     ) -> Option<TaskRef> {
-        let p = match self.mode {
-            Mode::Fifo => {
-                let i = self.fifo.iter().position(&mut pred)?;
-                self.fifo.remove(i)
-            }
-            Mode::Priq => {
-                let k = *self.priq.iter().find(|(_, p)| pred(p))?.0;
-                self.priq.remove(&k)
-            }
+        let mode = self.mode;
+        let a = self.free.first_where(mode, &mut pred).map(|(k, _)| k);
+        let b = self
+            .bound
+            .get(cpu)
+            .and_then(|part| part.first_where(mode, &mut pred))
+            .map(|(k, _)| k);
+        let p = match (a, b) {
+            (Some(a), Some(b)) if b < a => self.bound[cpu].remove_key(mode, b),
+            (Some(a), _) => self.free.remove_key(mode, a),
+            (None, Some(b)) => self.bound[cpu].remove_key(mode, b),
+            (None, None) => None,
         }?;
+        self.nr -= 1;
         Some(p)
     }
 
     /// Unlinks `p` wherever it is. `true` if it was linked here.
     pub(crate) fn remove(&mut self, p: &TaskRef) -> bool {
         let id = p.id();
-        self.pop_first_where(|q| q.id() == id).is_some()
+        let found = self.part_mut(p).remove_task(id)
+            || self.free.remove_task(id)
+            || self.bound.iter_mut().any(|b| b.remove_task(id));
+        if found {
+            self.nr -= 1;
+        }
+        found
     }
 
-    /// Tasks in dispatch order (for dumps and tests).
-    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = &TaskRef> + '_> {
-        match self.mode {
-            Mode::Fifo => Box::new(self.fifo.iter()),
-            Mode::Priq => Box::new(self.priq.values()),
-        }
+    /// Tasks (in dispatch order within each run; for dumps).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &TaskRef> {
+        std::iter::once(&self.free)
+            .chain(self.bound.iter())
+            .flat_map(|part| part.fifo.iter().map(|(_, p)| p).chain(part.priq.values()))
     }
 
     /// Unlinks everything.
     pub(crate) fn drain(&mut self) -> Vec<TaskRef> {
-        let mut v: Vec<TaskRef> = self.fifo.drain(..).collect();
-        v.extend(std::mem::take(&mut self.priq).into_values());
+        let mut v = Vec::with_capacity(self.nr);
+        for part in std::iter::once(&mut self.free).chain(self.bound.iter_mut()) {
+            v.extend(part.fifo.drain(..).map(|(_, p)| p));
+            v.extend(std::mem::take(&mut part.priq).into_values());
+            debug_assert_eq!(part.len(), 0);
+        }
+        self.nr = 0;
         v
     }
 }
@@ -181,7 +312,7 @@ impl Dsq {
         Self {
             id: AtomicU64::new(id),
             nr: AtomicUsize::new(0),
-            q: Mutex::new(DsqQueue::new(id)),
+            q: Mutex::new(DsqQueue::new_partitioned(id)),
         }
     }
 
@@ -235,6 +366,34 @@ mod tests {
             q.push_fifo(tok(3, 0), false),
             Err(InsertError::FifoIntoPriq)
         );
+    }
+
+    #[test]
+    fn partitioned_pop_takes_the_first_task_this_cpu_may_run() {
+        let mut q = DsqQueue::new_partitioned(5);
+        let free1 = tok(1, 0);
+        let bound0 = tok(2, 0);
+        bound0.bound_cpu.store(0, Ordering::Relaxed);
+        let bound1 = tok(3, 0);
+        bound1.bound_cpu.store(1, Ordering::Relaxed);
+        let free2 = tok(4, 0);
+        for p in [&bound1, &bound0, &free1, &free2] {
+            q.push_fifo(p.clone(), false).unwrap();
+        }
+        let head = tok(5, 0);
+        head.bound_cpu.store(1, Ordering::Relaxed);
+        q.push_fifo(head, true).unwrap();
+        assert_eq!(q.len(), 5);
+        let take = |q: &mut DsqQueue, cpu: usize| {
+            q.pop_first_for(cpu, |p| p.allowed_on(cpu)).map(|p| p.id())
+        };
+        assert_eq!(take(&mut q, 0), Some(2), "cpu 0 skips tasks bound to cpu 1");
+        assert_eq!(take(&mut q, 1), Some(5), "head insertion is first");
+        assert_eq!(take(&mut q, 1), Some(3));
+        assert_eq!(take(&mut q, 0), Some(1));
+        assert_eq!(take(&mut q, 1), Some(4));
+        assert_eq!(take(&mut q, 1), None);
+        assert!(q.is_empty());
     }
 
     #[test]

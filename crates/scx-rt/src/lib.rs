@@ -72,6 +72,8 @@ mod runtime;
 mod sched;
 mod task;
 #[cfg(not(scx_rt_loom))]
+mod timer;
+#[cfg(not(scx_rt_loom))]
 mod worker;
 
 #[cfg(scx_rt_loom)]

@@ -159,6 +159,8 @@ pub(crate) struct RqSynced {
     pub zero_slice_warned: bool,
     /// Generation of the scheduler this rq calls (swapped under the lock).
     pub sched_gen: u64,
+    /// Balance decisions, when recording is on (`Builder::record_balance`).
+    pub balance_trace: Option<Vec<crate::sched::BalanceStep>>,
 }
 
 impl RqSynced {
@@ -179,6 +181,7 @@ impl RqSynced {
             idle_notified: false,
             zero_slice_warned: false,
             sched_gen: 0,
+            balance_trace: None,
         }
     }
 
@@ -222,6 +225,12 @@ pub(crate) struct RqShared {
     pub idle: AtomicBool,
     /// Earliest sleep-timer deadline (`u64::MAX`: none), for the idle loop.
     pub next_timer: AtomicU64,
+    /// When the current task's slice runs out (`u64::MAX`: idle or
+    /// infinite slice); read by the slice timer.
+    pub slice_deadline: AtomicU64,
+    /// The slice timer found the deadline passed: the next switch calls
+    /// `ops.tick` first.
+    pub tick_pending: AtomicBool,
 }
 
 impl RqShared {
@@ -238,6 +247,8 @@ impl RqShared {
             pnt_seq: AtomicU64::new(0),
             idle: AtomicBool::new(true),
             next_timer: AtomicU64::new(u64::MAX),
+            slice_deadline: AtomicU64::new(u64::MAX),
+            tick_pending: AtomicBool::new(false),
         }
     }
 }

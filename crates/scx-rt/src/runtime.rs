@@ -94,6 +94,7 @@ pub struct Builder {
     stack_size: usize,
     idle_poll: Duration,
     allow_migration: bool,
+    record_balance: bool,
 }
 
 impl Default for Builder {
@@ -107,6 +108,7 @@ impl Default for Builder {
             stack_size: DEFAULT_STACK_SIZE,
             idle_poll: DEFAULT_IDLE_POLL,
             allow_migration: false,
+            record_balance: false,
         }
     }
 }
@@ -170,6 +172,13 @@ impl Builder {
     /// once: undefined behaviour. See the crate docs.
     pub unsafe fn allow_migration(mut self) -> Self {
         self.allow_migration = true;
+        self
+    }
+
+    /// Records every balance decision per CPU, for tests and debugging
+    /// ([`Runtime::take_balance_trace`]). Off by default.
+    pub fn record_balance(mut self, on: bool) -> Self {
+        self.record_balance = on;
         self
     }
 
@@ -241,6 +250,7 @@ impl Builder {
                 slice_dfl: self.slice,
                 idle_poll_ns: self.idle_poll.as_nanos().min(u64::MAX as u128) as u64,
                 allow_migration: self.allow_migration,
+                record_balance: self.record_balance,
             },
             self.stack_size,
         ));
@@ -250,7 +260,15 @@ impl Builder {
         if let Some(Err(code)) = call(&sh, "init", || sched.init(&ictx)) {
             sh.ops_error(format!("ops.init failed ({code})"));
         }
-        let mut workers = Vec::with_capacity(n);
+        let mut workers = Vec::with_capacity(n + 1);
+        let sh2 = sh.clone();
+        match std::thread::Builder::new()
+            .name("scx-rt-timer".to_string())
+            .spawn(move || crate::timer::timer_main(sh2))
+        {
+            Ok(h) => workers.push(h),
+            Err(e) => return Err(BuildError::Spawn { cpu: 0, source: e }),
+        }
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<std::io::Error>)>();
         for (cpu, oscpu) in os.iter().copied().enumerate() {
             let sh2 = sh.clone();
@@ -297,13 +315,24 @@ impl Builder {
     }
 }
 
-fn stop(sh: &Shared, workers: Vec<std::thread::JoinHandle<()>>) {
+/// Stops the runtime's threads: the timer (first in `threads`) once every
+/// worker has returned, i.e. once every task has finished.
+fn stop(sh: &Shared, mut threads: Vec<std::thread::JoinHandle<()>>) {
     sh.shutdown.store(true, Ordering::Release);
     for c in sh.cpus.iter() {
         c.resched();
     }
-    for w in workers {
+    let timer = if threads.is_empty() {
+        None
+    } else {
+        Some(threads.remove(0))
+    };
+    for w in threads {
         let _ = w.join();
+    }
+    sh.timer.stop();
+    if let Some(t) = timer {
+        let _ = t.join();
     }
 }
 
@@ -386,6 +415,18 @@ impl Runtime {
     /// A state dump (SPEC.md §6.6 layout).
     pub fn dump(&self) -> String {
         crate::dump::dump_state(&self.sh, "dump requested")
+    }
+
+    /// The balance decisions CPU `cpu` made since the last call, oldest
+    /// first (empty unless `Builder::record_balance(true)`). Each balance
+    /// pass ends with one of `KeepPrev`, `Local`, `Global`, `KeepPrevLast`,
+    /// `Idle`; `Dispatch` and `LoopCap` precede it.
+    pub fn take_balance_trace(&self, cpu: usize) -> Vec<crate::sched::BalanceStep> {
+        let mut rq = self.sh.cpus[cpu].rq.lock();
+        rq.balance_trace
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Counters.

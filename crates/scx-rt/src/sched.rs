@@ -99,6 +99,7 @@ pub(crate) struct Config {
     pub slice_dfl: u64,
     pub idle_poll_ns: u64,
     pub allow_migration: bool,
+    pub record_balance: bool,
 }
 
 /// State shared by every CPU of one runtime.
@@ -121,6 +122,8 @@ pub(crate) struct Shared {
     pub live_tasks: AtomicUsize,
     pub shutdown: AtomicBool,
     pub disabling: Mutex<()>,
+    #[cfg(not(scx_rt_loom))]
+    pub timer: crate::timer::TimerState,
     /// Counters (`Runtime::stats`).
     pub nr_ejections: AtomicU64,
 }
@@ -143,7 +146,11 @@ impl Shared {
         let slot = SchedSlot::new(1, sched);
         let cpus: Box<[Cpu]> = (0..nr_cpus).map(|c| Cpu::new(c, nr_cpus)).collect();
         for c in cpus.iter() {
-            c.rq.lock().sched_gen = 1;
+            let mut rq = c.rq.lock();
+            rq.sched_gen = 1;
+            if cfg.record_balance {
+                rq.balance_trace = Some(Vec::new());
+            }
         }
         let idle = IdleMasks::new(nr_cpus);
         Self {
@@ -168,6 +175,8 @@ impl Shared {
             live_tasks: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             disabling: Mutex::new(()),
+            #[cfg(not(scx_rt_loom))]
+            timer: crate::timer::TimerState::new(),
             nr_ejections: AtomicU64::new(0),
         }
     }
@@ -784,7 +793,18 @@ fn finish_dispatch(
 
 /// Whether `p` may move to CPU `dst` (`task_can_run_on_remote_rq`).
 /// `explicit`: the scheduler named the CPU (violations are errors).
+///
+/// A task bound to its CPU by the runtime's migration rule (crate docs) is
+/// the kernel's migration-disabled task, with one deviation: a verdict that
+/// would move it is not an error here. In the kernel such tasks are rare;
+/// here every started task is one, and a policy written for sched_ext
+/// (dispatching whatever it queued to `DSQ_LOCAL`) would be ejected
+/// constantly. The task silently goes to the global DSQ, where only its CPU
+/// takes it. Violating an affinity the user asked for stays an error.
 fn can_run_on(sh: &Shared, p: &TaskRef, dst: usize, explicit: bool) -> bool {
+    if let Some(b) = p.bound_cpu() {
+        return b == dst;
+    }
     if !p.allowed_on(dst) {
         if explicit {
             sh.ops_error(format!(
@@ -851,7 +871,7 @@ pub(crate) fn consume_dispatch_q(
             return false;
         }
         let mut q = dsq.q.lock();
-        let Some(p) = q.pop_first_where(|p| p.allowed_on(me)) else {
+        let Some(p) = q.pop_first_for(me, |p| p.allowed_on(me)) else {
             return false;
         };
         dsq.nr.fetch_sub(1, Ordering::Relaxed);
@@ -928,9 +948,14 @@ pub enum BalanceStep {
     Idle,
 }
 
+/// Most steps kept per CPU before older ones are dropped.
+const BALANCE_TRACE_MAX: usize = 1 << 20;
+
 fn note(trace: &mut Option<Vec<BalanceStep>>, s: BalanceStep) {
     if let Some(t) = trace {
-        t.push(s);
+        if t.len() < BALANCE_TRACE_MAX {
+            t.push(s);
+        }
     }
 }
 

@@ -172,6 +172,8 @@ pub struct Task {
     pub(crate) bound_cpu: AtomicI32,
     /// Whether the task may migrate after it first ran (unsafe opt-in).
     pub(crate) migratable: bool,
+    /// The CPU of a one-CPU affinity.
+    affinity_single: Option<usize>,
     /// The stack context; `None` for model tokens and finished tasks.
     pub(crate) body: Mutex<Option<scx_rt_sys::fiber::Fiber>>,
     data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
@@ -185,10 +187,15 @@ impl Task {
         migratable: bool,
         now: u64,
     ) -> Self {
+        let affinity_single = match &affinity {
+            Affinity::Mask(m) if m.weight() == 1 => m.first(),
+            _ => None,
+        };
         Self {
             id,
             scx: SchedEntity::new(now),
             wake: AtomicU32::new(wake::ON_RQ),
+            affinity_single,
             affinity,
             bound_cpu: AtomicI32::new(-1),
             migratable,
@@ -272,6 +279,16 @@ impl Task {
             Affinity::All => nr_cpus,
             Affinity::Mask(m) => m.weight(),
         }
+    }
+
+    /// The one CPU the task may run on, if it may run on only one (bound
+    /// after its first run, or an affinity of one CPU).
+    pub fn single_cpu(&self) -> Option<usize> {
+        let b = self.bound_cpu.load(Ordering::Relaxed);
+        if b >= 0 {
+            return Some(b as usize);
+        }
+        self.affinity_single
     }
 
     /// The CPU a started, non-migratable task is bound to.

@@ -200,7 +200,18 @@ fn schedule(
                 }
                 prev_task = Some(p);
             }
-            Switch::Preempt => prev_task = Some(p),
+            Switch::Preempt => {
+                if c.shared.tick_pending.swap(false, Ordering::AcqRel) {
+                    // The slice timer fired (task_tick): bypass rotates
+                    // every tick; otherwise the scheduler sees the tick.
+                    if rq.bypassing() {
+                        p.set_slice(0);
+                    } else {
+                        call(sh, "tick", || slot.ops.tick(&ctx, &p));
+                    }
+                }
+                prev_task = Some(p);
+            }
             Switch::NoStack => {
                 p.set_slice(0);
                 prev_task = Some(p);
@@ -240,7 +251,9 @@ fn schedule(
             }
         }
     }
-    let next = sched::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut None, now);
+    let mut trace = rq.balance_trace.take();
+    let next = sched::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut trace, now);
+    rq.balance_trace = trace;
     let slot = sh.slot(rq.sched_gen);
     let ctx = Ctx::new(sh, Some(cpu));
     match &next {
@@ -274,6 +287,12 @@ fn schedule(
     sched::process_ddsp_deferred_locals(sh, &mut rq);
     self_wakeups.append(&mut rq.deferred_wakeups);
     drop(rq);
+    let deadline = match &next {
+        Some(t) if t.slice() != crate::consts::SLICE_INF => now.saturating_add(t.slice()),
+        _ => u64::MAX,
+    };
+    c.shared.tick_pending.store(false, Ordering::Relaxed);
+    sh.timer.set_deadline(sh, cpu, deadline);
     for t in timer_wakeups {
         wake_task(sh, &t);
     }

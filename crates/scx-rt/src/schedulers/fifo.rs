@@ -3,11 +3,6 @@
 //! all — every task goes to the global DSQ with the default slice, and an
 //! idle CPU found at wake-up gets the task directly — plus one kick so that
 //! work queued in the global DSQ never waits for a sleeping CPU.
-//!
-//! One deviation, because scx-rt binds every started task to its CPU (see
-//! the crate docs on migration): a task that may run on one CPU only goes
-//! to that CPU's local DSQ instead of the global one, so that other CPUs do
-//! not scan past tasks they may not take.
 
 use crate::consts::SLICE_DFL;
 use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags};
@@ -24,11 +19,6 @@ impl Scheduler for Fifo {
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
-        if p.nr_cpus_allowed(ctx.nr_cpu_ids()) == 1 {
-            // Enqueue runs on the task's rq, which is its only CPU.
-            ctx.dispatch(p, dsq_id::LOCAL, SLICE_DFL, enq_flags);
-            return;
-        }
         ctx.dispatch(p, dsq_id::GLOBAL, SLICE_DFL, enq_flags);
         // The kernel's fair class would find a sleeping CPU for us; here an
         // idle CPU is woken to consume the global DSQ.

@@ -76,14 +76,6 @@ impl Scheduler for Simple {
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
-        // Deviation from scx_simple: scx-rt binds started tasks to their CPU
-        // (crate docs), so single-CPU tasks go to their local DSQ rather than
-        // make every other CPU scan past them in the shared DSQ.
-        if p.nr_cpus_allowed(ctx.nr_cpu_ids()) == 1 {
-            self.nr_local.fetch_add(1, Ordering::Relaxed);
-            ctx.dispatch(p, dsq_id::LOCAL, SLICE_DFL, enq_flags);
-            return;
-        }
         self.nr_global.fetch_add(1, Ordering::Relaxed);
         if self.fifo {
             ctx.dispatch(p, SHARED_DSQ, SLICE_DFL, enq_flags);

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use super::wait::{wait_on, wake_all, WaitList};
 
 struct State<T> {
-    q: VecDeque<T>,
+    /// Values with their send tickets (a rendezvous sender whose receiver
+    /// left finds its own value by ticket and takes it back).
+    q: VecDeque<(u64, T)>,
     cap: Option<usize>,
     senders: usize,
     receiver: bool,
@@ -104,8 +106,9 @@ impl<T> Sender<T> {
                 if !room {
                     return None;
                 }
-                s.q.push_back(v.take().expect("value sent once"));
                 s.sent += 1;
+                let ticket = s.sent;
+                s.q.push_back((ticket, v.take().expect("value sent once")));
                 Some(Ok((s.sent, s.recv_waiters.pop())))
             },
             |s| &mut s.send_waiters,
@@ -118,11 +121,25 @@ impl<T> Sender<T> {
             w.wake();
         }
         if self.chan.st.lock().cap == Some(0) {
-            wait_on(
+            // A rendezvous completes when the receiver took the value; if
+            // the receiver left first, the value comes back.
+            let back = wait_on(
                 &self.chan.st,
-                |s| (s.taken >= ticket || !s.receiver).then_some(()),
+                |s| {
+                    if s.taken >= ticket {
+                        return Some(None);
+                    }
+                    if !s.receiver {
+                        let i = s.q.iter().position(|(t, _)| *t == ticket);
+                        return Some(i.and_then(|i| s.q.remove(i)).map(|(_, v)| v));
+                    }
+                    None
+                },
                 |s| &mut s.send_waiters,
             );
+            if let Some(v) = back {
+                return Err(SendError(v));
+            }
         }
         Ok(())
     }
@@ -159,7 +176,7 @@ impl<T> Receiver<T> {
         let (r, ws) = wait_on(
             &self.chan.st,
             |s| {
-                if let Some(v) = s.q.pop_front() {
+                if let Some((_, v)) = s.q.pop_front() {
                     s.taken += 1;
                     return Some((Ok(v), s.send_waiters.take_all()));
                 }
@@ -177,7 +194,7 @@ impl<T> Receiver<T> {
     /// Receives without blocking.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let mut s = self.chan.st.lock();
-        if let Some(v) = s.q.pop_front() {
+        if let Some((_, v)) = s.q.pop_front() {
             s.taken += 1;
             let ws = s.send_waiters.take_all();
             drop(s);

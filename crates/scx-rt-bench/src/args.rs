@@ -1,0 +1,251 @@
+//! Hand-rolled command-line parsing. Every mistake is a [`UsageError`]
+//! (printed with the usage text, exit code 2), never a panic.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::cpus::parse_cpu_list;
+
+/// The usage text; workload lines are appended from the registry.
+pub const USAGE: &str = "\
+usage: scx-rt-bench WORKLOAD... [OPTIONS]
+
+Runs scx-rt side by side with its peers (tokio, may, go, OS threads) and the
+raw hardware/OS limits, and prints one row per (workload, case, subject) with
+the ratio peer/scx-rt.
+
+options:
+  --cpus LIST    OS CPUs to use, e.g. 0,1 or 0-3 (default: every CPU this
+                 process may run on); all must be in the process affinity
+  --iters N      iterations per repetition (switch: yields per task;
+                 pingpong: round trips; raw rows use the same N)
+  --tasks N      tasks per repetition (spawn: tasks; skynet: leaves, a
+                 power of 10)
+  --reps R       repetitions; throughput rows report the p50 over them
+  --quick        tiny sizes for a smoke run (a few seconds for `all`)
+  --json FILE    also write the rows as JSON to FILE
+  --no-peers     run scx-rt only (no peers, no raw limits)
+  -h, --help     this text
+
+workloads:
+";
+
+/// A bad command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `-h` / `--help`.
+    Help,
+    /// Run workloads (in the order given, `all` expanded, duplicates dropped).
+    Run(Options),
+    /// Hidden: `__peer NAME WORKLOAD [OPTIONS]` runs one in-process peer in a
+    /// child process (for peers with process-global configuration, such as
+    /// may's worker count) and prints its rows in the line protocol of
+    /// [`crate::peers::external`].
+    PeerChild { peer: String, options: Options },
+}
+
+/// Options shared by all workloads. Sizes left `None` take the workload's
+/// default (or its `--quick` default).
+#[derive(Debug, Default, PartialEq, Eq, Clone)]
+pub struct Options {
+    pub workloads: Vec<String>,
+    pub cpus: Option<Vec<usize>>,
+    pub iters: Option<u64>,
+    pub tasks: Option<u64>,
+    pub reps: Option<u64>,
+    pub quick: bool,
+    pub json: Option<PathBuf>,
+    pub no_peers: bool,
+}
+
+/// Parses `args` (without the program name). `known` lists the workload
+/// names; `all` stands for all of them.
+pub fn parse<S: AsRef<str>>(args: &[S], known: &[&str]) -> Result<Command, UsageError> {
+    let mut opts = Options::default();
+    let mut peer_child: Option<String> = None;
+    let mut it = args.iter().map(AsRef::as_ref).peekable();
+    if it.peek() == Some(&"__peer") {
+        it.next();
+        let name = it
+            .next()
+            .ok_or_else(|| UsageError("__peer needs a peer name".into()))?;
+        peer_child = Some(name.to_string());
+    }
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (arg, None),
+        };
+        let mut value = |name: &str| -> Result<String, UsageError> {
+            match inline {
+                Some(v) => Ok(v.to_string()),
+                None => it
+                    .next()
+                    .map(str::to_string)
+                    .ok_or_else(|| UsageError(format!("{name} needs a value"))),
+            }
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--cpus" => {
+                let v = value(flag)?;
+                opts.cpus =
+                    Some(parse_cpu_list(&v).map_err(|e| UsageError(format!("--cpus: {e}")))?);
+            }
+            "--iters" => opts.iters = Some(parse_count(flag, &value(flag)?)?),
+            "--tasks" => opts.tasks = Some(parse_count(flag, &value(flag)?)?),
+            "--reps" => opts.reps = Some(parse_count(flag, &value(flag)?)?),
+            "--json" => {
+                let v = value(flag)?;
+                if v.is_empty() {
+                    return Err(UsageError("--json needs a file name".into()));
+                }
+                opts.json = Some(PathBuf::from(v));
+            }
+            "--quick" | "--no-peers" if inline.is_some() => {
+                return Err(UsageError(format!("{flag} takes no value")));
+            }
+            "--quick" => opts.quick = true,
+            "--no-peers" => opts.no_peers = true,
+            f if f.starts_with('-') => return Err(UsageError(format!("unknown option `{f}`"))),
+            "all" => {
+                for k in known {
+                    push_unique(&mut opts.workloads, k);
+                }
+            }
+            w if known.contains(&w) => push_unique(&mut opts.workloads, w),
+            w => {
+                return Err(UsageError(format!(
+                    "unknown workload `{w}` (known: {}, all)",
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+    if opts.workloads.is_empty() {
+        return Err(UsageError("no workload given".into()));
+    }
+    Ok(match peer_child {
+        Some(peer) => Command::PeerChild {
+            peer,
+            options: opts,
+        },
+        None => Command::Run(opts),
+    })
+}
+
+fn push_unique(v: &mut Vec<String>, w: &str) {
+    if !v.iter().any(|x| x == w) {
+        v.push(w.to_string());
+    }
+}
+
+/// A positive count; `_` separators allowed (`1_000_000`).
+fn parse_count(flag: &str, s: &str) -> Result<u64, UsageError> {
+    let digits: String = s.chars().filter(|&c| c != '_').collect();
+    match digits.parse::<u64>() {
+        Ok(0) => Err(UsageError(format!("{flag} must be at least 1"))),
+        Ok(n) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(UsageError(format!("{flag}: `{s}` is not a number"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &[&str] = &["switch", "spawn", "pingpong", "skynet"];
+
+    fn run(args: &[&str]) -> Result<Options, UsageError> {
+        match parse(args, KNOWN)? {
+            Command::Run(o) => Ok(o),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_options() {
+        let o = run(&[
+            "switch",
+            "--cpus",
+            "0-1",
+            "--iters=1_000",
+            "--tasks",
+            "10",
+            "--reps",
+            "3",
+            "--json",
+            "out.json",
+            "--no-peers",
+            "--quick",
+        ])
+        .unwrap();
+        assert_eq!(o.workloads, vec!["switch"]);
+        assert_eq!(o.cpus, Some(vec![0, 1]));
+        assert_eq!((o.iters, o.tasks, o.reps), (Some(1000), Some(10), Some(3)));
+        assert_eq!(o.json, Some(PathBuf::from("out.json")));
+        assert!(o.no_peers && o.quick);
+    }
+
+    #[test]
+    fn all_expands_in_order_without_duplicates() {
+        let o = run(&["skynet", "all", "switch"]).unwrap();
+        assert_eq!(o.workloads, vec!["skynet", "switch", "spawn", "pingpong"]);
+        let d = run(&["all"]).unwrap();
+        assert_eq!(
+            (d.cpus, d.iters, d.quick, d.no_peers),
+            (None, None, false, false)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        let bad: &[&[&str]] = &[
+            &[],
+            &["nope"],
+            &["switch", "--bogus"],
+            &["switch", "--iters"],
+            &["switch", "--iters", "ten"],
+            &["switch", "--iters", "0"],
+            &["switch", "--iters", "-5"],
+            &["switch", "--iters", "1e6"],
+            &["switch", "--iters", "99999999999999999999999"],
+            &["switch", "--reps", ""],
+            &["switch", "--cpus", "a"],
+            &["switch", "--cpus", "3-1"],
+            &["switch", "--cpus="],
+            &["switch", "--json"],
+            &["switch", "--json="],
+            &["switch", "--quick=1"],
+            &["--quick"],
+            &["__peer"],
+        ];
+        for args in bad {
+            assert!(parse(args, KNOWN).is_err(), "accepted {args:?}");
+        }
+    }
+
+    #[test]
+    fn help_and_peer_child() {
+        assert_eq!(parse(&["--help"], KNOWN), Ok(Command::Help));
+        assert_eq!(parse(&["switch", "-h"], KNOWN), Ok(Command::Help));
+        match parse(&["__peer", "may", "spawn", "--tasks", "5"], KNOWN).unwrap() {
+            Command::PeerChild { peer, options } => {
+                assert_eq!(peer, "may");
+                assert_eq!(options.workloads, vec!["spawn"]);
+                assert_eq!(options.tasks, Some(5));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

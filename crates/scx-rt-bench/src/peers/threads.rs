@@ -1,0 +1,104 @@
+//! The `os-threads` peer: plain OS threads, pinned where the workload pins.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use crate::peers::{on_cpus, spawn_pinned};
+use crate::stats::new_hist;
+use crate::workloads::ns;
+
+/// `switch`: two threads pinned to `cpu`, each calling
+/// `std::thread::yield_now` `iters` times; ns per yield, one per rep.
+pub fn switch(cpu: usize, iters: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let start = Arc::new(Barrier::new(3));
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let start = Arc::clone(&start);
+            threads.push(spawn_pinned(cpu, move || {
+                start.wait();
+                for _ in 0..iters {
+                    thread::yield_now();
+                }
+                Ok(())
+            })?);
+        }
+        start.wait();
+        let t = Instant::now();
+        for th in threads {
+            th.join()?;
+        }
+        samples.push(ns(t.elapsed()) / (2 * iters) as f64);
+    }
+    Ok(samples)
+}
+
+/// `spawn`: `std::thread::spawn` of `tasks` empty threads, then join all,
+/// on threads restricted to `cpus`; ns per thread, one per rep.
+pub fn spawn(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, String> {
+    on_cpus(cpus, move || {
+        let mut samples = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            let handles: Vec<_> = (0..tasks).map(|_| thread::spawn(|| ())).collect();
+            for h in handles {
+                h.join().map_err(|_| "empty thread panicked".to_string())?;
+            }
+            samples.push(ns(t.elapsed()) / tasks as f64);
+        }
+        Ok(samples)
+    })
+}
+
+/// `pingpong`: two threads pinned to `cpu_a` / `cpu_b` passing a turn
+/// through one `AtomicU32` with futex wait/wake (no spinning); histogram of
+/// round trips in ns, after `iters / 10` unrecorded warm-up rounds.
+pub fn pingpong(cpu_a: usize, cpu_b: usize, iters: u64) -> Result<Histogram<u64>, String> {
+    let warmup = iters / 10;
+    let rounds = warmup + iters;
+    let flag = Arc::new(AtomicU32::new(0));
+    let f = Arc::clone(&flag);
+    let echo = spawn_pinned(cpu_b, move || {
+        for i in 0..rounds {
+            let ping = (2 * i + 1) as u32;
+            wait_for(&f, ping);
+            f.store(ping.wrapping_add(1), Ordering::Release);
+            atomic_wait::wake_one(&*f);
+        }
+        Ok(())
+    })?;
+    let f = Arc::clone(&flag);
+    let hist = spawn_pinned(cpu_a, move || {
+        let mut hist = new_hist();
+        for i in 0..rounds {
+            let ping = (2 * i + 1) as u32;
+            let t = Instant::now();
+            f.store(ping, Ordering::Release);
+            atomic_wait::wake_one(&*f);
+            wait_for(&f, ping.wrapping_add(1));
+            if i >= warmup {
+                hist.saturating_record(t.elapsed().as_nanos() as u64);
+            }
+        }
+        Ok(hist)
+    })?
+    .join()?;
+    echo.join()?;
+    Ok(hist)
+}
+
+/// Blocks on the futex until `flag` holds `want`.
+pub fn wait_for(flag: &AtomicU32, want: u32) {
+    loop {
+        let v = flag.load(Ordering::Acquire);
+        if v == want {
+            return;
+        }
+        atomic_wait::wait(flag, v);
+    }
+}

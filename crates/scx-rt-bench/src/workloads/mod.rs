@@ -1,0 +1,147 @@
+//! The workload registry. Adding a workload: write `workloads/NAME.rs` with
+//! a `pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String>`,
+//! add one [`Workload`] entry to [`ALL`], and (if the may peer should run
+//! it) one arm in [`crate::peers::may::run_child`].
+
+pub mod pingpong;
+pub mod skynet;
+pub mod spawn;
+pub mod switch;
+
+use std::time::Instant;
+
+use crate::args::Options;
+use crate::report::{Row, Subject};
+
+/// Runs one workload: scx-rt first, then peers and raw limits (unless
+/// `--no-peers`), appending rows. An `Err` means scx-rt itself failed; a
+/// failing peer is reported on stderr and left out.
+pub type RunFn = fn(&Ctx, &mut Vec<Row>) -> Result<(), String>;
+
+/// Extra usage checks of a workload's options.
+pub type CheckFn = fn(&Ctx) -> Result<(), String>;
+
+/// One subcommand.
+pub struct Workload {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: RunFn,
+    /// Extra usage checks on the options (a failure exits with code 2).
+    pub check: Option<CheckFn>,
+}
+
+/// Every workload, in the order `all` runs them.
+pub const ALL: &[Workload] = &[
+    Workload {
+        name: "switch",
+        about: "green yield_now between two tasks on one CPU, ns/switch",
+        run: switch::run,
+        check: None,
+    },
+    Workload {
+        name: "spawn",
+        about: "spawn + run + join of empty tasks from inside a task, ns/task",
+        run: spawn::run,
+        check: None,
+    },
+    Workload {
+        name: "pingpong",
+        about: "round trip between tasks on two CPUs over channels, latency",
+        run: pingpong::run,
+        check: None,
+    },
+    Workload {
+        name: "skynet",
+        about: "1M tasks in a 10-ary tree of depth 6, ms per run",
+        run: skynet::run,
+        check: Some(skynet::check_options),
+    },
+];
+
+/// Workload names, for the argument parser.
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|w| w.name).collect()
+}
+
+/// Looks a workload up by name.
+pub fn find(name: &str) -> Option<&'static Workload> {
+    ALL.iter().find(|w| w.name == name)
+}
+
+/// What a workload run gets: the CPUs (OS numbers, validated) and the
+/// options.
+pub struct Ctx {
+    pub cpus: Vec<usize>,
+    pub opts: Options,
+}
+
+impl Ctx {
+    fn pick(&self, given: Option<u64>, normal: u64, quick: u64) -> u64 {
+        given.unwrap_or(if self.opts.quick { quick } else { normal })
+    }
+
+    /// `--iters`, else the default for a normal or `--quick` run.
+    pub fn iters(&self, normal: u64, quick: u64) -> u64 {
+        self.pick(self.opts.iters, normal, quick)
+    }
+
+    /// `--tasks`, else the default.
+    pub fn tasks(&self, normal: u64, quick: u64) -> u64 {
+        self.pick(self.opts.tasks, normal, quick)
+    }
+
+    /// `--reps`, else the default.
+    pub fn reps(&self, normal: u64, quick: u64) -> u64 {
+        self.pick(self.opts.reps, normal, quick)
+    }
+
+    /// Whether peers and raw limits run.
+    pub fn peers(&self) -> bool {
+        !self.opts.no_peers
+    }
+
+    /// Runs one peer (or raw limit) measurement with a progress line; a
+    /// failure is reported on stderr and yields no row.
+    pub fn peer<F>(&self, workload: &str, subject: Subject, rows: &mut Vec<Row>, f: F)
+    where
+        F: FnOnce() -> Result<Vec<Row>, String>,
+    {
+        if !self.peers() {
+            return;
+        }
+        let t = Instant::now();
+        eprintln!("{workload}: {} ...", subject.as_str());
+        match f() {
+            Ok(mut r) => {
+                rows.append(&mut r);
+                progress_done(workload, subject, t);
+            }
+            Err(e) => eprintln!("{workload}: {} skipped: {e}", subject.as_str()),
+        }
+    }
+
+    /// Runs the scx-rt measurement with a progress line; errors propagate.
+    pub fn scx<F>(&self, workload: &str, rows: &mut Vec<Row>, f: F) -> Result<(), String>
+    where
+        F: FnOnce() -> Result<Vec<Row>, String>,
+    {
+        let t = Instant::now();
+        eprintln!("{workload}: scx-rt ...");
+        let mut r = f().map_err(|e| format!("{workload}: scx-rt: {e}"))?;
+        rows.append(&mut r);
+        progress_done(workload, Subject::ScxRt, t);
+        Ok(())
+    }
+}
+
+fn progress_done(workload: &str, subject: Subject, t: Instant) {
+    let s = t.elapsed().as_secs_f64();
+    if s >= 1.0 {
+        eprintln!("{workload}: {} done in {s:.1} s", subject.as_str());
+    }
+}
+
+/// Nanoseconds as `f64`.
+pub fn ns(d: std::time::Duration) -> f64 {
+    d.as_nanos() as f64
+}

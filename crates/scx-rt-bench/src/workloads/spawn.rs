@@ -1,0 +1,85 @@
+//! `spawn`: from inside a task, spawn `tasks` empty tasks, then join them
+//! all; ns per task. Beside: tokio (same worker count, spawned from inside
+//! `block_on`), may, go, OS threads (`std::thread::spawn` + join, fewer).
+
+use std::time::Instant;
+
+use crate::peers::{go, may, threads, tokio};
+use crate::report::{Row, Subject};
+use crate::stats::{throughput_row, Key};
+use crate::workloads::{ns, Ctx};
+
+pub const NAME: &str = "spawn";
+const CASE: &str = "empty-tasks";
+const UNIT: &str = "ns/task";
+
+/// Thread creation costs ~10 µs; keep the OS-thread run short.
+const OS_TASKS_MAX: u64 = 2_000;
+
+pub struct Sizes {
+    pub tasks: u64,
+    pub reps: u64,
+}
+
+pub fn sizes(ctx: &Ctx) -> Sizes {
+    Sizes {
+        tasks: ctx.tasks(100_000, 1_000),
+        reps: ctx.reps(5, 2),
+    }
+}
+
+/// A row of this workload from one ns/task figure per rep.
+pub fn row(subject: Subject, tasks: u64, samples: &[f64]) -> Row {
+    let key = Key {
+        workload: NAME,
+        case: CASE,
+        subject,
+    };
+    throughput_row(key, UNIT, tasks, samples)
+}
+
+pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
+    let Sizes { tasks, reps } = sizes(ctx);
+    ctx.scx(NAME, rows, || {
+        Ok(vec![row(
+            Subject::ScxRt,
+            tasks,
+            &scx(&ctx.cpus, tasks, reps)?,
+        )])
+    })?;
+    ctx.peer(NAME, Subject::Tokio, rows, || {
+        let samples = tokio::spawn(&ctx.cpus, tasks, reps)?;
+        Ok(vec![row(Subject::Tokio, tasks, &samples)])
+    });
+    ctx.peer(NAME, Subject::May, rows, || may::rows(ctx, NAME));
+    if go::ready(ctx) {
+        ctx.peer(NAME, Subject::Go, rows, || go::rows(ctx, NAME));
+    }
+    ctx.peer(NAME, Subject::OsThreads, rows, || {
+        let os_tasks = tasks.min(OS_TASKS_MAX);
+        let samples = threads::spawn(&ctx.cpus, os_tasks, reps)?;
+        Ok(vec![row(Subject::OsThreads, os_tasks, &samples)])
+    });
+    Ok(())
+}
+
+fn scx(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = scx_rt::Runtime::builder()
+        .cpus(cpus.to_vec())
+        .build()
+        .map_err(|e| format!("build runtime: {e}"))?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let elapsed = rt.block_on(move || {
+            let t = Instant::now();
+            let handles: Vec<_> = (0..tasks).map(|_| scx_rt::spawn(|| ())).collect();
+            for h in handles {
+                h.join().map_err(|e| format!("join: {e:?}"))?;
+            }
+            Ok::<_, String>(t.elapsed())
+        })?;
+        samples.push(ns(elapsed) / tasks as f64);
+    }
+    rt.shutdown();
+    Ok(samples)
+}

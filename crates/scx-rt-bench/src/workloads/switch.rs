@@ -1,0 +1,87 @@
+//! `switch`: two green tasks on one CPU, each calling `yield_now` `iters`
+//! times; ns per switch (one yield hands the CPU from one task to the
+//! other). Beside: a bare corosensei resume/suspend loop (per switch, a
+//! pair being two), may (one worker), OS threads calling `sched_yield`.
+
+use std::time::Instant;
+
+use crate::peers::{may, raw, threads};
+use crate::report::{Row, Subject};
+use crate::stats::{throughput_row, Key};
+use crate::workloads::{ns, Ctx};
+
+pub const NAME: &str = "switch";
+const CASE: &str = "1cpu-2tasks";
+const UNIT: &str = "ns/switch";
+
+/// OS threads switch through the kernel (~µs each); keep their run short.
+const OS_ITERS_MAX: u64 = 100_000;
+
+pub struct Sizes {
+    pub iters: u64,
+    pub reps: u64,
+}
+
+pub fn sizes(ctx: &Ctx) -> Sizes {
+    Sizes {
+        iters: ctx.iters(1_000_000, 10_000),
+        reps: ctx.reps(5, 2),
+    }
+}
+
+/// A row of this workload from one ns/switch figure per rep.
+pub fn row(subject: Subject, iters: u64, samples: &[f64]) -> Row {
+    let key = Key {
+        workload: NAME,
+        case: CASE,
+        subject,
+    };
+    throughput_row(key, UNIT, 2 * iters, samples)
+}
+
+pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
+    let cpu = ctx.cpus[0];
+    let Sizes { iters, reps } = sizes(ctx);
+    ctx.scx(NAME, rows, || {
+        Ok(vec![row(Subject::ScxRt, iters, &scx(cpu, iters, reps)?)])
+    })?;
+    ctx.peer(NAME, Subject::RawCorosensei, rows, || {
+        let samples = raw::corosensei(cpu, iters, reps)?;
+        Ok(vec![row(Subject::RawCorosensei, iters, &samples)])
+    });
+    ctx.peer(NAME, Subject::May, rows, || may::rows(ctx, NAME));
+    ctx.peer(NAME, Subject::OsThreads, rows, || {
+        let os_iters = iters.min(OS_ITERS_MAX);
+        let samples = threads::switch(cpu, os_iters, reps)?;
+        Ok(vec![row(Subject::OsThreads, os_iters, &samples)])
+    });
+    Ok(())
+}
+
+/// scx-rt: a runtime on OS CPU `cpu` only; inside `block_on`, spawn the two
+/// yielders and time until both are joined.
+fn scx(cpu: usize, iters: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = scx_rt::Runtime::builder()
+        .cpus([cpu])
+        .build()
+        .map_err(|e| format!("build runtime: {e}"))?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let elapsed = rt.block_on(move || {
+            let yielder = move || {
+                for _ in 0..iters {
+                    scx_rt::yield_now();
+                }
+            };
+            let a = scx_rt::spawn(yielder);
+            let b = scx_rt::spawn(yielder);
+            let t = Instant::now();
+            a.join().map_err(|e| format!("join: {e:?}"))?;
+            b.join().map_err(|e| format!("join: {e:?}"))?;
+            Ok::<_, String>(t.elapsed())
+        })?;
+        samples.push(ns(elapsed) / (2 * iters) as f64);
+    }
+    rt.shutdown();
+    Ok(samples)
+}
