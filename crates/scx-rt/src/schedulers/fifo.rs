@@ -20,10 +20,13 @@ impl Scheduler for Fifo {
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
         ctx.dispatch(p, dsq_id::GLOBAL, SLICE_DFL, enq_flags);
-        // The kernel's fair class would find a sleeping CPU for us; here an
-        // idle CPU is woken to consume the global DSQ.
-        if let Some(c) = ctx.pick_idle_cpu(p, PickIdleFlags::empty()) {
-            ctx.kick_cpu(c, KickFlags::IDLE);
+        // An idle CPU is woken to consume the global DSQ. A task that may
+        // run on one CPU only needs none: the enqueue runs on that CPU's rq,
+        // and an idle CPU is rescheduled by the wake-up itself.
+        if p.nr_cpus_allowed(ctx.nr_cpu_ids()) > 1 {
+            if let Some(c) = ctx.pick_idle_cpu(p, PickIdleFlags::empty()) {
+                ctx.kick_cpu(c, KickFlags::IDLE);
+            }
         }
     }
 }

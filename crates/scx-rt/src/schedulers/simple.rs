@@ -92,9 +92,12 @@ impl Scheduler for Simple {
             ctx.dispatch_vtime(p, SHARED_DSQ, SLICE_DFL, vtime, enq_flags);
         }
         // scx_simple relies on the kernel to find CPUs for queued work; in
-        // userspace we wake one idle CPU so the shared DSQ is drained.
-        if let Some(c) = ctx.pick_idle_cpu(p, PickIdleFlags::empty()) {
-            ctx.kick_cpu(c, KickFlags::IDLE);
+        // userspace we wake one idle CPU so the shared DSQ is drained (not
+        // needed for a one-CPU task: its wake-up reschedules its CPU).
+        if p.nr_cpus_allowed(ctx.nr_cpu_ids()) > 1 {
+            if let Some(c) = ctx.pick_idle_cpu(p, PickIdleFlags::empty()) {
+                ctx.kick_cpu(c, KickFlags::IDLE);
+            }
         }
     }
 
