@@ -13,7 +13,10 @@ fn main() {
     });
     println!("preempt_point (nothing pending): {ns:.2} ns");
     let only_yield = std::env::var_os("QT_YIELD").is_some();
-    let n = if only_yield { 5_000_000u64 } else { 200_000 };
+    let n = std::env::var("QT_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if only_yield { 5_000_000u64 } else { 200_000 });
     let t = Instant::now();
     let hs: Vec<_> = (0..2)
         .map(|_| {

@@ -80,6 +80,9 @@ impl Part {
         match mode {
             Mode::Fifo => {
                 // Usually the head; otherwise a binary search (keys sorted).
+                if self.fifo.front().is_some_and(|(k, _)| *k == key) {
+                    return self.fifo.pop_front().map(|(_, p)| p);
+                }
                 let i = self.fifo.binary_search_by(|(k, _)| k.cmp(&key)).ok()?;
                 self.fifo.remove(i).map(|(_, p)| p)
             }
@@ -88,6 +91,11 @@ impl Part {
     }
 
     fn remove_task(&mut self, id: u64) -> bool {
+        // The head is the common case (a CPU starting its next task).
+        if self.fifo.front().is_some_and(|(_, p)| p.id() == id) {
+            self.fifo.pop_front();
+            return true;
+        }
         if let Some(i) = self.fifo.iter().position(|(_, p)| p.id() == id) {
             self.fifo.remove(i);
             return true;

@@ -542,6 +542,25 @@ impl<T> JoinHandle<T> {
     }
 }
 
+/// Task ids are unique per process. Each thread takes them in blocks from
+/// one counter, so spawning from many CPUs shares no cache line per task.
+fn next_task_id() -> TaskId {
+    const BLOCK: u64 = 1024;
+    static NEXT_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    std::thread_local! {
+        static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    IDS.with(|c| {
+        let (mut next, mut end) = c.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+            end = next + BLOCK;
+        }
+        c.set((next + 1, end));
+        next
+    })
+}
+
 pub(crate) fn spawn_in<F, T>(sh: &Arc<Shared>, f: F, affinity: Affinity) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -573,7 +592,7 @@ where
         };
         wake_all(ws);
     });
-    let id = sh.next_task_id.fetch_add(1, Ordering::Relaxed);
+    let id = next_task_id();
     let from = worker::cpu_in(sh);
     let p: TaskRef = Arc::new(Task::new(
         id,

@@ -118,7 +118,6 @@ pub(crate) struct Shared {
     pub cfg: Config,
     #[cfg(not(scx_rt_loom))]
     pub stacks: scx_rt_sys::stack::StackPool,
-    pub next_task_id: AtomicU64,
     pub live_tasks: AtomicUsize,
     pub shutdown: AtomicBool,
     pub disabling: Mutex<()>,
@@ -171,7 +170,6 @@ impl Shared {
             cfg,
             #[cfg(not(scx_rt_loom))]
             stacks: scx_rt_sys::stack::StackPool::new(stack_size),
-            next_task_id: AtomicU64::new(1),
             live_tasks: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             disabling: Mutex::new(()),
