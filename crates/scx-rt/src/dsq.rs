@@ -188,6 +188,14 @@ impl DsqQueue {
     }
 
     fn link_common(&mut self, p: &TaskRef) {
+        // SPEC.md §11 invariant 1: a task is on at most one DSQ.
+        debug_assert_eq!(
+            p.scx.dsq.load(Ordering::Relaxed),
+            crate::flags::DSQ_INVALID,
+            "task {} linked into DSQ {:#x} while on another",
+            p.id(),
+            self.id
+        );
         self.seq = self.seq.wrapping_add(1);
         p.scx.dsq_seq.store(self.seq, Ordering::Relaxed);
         p.scx.dsq.store(self.id, Ordering::Relaxed);

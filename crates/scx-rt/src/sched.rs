@@ -1067,6 +1067,14 @@ fn put_prev_task(
 /// `set_next_task_scx`: `p` (head of the local DSQ) starts running. rq
 /// locked.
 fn set_next_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, now: u64) {
+    // SPEC.md §11 invariant 9: a CPU only starts the head of its local DSQ.
+    debug_assert!(
+        rq.local.peek().is_some_and(|h| h.id() == p.id()),
+        "cpu {} starting task {} that is not the head of its local DSQ",
+        rq.cpu,
+        p.id()
+    );
+    debug_assert_eq!(p.cpu(), rq.cpu, "task {} runs on a CPU that is not its rq's", p.id());
     if rq.local.remove(p) {
         p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
         sync_local_nr(sh, rq);
@@ -1196,6 +1204,7 @@ pub(crate) fn disable(sh: &Shared) {
                 q.drain()
             };
             for p in left {
+                p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
                 dispatch_enqueue_nonlocal(sh, &sh.global, &p, EnqFlags::empty());
             }
             d.id.store(DSQ_INVALID, Ordering::Release);
