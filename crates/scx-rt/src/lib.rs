@@ -129,7 +129,7 @@ pub fn yield_now() {
 #[cfg(not(scx_rt_loom))]
 #[inline]
 pub fn preempt_point() {
-    if worker::need_resched() {
+    if worker::need_resched() && worker::in_task() {
         scx_rt_sys::fiber::suspend(worker::SW_PREEMPT);
     }
 }

@@ -206,8 +206,10 @@ impl RqSynced {
 
 /// Atomics of a CPU, outside the rq lock.
 pub(crate) struct RqShared {
-    /// The CPU must enter the scheduling path at its next check.
-    pub need_resched: AtomicBool,
+    /// The CPU must enter the scheduling path at its next check. Shared
+    /// with the worker thread's thread-local, so that `preempt_point` reads
+    /// it with one thread-local access and one load.
+    pub need_resched: std::sync::Arc<CachePadded<AtomicBool>>,
     pub doorbell: Doorbell,
     /// CPUs this CPU wants to kick (it is the kicker).
     pub cpus_to_kick: AtomicCpumask,
@@ -236,7 +238,7 @@ pub(crate) struct RqShared {
 impl RqShared {
     fn new(nr_cpus: usize) -> Self {
         Self {
-            need_resched: AtomicBool::new(false),
+            need_resched: std::sync::Arc::new(CachePadded::new(AtomicBool::new(false))),
             doorbell: Doorbell::new(),
             cpus_to_kick: AtomicCpumask::new(nr_cpus),
             cpus_to_kick_if_idle: AtomicCpumask::new(nr_cpus),

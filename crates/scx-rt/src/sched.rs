@@ -1074,7 +1074,12 @@ fn set_next_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, no
         rq.cpu,
         p.id()
     );
-    debug_assert_eq!(p.cpu(), rq.cpu, "task {} runs on a CPU that is not its rq's", p.id());
+    debug_assert_eq!(
+        p.cpu(),
+        rq.cpu,
+        "task {} runs on a CPU that is not its rq's",
+        p.id()
+    );
     if rq.local.remove(p) {
         p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
         sync_local_nr(sh, rq);

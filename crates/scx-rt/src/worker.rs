@@ -93,13 +93,19 @@ pub(crate) fn in_task() -> bool {
     WORKER.with(|w| w.borrow().as_ref().is_some_and(|w| w.task.is_some()))
 }
 
-/// Whether the calling task's CPU has a reschedule pending.
+type Flag = Arc<crossbeam_utils::CachePadded<crate::loom::AtomicBool>>;
+
+std::thread_local! {
+    /// The worker's `need_resched` flag (unset on other threads).
+    static NEED_RESCHED: std::cell::OnceCell<Flag> = const { std::cell::OnceCell::new() };
+}
+
+/// Whether the calling thread is a worker with a reschedule pending: one
+/// thread-local access and one load. Callers check `in_task` before
+/// switching (a scheduler callback runs on the worker's own stack).
 #[inline(never)]
 pub(crate) fn need_resched() -> bool {
-    WORKER.with(|w| match &*w.borrow() {
-        Some(w) if w.task.is_some() => w.sh.cpus[w.cpu].shared.need_resched.load(Ordering::Relaxed),
-        _ => false,
-    })
+    NEED_RESCHED.with(|f| f.get().is_some_and(|f| f.load(Ordering::Relaxed)))
 }
 
 fn set_task(t: Option<TaskRef>) {
@@ -118,6 +124,9 @@ pub(crate) fn wake_task(sh: &Shared, p: &TaskRef) {
 }
 
 pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
+    NEED_RESCHED.with(|f| {
+        let _ = f.set(sh.cpus[cpu].shared.need_resched.clone());
+    });
     WORKER.with(|w| {
         *w.borrow_mut() = Some(WorkerTls {
             sh: sh.clone(),
