@@ -79,12 +79,26 @@ pub(crate) fn dump_state(sh: &Shared, reason: &str) -> String {
                 let _ = writeln!(out, "  {name}: {}", m.to_cpumask());
             }
         }
-        out.push('\n');
-        if let Some(p) = &rq.curr {
-            task_line(&mut out, p, true, now);
+        let mut dctx = DumpCtx::new(sh, Some(c.id));
+        call(sh, "dump_cpu", || {
+            slot.ops.dump_cpu(&mut dctx, c.id, rq.curr.is_none())
+        });
+        for l in dctx.out.lines() {
+            let _ = writeln!(out, "  {l}");
         }
-        for p in rq.runnable.iter() {
-            task_line(&mut out, p, false, now);
+        out.push('\n');
+        let tasks = rq
+            .curr
+            .iter()
+            .map(|p| (p, true))
+            .chain(rq.runnable.iter().map(|p| (p, false)));
+        for (p, curr) in tasks {
+            task_line(&mut out, p, curr, now);
+            let mut dctx = DumpCtx::new(sh, Some(c.id));
+            call(sh, "dump_task", || slot.ops.dump_task(&mut dctx, p));
+            for l in dctx.out.lines() {
+                let _ = writeln!(out, "    {l}");
+            }
         }
         if !rq.local.is_empty() {
             let ids: Vec<String> = rq.local.iter().map(|p| p.id().to_string()).collect();

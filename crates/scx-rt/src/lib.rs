@@ -80,6 +80,7 @@ mod worker;
 pub mod model;
 
 pub use consts::{SLICE_DFL, SLICE_INF};
+pub use cpumask::{AtomicCpumask, Cpumask};
 pub use exit::{ExitInfo, ExitKind};
 pub use flags::{
     DeqFlags, EnqFlags, KickFlags, OpsFlags, PickIdleFlags, WakeFlags, DSQ_GLOBAL, DSQ_INVALID,
@@ -138,6 +139,12 @@ pub fn preempt_point() {
 #[cfg(not(scx_rt_loom))]
 pub fn current_cpu() -> Option<usize> {
     worker::current_cpu()
+}
+
+/// The id of the calling green task.
+#[cfg(not(scx_rt_loom))]
+pub fn task_id() -> Option<TaskId> {
+    worker::current().and_then(|(_, _, t)| t.map(|t| t.id()))
 }
 
 /// Whether the caller runs inside a green task.

@@ -146,6 +146,13 @@ pub trait Scheduler: Send + Sync + 'static {
         true
     }
 
+    /// Whether `set_cpumask` should be called when a task joins (default
+    /// `false`: building the mask costs an allocation per spawn). A
+    /// scheduler that tracks affinities returns `true`.
+    fn wants_cpumask(&self) -> bool {
+        false
+    }
+
     /// Picks the CPU for a waking task (no rq lock held). Default:
     /// `select_cpu_dfl`, and if it found an idle CPU, direct-dispatch to that
     /// CPU's local DSQ with the default slice.

@@ -625,6 +625,13 @@ where
     call(sh, "set_weight", || {
         slot.ops.set_weight(&ctx, &p, p.weight())
     });
+    if slot.wants_cpumask {
+        let mask = match &p.affinity {
+            Affinity::All => Cpumask::full(sh.nr_cpus),
+            Affinity::Mask(m) => (**m).clone(),
+        };
+        call(sh, "set_cpumask", || slot.ops.set_cpumask(&ctx, &p, &mask));
+    }
     sched::wake_up(sh, &p, WakeFlags::FORK, from);
     JoinHandle {
         task: p,

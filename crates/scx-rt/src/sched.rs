@@ -59,6 +59,9 @@ pub(crate) struct SchedSlot {
     pub flags: OpsFlags,
     pub builtin_idle: bool,
     pub max_batch: usize,
+    /// `set_cpumask` is called when a task joins (the mask costs an
+    /// allocation, so only for schedulers that ask).
+    pub wants_cpumask: bool,
 }
 
 impl SchedSlot {
@@ -71,6 +74,7 @@ impl SchedSlot {
             flags,
             builtin_idle: ops.builtin_idle() || flags.contains(OpsFlags::KEEP_BUILTIN_IDLE),
             max_batch: if mb == 0 { DSP_DFL_MAX_BATCH } else { mb } as usize,
+            wants_cpumask: ops.wants_cpumask(),
             ops,
         }
     }
