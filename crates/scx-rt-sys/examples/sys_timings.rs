@@ -28,6 +28,46 @@ fn main() {
         }
     });
 
+    // Contended: THREADS threads share the pool. Per-op time is wall time
+    // divided by the ops of one thread (so it compares with the line above).
+    // THREADS=n overrides the default of 4.
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    per_op(&format!("stack pool get+put, {threads} threads"), N, || {
+        std::thread::scope(|sc| {
+            for _ in 0..threads {
+                sc.spawn(|| {
+                    for _ in 0..N {
+                        let s = pool.get().unwrap();
+                        pool.put(std::hint::black_box(s));
+                    }
+                });
+            }
+        });
+    });
+    // Bursts: each thread takes 256 stacks, then returns them (exercises the
+    // refill/flush batches rather than the single warm slot).
+    const BURST: usize = 256;
+    per_op(
+        &format!("stack pool 256 gets+256 puts, {threads} thr"),
+        N,
+        || {
+            std::thread::scope(|sc| {
+                for _ in 0..threads {
+                    sc.spawn(|| {
+                        let mut held = Vec::with_capacity(BURST);
+                        for _ in 0..N / BURST {
+                            held.extend((0..BURST).map(|_| pool.get().unwrap()));
+                            held.clear();
+                        }
+                    });
+                }
+            });
+        },
+    );
+
     let mut co = corosensei::Coroutine::<(), (), (), _>::new(|y, ()| loop {
         y.suspend(());
     });

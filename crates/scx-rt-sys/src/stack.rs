@@ -37,15 +37,44 @@
 //! # Ownership and lifetime
 //!
 //! Every [`Stack`] holds an `Arc` to its pool's shared state, and dropping a
-//! `Stack` returns its slot to that pool's free list ([`StackPool::put`] is
-//! just an explicit drop). Slabs are never unmapped while anything can still
+//! `Stack` returns its slot to that pool (via the dropping thread's cache,
+//! below; [`StackPool::put`] is just an explicit drop). Slabs are never unmapped while anything can still
 //! use them: they are unmapped when the shared state dies, i.e. when the
 //! [`StackPool`] *and* every `Stack` it handed out are gone. So a stack can
 //! outlive its pool handle (a task finishing during shutdown) without a
 //! dangling mapping.
 //!
+//! # Per-thread caches
+//!
+//! Every green task takes a stack on its first resume and returns it when it
+//! finishes, on whichever worker it runs; with one worker per CPU a single
+//! mutex would be a contention point. So each OS thread keeps a small cache
+//! of free slots per pool (at most [`THREAD_CACHE_POOLS`] pools per thread,
+//! least recently used evicted): `get` pops from it and, when it is empty,
+//! moves up to [`THREAD_CACHE_BATCH`] slots from the shared free list in one
+//! lock acquisition (or carves one); `put` pushes onto it and, when it holds
+//! [`THREAD_CACHE_CAP`] slots, moves the [`THREAD_CACHE_BATCH`] coldest back
+//! in one lock acquisition. A thread's caches go back to their pools when
+//! the thread exits (in its thread-local destructors: after the thread's
+//! closure returns, so `JoinHandle::join` waits for it but the end of a
+//! `std::thread::scope` does not), when evicted, and on
+//! [`StackPool::flush_thread_cache`] (which [`StackPool::trim`] calls for the
+//! calling thread).
+//!
+//! Soundness: a thread cache holds only a `Weak` to the pool's shared state,
+//! so it never keeps slabs mapped (no leak after the runtime is gone, even
+//! if the thread lives on), and it touches its slot addresses only while it
+//! holds a strong reference: inside `get` (the caller's `StackPool` holds
+//! one), inside a `Stack`'s drop (the `Stack` holds one), or after a
+//! successful `Weak::upgrade` (flush at eviction or thread exit). If the
+//! shared state dies first, the slabs are unmapped and the cached addresses
+//! are simply forgotten, never dereferenced. A live `Weak` also pins the
+//! allocation of the dead shared state, so a new pool can never reuse its
+//! address and be mistaken for it: slots of two pools never mix.
+//!
 //! The free list is LIFO so the most recently used (cache-warm) stack is
-//! handed out next. Returning a stack never makes a system call: trimming
+//! handed out next (the thread caches are LIFO too, and a refill keeps the
+//! order). Returning a stack never makes a system call: trimming
 //! (releasing all but the top [`TRIM_KEEP`] bytes of cached stacks with
 //! `MADV_DONTNEED`; guard markers survive it) is a separate, explicit
 //! [`StackPool::trim`], which the runtime calls from idle CPUs. Measured on
@@ -54,13 +83,26 @@
 //! never touched the trimmed pages. Address space is kept until the pool
 //! dies.
 
+use std::cell::RefCell;
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Stacks per slab mapping.
 pub const STACKS_PER_SLAB: usize = 64;
+
+/// Free slots one thread may cache per pool; reaching it flushes
+/// [`THREAD_CACHE_BATCH`] of them back to the pool.
+pub const THREAD_CACHE_CAP: usize = 64;
+
+/// Slots moved between a thread cache and the pool's shared free list per
+/// lock acquisition.
+pub const THREAD_CACHE_BATCH: usize = 32;
+
+/// Pools one thread keeps a cache for; the least recently used is flushed
+/// back to its pool when a further pool is used.
+pub const THREAD_CACHE_POOLS: usize = 4;
 
 /// Smallest usable stack size (the requested size is rounded up to pages and
 /// to at least this).
@@ -151,9 +193,10 @@ struct Slab {
 impl Drop for Slab {
     fn drop(&mut self) {
         // SAFETY: `[addr, addr + len)` is exactly one mapping created by
-        // `mmap` in `Synced::carve`. Slabs are owned by `Shared`, which only
+        // `mmap` in `Shared::carve`. Slabs are owned by `Shared`, which only
         // dies when the pool and every `Stack` carved from it are gone, so no
-        // one can touch this memory any more.
+        // one can touch this memory any more (thread caches still listing
+        // its slots only hold a `Weak` and never use them once it is dead).
         let rc = unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
         debug_assert_eq!(rc, 0, "munmap of a stack slab failed");
     }
@@ -172,6 +215,13 @@ struct Shared {
     /// Length of `synced.free`, readable without the lock (trim decision).
     cached: AtomicUsize,
     synced: Mutex<Synced>,
+    /// The published slot count of every thread cache of this pool (each
+    /// written only by its thread); summed by [`StackPool::cached`]. Entries
+    /// whose thread cache is gone (strong count 1) are pruned on insertion.
+    thread_counts: Mutex<Vec<Arc<AtomicUsize>>>,
+    /// Test hook: how many times `synced` was locked.
+    #[cfg(test)]
+    locks: AtomicUsize,
 }
 
 /// The lock-protected half of the pool.
@@ -192,14 +242,31 @@ impl Shared {
         self.guard_size + self.stack_size
     }
 
-    /// Pops a cached slot or carves a new one (mapping a slab if needed).
-    fn get_slot(&self) -> io::Result<usize> {
-        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+    fn lock(&self) -> MutexGuard<'_, Synced> {
+        #[cfg(test)]
+        self.locks.fetch_add(1, Ordering::Relaxed);
+        self.synced.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pops a slot from the shared free list or carves a new one, bypassing
+    /// the thread cache (used when the thread cache is unavailable).
+    fn get_slot_shared(&self) -> io::Result<usize> {
+        let mut synced = self.lock();
         if let Some(low) = synced.free.pop() {
-            synced.trimmed = synced.trimmed.min(synced.free.len());
-            self.cached.store(synced.free.len(), Ordering::Relaxed);
+            self.after_take(&mut synced);
             return Ok(low);
         }
+        self.carve(&mut synced)
+    }
+
+    /// Bookkeeping after slots were taken off the top of `free`.
+    fn after_take(&self, synced: &mut Synced) {
+        synced.trimmed = synced.trimmed.min(synced.free.len());
+        self.cached.store(synced.free.len(), Ordering::Relaxed);
+    }
+
+    /// Carves a new slot (mapping a slab if needed), with the lock held.
+    fn carve(&self, synced: &mut Synced) -> io::Result<usize> {
         if synced.carve_next == synced.carve_end {
             let len = self.slot_size() * STACKS_PER_SLAB;
             // SAFETY: a fresh anonymous private mapping; no existing memory is
@@ -236,11 +303,163 @@ impl Shared {
         Ok(low)
     }
 
-    /// Returns a slot to the free list (no system call).
-    fn put_slot(&self, low: usize) {
-        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
-        synced.free.push(low);
+    /// Returns slots to the shared free list (no system call); the last one
+    /// is handed out first.
+    fn put_slots_shared(&self, lows: impl IntoIterator<Item = usize>) {
+        let mut synced = self.lock();
+        synced.free.extend(lows);
         self.cached.store(synced.free.len(), Ordering::Relaxed);
+    }
+
+    /// Takes a slot: from this thread's cache, else refilled from the shared
+    /// free list, else carved.
+    fn get_slot(self: &Arc<Self>) -> io::Result<usize> {
+        with_thread_caches(|tc| tc.get(self)).unwrap_or_else(|| self.get_slot_shared())
+    }
+
+    /// Returns a slot: to this thread's cache, spilling to the shared list.
+    fn put_slot(self: &Arc<Self>, low: usize) {
+        if with_thread_caches(|tc| tc.put(self, low)).is_none() {
+            self.put_slots_shared([low]);
+        }
+    }
+}
+
+/// One thread's cache of free slots of one pool.
+struct ThreadCache {
+    /// The pool. Weak, so the cache never keeps slabs mapped; see the
+    /// module doc ("Soundness") for when `slots` may be used.
+    pool: Weak<Shared>,
+    /// Free slot starts, LIFO (the last is the warmest).
+    slots: Vec<usize>,
+    /// `slots.len()`, published for [`StackPool::cached`]; registered in the
+    /// pool's `thread_counts`.
+    count: Arc<AtomicUsize>,
+}
+
+impl ThreadCache {
+    fn new(sh: &Arc<Shared>) -> ThreadCache {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut counts = sh.thread_counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.retain(|c| Arc::strong_count(c) > 1);
+        counts.push(count.clone());
+        drop(counts);
+        ThreadCache {
+            pool: Arc::downgrade(sh),
+            slots: Vec::with_capacity(THREAD_CACHE_CAP),
+            count,
+        }
+    }
+
+    fn publish(&self) {
+        self.count.store(self.slots.len(), Ordering::Relaxed);
+    }
+
+    /// Moves every slot back to the pool's shared free list if the pool is
+    /// alive, else forgets them (their slabs are unmapped already).
+    fn flush_all(&mut self) {
+        if self.slots.is_empty() {
+            return;
+        }
+        if let Some(sh) = self.pool.upgrade() {
+            // The pool is alive (we hold `sh`), so the slots are valid slots
+            // of its slabs, owned by this cache alone.
+            sh.put_slots_shared(self.slots.drain(..));
+        } else {
+            self.slots.clear();
+        }
+        self.publish();
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        self.flush_all();
+    }
+}
+
+/// All thread caches of one thread, most recently used first.
+struct ThreadCaches {
+    caches: Vec<ThreadCache>,
+}
+
+thread_local! {
+    static THREAD_CACHES: RefCell<ThreadCaches> =
+        const { RefCell::new(ThreadCaches { caches: Vec::new() }) };
+}
+
+/// Runs `f` on this thread's caches; `None` if they are unavailable (the
+/// thread is exiting and they were destroyed already, or re-entrancy).
+///
+/// Never inlined, so the thread-local's address is computed afresh on every
+/// call even if the caller is a fiber that migrates (see `fiber`'s module
+/// doc); no reference to the thread-local escapes `f`.
+#[inline(never)]
+fn with_thread_caches<R>(f: impl FnOnce(&mut ThreadCaches) -> R) -> Option<R> {
+    THREAD_CACHES
+        .try_with(|tc| tc.try_borrow_mut().ok().map(|mut tc| f(&mut tc)))
+        .ok()
+        .flatten()
+}
+
+impl ThreadCaches {
+    /// This thread's cache for `sh`, created (and registered) if needed.
+    fn cache(&mut self, sh: &Arc<Shared>) -> &mut ThreadCache {
+        let ptr = Arc::as_ptr(sh);
+        // `Weak::as_ptr` equality means the same allocation, and a live Weak
+        // pins its allocation, so this is `sh`'s cache and no dead pool's.
+        match self.caches.iter().position(|c| c.pool.as_ptr() == ptr) {
+            Some(0) => {}
+            Some(i) => self.caches[..=i].rotate_right(1),
+            None => {
+                // Forget caches of dead pools, then evict the least recently
+                // used one if still full (flushing it back to its pool).
+                self.caches.retain(|c| c.pool.strong_count() > 0);
+                if self.caches.len() >= THREAD_CACHE_POOLS {
+                    self.caches.pop();
+                }
+                self.caches.insert(0, ThreadCache::new(sh));
+            }
+        }
+        &mut self.caches[0]
+    }
+
+    fn get(&mut self, sh: &Arc<Shared>) -> io::Result<usize> {
+        let cache = self.cache(sh);
+        if let Some(low) = cache.slots.pop() {
+            cache.publish();
+            return Ok(low);
+        }
+        let mut synced = sh.lock();
+        let n = synced.free.len().min(THREAD_CACHE_BATCH);
+        if n == 0 {
+            return sh.carve(&mut synced);
+        }
+        let at = synced.free.len() - n;
+        // Keeps the order: the shared list's warmest slot is popped first.
+        cache.slots.extend(synced.free.drain(at..));
+        sh.after_take(&mut synced);
+        drop(synced);
+        let low = cache.slots.pop().expect("refilled at least one slot");
+        cache.publish();
+        Ok(low)
+    }
+
+    fn put(&mut self, sh: &Arc<Shared>, low: usize) {
+        let cache = self.cache(sh);
+        cache.slots.push(low);
+        if cache.slots.len() >= THREAD_CACHE_CAP {
+            sh.put_slots_shared(cache.slots.drain(..THREAD_CACHE_BATCH));
+        }
+        cache.publish();
+    }
+
+    /// Flushes this thread's cache of `sh`, if any, back to the pool.
+    fn flush(&mut self, sh: &Arc<Shared>) {
+        let ptr = Arc::as_ptr(sh);
+        if let Some(c) = self.caches.iter_mut().find(|c| c.pool.as_ptr() == ptr) {
+            c.flush_all();
+        }
     }
 }
 
@@ -296,9 +515,10 @@ impl Drop for Stack {
 // slab's lifetime. (2) `StackPool::new` enforces >= 16 KiB. (3) both are
 // page-aligned (slabs are page-aligned, guard and stack sizes are page
 // multiples), and page alignment exceeds STACK_ALIGNMENT (16) on every
-// arch. (4) a slot is in exactly one place at a time (the free list or one
-// `Stack`), and the slab is unmapped only after every `Stack` (each holding
-// an `Arc<Shared>`) is gone.
+// arch. (4) a slot is in exactly one place at a time (the shared free list,
+// one thread cache, or one `Stack`), and the slab is unmapped only after
+// every `Stack` (each holding an `Arc<Shared>`) is gone; a thread cache
+// hands a slot out only from `get`, whose `StackPool` keeps `Shared` alive.
 unsafe impl corosensei::stack::Stack for Stack {
     fn base(&self) -> corosensei::stack::StackPointer {
         corosensei::stack::StackPointer::new(self.stack_range().end)
@@ -310,8 +530,9 @@ unsafe impl corosensei::stack::Stack for Stack {
     }
 }
 
-/// A pool of stacks of one size. Cheap `get`/`put` (one uncontended mutex
-/// each in the common case); `Sync`.
+/// A pool of stacks of one size. Cheap `get`/`put`: in the common case
+/// they only touch the calling thread's cache (no lock); one mutex
+/// acquisition per [`THREAD_CACHE_BATCH`] stacks otherwise. `Sync`.
 pub struct StackPool {
     shared: Arc<Shared>,
 }
@@ -350,6 +571,9 @@ impl StackPool {
                     slabs: Vec::new(),
                     trimmed: 0,
                 }),
+                thread_counts: Mutex::new(Vec::new()),
+                #[cfg(test)]
+                locks: AtomicUsize::new(0),
             }),
         }
     }
@@ -384,9 +608,31 @@ impl StackPool {
         self.shared.allocated.load(Ordering::Relaxed)
     }
 
-    /// Stacks in the free list.
+    /// Free stacks: the shared free list plus every thread cache of this
+    /// pool. Exact when the pool is quiescent (e.g. after joining the
+    /// threads that used it); while other threads get and put concurrently
+    /// it is an estimate, as a batch moving between a thread cache and the
+    /// shared list may be counted twice or not at all for a moment. Locks
+    /// a registry of thread caches: not for hot paths.
     pub fn cached(&self) -> usize {
-        self.shared.cached.load(Ordering::Relaxed)
+        let sh = &self.shared;
+        let shared = sh.cached.load(Ordering::Relaxed);
+        let counts = sh.thread_counts.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            + counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum::<usize>()
+    }
+
+    /// Returns the calling thread's cached free stacks of this pool to the
+    /// shared free list (one lock acquisition if it had any), where other
+    /// threads and [`StackPool::trim`] see them. Threads do this on their own
+    /// at exit; a thread that stays alive but stops using the pool can call
+    /// it so its (at most [`THREAD_CACHE_CAP`]) cached stacks are not
+    /// stranded.
+    pub fn flush_thread_cache(&self) {
+        with_thread_caches(|tc| tc.flush(&self.shared));
     }
 
     /// Releases the memory (all but the top [`TRIM_KEEP`] bytes) of the
@@ -394,12 +640,18 @@ impl StackPool {
     /// released already. Returns how many stacks it trimmed. Costs nothing
     /// when there is nothing new to trim; otherwise one `madvise` per stack,
     /// so call it off hot paths (the runtime does from idle CPUs).
+    ///
+    /// It first flushes the calling thread's cache
+    /// ([`StackPool::flush_thread_cache`]) and then trims the shared free
+    /// list only: stacks in other threads' caches (at most
+    /// [`THREAD_CACHE_CAP`] per thread) are never trimmed.
     pub fn trim(&self, keep: usize) -> usize {
+        self.flush_thread_cache();
         let sh = &self.shared;
         if sh.cached.load(Ordering::Relaxed) <= keep {
             return 0;
         }
-        let mut synced = sh.synced.lock().unwrap_or_else(|e| e.into_inner());
+        let mut synced = sh.lock();
         let upto = synced.free.len().saturating_sub(keep);
         let from = synced.trimmed;
         let len = sh.stack_size.saturating_sub(TRIM_KEEP);
@@ -577,6 +829,221 @@ mod tests {
         drop(stacks);
         assert_eq!(pool.cached(), N);
         assert_eq!(pool.allocated(), N);
+    }
+
+    /// Slots in the pool's shared free list (not counting thread caches).
+    fn shared_len(pool: &StackPool) -> usize {
+        pool.shared.cached.load(Ordering::Relaxed)
+    }
+
+    fn locks(pool: &StackPool) -> usize {
+        pool.shared.locks.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn warm_get_put_takes_no_lock() {
+        let pool = StackPool::new(16 * 1024);
+        // Warm-up: carve 10 stacks and return them to this thread's cache.
+        let warm: Vec<_> = (0..10).map(|_| pool.get().unwrap()).collect();
+        drop(warm);
+        assert_eq!(pool.cached(), 10);
+        let (locks0, shared0) = (locks(&pool), shared_len(&pool));
+        for i in 0..10_000 {
+            let held: Vec<_> = (0..(i % 10) + 1).map(|_| pool.get().unwrap()).collect();
+            drop(held);
+        }
+        assert_eq!(locks(&pool), locks0, "warm get/put took the shared lock");
+        assert_eq!(shared_len(&pool), shared0);
+        assert_eq!(pool.allocated(), 10);
+        assert_eq!(pool.cached(), 10);
+    }
+
+    #[test]
+    fn refill_and_flush_move_batches() {
+        let pool = StackPool::new(16 * 1024);
+        let held: Vec<_> = (0..200).map(|_| pool.get().unwrap()).collect();
+        drop(held);
+        assert_eq!(pool.cached(), 200);
+        // The thread cache stays below its capacity; the rest is shared.
+        assert!(shared_len(&pool) >= 200 - THREAD_CACHE_CAP);
+        let locks0 = locks(&pool);
+        let held: Vec<_> = (0..200).map(|_| pool.get().unwrap()).collect();
+        assert_eq!(pool.allocated(), 200, "reused, not carved");
+        // At most one lock per batch (plus one for the leftover cache).
+        assert!(locks(&pool) - locks0 <= 200 / THREAD_CACHE_BATCH + 1);
+        drop(held);
+        pool.flush_thread_cache();
+        assert_eq!(shared_len(&pool), 200);
+        assert_eq!(pool.cached(), 200);
+    }
+
+    #[test]
+    fn exiting_thread_returns_its_cache() {
+        let pool = Arc::new(StackPool::new(16 * 1024));
+        let p = pool.clone();
+        std::thread::spawn(move || {
+            let held: Vec<_> = (0..100).map(|_| p.get().unwrap()).collect();
+            drop(held);
+            assert_eq!(p.cached(), 100);
+            assert!(shared_len(&p) < 100, "some stay in the thread cache");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(shared_len(&pool), 100, "thread exit flushed its cache");
+        assert_eq!(pool.cached(), 100);
+        let held: Vec<_> = (0..100).map(|_| pool.get().unwrap()).collect();
+        assert_eq!(pool.allocated(), 100);
+        drop(held);
+    }
+
+    #[test]
+    fn stack_dropped_on_another_thread_goes_to_its_cache() {
+        let pool = StackPool::new(16 * 1024);
+        let s = pool.get().unwrap();
+        let r = s.stack_range();
+        // `join`, not `thread::scope`: a scope ends when the closures return,
+        // before the threads' thread-local destructors (the flush) have run.
+        std::thread::spawn(move || drop(s)).join().unwrap();
+        assert_eq!(shared_len(&pool), 1);
+        assert_eq!(pool.get().unwrap().stack_range(), r);
+    }
+
+    /// The pool dies (handle and every stack gone) while another thread
+    /// still caches some of its slots: the slabs are unmapped anyway (the
+    /// cache holds no strong reference), and the thread later neither hands
+    /// out nor touches those dead slots.
+    #[test]
+    fn pool_dies_while_another_thread_caches_slots() {
+        use std::sync::mpsc::channel;
+        let pool = Arc::new(StackPool::new(16 * 1024));
+        let weak = Arc::downgrade(&pool.shared);
+        let live = pool.get().unwrap();
+        let (cached_tx, cached_rx) = channel();
+        let (go_tx, go_rx) = channel::<()>();
+        let p = pool.clone();
+        let t = std::thread::spawn(move || {
+            let held: Vec<_> = (0..50).map(|_| p.get().unwrap()).collect();
+            drop(held);
+            drop(p);
+            cached_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            // A new pool on this thread gets fresh slots, never the dead ones.
+            let other = StackPool::new(16 * 1024);
+            let held: Vec<_> = (0..100).map(|_| other.get().unwrap()).collect();
+            assert_eq!(other.allocated(), 100);
+            for s in &held {
+                let r = s.stack_range();
+                // SAFETY: `r` is this live stack's usable memory.
+                unsafe { std::ptr::write_bytes(r.start as *mut u8, 3, r.len()) };
+            }
+            drop(held);
+            assert_eq!(other.cached(), 100);
+            // Exiting forgets the dead pool's slots without touching them.
+        });
+        cached_rx.recv().unwrap();
+        assert_eq!(pool.cached(), 50);
+        // Dropping the handle while a stack lives keeps the slabs mapped.
+        drop(pool);
+        assert!(weak.upgrade().is_some());
+        let r = live.stack_range();
+        // SAFETY: the live stack keeps its slab mapped.
+        unsafe { std::ptr::write_bytes(r.start as *mut u8, 1, r.len()) };
+        drop(live);
+        // The other thread's cache did not keep the pool (and its slabs).
+        assert!(weak.upgrade().is_none(), "thread cache leaked the pool");
+        go_tx.send(()).unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn two_pools_on_one_thread_do_not_mix() {
+        let a = StackPool::new(16 * 1024);
+        let b = StackPool::new(32 * 1024);
+        let mut seen_a = std::collections::HashSet::new();
+        let mut seen_b = std::collections::HashSet::new();
+        for round in 0..50 {
+            let sa: Vec<_> = (0..(round % 7) + 1).map(|_| a.get().unwrap()).collect();
+            let sb: Vec<_> = (0..(round % 5) + 1).map(|_| b.get().unwrap()).collect();
+            for s in &sa {
+                assert_eq!(s.size(), a.stack_size());
+                seen_a.insert(s.guard_range().start);
+            }
+            for s in &sb {
+                assert_eq!(s.size(), b.stack_size());
+                seen_b.insert(s.guard_range().start);
+            }
+            // Return them crosswise interleaved.
+            for (x, y) in sa.into_iter().zip(sb) {
+                drop(y);
+                drop(x);
+            }
+        }
+        assert!(seen_a.is_disjoint(&seen_b));
+        assert_eq!(seen_a.len(), a.allocated());
+        assert_eq!(seen_b.len(), b.allocated());
+        assert_eq!(a.cached(), a.allocated());
+        assert_eq!(b.cached(), b.allocated());
+    }
+
+    #[test]
+    fn more_pools_than_thread_caches() {
+        let pools: Vec<_> = (0..THREAD_CACHE_POOLS + 2)
+            .map(|i| StackPool::new((16 + 4 * i) * 1024))
+            .collect();
+        for _ in 0..20 {
+            for p in &pools {
+                let s = p.get().unwrap();
+                assert_eq!(s.size(), p.stack_size());
+                drop(s);
+            }
+        }
+        for p in &pools {
+            // Round robin over more pools than caches evicts (flushes) each
+            // cache before its pool comes round again: one stack suffices.
+            assert_eq!(p.allocated(), 1);
+            assert_eq!(p.cached(), 1);
+        }
+        // Only the most recently used pools still have a thread cache.
+        let in_shared = pools.iter().filter(|p| shared_len(p) == 1).count();
+        assert_eq!(in_shared, 2);
+    }
+
+    /// Several threads hammer one pool; no slot is ever handed out twice
+    /// at once, and the counts add up afterwards.
+    #[test]
+    fn concurrent_get_put_is_exclusive() {
+        let pool = Arc::new(StackPool::new(16 * 1024));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    for i in 0..20_000u64 {
+                        if (i * 7919 + t) % 3 != 0 || held.is_empty() {
+                            let s = pool.get().unwrap();
+                            let top = s.stack_range().end - 8;
+                            let tag = (t << 32) | i;
+                            // SAFETY: `top` is inside this live stack.
+                            unsafe { (top as *mut u64).write_volatile(tag) };
+                            held.push((s, tag));
+                        }
+                        if held.len() > 100 || i % 5 == 0 {
+                            let n = held.len() / 2 + 1;
+                            for (s, tag) in held.drain(..n.min(held.len())) {
+                                let top = s.stack_range().end - 8;
+                                // SAFETY: as above, written when taken.
+                                assert_eq!(unsafe { (top as *const u64).read_volatile() }, tag);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(pool.cached(), pool.allocated());
+        assert_eq!(shared_len(&pool), pool.allocated(), "exits flushed");
     }
 
     const CHILD_ENV: &str = "SCX_RT_SYS_GUARD_CHILD";
