@@ -1,14 +1,41 @@
-//! Kicking CPUs (`scx_bpf_kick_cpu`, SPEC.md §4) — the first cut.
+//! Kicking CPUs (`scx_bpf_kick_cpu`, SPEC.md §4).
 //!
-//! The call side records the target in the *calling* CPU's masks
-//! (`cpus_to_kick`, `cpus_to_kick_if_idle`, `cpus_to_preempt`) and marks its
-//! kick step ("irq work") pending; the step runs on the kicking CPU as soon
-//! as it holds no rq lock: at the end of the outer operation (a wake-up, a
-//! spawn) or at the worker's next safe point. A thread that is no worker
-//! keeps its kicks in a thread-local list, run the same way.
+//! # Call side (any callback, or any thread through the runtime)
 //!
-//! Still to come with the kick issue: `WAIT` (accepted, currently behaves as
-//! a plain kick), bypass dropping, hotplug rules, and the kick benchmarks.
+//! 1. An invalid CPU is an ops error. A kick from a CPU that is bypassing is
+//!    dropped (as the kernel drops kicks while its irq work may not run;
+//!    here, because the policy issuing it is being ejected).
+//! 2. `IDLE` with `PREEMPT` or `WAIT` is an ops error; the kick proceeds as
+//!    an idle kick. `IDLE` try-locks the target and returns early when
+//!    [`can_skip_idle_kick`] says the target is busy; otherwise the target's
+//!    bit goes into the *calling* CPU's `cpus_to_kick_if_idle`.
+//! 3. Other kicks set the bit in `cpus_to_kick` (and `cpus_to_preempt`,
+//!    `cpus_to_wait`).
+//! 4. The calling CPU's kick step ("irq work") is marked pending. It runs
+//!    on that CPU as soon as it holds no rq lock: at the end of the outer
+//!    operation (a wake-up, a spawn) or at the worker's next safe point, so
+//!    many kicks in one callback are one pass, a CPU kicked twice before the
+//!    pass is kicked once, and a plain kick absorbs an idle kick of the same
+//!    CPU. A thread that is no worker keeps its kicks in a thread-local list
+//!    run the same way.
+//!
+//! # The kick step
+//!
+//! Plain kicks first (`kick_one_cpu`: under the target's rq lock, if it is
+//! online or the kicker itself, `PREEMPT` zeroes the current task's slice,
+//! `WAIT` records the target's pick sequence if it runs a task, and the
+//! target is rescheduled; offline targets only lose their preempt and wait
+//! bits), then idle kicks (`kick_one_cpu_if_idle`).
+//!
+//! # `WAIT` (SPEC.md §4.3, the newest form)
+//!
+//! The waiter returns only after the task that was current on the target at
+//! kick time was switched out or the target entered its pick path (its
+//! `pnt_seq` moved). The wait does not happen inside the kick step: the step
+//! marks `kick_sync_pending` and reschedules the kicker, whose worker waits
+//! at its next safe point, holding no lock and bumping its *own* pick
+//! sequence on every round — so two CPUs waiting on each other, or a ring,
+//! all complete.
 
 use std::cell::RefCell;
 
@@ -32,6 +59,11 @@ pub(crate) fn kick_cpu(sh: &Shared, from: Option<usize>, cpu: usize, mut flags: 
     if !sh.check_cpu(cpu, "kick_cpu") {
         return;
     }
+    if let Some(me) = from {
+        if sh.cpus[me].shared.bypassing.load(Ordering::Acquire) {
+            return;
+        }
+    }
     if flags.contains(KickFlags::IDLE) && flags.intersects(KickFlags::PREEMPT | KickFlags::WAIT) {
         sh.ops_error("kick_cpu: IDLE cannot be combined with PREEMPT or WAIT".to_string());
         flags = KickFlags::IDLE;
@@ -44,6 +76,11 @@ pub(crate) fn kick_cpu(sh: &Shared, from: Option<usize>, cpu: usize, mut flags: 
     if flags.contains(KickFlags::IDLE) {
         if let Some(rq) = sh.cpus[cpu].rq.try_lock() {
             if can_skip_idle_kick(&rq) {
+                sh.cpus[cpu]
+                    .shared
+                    .stats
+                    .idle_kicks_skipped
+                    .fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
@@ -57,27 +94,82 @@ pub(crate) fn kick_cpu(sh: &Shared, from: Option<usize>, cpu: usize, mut flags: 
             s.cpus_to_wait.set(cpu);
         }
     }
+    s.stats.kicks_sent.fetch_add(1, Ordering::Relaxed);
     s.kick_pending.store(true, Ordering::Release);
 }
 
-/// `kick_one_cpu`. No rq lock held on entry.
-fn kick_one_cpu(sh: &Shared, me: Option<usize>, cpu: usize, preempt: bool) {
-    let rq = sh.cpus[cpu].rq.lock();
+/// `kick_one_cpu`. No rq lock held on entry. Returns whether the kicker
+/// must wait for the target (`WAIT` and the target runs a task).
+fn kick_one_cpu(sh: &Shared, me: Option<usize>, cpu: usize, preempt: bool, wait: bool) -> bool {
+    let target = &sh.cpus[cpu];
+    let rq = target.rq.lock();
+    let mut must_wait = false;
     if rq.online() || Some(cpu) == me {
         if preempt {
             if let Some(c) = &rq.curr {
                 c.set_slice(0);
+                target
+                    .shared
+                    .stats
+                    .preemptions
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
-        sh.cpus[cpu].resched();
+        if wait && rq.curr.is_some() && Some(cpu) != me {
+            let seq = target.shared.pnt_seq.load(Ordering::Acquire);
+            match me {
+                Some(m) => sh.cpus[m].shared.pseqs[cpu].store(seq, Ordering::Relaxed),
+                None => {
+                    drop(rq);
+                    target.resched();
+                    wait_foreign(sh, cpu, seq);
+                    target
+                        .shared
+                        .stats
+                        .kicks_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            }
+            must_wait = true;
+        }
+        target
+            .shared
+            .stats
+            .kicks_received
+            .fetch_add(1, Ordering::Relaxed);
+        target.resched();
     }
+    must_wait
 }
 
 /// `kick_one_cpu_if_idle`. No rq lock held on entry.
 fn kick_one_cpu_if_idle(sh: &Shared, me: Option<usize>, cpu: usize) {
-    let rq = sh.cpus[cpu].rq.lock();
-    if !can_skip_idle_kick(&rq) && (rq.online() || Some(cpu) == me) {
-        sh.cpus[cpu].resched();
+    let target = &sh.cpus[cpu];
+    let rq = target.rq.lock();
+    if can_skip_idle_kick(&rq) {
+        target
+            .shared
+            .stats
+            .idle_kicks_skipped
+            .fetch_add(1, Ordering::Relaxed);
+    } else if rq.online() || Some(cpu) == me {
+        target
+            .shared
+            .stats
+            .kicks_received
+            .fetch_add(1, Ordering::Relaxed);
+        target.resched();
+    }
+}
+
+/// A thread that is no worker waits by spinning: it runs no tasks, so no
+/// one waits on it.
+fn wait_foreign(sh: &Shared, cpu: usize, seq: u64) {
+    while sh.cpus[cpu].shared.pnt_seq.load(Ordering::Acquire) == seq
+        && !sh.shutdown.load(Ordering::Relaxed)
+    {
+        crate::loom::spin_loop();
     }
 }
 
@@ -95,7 +187,13 @@ pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
             if flags.contains(KickFlags::IDLE) {
                 kick_one_cpu_if_idle(sh, None, cpu);
             } else {
-                kick_one_cpu(sh, None, cpu, flags.contains(KickFlags::PREEMPT));
+                kick_one_cpu(
+                    sh,
+                    None,
+                    cpu,
+                    flags.contains(KickFlags::PREEMPT),
+                    flags.contains(KickFlags::WAIT),
+                );
             }
         }
         return;
@@ -104,15 +202,45 @@ pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
     if !s.kick_pending.swap(false, Ordering::AcqRel) {
         return;
     }
+    let mut any_wait = false;
     for cpu in s.cpus_to_kick.iter().collect::<Vec<_>>() {
         let preempt = s.cpus_to_preempt.test_and_clear(cpu);
-        s.cpus_to_wait.clear(cpu);
-        kick_one_cpu(sh, Some(me), cpu, preempt);
+        let wait = s.cpus_to_wait.test(cpu);
+        if kick_one_cpu(sh, Some(me), cpu, preempt, wait) {
+            any_wait = true;
+        } else if wait {
+            s.cpus_to_wait.clear(cpu);
+        }
         s.cpus_to_kick.clear(cpu);
         s.cpus_to_kick_if_idle.clear(cpu);
     }
     for cpu in s.cpus_to_kick_if_idle.iter().collect::<Vec<_>>() {
         kick_one_cpu_if_idle(sh, Some(me), cpu);
         s.cpus_to_kick_if_idle.clear(cpu);
+    }
+    if any_wait {
+        s.kick_sync_pending.store(true, Ordering::Release);
+        s.need_resched.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The `WAIT` side, run by CPU `me`'s worker at a safe point (no lock
+/// held): waits until every target in `cpus_to_wait` moved its pick
+/// sequence, advancing our own so that whoever waits on us is released.
+pub(crate) fn wait_for_targets(sh: &Shared, me: usize) {
+    let s = &sh.cpus[me].shared;
+    if !s.kick_sync_pending.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    for cpu in s.cpus_to_wait.iter().collect::<Vec<_>>() {
+        let seq = s.pseqs[cpu].load(Ordering::Relaxed);
+        while sh.cpus[cpu].shared.pnt_seq.load(Ordering::Acquire) == seq
+            && !sh.shutdown.load(Ordering::Relaxed)
+        {
+            s.pnt_seq.fetch_add(1, Ordering::Release);
+            crate::loom::spin_loop();
+        }
+        s.cpus_to_wait.clear(cpu);
+        s.stats.kick_waits.fetch_add(1, Ordering::Relaxed);
     }
 }

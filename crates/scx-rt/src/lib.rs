@@ -92,7 +92,7 @@ pub use ops::{
 };
 pub use rq::rqflags;
 #[cfg(not(scx_rt_loom))]
-pub use runtime::{BuildError, Builder, JoinError, JoinHandle, Runtime, Stats};
+pub use runtime::{BuildError, Builder, CpuStats, JoinError, JoinHandle, Runtime, Stats};
 pub use sched::BalanceStep;
 pub use task::{Task, TaskId, TaskRef, TaskState};
 

@@ -361,7 +361,14 @@ impl<'a> Ctx<'a> {
     /// returns and no rq lock is held. `IDLE` with `PREEMPT` or `WAIT` is an
     /// error.
     pub fn kick_cpu(&self, cpu: usize, flags: KickFlags) {
-        crate::kick::kick_cpu(self.sh, self.cpu, cpu, flags);
+        // The kick belongs to the CPU executing the callback (the kernel's
+        // this_rq), which is not the rq's CPU when a waker on another CPU
+        // runs `enqueue`.
+        #[cfg(not(scx_rt_loom))]
+        let from = crate::worker::cpu_in(self.sh);
+        #[cfg(scx_rt_loom)]
+        let from = self.cpu;
+        crate::kick::kick_cpu(self.sh, from, cpu, flags);
     }
 
     /// Ends the scheduler normally (`scx_bpf_exit`): it is detached and the

@@ -233,6 +233,35 @@ pub(crate) struct RqShared {
     /// The slice timer found the deadline passed: the next switch calls
     /// `ops.tick` first.
     pub tick_pending: AtomicBool,
+    /// Lock-free mirror of the rq's `BYPASSING` flag, for the kick call
+    /// side (which may run under this very rq lock).
+    pub bypassing: AtomicBool,
+    /// `KICK_WAIT`: the target's pick sequence when this CPU kicked it.
+    pub pseqs: Box<[AtomicU64]>,
+    /// A `KICK_WAIT` is pending: the worker waits at its next safe point.
+    pub kick_sync_pending: AtomicBool,
+    /// Counters (`Runtime::stats`).
+    pub stats: CpuCounters,
+}
+
+/// Per-CPU event counters.
+#[derive(Default)]
+pub(crate) struct CpuCounters {
+    /// Kicks this CPU issued (not dropped at the call side).
+    pub kicks_sent: AtomicU64,
+    /// Kicks that rescheduled this CPU.
+    pub kicks_received: AtomicU64,
+    /// `IDLE` kicks to this CPU skipped because it was busy.
+    pub idle_kicks_skipped: AtomicU64,
+    /// Times this CPU's current task had its slice zeroed by a kick or an
+    /// `ENQ_PREEMPT` insertion.
+    pub preemptions: AtomicU64,
+    /// Wake-ups of this CPU that needed the futex syscall (it slept).
+    pub doorbell_syscalls: AtomicU64,
+    /// Wake-ups of this CPU that found it polling (no syscall).
+    pub wakes_while_polling: AtomicU64,
+    /// `KICK_WAIT`s this CPU completed as the waiter.
+    pub kick_waits: AtomicU64,
 }
 
 impl RqShared {
@@ -251,6 +280,10 @@ impl RqShared {
             next_timer: AtomicU64::new(u64::MAX),
             slice_deadline: AtomicU64::new(u64::MAX),
             tick_pending: AtomicBool::new(false),
+            bypassing: AtomicBool::new(false),
+            pseqs: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
+            kick_sync_pending: AtomicBool::new(false),
+            stats: CpuCounters::default(),
         }
     }
 }
@@ -277,7 +310,18 @@ impl Cpu {
     #[inline]
     pub(crate) fn resched(&self) {
         self.shared.need_resched.store(true, Ordering::SeqCst);
-        self.shared.doorbell.ring();
+        let polling = self.shared.doorbell.state() == crate::doorbell::POLLING;
+        if self.shared.doorbell.ring() {
+            self.shared
+                .stats
+                .doorbell_syscalls
+                .fetch_add(1, Ordering::Relaxed);
+        } else if polling {
+            self.shared
+                .stats
+                .wakes_while_polling
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The idle wait of this CPU's worker, after its scheduling step found

@@ -431,10 +431,30 @@ impl Runtime {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
+        let cpus = self
+            .sh
+            .cpus
+            .iter()
+            .map(|c| {
+                let s = &c.shared.stats;
+                let r = |a: &crate::loom::AtomicU64| a.load(Ordering::Relaxed);
+                CpuStats {
+                    kicks_sent: r(&s.kicks_sent),
+                    kicks_received: r(&s.kicks_received),
+                    idle_kicks_skipped: r(&s.idle_kicks_skipped),
+                    preemptions: r(&s.preemptions),
+                    doorbell_syscalls: r(&s.doorbell_syscalls),
+                    wakes_while_polling: r(&s.wakes_while_polling),
+                    kick_waits: r(&s.kick_waits),
+                    pick_seq: r(&c.shared.pnt_seq),
+                }
+            })
+            .collect();
         Stats {
             live_tasks: self.sh.live_tasks.load(Ordering::Relaxed),
             ejections: self.sh.nr_ejections.load(Ordering::Relaxed),
             stacks_allocated: self.sh.stacks.allocated(),
+            cpus,
         }
     }
 
@@ -463,6 +483,30 @@ pub struct Stats {
     pub ejections: u64,
     /// Green stacks allocated so far (live and cached).
     pub stacks_allocated: usize,
+    /// Per-CPU counters, indexed by CPU.
+    pub cpus: Vec<CpuStats>,
+}
+
+/// Per-CPU counters.
+#[derive(Clone, Debug, Default)]
+pub struct CpuStats {
+    /// Kicks this CPU issued (not dropped at the call side).
+    pub kicks_sent: u64,
+    /// Kicks that rescheduled this CPU.
+    pub kicks_received: u64,
+    /// `IDLE` kicks to this CPU skipped because it was busy.
+    pub idle_kicks_skipped: u64,
+    /// Slices of this CPU's current task zeroed by `PREEMPT` kicks or
+    /// `ENQ_PREEMPT` insertions.
+    pub preemptions: u64,
+    /// Wake-ups of this CPU that took a futex syscall (it slept).
+    pub doorbell_syscalls: u64,
+    /// Wake-ups of this CPU that found it polling (no syscall).
+    pub wakes_while_polling: u64,
+    /// `KICK_WAIT`s this CPU completed as the waiter.
+    pub kick_waits: u64,
+    /// The pick sequence (bumped at every pick and switch-out).
+    pub pick_seq: u64,
 }
 
 /// Why `join` returned no value.

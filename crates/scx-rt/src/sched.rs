@@ -459,6 +459,7 @@ pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: &TaskRef
     match &rq.curr {
         Some(c) if f.contains(EnqFlags::PREEMPT) && c.id() != p.id() => {
             c.set_slice(0);
+            cpu.shared.stats.preemptions.fetch_add(1, Ordering::Relaxed);
             cpu.resched();
         }
         None if !rq.has(rqflags::IN_BALANCE) => cpu.resched(),
@@ -1170,6 +1171,7 @@ pub(crate) fn disable(sh: &Shared) {
     // 1. Bypass on every CPU: no placement callback runs from here on.
     for c in sh.cpus.iter() {
         c.rq.lock().flags |= rqflags::BYPASSING;
+        c.shared.bypassing.store(true, Ordering::Release);
         c.resched();
     }
     // 2. Re-place every runnable task that is not running into the global
@@ -1224,6 +1226,7 @@ pub(crate) fn disable(sh: &Shared) {
     // 5. Leave bypass.
     for c in sh.cpus.iter() {
         c.rq.lock().flags &= !rqflags::BYPASSING;
+        c.shared.bypassing.store(false, Ordering::Release);
         c.resched();
     }
     sh.nr_ejections.fetch_add(1, Ordering::Relaxed);

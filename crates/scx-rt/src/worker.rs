@@ -141,6 +141,7 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
             sched::disable(&sh);
         }
         crate::kick::run_pending(&sh, Some(cpu));
+        crate::kick::wait_for_targets(&sh, cpu);
         c.shared.need_resched.store(false, Ordering::SeqCst);
         let (next, wakeups) = schedule(&sh, cpu, prev.take());
         for t in wakeups {

@@ -64,7 +64,16 @@ fn dump_has_scheduler_cpu_and_task_sections() {
         scx_rt::task_id().unwrap()
     });
     rx.recv().unwrap();
-    let d = rt.dump();
+    // The task may be between CPUs for a moment (woken while it was still
+    // switching out); it spins on yields, so it shows up in a later dump.
+    let mut d = rt.dump();
+    for _ in 0..1000 {
+        if d.contains("CPU 1   : nr_run=") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        d = rt.dump();
+    }
     stop.store(true, Ordering::Relaxed);
     let id = h.id();
     assert_eq!(h.join().unwrap(), id, "task_id() inside the task");
