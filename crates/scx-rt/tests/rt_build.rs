@@ -7,45 +7,18 @@
 //! `SERIAL` so no other runtime of this binary exists while one counts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scx_rt::{BuildError, Runtime};
 
+mod common;
+use common::with_timeout;
+
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` on its own thread and fails the test (instead of hanging it) when
-/// it does not finish within `secs`.
-fn with_timeout<T: Send + 'static>(
-    name: &str,
-    secs: u64,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::Builder::new()
-        .name(format!("test-{name}"))
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .unwrap();
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(v) => {
-            h.join().unwrap();
-            v
-        }
-        Err(RecvTimeoutError::Timeout) => {
-            panic!("{name}: did not finish within {secs} s (shutdown hang?)")
-        }
-        Err(RecvTimeoutError::Disconnected) => match h.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!("body neither sent nor panicked"),
-        },
-    }
 }
 
 /// Live threads of this process named like a worker.

@@ -3,44 +3,17 @@
 //! task; with the unsafe opt-in tasks still complete exactly once.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
 use scx_rt::sync::channel;
 use scx_rt::Runtime;
 
+mod common;
+use common::with_timeout;
+
 fn rt(n: usize) -> Runtime {
     Runtime::builder().nr_cpus(n).pin(false).build().unwrap()
-}
-
-/// Runs `f` on its own thread and fails the test (instead of hanging it) when
-/// it does not finish within `secs`.
-fn with_timeout<T: Send + 'static>(
-    name: &str,
-    secs: u64,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::Builder::new()
-        .name(format!("test-{name}"))
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .unwrap();
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(v) => {
-            h.join().unwrap();
-            v
-        }
-        Err(RecvTimeoutError::Timeout) => {
-            panic!("{name}: did not finish within {secs} s (hang: lost task?)")
-        }
-        Err(RecvTimeoutError::Disconnected) => match h.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!("body neither sent nor panicked"),
-        },
-    }
 }
 
 /// Spawns `n` tasks that keep the CPUs busy with `yields` yields each.

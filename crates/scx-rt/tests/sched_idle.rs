@@ -6,13 +6,16 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use scx_rt::{
     EnqFlags, EnqueueCtx, KickFlags, Runtime, Scheduler, SelectCpuCtx, TaskRef, WakeFlags,
     DSQ_GLOBAL, DSQ_LOCAL, SLICE_DFL,
 };
+
+mod common;
+use common::wait_until;
 
 #[derive(Default)]
 struct Probe {
@@ -65,17 +68,6 @@ fn rt(p: &Arc<Probe>) -> Runtime {
         .scheduler(P(p.clone()))
         .build()
         .unwrap()
-}
-
-fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]

@@ -6,13 +6,16 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use scx_rt::{
     Ctx, EnqFlags, EnqueueCtx, InitCtx, InitTaskArgs, KickFlags, Runtime, Scheduler, SelectCpuCtx,
     TaskRef, WakeFlags, DSQ_GLOBAL, DSQ_LOCAL, SLICE_DFL, SLICE_INF,
 };
+
+mod common;
+use common::wait_until;
 
 #[derive(Default)]
 struct State {
@@ -87,17 +90,6 @@ fn rt(st: &Arc<State>) -> Runtime {
         .scheduler(K(st.clone()))
         .build()
         .unwrap()
-}
-
-fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Issues `flags` to `cpu` from a callback running on CPU 0's worker.

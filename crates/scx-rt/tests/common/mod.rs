@@ -370,3 +370,32 @@ pub fn join_tagged(hs: Vec<scx_rt::JoinHandle<u64>>) {
         assert_eq!(h.join().expect("child panicked"), i as u64);
     }
 }
+
+/// Runs `f` on its own thread and fails the test, instead of hanging it,
+/// when `f` does not finish within `secs`. A panic in `f` is resumed here.
+pub fn with_timeout<T: Send + 'static>(
+    name: &str,
+    secs: u64,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::Builder::new()
+        .name(format!("test-{name}"))
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .expect("spawn test thread");
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => {
+            h.join().expect("test thread");
+            v
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{name}: did not finish within {secs} s (hang)")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!("body neither sent nor panicked"),
+        },
+    }
+}
