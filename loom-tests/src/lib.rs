@@ -15,3 +15,5 @@
 //! |---|---|---|
 //! | idle handshake | `tests/doorbell.rs` | a resched racing with a worker going POLLING -> SLEEPING never leaves it asleep with work queued |
 //! | cpumask claim | `tests/cpumask.rs` | concurrent `test_and_clear` on one bit hands it to exactly one caller |
+//! | dispatch vs dequeue | `tests/ownership.rs` | a buffered claim racing with a dequeue + re-enqueue is dropped when stale; the task ends in exactly one place |
+//! | consume vs dequeue | `tests/ownership.rs` | a `holding_cpu` transfer from the global DSQ racing with a dequeue is cancelled cleanly; no task on two queues, none in flight |

@@ -46,3 +46,131 @@ impl Cpu {
         self.0.rq.lock().local.pop()
     }
 }
+
+/// A scheduler that keeps every task it is given (the policy owns them
+/// until a test dispatches them): the models exercise the core's side of
+/// the ownership protocol.
+struct Keep;
+
+impl crate::ops::Scheduler for Keep {
+    fn enqueue(
+        &self,
+        _ctx: &mut crate::ops::EnqueueCtx<'_>,
+        _p: &TaskRef,
+        _f: crate::flags::EnqFlags,
+    ) {
+    }
+}
+
+/// A whole runtime core (`sched::Shared`) without workers: the models play
+/// the CPUs' parts by calling the real enqueue, dispatch and dequeue paths.
+pub struct Runtime {
+    sh: crate::sched::Shared,
+}
+
+impl Runtime {
+    /// A core with `nr_cpus` CPUs and a policy that keeps every task.
+    pub fn new(nr_cpus: usize) -> Self {
+        Self {
+            sh: crate::sched::Shared::new(
+                nr_cpus,
+                vec![None; nr_cpus],
+                std::sync::Arc::new(Keep),
+                crate::sched::Config {
+                    slice_dfl: crate::consts::SLICE_DFL,
+                    idle_poll_ns: 0,
+                    allow_migration: true,
+                    record_balance: false,
+                },
+                0,
+            ),
+        }
+    }
+
+    /// Makes `p` runnable on `cpu` (`enqueue_task_scx`): the policy keeps it
+    /// (ops state QUEUED with a fresh qseq).
+    pub fn enqueue(&self, cpu: usize, p: &TaskRef) {
+        p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
+        let mut rq = self.sh.cpus[cpu].rq.lock();
+        crate::sched::enqueue_task(&self.sh, &mut rq, p, crate::flags::EnqFlags::empty());
+    }
+
+    /// What `DispatchCtx::dispatch` does on `cpu`: buffers a claim on `p`
+    /// (with the qseq it has now) for `dsq`.
+    pub fn buffer_dispatch(&self, cpu: usize, p: &TaskRef, dsq: u64) {
+        let qseq = p.ops_state() & !crate::task::opss::STATE_MASK;
+        self.sh.cpus[cpu]
+            .rq
+            .lock()
+            .dispatch_buf
+            .push(crate::rq::DispatchEntry {
+                task: p.clone(),
+                qseq,
+                dsq_id: dsq,
+                enq_flags: crate::flags::EnqFlags::empty(),
+            });
+    }
+
+    /// Flushes `cpu`'s dispatch buffer (`flush_dispatch_buf`), as balance
+    /// does after `ops.dispatch` returns.
+    pub fn flush(&self, cpu: usize) {
+        let mut rq = self.sh.cpus[cpu].rq.lock();
+        let mut n = 0;
+        crate::sched::flush_dispatch_buf(&self.sh, cpu, &mut rq, &mut n);
+    }
+
+    /// Takes `p` off its runqueue and puts it back (an attribute change:
+    /// `dequeue_task_scx(SAVE)` then `enqueue_task_scx`) under its rq lock.
+    pub fn requeue(&self, p: &TaskRef) {
+        let mut rq = crate::sched::task_rq_lock(&self.sh, p);
+        crate::sched::dequeue_task(&self.sh, &mut rq, p, crate::flags::DeqFlags::SAVE, false);
+        crate::sched::enqueue_task(&self.sh, &mut rq, p, crate::flags::EnqFlags::empty());
+    }
+
+    /// Moves the first task of the global DSQ that `cpu` may run into its
+    /// local DSQ (`consume_dispatch_q` on the global DSQ).
+    pub fn consume_global(&self, cpu: usize) -> bool {
+        let mut rq = self.sh.cpus[cpu].rq.lock();
+        crate::sched::consume_dispatch_q(&self.sh, &mut rq, &self.sh.global)
+    }
+
+    /// Every place `p` is in: ("local", cpu), ("global", 0) or ("policy", 0)
+    /// (owned by the scheduler, ops state QUEUED). Invariant 1 says exactly
+    /// one while it is runnable.
+    pub fn places(&self, p: &TaskRef) -> Vec<(&'static str, usize)> {
+        let mut v = Vec::new();
+        for c in self.sh.cpus.iter() {
+            let rq = c.rq.lock();
+            let n = rq.local.iter().filter(|q| q.id() == p.id()).count();
+            v.extend(std::iter::repeat(("local", c.id)).take(n));
+        }
+        let n = self
+            .sh
+            .global
+            .q
+            .lock()
+            .iter()
+            .filter(|q| q.id() == p.id())
+            .count();
+        v.extend(std::iter::repeat(("global", 0)).take(n));
+        if p.ops_state() & crate::task::opss::STATE_MASK == crate::task::opss::QUEUED {
+            v.push(("policy", 0));
+        }
+        v
+    }
+
+    /// The task's qseq (ops state without the state bits).
+    pub fn qseq(&self, p: &TaskRef) -> u64 {
+        p.ops_state() >> crate::task::opss::QSEQ_SHIFT
+    }
+
+    /// The CPU whose rq the task belongs to.
+    pub fn task_cpu(&self, p: &TaskRef) -> usize {
+        p.cpu()
+    }
+
+    /// Whether a transfer of `p` is in flight (`holding_cpu` set).
+    pub fn in_transit(&self, p: &TaskRef) -> bool {
+        p.scx.holding_cpu.load(Ordering::Acquire) >= 0
+    }
+}

@@ -623,6 +623,27 @@ fn fallback_cpu(sh: &Shared, p: &TaskRef, prev: usize) -> usize {
     (0..sh.nr_cpus).find(|&c| p.allowed_on(c)).unwrap_or(prev)
 }
 
+/// `task_rq_lock`: locks the rq the task belongs to, retrying if it moved
+/// while we waited for the lock.
+/// A task in flight between two rqs (`MIGRATING`) belongs to neither:
+/// wait until it lands. (Found by the loom model `ownership`: without the
+/// wait, a dequeue that locked the destination first saw a task that was on
+/// no runnable list yet.)
+// Used by the loom models now, and by the attribute-change and hot-swap
+// paths (dequeue + enqueue of a queued task) that the safety issue adds.
+#[cfg_attr(not(scx_rt_loom), allow(dead_code))]
+pub(crate) fn task_rq_lock<'a>(sh: &'a Shared, p: &TaskRef) -> MutexGuard<'a, RqSynced> {
+    loop {
+        let cpu = p.scx.cpu.load(Ordering::Acquire) as usize;
+        let rq = sh.cpus[cpu].rq.lock();
+        if p.scx.cpu.load(Ordering::Acquire) as usize == cpu && !p.has_flag(tflags::MIGRATING) {
+            return rq;
+        }
+        drop(rq);
+        crate::loom::spin_loop();
+    }
+}
+
 // ---------------------------------------------------------------------
 // Dequeue (SPEC.md §3.5).
 
@@ -853,10 +874,12 @@ pub(crate) fn dispatch_to_local_dsq(
             return;
         }
         deactivate(&mut srq, p);
-        p.scx.cpu.store(dst as u32, Ordering::Relaxed);
+        p.set_flag(tflags::MIGRATING);
+        p.scx.cpu.store(dst as u32, Ordering::Release);
         drop(srq);
         let mut drq = sh.cpus[dst].rq.lock();
         activate(&mut drq, p);
+        p.clear_flag(tflags::MIGRATING);
         dispatch_enqueue_local(sh, &mut drq, p, f);
     });
 }
@@ -897,11 +920,13 @@ pub(crate) fn consume_dispatch_q(
             p.scx.holding_cpu.store(-1, Ordering::Release);
             p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
             deactivate(&mut srq, &p);
-            p.scx.cpu.store(me as u32, Ordering::Relaxed);
+            p.set_flag(tflags::MIGRATING);
+            p.scx.cpu.store(me as u32, Ordering::Release);
             true
         });
         if won {
             activate(rq, &p);
+            p.clear_flag(tflags::MIGRATING);
             dispatch_enqueue_local(sh, rq, &p, EnqFlags::empty());
             return true;
         }

@@ -58,6 +58,10 @@ pub(crate) mod tflags {
     pub const RESET_RUNNABLE_AT: u32 = 1 << 2;
     /// Last dequeue was for sleep.
     pub const DEQD_FOR_SLEEP: u32 = 1 << 3;
+    /// Between two rqs: deactivated on the source, not yet activated on the
+    /// destination (the kernel's `TASK_ON_RQ_MIGRATING`); `task_rq_lock`
+    /// waits it out.
+    pub const MIGRATING: u32 = 1 << 4;
     /// Shift of the 2-bit task state.
     pub const STATE_SHIFT: u32 = 8;
     /// Mask of the task state.
