@@ -16,4 +16,6 @@
 //! | idle handshake | `tests/doorbell.rs` | a resched racing with a worker going POLLING -> SLEEPING never leaves it asleep with work queued |
 //! | cpumask claim | `tests/cpumask.rs` | concurrent `test_and_clear` on one bit hands it to exactly one caller |
 //! | dispatch vs dequeue | `tests/ownership.rs` | a buffered claim racing with a dequeue + re-enqueue is dropped when stale; the task ends in exactly one place |
+//! | `KICK_PREEMPT` | `tests/kick.rs` | after the kick step the victim's slice is 0, `need_resched` is set, no kick bit is left (with a concurrent self-kick) |
+//! | `KICK_WAIT` | `tests/kick.rs` | two CPUs wait-kicking each other both complete (the waiter advances its own pick sequence) |
 //! | consume vs dequeue | `tests/ownership.rs` | a `holding_cpu` transfer from the global DSQ racing with a dequeue is cancelled cleanly; no task on two queues, none in flight |

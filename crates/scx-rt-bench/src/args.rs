@@ -17,10 +17,12 @@ the ratio peer/scx-rt.
 options:
   --cpus LIST    OS CPUs to use, e.g. 0,1 or 0-3 (default: every CPU this
                  process may run on); all must be in the process affinity
-  --iters N      iterations per repetition (switch: yields per task;
-                 pingpong: round trips; raw rows use the same N)
-  --tasks N      tasks per repetition (spawn: tasks; skynet: leaves, a
-                 power of 10)
+  --iters N      iterations per repetition (switch, yield-many: yields per
+                 task; pingpong: round trips; ring: hops; raw rows use the
+                 same N)
+  --tasks N      tasks per repetition (spawn, yield-many: tasks; skynet:
+                 leaves, a power of 10; ring: tasks in the ring, >= 2;
+                 chained-spawn: spawns in the chain)
   --reps R       repetitions; throughput rows report the p50 over them
   --quick        tiny sizes for a smoke run (a few seconds for `all`)
   --json FILE    also write the rows as JSON to FILE

@@ -19,10 +19,15 @@ use workloads::Ctx;
 
 fn usage() -> String {
     let mut s = args::USAGE.to_string();
+    let width = workloads::ALL
+        .iter()
+        .map(|w| w.name.len())
+        .max()
+        .unwrap_or(0);
     for w in workloads::ALL {
-        s.push_str(&format!("  {:<10} {}\n", w.name, w.about));
+        s.push_str(&format!("  {:<width$} {}\n", w.name, w.about));
     }
-    s.push_str(&format!("  {:<10} every workload above\n", "all"));
+    s.push_str(&format!("  {:<width$} every workload above\n", "all"));
     s
 }
 

@@ -224,6 +224,18 @@ pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
     }
 }
 
+/// The target's pick sequence, as a spin-wait reads it. Under loom the read
+/// is a read-modify-write: loom lets a plain load keep returning a stale
+/// value forever (it does not model eventual visibility), which turns every
+/// spin-wait into an unbounded model; an RMW always reads the latest value.
+#[inline]
+fn read_seq(sh: &Shared, cpu: usize) -> u64 {
+    #[cfg(not(scx_rt_loom))]
+    return sh.cpus[cpu].shared.pnt_seq.load(Ordering::Acquire);
+    #[cfg(scx_rt_loom)]
+    return sh.cpus[cpu].shared.pnt_seq.fetch_add(0, Ordering::AcqRel);
+}
+
 /// The `WAIT` side, run by CPU `me`'s worker at a safe point (no lock
 /// held): waits until every target in `cpus_to_wait` moved its pick
 /// sequence, advancing our own so that whoever waits on us is released.
@@ -234,9 +246,7 @@ pub(crate) fn wait_for_targets(sh: &Shared, me: usize) {
     }
     for cpu in s.cpus_to_wait.iter().collect::<Vec<_>>() {
         let seq = s.pseqs[cpu].load(Ordering::Relaxed);
-        while sh.cpus[cpu].shared.pnt_seq.load(Ordering::Acquire) == seq
-            && !sh.shutdown.load(Ordering::Relaxed)
-        {
+        while read_seq(sh, cpu) == seq && !sh.shutdown.load(Ordering::Relaxed) {
             s.pnt_seq.fetch_add(1, Ordering::Release);
             crate::loom::spin_loop();
         }

@@ -174,3 +174,45 @@ impl Runtime {
         p.scx.holding_cpu.load(Ordering::Acquire) >= 0
     }
 }
+
+impl Runtime {
+    /// Makes `p` the task CPU `cpu` runs (its rq's `curr`).
+    pub fn set_curr(&self, cpu: usize, p: &TaskRef) {
+        p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
+        self.sh.cpus[cpu].rq.lock().curr = Some(p.clone());
+    }
+
+    /// `scx_bpf_kick_cpu(cpu, flags)` called on CPU `from`.
+    pub fn kick(&self, from: usize, cpu: usize, flags: crate::flags::KickFlags) {
+        crate::kick::kick_cpu(&self.sh, Some(from), cpu, flags);
+    }
+
+    /// CPU `cpu`'s kick step (its "irq work"), as its worker runs it.
+    pub fn kick_step(&self, cpu: usize) {
+        crate::kick::run_pending(&self.sh, Some(cpu));
+    }
+
+    /// CPU `cpu`'s `KICK_WAIT` wait, as its worker runs it at a safe point.
+    pub fn wait_step(&self, cpu: usize) {
+        crate::kick::wait_for_targets(&self.sh, cpu);
+    }
+
+    /// CPU `cpu` enters its pick path (what its worker does after the wait).
+    pub fn enter_pick(&self, cpu: usize) {
+        crate::sched::enter_pick(&self.sh, cpu);
+    }
+
+    /// Whether CPU `cpu` has a reschedule pending.
+    pub fn need_resched(&self, cpu: usize) -> bool {
+        self.sh.cpus[cpu].shared.need_resched.load(Ordering::SeqCst)
+    }
+
+    /// Whether CPU `cpu` still has kicks of any kind recorded.
+    pub fn kicks_pending(&self, cpu: usize) -> bool {
+        let s = &self.sh.cpus[cpu].shared;
+        !(s.cpus_to_kick.is_empty()
+            && s.cpus_to_kick_if_idle.is_empty()
+            && s.cpus_to_preempt.is_empty()
+            && s.cpus_to_wait.is_empty())
+    }
+}

@@ -1123,6 +1123,11 @@ fn set_next_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, no
     call(sh, "running", || slot.ops.running(&ctx, p));
 }
 
+/// The CPU entered its pick path: releases `KICK_WAIT`ers (SPEC.md §4.3).
+pub(crate) fn enter_pick(sh: &Shared, cpu: usize) {
+    sh.cpus[cpu].shared.pnt_seq.fetch_add(1, Ordering::Release);
+}
+
 /// Balance, pick, put prev, set next. Returns the task to run (`None`:
 /// idle). rq locked on entry and return.
 pub(crate) fn pick_next_task(
@@ -1132,10 +1137,7 @@ pub(crate) fn pick_next_task(
     trace: &mut Option<Vec<BalanceStep>>,
     now: u64,
 ) -> Option<TaskRef> {
-    sh.cpus[rq.cpu]
-        .shared
-        .pnt_seq
-        .fetch_add(1, Ordering::Release);
+    enter_pick(sh, rq.cpu);
     balance(sh, rq, prev, trace);
     let next = if rq.has(rqflags::BAL_KEEP) {
         let p = prev.cloned();

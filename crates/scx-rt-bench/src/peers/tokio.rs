@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
@@ -113,6 +113,116 @@ pub fn skynet(cpus: &[usize], leaves: u64, reps: u64) -> Result<Vec<f64>, String
         let elapsed = t.elapsed();
         crate::workloads::skynet::check_sum(leaves, sum)?;
         samples.push(elapsed.as_secs_f64() * 1e3);
+    }
+    Ok(samples)
+}
+
+/// `ring`: `tasks` tasks in a cycle of channels passing one token for
+/// `hops` hops; hops per second, one per rep. tokio has no zero-capacity
+/// (rendezvous) channel, so the ring uses `mpsc::channel(1)`: a send
+/// completes as soon as the slot is free instead of when the receiver took
+/// the value. With a single token in flight every slot is empty when sent
+/// to, so no send waits either way.
+pub fn ring(cpus: &[usize], tasks: u64, hops: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = runtime(cpus)?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let elapsed = rt.block_on(ring_once(tasks, hops))?;
+        samples.push(crate::workloads::ring::rate(hops, elapsed));
+    }
+    Ok(samples)
+}
+
+async fn ring_once(tasks: u64, hops: u64) -> Result<Duration, String> {
+    let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..tasks)
+        .map(|_| tokio::sync::mpsc::channel::<u64>(1))
+        .unzip();
+    let inject = txs[0].clone();
+    // Task i receives on channel i and sends on channel i + 1.
+    txs.rotate_left(1);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let handles: Vec<_> = rxs
+        .into_iter()
+        .zip(txs)
+        .map(|(mut rx, next)| {
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                while let Some(left) = rx.recv().await {
+                    if left == 0 {
+                        let _ = done.send(()).await;
+                        break;
+                    }
+                    if next.send(left - 1).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(done_tx);
+    let t = Instant::now();
+    inject.send(hops).await.map_err(|_| "ring closed")?;
+    drop(inject);
+    done_rx.recv().await.ok_or("ring broke")?;
+    let elapsed = t.elapsed();
+    for h in handles {
+        h.await.map_err(|e| format!("join: {e}"))?;
+    }
+    Ok(elapsed)
+}
+
+/// `yield-many`: from inside `block_on`, spawn `tasks` tasks that each
+/// call `tokio::task::yield_now().await` `yields` times, then await them
+/// all; ms per run, one per rep.
+pub fn yield_many(cpus: &[usize], tasks: u64, yields: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = runtime(cpus)?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let elapsed = rt.block_on(async move {
+            let t = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|_| {
+                    tokio::spawn(async move {
+                        for _ in 0..yields {
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.map_err(|e| format!("join: {e}"))?;
+            }
+            Ok::<_, String>(t.elapsed())
+        })?;
+        samples.push(crate::workloads::yield_many::ms(elapsed));
+    }
+    Ok(samples)
+}
+
+fn chain_link(left: u64, done: tokio::sync::oneshot::Sender<()>) {
+    if left == 0 {
+        let _ = done.send(());
+    } else {
+        tokio::spawn(async move { chain_link(left - 1, done) });
+    }
+}
+
+/// `chained-spawn`: from inside `block_on`, spawn one task; each spawns the
+/// next until `tasks` have been spawned, and the last one completes a
+/// `oneshot`; µs per chain, one per rep.
+pub fn chained_spawn(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = runtime(cpus)?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let elapsed = rt.block_on(async move {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let t = Instant::now();
+            // `tasks` spawns in all: this one, then `tasks - 1` links.
+            tokio::spawn(async move { chain_link(tasks - 1, done_tx) });
+            done_rx.await.map_err(|_| "chain broke".to_string())?;
+            Ok::<_, String>(t.elapsed())
+        })?;
+        samples.push(crate::workloads::chained_spawn::us(elapsed));
     }
     Ok(samples)
 }

@@ -3,10 +3,13 @@
 //! add one [`Workload`] entry to [`ALL`], and (if the may peer should run
 //! it) one arm in [`crate::peers::may::run_child`].
 
+pub mod chained_spawn;
 pub mod pingpong;
+pub mod ring;
 pub mod skynet;
 pub mod spawn;
 pub mod switch;
+pub mod yield_many;
 
 use std::time::Instant;
 
@@ -55,6 +58,24 @@ pub const ALL: &[Workload] = &[
         about: "1M tasks in a 10-ary tree of depth 6, ms per run",
         run: skynet::run,
         check: Some(skynet::check_options),
+    },
+    Workload {
+        name: "ring",
+        about: "a token round a 128-task ring of rendezvous channels, hops/s",
+        run: ring::run,
+        check: Some(ring::check_options),
+    },
+    Workload {
+        name: "yield-many",
+        about: "200 tasks x 1,000 yield_now, spawned and joined in-task, ms/run",
+        run: yield_many::run,
+        check: None,
+    },
+    Workload {
+        name: "chained-spawn",
+        about: "a chain of 1,000 tasks, each spawning the next, us per chain",
+        run: chained_spawn::run,
+        check: None,
     },
 ];
 

@@ -1,0 +1,90 @@
+//! `chained-spawn`: tokio's `rt_multi_threaded` `chained_spawn` shape. From
+//! inside the runtime, spawn one task; each task spawns the next until
+//! `tasks` (1,000) have been spawned, and the last one signals completion
+//! over a channel to the spawner; µs per chain, p50 over reps. scx-rt runs
+//! on every chosen CPU. Beside: tokio (`tokio::spawn`, a `oneshot`
+//! channel).
+
+use std::time::{Duration, Instant};
+
+use crate::peers::tokio;
+use crate::report::{Row, Subject};
+use crate::stats::{throughput_row, Key};
+use crate::workloads::Ctx;
+
+pub const NAME: &str = "chained-spawn";
+
+pub struct Sizes {
+    pub tasks: u64,
+    pub reps: u64,
+}
+
+pub fn sizes(ctx: &Ctx) -> Sizes {
+    Sizes {
+        tasks: ctx.tasks(1_000, 100),
+        reps: ctx.reps(100, 5),
+    }
+}
+
+/// A row of this workload from one µs figure per rep.
+pub fn row(subject: Subject, tasks: u64, samples: &[f64]) -> Row {
+    let case = format!("chain-{tasks}");
+    let key = Key {
+        workload: NAME,
+        case: &case,
+        subject,
+    };
+    throughput_row(key, "us", 1, samples)
+}
+
+pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
+    let Sizes { tasks, reps } = sizes(ctx);
+    ctx.scx(NAME, rows, || {
+        Ok(vec![row(
+            Subject::ScxRt,
+            tasks,
+            &scx(&ctx.cpus, tasks, reps)?,
+        )])
+    })?;
+    ctx.peer(NAME, Subject::Tokio, rows, || {
+        let samples = tokio::chained_spawn(&ctx.cpus, tasks, reps)?;
+        Ok(vec![row(Subject::Tokio, tasks, &samples)])
+    });
+    Ok(())
+}
+
+/// Microseconds as `f64`.
+pub fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// One link: with `left` more spawns to go, spawn the next link (detached:
+/// nobody joins it), or signal the end of the chain.
+fn link(left: u64, done: scx_rt::sync::Sender<()>) {
+    if left == 0 {
+        let _ = done.send(());
+    } else {
+        scx_rt::spawn(move || link(left - 1, done));
+    }
+}
+
+fn scx(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = scx_rt::Runtime::builder()
+        .cpus(cpus.to_vec())
+        .build()
+        .map_err(|e| format!("build runtime: {e}"))?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let elapsed = rt.block_on(move || {
+            let (done_tx, done_rx) = scx_rt::sync::channel::<()>(1);
+            let t = Instant::now();
+            // `tasks` spawns in all: this one, then `tasks - 1` links.
+            scx_rt::spawn(move || link(tasks - 1, done_tx));
+            done_rx.recv().map_err(|_| "chain broke".to_string())?;
+            Ok::<_, String>(t.elapsed())
+        })?;
+        samples.push(us(elapsed));
+    }
+    rt.shutdown();
+    Ok(samples)
+}
