@@ -91,25 +91,33 @@ fn panics_are_captured_and_the_worker_keeps_running() {
 fn yields_interleave_on_one_cpu() {
     let rt = rt(1);
     let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let hs: Vec<_> = (0..2)
-        .map(|id| {
-            let log = log.clone();
-            rt.spawn(move || {
-                for k in 0..3 {
-                    log.lock().push((id, k));
-                    scx_rt::yield_now();
-                }
+    let l = log.clone();
+    // Spawned from inside a task on the only CPU: both are queued before
+    // either runs, so the order depends on the yields alone.
+    rt.block_on(move || {
+        let hs: Vec<_> = (0..2)
+            .map(|id| {
+                let log = l.clone();
+                scx_rt::spawn(move || {
+                    for k in 0..3 {
+                        log.lock().push((id, k));
+                        scx_rt::yield_now();
+                    }
+                })
             })
-        })
-        .collect();
-    for h in hs {
-        h.join().unwrap();
-    }
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
     let log = log.lock().clone();
     assert_eq!(log.len(), 6);
-    // With one CPU and yields, neither task runs all of its steps first.
-    let first_two: Vec<_> = log.iter().take(2).map(|x| x.0).collect();
-    assert_ne!(first_two[0], first_two[1], "yield did not switch: {log:?}");
+    // FIFO with yields on one CPU: strict alternation.
+    assert_eq!(
+        log,
+        vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)],
+        "yield did not switch"
+    );
 }
 
 #[test]
