@@ -13,6 +13,7 @@
 //! - [`clock`]: monotonic nanoseconds;
 //! - [`stack`]: guarded green-task stacks carved from large slabs, and the
 //!   pool that recycles them;
+//! - [`spinlock`]: the spin lock behind the rq and DSQ locks;
 //! - [`fiber`]: a stackful green context (a corosensei coroutine on one of
 //!   our stacks) with lazy stack allocation, and `suspend` for the body.
 //!
@@ -31,6 +32,7 @@ pub mod clock;
 pub mod eventfd;
 pub mod fiber;
 pub mod futex;
+pub mod spinlock;
 pub mod stack;
 
 /// Converts a `Duration` to a `timespec`, saturating at the largest

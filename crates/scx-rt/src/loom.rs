@@ -8,6 +8,8 @@
 //! (never a copy of it). The cfg is namespaced (`scx_rt_loom`, not `loom`) so
 //! that it does not flip loom support in dependencies.
 //!
+//! Normally the lock is `scx_rt_sys::spinlock` (the rq and DSQ locks are
+//! short and held by running workers, as the kernel's raw spinlocks are).
 //! The lock type is a thin wrapper with one API over both backends
 //! (`lock`, `try_lock`, and [`MutexGuard::unlocked`] for the rq-lock
 //! hand-offs of SPEC.md §3.9).
@@ -42,7 +44,7 @@ pub(crate) fn thread_yield() {
 }
 
 #[cfg(not(scx_rt_loom))]
-type RawGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+type RawGuard<'a, T> = scx_rt_sys::spinlock::SpinMutexGuard<'a, T>;
 #[cfg(scx_rt_loom)]
 type RawGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
@@ -50,7 +52,7 @@ type RawGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 #[derive(Debug, Default)]
 pub(crate) struct Mutex<T> {
     #[cfg(not(scx_rt_loom))]
-    inner: parking_lot::Mutex<T>,
+    inner: scx_rt_sys::spinlock::SpinMutex<T>,
     #[cfg(scx_rt_loom)]
     inner: loom::sync::Mutex<T>,
 }
@@ -59,7 +61,7 @@ impl<T> Mutex<T> {
     pub(crate) fn new(value: T) -> Self {
         Self {
             #[cfg(not(scx_rt_loom))]
-            inner: parking_lot::Mutex::new(value),
+            inner: scx_rt_sys::spinlock::SpinMutex::new(value),
             #[cfg(scx_rt_loom)]
             inner: loom::sync::Mutex::new(value),
         }
