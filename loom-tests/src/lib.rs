@@ -19,3 +19,19 @@
 //! | `KICK_PREEMPT` | `tests/kick.rs` | after the kick step the victim's slice is 0, `need_resched` is set, no kick bit is left (with a concurrent self-kick) |
 //! | `KICK_WAIT` | `tests/kick.rs` | two CPUs wait-kicking each other both complete (the waiter advances its own pick sequence) |
 //! | consume vs dequeue | `tests/ownership.rs` | a `holding_cpu` transfer from the global DSQ racing with a dequeue is cancelled cleanly; no task on two queues, none in flight |
+
+/// Runs `f` under `loom::model`, prints how many interleavings it explored
+/// (`name: N interleavings explored`), and checks that it explored more than
+/// one (a model that cannot branch proves nothing).
+#[cfg(scx_rt_loom)]
+pub fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = runs.clone();
+    loom::model(move || {
+        r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    let n = runs.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{name}: {n} interleavings explored");
+    assert!(n > 1, "{name}: the model explored a single interleaving");
+}

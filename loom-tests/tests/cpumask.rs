@@ -5,14 +5,12 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::model;
 use scx_rt::cpumask::AtomicCpumask;
 
 #[test]
 fn test_and_clear_has_one_winner() {
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let r = runs.clone();
-    loom::model(move || {
-        r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    model("test_and_clear_has_one_winner", || {
         let m = Arc::new(AtomicCpumask::new(2));
         m.set(1);
         let wins = Arc::new(AtomicUsize::new(0));
@@ -33,10 +31,4 @@ fn test_and_clear_has_one_winner() {
         assert_eq!(wins.load(Ordering::SeqCst), 1);
         assert!(!m.test(1));
     });
-    eprintln!(
-        "{}: {} interleavings explored",
-        module_path!(),
-        runs.load(std::sync::atomic::Ordering::Relaxed)
-    );
-    assert!(runs.load(std::sync::atomic::Ordering::Relaxed) > 1);
 }

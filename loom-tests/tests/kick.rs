@@ -4,42 +4,34 @@
 
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::model;
 use scx_rt::model::Runtime;
 use scx_rt::{KickFlags, Task};
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let r = runs.clone();
-    loom::model(move || {
-        r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    let n = runs.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("{}: {n} interleavings explored", module_path!());
-    assert!(n > 1);
-}
 
 /// Once the kick step ran, the victim's slice is 0, its CPU has
 /// `need_resched` set, and no kick bit survives — also while the victim's
 /// CPU concurrently kicks itself.
 #[test]
 fn preempt_kick_zeroes_the_slice_and_leaves_no_stale_bits() {
-    model(|| {
-        let rt = Arc::new(Runtime::new(2));
-        let victim = Task::new_token(1);
-        rt.set_curr(1, &victim);
-        let rt2 = rt.clone();
-        let kicker = thread::spawn(move || {
-            rt2.kick(0, 1, KickFlags::PREEMPT);
-            rt2.kick_step(0);
-        });
-        rt.kick(1, 1, KickFlags::empty());
-        rt.kick_step(1);
-        kicker.join().unwrap();
-        assert_eq!(victim.slice(), 0);
-        assert!(rt.need_resched(1));
-        assert!(!rt.kicks_pending(0) && !rt.kicks_pending(1));
-    });
+    model(
+        "preempt_kick_zeroes_the_slice_and_leaves_no_stale_bits",
+        || {
+            let rt = Arc::new(Runtime::new(2));
+            let victim = Task::new_token(1);
+            rt.set_curr(1, &victim);
+            let rt2 = rt.clone();
+            let kicker = thread::spawn(move || {
+                rt2.kick(0, 1, KickFlags::PREEMPT);
+                rt2.kick_step(0);
+            });
+            rt.kick(1, 1, KickFlags::empty());
+            rt.kick_step(1);
+            kicker.join().unwrap();
+            assert_eq!(victim.slice(), 0);
+            assert!(rt.need_resched(1));
+            assert!(!rt.kicks_pending(0) && !rt.kicks_pending(1));
+        },
+    );
 }
 
 /// Two CPUs, each running a task, `KICK_WAIT` each other at once: both
@@ -48,7 +40,7 @@ fn preempt_kick_zeroes_the_slice_and_leaves_no_stale_bits() {
 /// worker: kick, kick step, wait at the safe point, then the pick path.
 #[test]
 fn mutual_kick_waits_complete() {
-    model(|| {
+    model("mutual_kick_waits_complete", || {
         let rt = Arc::new(Runtime::new(2));
         rt.set_curr(0, &Task::new_token(1));
         rt.set_curr(1, &Task::new_token(2));

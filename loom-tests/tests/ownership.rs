@@ -13,20 +13,9 @@
 
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::model;
 use scx_rt::model::Runtime;
 use scx_rt::{Task, DSQ_GLOBAL, DSQ_LOCAL};
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let r = runs.clone();
-    loom::model(move || {
-        r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    let n = runs.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("{}: {n} interleavings explored", module_path!());
-    assert!(n > 1);
-}
 
 fn check_owned_by_policy(rt: &Runtime, t: &scx_rt::TaskRef) {
     assert_eq!(
@@ -39,7 +28,7 @@ fn check_owned_by_policy(rt: &Runtime, t: &scx_rt::TaskRef) {
 
 #[test]
 fn buffered_dispatch_racing_with_dequeue() {
-    model(|| {
+    model("buffered_dispatch_racing_with_dequeue", || {
         let rt = Arc::new(Runtime::new(2));
         let t = Task::new_token(1);
         rt.enqueue(1, &t);
@@ -54,7 +43,7 @@ fn buffered_dispatch_racing_with_dequeue() {
 
 #[test]
 fn consume_racing_with_dequeue() {
-    model(|| {
+    model("consume_racing_with_dequeue", || {
         let rt = Arc::new(Runtime::new(2));
         let t = Task::new_token(1);
         rt.enqueue(1, &t);
