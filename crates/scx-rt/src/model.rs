@@ -142,7 +142,7 @@ impl Runtime {
         for c in self.sh.cpus.iter() {
             let rq = c.rq.lock();
             let n = rq.local.iter().filter(|q| q.id() == p.id()).count();
-            v.extend(std::iter::repeat(("local", c.id)).take(n));
+            v.extend(std::iter::repeat_n(("local", c.id), n));
         }
         let n = self
             .sh
@@ -152,7 +152,7 @@ impl Runtime {
             .iter()
             .filter(|q| q.id() == p.id())
             .count();
-        v.extend(std::iter::repeat(("global", 0)).take(n));
+        v.extend(std::iter::repeat_n(("global", 0), n));
         if p.ops_state() & crate::task::opss::STATE_MASK == crate::task::opss::QUEUED {
             v.push(("policy", 0));
         }
