@@ -5,6 +5,8 @@
 //! Worker threads are counted by name ("scx-rt-cpu*") in
 //! `/proc/self/task/*/comm`, which is process-wide: every test here takes
 //! `SERIAL` so no other runtime of this binary exists while one counts.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

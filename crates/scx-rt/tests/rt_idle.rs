@@ -1,6 +1,8 @@
 //! The idle loop and the doorbell: a worker asleep on its doorbell wakes for
 //! work from outside and from another CPU, a spawn/yield/wake stress loop
 //! finishes with exact counts, and many idle->wake cycles never hang.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! CPU binding: without `allow_migration` a started task stays on the CPU
 //! that first ran it (through yields, sleeps and blocking); `spawn_on` pins a
 //! task; with the unsafe opt-in tasks still complete exactly once.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! `scx_rt::sleep` / `sleep_until`: a sleep lasts at least its duration,
 //! many concurrent sleepers all wake, a sleeping task leaves its CPU to
 //! others, and sleeping outside a task sleeps the thread.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

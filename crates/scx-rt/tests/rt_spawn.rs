@@ -1,5 +1,7 @@
 //! Spawning, joining, panics, nesting, and exactly-once completion on 1, 2
 //! and 8 (unpinned, more than the cores) workers.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;

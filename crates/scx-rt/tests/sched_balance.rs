@@ -3,6 +3,8 @@
 //! global DSQ -> dispatch loop (at most 32 rounds, then a self-kick) ->
 //! keep prev without slice unless ENQ_LAST -> idle. Recorded with
 //! `Builder::record_balance` on one CPU, where the order is deterministic.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

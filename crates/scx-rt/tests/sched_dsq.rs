@@ -6,6 +6,8 @@
 //! Order tests run on ONE CPU: a parent task spawns tagged children without
 //! reaching a switch point, so every child is queued before any runs and the
 //! run order is exactly the queue order.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Dumps (SPEC.md §6.6 layout, first cut) include the scheduler's dump,
 //! dump_cpu and dump_task output; set_cpumask reports each task's mask when
 //! asked for; task ids are visible inside tasks.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! each one ejects the scheduler with an exit record naming the fault, the
 //! runtime falls back to the built-in FIFO, and every task still completes
 //! exactly once.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 mod common;
 

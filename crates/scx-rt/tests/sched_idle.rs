@@ -3,6 +3,8 @@
 //! never a busy one; a claim is exclusive; a claimed CPU that got no work
 //! reappears in the idle mask at its next idle pick (invariant 23); wake-ups
 //! reach `enqueue` with `ENQ_WAKEUP`, spawns without it.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 //! policy checks invariant 10 inside `dispatch`. Invariant 2 (stale and
 //! duplicate dispatches are dropped silently) uses a policy that dispatches
 //! every task twice and replays old dispatches.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! it switches at its next preemption point, ENQ_PREEMPT puts a task at the
 //! head and preempts, SLICE_INF is never expired by slice accounting,
 //! mutual KICK_WAITs complete.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

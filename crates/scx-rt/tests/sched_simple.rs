@@ -1,6 +1,8 @@
 //! The built-in `scx_simple` port (SPEC.md §8) in FIFO and vtime mode:
 //! exactly-once completion of a large mixed workload on 1, 2 and 4 unpinned
 //! CPUs, and vtime ordering on one CPU.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `scx_rt::sync` channels: rendezvous, bounded and unbounded capacity,
 //! many producers, green task <-> OS thread in both directions, closing from
 //! either end, `try_recv`, and a cross-CPU ping-pong.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

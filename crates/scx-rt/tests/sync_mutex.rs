@@ -1,6 +1,8 @@
 //! `scx_rt::sync::Mutex`: exact counts under contention, mutual exclusion
 //! across switch points (yield, sleep), OS threads and tasks on one lock,
 //! `try_lock`, and that a contended lock blocks the task, not its worker.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

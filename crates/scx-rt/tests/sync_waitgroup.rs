@@ -1,5 +1,7 @@
 //! `scx_rt::sync::WaitGroup`: waiting for N tasks from an OS thread and from
 //! a task, several waiters, reuse, and `done` past zero panicking.
+// The runtime is not compiled under the loom cfg (only its core is).
+#![cfg(not(scx_rt_loom))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
