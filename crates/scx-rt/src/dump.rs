@@ -1,5 +1,11 @@
-//! State dumps in the layout of SPEC.md §6.6 (first cut: CPU headers,
-//! kick masks, runnable tasks; the full layout comes with the kick issue).
+//! State dumps in the layout of SPEC.md §6.6: the trigger header, the
+//! backtrace of the error site (when Rust captured one), the scheduler's
+//! `dump`, then per non-idle CPU a header line, `curr=`, the kick masks that
+//! are non-empty (kernel bitmap lists), the scheduler's `dump_cpu`, and one
+//! entry per task (current first, then the runnable ones) with the
+//! scheduler's `dump_task`; truncated with a marker. Userspace stand-ins:
+//! `comm[pid]` is `task[id]` for tasks and `thread-name[pid]` for the
+//! trigger; the class of a running task is always `ext`.
 
 use std::fmt::Write;
 
@@ -8,29 +14,67 @@ use crate::ops::DumpCtx;
 use crate::sched::{call, now, Shared};
 use crate::task::{opss, TaskRef};
 
-fn task_line(out: &mut String, p: &TaskRef, curr: bool, now: u64) {
-    let ra = p.runnable_at() as i64 - now as i64;
+fn task_line(out: &mut String, p: &TaskRef, curr: bool, now: u64, nr_cpus: usize) {
+    let ra = (p.runnable_at() as i64).wrapping_sub(now as i64) / 1_000_000;
+    let dsq = p.scx.dsq.load(Ordering::Relaxed);
+    let dsq = if dsq == crate::flags::DSQ_INVALID {
+        "(n/a)".to_string()
+    } else {
+        format!("{dsq:#x}")
+    };
+    let cpus =
+        crate::cpumask::Cpumask::from_cpus(nr_cpus, (0..nr_cpus).filter(|&c| p.allowed_on(c)));
     let _ = writeln!(
         out,
-        " {}R task[{}] {:+}ms\n      scx_state/flags={:?}/{:#x} ops_state/qseq={}/{} dsq_id={:#x} dsq_vtime={} slice={}",
+        " {}R task[{}] {:+}ms\n      scx_state/flags={}/{:#x} dsq_flags=0x0 ops_state/qseq={}/{}\n      sticky/holding_cpu={}/{} dsq_id={} dsq_vtime={}\n      cpus={}",
         if curr { '*' } else { ' ' },
         p.id(),
-        ra / 1_000_000,
-        p.state(),
+        ra,
+        p.state() as u32,
         p.scx.flags.load(Ordering::Relaxed) & !crate::task::tflags::STATE_MASK,
         p.ops_state() & opss::STATE_MASK,
         p.ops_state() >> opss::QSEQ_SHIFT,
-        p.scx.dsq.load(Ordering::Relaxed),
+        p.scx.sticky_cpu.load(Ordering::Relaxed),
+        p.scx.holding_cpu.load(Ordering::Relaxed),
+        dsq,
         p.dsq_vtime(),
-        p.slice(),
+        cpus,
     );
 }
 
-/// Dumps every non-idle CPU. Takes each rq lock in turn (never two).
-pub(crate) fn dump_state(sh: &Shared, reason: &str) -> String {
+/// What a dump is for.
+pub(crate) enum Trigger<'a> {
+    /// A recorded exit.
+    Exit(&'a crate::exit::ExitInfo),
+    /// `Runtime::dump` (the SysRq-D analogue).
+    User,
+}
+
+/// Dumps every non-idle CPU in the layout of SPEC.md §6.6, truncated with a
+/// marker at `EXIT_DUMP_DFL_LEN` bytes. Takes each rq lock in turn (never
+/// two).
+pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
     let mut out = String::new();
     let now = now();
-    let _ = writeln!(out, "scx-rt triggered exit:\n  {reason}\n");
+    match trigger {
+        Trigger::Exit(info) => {
+            let _ = writeln!(
+                out,
+                "{} triggered exit kind {}:\n  {} ({})\n",
+                info.trigger, info.kind as u32, info.reason, info.msg
+            );
+            if !info.backtrace.is_empty() {
+                let _ = writeln!(out, "Backtrace:");
+                for l in info.backtrace.lines() {
+                    let _ = writeln!(out, "  {l}");
+                }
+                out.push('\n');
+            }
+        }
+        Trigger::User => {
+            let _ = writeln!(out, "Debug dump triggered by Runtime::dump\n");
+        }
+    }
     let slot = sh.cur_slot();
     let mut dctx = DumpCtx::new(sh, None);
     call(sh, "dump", || slot.ops.dump(&mut dctx));
@@ -93,7 +137,7 @@ pub(crate) fn dump_state(sh: &Shared, reason: &str) -> String {
             .map(|p| (p, true))
             .chain(rq.runnable.iter().map(|p| (p, false)));
         for (p, curr) in tasks {
-            task_line(&mut out, p, curr, now);
+            task_line(&mut out, p, curr, now, sh.nr_cpus);
             let mut dctx = DumpCtx::new(sh, Some(c.id));
             call(sh, "dump_task", || slot.ops.dump_task(&mut dctx, p));
             for l in dctx.out.lines() {

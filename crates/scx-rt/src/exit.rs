@@ -83,6 +83,12 @@ pub struct ExitInfo {
     pub scheduler: String,
     /// State dump taken at the error (errors only).
     pub dump: String,
+    /// Who recorded the exit: the thread's name and the process id, as the
+    /// kernel prints `comm[pid]`.
+    pub trigger: String,
+    /// Where the error was recorded (errors only; empty unless backtraces
+    /// are enabled, e.g. `RUST_BACKTRACE=1`).
+    pub backtrace: String,
 }
 
 /// `exit_code` action: the user may restart the scheduler.
@@ -123,6 +129,16 @@ impl ExitRecord {
         {
             return false;
         }
+        let backtrace = if kind.is_error() {
+            let bt = std::backtrace::Backtrace::capture();
+            match bt.status() {
+                std::backtrace::BacktraceStatus::Captured => bt.to_string(),
+                _ => String::new(),
+            }
+        } else {
+            String::new()
+        };
+        let th = std::thread::current();
         *self.info.lock() = Some(ExitInfo {
             kind,
             exit_code: code,
@@ -130,6 +146,8 @@ impl ExitRecord {
             msg,
             scheduler: scheduler.to_string(),
             dump: String::new(),
+            trigger: format!("{}[{}]", th.name().unwrap_or("?"), std::process::id()),
+            backtrace,
         });
         self.pending.store(true, Ordering::Release);
         true

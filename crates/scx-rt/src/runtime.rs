@@ -414,7 +414,7 @@ impl Runtime {
 
     /// A state dump (SPEC.md §6.6 layout).
     pub fn dump(&self) -> String {
-        crate::dump::dump_state(&self.sh, "dump requested")
+        crate::dump::dump_state(&self.sh, crate::dump::Trigger::User)
     }
 
     /// The balance decisions CPU `cpu` made since the last call, oldest

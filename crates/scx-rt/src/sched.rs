@@ -1190,7 +1190,7 @@ pub(crate) fn disable(sh: &Shared) {
         return;
     };
     if info.kind.is_error() {
-        info.dump = crate::dump::dump_state(sh, &format!("{} ({})", info.reason, info.msg));
+        info.dump = crate::dump::dump_state(sh, crate::dump::Trigger::Exit(&info));
         sh.exit.set_dump(info.dump.clone());
     }
     let old_gen = sh.sched_gen.load(Ordering::Acquire);

@@ -16,6 +16,8 @@ use scx_rt::{
 struct Dumper {
     masks: Mutex<Vec<(u64, String)>>,
     fail: AtomicBool,
+    /// Bytes of filler the scheduler's dump callback emits.
+    huge: std::sync::atomic::AtomicUsize,
 }
 
 impl Scheduler for Dumper {
@@ -36,6 +38,11 @@ impl Scheduler for Dumper {
     }
     fn dump(&self, ctx: &mut DumpCtx<'_>) {
         ctx.dump("dumper: global state");
+        let n = self.huge.load(Ordering::Relaxed);
+        if n > 0 {
+            ctx.dump("\n");
+            ctx.dump("x".repeat(n));
+        }
     }
     fn dump_cpu(&self, ctx: &mut DumpCtx<'_>, cpu: usize, _idle: bool) {
         ctx.dump(format!("dumper: cpu {cpu}"));
@@ -80,7 +87,17 @@ fn dump_has_scheduler_cpu_and_task_sections() {
     let id = h.id();
     assert_eq!(h.join().unwrap(), id, "task_id() inside the task");
     assert!(scx_rt::task_id().is_none());
+    assert!(
+        d.starts_with("Debug dump triggered by Runtime::dump\n"),
+        "{d}"
+    );
     assert!(d.contains("dumper: global state"), "{d}");
+    assert!(d.contains("\nCPU states\n----------\n"), "{d}");
+    assert!(d.contains("sticky/holding_cpu=-1/-1"), "{d}");
+    assert!(
+        d.contains("      cpus=1\n"),
+        "the task's allowed CPUs as a bitmap list: {d}"
+    );
     assert!(d.contains("CPU 1   : nr_run="), "{d}");
     assert!(d.contains("  dumper: cpu 1"), "{d}");
     assert!(d.contains(&format!("    dumper: task {id}")), "{d}");
@@ -106,7 +123,13 @@ fn error_exit_dump_is_taken_with_the_scheduler_sections() {
     assert_eq!(info.msg, "asked to fail");
     assert_eq!(info.scheduler, "dumper");
     assert!(info.dump.contains("dumper: global state"), "{}", info.dump);
-    assert!(info.dump.contains("asked to fail"), "{}", info.dump);
+    assert!(
+        info.dump
+            .contains("triggered exit kind 1025:\n  scheduler error (asked to fail)\n"),
+        "{}",
+        info.dump
+    );
+    assert_eq!(info.kind as u32, 1025);
     assert_eq!(rt.scheduler_name(), "fifo");
 }
 
@@ -135,4 +158,24 @@ impl Scheduler for ArcSched {
     fn dump_task(&self, ctx: &mut DumpCtx<'_>, p: &TaskRef) {
         self.0.dump_task(ctx, p)
     }
+}
+
+#[test]
+fn an_oversized_dump_is_truncated_with_a_marker() {
+    let sched = Arc::new(Dumper::default());
+    sched.huge.store(100_000, Ordering::Relaxed);
+    let rt = Runtime::builder()
+        .nr_cpus(1)
+        .pin(false)
+        .scheduler(ArcSched(sched.clone()))
+        .build()
+        .unwrap();
+    let d = rt.dump();
+    assert!(d.len() <= 32768, "dump of {} bytes", d.len());
+    assert!(
+        d.ends_with("~~~~ TRUNCATED ~~~~\n"),
+        "{}",
+        &d[d.len() - 40..]
+    );
+    assert!(d.starts_with("Debug dump triggered by Runtime::dump"));
 }
