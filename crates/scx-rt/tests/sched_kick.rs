@@ -74,8 +74,9 @@ impl Scheduler for K {
             p.set_slice(SLICE_INF);
         }
         if self.0.waiters.lock().contains(&p.id()) {
-            let other = 1 - ctx.cpu().unwrap();
-            ctx.kick_cpu(other, KickFlags::PREEMPT | KickFlags::WAIT);
+            // The next CPU round the ring (the other one, with two CPUs).
+            let next = (ctx.cpu().unwrap() + 1) % ctx.nr_cpu_ids();
+            ctx.kick_cpu(next, KickFlags::PREEMPT | KickFlags::WAIT);
         }
     }
     fn stopping(&self, _ctx: &Ctx<'_>, p: &TaskRef, runnable: bool) {
@@ -239,22 +240,38 @@ fn enq_preempt_runs_the_task_before_the_victim_continues() {
 
 #[test]
 fn mutual_kick_waits_complete() {
+    kick_waits_complete(2);
+}
+
+#[test]
+fn a_ring_of_three_kick_waits_completes() {
+    kick_waits_complete(3);
+}
+
+/// `n` CPUs, each running a waiter that KICK_WAITs the next CPU round the
+/// ring whenever it starts, all at once: every wait must complete.
+fn kick_waits_complete(n: usize) {
     let st = Arc::new(State::default());
-    let rt = rt(&st);
+    let rt = Runtime::builder()
+        .nr_cpus(n)
+        .pin(false)
+        .scheduler(K(st.clone()))
+        .build()
+        .unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     // Per CPU a waiter and a companion, both yielding, so the waiter starts
     // running (and kicks the other CPU with PREEMPT|WAIT) over and over.
     let ready = Arc::new(AtomicUsize::new(0));
-    let hs: Vec<_> = (0..4)
+    let hs: Vec<_> = (0..2 * n)
         .map(|i| {
             let (st, done, ready) = (st.clone(), done.clone(), ready.clone());
-            rt.spawn_on(i % 2, move || {
-                if i < 2 {
+            rt.spawn_on(i % n, move || {
+                if i < n {
                     st.waiters.lock().push(scx_rt::task_id().unwrap());
                 }
                 // Start together, so both CPUs are busy while they kick.
                 ready.fetch_add(1, Ordering::SeqCst);
-                while ready.load(Ordering::SeqCst) < 4 {
+                while ready.load(Ordering::SeqCst) < 2 * n {
                     scx_rt::yield_now();
                 }
                 for _ in 0..2000 {
@@ -272,8 +289,8 @@ fn mutual_kick_waits_complete() {
         let _ = tx.send(());
     });
     rx.recv_timeout(Duration::from_secs(60))
-        .expect("two CPUs KICK_WAIT-ing each other must both complete");
-    assert_eq!(done.load(Ordering::SeqCst), 4);
+        .expect("CPUs KICK_WAIT-ing each other round a ring must all complete");
+    assert_eq!(done.load(Ordering::SeqCst), 2 * n);
     let waits: u64 = rt.stats().cpus.iter().map(|c| c.kick_waits).sum();
     assert!(
         waits > 0,
