@@ -392,6 +392,17 @@ impl Runtime {
         }
     }
 
+    /// Kicks CPU `cpu` from outside the runtime (`scx_bpf_kick_cpu` from a
+    /// thread that is no worker): the kick step runs at once, on this
+    /// thread, which holds no rq lock. As from a callback, an invalid CPU
+    /// or `IDLE` with `PREEMPT`/`WAIT` is a scheduler error; `WAIT` returns
+    /// once the target switched out the task it ran at kick time.
+    pub fn kick_cpu(&self, cpu: usize, flags: crate::flags::KickFlags) {
+        let from = worker::cpu_in(&self.sh);
+        crate::kick::kick_cpu(&self.sh, from, cpu, flags);
+        crate::kick::run_pending(&self.sh, from);
+    }
+
     /// What ended the last scheduler, if one was ejected or exited.
     pub fn exit_info(&self) -> Option<ExitInfo> {
         self.sh

@@ -297,3 +297,34 @@ fn kick_waits_complete(n: usize) {
         "some kicks found the other CPU running and waited"
     );
 }
+
+#[test]
+fn a_kick_from_outside_the_runtime_preempts() {
+    let st = Arc::new(State::default());
+    let rt = rt(&st);
+    let (id, stop, h) = spinner(&rt, &st);
+    let _guard = StopOnDrop(stop.clone());
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let waiting = rt.spawn_on(1, move || r.store(true, Ordering::SeqCst));
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "the SLICE_INF spinner holds CPU 1"
+    );
+    // From the test thread, through the runtime handle. WAIT returns only
+    // once CPU 1 entered its pick path (its pick sequence moved).
+    let seq = rt.stats().cpus[1].pick_seq;
+    rt.kick_cpu(1, KickFlags::PREEMPT | KickFlags::WAIT);
+    assert!(
+        rt.stats().cpus[1].pick_seq > seq,
+        "WAIT returned before CPU 1 rescheduled"
+    );
+    wait_until("the victim to switch out", || {
+        st.stops.lock().iter().any(|&(t, _)| t == id)
+    });
+    waiting.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+    assert!(rt.exit_info().is_none());
+}
