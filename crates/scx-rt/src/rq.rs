@@ -12,9 +12,12 @@
 //!
 //! | class | may be taken while holding | never while holding |
 //! |---|---|---|
-//! | rq lock | nothing, or the scheduler's own locks | another rq lock, a DSQ lock |
-//! | non-local DSQ lock | one rq lock | another DSQ lock |
+//! | disable lock (`Shared::disabling`) | nothing (a safe point) | any other lock |
+//! | rq lock (spin) | nothing, the disable lock, or the scheduler's own locks | another rq lock, a DSQ lock |
 //! | user-DSQ table (rwlock) | one rq lock | a DSQ lock |
+//! | non-local DSQ lock (spin) | one rq lock, the user-DSQ table | another DSQ lock |
+//! | scheduler slots (rwlock, read on a cache miss) | anything above | — (a leaf) |
+//! | exit record (spin) | anything above | — (a leaf) |
 //! | task body lock (stack) | nothing | — (held only by the worker running it) |
 //!
 //! 1. No path holds two rq locks: tasks move between CPUs by the hand-off of
