@@ -48,6 +48,9 @@ unsafe impl lock_api::RawMutex for RawSpinLock {
         !self.locked.load(Ordering::Relaxed) && !self.locked.swap(true, Ordering::Acquire)
     }
 
+    // SAFETY (of the implementation): the trait's contract is that only the
+    // owner calls `unlock`; releasing the flag is then the end of its
+    // critical section.
     #[inline]
     unsafe fn unlock(&self) {
         self.locked.store(false, Ordering::Release);

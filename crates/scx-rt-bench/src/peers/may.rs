@@ -4,8 +4,8 @@
 //! child process (`scx-rt-bench __peer may WORKLOAD …`, see
 //! [`crate::peers::external`]).
 //!
-//! Coroutines are started with `may::go!`. This crate has no `unsafe`, but
-//! note that the macro itself expands to `unsafe { may::coroutine::spawn(f) }`
+//! Coroutines are started with `may::go!`. This crate writes no unsafe code,
+//! but the macro expands to an unsafe call of `may::coroutine::spawn`
 //! (may marks spawning unsafe because a coroutine that overflows its small
 //! stack or holds thread-local references across a yield is undefined
 //! behaviour). The closures spawned here use neither.
