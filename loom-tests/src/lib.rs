@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! RUSTFLAGS="--cfg scx_rt_loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=2 \
-//!     cargo test -p loom-tests --release
+//!     cargo test -p loom-tests --release --target-dir target/loom
 //! ```
 //!
 //! | model | file | proves |
@@ -19,19 +19,84 @@
 //! | `KICK_PREEMPT` | `tests/kick.rs` | after the kick step the victim's slice is 0, `need_resched` is set, no kick bit is left (with a concurrent self-kick) |
 //! | `KICK_WAIT` | `tests/kick.rs` | two CPUs wait-kicking each other both complete (the waiter advances its own pick sequence) |
 //! | consume vs dequeue | `tests/ownership.rs` | a `holding_cpu` transfer from the global DSQ racing with a dequeue is cancelled cleanly; no task on two queues, none in flight |
+//! | `KICK_IDLE` vs balance | `tests/idle_kick.rs` | an `IDLE` kick reaching a CPU inside balance (rq lock dropped for a pull, `curr` still set) is not skipped; the CPU never sleeps while the policy holds the work it was kicked for |
+//! | rq-lock order | `tests/lock_order.rs` | crossing moves (remote dispatches both ways with kicks in flight, crossing consumes, a consume crossing a `DSQ_LOCAL_ON` dispatch) never deadlock; every task lands in exactly one local DSQ, on the rq it names |
+//!
+//! Each test file is one group (one test binary); `run.sh` runs the groups
+//! one at a time, each under its own time box, as CI does.
 
-/// Runs `f` under `loom::model`, prints how many interleavings it explored
-/// (`name: N interleavings explored`), and checks that it explored more than
-/// one (a model that cannot branch proves nothing).
+/// Branch points one execution of a model may take, unless
+/// `LOOM_MAX_BRANCHES` says otherwise. loom's default (1000) is too small
+/// for a whole pick path (balance, a hand-off, put prev, the policy's
+/// callbacks); a model that spins without progress still hits this bound.
+#[cfg(scx_rt_loom)]
+pub const MAX_BRANCHES: usize = 20_000;
+
+/// Runs `f` under a loom model checker, prints how many interleavings it
+/// explored and how long that took (`name: N interleavings explored in
+/// S s`), and checks that it explored more than one (a model that cannot
+/// branch proves nothing). The `LOOM_*` environment variables apply;
+/// `LOOM_MAX_BRANCHES` defaults to [`MAX_BRANCHES`].
 #[cfg(scx_rt_loom)]
 pub fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let r = runs.clone();
-    loom::model(move || {
+    let mut b = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+        b.max_branches = MAX_BRANCHES;
+    }
+    let start = std::time::Instant::now();
+    report_failures();
+    CURRENT.with(|c| *c.borrow_mut() = Some((name.to_string(), runs.clone(), start)));
+    b.check(move || {
         r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         f();
     });
+    CURRENT.with(|c| *c.borrow_mut() = None);
     let n = runs.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("{name}: {n} interleavings explored");
+    eprintln!(
+        "{name}: {n} interleavings explored in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     assert!(n > 1, "{name}: the model explored a single interleaving");
+}
+
+#[cfg(scx_rt_loom)]
+type Running = (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::time::Instant,
+);
+
+#[cfg(scx_rt_loom)]
+std::thread_local! {
+    /// The model this test thread is checking: name, interleavings started,
+    /// start time (loom runs a model's threads on the caller's OS thread).
+    static CURRENT: std::cell::RefCell<Option<Running>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that names the model and interleaving a
+/// failure happened in, and how long the search took to get there, before
+/// the usual report (loom may abort the process while unwinding, so this
+/// cannot wait for the unwind).
+#[cfg(scx_rt_loom)]
+fn report_failures() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = CURRENT.try_with(|c| {
+                if let Ok(c) = c.try_borrow() {
+                    if let Some((name, n, start)) = c.as_ref() {
+                        eprintln!(
+                            "{name}: FAILED in interleaving {} after {:.1} s",
+                            n.load(std::sync::atomic::Ordering::Relaxed),
+                            start.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+            });
+            prev(info);
+        }));
+    });
 }

@@ -18,14 +18,23 @@ options:
   --cpus LIST    OS CPUs to use, e.g. 0,1 or 0-3 (default: every CPU this
                  process may run on); all must be in the process affinity
   --iters N      iterations per repetition (switch, yield-many: yields per
-                 task; pingpong: round trips; ring: hops; raw rows use the
-                 same N)
+                 task; pingpong: round trips; ring: hops; kick: kicks per
+                 case; preempt: slice expiries per slice; hog: round trips
+                 per slice; preempt and hog cap long slices by time;
+                 wakeup: wake-ups per case; bimodal: requests per load
+                 point; raw rows use the same N)
   --tasks N      tasks per repetition (spawn, yield-many: tasks; skynet:
                  leaves, a power of 10; ring: tasks in the ring, >= 2;
                  chained-spawn: spawns in the chain)
   --reps R       repetitions; throughput rows report the p50 over them
   --quick        tiny sizes for a smoke run (a few seconds for `all`)
   --json FILE    also write the rows as JSON to FILE
+  --plot DIR     also write SVG charts to DIR (created if missing): a
+                 latency CDF per (workload, case) with latency rows, p99
+                 versus offered load for bimodal
+  --load LIST    bimodal: offered loads as fractions of capacity, e.g.
+                 0.1,0.5,0.9 (each in (0, 1]; default 0.1-0.95, --quick
+                 0.2,0.5,0.8)
   --no-peers     run scx-rt only (no peers, no raw limits)
   -h, --help     this text
 
@@ -43,7 +52,7 @@ impl fmt::Display for UsageError {
 }
 
 /// A parsed command line.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Command {
     /// `-h` / `--help`.
     Help,
@@ -58,7 +67,7 @@ pub enum Command {
 
 /// Options shared by all workloads. Sizes left `None` take the workload's
 /// default (or its `--quick` default).
-#[derive(Debug, Default, PartialEq, Eq, Clone)]
+#[derive(Debug, Default, PartialEq, Clone)]
 pub struct Options {
     pub workloads: Vec<String>,
     pub cpus: Option<Vec<usize>>,
@@ -67,6 +76,10 @@ pub struct Options {
     pub reps: Option<u64>,
     pub quick: bool,
     pub json: Option<PathBuf>,
+    /// `--plot DIR`: where SVG charts go.
+    pub plot: Option<PathBuf>,
+    /// `--load`: offered loads (fractions of capacity, each in `(0, 1]`).
+    pub loads: Option<Vec<f64>>,
     pub no_peers: bool,
 }
 
@@ -114,6 +127,14 @@ pub fn parse<S: AsRef<str>>(args: &[S], known: &[&str]) -> Result<Command, Usage
                 }
                 opts.json = Some(PathBuf::from(v));
             }
+            "--plot" => {
+                let v = value(flag)?;
+                if v.is_empty() {
+                    return Err(UsageError("--plot needs a directory".into()));
+                }
+                opts.plot = Some(PathBuf::from(v));
+            }
+            "--load" => opts.loads = Some(parse_loads(&value(flag)?)?),
             "--quick" | "--no-peers" if inline.is_some() => {
                 return Err(UsageError(format!("{flag} takes no value")));
             }
@@ -152,6 +173,28 @@ fn push_unique(v: &mut Vec<String>, w: &str) {
     }
 }
 
+/// A list of offered loads, fractions of capacity in `(0, 1]`
+/// (`0.1,0.5,0.9`); a load above 1 (100%) is a usage error.
+fn parse_loads(s: &str) -> Result<Vec<f64>, UsageError> {
+    let mut loads = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let v: f64 = part
+            .parse()
+            .map_err(|_| UsageError(format!("--load: `{part}` is not a number")))?;
+        if !v.is_finite() || v <= 0.0 {
+            return Err(UsageError(format!("--load: {part} must be above 0")));
+        }
+        if v > 1.0 {
+            return Err(UsageError(format!(
+                "--load: {part} is above 100% of capacity (give fractions, e.g. 0.95)"
+            )));
+        }
+        loads.push(v);
+    }
+    Ok(loads)
+}
+
 /// A positive count; `_` separators allowed (`1_000_000`).
 fn parse_count(flag: &str, s: &str) -> Result<u64, UsageError> {
     let digits: String = s.chars().filter(|&c| c != '_').collect();
@@ -188,6 +231,9 @@ mod tests {
             "3",
             "--json",
             "out.json",
+            "--plot=plots",
+            "--load",
+            "0.1, 0.5,1",
             "--no-peers",
             "--quick",
         ])
@@ -196,6 +242,8 @@ mod tests {
         assert_eq!(o.cpus, Some(vec![0, 1]));
         assert_eq!((o.iters, o.tasks, o.reps), (Some(1000), Some(10), Some(3)));
         assert_eq!(o.json, Some(PathBuf::from("out.json")));
+        assert_eq!(o.plot, Some(PathBuf::from("plots")));
+        assert_eq!(o.loads, Some(vec![0.1, 0.5, 1.0]));
         assert!(o.no_peers && o.quick);
     }
 
@@ -229,6 +277,17 @@ mod tests {
             &["switch", "--json"],
             &["switch", "--json="],
             &["switch", "--quick=1"],
+            &["switch", "--plot"],
+            &["switch", "--plot="],
+            &["switch", "--load"],
+            &["switch", "--load", "1.5"],
+            &["switch", "--load", "0.5,1.01"],
+            &["switch", "--load", "0"],
+            &["switch", "--load", "-0.5"],
+            &["switch", "--load", "0.5,"],
+            &["switch", "--load", "NaN"],
+            &["switch", "--load", "inf"],
+            &["switch", "--load", "50%"],
             &["--quick"],
             &["__peer"],
         ];

@@ -7,6 +7,7 @@
 mod args;
 mod cpus;
 mod peers;
+mod plot;
 mod report;
 mod stats;
 mod workloads;
@@ -99,6 +100,15 @@ fn run(ctx: &Ctx) -> ExitCode {
         if let Err(e) = std::fs::write(path, report::to_json(&machine, &rows)) {
             eprintln!("scx-rt-bench: write {}: {e}", path.display());
             failed = true;
+        }
+    }
+    if let Some(dir) = &ctx.opts.plot {
+        match plot::write_all(dir, &machine, &rows) {
+            Ok(files) => eprintln!("plot: {} chart(s) in {}", files.len(), dir.display()),
+            Err(e) => {
+                eprintln!("scx-rt-bench: plot: {e}");
+                failed = true;
+            }
         }
     }
     if failed {

@@ -28,11 +28,13 @@ pub enum Subject {
     RawCacheline,
     RawFutex,
     RawCorosensei,
+    /// A per-thread POSIX timer signal (`slice-timer`).
+    RawSignal,
 }
 
 impl Subject {
     /// Every subject, in table order.
-    pub const ALL: [Subject; 8] = [
+    pub const ALL: [Subject; 9] = [
         Subject::ScxRt,
         Subject::Tokio,
         Subject::May,
@@ -41,6 +43,7 @@ impl Subject {
         Subject::RawCacheline,
         Subject::RawFutex,
         Subject::RawCorosensei,
+        Subject::RawSignal,
     ];
 
     /// The schema name.
@@ -54,6 +57,7 @@ impl Subject {
             Subject::RawCacheline => "raw-cacheline",
             Subject::RawFutex => "raw-futex",
             Subject::RawCorosensei => "raw-corosensei",
+            Subject::RawSignal => "raw-signal",
         }
     }
 
@@ -78,6 +82,33 @@ pub struct Row {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
     pub p999: Option<f64>,
+    /// What `--plot` may draw from this row; never written to the JSON
+    /// file or the table.
+    pub plot: PlotData,
+}
+
+/// Chart data carried beside a row's figures (see [`crate::plot`]). Any
+/// workload that fills it gets a chart; nothing else depends on it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum PlotData {
+    /// Nothing to draw.
+    #[default]
+    None,
+    /// A latency distribution: `(quantile, value in the row's unit)`
+    /// points with ascending quantiles in `0..=1`. Rows of one
+    /// (workload, case) with a CDF share one chart, a line per subject.
+    Cdf(Vec<(f64, f64)>),
+    /// One point of a sweep: the row's p99 at `x` on line `series` of
+    /// chart `chart` (one chart per workload and `chart`), whose x axis is
+    /// `x_label`; `target`, a p99 (in the row's unit) drawn as a
+    /// reference line.
+    Sweep {
+        chart: String,
+        series: String,
+        x: f64,
+        x_label: String,
+        target: Option<f64>,
+    },
 }
 
 impl Row {
@@ -310,6 +341,7 @@ mod tests {
             p50,
             p99: None,
             p999: Some(1e20),
+            plot: PlotData::Cdf(vec![(0.5, 2.0)]),
         }
     }
 

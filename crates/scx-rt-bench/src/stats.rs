@@ -3,7 +3,7 @@
 
 use hdrhistogram::Histogram;
 
-use crate::report::{Row, Subject};
+use crate::report::{PlotData, Row, Subject};
 
 /// Highest latency a histogram records, in ns (10 s); longer ones saturate.
 const HIST_MAX_NS: u64 = 10_000_000_000;
@@ -41,6 +41,7 @@ pub fn throughput_row(key: Key<'_>, unit: &str, ops_per_rep: u64, samples: &[f64
         p50,
         p99: None,
         p999: None,
+        plot: PlotData::None,
     }
 }
 
@@ -57,7 +58,37 @@ pub fn latency_row(key: Key<'_>, hist: &Histogram<u64>) -> Row {
         p50: q(0.5),
         p99: q(0.99),
         p999: q(0.999),
+        plot: PlotData::Cdf(cdf_points(hist)),
     }
+}
+
+/// Quantiles a CDF is drawn at: every percent up to 90, then ever finer
+/// towards the tail (each decade of `1 - q` in 20 steps) down to 99.99%,
+/// and the maximum.
+fn cdf_quantiles() -> Vec<f64> {
+    let mut q: Vec<f64> = (0..90).map(|i| f64::from(i) / 100.0).collect();
+    // 1 - q from 1e-1 to 1e-4, log-spaced.
+    for i in 0..=60 {
+        q.push(1.0 - 10f64.powf(-1.0 - f64::from(i) / 20.0));
+    }
+    q.push(1.0);
+    q
+}
+
+/// A latency histogram as `(quantile, ns)` points for `--plot`: at most
+/// ~150 points, only quantiles the sample count resolves (a tail quantile
+/// beyond `1 - 1/n` is left out, the maximum kept).
+pub fn cdf_points(hist: &Histogram<u64>) -> Vec<(f64, f64)> {
+    let n = hist.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let finest = 1.0 - 1.0 / n as f64;
+    cdf_quantiles()
+        .into_iter()
+        .filter(|&q| q <= finest + 1e-9 || q == 1.0)
+        .map(|q| (q, hist.value_at_quantile(q) as f64))
+        .collect()
 }
 
 /// Median (the mean of the two middle values for an even count).
@@ -105,6 +136,16 @@ mod tests {
         assert_eq!(r.n, 1000);
         assert!((r.p50.unwrap() - 500.0).abs() <= 1.0);
         assert!(r.p999.unwrap() >= r.p99.unwrap());
+        let PlotData::Cdf(cdf) = &r.plot else {
+            panic!("latency row without a CDF: {:?}", r.plot);
+        };
+        // Ascending in both coordinates, ending at the maximum; 1000
+        // samples resolve 99.9% but not 99.99%.
+        assert!(cdf.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+        assert_eq!(cdf.last(), Some(&(1.0, 1000.0)));
+        assert!(cdf.iter().all(|&(q, _)| q <= 0.999 + 1e-9 || q == 1.0));
+        assert!(cdf.iter().any(|&(q, _)| (q - 0.999).abs() < 1e-9));
+        assert!(cdf_points(&new_hist()).is_empty());
     }
 
     #[test]

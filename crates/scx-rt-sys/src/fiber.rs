@@ -38,6 +38,14 @@
 //! computes the TLS address afresh, and no reference to a thread-local is
 //! ever held across a switch. Bodies that migrate must follow the same rule
 //! (the runtime documents its position on thread-locals in task code).
+//!
+//! # Stack overflow
+//!
+//! Around every switch into a fiber (and around the forced unwind of a
+//! dropped one), `resume` records the fiber's guard range and stack size in
+//! a thread-local that the `SIGSEGV` handler of [`crate::sigsegv`] reads: a
+//! fault in that guard is reported as an overflow of the running fiber
+//! (named by the task label the runtime sets) before the process dies.
 
 use std::cell::Cell;
 use std::io;
@@ -45,6 +53,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use corosensei::{Coroutine, CoroutineResult};
 
+use crate::sigsegv::RunningStack;
 use crate::stack::{Stack, StackPool};
 
 type Yielder = corosensei::Yielder<(), usize>;
@@ -95,8 +104,16 @@ impl Drop for RestoreCtx {
 
 enum State {
     NotStarted(Body),
-    Running(Co),
+    /// The coroutine, and its stack's guard range and usable size (for
+    /// overflow reports, `crate::sigsegv`).
+    Running(Co, StackSpan),
     Finished,
+}
+
+/// Where a running fiber's stack is, for [`crate::sigsegv`].
+struct StackSpan {
+    guard: std::ops::Range<usize>,
+    size: usize,
 }
 
 /// A not-yet-started or suspended green context.
@@ -155,6 +172,10 @@ impl Fiber {
             State::Finished => panic!("resumed a finished fiber"),
             State::NotStarted(_) => {
                 let stack = pool.get()?;
+                let span = StackSpan {
+                    guard: stack.guard_range(),
+                    size: stack.size(),
+                };
                 let State::NotStarted(body) = std::mem::replace(&mut self.state, State::Finished)
                 else {
                     unreachable!()
@@ -168,16 +189,19 @@ impl Fiber {
                     });
                     body();
                 });
-                self.state = State::Running(co);
+                self.state = State::Running(co, span);
             }
-            State::Running(_) => {}
+            State::Running(..) => {}
         }
-        let State::Running(co) = &mut self.state else {
+        let State::Running(co, span) = &mut self.state else {
             unreachable!()
         };
         // Step 1: save this thread's context; the fiber sets its own.
         let restore = RestoreCtx(ctx());
+        // Name this stack as the running one if it overflows.
+        let running = RunningStack::enter(&span.guard, span.size);
         let result = catch_unwind(AssertUnwindSafe(|| co.resume(())));
+        drop(running);
         drop(restore);
         match result {
             Ok(CoroutineResult::Yield(code)) => Ok(Resumed::Suspended(code)),
@@ -214,11 +238,12 @@ impl Drop for Fiber {
     /// must re-raise (`resume_unwind`) what it catches then, or corosensei
     /// panics because its unwind was swallowed.
     fn drop(&mut self) {
-        if let State::Running(co) = &mut self.state {
+        if let State::Running(co, span) = &mut self.state {
             let _restore = RestoreCtx(swap_ctx(Ctx {
                 yielder: std::ptr::null(),
                 dropping: true,
             }));
+            let _running = RunningStack::enter(&span.guard, span.size);
             co.force_unwind();
         }
     }
@@ -228,7 +253,7 @@ impl std::fmt::Debug for Fiber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
             State::NotStarted(_) => "not started",
-            State::Running(_) => "suspended",
+            State::Running(..) => "suspended",
             State::Finished => "finished",
         };
         f.debug_struct("Fiber").field("state", &state).finish()
@@ -466,6 +491,64 @@ mod tests {
         // Dropping an unstarted fiber just drops the body.
         drop(Fiber::new(Box::new(|| {})));
         assert_eq!(pool.allocated(), 1);
+    }
+
+    const OVERFLOW_ENV: &str = "SCX_RT_SYS_OVERFLOW_CHILD";
+
+    /// Recurses with a page-sized frame until the stack runs out.
+    #[inline(never)]
+    fn recurse(depth: usize) -> usize {
+        let frame = std::hint::black_box([depth as u8; 4096]);
+        if depth == usize::MAX {
+            return 0;
+        }
+        recurse(depth + 1) + frame[depth % 4096] as usize
+    }
+
+    /// Child half of `overflow_is_reported`: does nothing unless the parent
+    /// set `OVERFLOW_ENV`, then overflows a fiber's stack (must die by
+    /// SIGSEGV after the report).
+    #[test]
+    fn overflow_child() {
+        if std::env::var(OVERFLOW_ENV).is_err() {
+            return;
+        }
+        let _alt = crate::sigsegv::AltStack::install().unwrap();
+        let pool = pool();
+        let mut f = Fiber::new(Box::new(|| {
+            eprintln!("recursing");
+            std::hint::black_box(recurse(0));
+        }));
+        let _ = f.resume(&pool);
+        // Not reached when the guard works.
+        std::process::exit(0);
+    }
+
+    #[test]
+    fn overflow_is_reported() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "fiber::tests::overflow_child",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(OVERFLOW_ENV, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGSEGV),
+            "child status {:?}, stderr: {stderr}",
+            out.status
+        );
+        assert!(stderr.contains("recursing"), "stderr: {stderr}");
+        assert!(
+            stderr.contains("scx-rt: a green fiber overflowed its 64 KiB stack\n"),
+            "stderr: {stderr}"
+        );
     }
 
     #[test]

@@ -16,6 +16,13 @@
 //! - [`spinlock`]: the spin lock behind the rq and DSQ locks;
 //! - [`fiber`]: a stackful green context (a corosensei coroutine on one of
 //!   our stacks) with lazy stack allocation, and `suspend` for the body.
+//! - [`sigsegv`]: the `SIGSEGV` handler, alternate signal stacks and the
+//!   lock-free guard registry that turn a green stack overflow into "task N
+//!   overflowed its S KiB stack" before the process dies by `SIGSEGV`.
+//! - [`sysrq`]: opt-in signals counted by a minimal handler, for the SysRq
+//!   analogues (dump, detach) that a runtime's watcher thread performs;
+//! - [`sigtimer`]: per-thread POSIX timers that set a flag from a
+//!   real-time signal handler, and the calling thread's timer slack.
 //!
 //! Rules for this crate: every `unsafe` block has a `// SAFETY:` comment
 //! right above it (clippy's `undocumented_unsafe_blocks`, CI runs with
@@ -32,8 +39,11 @@ pub mod clock;
 pub mod eventfd;
 pub mod fiber;
 pub mod futex;
+pub mod sigsegv;
+pub mod sigtimer;
 pub mod spinlock;
 pub mod stack;
+pub mod sysrq;
 
 /// Converts a `Duration` to a `timespec`, saturating at the largest
 /// representable number of seconds.

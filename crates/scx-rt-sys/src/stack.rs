@@ -32,7 +32,9 @@
 //! ```
 //!
 //! A stack that overflows runs into its own guard, which lies directly below
-//! it, before it could reach the stack of the slot below.
+//! it, before it could reach the stack of the slot below. Every slab is
+//! registered with [`crate::sigsegv`] when it is mapped (and unregistered
+//! before it is unmapped), so the fault is reported as a stack overflow.
 //!
 //! # Ownership and lifetime
 //!
@@ -188,10 +190,16 @@ fn install_guard(addr: usize, len: usize, force_mprotect: bool) -> io::Result<()
 struct Slab {
     addr: usize,
     len: usize,
+    /// Its entry in the guard registry of [`crate::sigsegv`], if any.
+    reg: Option<usize>,
 }
 
 impl Drop for Slab {
     fn drop(&mut self) {
+        // Forget it first: a later mapping at this address is not ours.
+        if let Some(i) = self.reg {
+            crate::sigsegv::unregister_slab(i);
+        }
         // SAFETY: `[addr, addr + len)` is exactly one mapping created by
         // `mmap` in `Shared::carve`. Slabs are owned by `Shared`, which only
         // dies when the pool and every `Stack` carved from it are gone, so no
@@ -285,7 +293,10 @@ impl Shared {
                 return Err(io::Error::last_os_error());
             }
             let addr = addr as usize;
-            synced.slabs.push(Slab { addr, len });
+            // Name overflows into this slab's guards (sigsegv module doc).
+            crate::sigsegv::install_handler();
+            let reg = crate::sigsegv::register_slab(addr, len, self.slot_size(), self.guard_size);
+            synced.slabs.push(Slab { addr, len, reg });
             // Stacks are touched a page at a time: a transparent huge page
             // would back 2 MiB of neighbouring stacks on the first touch.
             // Best effort: failure only costs memory.
@@ -1087,7 +1098,24 @@ mod tests {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stderr).contains("writing into the guard"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("writing into the guard"),
+            "stderr: {stderr}"
+        );
+        // Not an overflow of a running fiber, but one of our guards: the
+        // report names the stack size and the address (sigsegv module).
+        let addr = stderr
+            .split("writing into the guard at ")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .expect("child printed the address");
+        let expected =
+            format!("scx-rt: access to the guard page of a 64 KiB green stack at {addr}\n");
+        assert!(
+            stderr.contains(&expected),
+            "expected {expected:?} in stderr: {stderr}"
+        );
     }
 
     #[test]

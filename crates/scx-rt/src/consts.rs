@@ -29,6 +29,13 @@ pub const STACKS_KEEP_RESIDENT: usize = 1024;
 /// Default green stack size (virtual; only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
+/// Default cap on the threads of a runtime's blocking pool
+/// (`spawn_blocking`), as tokio's.
+pub const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
+
+/// How long an idle blocking-pool thread waits for work before it exits.
+pub const DEFAULT_BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long an idle worker spins (POLLING, a kick needs no syscall) before it
 /// sleeps on its doorbell.
 #[cfg(not(scx_rt_loom))]
@@ -49,3 +56,7 @@ pub const WATCHDOG_MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_
 
 /// Size of the dump buffer when the scheduler does not choose one.
 pub const EXIT_DUMP_DFL_LEN: usize = 32768;
+
+/// The watchdog's default and maximum timeout in ms, the kernel's
+/// `SCX_WATCHDOG_MAX_TIMEOUT` (30 s).
+pub const WATCHDOG_MAX_TIMEOUT_MS: u32 = 30_000;

@@ -281,6 +281,19 @@ impl DsqQueue {
         Some(p)
     }
 
+    /// Pops the first task that may run on `cpu` only (the CPU's own run
+    /// of single-CPU tasks), in this DSQ's order.
+    pub(crate) fn pop_pinned(&mut self, cpu: usize) -> Option<TaskRef> {
+        let mode = self.mode;
+        let part = self.bound.get_mut(cpu)?;
+        let k = part
+            .first_where(mode, &mut |_: &TaskRef| true)
+            .map(|(k, _)| k)?;
+        let p = part.remove_key(mode, k)?;
+        self.nr -= 1;
+        Some(p)
+    }
+
     /// Unlinks `p` wherever it is. `true` if it was linked here.
     pub(crate) fn remove(&mut self, p: &TaskRef) -> bool {
         let id = p.id();

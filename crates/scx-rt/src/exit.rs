@@ -5,7 +5,7 @@
 //! outside every lock, by the disable path (`sched::disable`), as the
 //! kernel's `scx_ops_error()` queues its disable work. The first exit wins.
 
-use crate::loom::{AtomicBool, AtomicU32, Mutex, Ordering};
+use crate::loom::{AtomicBool, AtomicU32, AtomicU64, Mutex, Ordering};
 
 /// Exit kinds with the kernel's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +103,8 @@ pub(crate) struct ExitRecord {
     /// cheap flag for the workers' safe points.
     pub pending: AtomicBool,
     info: Mutex<Option<ExitInfo>>,
+    /// Generation of the scheduler the recorded exit ends.
+    gen: AtomicU64,
 }
 
 impl ExitRecord {
@@ -111,12 +113,20 @@ impl ExitRecord {
             kind: AtomicU32::new(ExitKind::None as u32),
             pending: AtomicBool::new(false),
             info: Mutex::new(None),
+            gen: AtomicU64::new(0),
         }
     }
 
     /// Records an exit unless one was recorded already. Returns whether this
     /// call won.
-    pub(crate) fn claim(&self, kind: ExitKind, code: i64, msg: String, scheduler: &str) -> bool {
+    pub(crate) fn claim(
+        &self,
+        kind: ExitKind,
+        code: i64,
+        msg: String,
+        scheduler: &str,
+        gen: u64,
+    ) -> bool {
         if self
             .kind
             .compare_exchange(
@@ -138,6 +148,7 @@ impl ExitRecord {
         } else {
             String::new()
         };
+        self.gen.store(gen, Ordering::Release);
         let th = std::thread::current();
         *self.info.lock() = Some(ExitInfo {
             kind,
@@ -151,6 +162,19 @@ impl ExitRecord {
         });
         self.pending.store(true, Ordering::Release);
         true
+    }
+
+    /// A new scheduler is being attached: forget the previous attach's
+    /// exit (`Runtime::exit_info` keeps the last one separately).
+    pub(crate) fn reset(&self) {
+        *self.info.lock() = None;
+        self.pending.store(false, Ordering::Release);
+        self.kind.store(ExitKind::None as u32, Ordering::Release);
+    }
+
+    /// Generation of the scheduler the recorded exit ends.
+    pub(crate) fn gen(&self) -> u64 {
+        self.gen.load(Ordering::Acquire)
     }
 
     pub(crate) fn kind(&self) -> ExitKind {

@@ -203,7 +203,7 @@ pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
         return;
     }
     let mut any_wait = false;
-    for cpu in s.cpus_to_kick.iter().collect::<Vec<_>>() {
+    for cpu in s.cpus_to_kick.iter() {
         let preempt = s.cpus_to_preempt.test_and_clear(cpu);
         let wait = s.cpus_to_wait.test(cpu);
         if kick_one_cpu(sh, Some(me), cpu, preempt, wait) {
@@ -214,13 +214,13 @@ pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
         s.cpus_to_kick.clear(cpu);
         s.cpus_to_kick_if_idle.clear(cpu);
     }
-    for cpu in s.cpus_to_kick_if_idle.iter().collect::<Vec<_>>() {
+    for cpu in s.cpus_to_kick_if_idle.iter() {
         kick_one_cpu_if_idle(sh, Some(me), cpu);
         s.cpus_to_kick_if_idle.clear(cpu);
     }
     if any_wait {
         s.kick_sync_pending.store(true, Ordering::Release);
-        s.need_resched.store(true, Ordering::SeqCst);
+        s.set_need_resched();
     }
 }
 
@@ -244,7 +244,7 @@ pub(crate) fn wait_for_targets(sh: &Shared, me: usize) {
     if !s.kick_sync_pending.swap(false, Ordering::AcqRel) {
         return;
     }
-    for cpu in s.cpus_to_wait.iter().collect::<Vec<_>>() {
+    for cpu in s.cpus_to_wait.iter() {
         let seq = s.pseqs[cpu].load(Ordering::Relaxed);
         while read_seq(sh, cpu) == seq && !sh.shutdown.load(Ordering::Relaxed) {
             s.pnt_seq.fetch_add(1, Ordering::Release);

@@ -45,40 +45,80 @@
 //! The runtime's own thread-locals are read through `#[inline(never)]`
 //! accessors and never held across a switch, so the runtime itself is
 //! migration-safe.
+//!
+//! # Blocking code
+//!
+//! A green task runs on its CPU's worker thread until a switch point, so a
+//! blocking system call in a task (a pipe or file read, `std::thread::sleep`,
+//! a std `Mutex`, a C library call) stops that whole CPU: sched_ext has no
+//! such case, because there the kernel itself blocks the task. Call such
+//! code through [`spawn_blocking`] (or [`Runtime::spawn_blocking`] outside a
+//! task): it runs on a separate pool of OS threads, grown on demand up to
+//! [`Builder::max_blocking_threads`] and shrunk after
+//! [`Builder::blocking_keep_alive`], while the calling task waits green-ly
+//! on its [`BlockingHandle`] and its CPU runs other tasks.
+//!
+//! # Stack overflow
+//!
+//! Green stacks have a guard page below them. A task that overflows its
+//! stack makes the process print `scx-rt: task N overflowed its S KiB
+//! stack` (as Rust does for its threads) and then die by `SIGSEGV`; the
+//! handler and the alternate signal stacks it runs on live in
+//! `scx_rt_sys::sigsegv`. Choose the stack size with
+//! [`Builder::stack_size`].
 
 #![warn(missing_docs)]
 // Under loom only the concurrency core is compiled; the runtime that uses
 // the rest is not, so unused items are expected there.
 #![cfg_attr(scx_rt_loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(scx_rt_loom))]
+#[doc(hidden)]
+pub mod bench_support;
 pub mod consts;
 pub mod cpumask;
 pub mod exit;
 pub mod flags;
 pub mod ops;
+pub mod ops_timer;
 pub mod schedulers;
 #[cfg(not(scx_rt_loom))]
 pub mod sync;
 
+#[cfg(not(scx_rt_loom))]
+mod attach;
+#[cfg(not(scx_rt_loom))]
+mod blocking;
 mod doorbell;
 mod dsq;
 mod dump;
+#[cfg(not(scx_rt_loom))]
+mod hotplug;
 mod idle;
 mod kick;
 mod loom;
+mod registry;
 mod rq;
 #[cfg(not(scx_rt_loom))]
 mod runtime;
 mod sched;
+#[cfg(not(scx_rt_loom))]
+mod sysrq;
 mod task;
 #[cfg(not(scx_rt_loom))]
 mod timer;
+#[cfg(not(scx_rt_loom))]
+mod watchdog;
 #[cfg(not(scx_rt_loom))]
 mod worker;
 
 #[cfg(scx_rt_loom)]
 pub mod model;
 
+#[cfg(not(scx_rt_loom))]
+pub use attach::AttachError;
+#[cfg(not(scx_rt_loom))]
+pub use blocking::BlockingHandle;
 pub use consts::{SLICE_DFL, SLICE_INF};
 pub use cpumask::{AtomicCpumask, Cpumask};
 pub use exit::{ExitInfo, ExitKind};
@@ -86,13 +126,17 @@ pub use flags::{
     DeqFlags, EnqFlags, KickFlags, OpsFlags, PickIdleFlags, WakeFlags, DSQ_GLOBAL, DSQ_INVALID,
     DSQ_LOCAL, DSQ_LOCAL_ON,
 };
+#[cfg(not(scx_rt_loom))]
+pub use hotplug::HotplugError;
 pub use ops::{
     CreateDsqError, Ctx, DispatchCtx, DumpCtx, EnqueueCtx, ExitTaskArgs, InitCtx, InitTaskArgs,
     Scheduler, SelectCpuCtx,
 };
 pub use rq::rqflags;
 #[cfg(not(scx_rt_loom))]
-pub use runtime::{BuildError, Builder, CpuStats, JoinError, JoinHandle, Runtime, Stats};
+pub use runtime::{
+    BuildError, Builder, BypassGuard, CpuStats, JoinError, JoinHandle, Runtime, Stats,
+};
 pub use sched::BalanceStep;
 pub use task::{Task, TaskId, TaskRef, TaskState};
 
@@ -111,6 +155,42 @@ where
 {
     let (sh, _, _) = worker::current().expect("scx_rt::spawn called outside a scx-rt task");
     runtime::spawn_in(&sh, f, task::Affinity::All)
+}
+
+/// Runs the blocking closure `f` on the runtime's blocking pool (a separate
+/// set of OS threads) and returns a handle to its result; `join` on it
+/// blocks only the calling green task, so its CPU keeps running other
+/// tasks meanwhile.
+///
+/// This is the way to call code that blocks in the OS (file or pipe reads,
+/// `std::thread::sleep`, a std `Mutex`, DNS lookups, a C library call):
+/// called directly in a task, it stops the task's whole CPU until it
+/// returns. A panic in `f` comes back as [`JoinError::Panicked`] from
+/// [`BlockingHandle::join`]. The pool starts threads on demand up to
+/// [`Builder::max_blocking_threads`]; beyond that, closures queue.
+///
+/// ```
+/// let rt = scx_rt::Runtime::builder().nr_cpus(1).build().unwrap();
+/// let n = rt.block_on(|| {
+///     scx_rt::spawn_blocking(|| std::fs::read_dir(".").map(|d| d.count()).unwrap_or(0))
+///         .join()
+///         .unwrap()
+/// });
+/// assert!(n > 0);
+/// ```
+///
+/// # Panics
+/// When called outside a task (use [`Runtime::spawn_blocking`] there), or
+/// when no pool thread exists and none can be started.
+#[cfg(not(scx_rt_loom))]
+pub fn spawn_blocking<F, T>(f: F) -> BlockingHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (sh, _, _) =
+        worker::current().expect("scx_rt::spawn_blocking called outside a scx-rt task");
+    runtime::spawn_blocking_in(&sh, f)
 }
 
 /// Gives up the CPU: the task's slice ends and it goes back through the

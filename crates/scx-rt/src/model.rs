@@ -62,29 +62,173 @@ impl crate::ops::Scheduler for Keep {
     }
 }
 
+/// The user DSQ the [`Runtime::with_stash`] policy consumes from.
+pub const STASH_SHARED_DSQ: u64 = 0;
+
+/// The policy of the idle-kick model: a private FIFO (a BPF map, in
+/// sched_ext terms) in front of one shared user DSQ, with `ENQ_LAST`.
+///
+/// - `enqueue` appends the task to the FIFO.
+/// - `dispatch` moves the FIFO's head to the local DSQ, or, when the FIFO is
+///   empty, consumes the shared user DSQ.
+///
+/// The "then wake an idle CPU" half of the usual pattern is left to the
+/// model, which calls `kick` right after the enqueue returns: loom treats a
+/// `try_lock` as blocking when another thread takes the lock first, so a
+/// kick from inside `enqueue` (rq locked, task QUEUEING) racing with a
+/// dispatcher that holds the target's rq lock and waits for QUEUED would be
+/// reported as a livelock that cannot happen (a real `try_lock` fails at
+/// once). The order push, kick call, kick step is the same.
+///
+/// With `ENQ_LAST`, a CPU whose only task ran out of slice leaves balance
+/// idle while that task is still its `curr`: the one state in which
+/// `can_skip_idle_kick` must look at `IN_BALANCE` (a CPU whose task blocked
+/// has no `curr` during balance here, see `worker::schedule`).
+struct Stash {
+    q: crate::loom::Mutex<std::collections::VecDeque<TaskRef>>,
+}
+
+impl crate::ops::Scheduler for Stash {
+    fn name(&self) -> &str {
+        "stash"
+    }
+
+    fn flags(&self) -> crate::flags::OpsFlags {
+        crate::flags::OpsFlags::ENQ_LAST
+    }
+
+    fn enqueue(
+        &self,
+        _ctx: &mut crate::ops::EnqueueCtx<'_>,
+        p: &TaskRef,
+        _f: crate::flags::EnqFlags,
+    ) {
+        self.q.lock().push_back(p.clone());
+    }
+
+    fn dispatch(
+        &self,
+        ctx: &mut crate::ops::DispatchCtx<'_, '_>,
+        _cpu: usize,
+        _prev: Option<&TaskRef>,
+    ) {
+        let head = self.q.lock().pop_front();
+        match head {
+            Some(p) => ctx.dispatch(
+                &p,
+                crate::flags::dsq_id::LOCAL,
+                crate::consts::SLICE_DFL,
+                crate::flags::EnqFlags::empty(),
+            ),
+            None => {
+                ctx.consume(STASH_SHARED_DSQ);
+            }
+        }
+    }
+}
+
 /// A whole runtime core (`sched::Shared`) without workers: the models play
 /// the CPUs' parts by calling the real enqueue, dispatch and dequeue paths.
 pub struct Runtime {
     sh: crate::sched::Shared,
+    stash: Option<std::sync::Arc<Stash>>,
 }
 
 impl Runtime {
     /// A core with `nr_cpus` CPUs and a policy that keeps every task.
     pub fn new(nr_cpus: usize) -> Self {
         Self {
-            sh: crate::sched::Shared::new(
-                nr_cpus,
-                vec![None; nr_cpus],
-                std::sync::Arc::new(Keep),
-                crate::sched::Config {
-                    slice_dfl: crate::consts::SLICE_DFL,
-                    idle_poll_ns: 0,
-                    allow_migration: true,
-                    record_balance: false,
-                },
-                0,
-            ),
+            sh: Self::core(nr_cpus, std::sync::Arc::new(Keep)),
+            stash: None,
         }
+    }
+
+    /// A core with `nr_cpus` CPUs running the stash policy (a private FIFO
+    /// with `ENQ_LAST` in front of user DSQ [`STASH_SHARED_DSQ`]).
+    pub fn with_stash(nr_cpus: usize) -> Self {
+        let stash = std::sync::Arc::new(Stash {
+            q: crate::loom::Mutex::new(std::collections::VecDeque::new()),
+        });
+        let sh = Self::core(nr_cpus, stash.clone());
+        sh.create_dsq(STASH_SHARED_DSQ)
+            .expect("a fresh core has no user DSQ");
+        Self {
+            sh,
+            stash: Some(stash),
+        }
+    }
+
+    fn core(
+        nr_cpus: usize,
+        sched: std::sync::Arc<dyn crate::ops::Scheduler>,
+    ) -> crate::sched::Shared {
+        crate::sched::Shared::new(
+            nr_cpus,
+            vec![None; nr_cpus],
+            sched,
+            crate::sched::Config {
+                slice_dfl: crate::consts::SLICE_DFL,
+                idle_poll_ns: 0,
+                allow_migration: true,
+                record_balance: false,
+            },
+            0,
+        )
+    }
+
+    /// Takes the head of the stash policy's FIFO, as its `dispatch` would
+    /// before dispatching it (the task stays QUEUED with its qseq).
+    pub fn take_stashed(&self) -> Option<TaskRef> {
+        self.stash.as_ref()?.q.lock().pop_front()
+    }
+
+    /// How many tasks the stash policy's FIFO holds.
+    pub fn stashed(&self) -> usize {
+        self.stash.as_ref().map_or(0, |s| s.q.lock().len())
+    }
+
+    /// One scheduling step of CPU `cpu` whose previous task is `prev`: the
+    /// part of the worker's `schedule` the models exercise (rq locked:
+    /// `pick_next_task` — balance, pick, put prev, set next — then the
+    /// parked remote direct dispatches). Timers, idle-mask bookkeeping and
+    /// the slice timer are left out. Returns the task to run (`None`: idle).
+    pub fn schedule(&self, cpu: usize, prev: Option<&TaskRef>) -> Option<TaskRef> {
+        let mut rq = self.sh.cpus[cpu].rq.lock();
+        let mut trace = None;
+        let next =
+            crate::sched::pick_next_task(&self.sh, &mut rq, prev, &mut trace, crate::sched::now());
+        crate::sched::process_ddsp_deferred_locals(&self.sh, &mut rq);
+        next
+    }
+
+    /// The worker's first step of a loop iteration, after its kick step.
+    pub fn clear_need_resched(&self, cpu: usize) {
+        self.sh.cpus[cpu]
+            .shared
+            .need_resched
+            .store(false, Ordering::SeqCst);
+    }
+
+    /// The worker's idle wait (poll, then sleep on the doorbell), which a
+    /// resched or a pending kick step ends, as in `worker::idle`.
+    pub fn idle(&self, cpu: usize) {
+        let s = &self.sh.cpus[cpu].shared;
+        self.sh.cpus[cpu].idle_wait(0, || s.kick_pending.load(Ordering::Relaxed), || ());
+    }
+
+    /// The task CPU `cpu` runs (`None`: idle).
+    pub fn curr(&self, cpu: usize) -> Option<TaskRef> {
+        self.sh.cpus[cpu].rq.lock().curr.clone()
+    }
+
+    /// Length of CPU `cpu`'s local DSQ.
+    pub fn local_len(&self, cpu: usize) -> usize {
+        self.sh.cpus[cpu].rq.lock().local.len()
+    }
+
+    /// Runnable tasks accounted to CPU `cpu`'s rq (`nr_running`).
+    pub fn nr_running(&self, cpu: usize) -> u32 {
+        self.sh.cpus[cpu].rq.lock().nr_running
     }
 
     /// Makes `p` runnable on `cpu` (`enqueue_task_scx`): the policy keeps it

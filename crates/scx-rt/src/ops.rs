@@ -91,7 +91,6 @@
 
 use std::ops::Deref;
 
-use crate::consts::SLICE_DFL;
 use crate::cpumask::Cpumask;
 use crate::exit::{ExitInfo, ExitKind};
 use crate::flags::{dsq_id, DeqFlags, EnqFlags, KickFlags, OpsFlags, PickIdleFlags, WakeFlags};
@@ -153,6 +152,25 @@ pub trait Scheduler: Send + Sync + 'static {
         false
     }
 
+    /// The watchdog timeout in ms (`ops.timeout_ms`): a runnable task that
+    /// waits longer, or a CPU stuck in one task that long with a reschedule
+    /// pending, ends the scheduler with `ErrorStall` (the `watchdog`
+    /// module). 0 means the default and maximum, 30 000 ms; larger values
+    /// are capped to it (the kernel refuses to load them).
+    fn timeout_ms(&self) -> u32 {
+        0
+    }
+
+    /// Whether this scheduler implements `cpu_online` and `cpu_offline`
+    /// (the kernel's `SCX_HAS_OP(cpu_online)`; Rust cannot see an
+    /// override). When `false`, a CPU going offline or online ends the
+    /// scheduler with `UnregKern` and exit code
+    /// `ECODE_ACT_RESTART | ECODE_RSN_HOTPLUG` (SPEC.md §3.12), and the
+    /// runtime goes on under the built-in FIFO.
+    fn handles_hotplug(&self) -> bool {
+        false
+    }
+
     /// Picks the CPU for a waking task (no rq lock held). Default:
     /// `select_cpu_dfl`, and if it found an idle CPU, direct-dispatch to that
     /// CPU's local DSQ with the default slice.
@@ -165,7 +183,8 @@ pub trait Scheduler: Send + Sync + 'static {
     ) -> i32 {
         let (cpu, idle) = ctx.select_cpu_dfl(p, prev_cpu, wake_flags);
         if idle {
-            ctx.dispatch(p, dsq_id::LOCAL, SLICE_DFL, EnqFlags::empty());
+            let slice = ctx.slice_dfl();
+            ctx.dispatch(p, dsq_id::LOCAL, slice, EnqFlags::empty());
         }
         cpu as i32
     }
@@ -183,6 +202,12 @@ pub trait Scheduler: Send + Sync + 'static {
 
     /// Periodic tick for the running task.
     fn tick(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+
+    /// Scheduler timer `id`, armed with [`Ctx::timer_start`], fired. Runs on
+    /// the worker of the CPU the timer was pinned to, with no lock held
+    /// (the kernel's BPF timer callback: "any" context, so `kick_cpu` and
+    /// the queries work). Re-arm from here for a periodic timer.
+    fn timer(&self, ctx: &Ctx<'_>, id: u32) {}
 
     /// The task became runnable.
     fn runnable(&self, ctx: &Ctx<'_>, p: &TaskRef, enq_flags: EnqFlags) {}
@@ -230,10 +255,14 @@ pub trait Scheduler: Send + Sync + 'static {
     /// The task is no longer scheduled by this scheduler.
     fn disable(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
 
-    /// A CPU came online.
+    /// A CPU came online (`Runtime::cpu_online`). Called before the CPU
+    /// runs any scheduler work; return `true` from `handles_hotplug`.
     fn cpu_online(&self, ctx: &InitCtx<'_>, cpu: usize) {}
 
-    /// A CPU goes offline.
+    /// A CPU went offline (`Runtime::cpu_offline`). From this call on the
+    /// CPU calls no `dispatch`, is never an idle CPU, and drops kicks from
+    /// other CPUs; tasks the scheduler dispatches to its local DSQ go to
+    /// the global DSQ instead. Return `true` from `handles_hotplug`.
     fn cpu_offline(&self, ctx: &InitCtx<'_>, cpu: usize) {}
 
     /// The scheduler is being attached, before any task joins.
@@ -273,6 +302,14 @@ impl<'a> Ctx<'a> {
     /// Number of CPUs (`scx_bpf_nr_cpu_ids`).
     pub fn nr_cpu_ids(&self) -> usize {
         self.sh.nr_cpus
+    }
+
+    /// The runtime's default slice: `SLICE_DFL` (20 ms), or what
+    /// `Builder::slice` set. The built-in schedulers and the default
+    /// `select_cpu` dispatch with it, so a runtime-wide slice needs no
+    /// custom scheduler.
+    pub fn slice_dfl(&self) -> u64 {
+        self.sh.cfg.slice_dfl
     }
 
     /// Monotonic time in ns.
@@ -369,6 +406,40 @@ impl<'a> Ctx<'a> {
         #[cfg(scx_rt_loom)]
         let from = self.cpu;
         crate::kick::kick_cpu(self.sh, from, cpu, flags);
+    }
+
+    /// Arms scheduler timer `id` (below
+    /// [`MAX_OPS_TIMERS`](crate::ops_timer::MAX_OPS_TIMERS)) to call
+    /// [`Scheduler::timer`] on CPU `cpu`'s worker in `delay_ns`
+    /// (`bpf_timer_start` with `BPF_F_TIMER_CPU_PIN`). Arming an armed timer
+    /// moves its deadline. The resolution is the slice timer's: a timer
+    /// fires within a futex timeout's slack (tens of µs) of its deadline,
+    /// and on a busy CPU at the running task's next preemption point. A
+    /// timer pinned to an offline CPU runs on an online one. An invalid id
+    /// or CPU is a scheduler error.
+    pub fn timer_start(&self, id: u32, delay_ns: u64, cpu: usize) {
+        if id >= crate::ops_timer::MAX_OPS_TIMERS {
+            self.sh.ops_error(format!("invalid timer id {id}"));
+            return;
+        }
+        if !self.sh.check_cpu(cpu, "timer_start") {
+            return;
+        }
+        let deadline = crate::sched::now().saturating_add(delay_ns);
+        let gen = self.sh.sched_gen.load(Ordering::Acquire);
+        self.sh.ops_timers.arm(id, deadline, cpu, gen);
+        #[cfg(not(scx_rt_loom))]
+        self.sh.timer.ops_timer_armed(deadline);
+    }
+
+    /// Disarms scheduler timer `id` (`bpf_timer_cancel`). A callback that
+    /// already fired but has not run yet still runs.
+    pub fn timer_cancel(&self, id: u32) {
+        if id >= crate::ops_timer::MAX_OPS_TIMERS {
+            self.sh.ops_error(format!("invalid timer id {id}"));
+            return;
+        }
+        self.sh.ops_timers.cancel(id);
     }
 
     /// Ends the scheduler normally (`scx_bpf_exit`): it is detached and the

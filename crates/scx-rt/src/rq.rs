@@ -13,6 +13,8 @@
 //! | class | may be taken while holding | never while holding |
 //! |---|---|---|
 //! | disable lock (`Shared::disabling`) | nothing (a safe point) | any other lock |
+//! | bypass-depth lock (`Shared::bypass_depth`) | nothing, or the disable lock | an rq or DSQ lock |
+//! | hotplug lock (`Hotplug`) | nothing | any other lock |
 //! | rq lock (spin) | nothing, the disable lock, or the scheduler's own locks | another rq lock, a DSQ lock |
 //! | user-DSQ table (rwlock) | one rq lock | a DSQ lock |
 //! | non-local DSQ lock (spin) | one rq lock, the user-DSQ table | another DSQ lock |
@@ -213,6 +215,20 @@ pub(crate) struct RqShared {
     /// with the worker thread's thread-local, so that `preempt_point` reads
     /// it with one thread-local access and one load.
     pub need_resched: std::sync::Arc<CachePadded<AtomicBool>>,
+    /// `need_resched` was set because the CPU must go through its
+    /// scheduling path (a kick, an expired slice, a preemption). When only
+    /// interrupt work is pending (`irq_pending`), the worker runs it and
+    /// resumes the interrupted task without a scheduling pass, as a kernel
+    /// timer interrupt returns to the task it interrupted.
+    pub resched_req: AtomicBool,
+    /// Interrupt work (scheduler timers) is pending on this CPU.
+    pub irq_pending: AtomicBool,
+    /// Scheduler timers (`Ctx::timer_start`) that fired for this CPU, one
+    /// bit per timer id.
+    pub ops_timers_fired: AtomicU64,
+    /// Whether the CPU is online (a lock-free mirror of `rqflags::ONLINE`
+    /// plus the worker's parking state; `Runtime::cpu_offline`).
+    pub online: AtomicBool,
     pub doorbell: Doorbell,
     /// CPUs this CPU wants to kick (it is the kicker).
     pub cpus_to_kick: AtomicCpumask,
@@ -268,9 +284,21 @@ pub(crate) struct CpuCounters {
 }
 
 impl RqShared {
+    /// Asks the CPU to go through its scheduling path at its next check
+    /// (the flag half of `resched_curr`; `Cpu::resched` also rings).
+    #[inline]
+    pub(crate) fn set_need_resched(&self) {
+        self.resched_req.store(true, Ordering::SeqCst);
+        self.need_resched.store(true, Ordering::SeqCst);
+    }
+
     fn new(nr_cpus: usize) -> Self {
         Self {
             need_resched: std::sync::Arc::new(CachePadded::new(AtomicBool::new(false))),
+            resched_req: AtomicBool::new(false),
+            irq_pending: AtomicBool::new(false),
+            ops_timers_fired: AtomicU64::new(0),
+            online: AtomicBool::new(true),
             doorbell: Doorbell::new(),
             cpus_to_kick: AtomicCpumask::new(nr_cpus),
             cpus_to_kick_if_idle: AtomicCpumask::new(nr_cpus),
@@ -312,7 +340,22 @@ impl Cpu {
     /// This is the waker side of the idle handshake (`doorbell` docs).
     #[inline]
     pub(crate) fn resched(&self) {
+        self.shared.set_need_resched();
+        self.ring();
+    }
+
+    /// Raises interrupt work on this CPU (a fired scheduler timer): the
+    /// worker runs it at its next check, and a running task resumes after
+    /// it unless something else asked for a reschedule.
+    pub(crate) fn raise_irq(&self) {
+        self.shared.irq_pending.store(true, Ordering::SeqCst);
         self.shared.need_resched.store(true, Ordering::SeqCst);
+        self.ring();
+    }
+
+    /// Rings the doorbell if the worker sleeps (after a `need_resched`
+    /// store), counting how the wake-up went.
+    fn ring(&self) {
         let polling = self.shared.doorbell.state() == crate::doorbell::POLLING;
         if self.shared.doorbell.ring() {
             self.shared

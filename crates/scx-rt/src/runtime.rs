@@ -8,6 +8,8 @@
 //! runtime. A task blocked forever (a receive nobody will satisfy) keeps
 //! shutdown waiting, as joining a thread would; finish or unblock tasks
 //! first.
+//! Last, the blocking pool (`spawn_blocking`) runs the closures still
+//! queued and its threads are joined.
 
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -61,6 +63,10 @@ pub enum BuildError {
         /// Maximum.
         max: usize,
     },
+    /// Installing a SysRq signal handler failed (an invalid signal, or one
+    /// that cannot be caught).
+    #[error("installing the sysrq signal handler failed: {0}")]
+    Signal(#[source] std::io::Error),
     /// Reading the affinity mask failed.
     #[error("reading the process affinity mask failed: {0}")]
     Affinity(#[source] std::io::Error),
@@ -95,6 +101,9 @@ pub struct Builder {
     idle_poll: Duration,
     allow_migration: bool,
     record_balance: bool,
+    max_blocking_threads: usize,
+    blocking_keep_alive: Duration,
+    sysrq: crate::sysrq::SysrqSignals,
 }
 
 impl Default for Builder {
@@ -109,6 +118,9 @@ impl Default for Builder {
             idle_poll: DEFAULT_IDLE_POLL,
             allow_migration: false,
             record_balance: false,
+            max_blocking_threads: crate::consts::DEFAULT_MAX_BLOCKING_THREADS,
+            blocking_keep_alive: crate::consts::DEFAULT_BLOCKING_KEEP_ALIVE,
+            sysrq: Default::default(),
         }
     }
 }
@@ -182,6 +194,38 @@ impl Builder {
         self
     }
 
+    /// Most threads the blocking pool ([`crate::spawn_blocking`]) runs at
+    /// once (default 512; at least 1). Further closures wait in its queue.
+    pub fn max_blocking_threads(mut self, n: usize) -> Self {
+        self.max_blocking_threads = n.max(1);
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for a closure before it
+    /// exits (default 10 s).
+    pub fn blocking_keep_alive(mut self, d: Duration) -> Self {
+        self.blocking_keep_alive = d;
+        self
+    }
+
+    /// A signal that prints a state dump to stderr (the SysRq-D analogue,
+    /// as [`Runtime::dump`]). The handler is installed for the whole process
+    /// and replaces the signal's disposition: choose one the application
+    /// does not use (`libc::SIGUSR1`, a real-time signal). The handler only
+    /// counts; a watcher thread writes the dump.
+    pub fn sysrq_dump_signal(mut self, sig: i32) -> Self {
+        self.sysrq.dump = Some(sig);
+        self
+    }
+
+    /// A signal that detaches the attached scheduler with `ExitKind::Sysrq`
+    /// (the SysRq-S analogue, as [`Runtime::sysrq_detach`]); same rules as
+    /// [`Builder::sysrq_dump_signal`].
+    pub fn sysrq_detach_signal(mut self, sig: i32) -> Self {
+        self.sysrq.detach = Some(sig);
+        self
+    }
+
     /// Starts one worker per CPU.
     pub fn build(self) -> Result<Runtime, BuildError> {
         let usable = scx_rt_sys::affinity::usable_cpus().map_err(BuildError::Affinity)?;
@@ -239,9 +283,13 @@ impl Builder {
                 max: crate::consts::MAX_CPUS,
             });
         }
+        let fallback = self.sched.is_none();
         let sched: Arc<dyn Scheduler> = self
             .sched
             .unwrap_or_else(|| Arc::new(crate::schedulers::Fifo));
+        if self.sysrq.any() {
+            crate::sysrq::install(self.sysrq).map_err(BuildError::Signal)?;
+        }
         let sh = Arc::new(Shared::new(
             n,
             os.clone(),
@@ -254,13 +302,18 @@ impl Builder {
             },
             self.stack_size,
         ));
+        sh.blocking
+            .configure(self.max_blocking_threads, self.blocking_keep_alive);
+        if fallback {
+            sh.set_cur_fallback();
+        }
         // ops.init: a failure is an ops error; the runtime then runs on the
         // fallback (and ops.exit still runs, from the disable path).
         let ictx = InitCtx::new(&sh, None);
         if let Some(Err(code)) = call(&sh, "init", || sched.init(&ictx)) {
             sh.ops_error(format!("ops.init failed ({code})"));
         }
-        let mut workers = Vec::with_capacity(n + 1);
+        let mut workers = Vec::with_capacity(n + 2);
         let sh2 = sh.clone();
         match std::thread::Builder::new()
             .name("scx-rt-timer".to_string())
@@ -308,6 +361,20 @@ impl Builder {
             stop(&sh, workers);
             return Err(e);
         }
+        if self.sysrq.any() {
+            let (sh2, sigs) = (sh.clone(), self.sysrq);
+            let seen = crate::sysrq::counts(sigs);
+            match std::thread::Builder::new()
+                .name("scx-rt-sysrq".to_string())
+                .spawn(move || crate::sysrq::watch(sh2, sigs, seen))
+            {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    stop(&sh, workers);
+                    return Err(BuildError::Spawn { cpu: 0, source: e });
+                }
+            }
+        }
         Ok(Runtime {
             sh,
             workers: parking_lot::Mutex::new(workers),
@@ -319,6 +386,8 @@ impl Builder {
 /// worker has returned, i.e. once every task has finished.
 fn stop(sh: &Shared, mut threads: Vec<std::thread::JoinHandle<()>>) {
     sh.shutdown.store(true, Ordering::Release);
+    // A SysRq watcher (if any) sees the shutdown at once.
+    scx_rt_sys::sysrq::wake_waiters();
     for c in sh.cpus.iter() {
         c.resched();
     }
@@ -379,6 +448,100 @@ impl Runtime {
         spawn_in(&self.sh, f, Affinity::Mask(Arc::new(m)))
     }
 
+    /// Runs the blocking closure `f` on this runtime's blocking pool, from
+    /// outside a task (inside one, [`crate::spawn_blocking`] does the same).
+    /// The handle's `join` parks the calling thread, or only the green task
+    /// when called from one.
+    ///
+    /// # Panics
+    /// After [`Runtime::shutdown`], or when no pool thread exists and none
+    /// can be started.
+    pub fn spawn_blocking<F, T>(&self, f: F) -> crate::BlockingHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        spawn_blocking_in(&self.sh, f)
+    }
+
+    /// Threads of the blocking pool alive now (busy or idle).
+    pub fn blocking_threads(&self) -> usize {
+        self.sh.blocking.threads()
+    }
+
+    /// Takes CPU `cpu` offline (SPEC.md §3.12; the steps and the one
+    /// userspace deviation, tasks bound to the CPU, are in the `hotplug`
+    /// module docs): `ops.cpu_offline` is called (or a scheduler without
+    /// hotplug callbacks is ended with the hotplug exit code), the tasks
+    /// queued there that may run elsewhere go back through `enqueue` on
+    /// online CPUs, and the worker parks once it runs nothing pinned to it.
+    pub fn cpu_offline(&self, cpu: usize) -> Result<(), crate::HotplugError> {
+        crate::hotplug::cpu_offline(&self.sh, cpu)
+    }
+
+    /// Brings an offline CPU back (`ops.cpu_online` first).
+    pub fn cpu_online(&self, cpu: usize) -> Result<(), crate::HotplugError> {
+        crate::hotplug::cpu_online(&self.sh, cpu)
+    }
+
+    /// Attaches `s` while tasks run (hot swap; the steps are in the
+    /// `attach` module docs): every live task gets `init_task` and `enable`,
+    /// the queued ones go through `s`'s `enqueue`. Refused with
+    /// [`AttachError::Busy`](crate::AttachError::Busy) while another
+    /// scheduler is attached; a failing `ops.init` ejects `s` (its `exit`
+    /// still runs) and leaves the runtime on the built-in FIFO.
+    pub fn attach(&self, s: impl Scheduler) -> Result<(), crate::AttachError> {
+        crate::attach::attach(&self.sh, Arc::new(s))
+    }
+
+    /// Detaches the attached scheduler (an `Unreg` exit): every task leaves
+    /// it (`disable`, `exit_task`), `ops.exit` runs, and the runtime goes on
+    /// under the built-in FIFO before this returns. `false` if none was
+    /// attached.
+    pub fn detach(&self) -> bool {
+        crate::attach::detach(
+            &self.sh,
+            crate::exit::ExitKind::Unreg,
+            "detached by the application",
+        )
+    }
+
+    /// Detaches the attached scheduler as the SysRq-S key does
+    /// (`ExitKind::Sysrq`); otherwise as [`Runtime::detach`].
+    pub fn sysrq_detach(&self) -> bool {
+        crate::attach::detach(
+            &self.sh,
+            crate::exit::ExitKind::Sysrq,
+            "SysRq-S: detached by user request",
+        )
+    }
+
+    /// Puts the runtime in bypass mode until the guard is dropped (the
+    /// kernel's `scx_ops_bypass`, which it uses around suspend and while a
+    /// scheduler is switched): the scheduler is not asked to place anything
+    /// (`select_cpu`, `enqueue`, `dispatch` are not called), every runnable
+    /// task is moved to the global FIFO and runs from there with the
+    /// default slice, rotating each tick, and kicks issued by bypassing
+    /// CPUs are dropped. Guards nest; the last one dropped hands the queued
+    /// tasks back to the scheduler through `enqueue`.
+    pub fn bypass(&self) -> BypassGuard {
+        crate::sched::bypass(&self.sh, true);
+        BypassGuard {
+            sh: self.sh.clone(),
+        }
+    }
+
+    /// Whether the runtime is bypassing the scheduler (a guard from
+    /// [`Runtime::bypass`] is alive, or a scheduler is being ejected).
+    pub fn is_bypassing(&self) -> bool {
+        *self.sh.bypass_depth.lock() > 0
+    }
+
+    /// Whether `cpu` is online (`false` for a CPU not in the runtime).
+    pub fn cpu_is_online(&self, cpu: usize) -> bool {
+        cpu < self.sh.nr_cpus && self.sh.cpu_online(cpu)
+    }
+
     /// Runs `f` as a green task and waits for its value (a panic in `f`
     /// resumes here).
     pub fn block_on<F, T>(&self, f: F) -> T
@@ -398,6 +561,8 @@ impl Runtime {
     /// or `IDLE` with `PREEMPT`/`WAIT` is a scheduler error; `WAIT` returns
     /// once the target switched out the task it ran at kick time.
     pub fn kick_cpu(&self, cpu: usize, flags: crate::flags::KickFlags) {
+        // An invalid kick is an error of the scheduler attached now.
+        let _ = self.sh.cur_slot();
         let from = worker::cpu_in(&self.sh);
         crate::kick::kick_cpu(&self.sh, from, cpu, flags);
         crate::kick::run_pending(&self.sh, from);
@@ -465,23 +630,55 @@ impl Runtime {
             live_tasks: self.sh.live_tasks.load(Ordering::Relaxed),
             ejections: self.sh.nr_ejections.load(Ordering::Relaxed),
             stacks_allocated: self.sh.stacks.allocated(),
+            sysrq_dumps: self.sh.sysrq_dumps.load(Ordering::Relaxed),
             cpus,
         }
     }
 
-    /// Waits for every task to finish, then stops and joins the workers.
+    /// Waits for every task to finish, then stops and joins the workers,
+    /// then runs the blocking closures still queued and joins the blocking
+    /// pool's threads.
     pub fn shutdown(&self) {
         let ws: Vec<_> = std::mem::take(&mut *self.workers.lock());
         if ws.is_empty() {
             return;
         }
         stop(&self.sh, ws);
+        self.sh.blocking.shutdown();
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        if crate::worker::cpu_in(&self.sh).is_some() {
+            // The last handle was dropped by one of this runtime's own
+            // tasks: its worker cannot wait for itself (that task is still
+            // live), so a helper thread does the shutdown.
+            let ws: Vec<_> = std::mem::take(&mut *self.workers.lock());
+            let sh = self.sh.clone();
+            let _ = std::thread::Builder::new()
+                .name("scx-rt-shutdown".to_string())
+                .spawn(move || {
+                    if !ws.is_empty() {
+                        stop(&sh, ws);
+                    }
+                    sh.blocking.shutdown();
+                });
+            return;
+        }
         self.shutdown();
+    }
+}
+
+/// Keeps the runtime in bypass mode ([`Runtime::bypass`]) while alive.
+#[must_use = "bypass ends when the guard is dropped"]
+pub struct BypassGuard {
+    sh: Arc<Shared>,
+}
+
+impl Drop for BypassGuard {
+    fn drop(&mut self) {
+        crate::sched::bypass(&self.sh, false);
     }
 }
 
@@ -494,6 +691,8 @@ pub struct Stats {
     pub ejections: u64,
     /// Green stacks allocated so far (live and cached).
     pub stacks_allocated: usize,
+    /// Dumps written for the SysRq-D signal (`Builder::sysrq_dump_signal`).
+    pub sysrq_dumps: u64,
     /// Per-CPU counters, indexed by CPU.
     pub cpus: Vec<CpuStats>,
 }
@@ -616,6 +815,23 @@ fn next_task_id() -> TaskId {
     })
 }
 
+/// Queues `f` on the blocking pool of `sh` (`spawn_blocking`).
+pub(crate) fn spawn_blocking_in<F, T>(sh: &Shared, f: F) -> crate::BlockingHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match sh.blocking.spawn(f) {
+        Ok(h) => h,
+        Err(crate::blocking::SpawnError::ShutDown) => {
+            panic!("spawn_blocking on a runtime that was shut down")
+        }
+        Err(crate::blocking::SpawnError::Thread(e)) => {
+            panic!("spawn_blocking: cannot start a blocking-pool thread: {e}")
+        }
+    }
+}
+
 pub(crate) fn spawn_in<F, T>(sh: &Arc<Shared>, f: F, affinity: Affinity) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -665,7 +881,13 @@ where
     };
     p.scx.cpu.store(start as u32, Ordering::Relaxed);
     p.set_slice(sh.cfg.slice_dfl);
+    // Shared fork lock: an attach or a disable pass over every task either
+    // sees this one registered or happens entirely before it picks its
+    // scheduler.
+    let fork = sh.fork_lock.read();
+    sh.tasks.add(&p);
     let slot = sh.cur_slot();
+    p.scx.sched_gen.store(slot.gen, Ordering::Release);
     let ictx = InitCtx::new(sh, from);
     let init = call(sh, "init_task", || {
         slot.ops.init_task(&ictx, &p, InitTaskArgs { fork: true })
@@ -687,6 +909,7 @@ where
         };
         call(sh, "set_cpumask", || slot.ops.set_cpumask(&ctx, &p, &mask));
     }
+    drop(fork);
     sched::wake_up(sh, &p, WakeFlags::FORK, from);
     JoinHandle {
         task: p,

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use crate::consts::{DSP_DFL_MAX_BATCH, DSP_MAX_LOOPS, SLICE_DFL, SLICE_INF};
+use crate::consts::{DSP_DFL_MAX_BATCH, DSP_MAX_LOOPS, SLICE_INF};
 use crate::dsq::{Dsq, InsertError};
 use crate::exit::{ExitInfo, ExitKind, ExitRecord};
 use crate::flags::{dsq_id, DeqFlags, EnqFlags, OpsFlags, WakeFlags, DSQ_INVALID};
@@ -62,6 +62,13 @@ pub(crate) struct SchedSlot {
     /// `set_cpumask` is called when a task joins (the mask costs an
     /// allocation, so only for schedulers that ask).
     pub wants_cpumask: bool,
+    /// `cpu_online`/`cpu_offline` are implemented (`SCX_HAS_OP`).
+    pub hotplug: bool,
+    /// The watchdog timeout (`ops.timeout_ms`, defaulted and capped).
+    pub timeout_ns: u64,
+    /// The built-in FIFO the runtime runs when no scheduler is attached
+    /// (at build without one, and after every detach or ejection).
+    pub fallback: bool,
 }
 
 impl SchedSlot {
@@ -75,7 +82,25 @@ impl SchedSlot {
             builtin_idle: ops.builtin_idle() || flags.contains(OpsFlags::KEEP_BUILTIN_IDLE),
             max_batch: if mb == 0 { DSP_DFL_MAX_BATCH } else { mb } as usize,
             wants_cpumask: ops.wants_cpumask(),
+            hotplug: ops.handles_hotplug(),
+            timeout_ns: {
+                let max = crate::consts::WATCHDOG_MAX_TIMEOUT_MS;
+                let ms = match ops.timeout_ms() {
+                    0 => max,
+                    ms => ms.min(max),
+                };
+                u64::from(ms) * 1_000_000
+            },
+            fallback: false,
             ops,
+        }
+    }
+
+    /// The built-in FIFO as the fallback.
+    pub(crate) fn fallback(gen: u64) -> Self {
+        Self {
+            fallback: true,
+            ..Self::new(gen, std::sync::Arc::new(crate::schedulers::Fifo))
         }
     }
 }
@@ -90,6 +115,12 @@ std::thread_local! {
     /// costs no shared atomic (an `Rc` clone is a plain increment).
     static SLOT_CACHE: std::cell::RefCell<Option<(u64, Rc<SchedSlot>)>> =
         const { std::cell::RefCell::new(None) };
+    /// (runtime, scheduler generation) this thread last looked a scheduler
+    /// up for: the scheduler an error it records belongs to. An error a
+    /// late caller records on behalf of a scheduler that has since left
+    /// (the kernel's RCU grace period keeps such callers from existing)
+    /// must not end its successor.
+    static WORKING_FOR: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 std::thread_local! {
@@ -116,6 +147,8 @@ pub(crate) struct Shared {
     user_dsqs: RwLock<HashMap<u64, std::sync::Arc<Dsq>>>,
     slots: RwLock<Slots>,
     pub sched_gen: AtomicU64,
+    /// The next unused scheduler generation.
+    next_gen: AtomicU64,
     pub idle: IdleMasks,
     pub exit: ExitRecord,
     pub last_exit: Mutex<Option<ExitInfo>>,
@@ -125,10 +158,32 @@ pub(crate) struct Shared {
     pub live_tasks: AtomicUsize,
     pub shutdown: AtomicBool,
     pub disabling: Mutex<()>,
+    /// Bypass depth (`scx_ops_bypass_depth`): bypass is on while it is
+    /// above zero. The lock serializes the transitions.
+    pub bypass_depth: Mutex<u32>,
     #[cfg(not(scx_rt_loom))]
     pub timer: crate::timer::TimerState,
     /// Counters (`Runtime::stats`).
     pub nr_ejections: AtomicU64,
+    /// Dumps written for the SysRq-D signal.
+    pub sysrq_dumps: AtomicU64,
+    /// The scheduler's timers (`Ctx::timer_start`).
+    pub ops_timers: crate::ops_timer::OpsTimers,
+    /// Threads for blocking closures (`spawn_blocking`).
+    #[cfg(not(scx_rt_loom))]
+    pub blocking: crate::blocking::BlockingPool,
+    /// Every live task (`scx_tasks`).
+    pub tasks: crate::registry::TaskRegistry,
+    /// The fork lock (`scx_fork_rwsem`): `spawn` holds it shared from
+    /// choosing the scheduler to registering the task; the passes over
+    /// every task (attach, disable) hold it exclusively, so no task is
+    /// missed or initialized by the wrong scheduler.
+    pub fork_lock: RwLock<()>,
+    /// Serializes attach and detach (`scx_ops_enable_mutex`).
+    pub enable_lock: Mutex<()>,
+    /// Serializes `Runtime::cpu_offline`/`cpu_online`.
+    #[cfg(not(scx_rt_loom))]
+    pub hotplug: crate::hotplug::Hotplug,
 }
 
 /// Where a dispatch lands.
@@ -168,6 +223,7 @@ impl Shared {
                 prev: None,
             }),
             sched_gen: AtomicU64::new(1),
+            next_gen: AtomicU64::new(2),
             idle,
             exit: ExitRecord::new(),
             last_exit: Mutex::new(None),
@@ -177,22 +233,33 @@ impl Shared {
             live_tasks: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             disabling: Mutex::new(()),
+            bypass_depth: Mutex::new(0),
+            tasks: crate::registry::TaskRegistry::new(),
+            fork_lock: RwLock::new(()),
+            enable_lock: Mutex::new(()),
             #[cfg(not(scx_rt_loom))]
             timer: crate::timer::TimerState::new(),
             nr_ejections: AtomicU64::new(0),
+            sysrq_dumps: AtomicU64::new(0),
+            ops_timers: crate::ops_timer::OpsTimers::new(),
+            #[cfg(not(scx_rt_loom))]
+            hotplug: Default::default(),
+            #[cfg(not(scx_rt_loom))]
+            blocking: crate::blocking::BlockingPool::new(),
         }
     }
 
     /// The scheduler of generation `gen` (current, or the one being
     /// replaced while a swap is in progress).
     pub(crate) fn slot(&self, gen: u64) -> Rc<SchedSlot> {
-        let key = (self.rt_id << 20) ^ gen;
+        let key = self.rt_id;
         if let Some(s) = SLOT_CACHE.with(|c| {
             c.borrow()
                 .as_ref()
                 .filter(|(k, s)| *k == key && s.gen == gen)
                 .map(|(_, s)| s.clone())
         }) {
+            WORKING_FOR.with(|w| w.set((self.rt_id, gen)));
             return s;
         }
         let slots = self.slots.read();
@@ -206,11 +273,44 @@ impl Shared {
         };
         drop(slots);
         let s = Rc::new(s);
+        WORKING_FOR.with(|w| w.set((self.rt_id, s.gen)));
         SLOT_CACHE.with(|c| *c.borrow_mut() = Some((key, s.clone())));
         s
     }
 
+    /// A fresh scheduler generation (never reused: per-thread slot caches
+    /// and `WORKING_FOR` compare generations).
+    pub(crate) fn new_gen(&self) -> u64 {
+        self.next_gen.fetch_add(1, Ordering::AcqRel)
+    }
+
     /// The current scheduler (for callers holding no rq lock).
+    /// Marks the current scheduler as the fallback (a runtime built
+    /// without one).
+    #[cfg_attr(scx_rt_loom, allow(dead_code))]
+    pub(crate) fn set_cur_fallback(&self) {
+        self.slots.write().cur.fallback = true;
+    }
+
+    /// Makes `slot` current; the one it replaces stays reachable (as
+    /// `prev`) for the rqs that still use its generation.
+    #[cfg_attr(scx_rt_loom, allow(dead_code))]
+    pub(crate) fn install(&self, slot: SchedSlot) {
+        let gen = slot.gen;
+        {
+            let mut s = self.slots.write();
+            let prev = std::mem::replace(&mut s.cur, slot);
+            s.prev = Some(prev);
+        }
+        self.sched_gen.store(gen, Ordering::Release);
+    }
+
+    /// Drops the replaced scheduler once no rq uses its generation.
+    #[cfg_attr(scx_rt_loom, allow(dead_code))]
+    pub(crate) fn forget_prev_slot(&self) {
+        self.slots.write().prev = None;
+    }
+
     pub(crate) fn cur_slot(&self) -> Rc<SchedSlot> {
         self.slot(self.sched_gen.load(Ordering::Acquire))
     }
@@ -225,6 +325,12 @@ impl Shared {
         }
         self.ops_error(format!("{what}: built-in idle tracking is disabled"));
         false
+    }
+
+    /// Whether `cpu` is online (lock-free; `Runtime::cpu_offline`).
+    #[inline]
+    pub(crate) fn cpu_online(&self, cpu: usize) -> bool {
+        self.cpus[cpu].shared.online.load(Ordering::Acquire)
     }
 
     pub(crate) fn check_cpu(&self, cpu: usize, what: &str) -> bool {
@@ -252,8 +358,13 @@ impl Shared {
     }
 
     pub(crate) fn record_exit(&self, kind: ExitKind, code: i64, msg: String) {
+        let current = self.sched_gen.load(Ordering::Acquire);
+        let (rt, gen) = WORKING_FOR.with(|w| w.get());
+        if rt == self.rt_id && gen != current {
+            return; // a late error of a scheduler that already left
+        }
         let name = self.cur_slot().name.clone();
-        if self.exit.claim(kind, code, msg, &name) {
+        if self.exit.claim(kind, code, msg, &name, current) {
             // Make some worker reach a safe point soon.
             for c in self.cpus.iter() {
                 c.resched();
@@ -586,7 +697,9 @@ fn select_task_rq(sh: &Shared, p: &TaskRef, wake_flags: WakeFlags, from: Option<
     if p.nr_cpus_allowed(sh.nr_cpus) == 1 {
         return fallback_cpu(sh, p, prev);
     }
-    let bypass = sh.cpus[prev].rq.try_lock().is_some_and(|rq| rq.bypassing());
+    // The lock-free mirror: a try-lock that lost a race would have read
+    // "not bypassing" and called the scheduler.
+    let bypass = sh.cpus[prev].shared.bypassing.load(Ordering::Acquire);
     let cpu = if bypass {
         let mut ctx = SelectCpuCtx::new(sh, from, p);
         let (c, _) = ctx.select_cpu_dfl(p, prev, wake_flags);
@@ -608,19 +721,32 @@ fn select_task_rq(sh: &Shared, p: &TaskRef, wake_flags: WakeFlags, from: Option<
         return fallback_cpu(sh, p, prev);
     }
     let cpu = cpu as usize;
-    if p.allowed_on(cpu) {
+    if p.allowed_on(cpu) && sh.cpu_online(cpu) {
         cpu
     } else {
         fallback_cpu(sh, p, prev)
     }
 }
 
-/// Any CPU the task may use, preferring `prev` (`select_fallback_rq`).
-fn fallback_cpu(sh: &Shared, p: &TaskRef, prev: usize) -> usize {
-    if p.allowed_on(prev) {
+/// Any online CPU the task may use, preferring `prev`
+/// (`select_fallback_rq`). A task allowed only on offline CPUs gets one of
+/// them: the runtime never breaks an affinity the user set, where the
+/// kernel would (its worker still runs tasks pinned to it, see
+/// `Runtime::cpu_offline`).
+pub(crate) fn fallback_cpu(sh: &Shared, p: &TaskRef, prev: usize) -> usize {
+    if p.allowed_on(prev) && sh.cpu_online(prev) {
         return prev;
     }
-    (0..sh.nr_cpus).find(|&c| p.allowed_on(c)).unwrap_or(prev)
+    if let Some(c) = p.single_cpu() {
+        return c;
+    }
+    let start = sh.spread_hint();
+    let ok = |c: usize| p.allowed_on(c) && sh.cpu_online(c);
+    (0..sh.nr_cpus)
+        .map(|i| (start + i) % sh.nr_cpus)
+        .find(|&c| ok(c))
+        .or_else(|| (0..sh.nr_cpus).find(|&c| p.allowed_on(c)))
+        .unwrap_or(prev)
 }
 
 /// `task_rq_lock`: locks the rq the task belongs to, retrying if it moved
@@ -629,9 +755,6 @@ fn fallback_cpu(sh: &Shared, p: &TaskRef, prev: usize) -> usize {
 /// wait until it lands. (Found by the loom model `ownership`: without the
 /// wait, a dequeue that locked the destination first saw a task that was on
 /// no runnable list yet.)
-// Used by the loom models now, and by the attribute-change and hot-swap
-// paths (dequeue + enqueue of a queued task) that the safety issue adds.
-#[cfg_attr(not(scx_rt_loom), allow(dead_code))]
 pub(crate) fn task_rq_lock<'a>(sh: &'a Shared, p: &TaskRef) -> MutexGuard<'a, RqSynced> {
     loop {
         let cpu = p.scx.cpu.load(Ordering::Acquire) as usize;
@@ -829,6 +952,11 @@ fn can_run_on(sh: &Shared, p: &TaskRef, dst: usize, explicit: bool) -> bool {
     if let Some(b) = p.bound_cpu() {
         return b == dst;
     }
+    // An offline CPU takes no task that could run elsewhere (the kernel's
+    // `task_can_run_on_remote_rq` refuses an offline rq without an error).
+    if !sh.cpu_online(dst) && p.single_cpu() != Some(dst) {
+        return false;
+    }
     if !p.allowed_on(dst) {
         if explicit {
             sh.ops_error(format!(
@@ -891,13 +1019,29 @@ pub(crate) fn consume_dispatch_q(
     rq: &mut MutexGuard<'_, RqSynced>,
     dsq: &Dsq,
 ) -> bool {
+    consume_dsq(sh, rq, dsq, false)
+}
+
+/// `consume_dispatch_q`, optionally limited to the tasks that may run on
+/// this CPU only (`pinned_only`, for an offline CPU).
+fn consume_dsq(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    dsq: &Dsq,
+    pinned_only: bool,
+) -> bool {
     let me = rq.cpu;
     loop {
         if dsq.nr_queued() == 0 {
             return false;
         }
         let mut q = dsq.q.lock();
-        let Some(p) = q.pop_first_for(me, |p| p.allowed_on(me)) else {
+        let p = if pinned_only {
+            q.pop_pinned(me)
+        } else {
+            q.pop_first_for(me, |p| p.allowed_on(me))
+        };
+        let Some(p) = p else {
             return false;
         };
         dsq.nr.fetch_sub(1, Ordering::Relaxed);
@@ -934,11 +1078,78 @@ pub(crate) fn consume_dispatch_q(
     }
 }
 
+/// An offline CPU takes the tasks pinned to it out of the global and user
+/// DSQs (they can run nowhere else). rq locked on entry and return.
+fn consume_pinned(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>) -> bool {
+    if consume_dsq(sh, rq, &sh.global, true) {
+        return true;
+    }
+    sh.user_dsq_ids()
+        .into_iter()
+        .filter_map(|id| sh.find_user_dsq(id))
+        .any(|d| consume_dsq(sh, rq, &d, true))
+}
+
+// ---------------------------------------------------------------------
+// Hotplug moves (`Runtime::cpu_offline`).
+
+/// `move_queued_task`: takes a queued task that is not running off `rq`
+/// and enqueues it on CPU `dst` (the scheduler sees `dequeue`/`quiescent`
+/// here and `runnable`/`enqueue` there). rq locked on entry and return,
+/// dropped in between; never two rq locks.
+#[cfg_attr(scx_rt_loom, allow(dead_code))]
+pub(crate) fn move_queued_task(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    p: &TaskRef,
+    dst: usize,
+) {
+    dequeue_task(sh, rq, p, DeqFlags::empty(), false);
+    p.set_flag(tflags::MIGRATING);
+    p.scx.cpu.store(dst as u32, Ordering::Release);
+    MutexGuard::unlocked(rq, || migrate_in(sh, p, dst));
+}
+
+/// The departure half of moving the task that was running on an offline
+/// CPU and may run elsewhere: it leaves this rq (`stopping`, `quiescent`)
+/// and is marked in flight. Returns the CPU it goes to; the caller calls
+/// `migrate_in` once it dropped the rq lock.
+pub(crate) fn migrate_out_curr(sh: &Shared, rq: &mut RqSynced, p: &TaskRef) -> usize {
+    dequeue_task(sh, rq, p, DeqFlags::empty(), true);
+    p.scx.on_cpu.store(false, Ordering::Relaxed);
+    sh.cpus[rq.cpu]
+        .shared
+        .pnt_seq
+        .fetch_add(1, Ordering::Release);
+    rq.curr = None;
+    let dst = fallback_cpu(sh, p, rq.cpu);
+    p.set_flag(tflags::MIGRATING);
+    p.scx.cpu.store(dst as u32, Ordering::Release);
+    dst
+}
+
+/// The arrival half of a hotplug move: `p` (MIGRATING, off every rq)
+/// joins CPU `dst`. No lock held on entry or return.
+pub(crate) fn migrate_in(sh: &Shared, p: &TaskRef, dst: usize) {
+    let mut drq = sh.cpus[dst].rq.lock();
+    p.clear_flag(tflags::MIGRATING);
+    enqueue_task(sh, &mut drq, p, EnqFlags::empty());
+    if drq.curr.is_none() {
+        sh.cpus[dst].resched();
+    }
+    process_ddsp_deferred_locals(sh, &mut drq);
+}
+
 // ---------------------------------------------------------------------
 // balance / pick / put / set_next (SPEC.md §3.6, §3.7).
 
 fn keep_prev_with_slice(rq: &RqSynced, prev: Option<&TaskRef>) -> bool {
-    prev.is_some_and(|p| p.is_queued() && p.slice() > 0 && !rq.bypassing())
+    prev.is_some_and(|p| {
+        p.is_queued()
+            && p.slice() > 0
+            && !rq.bypassing()
+            && (rq.online() || p.single_cpu() == Some(rq.cpu))
+    })
 }
 
 /// `balance_one`. Returns whether the CPU has a task to run. rq locked on
@@ -1002,6 +1213,22 @@ fn balance_inner(
         note(trace, BalanceStep::Local);
         return true;
     }
+    if !rq.online() {
+        // An offline CPU runs only what is pinned to it (module docs of
+        // `Runtime::cpu_offline`); the scheduler is not asked.
+        if consume_pinned(sh, rq) {
+            note(trace, BalanceStep::Global);
+            return true;
+        }
+        // Only a pinned prev reaches here (the worker moved any other).
+        if prev.is_some_and(|p| p.is_queued()) {
+            rq.flags |= rqflags::BAL_KEEP;
+            note(trace, BalanceStep::KeepPrevLast);
+            return true;
+        }
+        note(trace, BalanceStep::Idle);
+        return false;
+    }
     if consume_dispatch_q(sh, rq, &sh.global) {
         note(trace, BalanceStep::Global);
         return true;
@@ -1041,10 +1268,7 @@ fn balance_inner(
             if loops >= DSP_MAX_LOOPS {
                 // Let the next (probably idle) pick run, then retry.
                 note(trace, BalanceStep::LoopCap);
-                sh.cpus[cpu]
-                    .shared
-                    .need_resched
-                    .store(true, Ordering::SeqCst);
+                sh.cpus[cpu].shared.set_need_resched();
                 break;
             }
         }
@@ -1154,7 +1378,7 @@ pub(crate) fn pick_next_task(
                 if !rq.zero_slice_warned && !rq.bypassing() {
                     rq.zero_slice_warned = true;
                 }
-                n.set_slice(SLICE_DFL);
+                n.set_slice(sh.cfg.slice_dfl);
             }
         }
         n
@@ -1170,6 +1394,94 @@ pub(crate) fn pick_next_task(
     }
     rq.curr = next.clone();
     next
+}
+
+/// `p` leaves the scheduler of generation `gen` (if that is the one it was
+/// initialized by and it has not left yet): `disable` when enabled, then
+/// `exit_task`. Takes the task's rq lock; no lock held on entry.
+pub(crate) fn task_leave_scheduler(sh: &Shared, p: &TaskRef, gen: u64, cancelled: bool) {
+    let rq = task_rq_lock(sh, p);
+    task_leave_scheduler_locked(sh, &rq, p, gen, cancelled);
+}
+
+/// `task_leave_scheduler` with the task's rq already locked.
+pub(crate) fn task_leave_scheduler_locked(
+    sh: &Shared,
+    rq: &RqSynced,
+    p: &TaskRef,
+    gen: u64,
+    cancelled: bool,
+) {
+    if p.scx.sched_gen.load(Ordering::Acquire) != gen || p.state() == crate::task::TaskState::None {
+        return;
+    }
+    let slot = sh.slot(gen);
+    if slot.gen != gen {
+        return; // that scheduler is gone (cannot happen while it is prev)
+    }
+    let ctx = Ctx::new(sh, Some(rq.cpu));
+    if p.state() == crate::task::TaskState::Enabled {
+        call(sh, "disable", || slot.ops.disable(&ctx, p));
+        p.set_state(crate::task::TaskState::Ready);
+    }
+    call(sh, "exit_task", || {
+        slot.ops
+            .exit_task(&ctx, p, crate::ops::ExitTaskArgs { cancelled })
+    });
+    p.set_state(crate::task::TaskState::None);
+    p.scx.sched_gen.store(0, Ordering::Release);
+    p.clear_data();
+}
+
+// ---------------------------------------------------------------------
+// Bypass (SPEC.md §6.1).
+
+/// Raises (`on`) or drops one level of bypass (`scx_ops_bypass`). On the
+/// transitions (0→1 and 1→0) every CPU's flag flips under its rq lock and
+/// its runnable tasks that are not running are taken off and enqueued
+/// again: entering bypass that moves them out of the scheduler's hands
+/// into the global FIFO (`do_enqueue_task`'s bypass rule); leaving it hands
+/// them back through `enqueue`. While bypassing, no `select_cpu`,
+/// `enqueue` or `dispatch` runs, kicks issued by a bypassing CPU are
+/// dropped, every CPU consumes the global FIFO, and each tick (and each
+/// yield) rotates the running task. Called at a safe point (no lock held).
+pub(crate) fn bypass(sh: &Shared, on: bool) {
+    let mut depth = sh.bypass_depth.lock();
+    let was = *depth;
+    *depth = if on {
+        was + 1
+    } else {
+        debug_assert!(was > 0, "bypass level dropped below zero");
+        was.saturating_sub(1)
+    };
+    let transition = if on { was == 0 } else { was == 1 };
+    if !transition {
+        return;
+    }
+    for c in sh.cpus.iter() {
+        let mut rq = c.rq.lock();
+        if on {
+            rq.flags |= rqflags::BYPASSING;
+        } else {
+            rq.flags &= !rqflags::BYPASSING;
+        }
+        c.shared.bypassing.store(on, Ordering::Release);
+        let tasks: Vec<TaskRef> = rq.runnable.iter().cloned().collect();
+        for p in tasks {
+            let is_curr = rq.curr.as_ref().is_some_and(|c| c.id() == p.id());
+            // The list was taken under the lock, which enqueue may drop
+            // (a remote direct dispatch): skip a task that left meanwhile.
+            if is_curr || !p.is_queued() || p.cpu() != rq.cpu {
+                continue;
+            }
+            dequeue_task(sh, &mut rq, &p, DeqFlags::SAVE, false);
+            p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+            enqueue_task(sh, &mut rq, &p, EnqFlags::empty());
+            process_ddsp_deferred_locals(sh, &mut rq);
+        }
+        drop(rq);
+        c.resched();
+    }
 }
 
 // ---------------------------------------------------------------------
@@ -1193,44 +1505,39 @@ pub(crate) fn disable(sh: &Shared) {
         info.dump = crate::dump::dump_state(sh, crate::dump::Trigger::Exit(&info));
         sh.exit.set_dump(info.dump.clone());
     }
+    // 1. Bypass on every CPU: no placement callback runs from here on, and
+    // 2. every runnable task that is not running is re-placed into the
+    //    global FIFO: out of the scheduler's hands, user DSQs and local DSQs.
+    bypass(sh, true);
+    // 3. Swap in the fallback; the old scheduler gets no rq callback after
+    //    its rq switched generation. The generation is read under the fork
+    //    lock, which an attach holds while it installs a scheduler: an exit
+    //    recorded for a scheduler that is no longer the current one (it
+    //    left while this exit was on its way) ends nothing.
+    let fork = sh.fork_lock.write();
     let old_gen = sh.sched_gen.load(Ordering::Acquire);
+    if sh.exit.gen() != old_gen {
+        // Forget it, so that the current scheduler's own exit can be
+        // recorded.
+        sh.exit.reset();
+        drop(fork);
+        bypass(sh, false);
+        return;
+    }
     let old = sh.slot(old_gen);
-    // 1. Bypass on every CPU: no placement callback runs from here on.
-    for c in sh.cpus.iter() {
-        c.rq.lock().flags |= rqflags::BYPASSING;
-        c.shared.bypassing.store(true, Ordering::Release);
-        c.resched();
-    }
-    // 2. Re-place every runnable task that is not running into the global
-    //    FIFO: out of the scheduler's hands, user DSQs and local DSQs.
-    for c in sh.cpus.iter() {
-        let mut rq = c.rq.lock();
-        let tasks: Vec<TaskRef> = rq.runnable.iter().cloned().collect();
-        for p in tasks {
-            let is_curr = rq.curr.as_ref().is_some_and(|c| c.id() == p.id());
-            if is_curr {
-                continue;
-            }
-            dequeue_task(sh, &mut rq, &p, DeqFlags::SAVE, false);
-            p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
-            enqueue_task(sh, &mut rq, &p, EnqFlags::empty());
-        }
-    }
-    // 3. Swap in the fallback; the old scheduler gets no callback after its
-    //    rq switched generation.
-    let new_gen = old_gen + 1;
-    {
-        let mut s = sh.slots.write();
-        let prev = std::mem::replace(
-            &mut s.cur,
-            SchedSlot::new(new_gen, std::sync::Arc::new(crate::schedulers::Fifo)),
-        );
-        s.prev = Some(prev);
-    }
-    sh.sched_gen.store(new_gen, Ordering::Release);
+    let new_gen = sh.new_gen();
+    sh.install(SchedSlot::fallback(new_gen));
+    sh.ops_timers.cancel_all();
     for c in sh.cpus.iter() {
         c.rq.lock().sched_gen = new_gen;
     }
+    //    Every task leaves the old scheduler: `disable` (if enabled), then
+    //    `exit_task` (SPEC.md §6.4 step 7), each under the task's rq lock so
+    //    that a task exiting at the same time gets them exactly once.
+    for p in sh.tasks.snapshot() {
+        task_leave_scheduler(sh, &p, old_gen, false);
+    }
+    drop(fork);
     // 4. ops.exit, then destroy user DSQs; anything a racing dispatch put
     //    there moves to the global DSQ.
     call(sh, "exit", || old.ops.exit(&info));
@@ -1249,13 +1556,9 @@ pub(crate) fn disable(sh: &Shared) {
         }
         sh.user_dsqs.write().remove(&id);
     }
-    sh.slots.write().prev = None;
-    // 5. Leave bypass.
-    for c in sh.cpus.iter() {
-        c.rq.lock().flags &= !rqflags::BYPASSING;
-        c.shared.bypassing.store(false, Ordering::Release);
-        c.resched();
-    }
+    sh.forget_prev_slot();
+    // 5. Leave bypass (or drop our level of it).
+    bypass(sh, false);
     sh.nr_ejections.fetch_add(1, Ordering::Relaxed);
     *sh.last_exit.lock() = Some(info);
 }

@@ -139,6 +139,11 @@ pub(crate) struct SchedEntity {
     pub runnable_slot: AtomicUsize,
     /// The task is some CPU's `curr` (`scx_bpf_task_running`).
     pub on_cpu: AtomicBool,
+    /// Generation of the scheduler that ran `init_task` for it (0: none);
+    /// its `exit_task` goes to that scheduler.
+    pub sched_gen: AtomicU64,
+    /// Slot in the runtime's task registry (`usize::MAX`: none).
+    pub reg_slot: AtomicUsize,
 }
 
 impl SchedEntity {
@@ -161,6 +166,8 @@ impl SchedEntity {
             sum_exec_runtime: AtomicU64::new(0),
             runnable_slot: AtomicUsize::new(usize::MAX),
             on_cpu: AtomicBool::new(false),
+            sched_gen: AtomicU64::new(0),
+            reg_slot: AtomicUsize::new(usize::MAX),
         }
     }
 }
@@ -312,11 +319,14 @@ impl Task {
     }
 
     pub(crate) fn set_state(&self, s: TaskState) {
-        let f = self.scx.flags.load(Ordering::Relaxed);
-        self.scx.flags.store(
-            (f & !tflags::STATE_MASK) | ((s as u32) << tflags::STATE_SHIFT),
-            Ordering::Relaxed,
-        );
+        // An RMW: other flag bits change concurrently (`set_flag` from other
+        // threads), and a load-then-store would undo them.
+        let _ = self
+            .scx
+            .flags
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |f| {
+                Some((f & !tflags::STATE_MASK) | ((s as u32) << tflags::STATE_SHIFT))
+            });
     }
 
     /// Whether the task is on the SCX runqueue (runnable or running).

@@ -5,7 +5,8 @@
 //! ```text
 //! loop {
 //!     safe point: run the disable path if an exit is pending;
-//!                 run this CPU's kick step (its "irq work")
+//!                 run this CPU's interrupt work (fired scheduler timers,
+//!                 then its kick step)
 //!     clear need_resched
 //!     schedule(prev, why prev stopped)       rq locked inside
 //!     wake the tasks whose timers fired or whose block was cancelled late
@@ -18,7 +19,9 @@
 //! earliest sleep timer (the no-lost-wake-up argument is in `doorbell`).
 //!
 //! A green task stops running only at a switch point: it suspends its fiber
-//! with a code telling why (`YIELD`, `PREEMPT`, `BLOCK`), or returns.
+//! with a code telling why (`YIELD`, `PREEMPT`, `BLOCK`), or returns. A
+//! `PREEMPT` stop for interrupt work alone is an interrupt, not a switch:
+//! the worker runs the work and resumes the task (`interrupt_only`).
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -26,10 +29,10 @@ use std::sync::Arc;
 
 use crate::flags::{DeqFlags, WakeFlags};
 use crate::loom::Ordering;
-use crate::ops::{Ctx, ExitTaskArgs};
+use crate::ops::Ctx;
 use crate::rq::RqSynced;
 use crate::sched::{self, call, now, Shared};
-use crate::task::{TaskRef, TaskState};
+use crate::task::TaskRef;
 
 /// Why a task stopped running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +127,13 @@ pub(crate) fn wake_task(sh: &Shared, p: &TaskRef) {
 }
 
 pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
+    // Sleep timers wake an idle worker by a futex timeout: no timer slack
+    // (see `timer_main`).
+    let _ = scx_rt_sys::sigtimer::set_timer_slack(1);
+    // The stack-overflow report of a green task runs on this alternate
+    // signal stack (scx_rt_sys::sigsegv); without one the process dies
+    // silently. Best effort: a failure only loses the message.
+    let _altstack = scx_rt_sys::sigsegv::AltStack::install().ok();
     NEED_RESCHED.with(|f| {
         let _ = f.set(sh.cpus[cpu].shared.need_resched.clone());
     });
@@ -140,9 +150,16 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
         if sh.exit.pending.load(Ordering::Acquire) {
             sched::disable(&sh);
         }
-        crate::kick::run_pending(&sh, Some(cpu));
+        run_irq_work(&sh, cpu);
         crate::kick::wait_for_targets(&sh, cpu);
+        // The pass below serves every request made so far. Interrupt work
+        // raised since `run_irq_work` keeps `need_resched` set (raise_irq
+        // stores `irq_pending` first), so the next task stops for it.
         c.shared.need_resched.store(false, Ordering::SeqCst);
+        c.shared.resched_req.store(false, Ordering::SeqCst);
+        if c.shared.irq_pending.load(Ordering::SeqCst) {
+            c.shared.need_resched.store(true, Ordering::SeqCst);
+        }
         let (next, wakeups) = schedule(&sh, cpu, prev.take());
         for t in wakeups {
             sched::wake_up(&sh, &t, WakeFlags::TTWU, Some(cpu));
@@ -150,7 +167,12 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
         crate::kick::run_pending(&sh, Some(cpu));
         match next {
             Some(t) => {
-                let sw = run_task(&sh, cpu, &t);
+                let sw = loop {
+                    let sw = run_task(&sh, cpu, &t);
+                    if sw != Switch::Preempt || !interrupt_only(&sh, cpu, &t) {
+                        break sw;
+                    }
+                };
                 prev = Some((t, sw));
             }
             None => {
@@ -163,6 +185,46 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
         }
     }
     WORKER.with(|w| *w.borrow_mut() = None);
+}
+
+/// The CPU's interrupt work, at a point where it holds no lock: the
+/// scheduler timers that fired for it, then its kick step.
+fn run_irq_work(sh: &Shared, cpu: usize) {
+    let s = &sh.cpus[cpu].shared;
+    if s.irq_pending.swap(false, Ordering::SeqCst) {
+        let mut fired = s.ops_timers_fired.swap(0, Ordering::AcqRel);
+        if fired != 0 {
+            let slot = sh.cur_slot();
+            let ctx = Ctx::new(sh, Some(cpu));
+            while fired != 0 {
+                let id = fired.trailing_zeros();
+                fired &= fired - 1;
+                call(sh, "timer", || slot.ops.timer(&ctx, id));
+            }
+        }
+    }
+    crate::kick::run_pending(sh, Some(cpu));
+}
+
+/// The running task `t` stopped at a preemption point. If only interrupt
+/// work was pending (no kick, no expired or zeroed slice, no exit), runs it
+/// and returns true: the task resumes without a scheduling pass, so the
+/// scheduler sees no `stopping`/`running` pair for an interrupt. The
+/// `need_resched` clear comes before the `resched_req` read, so a request
+/// racing with this either is seen here or sets `need_resched` again after
+/// the clear (both SeqCst).
+fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef) -> bool {
+    let s = &sh.cpus[cpu].shared;
+    s.need_resched.store(false, Ordering::SeqCst);
+    if s.resched_req.swap(false, Ordering::SeqCst) {
+        return false;
+    }
+    run_irq_work(sh, cpu);
+    !(s.resched_req.swap(false, Ordering::SeqCst)
+        || s.tick_pending.load(Ordering::Acquire)
+        || s.kick_sync_pending.load(Ordering::Acquire)
+        || t.slice() == 0
+        || sh.exit.pending.load(Ordering::Acquire))
 }
 
 fn fire_timers(sh: &Shared, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
@@ -244,13 +306,9 @@ fn schedule(
                 p.scx.on_cpu.store(false, Ordering::Relaxed);
                 c.shared.pnt_seq.fetch_add(1, Ordering::Release);
                 rq.curr = None;
-                call(sh, "disable", || slot.ops.disable(&ctx, &p));
-                call(sh, "exit_task", || {
-                    slot.ops
-                        .exit_task(&ctx, &p, ExitTaskArgs { cancelled: false })
-                });
-                p.set_state(TaskState::None);
-                p.clear_data();
+                let gen = p.scx.sched_gen.load(Ordering::Acquire);
+                sched::task_leave_scheduler_locked(sh, &rq, &p, gen, false);
+                sh.tasks.remove(&p);
                 if sh.live_tasks.fetch_sub(1, Ordering::AcqRel) == 1
                     && sh.shutdown.load(Ordering::Acquire)
                 {
@@ -261,12 +319,25 @@ fn schedule(
             }
         }
     }
+    // A CPU that went offline under a task that may run elsewhere sends it
+    // away at its first switch (the kernel's `migrate_tasks`).
+    let mut moved = None;
+    if !rq.online() {
+        if let Some(p) = prev_task.take_if(|p| p.is_queued() && p.single_cpu() != Some(cpu)) {
+            let dst = sched::migrate_out_curr(sh, &mut rq, &p);
+            moved = Some((p, dst));
+        }
+    }
     let mut trace = rq.balance_trace.take();
     let next = sched::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut trace, now);
     rq.balance_trace = trace;
     let slot = sh.slot(rq.sched_gen);
     let ctx = Ctx::new(sh, Some(cpu));
     match &next {
+        None if !rq.online() => {
+            // Offline: not an idle CPU for anyone (SPEC.md §3.12).
+            c.shared.idle.store(true, Ordering::Relaxed);
+        }
         None => {
             if !rq.idle_notified {
                 rq.idle_notified = true;
@@ -303,6 +374,9 @@ fn schedule(
     };
     c.shared.tick_pending.store(false, Ordering::Relaxed);
     sh.timer.set_deadline(sh, cpu, deadline);
+    if let Some((p, dst)) = moved {
+        sched::migrate_in(sh, &p, dst);
+    }
     for t in timer_wakeups {
         wake_task(sh, &t);
     }
@@ -314,6 +388,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
         t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
     }
     set_task(Some(t.clone()));
+    scx_rt_sys::sigsegv::set_current_task(t.id());
     let r = {
         let mut body = t.body.lock();
         match body.as_mut() {
@@ -321,6 +396,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
             None => Ok(scx_rt_sys::fiber::Resumed::Finished),
         }
     };
+    scx_rt_sys::sigsegv::set_current_task(0);
     set_task(None);
     match r {
         Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_YIELD)) => Switch::Yield,
@@ -340,6 +416,7 @@ fn idle(sh: &Shared, cpu: usize) {
         sh.cfg.idle_poll_ns,
         || {
             s.kick_pending.load(Ordering::Relaxed)
+                || s.irq_pending.load(Ordering::Relaxed)
                 || sh.exit.pending.load(Ordering::Relaxed)
                 || (sh.shutdown.load(Ordering::Relaxed)
                     && sh.live_tasks.load(Ordering::Relaxed) == 0)

@@ -12,7 +12,7 @@
 use std::process::{Command, Stdio};
 
 use crate::cpus::format_cpu_list;
-use crate::report::{Row, Subject};
+use crate::report::{PlotData, Row, Subject};
 use crate::workloads::Ctx;
 
 /// Formats a row as one protocol line (no trailing newline).
@@ -64,6 +64,7 @@ fn parse_fields(f: &[&str]) -> Option<Row> {
         p50: opt(f[6])?,
         p99: opt(f[7])?,
         p999: opt(f[8])?,
+        plot: PlotData::None,
     })
 }
 
@@ -120,6 +121,7 @@ mod tests {
             p50: None,
             p99: Some(3.0),
             p999: Some(4.25),
+            plot: PlotData::None,
         };
         let line = format_line(&r);
         let back = parse_line(&line).unwrap().unwrap();

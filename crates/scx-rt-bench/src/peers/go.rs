@@ -1,21 +1,35 @@
-//! The Go peer (goroutines): not written yet. When it is, it is a small Go
-//! program kept at `crates/scx-rt-bench/go/peer.go`, run as
-//! `go run go/peer.go WORKLOAD --cpus LIST --iters N --tasks N --reps R`
-//! (with `GOMAXPROCS` = the CPU count, under `taskset`-like affinity
-//! inherited from a thread restricted by [`crate::peers::on_cpus`]), printing
-//! rows in the [`crate::peers::external`] line protocol with subject `go`.
-//! Until then, and whenever `go` is not on `PATH`, Go rows are left out
-//! with a one-line note on stderr.
+//! The Go peer (goroutines): `crates/scx-rt-bench/go/peer.go`, a small
+//! standard-library-only Go program, run as a child process with
+//! `go run go/peer.go WORKLOAD --case CASE --unit UNIT [sizes]` when a `go`
+//! executable is on `PATH` (else Go rows are left out with a one-line note
+//! on stderr). It prints rows in the [`crate::peers::external`] line
+//! protocol with subject `go`; a row it cannot print, a bad line or a
+//! failed child is reported as this peer's error, never a panic.
+//!
+//! The Rust side resolves every size (defaults, `--quick`, `--iters`, …)
+//! and the case and unit from the workload's own row builder, and passes
+//! them explicitly, so the Go program holds no defaults and no naming of
+//! its own. The child runs restricted to the workload's CPUs (it inherits
+//! the mask of the thread that starts it, see [`crate::peers::on_cpus`])
+//! with `GOMAXPROCS` set to their count: one for `switch`, two for
+//! `pingpong`, all of `--cpus` otherwise.
+//!
+//! Covered: `switch` (`runtime.Gosched`), `spawn`, `pingpong`, `skynet`,
+//! `ring` (unbuffered channels), `yield-many`, `chained-spawn`, `wakeup`.
+//! Not `bimodal`: goroutines are preempted by the Go runtime's own 10 ms
+//! signal-based policy, which no option of this bench would change.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
 use crate::peers::external;
-use crate::report::Row;
-use crate::workloads::Ctx;
+use crate::report::{Row, Subject};
+use crate::workloads::{
+    chained_spawn, pingpong, ring, skynet, spawn, switch, wakeup, yield_many, Ctx,
+};
 
-/// Where the Go program will live.
+/// The Go program.
 fn program() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("go")
@@ -39,29 +53,243 @@ pub fn ready(ctx: &Ctx) -> bool {
         return false;
     }
     if go_binary().is_none() {
-        NOTE.call_once(|| eprintln!("go: not on PATH, skipped"));
+        NOTE.call_once(|| eprintln!("go: no `go` on PATH, Go rows skipped"));
         return false;
     }
     let prog = program();
     if !prog.is_file() {
-        NOTE.call_once(|| {
-            eprintln!(
-                "go: peer program {} not written yet, skipped",
-                prog.display()
-            )
-        });
+        NOTE.call_once(|| eprintln!("go: {} missing, Go rows skipped", prog.display()));
         return false;
     }
     true
 }
 
+/// One invocation of the Go program.
+#[derive(Debug, PartialEq)]
+pub struct Invocation {
+    /// Arguments after the program path: the workload, then flags.
+    pub args: Vec<String>,
+    /// The CPUs the child may use (`GOMAXPROCS` is their count).
+    pub cpus: Vec<usize>,
+}
+
+impl Invocation {
+    fn new(workload: &str, case: &str, unit: &str, cpus: &[usize]) -> Self {
+        Invocation {
+            args: [workload, "--case", case, "--unit", unit]
+                .map(String::from)
+                .to_vec(),
+            cpus: cpus.to_vec(),
+        }
+    }
+
+    /// Case and unit taken from a row the workload's own builder made.
+    fn like(workload: &str, template: &Row, cpus: &[usize]) -> Self {
+        Self::new(workload, &template.case, &template.unit, cpus)
+    }
+
+    fn flag(mut self, name: &str, value: impl ToString) -> Self {
+        self.args.push(format!("--{name}"));
+        self.args.push(value.to_string());
+        self
+    }
+}
+
+/// What to run for `workload` (`None`: no Go analogue here).
+pub fn invocation(ctx: &Ctx, workload: &str) -> Option<Invocation> {
+    let go = Subject::Go;
+    let inv = match workload {
+        switch::NAME => {
+            let s = switch::sizes(ctx);
+            Invocation::like(workload, &switch::row(go, s.iters, &[]), &ctx.cpus[..1])
+                .flag("iters", s.iters)
+                .flag("reps", s.reps)
+        }
+        spawn::NAME => {
+            let s = spawn::sizes(ctx);
+            Invocation::like(workload, &spawn::row(go, s.tasks, &[]), &ctx.cpus)
+                .flag("tasks", s.tasks)
+                .flag("reps", s.reps)
+        }
+        pingpong::NAME => {
+            let s = pingpong::sizes(ctx);
+            let two = &ctx.cpus[..ctx.cpus.len().min(2)];
+            Invocation::new(workload, &pingpong::case(ctx), "ns", two).flag("iters", s.iters)
+        }
+        skynet::NAME => {
+            let s = skynet::sizes(ctx);
+            Invocation::like(workload, &skynet::row(go, s.leaves, &[]), &ctx.cpus)
+                .flag("tasks", s.leaves)
+                .flag("reps", s.reps)
+        }
+        ring::NAME => {
+            let s = ring::sizes(ctx);
+            Invocation::like(workload, &ring::row(go, s.tasks, s.hops, &[]), &ctx.cpus)
+                .flag("tasks", s.tasks)
+                .flag("iters", s.hops)
+                .flag("reps", s.reps)
+        }
+        yield_many::NAME => {
+            let s = yield_many::sizes(ctx);
+            Invocation::like(workload, &yield_many::row(go, &s, &[]), &ctx.cpus)
+                .flag("tasks", s.tasks)
+                .flag("iters", s.yields)
+                .flag("reps", s.reps)
+        }
+        chained_spawn::NAME => {
+            let s = chained_spawn::sizes(ctx);
+            Invocation::like(workload, &chained_spawn::row(go, s.tasks, &[]), &ctx.cpus)
+                .flag("tasks", s.tasks)
+                .flag("reps", s.reps)
+        }
+        _ => return None,
+    };
+    Some(inv)
+}
+
+/// The invocation for one `wakeup` case.
+pub fn wakeup_invocation(ctx: &Ctx, shape: &wakeup::Shape) -> Invocation {
+    Invocation::new(wakeup::NAME, &shape.case, "ns", &ctx.cpus)
+        .flag("messengers", shape.messengers)
+        .flag("workers", shape.workers)
+        .flag("rounds", shape.rounds)
+        .flag("warmup", shape.warmup)
+        .flag("think-ns", wakeup::THINK.as_nanos())
+}
+
+/// Appends the Go rows of `workload` when [`ready`] (a failure is
+/// reported on stderr, as for every peer).
+pub fn peer(ctx: &Ctx, workload: &str, out: &mut Vec<Row>) {
+    if ready(ctx) {
+        ctx.peer(workload, Subject::Go, out, || rows(ctx, workload));
+    }
+}
+
 /// Go rows for `workload` (call only when [`ready`]).
 pub fn rows(ctx: &Ctx, workload: &str) -> Result<Vec<Row>, String> {
-    let go = go_binary().ok_or("go: not on PATH")?;
+    let inv = invocation(ctx, workload).ok_or_else(|| format!("no Go analogue of `{workload}`"))?;
+    run_go(inv)
+}
+
+/// Go rows for one `wakeup` case (call only when [`ready`]).
+pub fn wakeup_rows(ctx: &Ctx, shape: &wakeup::Shape) -> Result<Vec<Row>, String> {
+    run_go(wakeup_invocation(ctx, shape))
+}
+
+fn run_go(inv: Invocation) -> Result<Vec<Row>, String> {
+    let go = go_binary().ok_or("no `go` on PATH")?;
     let mut cmd = Command::new(go);
-    cmd.arg("run").arg(program()).arg(workload);
-    cmd.args(external::forwarded_args(ctx));
-    cmd.env("GOMAXPROCS", ctx.cpus.len().to_string());
-    // The child inherits the CPU mask of the thread that starts it.
-    crate::peers::on_cpus(&ctx.cpus, move || external::run(cmd))
+    cmd.arg("run").arg(program());
+    run_with(cmd, inv)
+}
+
+/// Runs `base` (the program, before the workload argument) for `inv` and
+/// checks that every row it printed is a Go row of the workload asked for.
+fn run_with(mut cmd: Command, inv: Invocation) -> Result<Vec<Row>, String> {
+    let workload = inv.args[0].clone();
+    cmd.args(&inv.args);
+    cmd.env("GOMAXPROCS", inv.cpus.len().to_string());
+    let rows = crate::peers::on_cpus(&inv.cpus, move || external::run(cmd))?;
+    if rows.is_empty() {
+        return Err(format!("the Go program printed no row for `{workload}`"));
+    }
+    if let Some(r) = rows
+        .iter()
+        .find(|r| r.subject != Subject::Go || r.workload != workload)
+    {
+        return Err(format!(
+            "the Go program printed a `{}` row of `{}` for `{workload}`",
+            r.subject.as_str(),
+            r.workload
+        ));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Options;
+
+    fn ctx(quick: bool) -> Ctx {
+        Ctx {
+            cpus: vec![0],
+            opts: Options {
+                quick,
+                iters: Some(7),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A stand-in for `go run peer.go`: a shell script that prints
+    /// `$output` (its arguments are the invocation's).
+    fn fake(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script).arg("fake-go");
+        c
+    }
+
+    #[test]
+    fn invocations_carry_resolved_sizes_case_and_unit() {
+        let c = ctx(true);
+        let inv = invocation(&c, "switch").unwrap();
+        assert_eq!(inv.cpus, vec![0]);
+        let want: Vec<String> = [
+            "switch",
+            "--case",
+            "1cpu-2tasks",
+            "--unit",
+            "ns/switch",
+            "--iters",
+            "7",
+            "--reps",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(inv.args, want);
+        let pp = invocation(&c, "pingpong").unwrap();
+        assert_eq!(&pp.args[1..5], ["--case", "same-cpu", "--unit", "ns"]);
+        for w in ["spawn", "skynet", "ring", "yield-many", "chained-spawn"] {
+            assert_eq!(invocation(&c, w).unwrap().args[0], w);
+        }
+        // wakeup runs per case (below); bimodal has no Go analogue.
+        assert!(invocation(&c, "wakeup").is_none());
+        assert!(invocation(&c, "bimodal").is_none());
+        let [fit, _] = wakeup::shapes(1, 100);
+        let w = wakeup_invocation(&c, &fit);
+        assert!(w.args.windows(2).any(|p| p == ["--case", "fit-1msg-1wkr"]));
+        assert!(w.args.windows(2).any(|p| p == ["--think-ns", "2000"]));
+    }
+
+    #[test]
+    fn parses_rows_and_reports_bad_output() {
+        let inv = || invocation(&ctx(true), "spawn").unwrap();
+        let ok = fake(
+            "echo compiling >&2; echo \"args $*\"; \
+             printf 'row\\t%s\\t%s\\tgo\\t%s\\t2000\\t1.5\\t1.25\\tnull\\tnull\\n' \"$1\" \"$3\" \"$5\"",
+        );
+        let rows = run_with(ok, inv()).unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.workload.as_str(), r.case.as_str(), r.unit.as_str()),
+            ("spawn", "empty-tasks", "ns/task")
+        );
+        assert_eq!(
+            (r.subject, r.n, r.mean, r.p50),
+            (Subject::Go, 2000, 1.5, Some(1.25))
+        );
+        let bad = [
+            "printf 'row\\tspawn\\tc\\tgo\\tns\\tmany\\t1\\tnull\\tnull\\tnull\\n'",
+            "echo nothing useful",
+            "printf 'row\\tspawn\\tc\\tscx-rt\\tns\\t1\\t1\\tnull\\tnull\\tnull\\n'",
+            "printf 'row\\tskynet\\tc\\tgo\\tns\\t1\\t1\\tnull\\tnull\\tnull\\n'",
+            "printf 'row\\tspawn\\tc\\tgo\\tns\\t1\\t1\\tnull\\tnull\\tnull\\n'; exit 3",
+        ];
+        for script in bad {
+            assert!(run_with(fake(script), inv()).is_err(), "{script}");
+        }
+    }
 }

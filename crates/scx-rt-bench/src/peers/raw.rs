@@ -3,6 +3,8 @@
 //!
 //! - `raw-cacheline`: two threads pinned to two CPUs bouncing one
 //!   `AtomicU64` with spin loops; ns per one-way hand-off.
+//!   `cacheline_latency` times single hand-offs one way instead (p50/p99
+//!   of clock reads on the two cores), for latency rows such as `kick`'s.
 //! - `raw-futex`: futex wake-to-run latency, one way, between two pinned
 //!   threads (the waker stamps the time just before `FUTEX_WAKE`; the
 //!   sleeper reads the clock as soon as it runs).
@@ -55,6 +57,53 @@ pub fn cacheline(cpu_a: usize, cpu_b: usize, iters: u64, reps: u64) -> Result<Ve
         samples.push(ns(elapsed) / (2 * iters) as f64);
     }
     Ok(samples)
+}
+
+/// One-way latency of a cache-line hand-off from `sender_cpu` to
+/// `receiver_cpu`, `iters` samples: the sender waits `settle`, reads the
+/// clock and stores a sequence number; the receiver, spinning on it, reads
+/// the clock as soon as it sees the store (the way `kick` times a kick).
+pub fn cacheline_latency(
+    sender_cpu: usize,
+    receiver_cpu: usize,
+    iters: u64,
+    settle: Duration,
+) -> Result<Histogram<u64>, String> {
+    if sender_cpu == receiver_cpu {
+        return Err("needs two CPUs (spinning on one CPU measures the tick)".into());
+    }
+    let base = Instant::now();
+    let seq = Arc::new(AtomicU64::new(0));
+    let ack = Arc::new(AtomicU64::new(0));
+    let stamp = Arc::new(AtomicU64::new(0));
+    let (q, a, s) = (Arc::clone(&seq), Arc::clone(&ack), Arc::clone(&stamp));
+    let receiver = spawn_pinned(receiver_cpu, move || {
+        let mut hist = new_hist();
+        for i in 1..=iters {
+            while q.load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+            let now = base.elapsed().as_nanos() as u64;
+            hist.saturating_record(now.saturating_sub(s.load(Ordering::Relaxed)));
+            a.store(i, Ordering::Release);
+        }
+        Ok(hist)
+    })?;
+    on_pinned_thread(sender_cpu, move || {
+        for i in 1..=iters {
+            let t = Instant::now();
+            while t.elapsed() < settle {
+                std::hint::spin_loop();
+            }
+            stamp.store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            seq.store(i, Ordering::Release);
+            while ack.load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+        }
+        Ok(())
+    })?;
+    receiver.join()
 }
 
 /// How long the waker lets the sleeper settle into `FUTEX_WAIT` before

@@ -102,3 +102,63 @@ pub fn wait_for(flag: &AtomicU32, want: u32) {
         atomic_wait::wait(flag, v);
     }
 }
+
+/// `wakeup`: the shape of [`crate::workloads::wakeup`] with OS threads
+/// restricted to `cpus` (placed by the kernel), a
+/// `std::sync::mpsc::sync_channel(1)` to each worker (futex wait/wake) and
+/// one `sync_channel(workers)` of acks per message thread. Merged wake-up
+/// latencies in ns.
+pub fn wakeup(
+    cpus: &[usize],
+    shape: &crate::workloads::wakeup::Shape,
+) -> Result<Histogram<u64>, String> {
+    use crate::workloads::wakeup::{merge, record, think};
+    let shape = shape.clone();
+    on_cpus(cpus, move || {
+        let mut workers = Vec::new();
+        let mut messengers = Vec::new();
+        for _ in 0..shape.messengers {
+            let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel::<()>(shape.workers);
+            let mut txs = Vec::new();
+            for _ in 0..shape.workers {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Instant>(1);
+                let ack = ack_tx.clone();
+                let warmup = shape.warmup;
+                txs.push(tx);
+                workers.push(thread::spawn(move || {
+                    let mut hist = new_hist();
+                    let mut round = 0;
+                    while let Ok(stamp) = rx.recv() {
+                        record(&mut hist, round, warmup, stamp);
+                        round += 1;
+                        think(|| {});
+                        if ack.send(()).is_err() {
+                            break;
+                        }
+                    }
+                    hist
+                }));
+            }
+            let rounds = shape.rounds;
+            messengers.push(thread::spawn(move || {
+                for _ in 0..rounds {
+                    for tx in &txs {
+                        tx.send(Instant::now()).map_err(|_| "worker gone")?;
+                    }
+                    for _ in 0..txs.len() {
+                        ack_rx.recv().map_err(|_| "workers gone")?;
+                    }
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        for m in messengers {
+            m.join().map_err(|_| "message thread panicked")??;
+        }
+        let hists = workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| "worker thread panicked".to_string()))
+            .collect::<Result<Vec<_>, String>>()?;
+        merge(hists)
+    })
+}

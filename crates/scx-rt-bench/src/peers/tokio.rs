@@ -226,3 +226,64 @@ pub fn chained_spawn(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, 
     }
     Ok(samples)
 }
+
+/// `wakeup`: the shape of [`crate::workloads::wakeup`] with async tasks,
+/// `mpsc::channel(1)` to each worker and one `mpsc::channel(workers)` of
+/// acks per message task; workers spin their think time without yielding
+/// (tokio cannot preempt a task). Merged wake-up latencies in ns.
+pub fn wakeup(
+    cpus: &[usize],
+    shape: &crate::workloads::wakeup::Shape,
+) -> Result<Histogram<u64>, String> {
+    use crate::workloads::wakeup::{merge, record, think};
+    let rt = runtime(cpus)?;
+    let shape = shape.clone();
+    let hists = rt.block_on(async move {
+        let mut workers = Vec::new();
+        let mut messengers = Vec::new();
+        for _ in 0..shape.messengers {
+            let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<()>(shape.workers);
+            let mut txs = Vec::new();
+            for _ in 0..shape.workers {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(1);
+                let ack = ack_tx.clone();
+                let warmup = shape.warmup;
+                txs.push(tx);
+                workers.push(tokio::spawn(async move {
+                    let mut hist = new_hist();
+                    let mut round = 0;
+                    while let Some(stamp) = rx.recv().await {
+                        record(&mut hist, round, warmup, stamp);
+                        round += 1;
+                        think(|| {});
+                        if ack.send(()).await.is_err() {
+                            break;
+                        }
+                    }
+                    hist
+                }));
+            }
+            let rounds = shape.rounds;
+            messengers.push(tokio::spawn(async move {
+                for _ in 0..rounds {
+                    for tx in &txs {
+                        tx.send(Instant::now()).await.map_err(|_| "worker gone")?;
+                    }
+                    for _ in 0..txs.len() {
+                        ack_rx.recv().await.ok_or("workers gone")?;
+                    }
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        for m in messengers {
+            m.await.map_err(|e| format!("join: {e}"))??;
+        }
+        let mut hists = Vec::new();
+        for w in workers {
+            hists.push(w.await.map_err(|e| format!("join: {e}"))?);
+        }
+        Ok::<_, String>(hists)
+    })?;
+    merge(hists)
+}

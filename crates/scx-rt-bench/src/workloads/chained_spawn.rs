@@ -3,11 +3,11 @@
 //! `tasks` (1,000) have been spawned, and the last one signals completion
 //! over a channel to the spawner; µs per chain, p50 over reps. scx-rt runs
 //! on every chosen CPU. Beside: tokio (`tokio::spawn`, a `oneshot`
-//! channel).
+//! channel), go.
 
 use std::time::{Duration, Instant};
 
-use crate::peers::tokio;
+use crate::peers::{go, tokio};
 use crate::report::{Row, Subject};
 use crate::stats::{throughput_row, Key};
 use crate::workloads::Ctx;
@@ -50,6 +50,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         let samples = tokio::chained_spawn(&ctx.cpus, tasks, reps)?;
         Ok(vec![row(Subject::Tokio, tasks, &samples)])
     });
+    go::peer(ctx, NAME, rows);
     Ok(())
 }
 

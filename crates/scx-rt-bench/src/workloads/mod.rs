@@ -3,12 +3,18 @@
 //! add one [`Workload`] entry to [`ALL`], and (if the may peer should run
 //! it) one arm in [`crate::peers::may::run_child`].
 
+pub mod bimodal;
 pub mod chained_spawn;
+pub mod hog;
+pub mod kick;
 pub mod pingpong;
+pub mod preempt;
 pub mod ring;
 pub mod skynet;
+pub mod slice_timer;
 pub mod spawn;
 pub mod switch;
+pub mod wakeup;
 pub mod yield_many;
 
 use std::time::Instant;
@@ -75,6 +81,42 @@ pub const ALL: &[Workload] = &[
         name: "chained-spawn",
         about: "a chain of 1,000 tasks, each spawning the next, us per chain",
         run: chained_spawn::run,
+        check: None,
+    },
+    Workload {
+        name: "wakeup",
+        about: "schbench: message tasks wake workers, wake-up latency (fit, 4x)",
+        run: wakeup::run,
+        check: None,
+    },
+    Workload {
+        name: "bimodal",
+        about: "Poisson arrivals of 99.5% short / 0.5% long spinning requests, p99 vs load",
+        run: bimodal::run,
+        check: None,
+    },
+    Workload {
+        name: "kick",
+        about: "kick-to-running latency: idle polling, idle sleeping, busy + PREEMPT",
+        run: kick::run,
+        check: None,
+    },
+    Workload {
+        name: "preempt",
+        about: "lateness of slice expiry (slices of 10 us, 100 us, 1 ms)",
+        run: preempt::run,
+        check: None,
+    },
+    Workload {
+        name: "hog",
+        about: "Go's PingPongHog: a ping-pong pair beside a spinning task, per slice",
+        run: hog::run,
+        check: None,
+    },
+    Workload {
+        name: "slice-timer",
+        about: "slice timer: one timer thread vs per-thread POSIX timer signals, cost and lateness",
+        run: slice_timer::run,
         check: None,
     },
 ];

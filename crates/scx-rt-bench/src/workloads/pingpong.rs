@@ -1,12 +1,12 @@
 //! `pingpong`: two tasks on two CPUs exchanging a message over a cap-1
 //! channel each way; every round trip is timed into a histogram (ns). With
 //! one CPU both run on it and the case says `same-cpu`. Beside: OS threads
-//! on a futex, tokio (`mpsc::channel(1)`, two workers), may, and the raw
+//! on a futex, tokio (`mpsc::channel(1)`, two workers), may, go, and the raw
 //! one-way limits `raw-cacheline` (spinning) and `raw-futex` (wake-to-run).
 
 use std::time::Instant;
 
-use crate::peers::{may, raw, threads, tokio};
+use crate::peers::{go, may, raw, threads, tokio};
 use crate::report::{Row, Subject};
 use crate::stats::{latency_row, new_hist, throughput_row, Key};
 use crate::workloads::Ctx;
@@ -63,6 +63,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         Ok(vec![latency_row(key(Subject::Tokio), &hist)])
     });
     ctx.peer(NAME, Subject::May, rows, || may::rows(ctx, NAME));
+    go::peer(ctx, NAME, rows);
     let one_way_case = if ctx.cpus.len() >= 2 {
         ONE_WAY.to_string()
     } else {

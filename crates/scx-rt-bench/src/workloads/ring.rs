@@ -5,14 +5,14 @@
 //! before the clock starts; the clock stops when the task that receives the
 //! last hop signals completion. scx-rt runs on every chosen CPU with the
 //! default scheduler and without migration: a task stays on the CPU that
-//! first ran it. Beside: tokio.
+//! first ran it. Beside: tokio, go (unbuffered channels).
 //!
 //! A rate, not a time: in the ratio column (peer / scx-rt) a figure above 1
 //! means the peer is faster.
 
 use std::time::{Duration, Instant};
 
-use crate::peers::tokio;
+use crate::peers::{go, tokio};
 use crate::report::{Row, Subject};
 use crate::stats::{throughput_row, Key};
 use crate::workloads::Ctx;
@@ -71,6 +71,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         let samples = tokio::ring(&ctx.cpus, tasks, hops, reps)?;
         Ok(vec![row(Subject::Tokio, tasks, hops, &samples)])
     });
+    go::peer(ctx, NAME, rows);
     Ok(())
 }
 

@@ -1,11 +1,12 @@
 //! `switch`: two green tasks on one CPU, each calling `yield_now` `iters`
 //! times; ns per switch (one yield hands the CPU from one task to the
 //! other). Beside: a bare corosensei resume/suspend loop (per switch, a
-//! pair being two), may (one worker), OS threads calling `sched_yield`.
+//! pair being two), may (one worker), go (`runtime.Gosched`,
+//! `GOMAXPROCS=1`), OS threads calling `sched_yield`.
 
 use std::time::Instant;
 
-use crate::peers::{may, raw, threads};
+use crate::peers::{go, may, raw, threads};
 use crate::report::{Row, Subject};
 use crate::stats::{throughput_row, Key};
 use crate::workloads::{ns, Ctx};
@@ -50,6 +51,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         Ok(vec![row(Subject::RawCorosensei, iters, &samples)])
     });
     ctx.peer(NAME, Subject::May, rows, || may::rows(ctx, NAME));
+    go::peer(ctx, NAME, rows);
     ctx.peer(NAME, Subject::OsThreads, rows, || {
         let os_iters = iters.min(OS_ITERS_MAX);
         let samples = threads::switch(cpu, os_iters, reps)?;

@@ -2,11 +2,11 @@
 //! inside the runtime, spawn `tasks` tasks (200) that each call
 //! `yield_now` `iters` times (1,000), then join them all; ms per run, p50
 //! over reps. scx-rt runs on every chosen CPU. Beside: tokio
-//! (`tokio::task::yield_now().await`).
+//! (`tokio::task::yield_now().await`), go (`runtime.Gosched`).
 
 use std::time::{Duration, Instant};
 
-use crate::peers::tokio;
+use crate::peers::{go, tokio};
 use crate::report::{Row, Subject};
 use crate::stats::{throughput_row, Key};
 use crate::workloads::Ctx;
@@ -48,6 +48,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         let samples = tokio::yield_many(&ctx.cpus, s.tasks, s.yields, s.reps)?;
         Ok(vec![row(Subject::Tokio, &s, &samples)])
     });
+    go::peer(ctx, NAME, rows);
     Ok(())
 }
 

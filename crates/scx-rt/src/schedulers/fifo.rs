@@ -1,10 +1,10 @@
 //! The built-in FIFO: the default scheduler and the fallback after an
 //! ejection. It is what sched_ext does with no BPF scheduler callbacks at
-//! all — every task goes to the global DSQ with the default slice, and an
+//! all — every task goes to the global DSQ with the default slice (the
+//! runtime's, `Builder::slice`), and an
 //! idle CPU found at wake-up gets the task directly — plus one kick so that
 //! work queued in the global DSQ never waits for a sleeping CPU.
 
-use crate::consts::SLICE_DFL;
 use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags};
 use crate::ops::{EnqueueCtx, Scheduler};
 use crate::task::TaskRef;
@@ -18,8 +18,15 @@ impl Scheduler for Fifo {
         "fifo"
     }
 
+    /// The built-in class follows hotplug without callbacks, like the
+    /// kernel's fair class.
+    fn handles_hotplug(&self) -> bool {
+        true
+    }
+
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
-        ctx.dispatch(p, dsq_id::GLOBAL, SLICE_DFL, enq_flags);
+        let slice = ctx.slice_dfl();
+        ctx.dispatch(p, dsq_id::GLOBAL, slice, enq_flags);
         // An idle CPU is woken to consume the global DSQ. A task that may
         // run on one CPU only needs none: the enqueue runs on that CPU's rq,
         // and an idle CPU is rescheduled by the wake-up itself.

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::consts::SLICE_DFL;
 use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags, WakeFlags};
 use crate::ops::{Ctx, DispatchCtx, EnqueueCtx, InitCtx, Scheduler, SelectCpuCtx};
 use crate::task::TaskRef;
@@ -70,26 +69,25 @@ impl Scheduler for Simple {
         let (cpu, idle) = ctx.select_cpu_dfl(p, prev_cpu, wake_flags);
         if idle {
             self.nr_local.fetch_add(1, Ordering::Relaxed);
-            ctx.dispatch(p, dsq_id::LOCAL, SLICE_DFL, EnqFlags::empty());
+            let slice = ctx.slice_dfl();
+            ctx.dispatch(p, dsq_id::LOCAL, slice, EnqFlags::empty());
         }
         cpu as i32
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
         self.nr_global.fetch_add(1, Ordering::Relaxed);
+        let slice = ctx.slice_dfl();
         if self.fifo {
-            ctx.dispatch(p, SHARED_DSQ, SLICE_DFL, enq_flags);
+            ctx.dispatch(p, SHARED_DSQ, slice, enq_flags);
         } else {
             // An idler banks at most one slice of credit.
             let mut vtime = p.dsq_vtime();
-            let floor = self
-                .vtime_now
-                .load(Ordering::Relaxed)
-                .wrapping_sub(SLICE_DFL);
+            let floor = self.vtime_now.load(Ordering::Relaxed).wrapping_sub(slice);
             if Self::vtime_before(vtime, floor) {
                 vtime = floor;
             }
-            ctx.dispatch_vtime(p, SHARED_DSQ, SLICE_DFL, vtime, enq_flags);
+            ctx.dispatch_vtime(p, SHARED_DSQ, slice, vtime, enq_flags);
         }
         // scx_simple relies on the kernel to find CPUs for queued work; in
         // userspace we wake one idle CPU so the shared DSQ is drained (not
@@ -117,12 +115,13 @@ impl Scheduler for Simple {
         }
     }
 
-    fn stopping(&self, _ctx: &Ctx<'_>, p: &TaskRef, _runnable: bool) {
+    fn stopping(&self, ctx: &Ctx<'_>, p: &TaskRef, _runnable: bool) {
         if self.fifo {
             return;
         }
         // A yield (slice 0) is charged as a full slice.
-        let used = SLICE_DFL.saturating_sub(p.slice().min(SLICE_DFL));
+        let full = ctx.slice_dfl();
+        let used = full.saturating_sub(p.slice().min(full));
         let w = u64::from(p.weight().max(1));
         p.set_dsq_vtime(p.dsq_vtime().wrapping_add(used * 100 / w));
     }

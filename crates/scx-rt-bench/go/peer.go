@@ -1,0 +1,400 @@
+// Command peer is the Go peer of scx-rt-bench: goroutine versions of the
+// bench's workloads, standard library only.
+//
+// The bench (crates/scx-rt-bench/src/peers/go.rs) runs it as
+//
+//	go run peer.go WORKLOAD --case CASE --unit UNIT [--iters N] [--tasks N] [--reps R] ...
+//
+// with GOMAXPROCS and the CPU mask already set, and with every size
+// resolved; the case and unit are printed back as given. It prints one
+// row on stdout in the bench's line protocol (fields separated by TAB,
+// "null" for a missing figure):
+//
+//	row WORKLOAD CASE go UNIT N MEAN P50 P99 P999
+//
+// Throughput rows (one figure per repetition) fill MEAN and, with two or
+// more repetitions, P50 (the median); latency rows (ns) fill all four.
+// Progress and errors go to stderr; a failure exits with status 1.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+type options struct {
+	caseName, unit     string
+	iters, tasks, reps int
+	// wakeup only
+	messengers, workers, rounds, warmup int
+	thinkNs                             int64
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fail("usage: peer WORKLOAD --case CASE --unit UNIT [--iters N] [--tasks N] [--reps R]")
+	}
+	workload := os.Args[1]
+	fs := flag.NewFlagSet("peer", flag.ContinueOnError)
+	var o options
+	fs.StringVar(&o.caseName, "case", "", "case name to print")
+	fs.StringVar(&o.unit, "unit", "", "unit to print")
+	fs.IntVar(&o.iters, "iters", 0, "iterations per repetition")
+	fs.IntVar(&o.tasks, "tasks", 0, "tasks per repetition")
+	fs.IntVar(&o.reps, "reps", 1, "repetitions")
+	fs.IntVar(&o.messengers, "messengers", 0, "wakeup: message goroutines")
+	fs.IntVar(&o.workers, "workers", 0, "wakeup: workers per message goroutine")
+	fs.IntVar(&o.rounds, "rounds", 0, "wakeup: rounds, warm-up included")
+	fs.IntVar(&o.warmup, "warmup", 0, "wakeup: unrecorded first rounds")
+	fs.Int64Var(&o.thinkNs, "think-ns", 0, "wakeup: worker spin after each wake-up, ns")
+	if err := fs.Parse(os.Args[2:]); err != nil {
+		fail(err.Error())
+	}
+	if o.caseName == "" || o.unit == "" {
+		fail("--case and --unit are required")
+	}
+	fmt.Fprintf(os.Stderr, "go peer: %s on GOMAXPROCS=%d\n", workload, runtime.GOMAXPROCS(0))
+
+	switch workload {
+	case "switch":
+		need(o.iters, o.reps)
+		throughput(workload, o, 2*o.iters, repeat(o.reps, func() float64 {
+			return nsPer(switchOnce(o.iters), 2*o.iters)
+		}))
+	case "spawn":
+		need(o.tasks, o.reps)
+		throughput(workload, o, o.tasks, repeat(o.reps, func() float64 {
+			return nsPer(spawnOnce(o.tasks), o.tasks)
+		}))
+	case "pingpong":
+		need(o.iters)
+		latency(workload, o, pingpong(o.iters))
+	case "skynet":
+		need(o.tasks, o.reps)
+		throughput(workload, o, 1, repeat(o.reps, func() float64 {
+			return ms(skynetOnce(int64(o.tasks)))
+		}))
+	case "ring":
+		need(o.tasks-1, o.iters, o.reps)
+		throughput(workload, o, o.iters, repeat(o.reps, func() float64 {
+			return float64(o.iters) / ringOnce(o.tasks, o.iters).Seconds()
+		}))
+	case "yield-many":
+		need(o.tasks, o.iters, o.reps)
+		throughput(workload, o, 1, repeat(o.reps, func() float64 {
+			return ms(yieldManyOnce(o.tasks, o.iters))
+		}))
+	case "chained-spawn":
+		need(o.tasks, o.reps)
+		throughput(workload, o, 1, repeat(o.reps, func() float64 {
+			return us(chainOnce(o.tasks))
+		}))
+	case "wakeup":
+		need(o.messengers, o.workers, o.rounds)
+		latency(workload, o, wakeup(o))
+	default:
+		fail("no Go analogue of `" + workload + "`")
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "go peer: "+msg)
+	os.Exit(1)
+}
+
+// need fails unless every size is at least 1.
+func need(sizes ...int) {
+	for _, s := range sizes {
+		if s < 1 {
+			fail("a size is missing or too small")
+		}
+	}
+}
+
+// num formats a figure for the line protocol.
+func num(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "null"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+func printRow(workload string, o options, n int64, mean float64, p50, p99, p999 string) {
+	fmt.Printf("row\t%s\t%s\tgo\t%s\t%d\t%s\t%s\t%s\t%s\n",
+		workload, o.caseName, o.unit, n, num(mean), p50, p99, p999)
+}
+
+// throughput prints a row from one figure per repetition, each measured
+// over opsPerRep operations.
+func throughput(workload string, o options, opsPerRep int, samples []float64) {
+	sum := 0.0
+	for _, s := range samples {
+		sum += s
+	}
+	p50 := "null"
+	if len(samples) >= 2 {
+		p50 = num(median(samples))
+	}
+	n := int64(opsPerRep) * int64(len(samples))
+	printRow(workload, o, n, sum/float64(len(samples)), p50, "null", "null")
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// latency prints a row from latency samples in ns (nearest-rank
+// percentiles).
+func latency(workload string, o options, samples []int64) {
+	if len(samples) == 0 {
+		fail("no latency samples")
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	sum := 0.0
+	for _, s := range samples {
+		sum += float64(s)
+	}
+	q := func(p float64) string {
+		i := int(math.Ceil(p*float64(len(samples)))) - 1
+		if i < 0 {
+			i = 0
+		}
+		return num(float64(samples[i]))
+	}
+	printRow(workload, o, int64(len(samples)), sum/float64(len(samples)), q(0.5), q(0.99), q(0.999))
+}
+
+func repeat(n int, f func() float64) []float64 {
+	out := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		out = append(out, f())
+	}
+	return out
+}
+
+func nsPer(d time.Duration, ops int) float64 { return float64(d.Nanoseconds()) / float64(ops) }
+func ms(d time.Duration) float64             { return float64(d.Nanoseconds()) / 1e6 }
+func us(d time.Duration) float64             { return float64(d.Nanoseconds()) / 1e3 }
+
+// switchOnce: two goroutines each yield iters times (run with
+// GOMAXPROCS=1, every Gosched hands the processor to the other).
+func switchOnce(iters int) time.Duration {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	start := time.Now()
+	for k := 0; k < 2; k++ {
+		go func() {
+			defer wg.Done()
+			for i := 0; i < iters; i++ {
+				runtime.Gosched()
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// spawnOnce: start tasks empty goroutines and wait for all of them.
+func spawnOnce(tasks int) time.Duration {
+	var wg sync.WaitGroup
+	wg.Add(tasks)
+	start := time.Now()
+	for i := 0; i < tasks; i++ {
+		go func() { wg.Done() }()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// pingpong: round trips over a cap-1 channel each way, after iters/10
+// unrecorded warm-up rounds; ns per round trip.
+func pingpong(iters int) []int64 {
+	warmup := iters / 10
+	ab := make(chan int, 1)
+	ba := make(chan int, 1)
+	go func() {
+		for v := range ab {
+			ba <- v
+		}
+	}()
+	samples := make([]int64, 0, iters)
+	for i := 0; i < warmup+iters; i++ {
+		t := time.Now()
+		ab <- i
+		<-ba
+		if i >= warmup {
+			samples = append(samples, time.Since(t).Nanoseconds())
+		}
+	}
+	close(ab)
+	return samples
+}
+
+func skynet(c chan<- int64, num, size, div int64) {
+	if size == 1 {
+		c <- num
+		return
+	}
+	rc := make(chan int64, div)
+	sub := size / div
+	for i := int64(0); i < div; i++ {
+		go skynet(rc, num+i*sub, sub, div)
+	}
+	var sum int64
+	for i := int64(0); i < div; i++ {
+		sum += <-rc
+	}
+	c <- sum
+}
+
+// skynetOnce: the 10-ary tree with leaves leaves; the sum is checked.
+func skynetOnce(leaves int64) time.Duration {
+	c := make(chan int64, 1)
+	start := time.Now()
+	go skynet(c, 0, leaves, 10)
+	sum := <-c
+	d := time.Since(start)
+	if want := leaves * (leaves - 1) / 2; sum != want {
+		fail(fmt.Sprintf("skynet sum %d, expected %d", sum, want))
+	}
+	return d
+}
+
+// ringOnce: tasks goroutines in a cycle of unbuffered (rendezvous)
+// channels pass one token carrying the hops left; the one that receives
+// 0 signals the end.
+func ringOnce(tasks, hops int) time.Duration {
+	chans := make([]chan int, tasks)
+	for i := range chans {
+		chans[i] = make(chan int)
+	}
+	done := make(chan struct{})
+	for i := 0; i < tasks; i++ {
+		in, next := chans[i], chans[(i+1)%tasks]
+		go func() {
+			for left := range in {
+				if left == 0 {
+					close(done)
+					return
+				}
+				next <- left - 1
+			}
+		}()
+	}
+	start := time.Now()
+	chans[0] <- hops
+	<-done
+	d := time.Since(start)
+	// The token is gone, so nobody sends any more: closing every channel
+	// ends the goroutines still waiting.
+	for _, c := range chans {
+		close(c)
+	}
+	return d
+}
+
+// yieldManyOnce: tasks goroutines each yield yields times.
+func yieldManyOnce(tasks, yields int) time.Duration {
+	var wg sync.WaitGroup
+	wg.Add(tasks)
+	start := time.Now()
+	for i := 0; i < tasks; i++ {
+		go func() {
+			defer wg.Done()
+			for j := 0; j < yields; j++ {
+				runtime.Gosched()
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+func link(left int, done chan<- struct{}) {
+	if left == 0 {
+		done <- struct{}{}
+		return
+	}
+	go link(left-1, done)
+}
+
+// chainOnce: a chain of tasks goroutines, each starting the next.
+func chainOnce(tasks int) time.Duration {
+	done := make(chan struct{}, 1)
+	start := time.Now()
+	go link(tasks-1, done)
+	<-done
+	return time.Since(start)
+}
+
+// wakeup: schbench's shape. Each message goroutine, every round, sends
+// the time to each of its workers over a cap-1 channel, then waits for
+// all their acks; a worker records now - stamp (after the warm-up
+// rounds), spins thinkNs and acks.
+func wakeup(o options) []int64 {
+	think := time.Duration(o.thinkNs)
+	results := make(chan []int64, o.messengers*o.workers)
+	var workers, messengers sync.WaitGroup
+	for m := 0; m < o.messengers; m++ {
+		acks := make(chan struct{}, o.workers)
+		txs := make([]chan time.Time, o.workers)
+		for w := range txs {
+			tx := make(chan time.Time, 1)
+			txs[w] = tx
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				lats := make([]int64, 0, o.rounds)
+				round := 0
+				for stamp := range tx {
+					lat := time.Since(stamp).Nanoseconds()
+					if round >= o.warmup {
+						lats = append(lats, lat)
+					}
+					round++
+					t := time.Now()
+					for time.Since(t) < think {
+					}
+					acks <- struct{}{}
+				}
+				results <- lats
+			}()
+		}
+		messengers.Add(1)
+		go func() {
+			defer messengers.Done()
+			for r := 0; r < o.rounds; r++ {
+				for _, tx := range txs {
+					tx <- time.Now()
+				}
+				for range txs {
+					<-acks
+				}
+			}
+			for _, tx := range txs {
+				close(tx)
+			}
+		}()
+	}
+	messengers.Wait()
+	workers.Wait()
+	close(results)
+	var all []int64
+	for l := range results {
+		all = append(all, l...)
+	}
+	return all
+}

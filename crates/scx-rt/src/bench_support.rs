@@ -1,0 +1,196 @@
+//! Handles on crate-private hot paths for the criterion micro-benchmarks
+//! (`benches/benches/micro.rs`). Not part of the public API: hidden from the
+//! docs and free to change.
+//!
+//! Nothing here re-implements a data structure or a protocol: each method
+//! is a thin call into the code the worker threads run (as `model` is for
+//! the loom models), so a benchmark measures the real thing.
+
+use crate::flags::DSQ_INVALID;
+use crate::loom::Ordering;
+use crate::task::TaskRef;
+
+/// A dispatch queue as a local DSQ holds it (`dsq::DsqQueue`, one run,
+/// FIFO or vtime-ordered).
+pub struct Dsq(crate::dsq::DsqQueue);
+
+impl Default for Dsq {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Dsq {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self(crate::dsq::DsqQueue::new(crate::flags::DSQ_LOCAL))
+    }
+
+    /// Links `p` at the tail (`head = false`) or the head in FIFO order.
+    /// Returns `false` if the queue holds vtime-ordered tasks.
+    #[inline]
+    pub fn push_fifo(&mut self, p: TaskRef, head: bool) -> bool {
+        self.0.push_fifo(p, head).is_ok()
+    }
+
+    /// Links `p` in vtime order (set it with `Task::set_dsq_vtime` first).
+    /// Returns `false` if the queue holds FIFO tasks.
+    #[inline]
+    pub fn push_vtime(&mut self, p: TaskRef) -> bool {
+        self.0.push_vtime(p).is_ok()
+    }
+
+    /// Unlinks the head task and clears its DSQ link field, as a CPU does
+    /// when it starts the task (so the token can be queued again).
+    #[inline]
+    pub fn pop(&mut self) -> Option<TaskRef> {
+        let p = self.0.pop()?;
+        p.scx.dsq.store(DSQ_INVALID, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// Number of queued tasks.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A CPU's doorbell (`doorbell::Doorbell`).
+pub struct Doorbell(crate::doorbell::Doorbell);
+
+impl Default for Doorbell {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Doorbell {
+    /// A doorbell whose owner is running (nobody sleeps on it).
+    pub fn new() -> Self {
+        Self(crate::doorbell::Doorbell::new())
+    }
+
+    /// The waker side: returns whether it made the wake syscall (never,
+    /// unless the owner sleeps).
+    #[inline]
+    pub fn ring(&self) -> bool {
+        self.0.ring()
+    }
+}
+
+/// The calling worker CPU's side of the slice timer (`timer::TimerState`),
+/// for the `slice-timer` workload of `scx-rt-bench`: what `schedule` does at
+/// every pick, and the flag the timer thread sets when the slice runs out.
+pub struct SliceTimer {
+    sh: std::sync::Arc<crate::sched::Shared>,
+    cpu: usize,
+}
+
+impl SliceTimer {
+    /// A handle on the CPU running the calling green task; `None` outside a
+    /// task. The task stays on that CPU (started tasks are bound to it).
+    pub fn current() -> Option<SliceTimer> {
+        match crate::worker::current() {
+            Some((sh, cpu, Some(_))) => Some(SliceTimer { sh, cpu }),
+            _ => None,
+        }
+    }
+
+    /// Publishes `deadline` (ns on `scx_rt_sys::clock::now_ns`; `u64::MAX`:
+    /// none) as this CPU's slice deadline: the real
+    /// `TimerState::set_deadline`, which rings the timer thread only when
+    /// the deadline is earlier than the one it sleeps until. The task's
+    /// own pick published a deadline before; this replaces it.
+    #[inline]
+    pub fn publish(&self, deadline: u64) {
+        self.sh.timer.set_deadline(&self.sh, self.cpu, deadline);
+    }
+
+    /// The deadline this CPU last published (at the pick that switched the
+    /// calling task in, unless `publish` replaced it).
+    #[inline]
+    pub fn deadline(&self) -> u64 {
+        self.sh.cpus[self.cpu]
+            .shared
+            .slice_deadline
+            .load(Ordering::Relaxed)
+    }
+
+    /// Whether this CPU's `need_resched` is set: the flag
+    /// `preempt_point()` reads, which the timer thread sets at expiry.
+    #[inline]
+    pub fn need_resched(&self) -> bool {
+        self.sh.cpus[self.cpu]
+            .shared
+            .need_resched
+            .load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Task;
+
+    #[test]
+    fn dsq_handle_keeps_order_and_relinks() {
+        let mut q = Dsq::new();
+        let toks: Vec<TaskRef> = (1..=3).map(Task::new_token).collect();
+        for t in &toks {
+            assert!(q.push_fifo(t.clone(), false));
+        }
+        assert_eq!(q.len(), 3);
+        // FIFO queue refuses a vtime insert.
+        assert!(!q.push_vtime(Task::new_token(9)));
+        let order: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|p| p.id()).collect();
+        assert_eq!(order, [1, 2, 3]);
+        assert!(q.is_empty());
+        // Popped tokens can be queued again, now in vtime order.
+        for (t, v) in toks.iter().zip([30, 10, 20]) {
+            t.set_dsq_vtime(v);
+            assert!(q.push_vtime(t.clone()));
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|p| p.id()).collect();
+        assert_eq!(order, [2, 3, 1]);
+    }
+
+    #[test]
+    fn slice_timer_publishes_and_the_timer_thread_fires() {
+        assert!(SliceTimer::current().is_none());
+        let rt = crate::Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .build()
+            .unwrap();
+        let fired = rt.block_on(|| {
+            let t = SliceTimer::current().expect("inside a task");
+            // The default scheduler gives the task a finite slice: its pick
+            // published a deadline.
+            assert_ne!(t.deadline(), u64::MAX);
+            let d = scx_rt_sys::clock::now_ns() + 1_000_000;
+            t.publish(d);
+            assert_eq!(t.deadline(), d);
+            // The real timer thread marks the CPU once `d` passes (a hang
+            // guard of 10 s, not a timing assertion).
+            let start = std::time::Instant::now();
+            while !t.need_resched() && start.elapsed().as_secs() < 10 {
+                std::hint::spin_loop();
+            }
+            let fired = t.need_resched() && scx_rt_sys::clock::now_ns() >= d;
+            t.publish(u64::MAX);
+            fired
+        });
+        assert!(fired, "the timer thread never set need_resched");
+    }
+
+    #[test]
+    fn ring_without_sleeper_makes_no_syscall() {
+        let d = Doorbell::new();
+        assert!(!d.ring());
+    }
+}

@@ -1,0 +1,236 @@
+//! `schedulers::Central` (scx_central) and the scheduler timers it runs on:
+//! every task completes under it, its timer preempts a CPU-bound task on a
+//! worker CPU, the dispatch-buffer retry keeps things moving with a batch
+//! of one, and a scheduler timer firing on a busy CPU is an interrupt (the
+//! task resumes without a `stopping`/`running` pair).
+#![cfg(not(scx_rt_loom))]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{guard, wait_until};
+use scx_rt::schedulers::Central;
+use scx_rt::{Ctx, DispatchCtx, EnqFlags, EnqueueCtx, InitCtx, Runtime, Scheduler, TaskRef};
+
+fn central_rt(n: usize, c: Central) -> Runtime {
+    Runtime::builder()
+        .nr_cpus(n)
+        .pin(false)
+        .scheduler(c)
+        .build()
+        .expect("runtime build")
+}
+
+#[test]
+fn every_task_completes_under_central() {
+    guard("central: 2000 tasks", || {
+        let c = Central::new();
+        let stats = c.stats();
+        let rt = central_rt(4, c);
+        let sum = Arc::new(AtomicU64::new(0));
+        let hs: Vec<_> = (0..2000u64)
+            .map(|i| {
+                let sum = sum.clone();
+                rt.spawn(move || {
+                    for _ in 0..3 {
+                        scx_rt::yield_now();
+                    }
+                    sum.fetch_add(i, Ordering::Relaxed);
+                    i
+                })
+            })
+            .collect();
+        let got: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(got, 1999 * 2000 / 2);
+        assert_eq!(sum.load(Ordering::Relaxed), got);
+        assert_eq!(rt.scheduler_name(), "central", "{:?}", rt.exit_info());
+        assert!(stats.enqueued.load(Ordering::Relaxed) >= 2000);
+        assert!(stats.dispatched.load(Ordering::Relaxed) > 0);
+        assert!(stats.timer_runs.load(Ordering::Relaxed) > 0);
+    });
+}
+
+#[test]
+fn central_timer_preempts_a_cpu_bound_task_on_a_worker_cpu() {
+    guard("central: timer preemption", || {
+        let c = Central::new()
+            .slice(Duration::from_millis(2))
+            .timer_interval(Duration::from_micros(500));
+        let stats = c.stats();
+        let rt = central_rt(2, c);
+        let started = Arc::new(AtomicBool::new(false));
+        let other_ran = Arc::new(AtomicBool::new(false));
+        // A spinner on worker CPU 1 with an infinite slice: nothing but the
+        // central timer's PREEMPT kick can make it give up the CPU.
+        let (s2, o2) = (started.clone(), other_ran.clone());
+        let spinner = rt.spawn_on(1, move || {
+            s2.store(true, Ordering::Release);
+            let mut spins = 0u64;
+            while !o2.load(Ordering::Acquire) {
+                scx_rt::preempt_point();
+                spins += 1;
+            }
+            spins
+        });
+        wait_until("the spinner to start", || started.load(Ordering::Acquire));
+        let before = rt.stats().cpus[1].preemptions;
+        let o3 = other_ran.clone();
+        let other = rt.spawn_on(1, move || {
+            o3.store(true, Ordering::Release);
+            scx_rt::current_cpu()
+        });
+        assert_eq!(other.join().unwrap(), Some(1));
+        assert!(spinner.join().unwrap() > 0);
+        assert!(rt.stats().cpus[1].preemptions > before);
+        assert!(stats.timer_kicks.load(Ordering::Relaxed) >= 1);
+    });
+}
+
+#[test]
+fn central_with_a_batch_of_one_retries_and_completes() {
+    guard("central: batch of one", || {
+        let c = Central::new().dispatch_max_batch(1);
+        let stats = c.stats();
+        let rt = central_rt(4, c);
+        let done = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..500)
+            .map(|_| {
+                let done = done.clone();
+                rt.spawn(move || {
+                    scx_rt::yield_now();
+                    scx_rt::sleep(Duration::from_micros(50));
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(done.load(Ordering::Relaxed), 500);
+        assert_eq!(rt.scheduler_name(), "central", "{:?}", rt.exit_info());
+        assert!(stats.retries.load(Ordering::Relaxed) > 0);
+    });
+}
+
+#[test]
+fn a_central_cpu_outside_the_runtime_fails_init_and_falls_back() {
+    guard("central: bad central cpu", || {
+        let rt = central_rt(2, Central::new().central_cpu(5));
+        let hs: Vec<_> = (0..100).map(|i| rt.spawn(move || i)).collect();
+        let sum: i32 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(sum, 99 * 100 / 2);
+        let info = common::wait_ejected(&rt);
+        assert!(info.msg.contains("ops.init failed"), "{}", info.msg);
+        assert_eq!(rt.scheduler_name(), "fifo");
+    });
+}
+
+/// A global-FIFO scheduler with a periodic timer on CPU 1 that counts its
+/// runs and the `running`/`stopping` calls on CPU 1 (where one task runs).
+#[derive(Default)]
+struct Ticker {
+    fired: AtomicU64,
+    fired_on: AtomicUsize,
+    running: AtomicU64,
+    stopping: AtomicU64,
+}
+
+#[derive(Clone, Default)]
+struct TickerRef(Arc<Ticker>);
+
+impl Scheduler for TickerRef {
+    fn init(&self, ctx: &InitCtx<'_>) -> Result<(), i32> {
+        ctx.timer_start(3, 200_000, 1);
+        Ok(())
+    }
+    fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
+        ctx.dispatch(p, scx_rt::DSQ_GLOBAL, scx_rt::SLICE_INF, f);
+    }
+    fn dispatch(&self, _ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {}
+    fn running(&self, ctx: &Ctx<'_>, _p: &TaskRef) {
+        if ctx.cpu() == Some(1) {
+            self.0.running.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn stopping(&self, ctx: &Ctx<'_>, _p: &TaskRef, _runnable: bool) {
+        if ctx.cpu() == Some(1) {
+            self.0.stopping.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn timer(&self, ctx: &Ctx<'_>, id: u32) {
+        assert_eq!(id, 3);
+        self.0.fired.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .fired_on
+            .store(ctx.cpu().unwrap_or(usize::MAX), Ordering::Relaxed);
+        ctx.timer_start(3, 200_000, 1);
+    }
+}
+
+#[test]
+fn a_scheduler_timer_interrupts_a_busy_cpu_without_a_switch() {
+    guard("scheduler timer on a busy CPU", || {
+        let t = TickerRef::default();
+        let st = t.0.clone();
+        let rt = Runtime::builder()
+            .nr_cpus(2)
+            .pin(false)
+            .scheduler(t)
+            .build()
+            .unwrap();
+        let go = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g2, s2, st2) = (go.clone(), stop.clone(), st.clone());
+        let h = rt.spawn_on(1, move || {
+            g2.store(true, Ordering::Release);
+            let at_start = st2.fired.load(Ordering::Relaxed);
+            while !s2.load(Ordering::Acquire) {
+                scx_rt::preempt_point();
+            }
+            st2.fired.load(Ordering::Relaxed) - at_start
+        });
+        wait_until("the spinner to start", || go.load(Ordering::Acquire));
+        let base = st.fired.load(Ordering::Relaxed);
+        wait_until("five timer runs while the task spins", || {
+            st.fired.load(Ordering::Relaxed) >= base + 5
+        });
+        stop.store(true, Ordering::Release);
+        let seen_by_task = h.join().unwrap();
+        assert!(
+            seen_by_task >= 5,
+            "timer ran {seen_by_task} times during the spin"
+        );
+        assert_eq!(st.fired_on.load(Ordering::Relaxed), 1);
+        // One running at the start and one stopping at the end: the timer
+        // runs were interrupts, not switches. (Only this task ran on CPU 1.)
+        // The stopping of the exit comes after join returns.
+        wait_until("the task's stopping", || {
+            st.stopping.load(Ordering::Relaxed) >= 1
+        });
+        assert_eq!(st.running.load(Ordering::Relaxed), 1);
+        assert_eq!(st.stopping.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn an_invalid_timer_id_is_a_scheduler_error() {
+    struct Bad;
+    impl Scheduler for Bad {
+        fn init(&self, ctx: &InitCtx<'_>) -> Result<(), i32> {
+            ctx.timer_start(scx_rt::ops_timer::MAX_OPS_TIMERS, 1000, 0);
+            Ok(())
+        }
+        fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
+            ctx.dispatch(p, scx_rt::DSQ_GLOBAL, scx_rt::SLICE_DFL, f);
+        }
+    }
+    guard("invalid timer id", || {
+        let rt = common::rt_with(2, Bad);
+        assert_eq!(rt.spawn(|| 7).join().unwrap(), 7);
+        let info = common::wait_ejected(&rt);
+        assert!(info.msg.contains("invalid timer id"), "{}", info.msg);
+    });
+}
