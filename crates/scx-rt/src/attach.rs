@@ -36,7 +36,7 @@ use std::sync::Arc;
 use crate::exit::ExitKind;
 use crate::loom::Ordering;
 use crate::ops::{Ctx, InitCtx, InitTaskArgs, Scheduler};
-use crate::sched::{self, call, SchedSlot, Shared};
+use crate::sched::{self, call, call_task, SchedSlot, Shared};
 use crate::task::{Affinity, TaskState};
 
 /// Why [`crate::Runtime::attach`] refused or failed.
@@ -110,7 +110,7 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
                 continue;
             }
             let ctx = InitCtx::new(sh, Some(rq.cpu));
-            if let Some(Err(code)) = call(sh, "init_task", || {
+            if let Some(Err(code)) = call_task(sh, "init_task", p, || {
                 slot.ops.init_task(&ctx, p, InitTaskArgs { fork: false })
             }) {
                 sh.ops_error(format!("ops.init_task failed ({code}) for task {}", p.id()));
@@ -124,9 +124,9 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
                 continue;
             }
             let ctx = Ctx::new(sh, Some(rq.cpu));
-            call(sh, "enable", || slot.ops.enable(&ctx, p));
+            call_task(sh, "enable", p, || slot.ops.enable(&ctx, p));
             p.set_state(TaskState::Enabled);
-            call(sh, "set_weight", || {
+            call_task(sh, "set_weight", p, || {
                 slot.ops.set_weight(&ctx, p, p.weight())
             });
             if slot.wants_cpumask {
@@ -134,7 +134,9 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
                     Affinity::All => crate::cpumask::Cpumask::full(sh.nr_cpus),
                     Affinity::Mask(m) => (**m).clone(),
                 };
-                call(sh, "set_cpumask", || slot.ops.set_cpumask(&ctx, p, &mask));
+                call_task(sh, "set_cpumask", p, || {
+                    slot.ops.set_cpumask(&ctx, p, &mask)
+                });
             }
         }
         // 4. The rqs follow; the fallback is no longer called.

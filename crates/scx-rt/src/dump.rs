@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use crate::loom::Ordering;
 use crate::ops::DumpCtx;
-use crate::sched::{call, now, Shared};
+use crate::sched::{call, call_task, now, Shared};
 use crate::task::{opss, TaskRef};
 
 fn task_line(out: &mut String, p: &TaskRef, curr: bool, now: u64, nr_cpus: usize) {
@@ -139,7 +139,7 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
         for (p, curr) in tasks {
             task_line(&mut out, p, curr, now, sh.nr_cpus);
             let mut dctx = DumpCtx::new(sh, Some(c.id));
-            call(sh, "dump_task", || slot.ops.dump_task(&mut dctx, p));
+            call_task(sh, "dump_task", p, || slot.ops.dump_task(&mut dctx, p));
             for l in dctx.out.lines() {
                 let _ = writeln!(out, "    {l}");
             }

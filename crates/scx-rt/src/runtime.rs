@@ -22,7 +22,7 @@ use crate::exit::ExitInfo;
 use crate::flags::WakeFlags;
 use crate::loom::Ordering;
 use crate::ops::{Ctx, InitCtx, InitTaskArgs, Scheduler};
-use crate::sched::{self, call, now, Config, Shared};
+use crate::sched::{self, call, call_task, now, Config, Shared};
 use crate::sync::wait::{wait_on, wake_all, WaitList};
 use crate::task::{Affinity, Task, TaskId, TaskRef, TaskState};
 use crate::worker;
@@ -889,7 +889,7 @@ where
     let slot = sh.cur_slot();
     p.scx.sched_gen.store(slot.gen, Ordering::Release);
     let ictx = InitCtx::new(sh, from);
-    let init = call(sh, "init_task", || {
+    let init = call_task(sh, "init_task", &p, || {
         slot.ops.init_task(&ictx, &p, InitTaskArgs { fork: true })
     });
     if let Some(Err(code)) = init {
@@ -897,9 +897,9 @@ where
     }
     p.set_state(TaskState::Ready);
     let ctx = Ctx::new(sh, from);
-    call(sh, "enable", || slot.ops.enable(&ctx, &p));
+    call_task(sh, "enable", &p, || slot.ops.enable(&ctx, &p));
     p.set_state(TaskState::Enabled);
-    call(sh, "set_weight", || {
+    call_task(sh, "set_weight", &p, || {
         slot.ops.set_weight(&ctx, &p, p.weight())
     });
     if slot.wants_cpumask {
@@ -907,7 +907,9 @@ where
             Affinity::All => Cpumask::full(sh.nr_cpus),
             Affinity::Mask(m) => (**m).clone(),
         };
-        call(sh, "set_cpumask", || slot.ops.set_cpumask(&ctx, &p, &mask));
+        call_task(sh, "set_cpumask", &p, || {
+            slot.ops.set_cpumask(&ctx, &p, &mask)
+        });
     }
     drop(fork);
     sched::wake_up(sh, &p, WakeFlags::FORK, from);

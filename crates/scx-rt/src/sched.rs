@@ -364,6 +364,25 @@ impl Shared {
             return; // a late error of a scheduler that already left
         }
         let name = self.cur_slot().name.clone();
+        let mut msg = msg;
+        // Errors the runtime detects name where (a scheduler's own
+        // `ctx.error` message is passed through as written).
+        if kind == ExitKind::Error {
+            let c = ERR_CTX.with(|c| c.get());
+            let mut parts = Vec::new();
+            if let Some(op) = c.op {
+                parts.push(format!("ops.{op}"));
+            }
+            if let Some(t) = c.task {
+                parts.push(format!("task {t}"));
+            }
+            if let Some(cpu) = c.cpu.or_else(worker_cpu) {
+                parts.push(format!("cpu {cpu}"));
+            }
+            if !parts.is_empty() {
+                msg = format!("{msg} ({})", parts.join(", "));
+            }
+        }
         if self.exit.claim(kind, code, msg, &name, current) {
             // Make some worker reach a safe point soon.
             for c in self.cpus.iter() {
@@ -412,7 +431,70 @@ impl Shared {
 }
 
 /// Runs a scheduler callback, turning a panic into an ops error.
-pub(crate) fn call<R>(sh: &Shared, op: &str, f: impl FnOnce() -> R) -> Option<R> {
+/// Where an error is detected: the callback (or the callback whose verdict
+/// is being carried out), its task and CPU. Appended to every error
+/// message, so an ejection names all three (SPEC.md §6.3).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ErrCtx {
+    pub op: Option<&'static str>,
+    pub task: Option<u64>,
+    pub cpu: Option<usize>,
+}
+
+std::thread_local! {
+    static ERR_CTX: std::cell::Cell<ErrCtx> = const {
+        std::cell::Cell::new(ErrCtx { op: None, task: None, cpu: None })
+    };
+}
+
+/// Restores the previous error context when dropped.
+pub(crate) struct ErrCtxGuard(ErrCtx);
+
+impl Drop for ErrCtxGuard {
+    fn drop(&mut self) {
+        ERR_CTX.with(|c| c.set(self.0));
+    }
+}
+
+/// Sets the error context until the guard is dropped.
+pub(crate) fn err_ctx(op: &'static str, task: Option<&TaskRef>, cpu: Option<usize>) -> ErrCtxGuard {
+    let cpu = cpu.or_else(worker_cpu);
+    ErrCtxGuard(ERR_CTX.with(|c| {
+        c.replace(ErrCtx {
+            op: Some(op),
+            task: task.map(|p| p.id()),
+            cpu,
+        })
+    }))
+}
+
+/// The CPU of the calling worker thread, if it is one.
+fn worker_cpu() -> Option<usize> {
+    #[cfg(not(scx_rt_loom))]
+    return crate::worker::current_cpu();
+    #[cfg(scx_rt_loom)]
+    return None;
+}
+
+/// Calls scheduler callback `op` about task `p`; see [`call`].
+pub(crate) fn call_task<R>(
+    sh: &Shared,
+    op: &'static str,
+    p: &TaskRef,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    let _g = err_ctx(op, Some(p), None);
+    call_inner(sh, op, f)
+}
+
+/// Calls scheduler callback `op`, catching a panic (an ops error naming
+/// the callback).
+pub(crate) fn call<R>(sh: &Shared, op: &'static str, f: impl FnOnce() -> R) -> Option<R> {
+    let _g = err_ctx(op, None, None);
+    call_inner(sh, op, f)
+}
+
+fn call_inner<R>(sh: &Shared, op: &str, f: impl FnOnce() -> R) -> Option<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -595,7 +677,7 @@ pub(crate) fn enqueue_task(
     activate(rq, p);
     let slot = sh.slot(rq.sched_gen);
     let ctx = Ctx::new(sh, Some(rq.cpu));
-    call(sh, "runnable", || slot.ops.runnable(&ctx, p, f));
+    call_task(sh, "runnable", p, || slot.ops.runnable(&ctx, p, f));
     do_enqueue_task(sh, rq, p, f);
 }
 
@@ -615,7 +697,7 @@ fn do_enqueue_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, 
         return dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
     }
     if p.scx.ddsp_dsq_id.load(Ordering::Relaxed) != DSQ_INVALID {
-        return direct_dispatch(sh, rq, p, f);
+        return direct_dispatch(sh, rq, p, f, "select_cpu");
     }
     let qseq = rq.ops_qseq << opss::QSEQ_SHIFT;
     rq.ops_qseq += 1;
@@ -625,9 +707,9 @@ fn do_enqueue_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, 
         .store(opss::QUEUEING | qseq, Ordering::Relaxed);
     let slot = sh.slot(rq.sched_gen);
     let mut ctx = EnqueueCtx::new(sh, rq.cpu, p);
-    call(sh, "enqueue", || slot.ops.enqueue(&mut ctx, p, f));
+    call_task(sh, "enqueue", p, || slot.ops.enqueue(&mut ctx, p, f));
     if ctx.dispatched() {
-        direct_dispatch(sh, rq, p, f);
+        direct_dispatch(sh, rq, p, f, "enqueue");
     } else {
         // The scheduler owns the task now.
         p.scx
@@ -637,7 +719,15 @@ fn do_enqueue_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, 
 }
 
 /// Executes a recorded direct-dispatch verdict (SPEC.md §2.5). rq locked.
-fn direct_dispatch(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, f: EnqFlags) {
+/// `op` is the callback that gave the verdict (named in errors).
+fn direct_dispatch(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    p: &TaskRef,
+    f: EnqFlags,
+    op: &'static str,
+) {
+    let _ctx = err_ctx(op, Some(p), Some(rq.cpu));
     let id = p.scx.ddsp_dsq_id.swap(DSQ_INVALID, Ordering::Relaxed);
     let f = f | EnqFlags(p.scx.ddsp_enq_flags.swap(0, Ordering::Relaxed)) | EnqFlags::CLEAR_OPSS;
     match find_dsq_for_dispatch(sh, rq.cpu, id) {
@@ -708,7 +798,7 @@ fn select_task_rq(sh: &Shared, p: &TaskRef, wake_flags: WakeFlags, from: Option<
     } else {
         let slot = sh.cur_slot();
         let mut ctx = SelectCpuCtx::new(sh, from, p);
-        match call(sh, "select_cpu", || {
+        match call_task(sh, "select_cpu", p, || {
             slot.ops.select_cpu(&mut ctx, p, prev, wake_flags)
         }) {
             Some(c) => c as i64,
@@ -716,6 +806,7 @@ fn select_task_rq(sh: &Shared, p: &TaskRef, wake_flags: WakeFlags, from: Option<
         }
     };
     if cpu < 0 || cpu as usize >= sh.nr_cpus {
+        let _ctx = err_ctx("select_cpu", Some(p), from);
         sh.ops_error(format!("select_cpu returned invalid CPU {cpu}"));
         p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
         return fallback_cpu(sh, p, prev);
@@ -783,7 +874,7 @@ fn ops_dequeue(sh: &Shared, rq: &RqSynced, p: &TaskRef, f: DeqFlags) {
             opss::QUEUED => {
                 let slot = sh.slot(rq.sched_gen);
                 let ctx = Ctx::new(sh, Some(rq.cpu));
-                call(sh, "dequeue", || slot.ops.dequeue(&ctx, p, f));
+                call_task(sh, "dequeue", p, || slot.ops.dequeue(&ctx, p, f));
                 if p.scx
                     .ops_state
                     .compare_exchange(s, opss::NONE, Ordering::AcqRel, Ordering::Acquire)
@@ -866,9 +957,9 @@ pub(crate) fn dequeue_task(
     let slot = sh.slot(rq.sched_gen);
     let ctx = Ctx::new(sh, Some(rq.cpu));
     if is_curr {
-        call(sh, "stopping", || slot.ops.stopping(&ctx, p, false));
+        call_task(sh, "stopping", p, || slot.ops.stopping(&ctx, p, false));
     }
-    call(sh, "quiescent", || slot.ops.quiescent(&ctx, p, f));
+    call_task(sh, "quiescent", p, || slot.ops.quiescent(&ctx, p, f));
     if f.contains(DeqFlags::SLEEP) {
         p.set_flag(tflags::DEQD_FOR_SLEEP);
     } else {
@@ -904,6 +995,7 @@ fn finish_dispatch(
     id: u64,
     f: EnqFlags,
 ) {
+    let _ctx = err_ctx("dispatch", Some(p), Some(rq.cpu));
     loop {
         let s = p.ops_state();
         match s & opss::STATE_MASK {
@@ -1302,7 +1394,7 @@ fn put_prev_task(
     }
     let slot = sh.slot(rq.sched_gen);
     let ctx = Ctx::new(sh, Some(rq.cpu));
-    call(sh, "stopping", || slot.ops.stopping(&ctx, p, true));
+    call_task(sh, "stopping", p, || slot.ops.stopping(&ctx, p, true));
     if p.has_flag(tflags::RESET_RUNNABLE_AT) {
         p.scx.runnable_at.store(now, Ordering::Relaxed);
         p.clear_flag(tflags::RESET_RUNNABLE_AT);
@@ -1344,7 +1436,7 @@ fn set_next_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, no
     p.scx.on_cpu.store(true, Ordering::Relaxed);
     let slot = sh.slot(rq.sched_gen);
     let ctx = Ctx::new(sh, Some(rq.cpu));
-    call(sh, "running", || slot.ops.running(&ctx, p));
+    call_task(sh, "running", p, || slot.ops.running(&ctx, p));
 }
 
 /// The CPU entered its pick path: releases `KICK_WAIT`ers (SPEC.md §4.3).
@@ -1421,10 +1513,10 @@ pub(crate) fn task_leave_scheduler_locked(
     }
     let ctx = Ctx::new(sh, Some(rq.cpu));
     if p.state() == crate::task::TaskState::Enabled {
-        call(sh, "disable", || slot.ops.disable(&ctx, p));
+        call_task(sh, "disable", p, || slot.ops.disable(&ctx, p));
         p.set_state(crate::task::TaskState::Ready);
     }
-    call(sh, "exit_task", || {
+    call_task(sh, "exit_task", p, || {
         slot.ops
             .exit_task(&ctx, p, crate::ops::ExitTaskArgs { cancelled })
     });

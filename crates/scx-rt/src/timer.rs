@@ -55,9 +55,10 @@
 //! The cost of this choice is the timer thread's wake-up after an expiry
 //! (the 6–10 µs futex wake, paid by the worker in `schedule`), and that the
 //! thread needs a CPU to run on: on a machine whose every CPU is busy, its
-//! wake-up latency is the OS scheduler's. Setting its timer slack to 1 ns
-//! (`scx_rt_sys::sigtimer::set_timer_slack`) removes up to 50 µs that the
-//! kernel may otherwise add to each expiry.
+//! wake-up latency is the OS scheduler's. The thread sets its timer slack to
+//! 1 ns (`scx_rt_sys::sigtimer::set_timer_slack`, in `timer_main`), which
+//! removes the up to 50 µs the kernel would otherwise add to each expiry;
+//! workers do the same for their sleep-timer timeouts.
 //!
 //! # Protocol
 //!

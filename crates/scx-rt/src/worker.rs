@@ -31,7 +31,7 @@ use crate::flags::{DeqFlags, WakeFlags};
 use crate::loom::Ordering;
 use crate::ops::Ctx;
 use crate::rq::RqSynced;
-use crate::sched::{self, call, now, Shared};
+use crate::sched::{self, call, call_task, now, Shared};
 use crate::task::TaskRef;
 
 /// Why a task stopped running.
@@ -268,7 +268,7 @@ fn schedule(
                 if rq.bypassing() {
                     p.set_slice(0);
                 } else {
-                    call(sh, "yield", || slot.ops.yield_(&ctx, &p, None));
+                    call_task(sh, "yield", &p, || slot.ops.yield_(&ctx, &p, None));
                 }
                 prev_task = Some(p);
             }
@@ -279,7 +279,7 @@ fn schedule(
                     if rq.bypassing() {
                         p.set_slice(0);
                     } else {
-                        call(sh, "tick", || slot.ops.tick(&ctx, &p));
+                        call_task(sh, "tick", &p, || slot.ops.tick(&ctx, &p));
                     }
                 }
                 prev_task = Some(p);

@@ -79,6 +79,20 @@ fn dispatch_to_a_nonexistent_user_dsq() {
 }
 
 #[test]
+fn an_error_names_the_callback_the_task_and_the_cpu() {
+    let s = enqueue_fault("bad-dsq-ctx", 10, |ctx, p, f| {
+        ctx.dispatch(p, 4243, SLICE_DFL, f)
+    });
+    let info = eject_with(2, s);
+    assert_error(&info, ExitKind::Error, "non-existent DSQ");
+    assert!(
+        info.msg.contains("(ops.enqueue, task ") && info.msg.contains(", cpu "),
+        "msg: {}",
+        info.msg
+    );
+}
+
+#[test]
 fn dispatch_to_local_on_an_invalid_cpu() {
     let s = enqueue_fault("bad-local-on", 10, |ctx, p, f| {
         ctx.dispatch(p, DSQ_LOCAL_ON | 99, SLICE_DFL, f)
