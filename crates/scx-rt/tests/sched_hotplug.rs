@@ -35,6 +35,8 @@ struct State {
     /// Enqueues seen per task id (to check the moved tasks went through
     /// enqueue again).
     enqueues: Mutex<std::collections::HashMap<u64, u32>>,
+    /// `runnable_at` seen at each enqueue, per task id.
+    runnable_at: Mutex<std::collections::HashMap<u64, Vec<u64>>>,
 }
 
 struct H(Arc<State>);
@@ -77,6 +79,12 @@ impl Scheduler for H {
     }
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
         *self.0.enqueues.lock().entry(p.id()).or_default() += 1;
+        self.0
+            .runnable_at
+            .lock()
+            .entry(p.id())
+            .or_default()
+            .push(p.runnable_at());
         if self.0.to1.lock().contains(&p.id()) {
             ctx.dispatch(p, DSQ_LOCAL_ON | 1, SLICE_DFL, f);
         } else {
@@ -181,6 +189,10 @@ fn offline_moves_queued_tasks_through_enqueue_and_keeps_the_pinned_one() {
                 st.enqueues.lock()[&id] >= 2,
                 "task {id} did not go back through enqueue"
             );
+            // SPEC.md §11 invariant 30: the move (a dequeue and an enqueue
+            // without running) keeps the time it became runnable.
+            let ra = st.runnable_at.lock()[&id].clone();
+            assert_eq!(ra[0], ra[1], "task {id}: runnable_at reset by a move");
         }
         assert!(!stop.load(Ordering::Relaxed));
         // No dispatch on the offline CPU, and it is never idle for others.
