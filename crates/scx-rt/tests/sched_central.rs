@@ -49,7 +49,6 @@ fn every_task_completes_under_central() {
         assert_eq!(rt.scheduler_name(), "central", "{:?}", rt.exit_info());
         assert!(stats.enqueued.load(Ordering::Relaxed) >= 2000);
         assert!(stats.dispatched.load(Ordering::Relaxed) > 0);
-        assert!(stats.timer_runs.load(Ordering::Relaxed) > 0);
     });
 }
 
