@@ -39,17 +39,13 @@ pub fn row(subject: Subject, tasks: u64, samples: &[f64]) -> Row {
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let Sizes { tasks, reps } = sizes(ctx);
-    ctx.scx(NAME, rows, || {
-        Ok(vec![row(
-            Subject::ScxRt,
-            tasks,
-            &scx(&ctx.cpus, tasks, reps)?,
-        )])
-    })?;
-    ctx.peer(NAME, Subject::Tokio, rows, || {
-        let samples = tokio::chained_spawn(&ctx.cpus, tasks, reps)?;
-        Ok(vec![row(Subject::Tokio, tasks, &samples)])
-    });
+    ctx.scx_then_tokio(
+        NAME,
+        rows,
+        |s, samples| row(s, tasks, samples),
+        || scx(&ctx.cpus, tasks, reps),
+        || tokio::chained_spawn(&ctx.cpus, tasks, reps),
+    )?;
     go::peer(ctx, NAME, rows);
     Ok(())
 }

@@ -195,6 +195,23 @@ impl Ctx {
         progress_done(workload, Subject::ScxRt, t);
         Ok(())
     }
+
+    /// The common shape of a throughput workload: the scx-rt samples (one
+    /// figure per repetition), then tokio's, each made into a row by `row`.
+    pub fn scx_then_tokio(
+        &self,
+        workload: &str,
+        rows: &mut Vec<Row>,
+        row: impl Fn(Subject, &[f64]) -> Row,
+        scx: impl FnOnce() -> Result<Vec<f64>, String>,
+        tokio: impl FnOnce() -> Result<Vec<f64>, String>,
+    ) -> Result<(), String> {
+        self.scx(workload, rows, || Ok(vec![row(Subject::ScxRt, &scx()?)]))?;
+        self.peer(workload, Subject::Tokio, rows, || {
+            Ok(vec![row(Subject::Tokio, &tokio()?)])
+        });
+        Ok(())
+    }
 }
 
 fn progress_done(workload: &str, subject: Subject, t: Instant) {

@@ -62,21 +62,15 @@ pub fn row(subject: Subject, leaves: u64, samples: &[f64]) -> Row {
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let Sizes { leaves, reps } = sizes(ctx);
-    ctx.scx(NAME, rows, || {
-        Ok(vec![row(
-            Subject::ScxRt,
-            leaves,
-            &scx(&ctx.cpus, leaves, reps)?,
-        )])
-    })?;
-    ctx.peer(NAME, Subject::Tokio, rows, || {
-        let samples = tokio::skynet(&ctx.cpus, leaves, reps)?;
-        Ok(vec![row(Subject::Tokio, leaves, &samples)])
-    });
+    ctx.scx_then_tokio(
+        NAME,
+        rows,
+        |s, samples| row(s, leaves, samples),
+        || scx(&ctx.cpus, leaves, reps),
+        || tokio::skynet(&ctx.cpus, leaves, reps),
+    )?;
     ctx.peer(NAME, Subject::May, rows, || may::rows(ctx, NAME));
-    if go::ready(ctx) {
-        ctx.peer(NAME, Subject::Go, rows, || go::rows(ctx, NAME));
-    }
+    go::peer(ctx, NAME, rows);
     Ok(())
 }
 

@@ -40,21 +40,15 @@ pub fn row(subject: Subject, tasks: u64, samples: &[f64]) -> Row {
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let Sizes { tasks, reps } = sizes(ctx);
-    ctx.scx(NAME, rows, || {
-        Ok(vec![row(
-            Subject::ScxRt,
-            tasks,
-            &scx(&ctx.cpus, tasks, reps)?,
-        )])
-    })?;
-    ctx.peer(NAME, Subject::Tokio, rows, || {
-        let samples = tokio::spawn(&ctx.cpus, tasks, reps)?;
-        Ok(vec![row(Subject::Tokio, tasks, &samples)])
-    });
+    ctx.scx_then_tokio(
+        NAME,
+        rows,
+        |s, samples| row(s, tasks, samples),
+        || scx(&ctx.cpus, tasks, reps),
+        || tokio::spawn(&ctx.cpus, tasks, reps),
+    )?;
     ctx.peer(NAME, Subject::May, rows, || may::rows(ctx, NAME));
-    if go::ready(ctx) {
-        ctx.peer(NAME, Subject::Go, rows, || go::rows(ctx, NAME));
-    }
+    go::peer(ctx, NAME, rows);
     ctx.peer(NAME, Subject::OsThreads, rows, || {
         let os_tasks = tasks.min(OS_TASKS_MAX);
         let samples = threads::spawn(&ctx.cpus, os_tasks, reps)?;
