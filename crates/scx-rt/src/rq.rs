@@ -12,9 +12,12 @@
 //!
 //! | class | may be taken while holding | never while holding |
 //! |---|---|---|
-//! | disable lock (`Shared::disabling`) | nothing (a safe point) | any other lock |
-//! | bypass-depth lock (`Shared::bypass_depth`) | nothing, or the disable lock | an rq or DSQ lock |
+//! | enable lock (`Shared::enable_lock`, attach/detach) | nothing | any other lock |
+//! | disable lock (`Shared::disabling`) | nothing (a safe point), or the enable lock | any lock below it |
+//! | bypass-depth lock (`Shared::bypass_depth`) | nothing, the enable or the disable lock | an rq or DSQ lock, the fork lock |
+//! | fork lock (`Shared::fork_lock`; spawn shared, attach/disable exclusive) | nothing, the enable or the disable lock | an rq or DSQ lock |
 //! | hotplug lock (`Hotplug`) | nothing | any other lock |
+//! | task-registry shard lock (leaf) | an rq lock, or the fork lock | any other lock |
 //! | rq lock (spin) | nothing, the disable lock, or the scheduler's own locks | another rq lock, a DSQ lock |
 //! | user-DSQ table (rwlock) | one rq lock | a DSQ lock |
 //! | non-local DSQ lock (spin) | one rq lock, the user-DSQ table | another DSQ lock |
