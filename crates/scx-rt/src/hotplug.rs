@@ -128,8 +128,9 @@ pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
         .collect();
     for p in movable {
         // The list was taken under the lock, but the lock is dropped
-        // between moves: skip a task that left meanwhile.
-        if !p.is_queued() || p.cpu() != cpu {
+        // between moves: skip a task that was picked (and may be running
+        // now), blocked, or moved away meanwhile.
+        if !crate::sched::waits_on_rq(&rq, &p) {
             continue;
         }
         let dst = crate::sched::fallback_cpu(sh, &p, cpu);

@@ -530,6 +530,22 @@ fn activate(rq: &mut RqSynced, p: &TaskRef) {
     rq.nr_running += 1;
 }
 
+/// Whether `p` waits on `rq` to run: it belongs to this rq, is runnable
+/// and is not running (it is on the rq's runnable list, which the running
+/// task leaves at `set_next_task` and a task in flight between two rqs is
+/// on neither's). Every pass that walks a snapshot of the runnable list and
+/// drops the rq lock between tasks (bypass, hotplug) re-checks a task with
+/// this before moving it: in the window the task may have been picked and
+/// started, blocked, been consumed by another CPU, or be on its way to
+/// this rq. rq locked.
+pub(crate) fn waits_on_rq(rq: &RqSynced, p: &TaskRef) -> bool {
+    p.cpu() == rq.cpu
+        && p.is_queued()
+        && !p.has_flag(tflags::MIGRATING)
+        && p.scx.runnable_slot.load(Ordering::Relaxed) != usize::MAX
+        && rq.curr.as_ref().is_none_or(|c| c.id() != p.id())
+}
+
 /// The task leaves this rq's runnable set (it stays QUEUED).
 fn deactivate(rq: &mut RqSynced, p: &TaskRef) {
     rq.runnable.remove(p);
@@ -791,8 +807,12 @@ fn select_task_rq(sh: &Shared, p: &TaskRef, wake_flags: WakeFlags, from: Option<
     // "not bypassing" and called the scheduler.
     let bypass = sh.cpus[prev].shared.bypassing.load(Ordering::Acquire);
     let cpu = if bypass {
-        let mut ctx = SelectCpuCtx::new(sh, from, p);
-        let (c, _) = ctx.select_cpu_dfl(p, prev, wake_flags);
+        // The runtime's own placement: the default selection itself, not
+        // the `select_cpu_dfl` helper, which a scheduler without built-in
+        // idle tracking may not call (SPEC.md §6.1: bypass must not depend
+        // on anything the scheduler chose). Its direct-dispatch verdict
+        // would be overridden at enqueue anyway.
+        let (c, _) = crate::idle::select_cpu_dfl(sh, from, p, prev, wake_flags);
         p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
         c as i64
     } else {
@@ -1410,13 +1430,16 @@ fn put_prev_task(
     }
 }
 
-/// `set_next_task_scx`: `p` (head of the local DSQ) starts running. rq
-/// locked.
+/// `set_next_task_scx`: `p`, picked from the head of the local DSQ,
+/// starts running. `put_prev_task` ran in between and may have put prev
+/// back at the head (slice left, as on a CPU that went offline while its
+/// balance had the rq lock dropped), so `p` is unlinked from wherever it
+/// is now, as the kernel's `set_next_task_scx` does. rq locked.
 fn set_next_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, now: u64) {
-    // SPEC.md §11 invariant 9: a CPU only starts the head of its local DSQ.
-    debug_assert!(
-        rq.local.peek().is_some_and(|h| h.id() == p.id()),
-        "cpu {} starting task {} that is not the head of its local DSQ",
+    debug_assert_eq!(
+        p.scx.dsq.load(Ordering::Relaxed),
+        rq.local.id,
+        "cpu {} starting task {} that is not on its local DSQ",
         rq.cpu,
         p.id()
     );
@@ -1464,6 +1487,8 @@ pub(crate) fn pick_next_task(
         }
         p
     } else {
+        // SPEC.md §11 invariant 9: a CPU starts only the head of its local
+        // DSQ, or continues prev.
         let n = rq.local.peek().cloned();
         if let Some(n) = &n {
             if n.slice() == 0 {
@@ -1560,10 +1585,9 @@ pub(crate) fn bypass(sh: &Shared, on: bool) {
         c.shared.bypassing.store(on, Ordering::Release);
         let tasks: Vec<TaskRef> = rq.runnable.iter().cloned().collect();
         for p in tasks {
-            let is_curr = rq.curr.as_ref().is_some_and(|c| c.id() == p.id());
             // The list was taken under the lock, which enqueue may drop
             // (a remote direct dispatch): skip a task that left meanwhile.
-            if is_curr || !p.is_queued() || p.cpu() != rq.cpu {
+            if !waits_on_rq(&rq, &p) {
                 continue;
             }
             dequeue_task(sh, &mut rq, &p, DeqFlags::SAVE, false);

@@ -346,8 +346,12 @@ fn schedule(
                 }
             }
             // Re-asserted on every idle pick, so a claimed CPU that got no
-            // work shows up again (SPEC.md §5, idle->idle refresh).
-            if slot.builtin_idle {
+            // work shows up again (SPEC.md §5, idle->idle refresh). Kept
+            // even when the scheduler turned built-in idle tracking off:
+            // the kernel then stops maintaining the masks, but here bypass
+            // placement uses them (the scheduler still cannot read them,
+            // its idle helpers are errors).
+            if !sh.idle.cpu.test(cpu) {
                 sh.idle.cpu.set(cpu);
             }
             c.shared.idle.store(true, Ordering::Relaxed);

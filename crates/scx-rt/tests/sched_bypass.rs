@@ -180,3 +180,137 @@ fn bypass_guards_nest() {
     assert_eq!(rt.spawn(|| 6).join().unwrap(), 6);
     assert!(h.0.enqueue.load(Ordering::SeqCst) > e);
 }
+
+/// A FIFO-like policy with the given ops flags and, when `builtin_idle` is
+/// off, its own idle tracking (`update_idle` without `KEEP_BUILTIN_IDLE`
+/// turns the built-in masks off, as in the kernel).
+struct Flagged {
+    flags: scx_rt::OpsFlags,
+    builtin_idle: bool,
+    idle_updates: Arc<AtomicU64>,
+}
+
+impl Scheduler for Flagged {
+    fn name(&self) -> &str {
+        "flagged"
+    }
+    fn flags(&self) -> scx_rt::OpsFlags {
+        self.flags
+    }
+    fn builtin_idle(&self) -> bool {
+        self.builtin_idle
+    }
+    fn update_idle(&self, _ctx: &Ctx<'_>, _cpu: usize, _idle: bool) {
+        self.idle_updates.fetch_add(1, Ordering::Relaxed);
+    }
+    fn select_cpu(
+        &self,
+        ctx: &mut SelectCpuCtx<'_>,
+        p: &TaskRef,
+        prev: usize,
+        w: WakeFlags,
+    ) -> i32 {
+        if self.builtin_idle || self.flags.contains(scx_rt::OpsFlags::KEEP_BUILTIN_IDLE) {
+            ctx.select_cpu_dfl(p, prev, w).0 as i32
+        } else {
+            prev as i32
+        }
+    }
+    fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
+        if f.contains(EnqFlags::LAST) {
+            // ENQ_LAST: the scheduler owes the CPU a follow-up event.
+            ctx.dispatch(p, DSQ_LOCAL, ctx.slice_dfl(), EnqFlags::empty());
+            ctx.kick_cpu(p.cpu(), KickFlags::empty());
+            return;
+        }
+        ctx.dispatch(p, scx_rt::DSQ_GLOBAL, ctx.slice_dfl(), EnqFlags::empty());
+    }
+}
+
+/// Wakes tasks (sleep, channel hand-offs) so that placement runs while the
+/// runtime is in bypass.
+fn wakeup_burst(rt: &Runtime, n: usize) {
+    let hs: Vec<_> = (0..n)
+        .map(|i| {
+            rt.spawn(move || {
+                scx_rt::sleep(std::time::Duration::from_micros(50 + (i as u64 % 7) * 10));
+                let (tx, rx) = scx_rt::sync::channel::<usize>(1);
+                let c = scx_rt::spawn(move || rx.recv().unwrap());
+                tx.send(i).unwrap();
+                assert_eq!(c.join().unwrap(), i);
+                scx_rt::yield_now();
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+/// Bypass placement is the runtime's own: for every combination of the
+/// known ops flags, with built-in idle tracking on and off, attach (which
+/// bypasses), an explicit bypass with wake-ups inside it, and detach
+/// (which bypasses again) end the scheduler only with the detach.
+#[test]
+fn bypass_never_calls_a_helper_the_scheduler_forbade() {
+    guard("bypass: every ops-flags combination", || {
+        let rt = Runtime::builder().nr_cpus(2).pin(false).build().unwrap();
+        let all = scx_rt::OpsFlags::ALL.bits();
+        let bits: Vec<u64> = (0..64)
+            .map(|b| 1u64 << b)
+            .filter(|b| all & b != 0)
+            .collect();
+        for combo in 0u64..(1 << bits.len()) {
+            let flags = scx_rt::OpsFlags(
+                bits.iter()
+                    .enumerate()
+                    .filter(|(i, _)| combo & (1 << i) != 0)
+                    .fold(0, |a, (_, b)| a | b),
+            );
+            for builtin_idle in [true, false] {
+                let idle_updates = Arc::new(AtomicU64::new(0));
+                rt.attach(Flagged {
+                    flags,
+                    builtin_idle,
+                    idle_updates: idle_updates.clone(),
+                })
+                .unwrap();
+                let bg = {
+                    let hs: Vec<_> = (0..8)
+                        .map(|i| {
+                            rt.spawn(move || {
+                                for _ in 0..20 {
+                                    scx_rt::sleep(std::time::Duration::from_micros(30 + i));
+                                }
+                            })
+                        })
+                        .collect();
+                    hs
+                };
+                wakeup_burst(&rt, 8);
+                {
+                    let _b = rt.bypass();
+                    wakeup_burst(&rt, 16);
+                }
+                wakeup_burst(&rt, 8);
+                for h in bg {
+                    h.join().unwrap();
+                }
+                assert!(
+                    rt.detach(),
+                    "{flags:?} builtin_idle={builtin_idle}: ended early: {:?}",
+                    rt.exit_info()
+                );
+                let info = rt.exit_info().expect("a detach leaves exit info");
+                assert_eq!(
+                    info.kind,
+                    scx_rt::ExitKind::Unreg,
+                    "{flags:?} builtin_idle={builtin_idle}: {info:?}"
+                );
+                if !builtin_idle && !flags.contains(scx_rt::OpsFlags::KEEP_BUILTIN_IDLE) {
+                    assert!(idle_updates.load(Ordering::Relaxed) > 0);
+                }
+            }
+        }
+    });
+}
