@@ -56,7 +56,7 @@ impl Scheduler for Mover {
     ) -> i32 {
         let nr = self.nr.load(Ordering::Relaxed);
         let next = (prev + 1) % nr;
-        if p.id() % 4 == 0 {
+        if p.id().is_multiple_of(4) {
             ctx.dispatch(
                 p,
                 DSQ_LOCAL_ON | next as u64,
@@ -137,7 +137,7 @@ fn churn_run(rt: Runtime, seed: u64, tasks: usize, what: &str, max_ejections: u6
                     rt.cpu_online(cpu).is_ok()
                 };
                 flips += u64::from(r);
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     std::thread::yield_now();
                 }
             }
@@ -174,7 +174,7 @@ fn churn_run(rt: Runtime, seed: u64, tasks: usize, what: &str, max_ejections: u6
                 for _ in 0..(kind % 4) {
                     scx_rt::yield_now();
                 }
-                if kind % 5 == 0 {
+                if kind.is_multiple_of(5) {
                     scx_rt::sleep(Duration::from_micros(20 + kind % 50));
                 }
                 if let Some(tx) = tx {
@@ -191,7 +191,7 @@ fn churn_run(rt: Runtime, seed: u64, tasks: usize, what: &str, max_ejections: u6
                     }
                     assert_eq!(got, 3, "task {j}: lost channel messages");
                 }
-                if kind % 3 == 0 {
+                if kind.is_multiple_of(3) {
                     let c = scx_rt::spawn(move || {
                         scx_rt::yield_now();
                         j
