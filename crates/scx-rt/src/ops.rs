@@ -428,7 +428,8 @@ impl<'a> Ctx<'a> {
     /// fires within a futex timeout's slack (tens of µs) of its deadline,
     /// and on a busy CPU at the running task's next preemption point. A
     /// timer pinned to an offline CPU runs on an online one. An invalid id
-    /// or CPU is a scheduler error.
+    /// or CPU is a scheduler error. A delay that ends past the clock's range
+    /// (`u64::MAX` ns) never fires, as if the timer were not armed.
     pub fn timer_start(&self, id: u32, delay_ns: u64, cpu: usize) {
         if id >= crate::ops_timer::MAX_OPS_TIMERS {
             self.sh.ops_error(format!("invalid timer id {id}"));

@@ -207,8 +207,8 @@ impl Builder {
 
     /// How long an idle worker spins before sleeping (default 50 µs). Zero
     /// sleeps at once; `Duration::MAX` (anything of `u64::MAX` ns or more)
-    /// never sleeps: idle workers spin at 100% CPU, which is the lowest
-    /// wake-up latency and nothing else.
+    /// never sleeps: idle workers spin at 100% CPU, for the lowest wake-up
+    /// latency at the cost of a busy core each.
     pub fn idle_poll(mut self, d: Duration) -> Self {
         self.idle_poll = d;
         self
