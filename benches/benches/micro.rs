@@ -325,7 +325,7 @@ fn kick_cpu(c: &mut Criterion) {
                 rt.block_on(move || {
                     let t = Instant::now();
                     for _ in 0..iters {
-                        r.kick_cpu(black_box(0), flags);
+                        r.kick_cpu(black_box(0), flags).expect("kick cpu 0");
                     }
                     t.elapsed()
                 })

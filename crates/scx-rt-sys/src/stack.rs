@@ -110,6 +110,14 @@ pub const THREAD_CACHE_POOLS: usize = 4;
 /// to at least this).
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 
+/// Largest stack size a runtime should ask for (1 GiB): a slab of
+/// [`STACKS_PER_SLAB`] such stacks is 64 GiB of address space, which a
+/// 64-bit process can map (`MAP_NORESERVE`, so no memory is committed).
+/// [`StackPool::new`] takes any size, but beyond this one mapping a slab
+/// becomes unlikely, and a size whose slab length overflows `usize` makes
+/// every [`StackPool::get`] fail.
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+
 /// Bytes at the top of a trimmed stack that stay resident: most tasks only
 /// ever touch the top page or two.
 pub const TRIM_KEEP: usize = 16 * 1024;
@@ -246,8 +254,27 @@ struct Synced {
 }
 
 impl Shared {
+    /// Guard plus stack. Only called once [`Shared::slab_len`] succeeded
+    /// (a slab was mapped), so it cannot overflow.
     fn slot_size(&self) -> usize {
         self.guard_size + self.stack_size
+    }
+
+    /// Bytes of one slab, or an error if that overflows `usize` (a stack
+    /// size near `usize::MAX`).
+    fn slab_len(&self) -> io::Result<usize> {
+        self.guard_size
+            .checked_add(self.stack_size)
+            .and_then(|slot| slot.checked_mul(STACKS_PER_SLAB))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!(
+                        "a slab of {STACKS_PER_SLAB} stacks of {} bytes exceeds the address space",
+                        self.stack_size
+                    ),
+                )
+            })
     }
 
     fn lock(&self) -> MutexGuard<'_, Synced> {
@@ -276,7 +303,7 @@ impl Shared {
     /// Carves a new slot (mapping a slab if needed), with the lock held.
     fn carve(&self, synced: &mut Synced) -> io::Result<usize> {
         if synced.carve_next == synced.carve_end {
-            let len = self.slot_size() * STACKS_PER_SLAB;
+            let len = self.slab_len()?;
             // SAFETY: a fresh anonymous private mapping; no existing memory is
             // affected (no MAP_FIXED) and all arguments are valid.
             let addr = unsafe {
@@ -560,14 +587,22 @@ impl std::fmt::Debug for StackPool {
 
 impl StackPool {
     /// A pool of `stack_size`-byte stacks (rounded up to whole pages, at
-    /// least [`MIN_STACK_SIZE`]). Maps nothing until the first `get`.
+    /// least [`MIN_STACK_SIZE`]). Maps nothing until the first `get`. Never
+    /// fails: a size too large to map (see [`MAX_STACK_SIZE`]) makes every
+    /// `get` return an error instead.
     pub fn new(stack_size: usize) -> StackPool {
         Self::with_options(stack_size, false)
     }
 
     fn with_options(stack_size: usize, force_mprotect: bool) -> StackPool {
         let page = page_size();
-        let stack_size = stack_size.max(MIN_STACK_SIZE).div_ceil(page) * page;
+        // Rounding up overflows only within a page of `usize::MAX`: such a
+        // size keeps its largest page multiple, whose slab length overflows
+        // (`Shared::slab_len`), so `get` fails.
+        let stack_size = stack_size
+            .max(MIN_STACK_SIZE)
+            .checked_next_multiple_of(page)
+            .unwrap_or(usize::MAX - usize::MAX % page);
         StackPool {
             shared: Arc::new(Shared {
                 stack_size,
@@ -756,6 +791,25 @@ mod tests {
             assert!(w[0].end <= w[1].start);
         }
         assert_eq!(pool.allocated(), stacks.len());
+    }
+
+    /// Sizes too large to map: `new` does not overflow while rounding, and
+    /// `get` fails with an error (never a panic), every time.
+    #[test]
+    fn huge_stack_sizes_fail_get_cleanly() {
+        for size in [
+            usize::MAX,
+            usize::MAX - page_size(),
+            usize::MAX / STACKS_PER_SLAB,
+        ] {
+            let pool = StackPool::new(size);
+            assert_eq!(pool.stack_size() % page_size(), 0);
+            for _ in 0..2 {
+                let e = pool.get().expect_err("a huge stack was allocated");
+                assert_eq!(e.kind(), io::ErrorKind::OutOfMemory, "{size:#x}: {e}");
+            }
+            assert_eq!(pool.allocated(), 0);
+        }
     }
 
     #[test]

@@ -42,6 +42,13 @@ use crate::task::{Affinity, TaskState};
 /// Why [`crate::Runtime::attach`] refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttachError {
+    /// The scheduler failed the checks the kernel makes at load (unknown
+    /// ops flag bits, a timeout or dispatch batch above its limit, a bad
+    /// name: [`InvalidOps`](crate::InvalidOps), `-EINVAL`/`-E2BIG` in the
+    /// kernel). Checked first: nothing was disturbed, no callback of the
+    /// refused scheduler ran, and the running scheduler stays.
+    #[error("scheduler refused: {0}")]
+    Invalid(#[source] crate::ops::InvalidOps),
     /// Another scheduler is attached (`-EBUSY`); nothing was disturbed.
     #[error("scheduler {attached:?} is attached; detach it first")]
     Busy {
@@ -69,6 +76,7 @@ pub(crate) fn finish_disable(sh: &Shared) {
 }
 
 pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachError> {
+    crate::ops::validate_ops(&*ops).map_err(AttachError::Invalid)?;
     let _e = sh.enable_lock.lock();
     finish_disable(sh);
     let cur = sh.cur_slot();

@@ -18,6 +18,13 @@ pub const SLICE_INF: u64 = u64::MAX;
 
 /// Default dispatch buffer size (`SCX_DSP_DFL_MAX_BATCH`).
 pub const DSP_DFL_MAX_BATCH: u32 = 32;
+/// Largest `Scheduler::dispatch_max_batch` accepted at attach (the kernel
+/// refuses more than `INT_MAX` with `-E2BIG`).
+pub const DSP_MAX_BATCH: u32 = i32::MAX as u32;
+
+/// Longest scheduler name in bytes (`SCX_OPS_NAME_LEN` = 128, less the
+/// kernel's terminating NUL).
+pub const OPS_NAME_MAX: usize = 127;
 /// Iterations of the dispatch loop before the CPU kicks itself
 /// (`SCX_DSP_MAX_LOOPS`).
 pub const DSP_MAX_LOOPS: u32 = 32;
@@ -28,6 +35,15 @@ pub const STACKS_KEEP_RESIDENT: usize = 1024;
 
 /// Default green stack size (virtual; only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Largest green stack size `Builder::stack_size` accepts (1 GiB, as Go's
+/// goroutine limit): the stack pool maps stacks in slabs of 64, so one slab
+/// of the largest stacks is 64 GiB of address space, and a larger size is
+/// refused at build instead of failing at every spawn.
+pub const MAX_STACK_SIZE: usize = scx_rt_sys::stack::MAX_STACK_SIZE;
+
+/// Smallest green stack size; smaller requests are rounded up to it.
+pub const MIN_STACK_SIZE: usize = scx_rt_sys::stack::MIN_STACK_SIZE;
 
 /// Default cap on the threads of a runtime's blocking pool
 /// (`spawn_blocking`), as tokio's.

@@ -121,7 +121,8 @@ flag_type! {
 }
 
 impl OpsFlags {
-    /// Every flag scx-rt knows; other bits are rejected at attach.
+    /// Every flag scx-rt knows; a scheduler whose `flags` has any other bit
+    /// is refused at build and attach (`InvalidOps::UnknownFlags`).
     pub const ALL: OpsFlags = OpsFlags((1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 16));
 }
 

@@ -2,7 +2,9 @@
 //!
 //! # Call side (any callback, or any thread through the runtime)
 //!
-//! 1. An invalid CPU is an ops error. A kick from a CPU that is bypassing is
+//! 1. An invalid CPU is an ops error (from a callback; `Runtime::kick_cpu`
+//!    returns a bad CPU or flag combination to its caller as a `KickError`
+//!    before it gets here). A kick from a CPU that is bypassing is
 //!    dropped (as the kernel drops kicks while its irq work may not run;
 //!    here, because the policy issuing it is being ejected).
 //! 2. `IDLE` with `PREEMPT` or `WAIT` is an ops error; the kick proceeds as

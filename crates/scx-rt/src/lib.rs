@@ -130,12 +130,13 @@ pub use flags::{
 pub use hotplug::HotplugError;
 pub use ops::{
     CreateDsqError, Ctx, DispatchCtx, DumpCtx, EnqueueCtx, ExitTaskArgs, InitCtx, InitTaskArgs,
-    Scheduler, SelectCpuCtx,
+    InvalidOps, Scheduler, SelectCpuCtx,
 };
 pub use rq::rqflags;
 #[cfg(not(scx_rt_loom))]
 pub use runtime::{
-    BuildError, Builder, BypassGuard, CpuStats, JoinError, JoinHandle, Runtime, Stats,
+    BuildError, Builder, BypassGuard, CpuStats, JoinError, JoinHandle, KickError, Runtime,
+    SpawnError, Stats,
 };
 pub use sched::BalanceStep;
 pub use task::{Task, TaskId, TaskRef, TaskState};
@@ -235,10 +236,19 @@ pub fn in_task() -> bool {
 
 /// Sleeps for `d`: blocks only the green task (its CPU keeps a timer and
 /// wakes on time without a polling thread); outside a task, sleeps the
-/// thread.
+/// thread. Zero returns at once; a duration past what the clock can
+/// represent (such as `Duration::MAX`) sleeps forever, as
+/// `std::thread::sleep` does (and keeps shutdown waiting, as any task
+/// blocked forever does).
 #[cfg(not(scx_rt_loom))]
 pub fn sleep(d: Duration) {
-    sleep_until(Instant::now() + d)
+    match Instant::now().checked_add(d) {
+        Some(deadline) => sleep_until(deadline),
+        None => loop {
+            // A century at a time: each deadline is representable.
+            sleep(Duration::from_secs(100 * 365 * 24 * 3600));
+        },
+    }
 }
 
 /// Sleeps until `deadline`.

@@ -121,17 +121,27 @@ pub struct ExitTaskArgs {
 /// defaults to what the kernel does when the op is absent.
 #[allow(unused_variables)]
 pub trait Scheduler: Send + Sync + 'static {
-    /// The scheduler's name (`ops.name`).
+    /// The scheduler's name (`ops.name`): 1 to
+    /// [`OPS_NAME_MAX`](crate::consts::OPS_NAME_MAX) (127) bytes of ASCII
+    /// letters, digits, `_`, `.` and `-` (the kernel's object-name rule,
+    /// plus `-`). Any other name is refused at build and attach with
+    /// [`InvalidOps`].
     fn name(&self) -> &str {
         "scheduler"
     }
 
-    /// `ops.flags`.
+    /// `ops.flags`: only the bits of [`OpsFlags::ALL`]. A scheduler that sets
+    /// any other bit is refused at build and attach with
+    /// [`InvalidOps::UnknownFlags`], which names the bits (the kernel
+    /// refuses it at load with `-EINVAL`).
     fn flags(&self) -> OpsFlags {
         OpsFlags::empty()
     }
 
-    /// Dispatch buffer size (`ops.dispatch_max_batch`); 0 means 32.
+    /// Dispatch buffer size (`ops.dispatch_max_batch`); 0 means 32. More
+    /// than [`DSP_MAX_BATCH`](crate::consts::DSP_MAX_BATCH) (`i32::MAX`) is
+    /// refused at build and attach (the kernel's `-E2BIG`). The buffer
+    /// grows as the scheduler fills it, so a large value reserves nothing.
     fn dispatch_max_batch(&self) -> u32 {
         0
     }
@@ -155,8 +165,10 @@ pub trait Scheduler: Send + Sync + 'static {
     /// The watchdog timeout in ms (`ops.timeout_ms`): a runnable task that
     /// waits longer, or a CPU stuck in one task that long with a reschedule
     /// pending, ends the scheduler with `ErrorStall` (the `watchdog`
-    /// module). 0 means the default and maximum, 30 000 ms; larger values
-    /// are capped to it (the kernel refuses to load them).
+    /// module). 0 means the default and maximum,
+    /// [`WATCHDOG_MAX_TIMEOUT_MS`](crate::consts::WATCHDOG_MAX_TIMEOUT_MS)
+    /// (30 000 ms); a larger value is refused at build and attach with
+    /// [`InvalidOps::TimeoutTooLong`] (the kernel's `-E2BIG`).
     fn timeout_ms(&self) -> u32 {
         0
     }
@@ -416,7 +428,8 @@ impl<'a> Ctx<'a> {
     /// fires within a futex timeout's slack (tens of µs) of its deadline,
     /// and on a busy CPU at the running task's next preemption point. A
     /// timer pinned to an offline CPU runs on an online one. An invalid id
-    /// or CPU is a scheduler error.
+    /// or CPU is a scheduler error. A delay that ends past the clock's range
+    /// (`u64::MAX` ns) never fires, as if the timer were not armed.
     pub fn timer_start(&self, id: u32, delay_ns: u64, cpu: usize) {
         if id >= crate::ops_timer::MAX_OPS_TIMERS {
             self.sh.ops_error(format!("invalid timer id {id}"));
@@ -784,6 +797,120 @@ pub enum CreateDsqError {
         /// The node.
         node: i32,
     },
+}
+
+/// Why a scheduler was refused before it was attached (the checks the
+/// kernel makes when a `sched_ext_ops` is loaded, SPEC.md §1.2). Nothing was
+/// started or changed: [`Builder::build`](crate::Builder::build) returns it
+/// as [`BuildError::Scheduler`](crate::BuildError::Scheduler), and
+/// [`Runtime::attach`](crate::Runtime::attach) as
+/// [`AttachError::Invalid`](crate::AttachError::Invalid), leaving the
+/// running scheduler in place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOps {
+    /// `Scheduler::flags` has bits outside [`OpsFlags::ALL`].
+    #[error("scheduler {name:?} sets unknown ops flag bits {bits:#x} (known flags: {known:#x})")]
+    UnknownFlags {
+        /// The scheduler's name.
+        name: String,
+        /// The unknown bits alone.
+        bits: u64,
+        /// Every bit scx-rt knows ([`OpsFlags::ALL`]).
+        known: u64,
+    },
+    /// `Scheduler::timeout_ms` is above the watchdog's maximum.
+    #[error("scheduler {name:?} asks for a watchdog timeout of {ms} ms; the maximum is {max} ms")]
+    TimeoutTooLong {
+        /// The scheduler's name.
+        name: String,
+        /// What `timeout_ms` returned.
+        ms: u32,
+        /// The maximum ([`WATCHDOG_MAX_TIMEOUT_MS`](crate::consts::WATCHDOG_MAX_TIMEOUT_MS)).
+        max: u32,
+    },
+    /// `Scheduler::dispatch_max_batch` is above `i32::MAX`.
+    #[error(
+        "scheduler {name:?} asks for a dispatch buffer of {requested} slots; the maximum is {max}"
+    )]
+    DispatchMaxBatch {
+        /// The scheduler's name.
+        name: String,
+        /// What `dispatch_max_batch` returned.
+        requested: u32,
+        /// The maximum ([`DSP_MAX_BATCH`](crate::consts::DSP_MAX_BATCH)).
+        max: u32,
+    },
+    /// `Scheduler::name` is empty.
+    #[error("the scheduler's name is empty")]
+    EmptyName,
+    /// `Scheduler::name` is longer than the limit.
+    #[error("the scheduler's name is {len} bytes long; the maximum is {max} bytes")]
+    NameTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The maximum ([`OPS_NAME_MAX`](crate::consts::OPS_NAME_MAX)).
+        max: usize,
+    },
+    /// `Scheduler::name` has a character outside the allowed set.
+    #[error(
+        "the scheduler's name {name:?} contains {ch:?}; only ASCII letters, digits, '_', '.' and '-' are allowed"
+    )]
+    NameChar {
+        /// The name.
+        name: String,
+        /// The first character not allowed.
+        ch: char,
+    },
+}
+
+/// The checks of [`InvalidOps`], in the order the kernel makes them at load
+/// (name, then flags, then the limits).
+pub(crate) fn validate_ops(ops: &dyn Scheduler) -> Result<(), InvalidOps> {
+    use crate::consts::{DSP_MAX_BATCH, OPS_NAME_MAX, WATCHDOG_MAX_TIMEOUT_MS};
+    let name = ops.name();
+    if name.is_empty() {
+        return Err(InvalidOps::EmptyName);
+    }
+    if name.len() > OPS_NAME_MAX {
+        return Err(InvalidOps::NameTooLong {
+            len: name.len(),
+            max: OPS_NAME_MAX,
+        });
+    }
+    if let Some(ch) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(InvalidOps::NameChar {
+            name: name.to_string(),
+            ch,
+        });
+    }
+    let unknown = ops.flags().without(OpsFlags::ALL);
+    if !unknown.is_empty() {
+        return Err(InvalidOps::UnknownFlags {
+            name: name.to_string(),
+            bits: unknown.bits(),
+            known: OpsFlags::ALL.bits(),
+        });
+    }
+    let ms = ops.timeout_ms();
+    if ms > WATCHDOG_MAX_TIMEOUT_MS {
+        return Err(InvalidOps::TimeoutTooLong {
+            name: name.to_string(),
+            ms,
+            max: WATCHDOG_MAX_TIMEOUT_MS,
+        });
+    }
+    let batch = ops.dispatch_max_batch();
+    if batch > DSP_MAX_BATCH {
+        return Err(InvalidOps::DispatchMaxBatch {
+            name: name.to_string(),
+            requested: batch,
+            max: DSP_MAX_BATCH,
+        });
+    }
+    Ok(())
 }
 
 /// Context of the dump callbacks: `dump` appends text.

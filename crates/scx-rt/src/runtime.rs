@@ -16,12 +16,14 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::consts::{DEFAULT_IDLE_POLL, DEFAULT_STACK_SIZE, SLICE_DFL};
+use crate::consts::{
+    DEFAULT_IDLE_POLL, DEFAULT_STACK_SIZE, MAX_CPUS, MAX_STACK_SIZE, SLICE_DFL, SLICE_INF,
+};
 use crate::cpumask::Cpumask;
 use crate::exit::ExitInfo;
 use crate::flags::WakeFlags;
 use crate::loom::Ordering;
-use crate::ops::{Ctx, InitCtx, InitTaskArgs, Scheduler};
+use crate::ops::{Ctx, InitCtx, InitTaskArgs, InvalidOps, Scheduler};
 use crate::sched::{self, call, call_task, now, Config, Shared};
 use crate::sync::wait::{wait_on, wake_all, WaitList};
 use crate::task::{Affinity, Task, TaskId, TaskRef, TaskState};
@@ -88,6 +90,23 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// The green stack size is above [`MAX_STACK_SIZE`].
+    #[error("a green stack of {requested} bytes was requested; the maximum is {max} bytes")]
+    StackSize {
+        /// What `Builder::stack_size` was given.
+        requested: usize,
+        /// The maximum ([`MAX_STACK_SIZE`], 1 GiB).
+        max: usize,
+    },
+    /// `Builder::slice` was given zero.
+    #[error("the default slice is zero; it must be at least 1 ns (`Duration::MAX` for no expiry)")]
+    ZeroSlice,
+    /// `Builder::max_blocking_threads` was given zero.
+    #[error("max_blocking_threads is zero; the blocking pool needs at least 1 thread")]
+    NoBlockingThreads,
+    /// The scheduler failed the checks the kernel makes at load.
+    #[error("scheduler refused: {0}")]
+    Scheduler(#[source] InvalidOps),
 }
 
 /// Configures and starts a [`Runtime`].
@@ -96,7 +115,7 @@ pub struct Builder {
     nr_cpus: Option<usize>,
     pin: bool,
     sched: Option<Arc<dyn Scheduler>>,
-    slice: u64,
+    slice: Duration,
     stack_size: usize,
     idle_poll: Duration,
     allow_migration: bool,
@@ -113,7 +132,7 @@ impl Default for Builder {
             nr_cpus: None,
             pin: true,
             sched: None,
-            slice: SLICE_DFL,
+            slice: Duration::from_nanos(SLICE_DFL),
             stack_size: DEFAULT_STACK_SIZE,
             idle_poll: DEFAULT_IDLE_POLL,
             allow_migration: false,
@@ -128,6 +147,12 @@ impl Default for Builder {
 impl Builder {
     /// The OS cores to run on, one worker (CPU) each; CPU ids inside the
     /// runtime are positions in this list. Default: every usable core.
+    ///
+    /// `build` refuses an empty list ([`BuildError::NoCpus`]), a core listed
+    /// twice ([`BuildError::DuplicateCpu`]), when pinned a core outside the
+    /// process's affinity mask ([`BuildError::CpuNotUsable`]), and more
+    /// than [`MAX_CPUS`] entries ([`BuildError::CpuLimit`]). Unpinned
+    /// (`pin(false)`) the values only need to be distinct.
     pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
         self.cpus = Some(cpus.into_iter().collect());
         self
@@ -135,6 +160,10 @@ impl Builder {
 
     /// Run `n` workers: the first `n` usable cores when pinned; any number
     /// (more than the cores, too) when `pin(false)`.
+    ///
+    /// `build` refuses 0 ([`BuildError::NoCpus`]), more than the usable
+    /// cores when pinned ([`BuildError::TooManyCpus`]), and more than
+    /// [`MAX_CPUS`] (1024) unpinned ([`BuildError::CpuLimit`]).
     pub fn nr_cpus(mut self, n: usize) -> Self {
         self.nr_cpus = Some(n);
         self
@@ -152,19 +181,34 @@ impl Builder {
         self
     }
 
-    /// The default slice (`SLICE_DFL` = 20 ms unless set).
+    /// The default slice (`SLICE_DFL` = 20 ms unless set), in whole
+    /// nanoseconds. `build` refuses zero ([`BuildError::ZeroSlice`]); a
+    /// duration of `u64::MAX` ns (about 584 years) or more, such as
+    /// `Duration::MAX`, is [`SLICE_INF`]: slices never expire.
     pub fn slice(mut self, d: Duration) -> Self {
-        self.slice = d.as_nanos().min(u64::MAX as u128) as u64;
+        self.slice = d;
         self
     }
 
-    /// Green stack size (virtual; default 256 KiB).
+    /// Green stack size in bytes (virtual: only the pages a task touches
+    /// cost memory; default 256 KiB). Rounded up to whole pages and to at
+    /// least [`MIN_STACK_SIZE`](crate::consts::MIN_STACK_SIZE) (16 KiB);
+    /// `build` refuses more than [`MAX_STACK_SIZE`] (1 GiB) with
+    /// [`BuildError::StackSize`].
+    ///
+    /// Stacks are mapped when tasks first run. If the OS refuses a mapping
+    /// then (an address-space limit, `RLIMIT_AS`), the task that needed it
+    /// never runs: its [`JoinHandle::join`] returns [`JoinError::NoStack`]
+    /// and the runtime goes on with the other tasks.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
         self
     }
 
-    /// How long an idle worker spins before sleeping (default 50 µs).
+    /// How long an idle worker spins before sleeping (default 50 µs). Zero
+    /// sleeps at once; `Duration::MAX` (anything of `u64::MAX` ns or more)
+    /// never sleeps: idle workers spin at 100% CPU, for the lowest wake-up
+    /// latency at the cost of a busy core each.
     pub fn idle_poll(mut self, d: Duration) -> Self {
         self.idle_poll = d;
         self
@@ -195,14 +239,16 @@ impl Builder {
     }
 
     /// Most threads the blocking pool ([`crate::spawn_blocking`]) runs at
-    /// once (default 512; at least 1). Further closures wait in its queue.
+    /// once (default 512). Further closures wait in its queue. `build`
+    /// refuses 0 ([`BuildError::NoBlockingThreads`]).
     pub fn max_blocking_threads(mut self, n: usize) -> Self {
-        self.max_blocking_threads = n.max(1);
+        self.max_blocking_threads = n;
         self
     }
 
     /// How long an idle blocking-pool thread waits for a closure before it
-    /// exits (default 10 s).
+    /// exits (default 10 s). Zero: a thread exits as soon as it finds the
+    /// queue empty; `Duration::MAX`: threads stay until shutdown.
     pub fn blocking_keep_alive(mut self, d: Duration) -> Self {
         self.blocking_keep_alive = d;
         self
@@ -226,8 +272,27 @@ impl Builder {
         self
     }
 
-    /// Starts one worker per CPU.
+    /// Checks the configuration, then starts one worker per CPU. Every
+    /// refusal is a [`BuildError`] naming the value and its limit (each
+    /// setter documents its own); nothing is started for a refused
+    /// configuration. A scheduler given to [`Builder::scheduler`] is checked
+    /// as [`Runtime::attach`] checks one ([`BuildError::Scheduler`]).
     pub fn build(self) -> Result<Runtime, BuildError> {
+        if self.slice.is_zero() {
+            return Err(BuildError::ZeroSlice);
+        }
+        if self.stack_size > MAX_STACK_SIZE {
+            return Err(BuildError::StackSize {
+                requested: self.stack_size,
+                max: MAX_STACK_SIZE,
+            });
+        }
+        if self.max_blocking_threads == 0 {
+            return Err(BuildError::NoBlockingThreads);
+        }
+        if let Some(s) = &self.sched {
+            crate::ops::validate_ops(&**s).map_err(BuildError::Scheduler)?;
+        }
         let usable = scx_rt_sys::affinity::usable_cpus().map_err(BuildError::Affinity)?;
         let usable_str = Cpumask::from_cpus(
             usable.iter().max().map_or(1, |m| m + 1),
@@ -266,6 +331,13 @@ impl Builder {
                     }
                     usable[..n].iter().map(|&c| Some(c)).collect()
                 } else {
+                    // Checked before the list is allocated.
+                    if n > MAX_CPUS {
+                        return Err(BuildError::CpuLimit {
+                            requested: n,
+                            max: MAX_CPUS,
+                        });
+                    }
                     vec![None; n]
                 }
             }
@@ -277,10 +349,10 @@ impl Builder {
             }
         };
         let n = os.len();
-        if n > crate::consts::MAX_CPUS {
+        if n > MAX_CPUS {
             return Err(BuildError::CpuLimit {
                 requested: n,
-                max: crate::consts::MAX_CPUS,
+                max: MAX_CPUS,
             });
         }
         let fallback = self.sched.is_none();
@@ -295,7 +367,7 @@ impl Builder {
             os.clone(),
             sched.clone(),
             Config {
-                slice_dfl: self.slice,
+                slice_dfl: u64::try_from(self.slice.as_nanos()).unwrap_or(SLICE_INF),
                 idle_poll_ns: self.idle_poll.as_nanos().min(u64::MAX as u128) as u64,
                 allow_migration: self.allow_migration,
                 record_balance: self.record_balance,
@@ -434,18 +506,35 @@ impl Runtime {
     /// Spawns a green task that may only run on CPU `cpu`.
     ///
     /// # Panics
-    /// If `cpu` is not a CPU of this runtime.
+    /// If `cpu` is not a CPU of this runtime (`cpu >= nr_cpus()`);
+    /// [`Runtime::try_spawn_on`] returns that as an error instead.
     pub fn spawn_on<F, T>(&self, cpu: usize, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        assert!(
-            cpu < self.sh.nr_cpus,
-            "spawn_on: no cpu {cpu} in this runtime"
-        );
+        match self.try_spawn_on(cpu, f) {
+            Ok(h) => h,
+            Err(e) => panic!("spawn_on: {e}"),
+        }
+    }
+
+    /// Spawns a green task that may only run on CPU `cpu`, or returns
+    /// [`SpawnError::NoSuchCpu`] (and drops `f`) if `cpu` is not a CPU of
+    /// this runtime.
+    pub fn try_spawn_on<F, T>(&self, cpu: usize, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if cpu >= self.sh.nr_cpus {
+            return Err(SpawnError::NoSuchCpu {
+                cpu,
+                nr_cpus: self.sh.nr_cpus,
+            });
+        }
         let m = Cpumask::from_cpus(self.sh.nr_cpus, [cpu]);
-        spawn_in(&self.sh, f, Affinity::Mask(Arc::new(m)))
+        Ok(spawn_in(&self.sh, f, Affinity::Mask(Arc::new(m))))
     }
 
     /// Runs the blocking closure `f` on this runtime's blocking pool, from
@@ -544,6 +633,10 @@ impl Runtime {
 
     /// Runs `f` as a green task and waits for its value (a panic in `f`
     /// resumes here).
+    ///
+    /// # Panics
+    /// If no stack could be allocated for the task
+    /// ([`JoinError::NoStack`]); `spawn` and `join` return that as an error.
     pub fn block_on<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send + 'static,
@@ -551,21 +644,37 @@ impl Runtime {
     {
         match self.spawn(f).join() {
             Ok(v) => v,
-            Err(e) => resume_unwind(e.into_panic()),
+            Err(JoinError::Panicked(p)) => resume_unwind(p),
+            Err(e) => panic!("block_on: {e}"),
         }
     }
 
     /// Kicks CPU `cpu` from outside the runtime (`scx_bpf_kick_cpu` from a
     /// thread that is no worker): the kick step runs at once, on this
-    /// thread, which holds no rq lock. As from a callback, an invalid CPU
-    /// or `IDLE` with `PREEMPT`/`WAIT` is a scheduler error; `WAIT` returns
-    /// once the target switched out the task it ran at kick time.
-    pub fn kick_cpu(&self, cpu: usize, flags: crate::flags::KickFlags) {
-        // An invalid kick is an error of the scheduler attached now.
-        let _ = self.sh.cur_slot();
+    /// thread, which holds no rq lock. `WAIT` returns once the target
+    /// switched out the task it ran at kick time.
+    ///
+    /// A CPU that is not in the runtime ([`KickError::NoSuchCpu`]) and
+    /// `IDLE` with `PREEMPT` or `WAIT` ([`KickError::IdleWith`]) are the
+    /// caller's errors: the kick is refused and the scheduler is left alone
+    /// (from a scheduler callback, [`Ctx::kick_cpu`] treats them as the
+    /// scheduler's errors, as the kernel does).
+    pub fn kick_cpu(&self, cpu: usize, flags: crate::flags::KickFlags) -> Result<(), KickError> {
+        use crate::flags::KickFlags;
+        if cpu >= self.sh.nr_cpus {
+            return Err(KickError::NoSuchCpu {
+                cpu,
+                nr_cpus: self.sh.nr_cpus,
+            });
+        }
+        if flags.contains(KickFlags::IDLE) && flags.intersects(KickFlags::PREEMPT | KickFlags::WAIT)
+        {
+            return Err(KickError::IdleWith { flags });
+        }
         let from = worker::cpu_in(&self.sh);
         crate::kick::kick_cpu(&self.sh, from, cpu, flags);
         crate::kick::run_pending(&self.sh, from);
+        Ok(())
     }
 
     /// What ended the last scheduler, if one was ejected or exited.
@@ -594,11 +703,15 @@ impl Runtime {
     }
 
     /// The balance decisions CPU `cpu` made since the last call, oldest
-    /// first (empty unless `Builder::record_balance(true)`). Each balance
-    /// pass ends with one of `KeepPrev`, `Local`, `Global`, `KeepPrevLast`,
-    /// `Idle`; `Dispatch` and `LoopCap` precede it.
+    /// first (empty unless `Builder::record_balance(true)`, and for a CPU
+    /// not in the runtime). Each balance pass ends with one of `KeepPrev`,
+    /// `Local`, `Global`, `KeepPrevLast`, `Idle`; `Dispatch` and `LoopCap`
+    /// precede it.
     pub fn take_balance_trace(&self, cpu: usize) -> Vec<crate::sched::BalanceStep> {
-        let mut rq = self.sh.cpus[cpu].rq.lock();
+        let Some(c) = self.sh.cpus.get(cpu) else {
+            return Vec::new();
+        };
+        let mut rq = c.rq.lock();
         rq.balance_trace
             .as_mut()
             .map(std::mem::take)
@@ -628,6 +741,7 @@ impl Runtime {
             .collect();
         Stats {
             live_tasks: self.sh.live_tasks.load(Ordering::Relaxed),
+            tasks_without_stack: self.sh.nr_no_stack.load(Ordering::Relaxed),
             ejections: self.sh.nr_ejections.load(Ordering::Relaxed),
             stacks_allocated: self.sh.stacks.allocated(),
             sysrq_dumps: self.sh.sysrq_dumps.load(Ordering::Relaxed),
@@ -687,6 +801,9 @@ impl Drop for BypassGuard {
 pub struct Stats {
     /// Tasks spawned and not finished.
     pub live_tasks: usize,
+    /// Tasks that never ran because no stack could be mapped for them
+    /// (their `join` returned [`JoinError::NoStack`]).
+    pub tasks_without_stack: u64,
     /// Schedulers ejected (errors or exits).
     pub ejections: u64,
     /// Green stacks allocated so far (live and cached).
@@ -725,12 +842,36 @@ pub enum JoinError {
     /// The task panicked; the payload is kept.
     #[error("task panicked")]
     Panicked(Box<dyn std::any::Any + Send + 'static>),
+    /// The task never ran: the OS refused the memory for its stack when it
+    /// was first scheduled (an address-space limit such as `RLIMIT_AS`, or
+    /// a refused overcommit). Its closure was dropped unrun, and it counts
+    /// as finished for the scheduler (`exit_task`) and for shutdown.
+    #[error("task {id} never ran: no {} KiB stack could be mapped for it: {source}", stack_size / 1024)]
+    NoStack {
+        /// The task.
+        id: TaskId,
+        /// The stack size it needed, in bytes.
+        stack_size: usize,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl std::fmt::Debug for JoinError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             JoinError::Panicked(p) => write!(f, "Panicked({:?})", sched::panic_msg(&**p)),
+            JoinError::NoStack {
+                id,
+                stack_size,
+                source,
+            } => f
+                .debug_struct("NoStack")
+                .field("id", id)
+                .field("stack_size", stack_size)
+                .field("source", source)
+                .finish(),
         }
     }
 }
@@ -742,22 +883,69 @@ impl JoinError {
     }
 
     /// The panic payload.
+    ///
+    /// # Panics
+    /// If the task did not panic ([`JoinError::NoStack`]); see
+    /// [`JoinError::try_into_panic`].
     pub fn into_panic(self) -> Box<dyn std::any::Any + Send + 'static> {
-        match self {
-            JoinError::Panicked(p) => p,
+        match self.try_into_panic() {
+            Ok(p) => p,
+            Err(e) => panic!("JoinError::into_panic on an error that is no panic: {e}"),
         }
     }
 
-    /// The panic message, when the payload is a string.
+    /// The panic payload, or the error itself when the task did not panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn std::any::Any + Send + 'static>, JoinError> {
+        match self {
+            JoinError::Panicked(p) => Ok(p),
+            e => Err(e),
+        }
+    }
+
+    /// The panic message when the payload is a string; for an error that
+    /// is no panic, its description.
     pub fn panic_message(&self) -> String {
         match self {
             JoinError::Panicked(p) => sched::panic_msg(&**p),
+            e => e.to_string(),
         }
     }
 }
 
+/// Why [`Runtime::try_spawn_on`] spawned nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpawnError {
+    /// The runtime has no such CPU.
+    #[error("no cpu {cpu} in this runtime ({nr_cpus} cpus)")]
+    NoSuchCpu {
+        /// The CPU asked for.
+        cpu: usize,
+        /// CPUs in the runtime.
+        nr_cpus: usize,
+    },
+}
+
+/// Why [`Runtime::kick_cpu`] refused a kick.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KickError {
+    /// The runtime has no such CPU.
+    #[error("no cpu {cpu} in this runtime ({nr_cpus} cpus)")]
+    NoSuchCpu {
+        /// The CPU asked for.
+        cpu: usize,
+        /// CPUs in the runtime.
+        nr_cpus: usize,
+    },
+    /// `IDLE` combined with `PREEMPT` or `WAIT`.
+    #[error("kick flags {flags:?}: IDLE cannot be combined with PREEMPT or WAIT")]
+    IdleWith {
+        /// The flags given.
+        flags: crate::flags::KickFlags,
+    },
+}
+
 struct PacketState<T> {
-    result: Option<std::thread::Result<T>>,
+    result: Option<Result<T, JoinError>>,
     done: bool,
     waiters: WaitList,
 }
@@ -777,12 +965,11 @@ impl<T> JoinHandle<T> {
     /// Waits for the task and returns its value. Blocks the OS thread, or
     /// only the green task when called from one.
     pub fn join(self) -> Result<T, JoinError> {
-        let r = wait_on(
+        wait_on(
             &self.packet.st,
             |s| if s.done { s.result.take() } else { None },
             |s| &mut s.waiters,
-        );
-        r.map_err(JoinError::Panicked)
+        )
     }
 
     /// Whether the task has finished.
@@ -794,6 +981,78 @@ impl<T> JoinHandle<T> {
     pub fn id(&self) -> TaskId {
         self.task.id()
     }
+}
+
+impl<T> Packet<T> {
+    /// Stores the task's outcome and wakes its joiners.
+    fn complete(&self, r: Result<T, JoinError>) {
+        let ws = {
+            let mut s = self.st.lock();
+            s.result = Some(r);
+            s.done = true;
+            s.waiters.take_all()
+        };
+        wake_all(ws);
+    }
+}
+
+std::thread_local! {
+    /// Why the task whose unstarted body this thread is dropping never ran
+    /// (set only around that drop, by [`fail_unstarted`]).
+    static NO_STACK: std::cell::Cell<Option<(usize, std::io::Error)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Held by a task's body until it first runs. If the body is dropped
+/// unrun instead (no stack could be mapped for it, [`fail_unstarted`]), it
+/// completes the join packet with [`JoinError::NoStack`], so `join` never
+/// waits for a task that will not run.
+struct Unstarted<T> {
+    id: TaskId,
+    /// `None` once the body started.
+    packet: Option<Arc<Packet<T>>>,
+}
+
+impl<T> Unstarted<T> {
+    /// The body is running: the packet is its to complete.
+    fn started(mut self) -> Arc<Packet<T>> {
+        self.packet.take().expect("a body starts once")
+    }
+}
+
+impl<T> Drop for Unstarted<T> {
+    fn drop(&mut self) {
+        let Some(pk) = self.packet.take() else {
+            return;
+        };
+        // Set by `fail_unstarted`, the one place that drops an unstarted
+        // body while the task is live.
+        let (stack_size, source) = NO_STACK.with(|c| c.take()).unwrap_or_else(|| {
+            (
+                0,
+                std::io::Error::other("the task was dropped before it ran"),
+            )
+        });
+        pk.complete(Err(JoinError::NoStack {
+            id: self.id,
+            stack_size,
+            source,
+        }));
+    }
+}
+
+/// The first resume of `t` found no stack (`err`): drops its body unrun,
+/// which completes its join packet with [`JoinError::NoStack`] and wakes its
+/// joiners. The caller then retires the task as an exited one. No lock
+/// held (the joiners are woken here).
+pub(crate) fn fail_unstarted(sh: &Shared, t: &TaskRef, err: std::io::Error) {
+    let fiber = t.body.lock().take();
+    debug_assert!(fiber.as_ref().is_some_and(|f| !f.is_started()));
+    sh.nr_no_stack.fetch_add(1, Ordering::Relaxed);
+    NO_STACK.with(|c| c.set(Some((sh.stacks.stack_size(), err))));
+    drop(fiber);
+    // Normally taken by the body's drop; never left for another task.
+    NO_STACK.with(|c| c.take());
 }
 
 /// Task ids are unique per process. Each thread takes them in blocks from
@@ -844,8 +1103,13 @@ where
             waiters: WaitList::default(),
         }),
     });
-    let pk = packet.clone();
+    let id = next_task_id();
+    let unstarted = Unstarted {
+        id,
+        packet: Some(packet.clone()),
+    };
     let body: scx_rt_sys::fiber::Body = Box::new(move || {
+        let pk = unstarted.started();
         let r = catch_unwind(AssertUnwindSafe(f));
         if r.is_err() && scx_rt_sys::fiber::unwinding_for_drop() {
             // The fiber is being dropped while suspended: let its forced
@@ -855,15 +1119,8 @@ where
             }
             return;
         }
-        let ws = {
-            let mut s = pk.st.lock();
-            s.result = Some(r);
-            s.done = true;
-            s.waiters.take_all()
-        };
-        wake_all(ws);
+        pk.complete(r.map_err(JoinError::Panicked));
     });
-    let id = next_task_id();
     let from = worker::cpu_in(sh);
     let p: TaskRef = Arc::new(Task::new(
         id,

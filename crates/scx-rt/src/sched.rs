@@ -64,7 +64,8 @@ pub(crate) struct SchedSlot {
     pub wants_cpumask: bool,
     /// `cpu_online`/`cpu_offline` are implemented (`SCX_HAS_OP`).
     pub hotplug: bool,
-    /// The watchdog timeout (`ops.timeout_ms`, defaulted and capped).
+    /// The watchdog timeout (`ops.timeout_ms`, defaulted; larger than the
+    /// maximum was refused by `validate_ops`).
     pub timeout_ns: u64,
     /// The built-in FIFO the runtime runs when no scheduler is attached
     /// (at build without one, and after every detach or ejection).
@@ -165,6 +166,8 @@ pub(crate) struct Shared {
     pub timer: crate::timer::TimerState,
     /// Counters (`Runtime::stats`).
     pub nr_ejections: AtomicU64,
+    /// Tasks that failed because no stack could be mapped for them.
+    pub nr_no_stack: AtomicU64,
     /// Dumps written for the SysRq-D signal.
     pub sysrq_dumps: AtomicU64,
     /// The scheduler's timers (`Ctx::timer_start`).
@@ -240,6 +243,7 @@ impl Shared {
             #[cfg(not(scx_rt_loom))]
             timer: crate::timer::TimerState::new(),
             nr_ejections: AtomicU64::new(0),
+            nr_no_stack: AtomicU64::new(0),
             sysrq_dumps: AtomicU64::new(0),
             ops_timers: crate::ops_timer::OpsTimers::new(),
             #[cfg(not(scx_rt_loom))]

@@ -41,7 +41,6 @@ pub(crate) enum Switch {
     Preempt,
     Block,
     Exit,
-    NoStack,
 }
 
 pub(crate) const SW_YIELD: usize = 1;
@@ -284,10 +283,6 @@ fn schedule(
                 }
                 prev_task = Some(p);
             }
-            Switch::NoStack => {
-                p.set_slice(0);
-                prev_task = Some(p);
-            }
             Switch::Block => {
                 if p.block_begin() {
                     sched::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
@@ -410,7 +405,13 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
             *t.body.lock() = None;
             Switch::Exit
         }
-        Err(_) => Switch::NoStack,
+        Err(e) => {
+            // No stack for its first run: retrying would spin on the same
+            // refusal, so the task fails instead (its `join` says why) and
+            // leaves like a finished one.
+            crate::runtime::fail_unstarted(sh, t, e);
+            Switch::Exit
+        }
     }
 }
 

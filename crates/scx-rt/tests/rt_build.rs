@@ -265,3 +265,202 @@ fn drop_waits_for_running_tasks() {
         assert_worker_threads(0, "after drop");
     });
 }
+
+// ---------------------------------------------------------------------
+// Values the builder cannot serve: each is a `BuildError` that names the
+// value and its limit, and nothing is started (issue 11, section 3).
+
+/// `build` must refuse `b`; returns the error after checking that no
+/// worker thread was started.
+fn refused(what: &str, b: scx_rt::Builder) -> BuildError {
+    let e = b.build().err().unwrap_or_else(|| panic!("{what}: built"));
+    assert_worker_threads(0, what);
+    e
+}
+
+#[test]
+fn stack_sizes_beyond_the_maximum_are_refused() {
+    let _s = serial();
+    let max = scx_rt::consts::MAX_STACK_SIZE;
+    assert_eq!(max, 1 << 30);
+    // usize::MAX overflowed the page rounding (a panic in debug builds,
+    // SIGSEGV in release); 1 << 44 built a runtime whose workers retried
+    // the stack mapping forever.
+    for size in [usize::MAX, usize::MAX - 4095, 1 << 44, max + 1] {
+        let e = refused(
+            "stack_size",
+            Runtime::builder().nr_cpus(1).pin(false).stack_size(size),
+        );
+        match e {
+            BuildError::StackSize { requested, max: m } => {
+                assert_eq!(requested, size);
+                assert_eq!(m, max);
+            }
+            other => panic!("stack_size({size}): expected StackSize, got {other:?}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&size.to_string()) && msg.contains(&max.to_string()),
+            "message names the size and the limit: {msg}"
+        );
+    }
+}
+
+#[test]
+fn the_largest_and_the_smallest_stack_sizes_build() {
+    let _s = serial();
+    with_timeout("stack-size-bounds", 60, || {
+        // The maximum itself builds (its stacks are mapped lazily; see
+        // rt_config.rs for a mapping the OS refuses).
+        let rt = Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .stack_size(scx_rt::consts::MAX_STACK_SIZE)
+            .build()
+            .expect("MAX_STACK_SIZE");
+        drop(rt);
+        // Sizes below the minimum are rounded up to it, and run.
+        for size in [0, 1, scx_rt::consts::MIN_STACK_SIZE - 1] {
+            let rt = Runtime::builder()
+                .nr_cpus(1)
+                .pin(false)
+                .stack_size(size)
+                .build()
+                .unwrap_or_else(|e| panic!("stack_size({size}): {e}"));
+            assert_eq!(rt.block_on(|| 6 * 7), 42);
+        }
+    });
+}
+
+#[test]
+fn a_zero_slice_is_refused() {
+    let _s = serial();
+    let e = refused(
+        "slice(0)",
+        Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .slice(Duration::ZERO),
+    );
+    assert!(matches!(e, BuildError::ZeroSlice), "{e:?}");
+    assert!(e.to_string().contains("slice is zero"), "message: {e}");
+}
+
+#[test]
+fn huge_and_tiny_slices_run() {
+    let _s = serial();
+    with_timeout("slice-bounds", 60, || {
+        // Duration::MAX is SLICE_INF; 1 ns expires at every preemption
+        // point. Both run a yielding, sleeping workload to the end.
+        for d in [
+            Duration::MAX,
+            Duration::from_nanos(u64::MAX),
+            Duration::from_nanos(1),
+        ] {
+            let rt = Runtime::builder()
+                .nr_cpus(2)
+                .pin(false)
+                .slice(d)
+                .build()
+                .unwrap_or_else(|e| panic!("slice({d:?}): {e}"));
+            let hs: Vec<_> = (0..4u64)
+                .map(|i| {
+                    rt.spawn(move || {
+                        for _ in 0..200 {
+                            scx_rt::yield_now();
+                            scx_rt::preempt_point();
+                        }
+                        scx_rt::sleep(Duration::from_millis(1));
+                        i
+                    })
+                })
+                .collect();
+            for (i, h) in hs.into_iter().enumerate() {
+                assert_eq!(h.join().unwrap(), i as u64);
+            }
+            drop(rt);
+        }
+    });
+}
+
+#[test]
+fn zero_blocking_threads_is_refused() {
+    let _s = serial();
+    let e = refused(
+        "max_blocking_threads(0)",
+        Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .max_blocking_threads(0),
+    );
+    assert!(matches!(e, BuildError::NoBlockingThreads), "{e:?}");
+    assert!(e.to_string().contains("at least 1"), "message: {e}");
+}
+
+#[test]
+fn blocking_keep_alive_extremes_run_and_shut_down() {
+    let _s = serial();
+    with_timeout("keep-alive-bounds", 60, || {
+        for keep in [Duration::ZERO, Duration::MAX] {
+            let rt = Runtime::builder()
+                .nr_cpus(1)
+                .pin(false)
+                .max_blocking_threads(2)
+                .blocking_keep_alive(keep)
+                .build()
+                .unwrap();
+            for i in 0..50u32 {
+                assert_eq!(rt.spawn_blocking(move || i).join().unwrap(), i);
+            }
+            let sum = rt.block_on(|| {
+                (0..50u32)
+                    .map(|i| scx_rt::spawn_blocking(move || i))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .map(|h| h.join().unwrap())
+                    .sum::<u32>()
+            });
+            assert_eq!(sum, (0..50).sum());
+            // Shutdown joins the pool even with threads that never time out.
+            rt.shutdown();
+            assert_eq!(rt.blocking_threads(), 0, "keep_alive {keep:?}");
+        }
+    });
+}
+
+#[test]
+fn an_endless_idle_poll_runs_and_shuts_down() {
+    let _s = serial();
+    with_timeout("idle-poll-max", 60, || {
+        // Workers never sleep (they spin while idle), yet sleeping tasks
+        // wake and shutdown ends.
+        let rt = Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .idle_poll(Duration::MAX)
+            .build()
+            .unwrap();
+        let h = rt.spawn(|| {
+            scx_rt::sleep(Duration::from_millis(5));
+            7
+        });
+        assert_eq!(h.join().unwrap(), 7);
+        drop(rt);
+        assert_worker_threads(0, "after an endless idle poll");
+    });
+}
+
+#[test]
+fn unpinned_cpu_counts_beyond_the_limit_are_refused_before_allocating() {
+    let _s = serial();
+    let max = scx_rt::consts::MAX_CPUS;
+    // usize::MAX panicked with a capacity overflow, 1 << 40 aborted the
+    // process allocating the cpu list.
+    for n in [usize::MAX, 1 << 40, max + 1] {
+        let e = refused("nr_cpus", Runtime::builder().nr_cpus(n).pin(false));
+        assert!(
+            matches!(e, BuildError::CpuLimit { requested, max: m } if requested == n && m == max),
+            "nr_cpus({n}): {e:?}"
+        );
+    }
+}

@@ -225,7 +225,7 @@ fn kicks_to_an_offline_cpu_are_dropped_but_a_self_kick_works() {
             while ph.load(Ordering::SeqCst) != 2 {
                 scx_rt::preempt_point();
             }
-            rt2.kick_cpu(1, KickFlags::PREEMPT);
+            rt2.kick_cpu(1, KickFlags::PREEMPT).unwrap();
             while !s.load(Ordering::Relaxed) {
                 scx_rt::preempt_point();
             }
@@ -236,7 +236,7 @@ fn kicks_to_an_offline_cpu_are_dropped_but_a_self_kick_works() {
         let before = rt.stats().cpus[1].clone();
         // From outside the runtime: not the CPU itself, so dropped.
         for _ in 0..10 {
-            rt.kick_cpu(1, KickFlags::PREEMPT);
+            rt.kick_cpu(1, KickFlags::PREEMPT).unwrap();
         }
         let mid = rt.stats().cpus[1].clone();
         assert_eq!(mid.kicks_received, before.kicks_received);

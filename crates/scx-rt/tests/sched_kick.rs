@@ -315,7 +315,8 @@ fn a_kick_from_outside_the_runtime_preempts() {
     // From the test thread, through the runtime handle. WAIT returns only
     // once CPU 1 entered its pick path (its pick sequence moved).
     let seq = rt.stats().cpus[1].pick_seq;
-    rt.kick_cpu(1, KickFlags::PREEMPT | KickFlags::WAIT);
+    rt.kick_cpu(1, KickFlags::PREEMPT | KickFlags::WAIT)
+        .unwrap();
     assert!(
         rt.stats().cpus[1].pick_seq > seq,
         "WAIT returned before CPU 1 rescheduled"

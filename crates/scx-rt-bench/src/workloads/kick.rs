@@ -346,7 +346,8 @@ fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u
                 spin_for(case.settle());
                 let t0 = clock();
                 s.gate.open.store(true, Ordering::Release);
-                r.kick_cpu(TARGET, case.flags());
+                r.kick_cpu(TARGET, case.flags())
+                    .map_err(|e| e.to_string())?;
                 spin_until("the kicked task never ran (a lost kick?)", || {
                     s.out.seq.load(Ordering::Acquire) >= i
                 })?;
@@ -361,7 +362,7 @@ fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u
             s.gate.is_parked.load(Ordering::Acquire)
         });
         s.gate.open.store(true, Ordering::Release);
-        r.kick_cpu(TARGET, case.flags());
+        let _ = r.kick_cpu(TARGET, case.flags());
         result.map(|()| hist)
     });
     let hist = kicker.join().map_err(|e| format!("join kicker: {e:?}"))?;

@@ -27,8 +27,20 @@ impl WaitGroup {
     }
 
     /// Adds `n` to the count.
+    ///
+    /// # Panics
+    /// If the count would exceed `usize::MAX` (the count is left as it
+    /// was).
     pub fn add(&self, n: usize) {
-        self.st.lock().count += n;
+        let mut s = self.st.lock();
+        match s.count.checked_add(n) {
+            Some(c) => s.count = c,
+            None => {
+                let count = s.count;
+                drop(s);
+                panic!("WaitGroup::add({n}) overflows the count ({count})");
+            }
+        }
     }
 
     /// Subtracts one; wakes the waiters when the count reaches zero.
