@@ -14,16 +14,18 @@
 //! | model | file | proves |
 //! |---|---|---|
 //! | idle handshake | `tests/doorbell.rs` | a resched racing with a worker going POLLING -> SLEEPING never leaves it asleep with work queued |
-//! | cpumask claim | `tests/cpumask.rs` | concurrent `test_and_clear` on one bit hands it to exactly one caller |
+//! | cpumask | `tests/cpumask.rs` | concurrent `test_and_clear` on one bit hands it to exactly one caller; a set and a clear of two CPUs' bits in one word both land |
 //! | dispatch vs dequeue | `tests/ownership.rs` | a buffered claim racing with a dequeue + re-enqueue is dropped when stale; the task ends in exactly one place |
-//! | `KICK_PREEMPT` | `tests/kick.rs` | after the kick step the victim's slice is 0, `need_resched` is set, no kick bit is left (with a concurrent self-kick) |
-//! | `KICK_WAIT` | `tests/kick.rs` | two CPUs wait-kicking each other both complete (the waiter advances its own pick sequence) |
+//! | `KICK_PREEMPT` | `tests/kick.rs` | a CPU running X with Y queued behind it, with no other event, stops X because of the kick, finds its slice zeroed and switches to Y; no kick bit is left |
+//! | `KICK_WAIT` | `tests/kick.rs` | the waiter does not return before the target re-entered its pick path after the kick; two CPUs wait-kicking each other both complete (the waiter advances its own pick sequence), neither early |
 //! | consume vs dequeue | `tests/ownership.rs` | a `holding_cpu` transfer from the global DSQ racing with a dequeue is cancelled cleanly; no task on two queues, none in flight |
 //! | `KICK_IDLE` vs balance | `tests/idle_kick.rs` | an `IDLE` kick reaching a CPU inside balance (rq lock dropped for a pull, `curr` still set) is not skipped; the CPU never sleeps while the policy holds the work it was kicked for |
 //! | rq-lock order | `tests/lock_order.rs` | crossing moves (remote dispatches both ways with kicks in flight, crossing consumes, a consume crossing a `DSQ_LOCAL_ON` dispatch) never deadlock; every task lands in exactly one local DSQ, on the rq it names |
 //!
 //! Each test file is one group (one test binary); `run.sh` runs the groups
-//! one at a time, each under its own time box, as CI does.
+//! one at a time, each under its own time box, as CI does. The README's
+//! reliability section lists, per model, the interleavings explored at
+//! bounds 2 and 5 and the breaks of the protocol that make it fail.
 
 /// Branch points one execution of a model may take, unless
 /// `LOOM_MAX_BRANCHES` says otherwise. loom's default (1000) is too small

@@ -1,5 +1,7 @@
-//! Model 7: claiming a CPU through the atomic cpumask hands it to exactly
-//! one caller (SPEC.md §11 invariant 24).
+//! Model 7: the atomic cpumask. Claiming a CPU hands it to exactly one
+//! caller (SPEC.md §11 invariant 24), and concurrent writes of different
+//! CPUs' bits in one word lose neither (the idle mask: each CPU sets and
+//! clears its own bit while others claim theirs).
 #![cfg(scx_rt_loom)]
 
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -30,5 +32,22 @@ fn test_and_clear_has_one_winner() {
         }
         assert_eq!(wins.load(Ordering::SeqCst), 1);
         assert!(!m.test(1));
+    });
+}
+
+/// CPU 0's bit is set while CPU 1's bit, in the same word, is cleared: both
+/// writes land (a read-modify-write split into a load and a store would
+/// bring CPU 1's bit back or drop CPU 0's).
+#[test]
+fn neighbour_bits_are_not_lost() {
+    model("neighbour_bits_are_not_lost", || {
+        let m = Arc::new(AtomicCpumask::new(2));
+        m.set(1);
+        let m2 = m.clone();
+        let setter = thread::spawn(move || m2.set(0));
+        m.clear(1);
+        setter.join().unwrap();
+        assert!(m.test(0), "CPU 0's bit was lost");
+        assert!(!m.test(1), "CPU 1's bit came back");
     });
 }

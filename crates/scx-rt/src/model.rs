@@ -341,9 +341,26 @@ impl Runtime {
         crate::kick::wait_for_targets(&self.sh, cpu);
     }
 
-    /// CPU `cpu` enters its pick path (what its worker does after the wait).
-    pub fn enter_pick(&self, cpu: usize) {
-        crate::sched::enter_pick(&self.sh, cpu);
+    /// CPU `cpu` runs its current task until a preemption point of the task
+    /// sees `need_resched`: a task polls that flag at each of its points and
+    /// switches out at the first one that finds it set. loom cannot model an
+    /// unbounded poll (a load may keep returning a stale value), so the model
+    /// waits for the same flag in the worker's real idle wait, which the
+    /// `resched` doorbell ring ends. If nothing ever sets `need_resched`, loom
+    /// reports the CPU blocked forever. Nothing else runs on the CPU
+    /// meanwhile: no kick step, no timer, no self-kick.
+    pub fn run_until_resched(&self, cpu: usize) {
+        let c = &self.sh.cpus[cpu];
+        while !c.shared.need_resched.load(Ordering::SeqCst) {
+            c.idle_wait(0, || false, || ());
+        }
+    }
+
+    /// CPU `cpu`'s pick sequence (`pnt_seq`, the `kick_sync` of SPEC.md
+    /// §4.3): moves whenever the CPU enters its pick path, switches a task
+    /// out, or waits in a `KICK_WAIT`.
+    pub fn pick_seq(&self, cpu: usize) -> u64 {
+        self.sh.cpus[cpu].shared.pnt_seq.load(Ordering::SeqCst)
     }
 
     /// Whether CPU `cpu` has a reschedule pending.
