@@ -230,6 +230,11 @@ fn churn_run(rt: Runtime, seed: u64, tasks: usize, what: &str, max_ejections: u6
     drop(Arc::try_unwrap(rt).ok().expect("the only handle"));
 }
 
+/// The tests of this file run one at a time: each runs up to four spinning
+/// workers, and several at once on a 2-core machine spend their time
+/// preempting each other's lock holders instead of racing hotplug.
+static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 fn builder(nr: usize) -> scx_rt::Builder {
     Runtime::builder()
         .nr_cpus(nr)
@@ -244,6 +249,7 @@ const TASKS: usize = 1700;
 
 #[test]
 fn hotplug_races_with_the_fifo_lose_and_double_run_nothing() {
+    let _serial = SERIAL.lock();
     guard("hotplug race: fifo", || {
         for seed in 0..SEEDS {
             churn_run(
@@ -259,6 +265,7 @@ fn hotplug_races_with_the_fifo_lose_and_double_run_nothing() {
 
 #[test]
 fn hotplug_races_with_cross_cpu_dispatch_lose_and_double_run_nothing() {
+    let _serial = SERIAL.lock();
     guard("hotplug race: mover", || {
         for seed in 0..SEEDS {
             churn_run(
@@ -274,6 +281,7 @@ fn hotplug_races_with_cross_cpu_dispatch_lose_and_double_run_nothing() {
 
 #[test]
 fn hotplug_races_with_migration_allowed_lose_and_double_run_nothing() {
+    let _serial = SERIAL.lock();
     guard("hotplug race: mover, migration", || {
         for seed in 0..SEEDS {
             // SAFETY: the tasks of this test hold no thread-bound value
@@ -289,6 +297,7 @@ fn hotplug_races_with_migration_allowed_lose_and_double_run_nothing() {
 /// built-in FIFO.
 #[test]
 fn hotplug_races_with_an_ejected_scheduler_lose_and_double_run_nothing() {
+    let _serial = SERIAL.lock();
     guard("hotplug race: vtime, ejected", || {
         for seed in 0..SEEDS {
             let rt = builder(4).scheduler(Simple::vtime()).build().unwrap();
@@ -301,6 +310,7 @@ fn hotplug_races_with_an_ejected_scheduler_lose_and_double_run_nothing() {
 /// runtime is dropped at once; every task runs once and shutdown returns.
 #[test]
 fn offline_with_work_queued_then_exit() {
+    let _serial = SERIAL.lock();
     guard("hotplug: offline with work queued, then exit", || {
         for round in 0..20u64 {
             let rt = builder(4).scheduler(Mover::default()).build().unwrap();
