@@ -135,10 +135,9 @@ pub fn pingpong_cross_cpu(
     let hist = on_pinned_thread(cpu_a, move || {
         current_thread()?.block_on(ping(tx_ab, rx_ba, iters, warmup))
     });
-    let echoed = echo_thread.join();
-    let hist = hist?;
-    echoed?;
-    Ok(hist)
+    // An echo failure explains a pinger's "echo gone": report it first.
+    echo_thread.join()?;
+    hist
 }
 
 /// `pingpong`, `2cpu-free`: both tasks spawned on a multi-thread runtime
