@@ -25,16 +25,25 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 type options struct {
 	caseName, unit     string
 	iters, tasks, reps int
+	// pingpong and ring: channel capacity
+	capacity int
+	// pingpong: "A,B" pins the pinger to CPU A and the echo to CPU B
+	pin string
+	// pingpong and wakeup: unrecorded first round trips / rounds
+	warmup int
 	// wakeup only
-	messengers, workers, rounds, warmup int
-	thinkNs                             int64
+	messengers, workers, rounds int
+	thinkNs                     int64
 }
 
 func main() {
@@ -49,10 +58,12 @@ func main() {
 	fs.IntVar(&o.iters, "iters", 0, "iterations per repetition")
 	fs.IntVar(&o.tasks, "tasks", 0, "tasks per repetition")
 	fs.IntVar(&o.reps, "reps", 1, "repetitions")
+	fs.IntVar(&o.capacity, "cap", -1, "pingpong, ring: channel capacity")
+	fs.StringVar(&o.pin, "pin", "", "pingpong: CPUs A,B of the pinger and the echo")
 	fs.IntVar(&o.messengers, "messengers", 0, "wakeup: message goroutines")
 	fs.IntVar(&o.workers, "workers", 0, "wakeup: workers per message goroutine")
 	fs.IntVar(&o.rounds, "rounds", 0, "wakeup: rounds, warm-up included")
-	fs.IntVar(&o.warmup, "warmup", 0, "wakeup: unrecorded first rounds")
+	fs.IntVar(&o.warmup, "warmup", 0, "pingpong, wakeup: unrecorded first rounds")
 	fs.Int64Var(&o.thinkNs, "think-ns", 0, "wakeup: worker spin after each wake-up, ns")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		fail(err.Error())
@@ -74,17 +85,17 @@ func main() {
 			return nsPer(spawnOnce(o.tasks), o.tasks)
 		}))
 	case "pingpong":
-		need(o.iters)
-		latency(workload, o, pingpong(o.iters))
+		need(o.iters, o.capacity+1)
+		latency(workload, o, pingpong(o.iters, o.warmup, o.capacity, pinCPUs(o.pin)))
 	case "skynet":
 		need(o.tasks, o.reps)
 		throughput(workload, o, 1, repeat(o.reps, func() float64 {
 			return ms(skynetOnce(int64(o.tasks)))
 		}))
 	case "ring":
-		need(o.tasks-1, o.iters, o.reps)
+		need(o.tasks-1, o.iters, o.reps, o.capacity+1)
 		throughput(workload, o, o.iters, repeat(o.reps, func() float64 {
-			return float64(o.iters) / ringOnce(o.tasks, o.iters).Seconds()
+			return float64(o.iters) / ringOnce(o.tasks, o.iters, o.capacity).Seconds()
 		}))
 	case "yield-many":
 		need(o.tasks, o.iters, o.reps)
@@ -219,28 +230,75 @@ func spawnOnce(tasks int) time.Duration {
 	return time.Since(start)
 }
 
-// pingpong: round trips over a cap-1 channel each way, after iters/10
-// unrecorded warm-up rounds; ns per round trip.
-func pingpong(iters int) []int64 {
-	warmup := iters / 10
-	ab := make(chan int, 1)
-	ba := make(chan int, 1)
+// pinCPUs parses --pin ("A,B"); nil when empty.
+func pinCPUs(s string) []int {
+	if s == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) != 2 {
+		fail("--pin needs two CPUs, A,B")
+	}
+	cpus := make([]int, 2)
+	for i, p := range parts {
+		c, err := strconv.Atoi(p)
+		if err != nil || c < 0 || c >= 64*len(cpuMask{}) {
+			fail("--pin: bad CPU `" + p + "`")
+		}
+		cpus[i] = c
+	}
+	return cpus
+}
+
+// cpuMask is a sched_setaffinity mask for up to 1024 CPUs.
+type cpuMask [16]uint64
+
+// lockToCPU binds the calling goroutine to its OS thread for good (the
+// thread exits with the goroutine) and pins that thread to cpu.
+func lockToCPU(cpu int) {
+	runtime.LockOSThread()
+	var mask cpuMask
+	mask[cpu/64] |= 1 << (uint(cpu) % 64)
+	_, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, 0,
+		uintptr(len(mask)*8), uintptr(unsafe.Pointer(&mask[0])))
+	if errno != 0 {
+		fail(fmt.Sprintf("pin to CPU %d: %v", cpu, errno))
+	}
+}
+
+// pingpong: round trips over a channel of the given capacity each way,
+// after warmup unrecorded ones; ns per round trip. With pin (A,B) the
+// pinger runs on a locked OS thread pinned to CPU A and the echo on one
+// pinned to CPU B; without, the Go scheduler places both.
+func pingpong(iters, warmup, capacity int, pin []int) []int64 {
+	ab := make(chan int, capacity)
+	ba := make(chan int, capacity)
 	go func() {
+		if pin != nil {
+			lockToCPU(pin[1])
+		}
 		for v := range ab {
 			ba <- v
 		}
 	}()
-	samples := make([]int64, 0, iters)
-	for i := 0; i < warmup+iters; i++ {
-		t := time.Now()
-		ab <- i
-		<-ba
-		if i >= warmup {
-			samples = append(samples, time.Since(t).Nanoseconds())
+	result := make(chan []int64)
+	go func() {
+		if pin != nil {
+			lockToCPU(pin[0])
 		}
-	}
-	close(ab)
-	return samples
+		samples := make([]int64, 0, iters)
+		for i := 0; i < warmup+iters; i++ {
+			t := time.Now()
+			ab <- i
+			<-ba
+			if i >= warmup {
+				samples = append(samples, time.Since(t).Nanoseconds())
+			}
+		}
+		close(ab)
+		result <- samples
+	}()
+	return <-result
 }
 
 func skynet(c chan<- int64, num, size, div int64) {
@@ -273,13 +331,13 @@ func skynetOnce(leaves int64) time.Duration {
 	return d
 }
 
-// ringOnce: tasks goroutines in a cycle of unbuffered (rendezvous)
-// channels pass one token carrying the hops left; the one that receives
+// ringOnce: tasks goroutines in a cycle of channels of the given
+// capacity pass one token carrying the hops left; the one that receives
 // 0 signals the end.
-func ringOnce(tasks, hops int) time.Duration {
+func ringOnce(tasks, hops, capacity int) time.Duration {
 	chans := make([]chan int, tasks)
 	for i := range chans {
-		chans[i] = make(chan int)
+		chans[i] = make(chan int, capacity)
 	}
 	done := make(chan struct{})
 	for i := 0; i < tasks; i++ {

@@ -18,11 +18,12 @@ options:
   --cpus LIST    OS CPUs to use, e.g. 0,1 or 0-3 (default: every CPU this
                  process may run on); all must be in the process affinity
   --iters N      iterations per repetition (switch, yield-many: yields per
-                 task; pingpong: round trips; ring: hops; kick: kicks per
-                 case; preempt: slice expiries per slice; hog: round trips
-                 per slice; preempt and hog cap long slices by time;
-                 wakeup: wake-ups per case; bimodal: requests per load
-                 point; raw rows use the same N)
+                 task; pingpong: round trips per case, after a fixed
+                 warm-up of 1,000; ring: hops; kick: kicks per case;
+                 preempt: slice expiries per slice; hog: round trips per
+                 slice; preempt and hog cap long slices by time; wakeup:
+                 wake-ups per case; bimodal: requests per load point; raw
+                 rows use the same N)
   --tasks N      tasks per repetition (spawn, yield-many: tasks; skynet:
                  leaves, a power of 10; ring: tasks in the ring, >= 2;
                  chained-spawn: spawns in the chain)
@@ -35,6 +36,14 @@ options:
   --load LIST    bimodal: offered loads as fractions of capacity, e.g.
                  0.1,0.5,0.9 (each in (0, 1]; default 0.1-0.95, --quick
                  0.2,0.5,0.8)
+  --case LIST    pingpong: run only these cases (same-cpu, cross-cpu,
+                 2cpu-free), e.g. cross-cpu
+  --idle-poll-us US
+                 how long an idle scx-rt worker spins before it sleeps,
+                 in microseconds (0: sleep at once; default: the
+                 runtime's, 50) in switch, spawn, pingpong, skynet,
+                 ring, yield-many, chained-spawn, wakeup and bimodal
+                 (kick, preempt, hog and slice-timer set their own)
   --no-peers     run scx-rt only (no peers, no raw limits)
   -h, --help     this text
 
@@ -80,6 +89,10 @@ pub struct Options {
     pub plot: Option<PathBuf>,
     /// `--load`: offered loads (fractions of capacity, each in `(0, 1]`).
     pub loads: Option<Vec<f64>>,
+    /// `--case`: the cases to run, for workloads with several (pingpong).
+    pub cases: Option<Vec<String>>,
+    /// `--idle-poll-us`: the scx-rt workers' idle poll, µs (`Builder::idle_poll`).
+    pub idle_poll_us: Option<u64>,
     pub no_peers: bool,
 }
 
@@ -135,6 +148,8 @@ pub fn parse<S: AsRef<str>>(args: &[S], known: &[&str]) -> Result<Command, Usage
                 opts.plot = Some(PathBuf::from(v));
             }
             "--load" => opts.loads = Some(parse_loads(&value(flag)?)?),
+            "--case" => opts.cases = Some(parse_names(flag, &value(flag)?)?),
+            "--idle-poll-us" => opts.idle_poll_us = Some(parse_u64(flag, &value(flag)?)?),
             "--quick" | "--no-peers" if inline.is_some() => {
                 return Err(UsageError(format!("{flag} takes no value")));
             }
@@ -197,12 +212,28 @@ fn parse_loads(s: &str) -> Result<Vec<f64>, UsageError> {
 
 /// A positive count; `_` separators allowed (`1_000_000`).
 fn parse_count(flag: &str, s: &str) -> Result<u64, UsageError> {
+    match parse_u64(flag, s)? {
+        0 => Err(UsageError(format!("{flag} must be at least 1"))),
+        n => Ok(n),
+    }
+}
+
+/// A non-negative integer; `_` separators allowed.
+fn parse_u64(flag: &str, s: &str) -> Result<u64, UsageError> {
     let digits: String = s.chars().filter(|&c| c != '_').collect();
     match digits.parse::<u64>() {
-        Ok(0) => Err(UsageError(format!("{flag} must be at least 1"))),
         Ok(n) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(UsageError(format!("{flag}: `{s}` is not a number"))),
     }
+}
+
+/// A comma-separated list of non-empty names (checked by the workload).
+fn parse_names(flag: &str, s: &str) -> Result<Vec<String>, UsageError> {
+    let names: Vec<String> = s.split(',').map(|n| n.trim().to_string()).collect();
+    if names.iter().any(String::is_empty) {
+        return Err(UsageError(format!("{flag}: empty name in `{s}`")));
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -234,6 +265,9 @@ mod tests {
             "--plot=plots",
             "--load",
             "0.1, 0.5,1",
+            "--case",
+            "same-cpu,cross-cpu",
+            "--idle-poll-us=0",
             "--no-peers",
             "--quick",
         ])
@@ -244,6 +278,11 @@ mod tests {
         assert_eq!(o.json, Some(PathBuf::from("out.json")));
         assert_eq!(o.plot, Some(PathBuf::from("plots")));
         assert_eq!(o.loads, Some(vec![0.1, 0.5, 1.0]));
+        assert_eq!(
+            o.cases,
+            Some(vec!["same-cpu".to_string(), "cross-cpu".to_string()])
+        );
+        assert_eq!(o.idle_poll_us, Some(0));
         assert!(o.no_peers && o.quick);
     }
 
@@ -288,6 +327,12 @@ mod tests {
             &["switch", "--load", "NaN"],
             &["switch", "--load", "inf"],
             &["switch", "--load", "50%"],
+            &["switch", "--case"],
+            &["switch", "--case", ""],
+            &["switch", "--case", "a,,b"],
+            &["switch", "--idle-poll-us"],
+            &["switch", "--idle-poll-us", "-1"],
+            &["switch", "--idle-poll-us", "5us"],
             &["--quick"],
             &["__peer"],
         ];

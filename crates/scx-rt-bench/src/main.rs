@@ -74,6 +74,15 @@ fn context(opts: Options) -> Result<Ctx, String> {
         return Err("no usable CPU".into());
     }
     let ctx = Ctx { cpus, opts };
+    if ctx.opts.cases.is_some()
+        && !ctx
+            .opts
+            .workloads
+            .iter()
+            .any(|w| w == workloads::pingpong::NAME)
+    {
+        return Err("--case: only pingpong has cases to choose from".into());
+    }
     for name in &ctx.opts.workloads {
         if let Some(check) = workloads::find(name).and_then(|w| w.check) {
             check(&ctx)?;

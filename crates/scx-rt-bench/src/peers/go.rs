@@ -11,11 +11,14 @@
 //! them explicitly, so the Go program holds no defaults and no naming of
 //! its own. The child runs restricted to the workload's CPUs (it inherits
 //! the mask of the thread that starts it, see [`crate::peers::on_cpus`])
-//! with `GOMAXPROCS` set to their count: one for `switch`, two for
-//! `pingpong`, all of `--cpus` otherwise.
+//! with `GOMAXPROCS` set to their count: one for `switch` and `pingpong`
+//! `same-cpu`, two for the other `pingpong` cases, all of `--cpus`
+//! otherwise.
 //!
-//! Covered: `switch` (`runtime.Gosched`), `spawn`, `pingpong`, `skynet`,
-//! `ring` (unbuffered channels), `yield-many`, `chained-spawn`, `wakeup`.
+//! Covered: `switch` (`runtime.Gosched`), `spawn`, `pingpong` (all three
+//! cases; `cross-cpu` locks each goroutine to an OS thread pinned with
+//! `sched_setaffinity`), `skynet`, `ring` (cap-1 channels, as every
+//! subject), `yield-many`, `chained-spawn`, `wakeup`.
 //! Not `bimodal`: goroutines are preempted by the Go runtime's own 10 ms
 //! signal-based policy, which no option of this bench would change.
 
@@ -111,11 +114,6 @@ pub fn invocation(ctx: &Ctx, workload: &str) -> Option<Invocation> {
                 .flag("tasks", s.tasks)
                 .flag("reps", s.reps)
         }
-        pingpong::NAME => {
-            let s = pingpong::sizes(ctx);
-            let two = &ctx.cpus[..ctx.cpus.len().min(2)];
-            Invocation::new(workload, &pingpong::case(ctx), "ns", two).flag("iters", s.iters)
-        }
         skynet::NAME => {
             let s = skynet::sizes(ctx);
             Invocation::like(workload, &skynet::row(go, s.leaves, &[]), &ctx.cpus)
@@ -128,6 +126,7 @@ pub fn invocation(ctx: &Ctx, workload: &str) -> Option<Invocation> {
                 .flag("tasks", s.tasks)
                 .flag("iters", s.hops)
                 .flag("reps", s.reps)
+                .flag("cap", ring::CHANNEL_CAP)
         }
         yield_many::NAME => {
             let s = yield_many::sizes(ctx);
@@ -145,6 +144,30 @@ pub fn invocation(ctx: &Ctx, workload: &str) -> Option<Invocation> {
         _ => return None,
     };
     Some(inv)
+}
+
+/// The invocation for one `pingpong` case (`None`: no Go analogue of the
+/// case; all three have one). `cross-cpu` passes `--pin A,B`: each
+/// goroutine locks itself to an OS thread and pins it to its CPU.
+pub fn pingpong_invocation(ctx: &Ctx, p: pingpong::Placement) -> Option<Invocation> {
+    let s = pingpong::sizes(ctx);
+    let cpus = pingpong::cpus_of(ctx, p);
+    let inv = Invocation::new(pingpong::NAME, p.case(), "ns", &cpus)
+        .flag("iters", s.iters)
+        .flag("warmup", pingpong::WARMUP)
+        .flag("cap", pingpong::CHANNEL_CAP);
+    Some(match p {
+        // The pinger's CPU, then the echo's.
+        pingpong::Placement::CrossCpu => inv.flag("pin", format!("{},{}", cpus[0], cpus[1])),
+        pingpong::Placement::SameCpu | pingpong::Placement::Free => inv,
+    })
+}
+
+/// Go rows for one `pingpong` case (call only when [`ready`]).
+pub fn pingpong_rows(ctx: &Ctx, p: pingpong::Placement) -> Result<Vec<Row>, String> {
+    let inv = pingpong_invocation(ctx, p)
+        .ok_or_else(|| format!("no Go analogue of pingpong `{}`", p.case()))?;
+    run_go(inv)
 }
 
 /// The invocation for one `wakeup` case.
@@ -249,12 +272,30 @@ mod tests {
         .map(String::from)
         .to_vec();
         assert_eq!(inv.args, want);
-        let pp = invocation(&c, "pingpong").unwrap();
-        assert_eq!(&pp.args[1..5], ["--case", "same-cpu", "--unit", "ns"]);
+        let pp = pingpong_invocation(&c, pingpong::Placement::SameCpu).unwrap();
+        assert_eq!(
+            &pp.args[..5],
+            ["pingpong", "--case", "same-cpu", "--unit", "ns"]
+        );
+        assert!(pp.args.windows(2).any(|p| p == ["--warmup", "1000"]));
+        assert!(!pp.args.iter().any(|a| a == "--pin"));
+        let two = Ctx {
+            cpus: vec![2, 5],
+            opts: Options::default(),
+        };
+        let cross = pingpong_invocation(&two, pingpong::Placement::CrossCpu).unwrap();
+        assert_eq!(cross.cpus, vec![2, 5]);
+        assert!(cross.args.windows(2).any(|p| p == ["--pin", "2,5"]));
+        let free = pingpong_invocation(&two, pingpong::Placement::Free).unwrap();
+        assert_eq!((free.cpus.len(), free.args[2].as_str()), (2, "2cpu-free"));
         for w in ["spawn", "skynet", "ring", "yield-many", "chained-spawn"] {
             assert_eq!(invocation(&c, w).unwrap().args[0], w);
         }
-        // wakeup runs per case (below); bimodal has no Go analogue.
+        let ring = invocation(&c, "ring").unwrap();
+        assert!(ring.args.windows(2).any(|p| p == ["--cap", "1"]));
+        // pingpong and wakeup run per case (above, below); bimodal has no
+        // Go analogue.
+        assert!(invocation(&c, "pingpong").is_none());
         assert!(invocation(&c, "wakeup").is_none());
         assert!(invocation(&c, "bimodal").is_none());
         let [fit, _] = wakeup::shapes(1, 100);

@@ -18,15 +18,25 @@ use hdrhistogram::Histogram;
 
 use crate::peers::external;
 use crate::report::{Row, Subject};
-use crate::stats::{latency_row, new_hist, Key};
+use crate::stats::new_hist;
 use crate::workloads::{ns, pingpong, skynet, spawn, switch, Ctx};
 
 /// Parent side: runs the child for `workload` and collects its rows.
 pub fn rows(ctx: &Ctx, workload: &str) -> Result<Vec<Row>, String> {
+    rows_on(ctx, workload, &ctx.cpus)
+}
+
+/// [`rows`] with the child restricted to `cpus` instead of `--cpus` (for
+/// `pingpong`, whose cases differ by worker count).
+pub fn rows_on(ctx: &Ctx, workload: &str, cpus: &[usize]) -> Result<Vec<Row>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(["__peer", "may", workload]);
-    cmd.args(external::forwarded_args(ctx));
+    let child = Ctx {
+        cpus: cpus.to_vec(),
+        opts: ctx.opts.clone(),
+    };
+    cmd.args(external::forwarded_args(&child));
     external::run(cmd)
 }
 
@@ -86,15 +96,15 @@ pub fn run_child(ctx: &Ctx, workload: &str) -> Result<Vec<Row>, String> {
             Ok(vec![spawn::row(Subject::May, tasks, &samples)])
         }
         "pingpong" => {
-            let iters = pingpong::sizes(ctx).iters;
-            let hist = pingpong_hist(iters)?;
-            let case = pingpong::case(ctx);
-            let key = Key {
-                workload: pingpong::NAME,
-                case: &case,
-                subject: Subject::May,
+            // One worker: `same-cpu`; two: `2cpu-free` (may cannot pin a
+            // coroutine to a worker, so it has no `cross-cpu` row).
+            let p = if cpus.len() == 1 {
+                pingpong::Placement::SameCpu
+            } else {
+                pingpong::Placement::Free
             };
-            Ok(vec![latency_row(key, &hist)])
+            let hist = pingpong_hist(pingpong::sizes(ctx).iters, pingpong::WARMUP)?;
+            Ok(vec![pingpong::row(p, Subject::May, &hist)])
         }
         "skynet" => {
             let s = skynet::sizes(ctx);
@@ -167,8 +177,10 @@ fn spawn_once(tasks: u64) -> Result<Duration, String> {
     .ok_or_else(|| "coroutine panicked".to_string())
 }
 
-fn pingpong_hist(iters: u64) -> Result<Histogram<u64>, String> {
-    let warmup = iters / 10;
+/// `pingpong` over may's channels (unbounded: may has no bounded
+/// channel; with one message in flight per direction a cap-1 channel would
+/// never fill either).
+fn pingpong_hist(iters: u64, warmup: u64) -> Result<Histogram<u64>, String> {
     let rounds = warmup + iters;
     let (tx_ab, rx_ab) = may::sync::mpsc::channel::<u64>();
     let (tx_ba, rx_ba) = may::sync::mpsc::channel::<u64>();

@@ -55,11 +55,16 @@ pub fn spawn(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, String> 
     })
 }
 
-/// `pingpong`: two threads pinned to `cpu_a` / `cpu_b` passing a turn
-/// through one `AtomicU32` with futex wait/wake (no spinning); histogram of
-/// round trips in ns, after `iters / 10` unrecorded warm-up rounds.
-pub fn pingpong(cpu_a: usize, cpu_b: usize, iters: u64) -> Result<Histogram<u64>, String> {
-    let warmup = iters / 10;
+/// `pingpong`: two threads pinned to `cpu_a` / `cpu_b` (the same CPU for
+/// `same-cpu`) passing a turn through one `AtomicU32` with futex wait/wake
+/// (no spinning); histogram of `iters` round trips in ns, after `warmup`
+/// unrecorded ones.
+pub fn pingpong(
+    cpu_a: usize,
+    cpu_b: usize,
+    iters: u64,
+    warmup: u64,
+) -> Result<Histogram<u64>, String> {
     let rounds = warmup + iters;
     let flag = Arc::new(AtomicU32::new(0));
     let f = Arc::clone(&flag);

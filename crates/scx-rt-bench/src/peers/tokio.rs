@@ -1,5 +1,6 @@
 //! The `tokio` peer: a multi-thread runtime with one worker per CPU used,
-//! each worker pinned to one of those CPUs (round robin).
+//! each worker pinned to one of those CPUs (round robin); `pingpong`'s
+//! pinned cases use current-thread runtimes on pinned threads instead.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 
+use crate::peers::{on_pinned_thread, spawn_pinned};
 use crate::stats::new_hist;
 use crate::workloads::ns;
 
@@ -48,36 +50,105 @@ pub fn spawn(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, String> 
     Ok(samples)
 }
 
-/// `pingpong`: two tasks on a runtime with two workers (pinned to `cpus`)
-/// over `mpsc::channel(1)` each way; round trips in ns after `iters / 10`
-/// warm-up rounds.
-pub fn pingpong(cpus: &[usize], iters: u64) -> Result<Histogram<u64>, String> {
+/// A current-thread runtime (the calling thread is its only worker).
+fn current_thread() -> Result<Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
+}
+
+type PingChannels = (
+    tokio::sync::mpsc::Sender<u64>,
+    tokio::sync::mpsc::Receiver<u64>,
+    tokio::sync::mpsc::Sender<u64>,
+    tokio::sync::mpsc::Receiver<u64>,
+);
+
+/// The two `pingpong` channels: (ping's sender, echo's receiver, echo's
+/// sender, ping's receiver).
+fn ping_channels() -> PingChannels {
+    let cap = crate::workloads::pingpong::CHANNEL_CAP;
+    let (tx_ab, rx_ab) = tokio::sync::mpsc::channel::<u64>(cap);
+    let (tx_ba, rx_ba) = tokio::sync::mpsc::channel::<u64>(cap);
+    (tx_ab, rx_ab, tx_ba, rx_ba)
+}
+
+/// The echo end of `pingpong`: sends back what it receives.
+async fn echo(mut rx: tokio::sync::mpsc::Receiver<u64>, tx: tokio::sync::mpsc::Sender<u64>) {
+    while let Some(v) = rx.recv().await {
+        if tx.send(v).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The pinger of `pingpong`: `warmup` unrecorded round trips, then
+/// `iters` timed ones (ns).
+async fn ping(
+    tx: tokio::sync::mpsc::Sender<u64>,
+    mut rx: tokio::sync::mpsc::Receiver<u64>,
+    iters: u64,
+    warmup: u64,
+) -> Result<Histogram<u64>, String> {
+    let mut hist = new_hist();
+    for i in 0..warmup + iters {
+        let t = Instant::now();
+        tx.send(i).await.map_err(|_| "echo gone".to_string())?;
+        rx.recv().await.ok_or("echo gone")?;
+        if i >= warmup {
+            hist.saturating_record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    Ok(hist)
+}
+
+/// `pingpong`, `same-cpu`: both tasks on one current-thread runtime, on a
+/// thread pinned to `cpu`.
+pub fn pingpong_same_cpu(cpu: usize, iters: u64, warmup: u64) -> Result<Histogram<u64>, String> {
+    on_pinned_thread(cpu, move || {
+        let rt = current_thread()?;
+        rt.block_on(async move {
+            let (tx_ab, rx_ab, tx_ba, rx_ba) = ping_channels();
+            let echo_task = tokio::spawn(echo(rx_ab, tx_ba));
+            let hist = ping(tx_ab, rx_ba, iters, warmup).await?;
+            echo_task.await.map_err(|e| format!("join: {e}"))?;
+            Ok(hist)
+        })
+    })
+}
+
+/// `pingpong`, `cross-cpu`: a current-thread runtime on each of two
+/// threads pinned to `cpu_a` (pinger) and `cpu_b` (echo); the channels
+/// link the two runtimes, so every hop wakes the other thread.
+pub fn pingpong_cross_cpu(
+    cpu_a: usize,
+    cpu_b: usize,
+    iters: u64,
+    warmup: u64,
+) -> Result<Histogram<u64>, String> {
+    let (tx_ab, rx_ab, tx_ba, rx_ba) = ping_channels();
+    // If the echo side fails, its channel ends drop and the pinger stops.
+    let echo_thread = spawn_pinned(cpu_b, move || {
+        current_thread()?.block_on(echo(rx_ab, tx_ba));
+        Ok(())
+    })?;
+    let hist = on_pinned_thread(cpu_a, move || {
+        current_thread()?.block_on(ping(tx_ab, rx_ba, iters, warmup))
+    });
+    // An echo failure explains a pinger's "echo gone": report it first.
+    echo_thread.join()?;
+    hist
+}
+
+/// `pingpong`, `2cpu-free`: both tasks spawned on a multi-thread runtime
+/// with two workers pinned to `cpus`; tokio places them.
+pub fn pingpong_free(cpus: &[usize], iters: u64, warmup: u64) -> Result<Histogram<u64>, String> {
     let rt = runtime(cpus)?;
-    let warmup = iters / 10;
-    let rounds = warmup + iters;
-    let (tx_ab, mut rx_ab) = tokio::sync::mpsc::channel::<u64>(1);
-    let (tx_ba, mut rx_ba) = tokio::sync::mpsc::channel::<u64>(1);
-    let echo = rt.spawn(async move {
-        while let Some(v) = rx_ab.recv().await {
-            if tx_ba.send(v).await.is_err() {
-                break;
-            }
-        }
-    });
-    let ping = rt.spawn(async move {
-        let mut hist = new_hist();
-        for i in 0..rounds {
-            let t = Instant::now();
-            tx_ab.send(i).await.map_err(|_| "echo gone".to_string())?;
-            rx_ba.recv().await.ok_or("echo gone")?;
-            if i >= warmup {
-                hist.saturating_record(t.elapsed().as_nanos() as u64);
-            }
-        }
-        Ok::<_, String>(hist)
-    });
-    let hist = rt.block_on(ping).map_err(|e| format!("join: {e}"))??;
-    rt.block_on(echo).map_err(|e| format!("join: {e}"))?;
+    let (tx_ab, rx_ab, tx_ba, rx_ba) = ping_channels();
+    let echo_task = rt.spawn(echo(rx_ab, tx_ba));
+    let ping_task = rt.spawn(ping(tx_ab, rx_ba, iters, warmup));
+    let hist = rt.block_on(ping_task).map_err(|e| format!("join: {e}"))??;
+    rt.block_on(echo_task).map_err(|e| format!("join: {e}"))?;
     Ok(hist)
 }
 
@@ -117,12 +188,9 @@ pub fn skynet(cpus: &[usize], leaves: u64, reps: u64) -> Result<Vec<f64>, String
     Ok(samples)
 }
 
-/// `ring`: `tasks` tasks in a cycle of channels passing one token for
-/// `hops` hops; hops per second, one per rep. tokio has no zero-capacity
-/// (rendezvous) channel, so the ring uses `mpsc::channel(1)`: a send
-/// completes as soon as the slot is free instead of when the receiver took
-/// the value. With a single token in flight every slot is empty when sent
-/// to, so no send waits either way.
+/// `ring`: `tasks` tasks in a cycle of `mpsc` channels of
+/// [`crate::workloads::ring::CHANNEL_CAP`] passing one token for `hops`
+/// hops; hops per second, one per rep.
 pub fn ring(cpus: &[usize], tasks: u64, hops: u64, reps: u64) -> Result<Vec<f64>, String> {
     let rt = runtime(cpus)?;
     let mut samples = Vec::new();
@@ -135,7 +203,7 @@ pub fn ring(cpus: &[usize], tasks: u64, hops: u64, reps: u64) -> Result<Vec<f64>
 
 async fn ring_once(tasks: u64, hops: u64) -> Result<Duration, String> {
     let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..tasks)
-        .map(|_| tokio::sync::mpsc::channel::<u64>(1))
+        .map(|_| tokio::sync::mpsc::channel::<u64>(crate::workloads::ring::CHANNEL_CAP))
         .unzip();
     let inject = txs[0].clone();
     // Task i receives on channel i and sends on channel i + 1.

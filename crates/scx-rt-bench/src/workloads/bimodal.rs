@@ -539,7 +539,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
 }
 
 fn scx_sweep(ctx: &Ctx, policy: Policy, spare: Option<usize>) -> Result<Vec<Row>, String> {
-    let b = scx_rt::Runtime::builder().cpus(ctx.cpus.clone());
+    let b = ctx.scx_builder(ctx.cpus.clone());
     let b = match policy {
         Policy::Fifo => b.scheduler(SliceFifo {
             slice: scx_rt::SLICE_INF,

@@ -2,8 +2,8 @@
 //! inside the runtime, spawn one task; each task spawns the next until
 //! `tasks` (1,000) have been spawned, and the last one signals completion
 //! over a channel to the spawner; µs per chain, p50 over reps. scx-rt runs
-//! on every chosen CPU. Beside: tokio (`tokio::spawn`, a `oneshot`
-//! channel), go.
+//! on every chosen CPU. The completion channel: scx-rt `channel(1)`, tokio
+//! a `oneshot`, go a cap-1 channel. Beside: tokio (`tokio::spawn`), go.
 
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         NAME,
         rows,
         |s, samples| row(s, tasks, samples),
-        || scx(&ctx.cpus, tasks, reps),
+        || scx(ctx, tasks, reps),
         || tokio::chained_spawn(&ctx.cpus, tasks, reps),
     )?;
     go::peer(ctx, NAME, rows);
@@ -65,9 +65,9 @@ fn link(left: u64, done: scx_rt::sync::Sender<()>) {
     }
 }
 
-fn scx(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, String> {
-    let rt = scx_rt::Runtime::builder()
-        .cpus(cpus.to_vec())
+fn scx(ctx: &Ctx, tasks: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = ctx
+        .scx_builder(ctx.cpus.clone())
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
     let mut samples = Vec::new();

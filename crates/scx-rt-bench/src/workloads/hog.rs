@@ -23,8 +23,9 @@
 //! ratio, as no scx-rt slice corresponds. No tokio or may rows: neither
 //! preempts, so a hog that never yields blocks the pair for good (the
 //! `slice-inf` row's shape), and a hog that yields every N passes is a
-//! different, cooperative, workload. No Go rows until the Go peer program
-//! exists (`peers::go`).
+//! different, cooperative, workload. No Go rows: Go preempts a spinning
+//! goroutine by its own fixed 10 ms signal-based policy, which matches no
+//! case's slice (Go's own `BenchmarkPingPongHog` measures exactly that).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -233,7 +234,7 @@ fn os_threads(cpu: usize, rounds: u64) -> Result<Histogram<u64>, String> {
         }
         Ok(())
     })?;
-    let r = threads::pingpong(cpu, cpu, rounds);
+    let r = threads::pingpong(cpu, cpu, rounds, rounds / 10);
     stop.store(true, Ordering::Relaxed);
     hog.join()?;
     r

@@ -17,7 +17,7 @@ pub mod switch;
 pub mod wakeup;
 pub mod yield_many;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::args::Options;
 use crate::report::{Row, Subject};
@@ -55,9 +55,9 @@ pub const ALL: &[Workload] = &[
     },
     Workload {
         name: "pingpong",
-        about: "round trip between tasks on two CPUs over channels, latency",
+        about: "round trip over cap-1 channels: same CPU, two pinned CPUs, free; latency",
         run: pingpong::run,
-        check: None,
+        check: Some(pingpong::check_options),
     },
     Workload {
         name: "skynet",
@@ -67,7 +67,7 @@ pub const ALL: &[Workload] = &[
     },
     Workload {
         name: "ring",
-        about: "a token round a 128-task ring of rendezvous channels, hops/s",
+        about: "a token round a 128-task ring of cap-1 channels, hops/s",
         run: ring::run,
         check: Some(ring::check_options),
     },
@@ -158,6 +158,16 @@ impl Ctx {
         self.pick(self.opts.reps, normal, quick)
     }
 
+    /// A scx-rt runtime builder on the OS CPUs `cpus` with the bench-wide
+    /// runtime options (`--idle-poll-us`).
+    pub fn scx_builder(&self, cpus: impl IntoIterator<Item = usize>) -> scx_rt::Builder {
+        let b = scx_rt::Runtime::builder().cpus(cpus);
+        match self.opts.idle_poll_us {
+            Some(us) => b.idle_poll(Duration::from_micros(us)),
+            None => b,
+        }
+    }
+
     /// Whether peers and raw limits run.
     pub fn peers(&self) -> bool {
         !self.opts.no_peers
@@ -224,4 +234,35 @@ fn progress_done(workload: &str, subject: Subject, t: Instant) {
 /// Nanoseconds as `f64`.
 pub fn ns(d: std::time::Duration) -> f64 {
     d.as_nanos() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--iters N` / `--tasks N` mean exactly N operations and `--reps 1`
+    /// one measured repetition, whatever the defaults: the instruction
+    /// counts of `benches/instructions.sh` difference two such runs.
+    #[test]
+    fn sizes_are_exactly_the_options() {
+        for quick in [false, true] {
+            let ctx = Ctx {
+                cpus: vec![0, 1],
+                opts: Options {
+                    iters: Some(7),
+                    tasks: Some(9),
+                    reps: Some(1),
+                    quick,
+                    ..Default::default()
+                },
+            };
+            let s = switch::sizes(&ctx);
+            assert_eq!((s.iters, s.reps), (7, 1));
+            let s = spawn::sizes(&ctx);
+            assert_eq!((s.tasks, s.reps), (9, 1));
+            let s = chained_spawn::sizes(&ctx);
+            assert_eq!((s.tasks, s.reps), (9, 1));
+            assert_eq!(pingpong::sizes(&ctx).iters, 7);
+        }
+    }
 }

@@ -1,11 +1,16 @@
-//! `ring`: `tasks` tasks (128) in a cycle of rendezvous channels pass one
-//! token around for `hops` hops (500,000); task `i` receives from channel
-//! `i` and sends to channel `i + 1` (mod `tasks`). Hops per second, one
-//! figure per rep, p50 over reps. The ring is built (and its tasks started)
+//! `ring`: `tasks` tasks (128) in a cycle of channels pass one token
+//! around for `hops` hops (500,000); task `i` receives from channel `i`
+//! and sends to channel `i + 1` (mod `tasks`). Hops per second, one figure
+//! per rep, p50 over reps. The ring is built (and its tasks started)
 //! before the clock starts; the clock stops when the task that receives the
 //! last hop signals completion. scx-rt runs on every chosen CPU with the
 //! default scheduler and without migration: a task stays on the CPU that
-//! first ran it. Beside: tokio, go (unbuffered channels).
+//! first ran it. Beside: tokio (`mpsc`), go.
+//!
+//! Every subject's channels hold [`CHANNEL_CAP`] (1) value: tokio has no
+//! rendezvous channel, so capacity 0 cannot be common ground. With one
+//! token in flight a send never waits for room; a rendezvous send would
+//! also wait for the receiver to take the token (one more switch per hop).
 //!
 //! A rate, not a time: in the ratio column (peer / scx-rt) a figure above 1
 //! means the peer is faster.
@@ -18,6 +23,8 @@ use crate::stats::{throughput_row, Key};
 use crate::workloads::Ctx;
 
 pub const NAME: &str = "ring";
+/// Capacity of every channel of the ring, for every subject.
+pub const CHANNEL_CAP: usize = 1;
 const UNIT: &str = "hops/s";
 
 pub struct Sizes {
@@ -64,7 +71,7 @@ pub fn rate(hops: u64, elapsed: Duration) -> f64 {
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let Sizes { tasks, hops, reps } = sizes(ctx);
     ctx.scx(NAME, rows, || {
-        let samples = scx(&ctx.cpus, tasks, hops, reps)?;
+        let samples = scx(ctx, tasks, hops, reps)?;
         Ok(vec![row(Subject::ScxRt, tasks, hops, &samples)])
     })?;
     ctx.peer(NAME, Subject::Tokio, rows, || {
@@ -75,9 +82,9 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     Ok(())
 }
 
-fn scx(cpus: &[usize], tasks: u64, hops: u64, reps: u64) -> Result<Vec<f64>, String> {
-    let rt = scx_rt::Runtime::builder()
-        .cpus(cpus.to_vec())
+fn scx(ctx: &Ctx, tasks: u64, hops: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = ctx
+        .scx_builder(ctx.cpus.clone())
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
     let mut samples = Vec::new();
@@ -93,8 +100,9 @@ fn scx(cpus: &[usize], tasks: u64, hops: u64, reps: u64) -> Result<Vec<f64>, Str
 /// hops left), time until the task that receives 0 reports, then let the
 /// ring wind down (each task that leaves closes its successor's channel).
 fn scx_once(tasks: u64, hops: u64) -> Result<Duration, String> {
-    let (mut txs, rxs): (Vec<_>, Vec<_>) =
-        (0..tasks).map(|_| scx_rt::sync::channel::<u64>(0)).unzip();
+    let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..tasks)
+        .map(|_| scx_rt::sync::channel::<u64>(CHANNEL_CAP))
+        .unzip();
     let inject = txs[0].clone();
     // Task i receives on channel i and sends on channel i + 1.
     txs.rotate_left(1);

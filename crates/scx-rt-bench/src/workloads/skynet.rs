@@ -1,7 +1,10 @@
 //! `skynet`: a 10-ary tree of tasks whose leaves return their number
 //! (1,000,000 leaves = depth 6, 1,111,111 tasks in all); each parent spawns
 //! its 10 children and joins them. The sum is checked. ms per run.
-//! Beside: tokio (spawn + await), may, go.
+//! Beside: tokio (spawn + await), may (spawn + join; refused when the tree
+//! needs more coroutine stacks than `vm.max_map_count` allows), go (the
+//! original skynet: children send their sums over a channel of capacity
+//! 10, no join).
 
 use crate::peers::{go, may, tokio};
 use crate::report::{Row, Subject};
@@ -66,7 +69,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         NAME,
         rows,
         |s, samples| row(s, leaves, samples),
-        || scx(&ctx.cpus, leaves, reps),
+        || scx(ctx, leaves, reps),
         || tokio::skynet(&ctx.cpus, leaves, reps),
     )?;
     ctx.peer(NAME, Subject::May, rows, || may::rows(ctx, NAME));
@@ -87,9 +90,9 @@ fn node(num: u64, size: u64) -> u64 {
     handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
 }
 
-fn scx(cpus: &[usize], leaves: u64, reps: u64) -> Result<Vec<f64>, String> {
-    let rt = scx_rt::Runtime::builder()
-        .cpus(cpus.to_vec())
+fn scx(ctx: &Ctx, leaves: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = ctx
+        .scx_builder(ctx.cpus.clone())
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
     let mut samples = Vec::new();

@@ -1,6 +1,10 @@
 //! `spawn`: from inside a task, spawn `tasks` empty tasks, then join them
 //! all; ns per task. Beside: tokio (same worker count, spawned from inside
-//! `block_on`), may, go, OS threads (`std::thread::spawn` + join, fewer).
+//! `block_on`, each handle awaited), may (each handle joined; capped by
+//! `vm.max_map_count`, with a note on stderr), go (goroutines have no
+//! handle: one `sync.WaitGroup` counts them down), OS threads
+//! (`std::thread::spawn` + join, at most 2,000). Each row's `n`
+//! says how many tasks it measured.
 
 use std::time::Instant;
 
@@ -44,7 +48,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         NAME,
         rows,
         |s, samples| row(s, tasks, samples),
-        || scx(&ctx.cpus, tasks, reps),
+        || scx(ctx, tasks, reps),
         || tokio::spawn(&ctx.cpus, tasks, reps),
     )?;
     ctx.peer(NAME, Subject::May, rows, || may::rows(ctx, NAME));
@@ -57,9 +61,9 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     Ok(())
 }
 
-fn scx(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, String> {
-    let rt = scx_rt::Runtime::builder()
-        .cpus(cpus.to_vec())
+fn scx(ctx: &Ctx, tasks: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = ctx
+        .scx_builder(ctx.cpus.clone())
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
     let mut samples = Vec::new();

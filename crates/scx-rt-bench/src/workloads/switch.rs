@@ -44,7 +44,11 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let cpu = ctx.cpus[0];
     let Sizes { iters, reps } = sizes(ctx);
     ctx.scx(NAME, rows, || {
-        Ok(vec![row(Subject::ScxRt, iters, &scx(cpu, iters, reps)?)])
+        Ok(vec![row(
+            Subject::ScxRt,
+            iters,
+            &scx(ctx, cpu, iters, reps)?,
+        )])
     })?;
     ctx.peer(NAME, Subject::RawCorosensei, rows, || {
         let samples = raw::corosensei(cpu, iters, reps)?;
@@ -62,9 +66,9 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
 
 /// scx-rt: a runtime on OS CPU `cpu` only; inside `block_on`, spawn the two
 /// yielders and time until both are joined.
-fn scx(cpu: usize, iters: u64, reps: u64) -> Result<Vec<f64>, String> {
-    let rt = scx_rt::Runtime::builder()
-        .cpus([cpu])
+fn scx(ctx: &Ctx, cpu: usize, iters: u64, reps: u64) -> Result<Vec<f64>, String> {
+    let rt = ctx
+        .scx_builder([cpu])
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
     let mut samples = Vec::new();

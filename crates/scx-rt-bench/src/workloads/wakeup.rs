@@ -91,10 +91,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
             subject,
         };
         ctx.scx(NAME, rows, || {
-            Ok(vec![latency_row(
-                key(Subject::ScxRt),
-                &scx(&ctx.cpus, &shape)?,
-            )])
+            Ok(vec![latency_row(key(Subject::ScxRt), &scx(ctx, &shape)?)])
         })?;
         ctx.peer(NAME, Subject::Tokio, rows, || {
             let hist = tokio::wakeup(&ctx.cpus, &shape)?;
@@ -136,9 +133,9 @@ pub fn merge(hists: impl IntoIterator<Item = Histogram<u64>>) -> Result<Histogra
     Ok(all)
 }
 
-fn scx(cpus: &[usize], shape: &Shape) -> Result<Histogram<u64>, String> {
-    let rt = scx_rt::Runtime::builder()
-        .cpus(cpus.to_vec())
+fn scx(ctx: &Ctx, shape: &Shape) -> Result<Histogram<u64>, String> {
+    let rt = ctx
+        .scx_builder(ctx.cpus.clone())
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
     let shape = shape.clone();

@@ -2,7 +2,8 @@
 //! inside the runtime, spawn `tasks` tasks (200) that each call
 //! `yield_now` `iters` times (1,000), then join them all; ms per run, p50
 //! over reps. scx-rt runs on every chosen CPU. Beside: tokio
-//! (`tokio::task::yield_now().await`), go (`runtime.Gosched`).
+//! (`tokio::task::yield_now().await`), go (`runtime.Gosched`; one
+//! `sync.WaitGroup` instead of a join per goroutine).
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,7 @@ pub fn row(subject: Subject, s: &Sizes, samples: &[f64]) -> Row {
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let s = sizes(ctx);
     ctx.scx(NAME, rows, || {
-        let samples = scx(&ctx.cpus, &s)?;
+        let samples = scx(ctx, &s)?;
         Ok(vec![row(Subject::ScxRt, &s, &samples)])
     })?;
     ctx.peer(NAME, Subject::Tokio, rows, || {
@@ -57,9 +58,9 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn scx(cpus: &[usize], s: &Sizes) -> Result<Vec<f64>, String> {
-    let rt = scx_rt::Runtime::builder()
-        .cpus(cpus.to_vec())
+fn scx(ctx: &Ctx, s: &Sizes) -> Result<Vec<f64>, String> {
+    let rt = ctx
+        .scx_builder(ctx.cpus.clone())
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
     let (tasks, yields) = (s.tasks, s.yields);
