@@ -33,10 +33,12 @@
 
 use std::sync::Arc;
 
+use crate::core::error::{call, call_task};
+use crate::core::slot::new_slot;
 use crate::exit::ExitKind;
 use crate::loom::Ordering;
+use crate::ops::Shared;
 use crate::ops::{Ctx, InitCtx, InitTaskArgs, Scheduler};
-use crate::sched::{self, call, call_task, SchedSlot, Shared};
 use crate::task::{Affinity, TaskState};
 
 /// Why [`crate::Runtime::attach`] refused or failed.
@@ -70,7 +72,7 @@ pub enum AttachError {
 /// running it, else waits until the fallback is in place.
 pub(crate) fn finish_disable(sh: &Shared) {
     while sh.exit.pending.load(Ordering::Acquire) || sh.disabling.try_lock().is_none() {
-        sched::disable(sh);
+        crate::disable::disable(sh);
         std::thread::yield_now();
     }
 }
@@ -87,12 +89,12 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
     }
     let name = ops.name().to_string();
     // 1. Bypass: nothing is placed by anyone while the tasks switch.
-    sched::bypass(sh, true);
+    crate::core::bypass::bypass(sh, true);
     // 2. No spawn picks a scheduler until every task has this one.
     let fork = sh.fork_lock.write();
     let new_gen = sh.new_gen();
     sh.exit.reset();
-    sh.install(SchedSlot::new(new_gen, ops.clone()));
+    sh.install(new_slot(new_gen, ops.clone()));
     // This thread now works for the new scheduler: errors `init` records
     // are its own.
     let _ = sh.slot(new_gen);
@@ -111,7 +113,7 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
         let slot = sh.slot(new_gen);
         let tasks = sh.tasks.snapshot();
         for p in &tasks {
-            let rq = sched::task_rq_lock(sh, p);
+            let rq = crate::core::enqueue::task_rq_lock(sh, p);
             if p.scx.sched_gen.load(Ordering::Acquire) == new_gen || !sh.tasks.contains(p) {
                 // Spawned under the new scheduler already, or exited since
                 // the snapshot (the exit path unregisters under this lock).
@@ -127,7 +129,7 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
             p.set_state(TaskState::Ready);
         }
         for p in &tasks {
-            let rq = sched::task_rq_lock(sh, p);
+            let rq = crate::core::enqueue::task_rq_lock(sh, p);
             if p.state() != TaskState::Ready || p.scx.sched_gen.load(Ordering::Acquire) != new_gen {
                 continue;
             }
@@ -158,7 +160,7 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
     }
     drop(fork);
     // 5. Leave bypass: the queued tasks meet the new scheduler's enqueue.
-    sched::bypass(sh, false);
+    crate::core::bypass::bypass(sh, false);
     if let Some(code) = failed {
         finish_disable(sh);
         return Err(AttachError::InitFailed { name, code });

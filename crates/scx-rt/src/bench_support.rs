@@ -87,7 +87,7 @@ impl Doorbell {
 /// for the `slice-timer` workload of `scx-rt-bench`: what `schedule` does at
 /// every pick, and the flag the timer thread sets when the slice runs out.
 pub struct SliceTimer {
-    sh: std::sync::Arc<crate::sched::Shared>,
+    sh: std::sync::Arc<crate::ops::Shared>,
     cpu: usize,
 }
 
@@ -108,7 +108,9 @@ impl SliceTimer {
     /// own pick published a deadline before; this replaces it.
     #[inline]
     pub fn publish(&self, deadline: u64) {
-        self.sh.timer.set_deadline(&self.sh, self.cpu, deadline);
+        self.sh
+            .timer
+            .set_deadline(&self.sh.cpus[self.cpu].shared.slice_deadline, deadline);
     }
 
     /// The deadline this CPU last published (at the pick that switched the

@@ -9,9 +9,11 @@
 
 use std::fmt::Write;
 
+use crate::core::clock::now;
+use crate::core::error::{call, call_task};
 use crate::loom::Ordering;
 use crate::ops::DumpCtx;
-use crate::sched::{call, call_task, now, Shared};
+use crate::ops::Shared;
 use crate::task::{opss, TaskRef};
 
 fn task_line(out: &mut String, p: &TaskRef, curr: bool, now: u64, nr_cpus: usize) {

@@ -32,11 +32,13 @@
 //! work before it), then `ONLINE` is set and the CPU reschedules, joining
 //! the idle masks at its next idle pick.
 
+use crate::core::error::call;
+use crate::core::migrate::move_queued_task;
 use crate::exit::{ExitKind, ECODE_ACT_RESTART, ECODE_RSN_HOTPLUG};
 use crate::loom::Ordering;
 use crate::ops::InitCtx;
+use crate::ops::Shared;
 use crate::rq::rqflags;
-use crate::sched::{call, move_queued_task, Shared};
 use crate::task::TaskRef;
 
 /// Why a hotplug request was refused.
@@ -61,12 +63,6 @@ pub enum HotplugError {
     /// Taking the last online CPU down would leave nowhere to run.
     #[error("cpu {0} is the last online cpu")]
     LastCpu(usize),
-}
-
-/// Serializes hotplug requests.
-#[derive(Default)]
-pub(crate) struct Hotplug {
-    lock: parking_lot::Mutex<()>,
 }
 
 fn check(sh: &Shared, cpu: usize, want_online: bool) -> Result<(), HotplugError> {
@@ -98,7 +94,7 @@ fn check_callbacks(sh: &Shared, cpu: usize, going: &str) -> bool {
 }
 
 pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
-    let _g = sh.hotplug.lock.lock();
+    let _g = sh.hotplug_lock.lock();
     check(sh, cpu, true)?;
     if !(0..sh.nr_cpus).any(|c| c != cpu && sh.cpu_online(c)) {
         return Err(HotplugError::LastCpu(cpu));
@@ -130,10 +126,10 @@ pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
         // The list was taken under the lock, but the lock is dropped
         // between moves: skip a task that was picked (and may be running
         // now), blocked, or moved away meanwhile.
-        if !crate::sched::waits_on_rq(&rq, &p) {
+        if !crate::core::dsqs::waits_on_rq(&rq, &p) {
             continue;
         }
-        let dst = crate::sched::fallback_cpu(sh, &p, cpu);
+        let dst = crate::core::enqueue::fallback_cpu(sh, &p, cpu);
         move_queued_task(sh, &mut rq, &p, dst);
     }
     drop(rq);
@@ -144,7 +140,7 @@ pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
 }
 
 pub(crate) fn cpu_online(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
-    let _g = sh.hotplug.lock.lock();
+    let _g = sh.hotplug_lock.lock();
     check(sh, cpu, false)?;
     if check_callbacks(sh, cpu, "online") {
         let slot = sh.cur_slot();

@@ -43,8 +43,8 @@ use std::cell::RefCell;
 
 use crate::flags::KickFlags;
 use crate::loom::Ordering;
+use crate::ops::Shared;
 use crate::rq::{rqflags, RqSynced};
-use crate::sched::Shared;
 
 std::thread_local! {
     /// Kicks requested from a thread that is not a worker of `rt_id`.

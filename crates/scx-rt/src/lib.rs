@@ -89,6 +89,9 @@ pub mod sync;
 mod attach;
 #[cfg(not(scx_rt_loom))]
 mod blocking;
+pub(crate) mod core;
+#[cfg(not(scx_rt_loom))]
+mod disable;
 mod doorbell;
 mod dsq;
 mod dump;
@@ -101,7 +104,6 @@ mod registry;
 mod rq;
 #[cfg(not(scx_rt_loom))]
 mod runtime;
-mod sched;
 #[cfg(not(scx_rt_loom))]
 mod sysrq;
 mod task;
@@ -115,6 +117,7 @@ mod worker;
 #[cfg(scx_rt_loom)]
 pub mod model;
 
+pub use crate::core::balance::BalanceStep;
 #[cfg(not(scx_rt_loom))]
 pub use attach::AttachError;
 #[cfg(not(scx_rt_loom))]
@@ -138,7 +141,6 @@ pub use runtime::{
     BuildError, Builder, BypassGuard, CpuStats, JoinError, JoinHandle, KickError, Runtime,
     SpawnError, Stats,
 };
-pub use sched::BalanceStep;
 pub use task::{Task, TaskId, TaskRef, TaskState};
 
 #[cfg(not(scx_rt_loom))]
@@ -189,9 +191,9 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (sh, _, _) =
-        worker::current().expect("scx_rt::spawn_blocking called outside a scx-rt task");
-    runtime::spawn_blocking_in(&sh, f)
+    let pool =
+        worker::blocking_pool().expect("scx_rt::spawn_blocking called outside a scx-rt task");
+    runtime::spawn_blocking_in(&pool, f)
 }
 
 /// Gives up the CPU: the task's slice ends and it goes back through the
@@ -264,7 +266,8 @@ pub fn sleep_until(deadline: Instant) {
             std::thread::sleep(left);
             continue;
         };
-        let when = sched::now().saturating_add(left.as_nanos().min(u64::MAX as u128) as u64);
+        let when =
+            crate::core::clock::now().saturating_add(left.as_nanos().min(u64::MAX as u128) as u64);
         {
             let mut rq = sh.cpus[cpu].rq.lock();
             rq.timer_seq += 1;

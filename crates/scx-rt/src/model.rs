@@ -130,7 +130,7 @@ impl crate::ops::Scheduler for Stash {
 /// A whole runtime core (`sched::Shared`) without workers: the models play
 /// the CPUs' parts by calling the real enqueue, dispatch and dequeue paths.
 pub struct Runtime {
-    sh: crate::sched::Shared,
+    sh: crate::ops::Shared,
     stash: Option<std::sync::Arc<Stash>>,
 }
 
@@ -161,12 +161,12 @@ impl Runtime {
     fn core(
         nr_cpus: usize,
         sched: std::sync::Arc<dyn crate::ops::Scheduler>,
-    ) -> crate::sched::Shared {
-        crate::sched::Shared::new(
+    ) -> crate::ops::Shared {
+        crate::ops::Shared::new(
             nr_cpus,
             vec![None; nr_cpus],
-            sched,
-            crate::sched::Config {
+            crate::core::slot::new_slot(1, sched),
+            crate::core::shared::Config {
                 slice_dfl: crate::consts::SLICE_DFL,
                 idle_poll_ns: 0,
                 allow_migration: true,
@@ -195,9 +195,14 @@ impl Runtime {
     pub fn schedule(&self, cpu: usize, prev: Option<&TaskRef>) -> Option<TaskRef> {
         let mut rq = self.sh.cpus[cpu].rq.lock();
         let mut trace = None;
-        let next =
-            crate::sched::pick_next_task(&self.sh, &mut rq, prev, &mut trace, crate::sched::now());
-        crate::sched::process_ddsp_deferred_locals(&self.sh, &mut rq);
+        let next = crate::core::pick::pick_next_task(
+            &self.sh,
+            &mut rq,
+            prev,
+            &mut trace,
+            crate::core::clock::now(),
+        );
+        crate::core::enqueue::process_ddsp_deferred_locals(&self.sh, &mut rq);
         next
     }
 
@@ -236,7 +241,7 @@ impl Runtime {
     pub fn enqueue(&self, cpu: usize, p: &TaskRef) {
         p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
         let mut rq = self.sh.cpus[cpu].rq.lock();
-        crate::sched::enqueue_task(&self.sh, &mut rq, p, crate::flags::EnqFlags::empty());
+        crate::core::enqueue::enqueue_task(&self.sh, &mut rq, p, crate::flags::EnqFlags::empty());
     }
 
     /// What `DispatchCtx::dispatch` does on `cpu`: buffers a claim on `p`
@@ -260,22 +265,28 @@ impl Runtime {
     pub fn flush(&self, cpu: usize) {
         let mut rq = self.sh.cpus[cpu].rq.lock();
         let mut n = 0;
-        crate::sched::flush_dispatch_buf(&self.sh, cpu, &mut rq, &mut n);
+        crate::core::dispatch::flush_dispatch_buf(&self.sh, cpu, &mut rq, &mut n);
     }
 
     /// Takes `p` off its runqueue and puts it back (an attribute change:
     /// `dequeue_task_scx(SAVE)` then `enqueue_task_scx`) under its rq lock.
     pub fn requeue(&self, p: &TaskRef) {
-        let mut rq = crate::sched::task_rq_lock(&self.sh, p);
-        crate::sched::dequeue_task(&self.sh, &mut rq, p, crate::flags::DeqFlags::SAVE, false);
-        crate::sched::enqueue_task(&self.sh, &mut rq, p, crate::flags::EnqFlags::empty());
+        let mut rq = crate::core::enqueue::task_rq_lock(&self.sh, p);
+        crate::core::dequeue::dequeue_task(
+            &self.sh,
+            &mut rq,
+            p,
+            crate::flags::DeqFlags::SAVE,
+            false,
+        );
+        crate::core::enqueue::enqueue_task(&self.sh, &mut rq, p, crate::flags::EnqFlags::empty());
     }
 
     /// Moves the first task of the global DSQ that `cpu` may run into its
     /// local DSQ (`consume_dispatch_q` on the global DSQ).
     pub fn consume_global(&self, cpu: usize) -> bool {
         let mut rq = self.sh.cpus[cpu].rq.lock();
-        crate::sched::consume_dispatch_q(&self.sh, &mut rq, &self.sh.global)
+        crate::core::dispatch::consume_dispatch_q(&self.sh, &mut rq, &self.sh.global)
     }
 
     /// Every place `p` is in: ("local", cpu), ("global", 0) or ("policy", 0)

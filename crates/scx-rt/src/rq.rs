@@ -66,6 +66,25 @@ pub mod rqflags {
     pub const BALANCING: u32 = IN_BALANCE;
 }
 
+/// One decision of the balance step, recorded for tests of the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BalanceStep {
+    /// Kept prev (slice left).
+    KeepPrev,
+    /// The local DSQ had a task.
+    Local,
+    /// A task was consumed from the global DSQ.
+    Global,
+    /// `ops.dispatch` was called.
+    Dispatch,
+    /// Kept prev after the dispatch loop produced nothing.
+    KeepPrevLast,
+    /// The dispatch loop hit its cap and the CPU kicked itself.
+    LoopCap,
+    /// Nothing to run.
+    Idle,
+}
+
 /// A buffered dispatch (SPEC.md §2.6).
 pub(crate) struct DispatchEntry {
     pub task: TaskRef,
@@ -168,7 +187,7 @@ pub(crate) struct RqSynced {
     /// Generation of the scheduler this rq calls (swapped under the lock).
     pub sched_gen: u64,
     /// Balance decisions, when recording is on (`Builder::record_balance`).
-    pub balance_trace: Option<Vec<crate::sched::BalanceStep>>,
+    pub balance_trace: Option<Vec<crate::rq::BalanceStep>>,
 }
 
 impl RqSynced {
@@ -390,14 +409,14 @@ impl Cpu {
         let s = &self.shared;
         let pending = || s.need_resched.load(Ordering::SeqCst) || extra();
         s.doorbell.set_state(crate::doorbell::POLLING);
-        let start = crate::sched::now();
+        let start = crate::core::clock::now();
         let poll_until = start.saturating_add(poll_ns);
         loop {
             if pending() {
                 s.doorbell.set_state(crate::doorbell::RUNNING);
                 return;
             }
-            let t = crate::sched::now();
+            let t = crate::core::clock::now();
             if t >= s.next_timer.load(Ordering::Relaxed) {
                 s.doorbell.set_state(crate::doorbell::RUNNING);
                 return;
@@ -419,7 +438,9 @@ impl Cpu {
         before_sleep();
         let next_timer = s.next_timer.load(Ordering::Relaxed);
         let timeout = (next_timer != u64::MAX).then(|| {
-            std::time::Duration::from_nanos(next_timer.saturating_sub(crate::sched::now()).max(1))
+            std::time::Duration::from_nanos(
+                next_timer.saturating_sub(crate::core::clock::now()).max(1),
+            )
         });
         s.doorbell.sleep(timeout, pending);
     }

@@ -19,12 +19,15 @@ use std::time::Duration;
 use crate::consts::{
     DEFAULT_IDLE_POLL, DEFAULT_STACK_SIZE, MAX_CPUS, MAX_STACK_SIZE, SLICE_DFL, SLICE_INF,
 };
+use crate::core::clock::now;
+use crate::core::error::{call, call_task, panic_msg};
+use crate::core::shared::Config;
 use crate::cpumask::Cpumask;
 use crate::exit::ExitInfo;
 use crate::flags::WakeFlags;
 use crate::loom::Ordering;
+use crate::ops::Shared;
 use crate::ops::{Ctx, InitCtx, InitTaskArgs, InvalidOps, Scheduler};
-use crate::sched::{self, call, call_task, now, Config, Shared};
 use crate::sync::wait::{wait_on, wake_all, WaitList};
 use crate::task::{Affinity, Task, TaskId, TaskRef, TaskState};
 use crate::worker;
@@ -365,7 +368,7 @@ impl Builder {
         let sh = Arc::new(Shared::new(
             n,
             os.clone(),
-            sched.clone(),
+            crate::core::slot::new_slot(1, sched.clone()),
             Config {
                 slice_dfl: u64::try_from(self.slice.as_nanos()).unwrap_or(SLICE_INF),
                 idle_poll_ns: self.idle_poll.as_nanos().min(u64::MAX as u128) as u64,
@@ -374,8 +377,8 @@ impl Builder {
             },
             self.stack_size,
         ));
-        sh.blocking
-            .configure(self.max_blocking_threads, self.blocking_keep_alive);
+        let blocking = Arc::new(crate::blocking::BlockingPool::new());
+        blocking.configure(self.max_blocking_threads, self.blocking_keep_alive);
         if fallback {
             sh.set_cur_fallback();
         }
@@ -397,6 +400,7 @@ impl Builder {
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<std::io::Error>)>();
         for (cpu, oscpu) in os.iter().copied().enumerate() {
             let sh2 = sh.clone();
+            let blocking2 = blocking.clone();
             let tx = tx.clone();
             let r = std::thread::Builder::new()
                 .name(format!("scx-rt-cpu{cpu}"))
@@ -409,7 +413,7 @@ impl Builder {
                     }
                     let _ = tx.send((cpu, None));
                     drop(tx);
-                    worker::worker_main(sh2, cpu);
+                    worker::worker_main(sh2, blocking2, cpu);
                 });
             match r {
                 Ok(h) => workers.push(h),
@@ -449,6 +453,7 @@ impl Builder {
         }
         Ok(Runtime {
             sh,
+            blocking,
             workers: parking_lot::Mutex::new(workers),
         })
     }
@@ -481,6 +486,9 @@ fn stop(sh: &Shared, mut threads: Vec<std::thread::JoinHandle<()>>) {
 pub struct Runtime {
     sh: Arc<Shared>,
     workers: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Threads for blocking closures (`spawn_blocking`); the workers hold
+    /// it too, for `spawn_blocking` from tasks.
+    blocking: Arc<crate::blocking::BlockingPool>,
 }
 
 impl Runtime {
@@ -550,12 +558,12 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        spawn_blocking_in(&self.sh, f)
+        spawn_blocking_in(&self.blocking, f)
     }
 
     /// Threads of the blocking pool alive now (busy or idle).
     pub fn blocking_threads(&self) -> usize {
-        self.sh.blocking.threads()
+        self.blocking.threads()
     }
 
     /// Takes CPU `cpu` offline (SPEC.md §3.12; the steps and the one
@@ -614,7 +622,7 @@ impl Runtime {
     /// CPUs are dropped. Guards nest; the last one dropped hands the queued
     /// tasks back to the scheduler through `enqueue`.
     pub fn bypass(&self) -> BypassGuard {
-        crate::sched::bypass(&self.sh, true);
+        crate::core::bypass::bypass(&self.sh, true);
         BypassGuard {
             sh: self.sh.clone(),
         }
@@ -707,7 +715,7 @@ impl Runtime {
     /// not in the runtime). Each balance pass ends with one of `KeepPrev`,
     /// `Local`, `Global`, `KeepPrevLast`, `Idle`; `Dispatch` and `LoopCap`
     /// precede it.
-    pub fn take_balance_trace(&self, cpu: usize) -> Vec<crate::sched::BalanceStep> {
+    pub fn take_balance_trace(&self, cpu: usize) -> Vec<crate::rq::BalanceStep> {
         let Some(c) = self.sh.cpus.get(cpu) else {
             return Vec::new();
         };
@@ -758,7 +766,7 @@ impl Runtime {
             return;
         }
         stop(&self.sh, ws);
-        self.sh.blocking.shutdown();
+        self.blocking.shutdown();
     }
 }
 
@@ -770,13 +778,14 @@ impl Drop for Runtime {
             // live), so a helper thread does the shutdown.
             let ws: Vec<_> = std::mem::take(&mut *self.workers.lock());
             let sh = self.sh.clone();
+            let blocking = self.blocking.clone();
             let _ = std::thread::Builder::new()
                 .name("scx-rt-shutdown".to_string())
                 .spawn(move || {
                     if !ws.is_empty() {
                         stop(&sh, ws);
                     }
-                    sh.blocking.shutdown();
+                    blocking.shutdown();
                 });
             return;
         }
@@ -792,7 +801,7 @@ pub struct BypassGuard {
 
 impl Drop for BypassGuard {
     fn drop(&mut self) {
-        crate::sched::bypass(&self.sh, false);
+        crate::core::bypass::bypass(&self.sh, false);
     }
 }
 
@@ -861,7 +870,7 @@ pub enum JoinError {
 impl std::fmt::Debug for JoinError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            JoinError::Panicked(p) => write!(f, "Panicked({:?})", sched::panic_msg(&**p)),
+            JoinError::Panicked(p) => write!(f, "Panicked({:?})", panic_msg(&**p)),
             JoinError::NoStack {
                 id,
                 stack_size,
@@ -906,7 +915,7 @@ impl JoinError {
     /// is no panic, its description.
     pub fn panic_message(&self) -> String {
         match self {
-            JoinError::Panicked(p) => sched::panic_msg(&**p),
+            JoinError::Panicked(p) => panic_msg(&**p),
             e => e.to_string(),
         }
     }
@@ -1074,13 +1083,16 @@ fn next_task_id() -> TaskId {
     })
 }
 
-/// Queues `f` on the blocking pool of `sh` (`spawn_blocking`).
-pub(crate) fn spawn_blocking_in<F, T>(sh: &Shared, f: F) -> crate::BlockingHandle<T>
+/// Queues `f` on the blocking pool `pool` (`spawn_blocking`).
+pub(crate) fn spawn_blocking_in<F, T>(
+    pool: &crate::blocking::BlockingPool,
+    f: F,
+) -> crate::BlockingHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    match sh.blocking.spawn(f) {
+    match pool.spawn(f) {
         Ok(h) => h,
         Err(crate::blocking::SpawnError::ShutDown) => {
             panic!("spawn_blocking on a runtime that was shut down")
@@ -1169,7 +1181,7 @@ where
         });
     }
     drop(fork);
-    sched::wake_up(sh, &p, WakeFlags::FORK, from);
+    crate::core::enqueue::wake_up(sh, &p, WakeFlags::FORK, from);
     JoinHandle {
         task: p,
         packet,

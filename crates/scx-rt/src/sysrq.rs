@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::exit::ExitKind;
 use crate::loom::Ordering;
-use crate::sched::Shared;
+use crate::ops::Shared;
 
 /// Which signals a runtime listens to.
 #[derive(Clone, Copy, Debug, Default)]

@@ -79,69 +79,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::loom::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
-use crate::sched::{now, Shared};
-
-/// The timer thread's shared state.
-pub(crate) struct TimerState {
-    word: AtomicU32,
-    next: AtomicU64,
-    stop: AtomicBool,
-}
-
-impl TimerState {
-    pub(crate) fn new() -> Self {
-        Self {
-            word: AtomicU32::new(0),
-            next: AtomicU64::new(u64::MAX),
-            stop: AtomicBool::new(false),
-        }
-    }
-
-    /// Worker side: CPU `cpu` now runs a task whose slice ends at
-    /// `deadline` (`u64::MAX`: none).
-    #[inline]
-    pub(crate) fn set_deadline(&self, sh: &Shared, cpu: usize, deadline: u64) {
-        let s = &sh.cpus[cpu].shared;
-        if s.slice_deadline.load(Ordering::Relaxed) == deadline {
-            return;
-        }
-        s.slice_deadline.store(deadline, Ordering::SeqCst);
-        if deadline == u64::MAX {
-            return;
-        }
-        fence(Ordering::SeqCst);
-        if deadline < self.next.load(Ordering::SeqCst) {
-            self.ring();
-        }
-    }
-
-    /// A scheduler timer was armed for `deadline`: wakes the timer thread
-    /// if it sleeps past it (same protocol as `set_deadline`).
-    pub(crate) fn ops_timer_armed(&self, deadline: u64) {
-        fence(Ordering::SeqCst);
-        if deadline < self.next.load(Ordering::SeqCst) {
-            self.ring();
-        }
-    }
-
-    /// Makes the timer thread re-scan now (a scheduler was attached: its
-    /// watchdog timeout may be shorter than the current sleep).
-    pub(crate) fn wake(&self) {
-        self.ring();
-    }
-
-    fn ring(&self) {
-        self.word.fetch_add(1, Ordering::SeqCst);
-        scx_rt_sys::futex::wake_one(&self.word);
-    }
-
-    /// Stops the timer thread.
-    pub(crate) fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.ring();
-    }
-}
+use crate::core::clock::now;
+use crate::loom::{fence, Ordering};
+use crate::ops::Shared;
 
 /// The timer thread's loop.
 pub(crate) fn timer_main(sh: Arc<Shared>) {

@@ -21,7 +21,7 @@
 
 use crate::exit::ExitKind;
 use crate::loom::Ordering;
-use crate::sched::Shared;
+use crate::ops::Shared;
 
 /// What the watchdog remembers between rounds.
 pub(crate) struct Watchdog {

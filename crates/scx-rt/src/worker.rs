@@ -27,11 +27,13 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::sync::Arc;
 
+use crate::core::clock::now;
+use crate::core::error::{call, call_task};
 use crate::flags::{DeqFlags, WakeFlags};
 use crate::loom::Ordering;
 use crate::ops::Ctx;
+use crate::ops::Shared;
 use crate::rq::RqSynced;
-use crate::sched::{self, call, call_task, now, Shared};
 use crate::task::TaskRef;
 
 /// Why a task stopped running.
@@ -47,9 +49,11 @@ pub(crate) const SW_YIELD: usize = 1;
 pub(crate) const SW_PREEMPT: usize = 2;
 pub(crate) const SW_BLOCK: usize = 3;
 
-/// What a worker thread knows about itself.
+/// What a worker thread knows about itself beyond its identity
+/// (`core::current`).
 pub(crate) struct WorkerTls {
     pub sh: Arc<Shared>,
+    pub blocking: Arc<crate::blocking::BlockingPool>,
     pub cpu: usize,
     pub task: Option<TaskRef>,
 }
@@ -72,21 +76,20 @@ pub(crate) fn current() -> Option<(Arc<Shared>, usize, Option<TaskRef>)> {
     })
 }
 
-/// The CPU of the calling worker thread.
+/// The blocking pool of the calling worker's runtime.
 #[inline(never)]
+pub(crate) fn blocking_pool() -> Option<Arc<crate::blocking::BlockingPool>> {
+    WORKER.with(|w| w.borrow().as_ref().map(|w| w.blocking.clone()))
+}
+
+/// The CPU of the calling worker thread.
 pub(crate) fn current_cpu() -> Option<usize> {
-    WORKER.with(|w| w.borrow().as_ref().map(|w| w.cpu))
+    crate::core::current::cpu()
 }
 
 /// The CPU of the calling worker when it is a worker of `sh`.
-#[inline(never)]
 pub(crate) fn cpu_in(sh: &Shared) -> Option<usize> {
-    WORKER.with(|w| {
-        w.borrow()
-            .as_ref()
-            .filter(|w| w.sh.rt_id == sh.rt_id)
-            .map(|w| w.cpu)
-    })
+    crate::core::current::cpu_in(sh.rt_id)
 }
 
 /// Whether the calling code runs inside a green task.
@@ -95,19 +98,10 @@ pub(crate) fn in_task() -> bool {
     WORKER.with(|w| w.borrow().as_ref().is_some_and(|w| w.task.is_some()))
 }
 
-type Flag = Arc<crossbeam_utils::CachePadded<crate::loom::AtomicBool>>;
-
-std::thread_local! {
-    /// The worker's `need_resched` flag (unset on other threads).
-    static NEED_RESCHED: std::cell::OnceCell<Flag> = const { std::cell::OnceCell::new() };
-}
-
-/// Whether the calling thread is a worker with a reschedule pending: one
-/// thread-local access and one load. Callers check `in_task` before
-/// switching (a scheduler callback runs on the worker's own stack).
-#[inline(never)]
+/// Whether the calling thread is a worker with a reschedule pending.
+#[inline]
 pub(crate) fn need_resched() -> bool {
-    NEED_RESCHED.with(|f| f.get().is_some_and(|f| f.load(Ordering::Relaxed)))
+    crate::core::current::need_resched()
 }
 
 fn set_task(t: Option<TaskRef>) {
@@ -121,11 +115,15 @@ fn set_task(t: Option<TaskRef>) {
 /// Wakes a blocked task (green wait queues call this).
 pub(crate) fn wake_task(sh: &Shared, p: &TaskRef) {
     if p.wake_claim() {
-        sched::wake_up(sh, p, WakeFlags::TTWU, cpu_in(sh));
+        crate::core::enqueue::wake_up(sh, p, WakeFlags::TTWU, cpu_in(sh));
     }
 }
 
-pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
+pub(crate) fn worker_main(
+    sh: Arc<Shared>,
+    blocking: Arc<crate::blocking::BlockingPool>,
+    cpu: usize,
+) {
     // Sleep timers wake an idle worker by a futex timeout: no timer slack
     // (see `timer_main`).
     let _ = scx_rt_sys::sigtimer::set_timer_slack(1);
@@ -133,12 +131,11 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
     // signal stack (scx_rt_sys::sigsegv); without one the process dies
     // silently. Best effort: a failure only loses the message.
     let _altstack = scx_rt_sys::sigsegv::AltStack::install().ok();
-    NEED_RESCHED.with(|f| {
-        let _ = f.set(sh.cpus[cpu].shared.need_resched.clone());
-    });
+    crate::core::current::enter_worker(sh.rt_id, cpu, sh.cpus[cpu].shared.need_resched.clone());
     WORKER.with(|w| {
         *w.borrow_mut() = Some(WorkerTls {
             sh: sh.clone(),
+            blocking,
             cpu,
             task: None,
         })
@@ -147,7 +144,7 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
     let mut prev: Option<(TaskRef, Switch)> = None;
     loop {
         if sh.exit.pending.load(Ordering::Acquire) {
-            sched::disable(&sh);
+            crate::disable::disable(&sh);
         }
         run_irq_work(&sh, cpu);
         crate::kick::wait_for_targets(&sh, cpu);
@@ -161,7 +158,7 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
         }
         let (next, wakeups) = schedule(&sh, cpu, prev.take());
         for t in wakeups {
-            sched::wake_up(&sh, &t, WakeFlags::TTWU, Some(cpu));
+            crate::core::enqueue::wake_up(&sh, &t, WakeFlags::TTWU, Some(cpu));
         }
         crate::kick::run_pending(&sh, Some(cpu));
         match next {
@@ -184,6 +181,7 @@ pub(crate) fn worker_main(sh: Arc<Shared>, cpu: usize) {
         }
     }
     WORKER.with(|w| *w.borrow_mut() = None);
+    crate::core::current::leave_worker();
 }
 
 /// The CPU's interrupt work, at a point where it holds no lock: the
@@ -259,7 +257,7 @@ fn schedule(
     let mut self_wakeups = Vec::new();
     let mut prev_task = None;
     if let Some((p, sw)) = prev {
-        sched::update_curr(&p, now);
+        crate::core::pick::update_curr(&p, now);
         let slot = sh.slot(rq.sched_gen);
         let ctx = Ctx::new(sh, Some(cpu));
         match sw {
@@ -285,7 +283,7 @@ fn schedule(
             }
             Switch::Block => {
                 if p.block_begin() {
-                    sched::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
+                    crate::core::dequeue::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
                     p.scx.on_cpu.store(false, Ordering::Relaxed);
                     c.shared.pnt_seq.fetch_add(1, Ordering::Release);
                     rq.curr = None;
@@ -297,12 +295,12 @@ fn schedule(
                 }
             }
             Switch::Exit => {
-                sched::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
+                crate::core::dequeue::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
                 p.scx.on_cpu.store(false, Ordering::Relaxed);
                 c.shared.pnt_seq.fetch_add(1, Ordering::Release);
                 rq.curr = None;
                 let gen = p.scx.sched_gen.load(Ordering::Acquire);
-                sched::task_leave_scheduler_locked(sh, &rq, &p, gen, false);
+                crate::core::dequeue::task_leave_scheduler_locked(sh, &rq, &p, gen, false);
                 sh.tasks.remove(&p);
                 if sh.live_tasks.fetch_sub(1, Ordering::AcqRel) == 1
                     && sh.shutdown.load(Ordering::Acquire)
@@ -319,12 +317,12 @@ fn schedule(
     let mut moved = None;
     if !rq.online() {
         if let Some(p) = prev_task.take_if(|p| p.is_queued() && p.single_cpu() != Some(cpu)) {
-            let dst = sched::migrate_out_curr(sh, &mut rq, &p);
+            let dst = crate::core::migrate::migrate_out_curr(sh, &mut rq, &p);
             moved = Some((p, dst));
         }
     }
     let mut trace = rq.balance_trace.take();
-    let next = sched::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut trace, now);
+    let next = crate::core::pick::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut trace, now);
     rq.balance_trace = trace;
     let slot = sh.slot(rq.sched_gen);
     let ctx = Ctx::new(sh, Some(cpu));
@@ -364,7 +362,7 @@ fn schedule(
             c.shared.idle.store(false, Ordering::Relaxed);
         }
     }
-    sched::process_ddsp_deferred_locals(sh, &mut rq);
+    crate::core::enqueue::process_ddsp_deferred_locals(sh, &mut rq);
     self_wakeups.append(&mut rq.deferred_wakeups);
     drop(rq);
     let deadline = match &next {
@@ -372,9 +370,9 @@ fn schedule(
         _ => u64::MAX,
     };
     c.shared.tick_pending.store(false, Ordering::Relaxed);
-    sh.timer.set_deadline(sh, cpu, deadline);
+    sh.timer.set_deadline(&c.shared.slice_deadline, deadline);
     if let Some((p, dst)) = moved {
-        sched::migrate_in(sh, &p, dst);
+        crate::core::migrate::migrate_in(sh, &p, dst);
     }
     for t in timer_wakeups {
         wake_task(sh, &t);

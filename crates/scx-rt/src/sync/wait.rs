@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::sched::Shared;
+use crate::ops::Shared;
 use crate::task::TaskRef;
 use crate::worker;
 

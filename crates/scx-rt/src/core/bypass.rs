@@ -1,0 +1,58 @@
+//! Bypass mode (SPEC.md §6.1).
+
+use crate::flags::{DeqFlags, EnqFlags, DSQ_INVALID};
+use crate::loom::Ordering;
+use crate::ops::Shared;
+use crate::rq::rqflags;
+use crate::task::TaskRef;
+
+use crate::core::dequeue::dequeue_task;
+use crate::core::dsqs::*;
+use crate::core::enqueue::{enqueue_task, process_ddsp_deferred_locals};
+
+/// Raises (`on`) or drops one level of bypass (`scx_ops_bypass`). On the
+/// transitions (0→1 and 1→0) every CPU's flag flips under its rq lock and
+/// its runnable tasks that are not running are taken off and enqueued
+/// again: entering bypass that moves them out of the scheduler's hands
+/// into the global FIFO (`do_enqueue_task`'s bypass rule); leaving it hands
+/// them back through `enqueue`. While bypassing, no `select_cpu`,
+/// `enqueue` or `dispatch` runs, kicks issued by a bypassing CPU are
+/// dropped, every CPU consumes the global FIFO, and each tick (and each
+/// yield) rotates the running task. Called at a safe point (no lock held).
+pub(crate) fn bypass(sh: &Shared, on: bool) {
+    let mut depth = sh.bypass_depth.lock();
+    let was = *depth;
+    *depth = if on {
+        was + 1
+    } else {
+        debug_assert!(was > 0, "bypass level dropped below zero");
+        was.saturating_sub(1)
+    };
+    let transition = if on { was == 0 } else { was == 1 };
+    if !transition {
+        return;
+    }
+    for c in sh.cpus.iter() {
+        let mut rq = c.rq.lock();
+        if on {
+            rq.flags |= rqflags::BYPASSING;
+        } else {
+            rq.flags &= !rqflags::BYPASSING;
+        }
+        c.shared.bypassing.store(on, Ordering::Release);
+        let tasks: Vec<TaskRef> = rq.runnable.iter().cloned().collect();
+        for p in tasks {
+            // The list was taken under the lock, which enqueue may drop
+            // (a remote direct dispatch): skip a task that left meanwhile.
+            if !waits_on_rq(&rq, &p) {
+                continue;
+            }
+            dequeue_task(sh, &mut rq, &p, DeqFlags::SAVE, false);
+            p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+            enqueue_task(sh, &mut rq, &p, EnqFlags::empty());
+            process_ddsp_deferred_locals(sh, &mut rq);
+        }
+        drop(rq);
+        c.resched();
+    }
+}

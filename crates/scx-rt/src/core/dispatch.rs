@@ -1,0 +1,222 @@
+//! The dispatch buffer, consume and the cross-CPU transfers (SPEC.md
+//! §2.6, §2.7, §3.9): a task moves between CPUs by the `holding_cpu`
+//! hand-off, never with two rq locks held.
+
+use crate::dsq::Dsq;
+use crate::flags::{EnqFlags, DSQ_INVALID};
+use crate::loom::{MutexGuard, Ordering};
+use crate::ops::Shared;
+use crate::rq::RqSynced;
+use crate::task::{opss, tflags, TaskRef};
+
+use crate::core::dsqs::*;
+use crate::core::errctx::err_ctx;
+
+/// Performs the buffered dispatches in order. rq locked on entry and return.
+pub(crate) fn flush_dispatch_buf(
+    sh: &Shared,
+    _cpu: usize,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    nr_tasks: &mut u32,
+) {
+    let buf = std::mem::take(&mut rq.dispatch_buf);
+    *nr_tasks += buf.len() as u32;
+    for e in buf {
+        finish_dispatch(sh, rq, &e.task, e.qseq, e.dsq_id, e.enq_flags);
+    }
+}
+
+pub(crate) fn finish_dispatch(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    p: &TaskRef,
+    qseq: u64,
+    id: u64,
+    f: EnqFlags,
+) {
+    let _ctx = err_ctx("dispatch", Some(p), Some(rq.cpu));
+    loop {
+        let s = p.ops_state();
+        match s & opss::STATE_MASK {
+            // Someone else owns or already moved it.
+            opss::NONE | opss::DISPATCHING => return,
+            opss::QUEUED => {
+                if s & !opss::STATE_MASK != qseq {
+                    return; // stale claim: the task was re-enqueued since
+                }
+                if p.scx
+                    .ops_state
+                    .compare_exchange(
+                        s,
+                        opss::DISPATCHING | qseq,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+            // An enqueue is in progress on another CPU that holds that
+            // task's rq lock and needs nothing we hold.
+            _ => crate::loom::spin_loop(),
+        }
+    }
+    match find_dsq_for_dispatch(sh, rq.cpu, id) {
+        Target::Local(c) => dispatch_to_local_dsq(sh, rq, c, p, f),
+        Target::Global => dispatch_enqueue_nonlocal(sh, &sh.global, p, f | EnqFlags::CLEAR_OPSS),
+        Target::User(d) => dispatch_enqueue_nonlocal(sh, &d, p, f | EnqFlags::CLEAR_OPSS),
+    }
+}
+
+/// Whether `p` may move to CPU `dst` (`task_can_run_on_remote_rq`).
+/// `explicit`: the scheduler named the CPU (violations are errors).
+///
+/// A task bound to its CPU by the runtime's migration rule (crate docs) is
+/// the kernel's migration-disabled task, with one deviation: a verdict that
+/// would move it is not an error here. In the kernel such tasks are rare;
+/// here every started task is one, and a policy written for sched_ext
+/// (dispatching whatever it queued to `DSQ_LOCAL`) would be ejected
+/// constantly. The task silently goes to the global DSQ, where only its CPU
+/// takes it. Violating an affinity the user asked for stays an error.
+pub(crate) fn can_run_on(sh: &Shared, p: &TaskRef, dst: usize, explicit: bool) -> bool {
+    if let Some(b) = p.bound_cpu() {
+        return b == dst;
+    }
+    // An offline CPU takes no task that could run elsewhere (the kernel's
+    // `task_can_run_on_remote_rq` refuses an offline rq without an error).
+    if !sh.cpu_online(dst) && p.single_cpu() != Some(dst) {
+        return false;
+    }
+    if !p.allowed_on(dst) {
+        if explicit {
+            sh.ops_error(format!(
+                "SCX_DSQ_LOCAL[_ON] verdict target cpu {dst} not allowed for task {}",
+                p.id()
+            ));
+        }
+        return false;
+    }
+    true
+}
+
+/// Moves a task the caller owns (DISPATCHING, or parked) into CPU `dst`'s
+/// local DSQ. rq (of the dispatching CPU) locked on entry and return; it is
+/// dropped in between for a remote move, and at no point are two rq locks
+/// held (hand-off through `holding_cpu`).
+pub(crate) fn dispatch_to_local_dsq(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    dst: usize,
+    p: &TaskRef,
+    f: EnqFlags,
+) {
+    let me = rq.cpu;
+    let src = p.cpu();
+    if src == me && dst == me {
+        return dispatch_enqueue_local(sh, rq, p, f | EnqFlags::CLEAR_OPSS);
+    }
+    if src != dst && !can_run_on(sh, p, dst, true) {
+        return dispatch_enqueue_nonlocal(sh, &sh.global, p, f | EnqFlags::CLEAR_OPSS);
+    }
+    // Ownership now rides on holding_cpu.
+    p.scx.holding_cpu.store(me as i32, Ordering::Release);
+    p.scx.ops_state.store(opss::NONE, Ordering::Release);
+    MutexGuard::unlocked(rq, || {
+        let mut srq = sh.cpus[src].rq.lock();
+        if p.scx.holding_cpu.load(Ordering::Acquire) != me as i32 || p.cpu() != src {
+            return; // a dequeue cancelled the transfer
+        }
+        p.scx.holding_cpu.store(-1, Ordering::Release);
+        if src == dst {
+            dispatch_enqueue_local(sh, &mut srq, p, f);
+            return;
+        }
+        deactivate(&mut srq, p);
+        p.set_flag(tflags::MIGRATING);
+        p.scx.cpu.store(dst as u32, Ordering::Release);
+        drop(srq);
+        let mut drq = sh.cpus[dst].rq.lock();
+        activate(&mut drq, p);
+        p.clear_flag(tflags::MIGRATING);
+        dispatch_enqueue_local(sh, &mut drq, p, f);
+    });
+}
+
+/// Moves the first task of `dsq` that may run on this CPU into its local DSQ
+/// (`consume_dispatch_q`). rq locked on entry and return.
+pub(crate) fn consume_dispatch_q(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    dsq: &Dsq,
+) -> bool {
+    consume_dsq(sh, rq, dsq, false)
+}
+
+/// `consume_dispatch_q`, optionally limited to the tasks that may run on
+/// this CPU only (`pinned_only`, for an offline CPU).
+pub(crate) fn consume_dsq(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    dsq: &Dsq,
+    pinned_only: bool,
+) -> bool {
+    let me = rq.cpu;
+    loop {
+        if dsq.nr_queued() == 0 {
+            return false;
+        }
+        let mut q = dsq.q.lock();
+        let p = if pinned_only {
+            q.pop_pinned(me)
+        } else {
+            q.pop_first_for(me, |p| p.allowed_on(me))
+        };
+        let Some(p) = p else {
+            return false;
+        };
+        dsq.nr.fetch_sub(1, Ordering::Relaxed);
+        if p.cpu() == me {
+            drop(q);
+            p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
+            dispatch_enqueue_local(sh, rq, &p, EnqFlags::empty());
+            return true;
+        }
+        // Remote task: mark it in transit while the DSQ lock is held, so a
+        // racing dequeue on its rq finds it and cancels us.
+        p.scx.holding_cpu.store(me as i32, Ordering::Release);
+        drop(q);
+        let src = p.cpu();
+        let won = MutexGuard::unlocked(rq, || {
+            let mut srq = sh.cpus[src].rq.lock();
+            if p.scx.holding_cpu.load(Ordering::Acquire) != me as i32 || p.cpu() != src {
+                return false;
+            }
+            p.scx.holding_cpu.store(-1, Ordering::Release);
+            p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
+            deactivate(&mut srq, &p);
+            p.set_flag(tflags::MIGRATING);
+            p.scx.cpu.store(me as u32, Ordering::Release);
+            true
+        });
+        if won {
+            activate(rq, &p);
+            p.clear_flag(tflags::MIGRATING);
+            dispatch_enqueue_local(sh, rq, &p, EnqFlags::empty());
+            return true;
+        }
+        // Lost the race with a dequeue: rescan.
+    }
+}
+
+/// An offline CPU takes the tasks pinned to it out of the global and user
+/// DSQs (they can run nowhere else). rq locked on entry and return.
+pub(crate) fn consume_pinned(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>) -> bool {
+    if consume_dsq(sh, rq, &sh.global, true) {
+        return true;
+    }
+    sh.user_dsq_ids()
+        .into_iter()
+        .filter_map(|id| sh.find_user_dsq(id))
+        .any(|d| consume_dsq(sh, rq, &d, true))
+}

@@ -1,0 +1,199 @@
+//! DSQ plumbing of the core: the user-DSQ table, resolving a verdict's DSQ
+//! id (`find_dsq_for_dispatch`), inserting into local and non-local DSQs
+//! with their side effects (SPEC.md §2.4), and the rq's runnable-set
+//! bookkeeping. Nothing here calls the scheduler.
+
+use crate::dsq::{Dsq, InsertError};
+use crate::flags::{dsq_id, EnqFlags, DSQ_INVALID};
+use crate::loom::Ordering;
+use crate::ops::{CreateDsqError, Shared};
+use crate::rq::{rqflags, RqSynced};
+use crate::task::{opss, tflags, TaskRef};
+
+use crate::core::clock::now;
+
+impl Shared {
+    pub(crate) fn find_user_dsq(&self, id: u64) -> Option<std::sync::Arc<Dsq>> {
+        self.user_dsqs.read().get(&id).cloned()
+    }
+
+    pub(crate) fn create_dsq(&self, id: u64) -> Result<(), CreateDsqError> {
+        if id & dsq_id::FLAG_BUILTIN != 0 {
+            return Err(CreateDsqError::Builtin { id });
+        }
+        let mut t = self.user_dsqs.write();
+        if t.contains_key(&id) {
+            return Err(CreateDsqError::Exists { id });
+        }
+        t.insert(id, std::sync::Arc::new(Dsq::new(id)));
+        Ok(())
+    }
+
+    pub(crate) fn destroy_dsq(&self, id: u64) {
+        let mut t = self.user_dsqs.write();
+        let Some(d) = t.get(&id).cloned() else {
+            return;
+        };
+        let q = d.q.lock();
+        if !q.is_empty() {
+            drop(q);
+            drop(t);
+            self.ops_error(format!("attempting to destroy in-use dsq {id:#x}"));
+            return;
+        }
+        d.id.store(DSQ_INVALID, Ordering::Release);
+        drop(q);
+        t.remove(&id);
+    }
+
+    /// Ids of every user DSQ.
+    pub(crate) fn user_dsq_ids(&self) -> Vec<u64> {
+        self.user_dsqs.read().keys().copied().collect()
+    }
+}
+
+/// Where a dispatch lands.
+pub(crate) enum Target {
+    Local(usize),
+    Global,
+    User(std::sync::Arc<Dsq>),
+}
+
+/// The task joins this rq's runnable set.
+pub(crate) fn activate(rq: &mut RqSynced, p: &TaskRef) {
+    if p.has_flag(tflags::RESET_RUNNABLE_AT) {
+        p.scx.runnable_at.store(now(), Ordering::Relaxed);
+        p.clear_flag(tflags::RESET_RUNNABLE_AT);
+    }
+    rq.runnable.add(p);
+    rq.nr_running += 1;
+}
+
+/// Whether `p` waits on `rq` to run: it belongs to this rq, is runnable
+/// and is not running (it is on the rq's runnable list, which the running
+/// task leaves at `set_next_task` and a task in flight between two rqs is
+/// on neither's). Every pass that walks a snapshot of the runnable list and
+/// drops the rq lock between tasks (bypass, hotplug) re-checks a task with
+/// this before moving it: in the window the task may have been picked and
+/// started, blocked, been consumed by another CPU, or be on its way to
+/// this rq. rq locked.
+pub(crate) fn waits_on_rq(rq: &RqSynced, p: &TaskRef) -> bool {
+    p.cpu() == rq.cpu
+        && p.is_queued()
+        && !p.has_flag(tflags::MIGRATING)
+        && p.scx.runnable_slot.load(Ordering::Relaxed) != usize::MAX
+        && rq.curr.as_ref().is_none_or(|c| c.id() != p.id())
+}
+
+/// The task leaves this rq's runnable set (it stays QUEUED).
+pub(crate) fn deactivate(rq: &mut RqSynced, p: &TaskRef) {
+    rq.runnable.remove(p);
+    rq.nr_running -= 1;
+}
+
+pub(crate) fn sync_local_nr(sh: &Shared, rq: &RqSynced) {
+    sh.cpus[rq.cpu]
+        .shared
+        .local_nr
+        .store(rq.local.len(), Ordering::Relaxed);
+}
+
+/// Resolves a DSQ id relative to the CPU doing the operation
+/// (`find_dsq_for_dispatch`). Errors fall back to the global DSQ.
+pub(crate) fn find_dsq_for_dispatch(sh: &Shared, cpu: usize, id: u64) -> Target {
+    if id == dsq_id::LOCAL {
+        return Target::Local(cpu);
+    }
+    if id & dsq_id::LOCAL_ON == dsq_id::LOCAL_ON {
+        let c = (id & dsq_id::LOCAL_CPU_MASK) as usize;
+        if c >= sh.nr_cpus {
+            sh.ops_error(format!("invalid CPU {c} in SCX_DSQ_LOCAL_ON verdict"));
+            return Target::Global;
+        }
+        return Target::Local(c);
+    }
+    if id == dsq_id::GLOBAL {
+        return Target::Global;
+    }
+    if id & dsq_id::FLAG_BUILTIN != 0 {
+        sh.ops_error(format!("invalid DSQ ID {id:#x}"));
+        return Target::Global;
+    }
+    match sh.find_user_dsq(id) {
+        Some(d) => Target::User(d),
+        None => {
+            sh.ops_error(format!("non-existent DSQ {id:#x}"));
+            Target::Global
+        }
+    }
+}
+
+/// Links `p` into a non-local DSQ (the DSQ lock nests inside whatever rq lock
+/// the caller holds).
+pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: &TaskRef, mut f: EnqFlags) {
+    let is_global = std::ptr::eq(dsq, &sh.global);
+    let mut q = dsq.q.lock();
+    if !is_global && dsq.id.load(Ordering::Acquire) == DSQ_INVALID {
+        drop(q);
+        sh.ops_error(format!(
+            "attempting to dispatch to a destroyed dsq (task {})",
+            p.id()
+        ));
+        return dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
+    }
+    if f.contains(EnqFlags::DSQ_PRIQ) && is_global {
+        sh.ops_error("cannot use vtime ordering for built-in DSQs".to_string());
+        f = f.without(EnqFlags::DSQ_PRIQ);
+    }
+    let r = if f.contains(EnqFlags::DSQ_PRIQ) {
+        q.push_vtime(p.clone())
+    } else {
+        q.push_fifo(p.clone(), f.intersects(EnqFlags::HEAD | EnqFlags::PREEMPT))
+    };
+    if let Err(e) = r {
+        drop(q);
+        let id = dsq.id.load(Ordering::Relaxed);
+        sh.ops_error(match e {
+            InsertError::PriqIntoFifo => format!("DSQ {id:#x} already had FIFO-enqueued tasks"),
+            InsertError::FifoIntoPriq => format!("DSQ {id:#x} already had PRIQ-enqueued tasks"),
+        });
+        return dispatch_enqueue_nonlocal(sh, &sh.global, p, f.without(EnqFlags::DSQ_PRIQ));
+    }
+    dsq.nr.fetch_add(1, Ordering::Relaxed);
+    p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+    p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
+    if f.contains(EnqFlags::CLEAR_OPSS) {
+        p.scx.ops_state.store(opss::NONE, Ordering::Release);
+    }
+}
+
+/// Links `p` into `rq`'s local DSQ and applies the post-insert rules:
+/// `PREEMPT` zeroes the current task's slice and reschedules; an idle target
+/// is rescheduled; a busy one is not (it runs until its slice ends).
+/// rq locked on entry and return; `p` must be associated with this rq.
+pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, mut f: EnqFlags) {
+    if f.contains(EnqFlags::DSQ_PRIQ) {
+        sh.ops_error("cannot use vtime ordering for built-in DSQs".to_string());
+        f = f.without(EnqFlags::DSQ_PRIQ);
+    }
+    debug_assert_eq!(p.cpu(), rq.cpu, "local insert of a task of another rq");
+    let head = f.intersects(EnqFlags::HEAD | EnqFlags::PREEMPT);
+    // A local DSQ is always FIFO, so this cannot fail.
+    let _ = rq.local.push_fifo(p.clone(), head);
+    sync_local_nr(sh, rq);
+    p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+    p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
+    if f.contains(EnqFlags::CLEAR_OPSS) {
+        p.scx.ops_state.store(opss::NONE, Ordering::Release);
+    }
+    let cpu = &sh.cpus[rq.cpu];
+    match &rq.curr {
+        Some(c) if f.contains(EnqFlags::PREEMPT) && c.id() != p.id() => {
+            c.set_slice(0);
+            cpu.shared.stats.preemptions.fetch_add(1, Ordering::Relaxed);
+            cpu.resched();
+        }
+        None if !rq.has(rqflags::IN_BALANCE) => cpu.resched(),
+        _ => {}
+    }
+}

@@ -1,0 +1,223 @@
+//! The enqueue path (SPEC.md §3.3): `enqueue_task` and the rules of
+//! `do_enqueue_task`, direct dispatch, the deferred remote direct
+//! dispatches, and wake-up (`select_task_rq`, the fallback CPU).
+
+use crate::flags::{EnqFlags, WakeFlags, DSQ_INVALID};
+use crate::loom::{MutexGuard, Ordering};
+use crate::ops::{Ctx, EnqueueCtx, SelectCpuCtx, Shared};
+use crate::rq::{rqflags, RqSynced};
+use crate::task::{opss, tflags, TaskRef};
+
+use crate::core::dispatch::dispatch_to_local_dsq;
+use crate::core::dsqs::*;
+use crate::core::errctx::err_ctx;
+use crate::core::error::call_task;
+
+/// `enqueue_task_scx`. rq locked on entry and return.
+pub(crate) fn enqueue_task(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    p: &TaskRef,
+    f: EnqFlags,
+) {
+    if p.is_queued() {
+        return;
+    }
+    p.set_flag(tflags::QUEUED);
+    activate(rq, p);
+    let slot = sh.slot(rq.sched_gen);
+    let ctx = Ctx::new(sh, Some(rq.cpu));
+    call_task(sh, "runnable", p, || slot.ops.runnable(&ctx, p, f));
+    do_enqueue_task(sh, rq, p, f);
+}
+
+/// `do_enqueue_task`: the first matching rule places the task.
+pub(crate) fn do_enqueue_task(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    p: &TaskRef,
+    f: EnqFlags,
+) {
+    let sticky = p.scx.sticky_cpu.swap(-1, Ordering::Relaxed);
+    if sticky == rq.cpu as i32 {
+        return dispatch_enqueue_local(sh, rq, p, f);
+    }
+    if !rq.online() {
+        p.set_slice(sh.cfg.slice_dfl);
+        return dispatch_enqueue_local(sh, rq, p, f);
+    }
+    if rq.bypassing() {
+        p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+        p.set_slice(sh.cfg.slice_dfl);
+        return dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
+    }
+    if p.scx.ddsp_dsq_id.load(Ordering::Relaxed) != DSQ_INVALID {
+        return direct_dispatch(sh, rq, p, f, "select_cpu");
+    }
+    let qseq = rq.ops_qseq << opss::QSEQ_SHIFT;
+    rq.ops_qseq += 1;
+    debug_assert_eq!(p.ops_state() & opss::STATE_MASK, opss::NONE);
+    p.scx
+        .ops_state
+        .store(opss::QUEUEING | qseq, Ordering::Relaxed);
+    let slot = sh.slot(rq.sched_gen);
+    let mut ctx = EnqueueCtx::new(sh, rq.cpu, p);
+    call_task(sh, "enqueue", p, || slot.ops.enqueue(&mut ctx, p, f));
+    if ctx.dispatched() {
+        direct_dispatch(sh, rq, p, f, "enqueue");
+    } else {
+        // The scheduler owns the task now.
+        p.scx
+            .ops_state
+            .store(opss::QUEUED | qseq, Ordering::Release);
+    }
+}
+
+/// Executes a recorded direct-dispatch verdict (SPEC.md §2.5). rq locked.
+/// `op` is the callback that gave the verdict (named in errors).
+pub(crate) fn direct_dispatch(
+    sh: &Shared,
+    rq: &mut MutexGuard<'_, RqSynced>,
+    p: &TaskRef,
+    f: EnqFlags,
+    op: &'static str,
+) {
+    let _ctx = err_ctx(op, Some(p), Some(rq.cpu));
+    let id = p.scx.ddsp_dsq_id.swap(DSQ_INVALID, Ordering::Relaxed);
+    let f = f | EnqFlags(p.scx.ddsp_enq_flags.swap(0, Ordering::Relaxed)) | EnqFlags::CLEAR_OPSS;
+    match find_dsq_for_dispatch(sh, rq.cpu, id) {
+        Target::Local(c) if c == rq.cpu => dispatch_enqueue_local(sh, rq, p, f),
+        Target::Local(c) => {
+            // Another CPU's local DSQ: we hold this rq and may not take a
+            // second one, so park the task and finish once this rq lock can
+            // be dropped (process_ddsp_deferred_locals).
+            p.scx.ops_state.store(opss::NONE, Ordering::Release);
+            rq.ddsp_deferred_locals
+                .push((p.clone(), c, f.without(EnqFlags::CLEAR_OPSS)));
+        }
+        Target::Global => dispatch_enqueue_nonlocal(sh, &sh.global, p, f),
+        Target::User(d) => dispatch_enqueue_nonlocal(sh, &d, p, f),
+    }
+}
+
+/// Runs the parked remote-local direct dispatches. rq locked on entry and
+/// return; dropped in between.
+pub(crate) fn process_ddsp_deferred_locals(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>) {
+    // Pop one at a time: the list may change while the lock is dropped.
+    while let Some((p, dst, f)) = rq.ddsp_deferred_locals.pop() {
+        dispatch_to_local_dsq(sh, rq, dst, &p, f);
+    }
+}
+
+/// Wakes a task that was off its runqueue (`try_to_wake_up`): `select_cpu`
+/// in the waker's context, then the enqueue on the chosen CPU. No lock held
+/// on entry or return. `from` is the waker's CPU (None: not a worker).
+pub(crate) fn wake_up(sh: &Shared, p: &TaskRef, wake_flags: WakeFlags, from: Option<usize>) {
+    let cpu = select_task_rq(sh, p, wake_flags, from);
+    p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
+    let mut rq = sh.cpus[cpu].rq.lock();
+    let enq = if wake_flags.contains(WakeFlags::FORK) {
+        EnqFlags::empty()
+    } else {
+        EnqFlags::WAKEUP
+    };
+    rq.flags |= rqflags::IN_WAKEUP;
+    enqueue_task(sh, &mut rq, p, enq);
+    rq.flags &= !rqflags::IN_WAKEUP;
+    // The core's wake-up rule: a task arriving on an idle CPU's rq
+    // reschedules it, even if the task now sits with the scheduler.
+    if rq.curr.is_none() {
+        sh.cpus[cpu].resched();
+    }
+    process_ddsp_deferred_locals(sh, &mut rq);
+    drop(rq);
+    crate::kick::run_pending(sh, from);
+}
+
+pub(crate) fn select_task_rq(
+    sh: &Shared,
+    p: &TaskRef,
+    wake_flags: WakeFlags,
+    from: Option<usize>,
+) -> usize {
+    let prev = p.cpu();
+    if let Some(b) = p.bound_cpu() {
+        return b;
+    }
+    if p.nr_cpus_allowed(sh.nr_cpus) == 1 {
+        return fallback_cpu(sh, p, prev);
+    }
+    // The lock-free mirror: a try-lock that lost a race would have read
+    // "not bypassing" and called the scheduler.
+    let bypass = sh.cpus[prev].shared.bypassing.load(Ordering::Acquire);
+    let cpu = if bypass {
+        // The runtime's own placement: the default selection itself, not
+        // the `select_cpu_dfl` helper, which a scheduler without built-in
+        // idle tracking may not call (SPEC.md §6.1: bypass must not depend
+        // on anything the scheduler chose). Its direct-dispatch verdict
+        // would be overridden at enqueue anyway.
+        let (c, _) = crate::idle::select_cpu_dfl(sh, from, p, prev, wake_flags);
+        p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+        c as i64
+    } else {
+        let slot = sh.cur_slot();
+        let mut ctx = SelectCpuCtx::new(sh, from, p);
+        match call_task(sh, "select_cpu", p, || {
+            slot.ops.select_cpu(&mut ctx, p, prev, wake_flags)
+        }) {
+            Some(c) => c as i64,
+            None => prev as i64,
+        }
+    };
+    if cpu < 0 || cpu as usize >= sh.nr_cpus {
+        let _ctx = err_ctx("select_cpu", Some(p), from);
+        sh.ops_error(format!("select_cpu returned invalid CPU {cpu}"));
+        p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+        return fallback_cpu(sh, p, prev);
+    }
+    let cpu = cpu as usize;
+    if p.allowed_on(cpu) && sh.cpu_online(cpu) {
+        cpu
+    } else {
+        fallback_cpu(sh, p, prev)
+    }
+}
+
+/// Any online CPU the task may use, preferring `prev`
+/// (`select_fallback_rq`). A task allowed only on offline CPUs gets one of
+/// them: the runtime never breaks an affinity the user set, where the
+/// kernel would (its worker still runs tasks pinned to it, see
+/// `Runtime::cpu_offline`).
+pub(crate) fn fallback_cpu(sh: &Shared, p: &TaskRef, prev: usize) -> usize {
+    if p.allowed_on(prev) && sh.cpu_online(prev) {
+        return prev;
+    }
+    if let Some(c) = p.single_cpu() {
+        return c;
+    }
+    let start = sh.spread_hint();
+    let ok = |c: usize| p.allowed_on(c) && sh.cpu_online(c);
+    (0..sh.nr_cpus)
+        .map(|i| (start + i) % sh.nr_cpus)
+        .find(|&c| ok(c))
+        .or_else(|| (0..sh.nr_cpus).find(|&c| p.allowed_on(c)))
+        .unwrap_or(prev)
+}
+
+/// `task_rq_lock`: locks the rq the task belongs to, retrying if it moved
+/// while we waited for the lock.
+/// A task in flight between two rqs (`MIGRATING`) belongs to neither:
+/// wait until it lands. (Found by the loom model `ownership`: without the
+/// wait, a dequeue that locked the destination first saw a task that was on
+/// no runnable list yet.)
+pub(crate) fn task_rq_lock<'a>(sh: &'a Shared, p: &TaskRef) -> MutexGuard<'a, RqSynced> {
+    loop {
+        let cpu = p.scx.cpu.load(Ordering::Acquire) as usize;
+        let rq = sh.cpus[cpu].rq.lock();
+        if p.scx.cpu.load(Ordering::Acquire) as usize == cpu && !p.has_flag(tflags::MIGRATING) {
+            return rq;
+        }
+        drop(rq);
+        crate::loom::spin_loop();
+    }
+}

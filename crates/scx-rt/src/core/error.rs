@@ -1,0 +1,103 @@
+//! Errors the core detects (`scx_ops_error`) and how callbacks are called:
+//! a panic in a callback is an ops error naming the callback.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::exit::ExitKind;
+use crate::loom::Ordering;
+use crate::ops::Shared;
+use crate::task::TaskRef;
+
+use crate::core::errctx::err_ctx;
+
+impl Shared {
+    pub(crate) fn check_cpu(&self, cpu: usize, what: &str) -> bool {
+        if cpu < self.nr_cpus {
+            return true;
+        }
+        self.ops_error(format!("invalid CPU {cpu} in {what}"));
+        false
+    }
+
+    /// Records an ops error (`scx_ops_error`): the scheduler is ejected at the
+    /// next safe point.
+    pub(crate) fn ops_error(&self, msg: String) {
+        self.record_exit(ExitKind::Error, 0, msg);
+    }
+
+    pub(crate) fn record_exit(&self, kind: ExitKind, code: i64, msg: String) {
+        let current = self.sched_gen.load(Ordering::Acquire);
+        let (rt, gen) = crate::core::slot::working_for();
+        if rt == self.rt_id && gen != current {
+            return; // a late error of a scheduler that already left
+        }
+        let name = self.cur_slot().name.clone();
+        let mut msg = msg;
+        // Errors the runtime detects name where (a scheduler's own
+        // `ctx.error` message is passed through as written).
+        if kind == ExitKind::Error {
+            let c = crate::core::errctx::get();
+            let mut parts = Vec::new();
+            if let Some(op) = c.op {
+                parts.push(format!("ops.{op}"));
+            }
+            if let Some(t) = c.task {
+                parts.push(format!("task {t}"));
+            }
+            if let Some(cpu) = c.cpu.or_else(crate::core::current::cpu) {
+                parts.push(format!("cpu {cpu}"));
+            }
+            if !parts.is_empty() {
+                msg = format!("{msg} ({})", parts.join(", "));
+            }
+        }
+        if self.exit.claim(kind, code, msg, &name, current) {
+            // Make some worker reach a safe point soon.
+            for c in self.cpus.iter() {
+                c.resched();
+            }
+        }
+    }
+}
+
+/// Calls scheduler callback `op` about task `p`; see [`call`].
+pub(crate) fn call_task<R>(
+    sh: &Shared,
+    op: &'static str,
+    p: &TaskRef,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    let _g = err_ctx(op, Some(p), None);
+    call_inner(sh, op, f)
+}
+
+/// Calls scheduler callback `op`, catching a panic (an ops error naming
+/// the callback).
+pub(crate) fn call<R>(sh: &Shared, op: &'static str, f: impl FnOnce() -> R) -> Option<R> {
+    let _g = err_ctx(op, None, None);
+    call_inner(sh, op, f)
+}
+
+pub(crate) fn call_inner<R>(sh: &Shared, op: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            sh.ops_error(format!(
+                "scheduler panicked in ops.{op}: {}",
+                panic_msg(&*e)
+            ));
+            None
+        }
+    }
+}
+
+pub(crate) fn panic_msg(e: &(dyn Any + Send)) -> String {
+    if let Some(s) = e.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = e.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

@@ -1,0 +1,445 @@
+//! The `scx_bpf_*` helpers: the methods of the callback contexts
+//! (`ops`), each callable only from the callbacks whose context carries
+//! it. Errors the kernel turns into `scx_ops_error()` are recorded and the
+//! helper returns the kernel's fallback value.
+
+use crate::exit::ExitKind;
+use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags, WakeFlags};
+use crate::loom::{MutexGuard, Ordering};
+use crate::ops::*;
+use crate::rq::{DispatchEntry, RqSynced};
+use crate::task::{opss, TaskRef};
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self { sh, cpu }
+    }
+
+    /// The CPU running this callback (`None` on a thread that is no worker).
+    pub fn cpu(&self) -> Option<usize> {
+        self.cpu
+    }
+
+    /// Number of CPUs (`scx_bpf_nr_cpu_ids`).
+    pub fn nr_cpu_ids(&self) -> usize {
+        self.sh.nr_cpus
+    }
+
+    /// The runtime's default slice: `SLICE_DFL` (20 ms), or what
+    /// `Builder::slice` set. The built-in schedulers and the default
+    /// `select_cpu` dispatch with it, so a runtime-wide slice needs no
+    /// custom scheduler.
+    pub fn slice_dfl(&self) -> u64 {
+        self.sh.cfg.slice_dfl
+    }
+
+    /// Monotonic time in ns.
+    pub fn now(&self) -> u64 {
+        crate::core::clock::now()
+    }
+
+    /// Number of tasks queued on a DSQ (`scx_bpf_dsq_nr_queued`), read
+    /// without locks; `-ENOENT` (-2) for an unknown id. `DSQ_GLOBAL` is
+    /// queryable here (scx-rt has one global DSQ, not one per NUMA node).
+    pub fn dsq_nr_queued(&self, dsq: u64) -> i32 {
+        if dsq == dsq_id::LOCAL {
+            return match self.cpu {
+                Some(c) => self.sh.cpus[c].shared.local_nr.load(Ordering::Relaxed) as i32,
+                None => -2,
+            };
+        }
+        if dsq & dsq_id::LOCAL_ON == dsq_id::LOCAL_ON {
+            let c = (dsq & dsq_id::LOCAL_CPU_MASK) as usize;
+            if c >= self.sh.nr_cpus {
+                self.error(format!("invalid CPU {c} in dsq_nr_queued"));
+                return -2;
+            }
+            return self.sh.cpus[c].shared.local_nr.load(Ordering::Relaxed) as i32;
+        }
+        if dsq == dsq_id::GLOBAL {
+            return self.sh.global.nr_queued() as i32;
+        }
+        match self.sh.find_user_dsq(dsq) {
+            Some(d) => d.nr_queued() as i32,
+            None => -2,
+        }
+    }
+
+    /// Destroys a user DSQ (`scx_bpf_destroy_dsq`); ignored if it does not
+    /// exist; destroying a non-empty DSQ is an error and leaves it intact.
+    pub fn destroy_dsq(&self, dsq: u64) {
+        self.sh.destroy_dsq(dsq);
+    }
+
+    /// Claims an idle CPU the task may run on (`scx_bpf_pick_idle_cpu`,
+    /// with the task's allowed CPUs as the mask).
+    pub fn pick_idle_cpu(&self, p: &TaskRef, flags: PickIdleFlags) -> Option<usize> {
+        if !self.sh.check_builtin_idle("pick_idle_cpu") {
+            return None;
+        }
+        self.sh
+            .idle
+            .pick(self.sh.spread_hint(), |c| p.allowed_on(c), flags)
+    }
+
+    /// An idle CPU (claimed) the task may use, else any allowed CPU
+    /// (`scx_bpf_pick_any_cpu`).
+    pub fn pick_any_cpu(&self, p: &TaskRef, flags: PickIdleFlags) -> Option<usize> {
+        if self.sh.builtin_idle() {
+            if let Some(c) = self
+                .sh
+                .idle
+                .pick(self.sh.spread_hint(), |c| p.allowed_on(c), flags)
+            {
+                return Some(c);
+            }
+        }
+        let start = self.sh.spread_hint();
+        (0..self.sh.nr_cpus)
+            .map(|i| (start + i) % self.sh.nr_cpus)
+            .find(|&c| p.allowed_on(c))
+    }
+
+    /// Claims `cpu` if it is idle (`scx_bpf_test_and_clear_cpu_idle`).
+    pub fn test_and_clear_cpu_idle(&self, cpu: usize) -> bool {
+        if !self.sh.check_cpu(cpu, "test_and_clear_cpu_idle")
+            || !self.sh.check_builtin_idle("test_and_clear_cpu_idle")
+        {
+            return false;
+        }
+        self.sh.idle.test_and_clear(cpu)
+    }
+
+    /// Whether the task is running on a CPU (`scx_bpf_task_running`).
+    pub fn task_running(&self, p: &TaskRef) -> bool {
+        p.scx.on_cpu.load(Ordering::Relaxed)
+    }
+
+    /// The task's CPU (`scx_bpf_task_cpu`).
+    pub fn task_cpu(&self, p: &TaskRef) -> usize {
+        p.cpu()
+    }
+
+    /// Asks for a reschedule of `cpu` (`scx_bpf_kick_cpu`). The kick is
+    /// deferred to the calling CPU's kick step, which runs once the callback
+    /// returns and no rq lock is held. `IDLE` with `PREEMPT` or `WAIT` is an
+    /// error.
+    pub fn kick_cpu(&self, cpu: usize, flags: KickFlags) {
+        // The kick belongs to the CPU executing the callback (the kernel's
+        // this_rq), which is not the rq's CPU when a waker on another CPU
+        // runs `enqueue`.
+        #[cfg(not(scx_rt_loom))]
+        let from = crate::worker::cpu_in(self.sh);
+        #[cfg(scx_rt_loom)]
+        let from = self.cpu;
+        crate::kick::kick_cpu(self.sh, from, cpu, flags);
+    }
+
+    /// Arms scheduler timer `id` (below
+    /// [`MAX_OPS_TIMERS`](crate::ops_timer::MAX_OPS_TIMERS)) to call
+    /// [`Scheduler::timer`] on CPU `cpu`'s worker in `delay_ns`
+    /// (`bpf_timer_start` with `BPF_F_TIMER_CPU_PIN`). Arming an armed timer
+    /// moves its deadline. The resolution is the slice timer's: a timer
+    /// fires within a futex timeout's slack (tens of µs) of its deadline,
+    /// and on a busy CPU at the running task's next preemption point. A
+    /// timer pinned to an offline CPU runs on an online one. An invalid id
+    /// or CPU is a scheduler error. A delay that ends past the clock's range
+    /// (`u64::MAX` ns) never fires, as if the timer were not armed.
+    pub fn timer_start(&self, id: u32, delay_ns: u64, cpu: usize) {
+        if id >= crate::ops_timer::MAX_OPS_TIMERS {
+            self.sh.ops_error(format!("invalid timer id {id}"));
+            return;
+        }
+        if !self.sh.check_cpu(cpu, "timer_start") {
+            return;
+        }
+        let deadline = crate::core::clock::now().saturating_add(delay_ns);
+        let gen = self.sh.sched_gen.load(Ordering::Acquire);
+        self.sh.ops_timers.arm(id, deadline, cpu, gen);
+        #[cfg(not(scx_rt_loom))]
+        self.sh.timer.ops_timer_armed(deadline);
+    }
+
+    /// Disarms scheduler timer `id` (`bpf_timer_cancel`). A callback that
+    /// already fired but has not run yet still runs.
+    pub fn timer_cancel(&self, id: u32) {
+        if id >= crate::ops_timer::MAX_OPS_TIMERS {
+            self.sh.ops_error(format!("invalid timer id {id}"));
+            return;
+        }
+        self.sh.ops_timers.cancel(id);
+    }
+
+    /// Ends the scheduler normally (`scx_bpf_exit`): it is detached and the
+    /// runtime falls back to the built-in FIFO.
+    pub fn exit(&self, code: i64, msg: impl Into<String>) {
+        self.sh.record_exit(ExitKind::UnregBpf, code, msg.into());
+    }
+
+    /// Ends the scheduler with an error (`scx_bpf_error`).
+    pub fn error(&self, msg: impl Into<String>) {
+        self.sh.record_exit(ExitKind::ErrorBpf, 0, msg.into());
+    }
+}
+
+impl DirectDispatch<'_> {
+    fn record(
+        &mut self,
+        ctx: &Ctx<'_>,
+        p: &TaskRef,
+        dsq: u64,
+        slice: u64,
+        vtime: Option<u64>,
+        mut flags: EnqFlags,
+    ) {
+        if flags.intersects(EnqFlags::INTERNAL_MASK) {
+            ctx.sh
+                .ops_error(format!("invalid enq_flags {:#x}", flags.0));
+            return;
+        }
+        if p.id() != self.subject.id() {
+            ctx.sh.ops_error(format!(
+                "dispatching task {} from the enqueue of task {}",
+                p.id(),
+                self.subject.id()
+            ));
+            return;
+        }
+        if self.done {
+            ctx.sh
+                .ops_error(format!("task {} already direct-dispatched", p.id()));
+            return;
+        }
+        self.done = true;
+        set_dispatch_slice(p, slice);
+        if let Some(v) = vtime {
+            p.set_dsq_vtime(v);
+            flags |= EnqFlags::DSQ_PRIQ;
+        }
+        p.scx.ddsp_dsq_id.store(dsq, Ordering::Relaxed);
+        p.scx.ddsp_enq_flags.store(flags.0, Ordering::Relaxed);
+    }
+}
+
+/// Slice rule of every dispatch: non-zero sets it; zero keeps the current
+/// slice but never leaves it at 0.
+pub(crate) fn set_dispatch_slice(p: &TaskRef, slice: u64) {
+    if slice != 0 {
+        p.set_slice(slice);
+    } else if p.slice() == 0 {
+        p.set_slice(1);
+    }
+}
+
+impl<'a> SelectCpuCtx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>, subject: &'a TaskRef) -> Self {
+        Self {
+            ctx: Ctx::new(sh, cpu),
+            dd: DirectDispatch {
+                subject,
+                done: false,
+            },
+        }
+    }
+
+    /// The default CPU selection (`scx_bpf_select_cpu_dfl`, SPEC.md §5):
+    /// returns the CPU and whether it is idle (and claimed).
+    pub fn select_cpu_dfl(
+        &mut self,
+        p: &TaskRef,
+        prev_cpu: usize,
+        wake_flags: WakeFlags,
+    ) -> (usize, bool) {
+        let sh = self.ctx.sh;
+        if !sh.check_cpu(prev_cpu, "select_cpu_dfl") {
+            return (p.cpu(), false);
+        }
+        if !sh.check_builtin_idle("select_cpu_dfl") {
+            return (prev_cpu, false);
+        }
+        crate::idle::select_cpu_dfl(sh, self.ctx.cpu, p, prev_cpu, wake_flags)
+    }
+
+    /// Direct dispatch: the verdict is executed once the task is enqueued on
+    /// the selected CPU (`ops.enqueue` is then skipped).
+    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+        self.dd.record(&self.ctx, p, dsq, slice, None, enq_flags);
+    }
+
+    /// Direct dispatch in vtime order.
+    pub fn dispatch_vtime(
+        &mut self,
+        p: &TaskRef,
+        dsq: u64,
+        slice: u64,
+        vtime: u64,
+        enq_flags: EnqFlags,
+    ) {
+        self.dd
+            .record(&self.ctx, p, dsq, slice, Some(vtime), enq_flags);
+    }
+}
+
+impl<'a> EnqueueCtx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: usize, subject: &'a TaskRef) -> Self {
+        Self {
+            ctx: Ctx::new(sh, Some(cpu)),
+            dd: DirectDispatch {
+                subject,
+                done: false,
+            },
+        }
+    }
+
+    pub(crate) fn dispatched(&self) -> bool {
+        self.dd.done
+    }
+
+    /// Direct dispatch: executed right after `enqueue` returns; touches no
+    /// queue before that.
+    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+        self.dd.record(&self.ctx, p, dsq, slice, None, enq_flags);
+    }
+
+    /// Direct dispatch in vtime order.
+    pub fn dispatch_vtime(
+        &mut self,
+        p: &TaskRef,
+        dsq: u64,
+        slice: u64,
+        vtime: u64,
+        enq_flags: EnqFlags,
+    ) {
+        self.dd
+            .record(&self.ctx, p, dsq, slice, Some(vtime), enq_flags);
+    }
+}
+
+impl<'a, 'g> DispatchCtx<'a, 'g> {
+    pub(crate) fn new(
+        sh: &'a Shared,
+        cpu: usize,
+        rq: &'a mut MutexGuard<'g, RqSynced>,
+        max_batch: usize,
+    ) -> Self {
+        Self {
+            ctx: Ctx::new(sh, Some(cpu)),
+            rq,
+            max_batch,
+            nr_tasks: 0,
+        }
+    }
+
+    fn buffer(&mut self, p: &TaskRef, dsq: u64, slice: u64, vtime: Option<u64>, mut f: EnqFlags) {
+        if f.intersects(EnqFlags::INTERNAL_MASK) {
+            self.ctx
+                .sh
+                .ops_error(format!("invalid enq_flags {:#x}", f.0));
+            return;
+        }
+        if self.rq.dispatch_buf.len() >= self.max_batch {
+            self.ctx
+                .sh
+                .ops_error("dispatch buffer overflow".to_string());
+            return;
+        }
+        set_dispatch_slice(p, slice);
+        if let Some(v) = vtime {
+            p.set_dsq_vtime(v);
+            f |= EnqFlags::DSQ_PRIQ;
+        }
+        let qseq = p.ops_state() & !opss::STATE_MASK;
+        self.rq.dispatch_buf.push(DispatchEntry {
+            task: p.clone(),
+            qseq,
+            dsq_id: dsq,
+            enq_flags: f,
+        });
+    }
+
+    /// Buffers a dispatch of `p` to `dsq` (`scx_bpf_dispatch`); performed
+    /// after the callback returns, or at the next `consume`. A dispatch of a
+    /// task the scheduler no longer owns is silently dropped.
+    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+        self.buffer(p, dsq, slice, None, enq_flags);
+    }
+
+    /// Buffers a vtime-ordered dispatch (`scx_bpf_dispatch_vtime`).
+    pub fn dispatch_vtime(
+        &mut self,
+        p: &TaskRef,
+        dsq: u64,
+        slice: u64,
+        vtime: u64,
+        enq_flags: EnqFlags,
+    ) {
+        self.buffer(p, dsq, slice, Some(vtime), enq_flags);
+    }
+
+    /// Free slots in the dispatch buffer (`scx_bpf_dispatch_nr_slots`).
+    pub fn dispatch_nr_slots(&self) -> usize {
+        self.max_batch - self.rq.dispatch_buf.len()
+    }
+
+    /// Drops the most recent buffered dispatch (`scx_bpf_dispatch_cancel`).
+    pub fn dispatch_cancel(&mut self) {
+        if self.rq.dispatch_buf.pop().is_none() {
+            self.ctx
+                .sh
+                .ops_error("dispatch buffer underflow".to_string());
+        }
+    }
+
+    /// Flushes the buffer, then moves the first task of user DSQ `dsq` that
+    /// may run here into this CPU's local DSQ (`scx_bpf_consume`).
+    pub fn consume(&mut self, dsq: u64) -> bool {
+        let sh = self.ctx.sh;
+        let cpu = self.rq.cpu;
+        crate::core::dispatch::flush_dispatch_buf(sh, cpu, self.rq, &mut self.nr_tasks);
+        if dsq & dsq_id::FLAG_BUILTIN != 0 {
+            sh.ops_error(format!("consume: invalid DSQ ID {dsq:#x}"));
+            return false;
+        }
+        let Some(d) = sh.find_user_dsq(dsq) else {
+            sh.ops_error(format!("consume: non-existent DSQ {dsq:#x}"));
+            return false;
+        };
+        if crate::core::dispatch::consume_dispatch_q(sh, self.rq, &d) {
+            self.nr_tasks += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl<'a> InitCtx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self {
+            ctx: Ctx::new(sh, cpu),
+        }
+    }
+
+    /// Creates a user DSQ (`scx_bpf_create_dsq`). `node` is accepted for
+    /// fidelity and must be -1 or 0 (scx-rt has one node).
+    pub fn create_dsq(&self, dsq: u64, node: i32) -> Result<(), CreateDsqError> {
+        if !(-1..=0).contains(&node) {
+            return Err(CreateDsqError::InvalidNode { node });
+        }
+        self.ctx.sh.create_dsq(dsq)
+    }
+}
+
+impl<'a> DumpCtx<'a> {
+    pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self {
+            ctx: Ctx::new(sh, cpu),
+            out: String::new(),
+        }
+    }
+
+    /// Appends text to the dump (`scx_bpf_dump`).
+    pub fn dump(&mut self, text: impl AsRef<str>) {
+        self.out.push_str(text.as_ref());
+    }
+}

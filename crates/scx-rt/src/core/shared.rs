@@ -1,0 +1,199 @@
+//! The state shared by every CPU of one runtime ([`Shared`]), and the
+//! scheduler slots it holds.
+//!
+//! `Shared` is generic over the scheduler type only so that this file does
+//! not name the `Scheduler` trait: the trait's contexts hold a `&Shared`,
+//! and the runtime state sits below them. The one instance is
+//! `Shared<dyn Scheduler>`, named `ops::Shared`. The behaviour lives in the
+//! `core` modules above (`slot`, `error`, `dsqs`, ...), as inherent methods
+//! of that alias.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::dsq::Dsq;
+use crate::exit::{ExitInfo, ExitRecord};
+use crate::flags::{dsq_id, OpsFlags};
+use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, RwLock};
+use crate::rq::Cpu;
+
+use super::idle_mask::IdleMasks;
+
+/// The attached scheduler and what the core caches about it.
+pub(crate) struct SchedSlot<S: ?Sized> {
+    pub gen: u64,
+    pub ops: Arc<S>,
+    pub name: String,
+    pub flags: OpsFlags,
+    pub builtin_idle: bool,
+    pub max_batch: usize,
+    /// `set_cpumask` is called when a task joins (the mask costs an
+    /// allocation, so only for schedulers that ask).
+    pub wants_cpumask: bool,
+    /// `cpu_online`/`cpu_offline` are implemented (`SCX_HAS_OP`).
+    pub hotplug: bool,
+    /// The watchdog timeout (`ops.timeout_ms`, defaulted and capped).
+    pub timeout_ns: u64,
+    /// The built-in FIFO the runtime runs when no scheduler is attached
+    /// (at build without one, and after every detach or ejection).
+    pub fallback: bool,
+}
+
+impl<S: ?Sized> Clone for SchedSlot<S> {
+    fn clone(&self) -> Self {
+        Self {
+            gen: self.gen,
+            ops: self.ops.clone(),
+            name: self.name.clone(),
+            flags: self.flags,
+            builtin_idle: self.builtin_idle,
+            max_batch: self.max_batch,
+            wants_cpumask: self.wants_cpumask,
+            hotplug: self.hotplug,
+            timeout_ns: self.timeout_ns,
+            fallback: self.fallback,
+        }
+    }
+}
+
+/// The current scheduler and, while a swap is in progress, the one it
+/// replaces (rqs switch generation one at a time).
+pub(crate) struct Slots<S: ?Sized> {
+    pub cur: SchedSlot<S>,
+    pub prev: Option<SchedSlot<S>>,
+}
+
+static NEXT_RT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Runtime configuration the core needs.
+pub(crate) struct Config {
+    pub slice_dfl: u64,
+    pub idle_poll_ns: u64,
+    pub allow_migration: bool,
+    pub record_balance: bool,
+}
+
+/// State shared by every CPU of one runtime.
+pub(crate) struct Shared<S: ?Sized> {
+    pub rt_id: u64,
+    pub nr_cpus: usize,
+    pub cpus: Box<[Cpu]>,
+    pub os_cpus: Vec<Option<usize>>,
+    pub global: Dsq,
+    pub user_dsqs: RwLock<HashMap<u64, Arc<Dsq>>>,
+    pub slots: RwLock<Slots<S>>,
+    pub sched_gen: AtomicU64,
+    /// The next unused scheduler generation.
+    pub next_gen: AtomicU64,
+    pub idle: IdleMasks,
+    pub exit: ExitRecord,
+    pub last_exit: Mutex<Option<ExitInfo>>,
+    pub cfg: Config,
+    #[cfg(not(scx_rt_loom))]
+    pub stacks: scx_rt_sys::stack::StackPool,
+    pub live_tasks: AtomicUsize,
+    pub shutdown: AtomicBool,
+    pub disabling: Mutex<()>,
+    /// Bypass depth (`scx_ops_bypass_depth`): bypass is on while it is
+    /// above zero. The lock serializes the transitions.
+    pub bypass_depth: Mutex<u32>,
+    #[cfg(not(scx_rt_loom))]
+    pub timer: super::timer_word::TimerState,
+    /// Counters (`Runtime::stats`).
+    pub nr_ejections: AtomicU64,
+    /// Tasks that failed because no stack could be mapped for them.
+    pub nr_no_stack: AtomicU64,
+    /// Dumps written for the SysRq-D signal.
+    pub sysrq_dumps: AtomicU64,
+    /// The scheduler's timers (`Ctx::timer_start`).
+    pub ops_timers: crate::ops_timer::OpsTimers,
+    /// Every live task (`scx_tasks`).
+    pub tasks: crate::registry::TaskRegistry,
+    /// The fork lock (`scx_fork_rwsem`): `spawn` holds it shared from
+    /// choosing the scheduler to registering the task; the passes over
+    /// every task (attach, disable) hold it exclusively, so no task is
+    /// missed or initialized by the wrong scheduler.
+    pub fork_lock: RwLock<()>,
+    /// Serializes attach and detach (`scx_ops_enable_mutex`).
+    pub enable_lock: Mutex<()>,
+    /// Serializes `Runtime::cpu_offline`/`cpu_online`.
+    pub hotplug_lock: parking_lot::Mutex<()>,
+}
+
+impl<S: ?Sized> Shared<S> {
+    /// The state of a runtime of `nr_cpus` CPUs that starts under `slot`
+    /// (generation 1).
+    pub(crate) fn new(
+        nr_cpus: usize,
+        os_cpus: Vec<Option<usize>>,
+        slot: SchedSlot<S>,
+        cfg: Config,
+        #[cfg_attr(scx_rt_loom, allow(unused_variables))] stack_size: usize,
+    ) -> Self {
+        let cpus: Box<[Cpu]> = (0..nr_cpus).map(|c| Cpu::new(c, nr_cpus)).collect();
+        for c in cpus.iter() {
+            let mut rq = c.rq.lock();
+            rq.sched_gen = slot.gen;
+            if cfg.record_balance {
+                rq.balance_trace = Some(Vec::new());
+            }
+        }
+        Self {
+            rt_id: NEXT_RT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            nr_cpus,
+            cpus,
+            os_cpus,
+            global: Dsq::new(dsq_id::GLOBAL),
+            user_dsqs: RwLock::new(HashMap::new()),
+            sched_gen: AtomicU64::new(slot.gen),
+            next_gen: AtomicU64::new(slot.gen + 1),
+            slots: RwLock::new(Slots {
+                cur: slot,
+                prev: None,
+            }),
+            idle: IdleMasks::new(nr_cpus),
+            exit: ExitRecord::new(),
+            last_exit: Mutex::new(None),
+            cfg,
+            #[cfg(not(scx_rt_loom))]
+            stacks: scx_rt_sys::stack::StackPool::new(stack_size),
+            live_tasks: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            disabling: Mutex::new(()),
+            bypass_depth: Mutex::new(0),
+            tasks: crate::registry::TaskRegistry::new(),
+            fork_lock: RwLock::new(()),
+            enable_lock: Mutex::new(()),
+            #[cfg(not(scx_rt_loom))]
+            timer: super::timer_word::TimerState::new(),
+            nr_ejections: AtomicU64::new(0),
+            nr_no_stack: AtomicU64::new(0),
+            sysrq_dumps: AtomicU64::new(0),
+            ops_timers: crate::ops_timer::OpsTimers::new(),
+            hotplug_lock: parking_lot::Mutex::new(()),
+        }
+    }
+
+    /// Whether `cpu` is online (lock-free; `Runtime::cpu_offline`).
+    #[inline]
+    pub(crate) fn cpu_online(&self, cpu: usize) -> bool {
+        self.cpus[cpu]
+            .shared
+            .online
+            .load(crate::loom::Ordering::Acquire)
+    }
+
+    /// A rotating start point for CPU searches (per thread, so searches
+    /// from different CPUs share no counter).
+    pub(crate) fn spread_hint(&self) -> usize {
+        SPREAD.with(|s| {
+            let v = s.get().wrapping_add(1);
+            s.set(v);
+            v % self.nr_cpus.max(1)
+        })
+    }
+}
+
+std::thread_local! {
+    static SPREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}

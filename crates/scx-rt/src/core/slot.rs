@@ -1,0 +1,148 @@
+//! The scheduler slots: which scheduler an rq calls (by generation), the
+//! per-thread cache that makes a lookup cost no shared atomic, and the
+//! "working for" record that lets a late error of a departed scheduler be
+//! dropped.
+
+use std::rc::Rc;
+
+use std::sync::Arc;
+
+use crate::consts::DSP_DFL_MAX_BATCH;
+use crate::flags::OpsFlags;
+use crate::loom::Ordering;
+use crate::ops::{Scheduler, Shared};
+
+/// The scheduler slot of the one `Shared` instance.
+pub(crate) type SchedSlot = super::shared::SchedSlot<dyn Scheduler>;
+
+/// What the core caches about a scheduler it installs.
+pub(crate) fn new_slot(gen: u64, ops: Arc<dyn Scheduler>) -> SchedSlot {
+    let flags = ops.flags();
+    let mb = ops.dispatch_max_batch();
+    SchedSlot {
+        gen,
+        name: ops.name().to_string(),
+        flags,
+        builtin_idle: ops.builtin_idle() || flags.contains(OpsFlags::KEEP_BUILTIN_IDLE),
+        max_batch: if mb == 0 { DSP_DFL_MAX_BATCH } else { mb } as usize,
+        wants_cpumask: ops.wants_cpumask(),
+        hotplug: ops.handles_hotplug(),
+        timeout_ns: {
+            let max = crate::consts::WATCHDOG_MAX_TIMEOUT_MS;
+            let ms = match ops.timeout_ms() {
+                0 => max,
+                ms => ms.min(max),
+            };
+            u64::from(ms) * 1_000_000
+        },
+        fallback: false,
+        ops,
+    }
+}
+
+/// The built-in FIFO as the fallback.
+pub(crate) fn fallback_slot(gen: u64) -> SchedSlot {
+    SchedSlot {
+        fallback: true,
+        ..new_slot(gen, Arc::new(crate::schedulers::Fifo))
+    }
+}
+
+std::thread_local! {
+    /// Per-thread cache of the scheduler slot, so that calling a callback
+    /// costs no shared atomic (an `Rc` clone is a plain increment).
+    static SLOT_CACHE: std::cell::RefCell<Option<(u64, Rc<SchedSlot>)>> =
+        const { std::cell::RefCell::new(None) };
+    /// (runtime, scheduler generation) this thread last looked a scheduler
+    /// up for: the scheduler an error it records belongs to. An error a
+    /// late caller records on behalf of a scheduler that has since left
+    /// (the kernel's RCU grace period keeps such callers from existing)
+    /// must not end its successor.
+    static WORKING_FOR: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+impl Shared {
+    /// The scheduler of generation `gen` (current, or the one being
+    /// replaced while a swap is in progress).
+    pub(crate) fn slot(&self, gen: u64) -> Rc<SchedSlot> {
+        let key = self.rt_id;
+        if let Some(s) = SLOT_CACHE.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|(k, s)| *k == key && s.gen == gen)
+                .map(|(_, s)| s.clone())
+        }) {
+            WORKING_FOR.with(|w| w.set((self.rt_id, gen)));
+            return s;
+        }
+        let slots = self.slots.read();
+        let s = if slots.cur.gen == gen {
+            slots.cur.clone()
+        } else {
+            match &slots.prev {
+                Some(p) if p.gen == gen => p.clone(),
+                _ => slots.cur.clone(),
+            }
+        };
+        drop(slots);
+        let s = Rc::new(s);
+        WORKING_FOR.with(|w| w.set((self.rt_id, s.gen)));
+        SLOT_CACHE.with(|c| *c.borrow_mut() = Some((key, s.clone())));
+        s
+    }
+
+    /// A fresh scheduler generation (never reused: per-thread slot caches
+    /// and `WORKING_FOR` compare generations).
+    pub(crate) fn new_gen(&self) -> u64 {
+        self.next_gen.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// The current scheduler (for callers holding no rq lock).
+    /// Marks the current scheduler as the fallback (a runtime built
+    /// without one).
+    #[cfg_attr(scx_rt_loom, allow(dead_code))]
+    pub(crate) fn set_cur_fallback(&self) {
+        self.slots.write().cur.fallback = true;
+    }
+
+    /// Makes `slot` current; the one it replaces stays reachable (as
+    /// `prev`) for the rqs that still use its generation.
+    #[cfg_attr(scx_rt_loom, allow(dead_code))]
+    pub(crate) fn install(&self, slot: SchedSlot) {
+        let gen = slot.gen;
+        {
+            let mut s = self.slots.write();
+            let prev = std::mem::replace(&mut s.cur, slot);
+            s.prev = Some(prev);
+        }
+        self.sched_gen.store(gen, Ordering::Release);
+    }
+
+    /// Drops the replaced scheduler once no rq uses its generation.
+    #[cfg_attr(scx_rt_loom, allow(dead_code))]
+    pub(crate) fn forget_prev_slot(&self) {
+        self.slots.write().prev = None;
+    }
+
+    pub(crate) fn cur_slot(&self) -> Rc<SchedSlot> {
+        self.slot(self.sched_gen.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn builtin_idle(&self) -> bool {
+        self.cur_slot().builtin_idle
+    }
+
+    pub(crate) fn check_builtin_idle(&self, what: &str) -> bool {
+        if self.builtin_idle() {
+            return true;
+        }
+        self.ops_error(format!("{what}: built-in idle tracking is disabled"));
+        false
+    }
+}
+
+/// The (runtime, generation) the calling thread last looked a scheduler
+/// up for (`record_exit`).
+pub(crate) fn working_for() -> (u64, u64) {
+    WORKING_FOR.with(|w| w.get())
+}

@@ -1,0 +1,66 @@
+//! The slice timer's word: the state a worker touches to publish its
+//! current task's slice deadline and, when the timer thread sleeps past
+//! it, wake that thread. The protocol is in the `timer` module docs; the
+//! thread itself lives there. A leaf below the runtime state.
+
+use crate::loom::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// The timer thread's shared state.
+pub(crate) struct TimerState {
+    pub(crate) word: AtomicU32,
+    pub(crate) next: AtomicU64,
+    pub(crate) stop: AtomicBool,
+}
+
+impl TimerState {
+    pub(crate) fn new() -> Self {
+        Self {
+            word: AtomicU32::new(0),
+            next: AtomicU64::new(u64::MAX),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Worker side: the CPU whose `slice_deadline` this is now runs a task
+    /// whose slice ends at `deadline` (`u64::MAX`: none).
+    #[inline]
+    pub(crate) fn set_deadline(&self, slice_deadline: &AtomicU64, deadline: u64) {
+        if slice_deadline.load(Ordering::Relaxed) == deadline {
+            return;
+        }
+        slice_deadline.store(deadline, Ordering::SeqCst);
+        if deadline == u64::MAX {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        if deadline < self.next.load(Ordering::SeqCst) {
+            self.ring();
+        }
+    }
+
+    /// A scheduler timer was armed for `deadline`: wakes the timer thread
+    /// if it sleeps past it (same protocol as `set_deadline`).
+    pub(crate) fn ops_timer_armed(&self, deadline: u64) {
+        fence(Ordering::SeqCst);
+        if deadline < self.next.load(Ordering::SeqCst) {
+            self.ring();
+        }
+    }
+
+    /// Makes the timer thread re-scan now (a scheduler was attached: its
+    /// watchdog timeout may be shorter than the current sleep).
+    pub(crate) fn wake(&self) {
+        self.ring();
+    }
+
+    fn ring(&self) {
+        self.word.fetch_add(1, Ordering::SeqCst);
+        scx_rt_sys::futex::wake_one(&self.word);
+    }
+
+    /// Stops the timer thread.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.ring();
+    }
+}
