@@ -95,7 +95,7 @@ impl SliceTimer {
     /// A handle on the CPU running the calling green task; `None` outside a
     /// task. The task stays on that CPU (started tasks are bound to it).
     pub fn current() -> Option<SliceTimer> {
-        match crate::worker::current() {
+        match crate::context::current() {
             Some((sh, cpu, Some(_))) => Some(SliceTimer { sh, cpu }),
             _ => None,
         }

@@ -89,6 +89,10 @@ pub mod sync;
 mod attach;
 #[cfg(not(scx_rt_loom))]
 mod blocking;
+#[cfg(not(scx_rt_loom))]
+mod builder;
+#[cfg(not(scx_rt_loom))]
+mod context;
 pub(crate) mod core;
 #[cfg(not(scx_rt_loom))]
 mod disable;
@@ -98,12 +102,15 @@ mod dump;
 #[cfg(not(scx_rt_loom))]
 mod hotplug;
 mod idle;
+mod join;
 mod kick;
 mod loom;
 mod registry;
 mod rq;
 #[cfg(not(scx_rt_loom))]
 mod runtime;
+#[cfg(not(scx_rt_loom))]
+mod spawn;
 #[cfg(not(scx_rt_loom))]
 mod sysrq;
 mod task;
@@ -122,6 +129,8 @@ pub use crate::core::balance::BalanceStep;
 pub use attach::AttachError;
 #[cfg(not(scx_rt_loom))]
 pub use blocking::BlockingHandle;
+#[cfg(not(scx_rt_loom))]
+pub use builder::{BuildError, Builder};
 pub use consts::{SLICE_DFL, SLICE_INF};
 pub use cpumask::{AtomicCpumask, Cpumask};
 pub use exit::{ExitInfo, ExitKind};
@@ -131,16 +140,17 @@ pub use flags::{
 };
 #[cfg(not(scx_rt_loom))]
 pub use hotplug::HotplugError;
+#[cfg(not(scx_rt_loom))]
+pub use join::JoinError;
 pub use ops::{
     CreateDsqError, Ctx, DispatchCtx, DumpCtx, EnqueueCtx, ExitTaskArgs, InitCtx, InitTaskArgs,
     InvalidOps, Scheduler, SelectCpuCtx,
 };
 pub use rq::rqflags;
 #[cfg(not(scx_rt_loom))]
-pub use runtime::{
-    BuildError, Builder, BypassGuard, CpuStats, JoinError, JoinHandle, KickError, Runtime,
-    SpawnError, Stats,
-};
+pub use runtime::{BypassGuard, CpuStats, KickError, Runtime, SpawnError, Stats};
+#[cfg(not(scx_rt_loom))]
+pub use spawn::JoinHandle;
 pub use task::{Task, TaskId, TaskRef, TaskState};
 
 #[cfg(not(scx_rt_loom))]
@@ -156,8 +166,8 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (sh, _, _) = worker::current().expect("scx_rt::spawn called outside a scx-rt task");
-    runtime::spawn_in(&sh, f, task::Affinity::All)
+    let (sh, _, _) = context::current().expect("scx_rt::spawn called outside a scx-rt task");
+    spawn::spawn_in(&sh, f, task::Affinity::All)
 }
 
 /// Runs the blocking closure `f` on the runtime's blocking pool (a separate
@@ -192,16 +202,16 @@ where
     T: Send + 'static,
 {
     let pool =
-        worker::blocking_pool().expect("scx_rt::spawn_blocking called outside a scx-rt task");
-    runtime::spawn_blocking_in(&pool, f)
+        context::blocking_pool().expect("scx_rt::spawn_blocking called outside a scx-rt task");
+    spawn::spawn_blocking_in(&pool, f)
 }
 
 /// Gives up the CPU: the task's slice ends and it goes back through the
 /// scheduler (`sched_yield`). Outside a task, yields the OS thread.
 #[cfg(not(scx_rt_loom))]
 pub fn yield_now() {
-    if worker::in_task() {
-        scx_rt_sys::fiber::suspend(worker::SW_YIELD);
+    if context::in_task() {
+        scx_rt_sys::fiber::suspend(context::SW_YIELD);
     } else {
         std::thread::yield_now();
     }
@@ -213,27 +223,27 @@ pub fn yield_now() {
 #[cfg(not(scx_rt_loom))]
 #[inline]
 pub fn preempt_point() {
-    if worker::need_resched() && worker::in_task() {
-        scx_rt_sys::fiber::suspend(worker::SW_PREEMPT);
+    if context::need_resched() && context::in_task() {
+        scx_rt_sys::fiber::suspend(context::SW_PREEMPT);
     }
 }
 
 /// The CPU running the calling task or worker.
 #[cfg(not(scx_rt_loom))]
 pub fn current_cpu() -> Option<usize> {
-    worker::current_cpu()
+    context::current_cpu()
 }
 
 /// The id of the calling green task.
 #[cfg(not(scx_rt_loom))]
 pub fn task_id() -> Option<TaskId> {
-    worker::current().and_then(|(_, _, t)| t.map(|t| t.id()))
+    context::current().and_then(|(_, _, t)| t.map(|t| t.id()))
 }
 
 /// Whether the caller runs inside a green task.
 #[cfg(not(scx_rt_loom))]
 pub fn in_task() -> bool {
-    worker::in_task()
+    context::in_task()
 }
 
 /// Sleeps for `d`: blocks only the green task (its CPU keeps a timer and
@@ -262,7 +272,7 @@ pub fn sleep_until(deadline: Instant) {
             return;
         }
         let left = deadline - now;
-        let Some((sh, cpu, Some(t))) = worker::current() else {
+        let Some((sh, cpu, Some(t))) = context::current() else {
             std::thread::sleep(left);
             continue;
         };

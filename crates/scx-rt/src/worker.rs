@@ -23,10 +23,10 @@
 //! `PREEMPT` stop for interrupt work alone is an interrupt, not a switch:
 //! the worker runs the work and resumes the task (`interrupt_only`).
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::sync::Arc;
 
+use crate::context::{set_task, wake_task, WorkerTls, SW_BLOCK, SW_YIELD};
 use crate::core::clock::now;
 use crate::core::error::{call, call_task};
 use crate::flags::{DeqFlags, WakeFlags};
@@ -45,83 +45,10 @@ pub(crate) enum Switch {
     Exit,
 }
 
-pub(crate) const SW_YIELD: usize = 1;
-pub(crate) const SW_PREEMPT: usize = 2;
-pub(crate) const SW_BLOCK: usize = 3;
-
-/// What a worker thread knows about itself beyond its identity
-/// (`core::current`).
-pub(crate) struct WorkerTls {
-    pub sh: Arc<Shared>,
-    pub blocking: Arc<crate::blocking::BlockingPool>,
-    pub cpu: usize,
-    pub task: Option<TaskRef>,
-}
-
-std::thread_local! {
-    static WORKER: RefCell<Option<WorkerTls>> = const { RefCell::new(None) };
-}
-
-// The accessors are `#[inline(never)]`: a task may suspend on one thread and
-// resume on another, and a thread-local address computed before the switch
-// must not be reused after it.
-
-/// (runtime, cpu, current task) of the calling thread, if it is a worker.
-#[inline(never)]
-pub(crate) fn current() -> Option<(Arc<Shared>, usize, Option<TaskRef>)> {
-    WORKER.with(|w| {
-        w.borrow()
-            .as_ref()
-            .map(|w| (w.sh.clone(), w.cpu, w.task.clone()))
-    })
-}
-
-/// The blocking pool of the calling worker's runtime.
-#[inline(never)]
-pub(crate) fn blocking_pool() -> Option<Arc<crate::blocking::BlockingPool>> {
-    WORKER.with(|w| w.borrow().as_ref().map(|w| w.blocking.clone()))
-}
-
-/// The CPU of the calling worker thread.
-pub(crate) fn current_cpu() -> Option<usize> {
-    crate::core::current::cpu()
-}
-
-/// The CPU of the calling worker when it is a worker of `sh`.
-pub(crate) fn cpu_in(sh: &Shared) -> Option<usize> {
-    crate::core::current::cpu_in(sh.rt_id)
-}
-
-/// Whether the calling code runs inside a green task.
-#[inline(never)]
-pub(crate) fn in_task() -> bool {
-    WORKER.with(|w| w.borrow().as_ref().is_some_and(|w| w.task.is_some()))
-}
-
-/// Whether the calling thread is a worker with a reschedule pending.
-#[inline]
-pub(crate) fn need_resched() -> bool {
-    crate::core::current::need_resched()
-}
-
-fn set_task(t: Option<TaskRef>) {
-    WORKER.with(|w| {
-        if let Some(w) = w.borrow_mut().as_mut() {
-            w.task = t;
-        }
-    });
-}
-
-/// Wakes a blocked task (green wait queues call this).
-pub(crate) fn wake_task(sh: &Shared, p: &TaskRef) {
-    if p.wake_claim() {
-        crate::core::enqueue::wake_up(sh, p, WakeFlags::TTWU, cpu_in(sh));
-    }
-}
-
+/// The loop of CPU `cpu`'s worker thread.
 pub(crate) fn worker_main(
     sh: Arc<Shared>,
-    blocking: Arc<crate::blocking::BlockingPool>,
+    blocking: Arc<crate::blocking::pool::BlockingPool>,
     cpu: usize,
 ) {
     // Sleep timers wake an idle worker by a futex timeout: no timer slack
@@ -132,13 +59,11 @@ pub(crate) fn worker_main(
     // silently. Best effort: a failure only loses the message.
     let _altstack = scx_rt_sys::sigsegv::AltStack::install().ok();
     crate::core::current::enter_worker(sh.rt_id, cpu, sh.cpus[cpu].shared.need_resched.clone());
-    WORKER.with(|w| {
-        *w.borrow_mut() = Some(WorkerTls {
-            sh: sh.clone(),
-            blocking,
-            cpu,
-            task: None,
-        })
+    crate::context::enter(WorkerTls {
+        sh: sh.clone(),
+        blocking,
+        cpu,
+        task: None,
     });
     let c = &sh.cpus[cpu];
     let mut prev: Option<(TaskRef, Switch)> = None;
@@ -180,7 +105,7 @@ pub(crate) fn worker_main(
             }
         }
     }
-    WORKER.with(|w| *w.borrow_mut() = None);
+    crate::context::leave();
     crate::core::current::leave_worker();
 }
 
@@ -407,7 +332,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
             // No stack for its first run: retrying would spin on the same
             // refusal, so the task fails instead (its `join` says why) and
             // leaves like a finished one.
-            crate::runtime::fail_unstarted(sh, t, e);
+            crate::spawn::fail_unstarted(sh, t, e);
             Switch::Exit
         }
     }

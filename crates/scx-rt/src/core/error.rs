@@ -1,10 +1,10 @@
 //! Errors the core detects (`scx_ops_error`) and how callbacks are called:
 //! a panic in a callback is an ops error naming the callback.
 
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::exit::ExitKind;
+use crate::join::panic_msg;
 use crate::loom::Ordering;
 use crate::ops::Shared;
 use crate::task::TaskRef;
@@ -89,15 +89,5 @@ pub(crate) fn call_inner<R>(sh: &Shared, op: &str, f: impl FnOnce() -> R) -> Opt
             ));
             None
         }
-    }
-}
-
-pub(crate) fn panic_msg(e: &(dyn Any + Send)) -> String {
-    if let Some(s) = e.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = e.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
     }
 }

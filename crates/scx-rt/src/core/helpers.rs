@@ -129,7 +129,7 @@ impl<'a> Ctx<'a> {
         // this_rq), which is not the rq's CPU when a waker on another CPU
         // runs `enqueue`.
         #[cfg(not(scx_rt_loom))]
-        let from = crate::worker::cpu_in(self.sh);
+        let from = crate::context::cpu_in(self.sh);
         #[cfg(scx_rt_loom)]
         let from = self.cpu;
         crate::kick::kick_cpu(self.sh, from, cpu, flags);

@@ -23,9 +23,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::context;
 use crate::ops::Shared;
 use crate::task::TaskRef;
-use crate::worker;
 
 /// Someone blocked on a primitive.
 pub(crate) enum Waiter {
@@ -36,7 +36,7 @@ pub(crate) enum Waiter {
 impl Waiter {
     /// The calling context as a waiter.
     pub(crate) fn current() -> Self {
-        match worker::current() {
+        match context::current() {
             Some((sh, _, Some(t))) => Waiter::Task(t, sh),
             _ => Waiter::Thread(std::thread::current()),
         }
@@ -44,7 +44,7 @@ impl Waiter {
 
     pub(crate) fn wake(self) {
         match self {
-            Waiter::Task(t, sh) => worker::wake_task(&sh, &t),
+            Waiter::Task(t, sh) => context::wake_task(&sh, &t),
             Waiter::Thread(th) => th.unpark(),
         }
     }
@@ -52,8 +52,8 @@ impl Waiter {
 
 /// Blocks the calling task (or thread) until woken; may return spuriously.
 pub(crate) fn park() {
-    if worker::in_task() {
-        scx_rt_sys::fiber::suspend(worker::SW_BLOCK);
+    if context::in_task() {
+        scx_rt_sys::fiber::suspend(context::SW_BLOCK);
     } else {
         std::thread::park();
     }

@@ -1,72 +1,17 @@
-//! The blocking pool: OS threads for code that blocks.
-//!
-//! A green task runs on its CPU's worker thread until it reaches a switch
-//! point. If it makes a blocking system call (a `read` on a pipe, a
-//! `std::thread::sleep`, a std `Mutex` held elsewhere, a DNS lookup), the
-//! worker thread blocks with it and the whole CPU stops: every other task
-//! queued there waits, and a scheduler's dispatch to that CPU goes nowhere.
-//! sched_ext never has this problem because the kernel is what blocks;
-//! a userspace runtime must move blocking code off its CPUs.
-//!
-//! [`spawn_blocking`](crate::spawn_blocking) runs a closure on a separate
-//! pool of plain OS threads, and the calling task waits for it *green-ly*:
-//! it blocks through the runtime's wait lists (`sync::wait`), so its worker
-//! keeps running other tasks, and the pool thread wakes it with an ordinary
-//! green wake-up when the closure returns.
-//!
-//! # The pool
-//!
-//! Like tokio's blocking pool:
-//!
-//! - jobs go to one FIFO queue under the pool lock;
-//! - a job is handed to an idle thread if there is one (notified through a
-//!   condition variable); otherwise a new thread is started, up to the cap
-//!   ([`DEFAULT_MAX_BLOCKING_THREADS`] unless the builder says otherwise);
-//!   at the cap the job waits in the queue for the first thread to finish;
-//! - a thread that finds no job for the keep-alive time
-//!   ([`DEFAULT_BLOCKING_KEEP_ALIVE`]) exits;
-//! - pool threads are not pinned: each takes the process's affinity, not
-//!   the affinity of the (pinned) worker that started it, so it does not
-//!   compete with that worker for its core.
-//!
-//! Idle accounting: `idle` counts waiting threads that no job has claimed
-//! yet; a spawner that claims one moves it to `notified` and signals the
-//! condition variable. A thread waking from its wait consumes a pending
-//! notification if there is one (whichever thread wakes first takes the
-//! job), else removes itself from `idle`. So a queued job always has a
-//! claimed idle thread, a new thread, or a busy thread that will look at
-//! the queue before it waits again: no job is stranded.
-//!
-//! A thread that finished a job counts itself in `idle` *before* it wakes
-//! the job's waiter, then re-checks the queue. Otherwise a task that calls
-//! `spawn_blocking` in a loop would see no idle thread each time its
-//! previous call's thread had not gone back to waiting yet, and would
-//! start a new thread per call.
-//!
-//! # Shutdown
-//!
-//! [`Runtime::shutdown`](crate::Runtime::shutdown) first waits for every
-//! green task, then shuts the pool down: threads finish the jobs still
-//! queued or running (nothing is dropped), then exit, and shutdown joins
-//! every one of them, including one that exited on its keep-alive just
-//! before. A blocking closure that never returns keeps shutdown waiting,
-//! as a task that never finishes does.
-//!
-//! [`DEFAULT_MAX_BLOCKING_THREADS`]: crate::consts::DEFAULT_MAX_BLOCKING_THREADS
-//! [`DEFAULT_BLOCKING_KEEP_ALIVE`]: crate::consts::DEFAULT_BLOCKING_KEEP_ALIVE
+//! The blocking pool's threads and job queue (the protocol is in the
+//! `blocking` module docs). Jobs are type-erased closures: the pool knows
+//! nothing of tasks or wait lists.
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::consts::{DEFAULT_BLOCKING_KEEP_ALIVE, DEFAULT_MAX_BLOCKING_THREADS};
-use crate::runtime::JoinError;
-use crate::sync::wait::{wait_on, wake_all, WaitList, Waiter};
 
-/// A queued closure. It returns the waiters to wake, so the pool thread
-/// can count itself available again *before* it wakes them (see below).
-type Job = Box<dyn FnOnce() -> Vec<Waiter> + Send + 'static>;
+/// A queued closure. It returns what to do after it (wake its waiters),
+/// so the pool thread can count itself available again *before* that
+/// (see below).
+pub(crate) type Job = Box<dyn FnOnce() -> Box<dyn FnOnce() + Send> + Send + 'static>;
 
 /// The pool of one runtime (a field of its shared state).
 pub(crate) struct BlockingPool {
@@ -146,30 +91,9 @@ impl BlockingPool {
         self.inner.st.lock().threads
     }
 
-    /// Runs `f` on a pool thread; the handle gives its value or panic.
-    pub(crate) fn spawn<F, T>(&self, f: F) -> Result<BlockingHandle<T>, SpawnError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let packet = Arc::new(Packet {
-            st: parking_lot::Mutex::new(PacketState {
-                result: None,
-                waiters: WaitList::default(),
-            }),
-        });
-        let pk = packet.clone();
-        self.submit(Box::new(move || {
-            let r = catch_unwind(AssertUnwindSafe(f));
-            let mut s = pk.st.lock();
-            s.result = Some(r);
-            // Woken by the pool thread after the lock is released.
-            s.waiters.take_all()
-        }))?;
-        Ok(BlockingHandle { packet })
-    }
-
-    fn submit(&self, job: Job) -> Result<(), SpawnError> {
+    /// Queues `job`; it runs on a pool thread and returns what to do
+    /// once that thread counts itself available again (wake its waiters).
+    pub(crate) fn submit(&self, job: Job) -> Result<(), SpawnError> {
         let mut st = self.inner.st.lock();
         if st.shutdown {
             return Err(SpawnError::ShutDown);
@@ -248,11 +172,11 @@ fn thread_main(inner: Arc<Inner>, id: u64) {
         if let Some(job) = st.queue.pop_front() {
             drop(st);
             // Jobs catch their own panics (`spawn`).
-            let waiters = job();
+            let then = job();
             st = inner.st.lock();
             st.idle += 1;
             drop(st);
-            wake_all(waiters);
+            then();
             st = inner.st.lock();
             leave_idle(&mut st);
             continue;
@@ -281,49 +205,5 @@ fn thread_main(inner: Arc<Inner>, id: u64) {
     drop(st);
     if let Some(h) = prev {
         let _ = h.join();
-    }
-}
-
-struct PacketState<T> {
-    result: Option<std::thread::Result<T>>,
-    waiters: WaitList,
-}
-
-struct Packet<T> {
-    st: parking_lot::Mutex<PacketState<T>>,
-}
-
-/// Owns the result of a closure given to
-/// [`spawn_blocking`](crate::spawn_blocking) or
-/// [`Runtime::spawn_blocking`](crate::Runtime::spawn_blocking).
-///
-/// Dropping it detaches the closure: it still runs to completion (and
-/// runtime shutdown waits for it), its value is dropped.
-pub struct BlockingHandle<T> {
-    packet: Arc<Packet<T>>,
-}
-
-impl<T> BlockingHandle<T> {
-    /// Waits for the closure and returns its value, or
-    /// [`JoinError::Panicked`] with the payload if it panicked (the pool
-    /// thread survives). Called from a green task it blocks only that task:
-    /// its CPU runs other tasks meanwhile. Called from an OS thread it
-    /// parks the thread.
-    pub fn join(self) -> Result<T, JoinError> {
-        wait_on(&self.packet.st, |s| s.result.take(), |s| &mut s.waiters)
-            .map_err(JoinError::Panicked)
-    }
-
-    /// Whether the closure has returned (or panicked).
-    pub fn is_finished(&self) -> bool {
-        self.packet.st.lock().result.is_some()
-    }
-}
-
-impl<T> std::fmt::Debug for BlockingHandle<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingHandle")
-            .field("finished", &self.is_finished())
-            .finish()
     }
 }

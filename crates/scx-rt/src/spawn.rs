@@ -1,0 +1,254 @@
+//! Spawning a green task, its join handle, and the blocking-pool entry
+//! point.
+
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::context;
+use crate::core::clock::now;
+use crate::core::error::call_task;
+use crate::cpumask::Cpumask;
+use crate::flags::WakeFlags;
+use crate::join::JoinError;
+use crate::loom::Ordering;
+use crate::ops::Shared;
+use crate::ops::{Ctx, InitCtx, InitTaskArgs};
+use crate::sync::wait::{wait_on, wake_all, WaitList};
+use crate::task::{Affinity, Task, TaskId, TaskRef, TaskState};
+
+struct PacketState<T> {
+    result: Option<Result<T, JoinError>>,
+    done: bool,
+    waiters: WaitList,
+}
+
+struct Packet<T> {
+    st: parking_lot::Mutex<PacketState<T>>,
+}
+
+/// Owns the right to join a task.
+pub struct JoinHandle<T> {
+    task: TaskRef,
+    packet: Arc<Packet<T>>,
+    _p: PhantomData<T>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the task and returns its value. Blocks the OS thread, or
+    /// only the green task when called from one.
+    pub fn join(self) -> Result<T, JoinError> {
+        wait_on(
+            &self.packet.st,
+            |s| if s.done { s.result.take() } else { None },
+            |s| &mut s.waiters,
+        )
+    }
+
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.packet.st.lock().done
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.task.id()
+    }
+}
+
+impl<T> Packet<T> {
+    /// Stores the task's outcome and wakes its joiners.
+    fn complete(&self, r: Result<T, JoinError>) {
+        let ws = {
+            let mut s = self.st.lock();
+            s.result = Some(r);
+            s.done = true;
+            s.waiters.take_all()
+        };
+        wake_all(ws);
+    }
+}
+
+std::thread_local! {
+    /// Why the task whose unstarted body this thread is dropping never ran
+    /// (set only around that drop, by [`fail_unstarted`]).
+    static NO_STACK: std::cell::Cell<Option<(usize, std::io::Error)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Held by a task's body until it first runs. If the body is dropped
+/// unrun instead (no stack could be mapped for it, [`fail_unstarted`]), it
+/// completes the join packet with [`JoinError::NoStack`], so `join` never
+/// waits for a task that will not run.
+struct Unstarted<T> {
+    id: TaskId,
+    /// `None` once the body started.
+    packet: Option<Arc<Packet<T>>>,
+}
+
+impl<T> Unstarted<T> {
+    /// The body is running: the packet is its to complete.
+    fn started(mut self) -> Arc<Packet<T>> {
+        self.packet.take().expect("a body starts once")
+    }
+}
+
+impl<T> Drop for Unstarted<T> {
+    fn drop(&mut self) {
+        let Some(pk) = self.packet.take() else {
+            return;
+        };
+        // Set by `fail_unstarted`, the one place that drops an unstarted
+        // body while the task is live.
+        let (stack_size, source) = NO_STACK.with(|c| c.take()).unwrap_or_else(|| {
+            (
+                0,
+                std::io::Error::other("the task was dropped before it ran"),
+            )
+        });
+        pk.complete(Err(JoinError::NoStack {
+            id: self.id,
+            stack_size,
+            source,
+        }));
+    }
+}
+
+/// The first resume of `t` found no stack (`err`): drops its body unrun,
+/// which completes its join packet with [`JoinError::NoStack`] and wakes its
+/// joiners. The caller then retires the task as an exited one. No lock
+/// held (the joiners are woken here).
+pub(crate) fn fail_unstarted(sh: &Shared, t: &TaskRef, err: std::io::Error) {
+    let fiber = t.body.lock().take();
+    debug_assert!(fiber.as_ref().is_some_and(|f| !f.is_started()));
+    sh.nr_no_stack.fetch_add(1, Ordering::Relaxed);
+    NO_STACK.with(|c| c.set(Some((sh.stacks.stack_size(), err))));
+    drop(fiber);
+    // Normally taken by the body's drop; never left for another task.
+    NO_STACK.with(|c| c.take());
+}
+
+/// Task ids are unique per process. Each thread takes them in blocks from
+/// one counter, so spawning from many CPUs shares no cache line per task.
+fn next_task_id() -> TaskId {
+    const BLOCK: u64 = 1024;
+    static NEXT_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    std::thread_local! {
+        static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    IDS.with(|c| {
+        let (mut next, mut end) = c.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+            end = next + BLOCK;
+        }
+        c.set((next + 1, end));
+        next
+    })
+}
+
+/// Queues `f` on the blocking pool `pool` (`spawn_blocking`).
+pub(crate) fn spawn_blocking_in<F, T>(
+    pool: &crate::blocking::BlockingPool,
+    f: F,
+) -> crate::BlockingHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match crate::blocking::spawn(pool, f) {
+        Ok(h) => h,
+        Err(crate::blocking::SpawnError::ShutDown) => {
+            panic!("spawn_blocking on a runtime that was shut down")
+        }
+        Err(crate::blocking::SpawnError::Thread(e)) => {
+            panic!("spawn_blocking: cannot start a blocking-pool thread: {e}")
+        }
+    }
+}
+
+pub(crate) fn spawn_in<F, T>(sh: &Arc<Shared>, f: F, affinity: Affinity) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let packet = Arc::new(Packet {
+        st: parking_lot::Mutex::new(PacketState {
+            result: None,
+            done: false,
+            waiters: WaitList::default(),
+        }),
+    });
+    let id = next_task_id();
+    let unstarted = Unstarted {
+        id,
+        packet: Some(packet.clone()),
+    };
+    let body: scx_rt_sys::fiber::Body = Box::new(move || {
+        let pk = unstarted.started();
+        let r = catch_unwind(AssertUnwindSafe(f));
+        if r.is_err() && scx_rt_sys::fiber::unwinding_for_drop() {
+            // The fiber is being dropped while suspended: let its forced
+            // unwind through.
+            if let Err(e) = r {
+                resume_unwind(e);
+            }
+            return;
+        }
+        pk.complete(r.map_err(JoinError::Panicked));
+    });
+    let from = context::cpu_in(sh);
+    let p: TaskRef = Arc::new(Task::new(
+        id,
+        Some(scx_rt_sys::fiber::Fiber::new(body)),
+        affinity,
+        sh.cfg.allow_migration,
+        now(),
+    ));
+    sh.live_tasks.fetch_add(1, Ordering::AcqRel);
+    let start = from.unwrap_or_else(|| sh.spread_hint());
+    let start = if p.allowed_on(start) {
+        start
+    } else {
+        (0..sh.nr_cpus).find(|&c| p.allowed_on(c)).unwrap_or(0)
+    };
+    p.scx.cpu.store(start as u32, Ordering::Relaxed);
+    p.set_slice(sh.cfg.slice_dfl);
+    // Shared fork lock: an attach or a disable pass over every task either
+    // sees this one registered or happens entirely before it picks its
+    // scheduler.
+    let fork = sh.fork_lock.read();
+    sh.tasks.add(&p);
+    let slot = sh.cur_slot();
+    p.scx.sched_gen.store(slot.gen, Ordering::Release);
+    let ictx = InitCtx::new(sh, from);
+    let init = call_task(sh, "init_task", &p, || {
+        slot.ops.init_task(&ictx, &p, InitTaskArgs { fork: true })
+    });
+    if let Some(Err(code)) = init {
+        sh.ops_error(format!("ops.init_task failed ({code}) for task {id}"));
+    }
+    p.set_state(TaskState::Ready);
+    let ctx = Ctx::new(sh, from);
+    call_task(sh, "enable", &p, || slot.ops.enable(&ctx, &p));
+    p.set_state(TaskState::Enabled);
+    call_task(sh, "set_weight", &p, || {
+        slot.ops.set_weight(&ctx, &p, p.weight())
+    });
+    if slot.wants_cpumask {
+        let mask = match &p.affinity {
+            Affinity::All => Cpumask::full(sh.nr_cpus),
+            Affinity::Mask(m) => (**m).clone(),
+        };
+        call_task(sh, "set_cpumask", &p, || {
+            slot.ops.set_cpumask(&ctx, &p, &mask)
+        });
+    }
+    drop(fork);
+    crate::core::enqueue::wake_up(sh, &p, WakeFlags::FORK, from);
+    JoinHandle {
+        task: p,
+        packet,
+        _p: PhantomData,
+    }
+}
