@@ -69,8 +69,8 @@ pub enum Command {
     Run(Options),
     /// Hidden: `__peer NAME WORKLOAD [OPTIONS]` runs one in-process peer in a
     /// child process (for peers with process-global configuration, such as
-    /// may's worker count) and prints its rows in the line protocol of
-    /// [`crate::peers::external`].
+    /// may's worker count) and prints its rows in the line protocol of the
+    /// external peers (`peers/external.rs`).
     PeerChild { peer: String, options: Options },
 }
 

@@ -2,21 +2,28 @@
 //! threads) and the raw limits of the machine, in one run, with ratios.
 //! See `scx-rt-bench --help` and DESIGN.md ("Targets", "Benchmark output
 //! schema").
+//!
+//! Layers, each using only those below it: `cpus`, `pin`; `args`, `report`;
+//! `stats`, `plot`, `ctx`; `spec/` (what a workload is: names, sizes, rows);
+//! `peers/`; `workloads/` (the registry and the scx-rt runners); `main`.
 #![forbid(unsafe_code)]
 
 mod args;
 mod cpus;
+mod ctx;
 mod peers;
+mod pin;
 mod plot;
 mod report;
+mod spec;
 mod stats;
 mod workloads;
 
 use std::process::ExitCode;
 
 use args::{Command, Options};
+use ctx::Ctx;
 use report::Machine;
-use workloads::Ctx;
 
 fn usage() -> String {
     let mut s = args::USAGE.to_string();
@@ -74,13 +81,7 @@ fn context(opts: Options) -> Result<Ctx, String> {
         return Err("no usable CPU".into());
     }
     let ctx = Ctx { cpus, opts };
-    if ctx.opts.cases.is_some()
-        && !ctx
-            .opts
-            .workloads
-            .iter()
-            .any(|w| w == workloads::pingpong::NAME)
-    {
+    if ctx.opts.cases.is_some() && !ctx.opts.workloads.iter().any(|w| w == spec::pingpong::NAME) {
         return Err("--case: only pingpong has cases to choose from".into());
     }
     for name in &ctx.opts.workloads {

@@ -87,7 +87,7 @@ pub struct Row {
     pub plot: PlotData,
 }
 
-/// Chart data carried beside a row's figures (see [`crate::plot`]). Any
+/// Chart data carried beside a row's figures (drawn by `--plot`). Any
 /// workload that fills it gets a chart; nothing else depends on it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum PlotData {

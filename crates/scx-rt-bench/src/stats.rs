@@ -1,5 +1,8 @@
 //! Turning measurements into [`Row`]s: repeated throughput samples and
-//! latency histograms.
+//! latency histograms, and durations into figures. Shared by every layer
+//! that measures (`spec/`, `peers/`, `workloads/`); depends on `report` only.
+
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
@@ -11,6 +14,11 @@ const HIST_MAX_NS: u64 = 10_000_000_000;
 /// A latency histogram in ns with 3 significant figures.
 pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
+}
+
+/// Nanoseconds as `f64`.
+pub fn ns(d: Duration) -> f64 {
+    d.as_nanos() as f64
 }
 
 /// Where a row belongs: workload, case and subject.

@@ -14,6 +14,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use crate::timespec::duration_to_timespec;
+
 /// An owned eventfd (`EFD_CLOEXEC | EFD_NONBLOCK`), closed on drop.
 #[derive(Debug)]
 pub struct EventFd {
@@ -121,7 +123,7 @@ impl EventFd {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ts = timeout.map(crate::duration_to_timespec);
+        let ts = timeout.map(duration_to_timespec);
         let ts_ptr = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);

@@ -305,6 +305,7 @@ pub fn unwinding_for_drop() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sigsegv::{classify, guard_at, set_current_task, GuardHit};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -491,6 +492,49 @@ mod tests {
         // Dropping an unstarted fiber just drops the body.
         drop(Fiber::new(Box::new(|| {})));
         assert_eq!(pool.allocated(), 1);
+    }
+
+    /// `resume` records the fiber's stack as running, for the overflow
+    /// handler, and restores the record when the fiber suspends.
+    #[test]
+    fn running_fiber_stack_is_classified_as_overflow() {
+        let pool = Arc::new(StackPool::new(32 * 1024));
+        let found = Arc::new(Mutex::new(None));
+        let (p, fd) = (pool.clone(), found.clone());
+        let mut f = Fiber::new(Box::new(move || {
+            // Find our own guard: the one just below a local variable.
+            let local = 0u8;
+            let sp = std::hint::black_box(&local) as *const u8 as usize;
+            let (g, size) = (0..64)
+                .find_map(|k| guard_at(sp.saturating_sub(k * 4096)))
+                .expect("a guard below the stack");
+            assert_eq!(size, 32 * 1024);
+            set_current_task(7);
+            assert_eq!(
+                classify(g.start),
+                Some(GuardHit::Overflow {
+                    task: 7,
+                    stack_size: 32 * 1024
+                })
+            );
+            // Another fiber's guard is not an overflow of ours.
+            let other = p.get().unwrap();
+            assert!(matches!(
+                classify(other.guard_range().start),
+                Some(GuardHit::Other { task: 7, .. })
+            ));
+            set_current_task(0);
+            *fd.lock().unwrap() = Some(g);
+            suspend(1);
+        }));
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(1));
+        let g = found.lock().unwrap().take().expect("the fiber ran");
+        // Outside the fiber its stack is no longer recorded as running.
+        assert!(matches!(
+            classify(g.start),
+            Some(GuardHit::Other { task: 0, .. })
+        ));
+        assert_eq!(f.resume(&pool).unwrap(), Resumed::Finished);
     }
 
     const OVERFLOW_ENV: &str = "SCX_RT_SYS_OVERFLOW_CHILD";

@@ -18,6 +18,8 @@
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+use crate::timespec::duration_to_timespec;
+
 /// Block while `atom == expected`, at most `timeout` (`None` = forever).
 /// Spurious returns are allowed.
 pub fn wait(atom: &AtomicU32, expected: u32, timeout: Option<Duration>) {
@@ -28,7 +30,7 @@ pub fn wait(atom: &AtomicU32, expected: u32, timeout: Option<Duration>) {
 }
 
 fn wait_timeout(atom: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = crate::duration_to_timespec(timeout);
+    let ts = duration_to_timespec(timeout);
     // SAFETY: FUTEX_WAIT reads the u32 at `atom.as_ptr()`, which is valid and
     // aligned for the whole call because we borrow `atom`; `ts` lives on our
     // stack for the duration of the call; the remaining arguments are unused

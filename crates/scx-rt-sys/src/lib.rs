@@ -11,6 +11,7 @@
 //! - [`affinity`]: the usable CPUs of the process, thread pinning,
 //!   `sched_getcpu`;
 //! - [`clock`]: monotonic nanoseconds;
+//! - [`page`]: the system page size;
 //! - [`stack`]: guarded green-task stacks carved from large slabs, and the
 //!   pool that recycles them;
 //! - [`spinlock`]: the spin lock behind the rq and DSQ locks;
@@ -23,6 +24,12 @@
 //!   analogues (dump, detach) that a runtime's watcher thread performs;
 //! - [`sigtimer`]: per-thread POSIX timers that set a flag from a
 //!   real-time signal handler, and the calling thread's timer slack.
+//!
+//! Layers, each using only those below it: the leaves (`page`, `clock`,
+//! `affinity`, `spinlock`, and `futex`, `eventfd`, `sigtimer` over a private
+//! `timespec`; `sysrq` over `futex`); `sigsegv`; `stack`, which registers
+//! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
+//! running one for `sigsegv`.
 //!
 //! Rules for this crate: every `unsafe` block has a `// SAFETY:` comment
 //! right above it (clippy's `undocumented_unsafe_blocks`, CI runs with
@@ -39,19 +46,10 @@ pub mod clock;
 pub mod eventfd;
 pub mod fiber;
 pub mod futex;
+pub mod page;
 pub mod sigsegv;
 pub mod sigtimer;
 pub mod spinlock;
 pub mod stack;
 pub mod sysrq;
-
-/// Converts a `Duration` to a `timespec`, saturating at the largest
-/// representable number of seconds.
-pub(crate) fn duration_to_timespec(d: std::time::Duration) -> libc::timespec {
-    let secs = libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX);
-    libc::timespec {
-        tv_sec: secs,
-        // Always < 1_000_000_000, fits every c_long.
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    }
-}
+mod timespec;

@@ -1,7 +1,7 @@
 //! Stack-overflow reports for green stacks.
 //!
 //! A green task that overflows its stack runs into the guard page below it
-//! (see [`crate::stack`]) and the kernel raises `SIGSEGV`. Left alone, the
+//! (see the `stack` module) and the kernel raises `SIGSEGV`. Left alone, the
 //! process dies with a bare "Segmentation fault". Rust's standard library
 //! says "thread 'x' has overflowed its stack" for its own threads; this
 //! module does the same for green tasks: the process writes
@@ -31,7 +31,7 @@
 //!    is in a guard page of one of our stacks. Slabs register when mapped and
 //!    unregister before they are unmapped; each entry is a seqlock, so the
 //!    handler never trusts a half-written entry.
-//! 4. **Per-thread labels**: [`crate::fiber::Fiber::resume`] records the
+//! 4. **Per-thread labels**: `Fiber::resume` (the `fiber` module) records the
 //!    guard range and size of the stack it switches to, and the runtime
 //!    records the id of the task it resumes ([`set_current_task`]). Both
 //!    are thread-local atomics the handler reads.
@@ -59,6 +59,8 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
+
+use crate::page::page_size;
 
 /// Registry entries per chunk; chunks are allocated on demand.
 const REGISTRY_CHUNK: usize = 1024;
@@ -554,7 +556,7 @@ impl AltStack {
     /// handler ([`install_handler`]) if that has not happened yet.
     pub fn install() -> io::Result<AltStack> {
         install_handler();
-        let page = crate::stack::page_size();
+        let page = page_size();
         let size = ALTSTACK_SIZE.max(libc::SIGSTKSZ).div_ceil(page) * page;
         let len = size + page;
         // SAFETY: a fresh anonymous private mapping; no existing memory is
@@ -608,7 +610,7 @@ impl AltStack {
 
     /// The usable range of this alternate stack.
     pub fn range(&self) -> Range<usize> {
-        let page = crate::stack::page_size();
+        let page = page_size();
         self.addr + page..self.addr + self.len
     }
 }
@@ -645,10 +647,6 @@ impl std::fmt::Debug for AltStack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fiber::{suspend, Fiber, Resumed};
-    use crate::stack::StackPool;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
 
     #[test]
     fn formats_reports_by_hand() {
@@ -683,23 +681,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn registry_knows_guards_of_live_slabs_only() {
-        let pool = StackPool::new(64 * 1024);
-        let s = pool.get().unwrap();
-        let g = s.guard_range();
-        let r = s.stack_range();
-        assert_eq!(guard_at(g.start), Some((g.clone(), 64 * 1024)));
-        assert_eq!(guard_at(g.end - 1), Some((g.clone(), 64 * 1024)));
-        assert_eq!(guard_at(r.start), None, "usable memory is no guard");
-        assert_eq!(guard_at(r.end - 1), None);
-        assert!(matches!(
-            classify(g.start),
-            Some(GuardHit::Other { stack_size, .. }) if stack_size == 64 * 1024
-        ));
-        drop(s);
-    }
-
     /// Registry bookkeeping on fake ranges in the kernel half of the
     /// address space, which no mapping of ours (or of a concurrent test)
     /// can ever occupy.
@@ -730,44 +711,6 @@ mod tests {
         });
     }
 
-    #[test]
-    fn running_fiber_stack_is_classified_as_overflow() {
-        let pool = Arc::new(StackPool::new(32 * 1024));
-        let seen = Arc::new(AtomicUsize::new(0));
-        let (p, sn) = (pool.clone(), seen.clone());
-        let mut f = Fiber::new(Box::new(move || {
-            // Find our own guard: the one just below a local variable.
-            let local = 0u8;
-            let sp = std::hint::black_box(&local) as *const u8 as usize;
-            let (g, size) = (0..64)
-                .find_map(|k| guard_at(sp.saturating_sub(k * 4096)))
-                .expect("a guard below the stack");
-            assert_eq!(size, 32 * 1024);
-            set_current_task(7);
-            assert_eq!(
-                classify(g.start),
-                Some(GuardHit::Overflow {
-                    task: 7,
-                    stack_size: 32 * 1024
-                })
-            );
-            // Another fiber's guard is not an overflow of ours.
-            let other = p.get().unwrap();
-            assert!(matches!(
-                classify(other.guard_range().start),
-                Some(GuardHit::Other { task: 7, .. })
-            ));
-            set_current_task(0);
-            sn.fetch_add(1, Ordering::Relaxed);
-            suspend(1);
-        }));
-        assert_eq!(f.resume(&pool).unwrap(), Resumed::Suspended(1));
-        assert_eq!(seen.load(Ordering::Relaxed), 1);
-        // Outside the fiber nothing is recorded as running.
-        RUNNING.with(|r| assert_eq!(r.guard_lo.load(Ordering::Relaxed), 0));
-        assert_eq!(f.resume(&pool).unwrap(), Resumed::Finished);
-    }
-
     const CHAIN_ENV: &str = "SCX_RT_SYS_CHAIN_CHILD";
 
     #[inline(never)]
@@ -786,9 +729,8 @@ mod tests {
         let Ok(mode) = std::env::var(CHAIN_ENV) else {
             return;
         };
-        let pool = StackPool::new(16 * 1024);
-        // Maps a slab, which installs the handler.
-        let _s = pool.get().unwrap();
+        // What the stack pool does when it maps its first slab.
+        install_handler();
         // SAFETY: all-zero is a valid sigaction.
         let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
         // SAFETY: a query with a valid out-pointer.

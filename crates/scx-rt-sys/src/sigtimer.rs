@@ -48,6 +48,8 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::timespec::duration_to_timespec;
+
 /// Timers that may exist at once in the process (slots of the static table
 /// the handler reads). [`SigTimer::new`] fails with `EAGAIN` beyond that.
 pub const MAX_TIMERS: usize = 1024;
@@ -140,7 +142,7 @@ impl SigTimer {
     /// Re-arming replaces the previous expiry. One `timer_settime` call.
     pub fn arm(&self, after: Duration) -> io::Result<()> {
         let after = after.max(Duration::from_nanos(1));
-        self.settime(crate::duration_to_timespec(after))
+        self.settime(duration_to_timespec(after))
     }
 
     /// Disarms the timer. A signal already sent is still delivered (and

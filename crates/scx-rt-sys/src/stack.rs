@@ -91,6 +91,8 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use crate::page::page_size;
+
 /// Stacks per slab mapping.
 pub const STACKS_PER_SLAB: usize = 64;
 
@@ -133,20 +135,6 @@ const GUARD_UNKNOWN: u8 = 0;
 const GUARD_MADVISE: u8 = 1;
 /// The kernel lacks `MADV_GUARD_INSTALL`: `mprotect(PROT_NONE)` guards.
 const GUARD_MPROTECT: u8 = 2;
-
-/// The system page size.
-pub fn page_size() -> usize {
-    static PAGE: AtomicUsize = AtomicUsize::new(0);
-    let p = PAGE.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    // SAFETY: sysconf takes no pointers and has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let p = if p > 0 { p as usize } else { 4096 };
-    PAGE.store(p, Ordering::Relaxed);
-    p
-}
 
 /// `/proc/sys/vm/max_map_count`, the per-process VMA limit.
 pub fn max_map_count() -> Option<usize> {
@@ -721,6 +709,7 @@ impl StackPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sigsegv::{classify, guard_at, GuardHit};
     use corosensei::stack::Stack as _;
 
     fn assert_send<T: Send>() {}
@@ -1109,6 +1098,24 @@ mod tests {
         }
         assert_eq!(pool.cached(), pool.allocated());
         assert_eq!(shared_len(&pool), pool.allocated(), "exits flushed");
+    }
+
+    /// Every slab the pool maps is in the overflow handler's registry.
+    #[test]
+    fn registry_knows_guards_of_live_slabs_only() {
+        let pool = StackPool::new(64 * 1024);
+        let s = pool.get().unwrap();
+        let g = s.guard_range();
+        let r = s.stack_range();
+        assert_eq!(guard_at(g.start), Some((g.clone(), 64 * 1024)));
+        assert_eq!(guard_at(g.end - 1), Some((g.clone(), 64 * 1024)));
+        assert_eq!(guard_at(r.start), None, "usable memory is no guard");
+        assert_eq!(guard_at(r.end - 1), None);
+        assert!(matches!(
+            classify(g.start),
+            Some(GuardHit::Other { stack_size, .. }) if stack_size == 64 * 1024
+        ));
+        drop(s);
     }
 
     const CHILD_ENV: &str = "SCX_RT_SYS_GUARD_CHILD";

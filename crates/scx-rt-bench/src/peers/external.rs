@@ -12,8 +12,8 @@
 use std::process::{Command, Stdio};
 
 use crate::cpus::format_cpu_list;
+use crate::ctx::Ctx;
 use crate::report::{PlotData, Row, Subject};
-use crate::workloads::Ctx;
 
 /// Formats a row as one protocol line (no trailing newline).
 pub fn format_line(r: &Row) -> String {

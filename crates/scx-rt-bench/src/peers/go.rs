@@ -10,7 +10,7 @@
 //! and the case and unit from the workload's own row builder, and passes
 //! them explicitly, so the Go program holds no defaults and no naming of
 //! its own. The child runs restricted to the workload's CPUs (it inherits
-//! the mask of the thread that starts it, see [`crate::peers::on_cpus`])
+//! the mask of the thread that starts it, see [`crate::pin::on_cpus`])
 //! with `GOMAXPROCS` set to their count: one for `switch` and `pingpong`
 //! `same-cpu`, two for the other `pingpong` cases, all of `--cpus`
 //! otherwise.
@@ -26,11 +26,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
+use crate::ctx::Ctx;
 use crate::peers::external;
 use crate::report::{Row, Subject};
-use crate::workloads::{
-    chained_spawn, pingpong, ring, skynet, spawn, switch, wakeup, yield_many, Ctx,
-};
+use crate::spec::{chained_spawn, pingpong, ring, skynet, spawn, switch, wakeup, yield_many};
 
 /// The Go program.
 fn program() -> PathBuf {
@@ -212,7 +211,7 @@ fn run_with(mut cmd: Command, inv: Invocation) -> Result<Vec<Row>, String> {
     let workload = inv.args[0].clone();
     cmd.args(&inv.args);
     cmd.env("GOMAXPROCS", inv.cpus.len().to_string());
-    let rows = crate::peers::on_cpus(&inv.cpus, move || external::run(cmd))?;
+    let rows = crate::pin::on_cpus(&inv.cpus, move || external::run(cmd))?;
     if rows.is_empty() {
         return Err(format!("the Go program printed no row for `{workload}`"));
     }

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::ctx::Ctx;
 use crate::peers::external;
 use crate::report::{Row, Subject};
-use crate::stats::new_hist;
-use crate::workloads::{ns, pingpong, skynet, spawn, switch, Ctx};
+use crate::spec::{pingpong, skynet, spawn, switch};
+use crate::stats::{new_hist, ns};
 
 /// Parent side: runs the child for `workload` and collects its rows.
 pub fn rows(ctx: &Ctx, workload: &str) -> Result<Vec<Row>, String> {

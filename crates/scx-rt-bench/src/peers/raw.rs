@@ -19,9 +19,8 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 use hdrhistogram::Histogram;
 
 use crate::peers::threads::wait_for;
-use crate::peers::{on_pinned_thread, spawn_pinned};
-use crate::stats::new_hist;
-use crate::workloads::ns;
+use crate::pin::{on_pinned_thread, spawn_pinned};
+use crate::stats::{new_hist, ns};
 
 /// ns per one-way cache-line hand-off between `cpu_a` and `cpu_b`
 /// (`iters` round trips per rep), one figure per rep.

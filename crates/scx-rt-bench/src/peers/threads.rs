@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
-use crate::peers::{on_cpus, spawn_pinned};
-use crate::stats::new_hist;
-use crate::workloads::ns;
+use crate::pin::{on_cpus, spawn_pinned};
+use crate::spec::wakeup::{merge, record, think, Shape};
+use crate::stats::{new_hist, ns};
 
 /// `switch`: two threads pinned to `cpu`, each calling
 /// `std::thread::yield_now` `iters` times; ns per yield, one per rep.
@@ -108,16 +108,12 @@ pub fn wait_for(flag: &AtomicU32, want: u32) {
     }
 }
 
-/// `wakeup`: the shape of [`crate::workloads::wakeup`] with OS threads
+/// `wakeup`: the shape of [`crate::spec::wakeup`] with OS threads
 /// restricted to `cpus` (placed by the kernel), a
 /// `std::sync::mpsc::sync_channel(1)` to each worker (futex wait/wake) and
 /// one `sync_channel(workers)` of acks per message thread. Merged wake-up
 /// latencies in ns.
-pub fn wakeup(
-    cpus: &[usize],
-    shape: &crate::workloads::wakeup::Shape,
-) -> Result<Histogram<u64>, String> {
-    use crate::workloads::wakeup::{merge, record, think};
+pub fn wakeup(cpus: &[usize], shape: &Shape) -> Result<Histogram<u64>, String> {
     let shape = shape.clone();
     on_cpus(cpus, move || {
         let mut workers = Vec::new();

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 
-use crate::peers::{on_pinned_thread, spawn_pinned};
-use crate::stats::new_hist;
-use crate::workloads::ns;
+use crate::pin::{on_pinned_thread, spawn_pinned};
+use crate::spec::wakeup::{merge, record, think, Shape};
+use crate::spec::{chained_spawn, pingpong, ring, skynet, yield_many};
+use crate::stats::{new_hist, ns};
 
 /// A runtime with `cpus.len()` workers pinned to `cpus`.
 pub fn runtime(cpus: &[usize]) -> Result<Runtime, String> {
@@ -67,7 +68,7 @@ type PingChannels = (
 /// The two `pingpong` channels: (ping's sender, echo's receiver, echo's
 /// sender, ping's receiver).
 fn ping_channels() -> PingChannels {
-    let cap = crate::workloads::pingpong::CHANNEL_CAP;
+    let cap = pingpong::CHANNEL_CAP;
     let (tx_ab, rx_ab) = tokio::sync::mpsc::channel::<u64>(cap);
     let (tx_ba, rx_ba) = tokio::sync::mpsc::channel::<u64>(cap);
     (tx_ab, rx_ab, tx_ba, rx_ba)
@@ -182,28 +183,28 @@ pub fn skynet(cpus: &[usize], leaves: u64, reps: u64) -> Result<Vec<f64>, String
         let t = Instant::now();
         let sum = rt.block_on(skynet_node(0, leaves, 10));
         let elapsed = t.elapsed();
-        crate::workloads::skynet::check_sum(leaves, sum)?;
+        skynet::check_sum(leaves, sum)?;
         samples.push(elapsed.as_secs_f64() * 1e3);
     }
     Ok(samples)
 }
 
 /// `ring`: `tasks` tasks in a cycle of `mpsc` channels of
-/// [`crate::workloads::ring::CHANNEL_CAP`] passing one token for `hops`
+/// [`ring::CHANNEL_CAP`] passing one token for `hops`
 /// hops; hops per second, one per rep.
 pub fn ring(cpus: &[usize], tasks: u64, hops: u64, reps: u64) -> Result<Vec<f64>, String> {
     let rt = runtime(cpus)?;
     let mut samples = Vec::new();
     for _ in 0..reps {
         let elapsed = rt.block_on(ring_once(tasks, hops))?;
-        samples.push(crate::workloads::ring::rate(hops, elapsed));
+        samples.push(ring::rate(hops, elapsed));
     }
     Ok(samples)
 }
 
 async fn ring_once(tasks: u64, hops: u64) -> Result<Duration, String> {
     let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..tasks)
-        .map(|_| tokio::sync::mpsc::channel::<u64>(crate::workloads::ring::CHANNEL_CAP))
+        .map(|_| tokio::sync::mpsc::channel::<u64>(ring::CHANNEL_CAP))
         .unzip();
     let inject = txs[0].clone();
     // Task i receives on channel i and sends on channel i + 1.
@@ -262,7 +263,7 @@ pub fn yield_many(cpus: &[usize], tasks: u64, yields: u64, reps: u64) -> Result<
             }
             Ok::<_, String>(t.elapsed())
         })?;
-        samples.push(crate::workloads::yield_many::ms(elapsed));
+        samples.push(yield_many::ms(elapsed));
     }
     Ok(samples)
 }
@@ -290,20 +291,16 @@ pub fn chained_spawn(cpus: &[usize], tasks: u64, reps: u64) -> Result<Vec<f64>, 
             done_rx.await.map_err(|_| "chain broke".to_string())?;
             Ok::<_, String>(t.elapsed())
         })?;
-        samples.push(crate::workloads::chained_spawn::us(elapsed));
+        samples.push(chained_spawn::us(elapsed));
     }
     Ok(samples)
 }
 
-/// `wakeup`: the shape of [`crate::workloads::wakeup`] with async tasks,
+/// `wakeup`: the shape of [`crate::spec::wakeup`] with async tasks,
 /// `mpsc::channel(1)` to each worker and one `mpsc::channel(workers)` of
 /// acks per message task; workers spin their think time without yielding
 /// (tokio cannot preempt a task). Merged wake-up latencies in ns.
-pub fn wakeup(
-    cpus: &[usize],
-    shape: &crate::workloads::wakeup::Shape,
-) -> Result<Histogram<u64>, String> {
-    use crate::workloads::wakeup::{merge, record, think};
+pub fn wakeup(cpus: &[usize], shape: &Shape) -> Result<Histogram<u64>, String> {
     let rt = runtime(cpus)?;
     let shape = shape.clone();
     let hists = rt.block_on(async move {

@@ -56,9 +56,9 @@ use hdrhistogram::Histogram;
 
 use scx_rt::{EnqFlags, EnqueueCtx, KickFlags, PickIdleFlags, Scheduler, TaskRef, DSQ_GLOBAL};
 
+use crate::ctx::Ctx;
 use crate::report::{PlotData, Row, Subject};
 use crate::stats::{latency_row, new_hist, throughput_row, Key};
-use crate::workloads::Ctx;
 
 pub const NAME: &str = "bimodal";
 

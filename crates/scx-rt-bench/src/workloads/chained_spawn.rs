@@ -5,37 +5,12 @@
 //! on every chosen CPU. The completion channel: scx-rt `channel(1)`, tokio
 //! a `oneshot`, go a cap-1 channel. Beside: tokio (`tokio::spawn`), go.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::ctx::Ctx;
 use crate::peers::{go, tokio};
-use crate::report::{Row, Subject};
-use crate::stats::{throughput_row, Key};
-use crate::workloads::Ctx;
-
-pub const NAME: &str = "chained-spawn";
-
-pub struct Sizes {
-    pub tasks: u64,
-    pub reps: u64,
-}
-
-pub fn sizes(ctx: &Ctx) -> Sizes {
-    Sizes {
-        tasks: ctx.tasks(1_000, 100),
-        reps: ctx.reps(100, 5),
-    }
-}
-
-/// A row of this workload from one µs figure per rep.
-pub fn row(subject: Subject, tasks: u64, samples: &[f64]) -> Row {
-    let case = format!("chain-{tasks}");
-    let key = Key {
-        workload: NAME,
-        case: &case,
-        subject,
-    };
-    throughput_row(key, "us", 1, samples)
-}
+use crate::report::Row;
+use crate::spec::chained_spawn::{row, sizes, us, Sizes, NAME};
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let Sizes { tasks, reps } = sizes(ctx);
@@ -48,11 +23,6 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     )?;
     go::peer(ctx, NAME, rows);
     Ok(())
-}
-
-/// Microseconds as `f64`.
-pub fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 /// One link: with `left` more spawns to go, spawn the next link (detached:

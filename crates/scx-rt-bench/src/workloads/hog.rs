@@ -34,11 +34,12 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use scx_rt::{Runtime, SLICE_INF};
 
-use crate::peers::{spawn_pinned, threads};
+use crate::ctx::Ctx;
+use crate::peers::threads;
+use crate::pin::spawn_pinned;
 use crate::report::{PlotData, Row, Subject};
 use crate::stats::{latency_row, new_hist, Key};
 use crate::workloads::preempt::Sliced;
-use crate::workloads::Ctx;
 
 pub const NAME: &str = "hog";
 

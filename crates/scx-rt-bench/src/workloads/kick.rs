@@ -50,10 +50,10 @@ use scx_rt::{
     TaskRef, WakeFlags, DSQ_LOCAL, SLICE_INF,
 };
 
+use crate::ctx::Ctx;
 use crate::peers::raw;
 use crate::report::{Row, Subject};
 use crate::stats::{latency_row, new_hist, Key};
-use crate::workloads::Ctx;
 
 pub const NAME: &str = "kick";
 

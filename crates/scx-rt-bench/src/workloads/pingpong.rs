@@ -36,130 +36,16 @@
 
 use std::time::Instant;
 
+use crate::ctx::Ctx;
 use crate::peers::{go, may, raw, threads, tokio};
 use crate::report::{Row, Subject};
+use crate::spec::pingpong::{
+    cpus_of, pair, placements, row, sizes, Placement, Sizes, CHANNEL_CAP, NAME, WARMUP,
+};
 use crate::stats::{latency_row, new_hist, throughput_row, Key};
-use crate::workloads::Ctx;
 
-pub const NAME: &str = "pingpong";
 /// Case of the raw one-way rows.
 const ONE_WAY: &str = "one-way";
-/// Capacity of both channels, for every subject that has channels (may's
-/// are unbounded; with one message in flight that makes no difference).
-pub const CHANNEL_CAP: usize = 1;
-/// Unrecorded round trips before the measured ones, per case (fixed, so
-/// that the work grows by exactly one round trip per `--iters`).
-pub const WARMUP: u64 = 1_000;
-
-pub struct Sizes {
-    /// Measured round trips per case.
-    pub iters: u64,
-    /// Repetitions of the raw cache-line row.
-    pub reps: u64,
-}
-
-pub fn sizes(ctx: &Ctx) -> Sizes {
-    Sizes {
-        iters: ctx.iters(50_000, 1_000),
-        reps: ctx.reps(5, 2),
-    }
-}
-
-/// Where the two ends run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// Both ends on the first CPU.
-    SameCpu,
-    /// The pinger pinned to the first CPU, the echo to the second.
-    CrossCpu,
-    /// Two CPUs; the runtime places the ends.
-    Free,
-}
-
-impl Placement {
-    pub const ALL: [Placement; 3] = [Placement::SameCpu, Placement::CrossCpu, Placement::Free];
-
-    /// The case name of the rows.
-    pub fn case(self) -> &'static str {
-        match self {
-            Placement::SameCpu => "same-cpu",
-            Placement::CrossCpu => "cross-cpu",
-            Placement::Free => "2cpu-free",
-        }
-    }
-
-    /// The CPUs it needs.
-    fn cpus_needed(self) -> usize {
-        match self {
-            Placement::SameCpu => 1,
-            Placement::CrossCpu | Placement::Free => 2,
-        }
-    }
-
-    /// Runtime CPU (position in the runtime's CPU list) of the pinger and
-    /// of the echo; `None` leaves the choice to the scheduler.
-    fn scx_cpus(self) -> (Option<usize>, Option<usize>) {
-        match self {
-            Placement::SameCpu => (Some(0), Some(0)),
-            Placement::CrossCpu => (Some(0), Some(1)),
-            Placement::Free => (None, None),
-        }
-    }
-}
-
-/// The cases to run: every one the CPUs allow, or those of `--case`.
-pub fn placements(ctx: &Ctx) -> Vec<Placement> {
-    Placement::ALL
-        .into_iter()
-        .filter(|p| p.cpus_needed() <= ctx.cpus.len())
-        .filter(|p| match &ctx.opts.cases {
-            Some(cases) => cases.iter().any(|c| c == p.case()),
-            None => true,
-        })
-        .collect()
-}
-
-/// Usage check: every `--case` is a case of this workload that the CPUs
-/// allow.
-pub fn check_options(ctx: &Ctx) -> Result<(), String> {
-    for c in ctx.opts.cases.iter().flatten() {
-        let p = Placement::ALL
-            .into_iter()
-            .find(|p| p.case() == c)
-            .ok_or_else(|| {
-                let known: Vec<_> = Placement::ALL.iter().map(|p| p.case()).collect();
-                format!("pingpong: no case `{c}` (known: {})", known.join(", "))
-            })?;
-        if p.cpus_needed() > ctx.cpus.len() {
-            return Err(format!("pingpong: case `{c}` needs two CPUs in --cpus"));
-        }
-    }
-    Ok(())
-}
-
-/// The first two OS CPUs (the first one twice with a single CPU).
-pub fn pair(ctx: &Ctx) -> (usize, usize) {
-    (ctx.cpus[0], *ctx.cpus.get(1).unwrap_or(&ctx.cpus[0]))
-}
-
-/// The OS CPUs a placement uses.
-pub fn cpus_of(ctx: &Ctx, p: Placement) -> Vec<usize> {
-    let (a, b) = pair(ctx);
-    match p {
-        Placement::SameCpu => vec![a],
-        Placement::CrossCpu | Placement::Free => vec![a, b],
-    }
-}
-
-/// A latency row of one case.
-pub fn row(p: Placement, subject: Subject, hist: &hdrhistogram::Histogram<u64>) -> Row {
-    let key = Key {
-        workload: NAME,
-        case: p.case(),
-        subject,
-    };
-    latency_row(key, hist)
-}
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let Sizes { iters, reps } = sizes(ctx);
@@ -238,6 +124,16 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     Ok(())
 }
 
+/// Runtime CPU (position in the runtime's CPU list) of the pinger and of
+/// the echo of a placement; `None` leaves the choice to the scheduler.
+fn scx_cpus(p: Placement) -> (Option<usize>, Option<usize>) {
+    match p {
+        Placement::SameCpu => (Some(0), Some(0)),
+        Placement::CrossCpu => (Some(0), Some(1)),
+        Placement::Free => (None, None),
+    }
+}
+
 /// Spawns `f` on runtime CPU `cpu`, or where the scheduler puts it.
 fn spawn_at<F, T>(rt: &scx_rt::Runtime, cpu: Option<usize>, f: F) -> scx_rt::JoinHandle<T>
 where
@@ -262,7 +158,7 @@ fn scx(
         .scx_builder(cpus.to_vec())
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
-    let (ping_cpu, echo_cpu) = p.scx_cpus();
+    let (ping_cpu, echo_cpu) = scx_cpus(p);
     let (tx_ab, rx_ab) = scx_rt::sync::channel::<u64>(CHANNEL_CAP);
     let (tx_ba, rx_ba) = scx_rt::sync::channel::<u64>(CHANNEL_CAP);
     let echo = spawn_at(&rt, echo_cpu, move || {
@@ -288,37 +184,4 @@ fn scx(
     echo.join().map_err(|e| format!("join: {e:?}"))?;
     rt.shutdown();
     Ok(hist)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::args::Options;
-
-    fn ctx(cpus: Vec<usize>, cases: Option<&[&str]>) -> Ctx {
-        Ctx {
-            cpus,
-            opts: Options {
-                cases: cases.map(|c| c.iter().map(|s| s.to_string()).collect()),
-                ..Default::default()
-            },
-        }
-    }
-
-    #[test]
-    fn cases_follow_cpus_and_case_option() {
-        use Placement::*;
-        assert_eq!(placements(&ctx(vec![0], None)), vec![SameCpu]);
-        assert_eq!(
-            placements(&ctx(vec![0, 1, 2], None)),
-            vec![SameCpu, CrossCpu, Free]
-        );
-        let only = ctx(vec![0, 1], Some(&["cross-cpu"]));
-        assert_eq!(placements(&only), vec![CrossCpu]);
-        assert!(check_options(&only).is_ok());
-        assert!(check_options(&ctx(vec![0], Some(&["cross-cpu"]))).is_err());
-        assert!(check_options(&ctx(vec![0, 1], Some(&["nope"]))).is_err());
-        assert_eq!(cpus_of(&only, SameCpu), vec![0]);
-        assert_eq!(cpus_of(&only, CrossCpu), vec![0, 1]);
-    }
 }

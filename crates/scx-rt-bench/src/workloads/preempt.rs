@@ -34,9 +34,9 @@ use scx_rt::{
     EnqFlags, EnqueueCtx, Runtime, Scheduler, SelectCpuCtx, TaskRef, WakeFlags, DSQ_LOCAL,
 };
 
+use crate::ctx::Ctx;
 use crate::report::{Row, Subject};
 use crate::stats::{latency_row, new_hist, Key};
-use crate::workloads::Ctx;
 
 pub const NAME: &str = "preempt";
 

@@ -53,10 +53,10 @@ use scx_rt::{
 use scx_rt_sys::clock::now_ns;
 use scx_rt_sys::sigtimer::{set_timer_slack, SigTimer};
 
-use crate::peers::spawn_pinned;
+use crate::ctx::Ctx;
+use crate::pin::spawn_pinned;
 use crate::report::{Row, Subject};
 use crate::stats::{latency_row, new_hist, Key};
-use crate::workloads::Ctx;
 
 pub const NAME: &str = "slice-timer";
 

@@ -8,39 +8,14 @@
 
 use std::time::Instant;
 
+use crate::ctx::Ctx;
 use crate::peers::{go, may, threads, tokio};
 use crate::report::{Row, Subject};
-use crate::stats::{throughput_row, Key};
-use crate::workloads::{ns, Ctx};
-
-pub const NAME: &str = "spawn";
-const CASE: &str = "empty-tasks";
-const UNIT: &str = "ns/task";
+use crate::spec::spawn::{row, sizes, Sizes, NAME};
+use crate::stats::ns;
 
 /// Thread creation costs ~10 µs; keep the OS-thread run short.
 const OS_TASKS_MAX: u64 = 2_000;
-
-pub struct Sizes {
-    pub tasks: u64,
-    pub reps: u64,
-}
-
-pub fn sizes(ctx: &Ctx) -> Sizes {
-    Sizes {
-        tasks: ctx.tasks(100_000, 1_000),
-        reps: ctx.reps(5, 2),
-    }
-}
-
-/// A row of this workload from one ns/task figure per rep.
-pub fn row(subject: Subject, tasks: u64, samples: &[f64]) -> Row {
-    let key = Key {
-        workload: NAME,
-        case: CASE,
-        subject,
-    };
-    throughput_row(key, UNIT, tasks, samples)
-}
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let Sizes { tasks, reps } = sizes(ctx);

@@ -6,39 +6,14 @@
 
 use std::time::Instant;
 
+use crate::ctx::Ctx;
 use crate::peers::{go, may, raw, threads};
 use crate::report::{Row, Subject};
-use crate::stats::{throughput_row, Key};
-use crate::workloads::{ns, Ctx};
-
-pub const NAME: &str = "switch";
-const CASE: &str = "1cpu-2tasks";
-const UNIT: &str = "ns/switch";
+use crate::spec::switch::{row, sizes, Sizes, NAME};
+use crate::stats::ns;
 
 /// OS threads switch through the kernel (~µs each); keep their run short.
 const OS_ITERS_MAX: u64 = 100_000;
-
-pub struct Sizes {
-    pub iters: u64,
-    pub reps: u64,
-}
-
-pub fn sizes(ctx: &Ctx) -> Sizes {
-    Sizes {
-        iters: ctx.iters(1_000_000, 10_000),
-        reps: ctx.reps(5, 2),
-    }
-}
-
-/// A row of this workload from one ns/switch figure per rep.
-pub fn row(subject: Subject, iters: u64, samples: &[f64]) -> Row {
-    let key = Key {
-        workload: NAME,
-        case: CASE,
-        subject,
-    };
-    throughput_row(key, UNIT, 2 * iters, samples)
-}
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let cpu = ctx.cpus[0];

@@ -5,39 +5,12 @@
 //! (`tokio::task::yield_now().await`), go (`runtime.Gosched`; one
 //! `sync.WaitGroup` instead of a join per goroutine).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::ctx::Ctx;
 use crate::peers::{go, tokio};
 use crate::report::{Row, Subject};
-use crate::stats::{throughput_row, Key};
-use crate::workloads::Ctx;
-
-pub const NAME: &str = "yield-many";
-
-pub struct Sizes {
-    pub tasks: u64,
-    pub yields: u64,
-    pub reps: u64,
-}
-
-pub fn sizes(ctx: &Ctx) -> Sizes {
-    Sizes {
-        tasks: ctx.tasks(200, 50),
-        yields: ctx.iters(1_000, 100),
-        reps: ctx.reps(5, 2),
-    }
-}
-
-/// A row of this workload from one ms figure per rep.
-pub fn row(subject: Subject, s: &Sizes, samples: &[f64]) -> Row {
-    let case = format!("{}-tasks-{}-yields", s.tasks, s.yields);
-    let key = Key {
-        workload: NAME,
-        case: &case,
-        subject,
-    };
-    throughput_row(key, "ms", 1, samples)
-}
+use crate::spec::yield_many::{ms, row, sizes, Sizes, NAME};
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let s = sizes(ctx);
@@ -51,11 +24,6 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     });
     go::peer(ctx, NAME, rows);
     Ok(())
-}
-
-/// Milliseconds as `f64`.
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn scx(ctx: &Ctx, s: &Sizes) -> Result<Vec<f64>, String> {
