@@ -108,9 +108,10 @@ impl SliceTimer {
     /// own pick published a deadline before; this replaces it.
     #[inline]
     pub fn publish(&self, deadline: u64) {
-        self.sh
-            .timer
-            .set_deadline(&self.sh.cpus[self.cpu].shared.slice_deadline, deadline);
+        self.sh.timer.set_deadline(
+            &self.sh.cpus[self.cpu].shared.owner.slice_deadline,
+            deadline,
+        );
     }
 
     /// The deadline this CPU last published (at the pick that switched the
@@ -119,6 +120,7 @@ impl SliceTimer {
     pub fn deadline(&self) -> u64 {
         self.sh.cpus[self.cpu]
             .shared
+            .owner
             .slice_deadline
             .load(Ordering::Relaxed)
     }

@@ -91,7 +91,7 @@ pub(crate) fn set_task(t: Option<TaskRef>) {
 }
 
 /// Wakes a blocked task (green wait queues call this).
-pub(crate) fn wake_task(sh: &Shared, p: &TaskRef) {
+pub(crate) fn wake_task(sh: &Shared, p: TaskRef) {
     if p.wake_claim() {
         crate::core::enqueue::wake_up(sh, p, WakeFlags::TTWU, cpu_in(sh));
     }

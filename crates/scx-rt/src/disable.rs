@@ -75,7 +75,7 @@ pub(crate) fn disable(sh: &Shared) {
             };
             for p in left {
                 p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
-                dispatch_enqueue_nonlocal(sh, &sh.global, &p, EnqFlags::empty());
+                dispatch_enqueue_nonlocal(sh, &sh.global, p, EnqFlags::empty());
             }
             d.id.store(DSQ_INVALID, Ordering::Release);
         }

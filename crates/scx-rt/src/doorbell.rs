@@ -96,11 +96,14 @@ impl Doorbell {
     }
 
     /// Sleeper side (S1..S4). `cancel` is S2: re-checked after SLEEPING is
-    /// published; when it returns `true` the sleep is abandoned.
-    pub(crate) fn sleep(&self, timeout: Option<Duration>, cancel: impl Fn() -> bool) {
+    /// published; when it returns `true` the sleep is abandoned. Returns
+    /// whether a waker rang (it moved the word off SLEEPING), as opposed to
+    /// a cancelled sleep or a timeout.
+    pub(crate) fn sleep(&self, timeout: Option<Duration>, cancel: impl Fn() -> bool) -> bool {
         self.state.store(SLEEPING, Ordering::SeqCst);
         // Orders S1 before the re-check S2.
         fence(Ordering::SeqCst);
+        let mut rung = false;
         if !cancel() {
             #[cfg(not(scx_rt_loom))]
             scx_rt_sys::futex::wait(&self.state, SLEEPING, timeout);
@@ -112,7 +115,9 @@ impl Doorbell {
                     g = self.cv.wait(g).unwrap();
                 }
             }
+            rung = self.state.load(Ordering::SeqCst) != SLEEPING;
         }
         self.state.store(RUNNING, Ordering::SeqCst);
+        rung
     }
 }

@@ -203,9 +203,13 @@ impl DsqQueue {
     }
 
     /// Links `p` at the tail (or head) in FIFO order.
-    pub(crate) fn push_fifo(&mut self, p: TaskRef, head: bool) -> Result<(), InsertError> {
+    pub(crate) fn push_fifo(
+        &mut self,
+        p: TaskRef,
+        head: bool,
+    ) -> Result<&TaskRef, (InsertError, TaskRef)> {
         if self.mode == Mode::Priq && self.nr > 0 {
-            return Err(InsertError::FifoIntoPriq);
+            return Err((InsertError::FifoIntoPriq, p));
         }
         self.mode = Mode::Fifo;
         self.link_common(&p);
@@ -219,16 +223,17 @@ impl DsqQueue {
         let part = self.part_mut(&p);
         if head {
             part.fifo.push_front((key, p));
+            Ok(&part.fifo.front().expect("just pushed").1)
         } else {
             part.fifo.push_back((key, p));
+            Ok(&part.fifo.back().expect("just pushed").1)
         }
-        Ok(())
     }
 
     /// Links `p` in vtime order (`p.dsq_vtime`).
-    pub(crate) fn push_vtime(&mut self, p: TaskRef) -> Result<(), InsertError> {
+    pub(crate) fn push_vtime(&mut self, p: TaskRef) -> Result<&TaskRef, (InsertError, TaskRef)> {
         if self.mode == Mode::Fifo && self.nr > 0 {
-            return Err(InsertError::PriqIntoFifo);
+            return Err((InsertError::PriqIntoFifo, p));
         }
         if self.nr == 0 {
             self.vtime_base = p.dsq_vtime();
@@ -237,14 +242,9 @@ impl DsqQueue {
         self.link_common(&p);
         let key = (p.dsq_vtime().wrapping_sub(self.vtime_base) as i64, self.tie);
         self.tie = self.tie.wrapping_add(1);
-        self.part_mut(&p).priq.insert(key, p);
-        Ok(())
-    }
-
-    /// The head task without unlinking it (local DSQs).
-    pub(crate) fn peek(&self) -> Option<&TaskRef> {
-        debug_assert!(!self.partitioned, "peek is for local DSQs");
-        self.free.head(self.mode).map(|(_, p)| p)
+        let part = self.part_mut(&p);
+        part.priq.insert(key, p);
+        Ok(&part.priq[&key])
     }
 
     /// Unlinks the head task (local DSQs).
@@ -306,7 +306,8 @@ impl DsqQueue {
         found
     }
 
-    /// Tasks (in dispatch order within each run; for dumps).
+    /// Tasks (in dispatch order within each run; for the loom models).
+    #[cfg_attr(not(scx_rt_loom), allow(dead_code))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &TaskRef> {
         std::iter::once(&self.free)
             .chain(self.bound.iter())
@@ -350,6 +351,83 @@ impl Dsq {
     }
 }
 
+/// A CPU's local DSQ: always FIFO (vtime insertion into a built-in DSQ is
+/// an error, SPEC.md §2.2), protected by its rq lock, and on the hot path
+/// of every switch, so it is a plain double-ended queue: linking takes
+/// the caller's reference (no clone), the head is taken by moving it out,
+/// and removal from the middle (a dequeue) scans.
+pub(crate) struct LocalDsq {
+    q: std::collections::VecDeque<TaskRef>,
+    seq: u32,
+    /// Id stored into a linked task's `dsq` field (`LOCAL_ON | cpu`).
+    pub id: u64,
+}
+
+impl LocalDsq {
+    pub(crate) fn new(id: u64) -> Self {
+        Self {
+            q: std::collections::VecDeque::new(),
+            seq: 0,
+            id,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// Links `p` at the tail, or at the head for `HEAD`/`PREEMPT`.
+    #[inline]
+    pub(crate) fn push(&mut self, p: TaskRef, head: bool) {
+        // SPEC.md §11 invariant 1: a task is on at most one DSQ.
+        debug_assert_eq!(
+            p.scx.dsq.load(Ordering::Relaxed),
+            crate::flags::DSQ_INVALID,
+            "task {} linked into DSQ {:#x} while on another",
+            p.id(),
+            self.id
+        );
+        self.seq = self.seq.wrapping_add(1);
+        p.scx.dsq_seq.store(self.seq, Ordering::Relaxed);
+        p.scx.dsq.store(self.id, Ordering::Release);
+        if head {
+            self.q.push_front(p);
+        } else {
+            self.q.push_back(p);
+        }
+    }
+
+    /// Unlinks and returns the head (its `dsq` field is cleared).
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<TaskRef> {
+        let p = self.q.pop_front()?;
+        p.scx
+            .dsq
+            .store(crate::flags::DSQ_INVALID, Ordering::Release);
+        Some(p)
+    }
+
+    /// Unlinks `p` wherever it is (its `dsq` field is left to the caller,
+    /// as for non-local DSQs). Whether it was linked.
+    pub(crate) fn remove(&mut self, p: &TaskRef) -> bool {
+        match self.q.iter().position(|q| q.id() == p.id()) {
+            Some(i) => {
+                self.q.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &TaskRef> {
+        self.q.iter()
+    }
+}
+
 #[cfg(all(test, not(scx_rt_loom)))]
 mod tests {
     use super::*;
@@ -388,13 +466,16 @@ mod tests {
     fn fifo_and_priq_never_mix() {
         let mut q = DsqQueue::new(7);
         q.push_fifo(tok(1, 0), false).unwrap();
-        assert_eq!(q.push_vtime(tok(2, 1)), Err(InsertError::PriqIntoFifo));
+        assert!(matches!(
+            q.push_vtime(tok(2, 1)),
+            Err((InsertError::PriqIntoFifo, _))
+        ));
         q.pop();
         q.push_vtime(tok(2, 1)).unwrap();
-        assert_eq!(
+        assert!(matches!(
             q.push_fifo(tok(3, 0), false),
-            Err(InsertError::FifoIntoPriq)
-        );
+            Err((InsertError::FifoIntoPriq, _))
+        ));
     }
 
     #[test]

@@ -33,7 +33,7 @@ fn task_line(out: &mut String, p: &TaskRef, curr: bool, now: u64, nr_cpus: usize
         p.id(),
         ra,
         p.state() as u32,
-        p.scx.flags.load(Ordering::Relaxed) & !crate::task::tflags::STATE_MASK,
+        p.scx.flags.load(Ordering::Relaxed),
         p.ops_state() & opss::STATE_MASK,
         p.ops_state() >> opss::QSEQ_SHIFT,
         p.scx.sticky_cpu.load(Ordering::Relaxed),
@@ -89,7 +89,7 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
         if rq.runnable.len() == 0 && rq.curr.is_none() {
             continue;
         }
-        let idle = match c.shared.doorbell.state() {
+        let idle = match c.shared.remote.doorbell.state() {
             crate::doorbell::POLLING => " idle=polling",
             crate::doorbell::SLEEPING => " idle=sleeping",
             _ => "",
@@ -105,7 +105,7 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
             rq.nr_running,
             rq.flags,
             rq.ops_qseq,
-            c.shared.pnt_seq.load(Ordering::Relaxed)
+            c.shared.kick.pick_seq()
         );
         match &rq.curr {
             Some(p) => {
@@ -116,10 +116,10 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
             }
         }
         for (name, m) in [
-            ("cpus_to_kick   ", &c.shared.cpus_to_kick),
-            ("idle_to_kick   ", &c.shared.cpus_to_kick_if_idle),
-            ("cpus_to_preempt", &c.shared.cpus_to_preempt),
-            ("cpus_to_wait   ", &c.shared.cpus_to_wait),
+            ("cpus_to_kick   ", &c.shared.kick.to_kick),
+            ("idle_to_kick   ", &c.shared.kick.to_kick_if_idle),
+            ("cpus_to_preempt", &c.shared.kick.to_preempt),
+            ("cpus_to_wait   ", &c.shared.kick.to_wait),
         ] {
             if !m.is_empty() {
                 let _ = writeln!(out, "  {name}: {}", m.to_cpumask());
@@ -133,11 +133,13 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
             let _ = writeln!(out, "  {l}");
         }
         out.push('\n');
-        let tasks = rq
-            .curr
-            .iter()
-            .map(|p| (p, true))
-            .chain(rq.runnable.iter().map(|p| (p, false)));
+        let tasks = rq.curr.iter().map(|p| (p, true)).chain(
+            // The running task is on the runnable list too (`pick`).
+            rq.runnable
+                .iter()
+                .filter(|p| rq.curr.as_ref().is_none_or(|c| c.id() != p.id()))
+                .map(|p| (p, false)),
+        );
         for (p, curr) in tasks {
             task_line(&mut out, p, curr, now, sh.nr_cpus);
             let mut dctx = DumpCtx::new(sh, Some(c.id));

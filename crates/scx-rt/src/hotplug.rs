@@ -104,7 +104,7 @@ pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
     {
         let mut rq = c.rq.lock();
         rq.flags &= !rqflags::ONLINE;
-        c.shared.online.store(false, Ordering::Release);
+        c.shared.mostly.online.store(false, Ordering::Release);
     }
     sh.idle.cpu.clear(cpu);
     if tell {
@@ -113,7 +113,7 @@ pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
         call(sh, "cpu_offline", || slot.ops.cpu_offline(&ctx, cpu));
     }
     // Move what may run elsewhere; the running task goes at its switch.
-    let mut rq = c.rq.lock();
+    let mut rq = c.lock();
     let movable: Vec<TaskRef> = rq
         .runnable
         .iter()
@@ -122,6 +122,7 @@ pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
         })
         .cloned()
         .collect();
+    let slot = sh.slot(rq.sched_gen);
     for p in movable {
         // The list was taken under the lock, but the lock is dropped
         // between moves: skip a task that was picked (and may be running
@@ -130,7 +131,7 @@ pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
             continue;
         }
         let dst = crate::core::enqueue::fallback_cpu(sh, &p, cpu);
-        move_queued_task(sh, &mut rq, &p, dst);
+        move_queued_task(sh, &slot, &mut rq, p, dst);
     }
     drop(rq);
     // The current task (if it may move) leaves at its next switch; the
@@ -151,7 +152,7 @@ pub(crate) fn cpu_online(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
     {
         let mut rq = c.rq.lock();
         rq.flags |= rqflags::ONLINE;
-        c.shared.online.store(true, Ordering::Release);
+        c.shared.mostly.online.store(true, Ordering::Release);
     }
     c.resched();
     Ok(())

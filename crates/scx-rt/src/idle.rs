@@ -20,7 +20,7 @@ pub(crate) fn select_cpu_dfl(
     if wake_flags.contains(WakeFlags::SYNC) {
         if let Some(w) = waker {
             if !sh.idle.cpu.is_empty()
-                && sh.cpus[w].shared.local_nr.load(Ordering::Relaxed) == 0
+                && sh.cpus[w].shared.owner.local_nr.load(Ordering::Relaxed) == 0
                 && p.allowed_on(w)
             {
                 return (w, true);

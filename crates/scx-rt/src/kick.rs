@@ -42,9 +42,10 @@
 use std::cell::RefCell;
 
 use crate::flags::KickFlags;
+use crate::kick_state::KickState;
 use crate::loom::Ordering;
 use crate::ops::Shared;
-use crate::rq::{rqflags, RqSynced};
+use crate::rq::{rqflags, CpuCounters, RqSynced};
 
 std::thread_local! {
     /// Kicks requested from a thread that is not a worker of `rt_id`.
@@ -62,7 +63,7 @@ pub(crate) fn kick_cpu(sh: &Shared, from: Option<usize>, cpu: usize, mut flags: 
         return;
     }
     if let Some(me) = from {
-        if sh.cpus[me].shared.bypassing.load(Ordering::Acquire) {
+        if sh.cpus[me].shared.mostly.bypassing.load(Ordering::Acquire) {
             return;
         }
     }
@@ -74,72 +75,57 @@ pub(crate) fn kick_cpu(sh: &Shared, from: Option<usize>, cpu: usize, mut flags: 
         FOREIGN.with(|f| f.borrow_mut().push((sh.rt_id, cpu, flags)));
         return;
     };
-    let s = &sh.cpus[me].shared;
+    let k = &sh.cpus[me].shared.kick;
     if flags.contains(KickFlags::IDLE) {
-        if let Some(rq) = sh.cpus[cpu].rq.try_lock() {
+        if let Some(mut rq) = sh.cpus[cpu].try_lock() {
             if can_skip_idle_kick(&rq) {
-                sh.cpus[cpu]
-                    .shared
-                    .stats
-                    .idle_kicks_skipped
-                    .fetch_add(1, Ordering::Relaxed);
+                rq.stats.idle_kicks_skipped += 1;
                 return;
             }
         }
-        s.cpus_to_kick_if_idle.set(cpu);
+        k.to_kick_if_idle.set(cpu);
     } else {
-        s.cpus_to_kick.set(cpu);
+        k.to_kick.set(cpu);
         if flags.contains(KickFlags::PREEMPT) {
-            s.cpus_to_preempt.set(cpu);
+            k.to_preempt.set(cpu);
         }
         if flags.contains(KickFlags::WAIT) {
-            s.cpus_to_wait.set(cpu);
+            k.to_wait.set(cpu);
         }
     }
-    s.stats.kicks_sent.fetch_add(1, Ordering::Relaxed);
-    s.kick_pending.store(true, Ordering::Release);
+    CpuCounters::bump(&sh.cpus[me].shared.owner.stats.kicks_sent);
+    k.pending.store(true, Ordering::Release);
 }
 
 /// `kick_one_cpu`. No rq lock held on entry. Returns whether the kicker
 /// must wait for the target (`WAIT` and the target runs a task).
 fn kick_one_cpu(sh: &Shared, me: Option<usize>, cpu: usize, preempt: bool, wait: bool) -> bool {
     let target = &sh.cpus[cpu];
-    let rq = target.rq.lock();
+    let mut rq = target.rq.lock();
     let mut must_wait = false;
     if rq.online() || Some(cpu) == me {
         if preempt {
             if let Some(c) = &rq.curr {
                 c.set_slice(0);
-                target
-                    .shared
-                    .stats
-                    .preemptions
-                    .fetch_add(1, Ordering::Relaxed);
+                rq.stats.preemptions += 1;
             }
         }
         if wait && rq.curr.is_some() && Some(cpu) != me {
-            let seq = target.shared.pnt_seq.load(Ordering::Acquire);
+            let seq = target.shared.kick.pick_seq();
             match me {
-                Some(m) => sh.cpus[m].shared.pseqs[cpu].store(seq, Ordering::Relaxed),
+                Some(m) => sh.cpus[m].shared.kick.seen_seq[cpu].store(seq, Ordering::Relaxed),
                 None => {
+                    rq.stats.kicks_received += 1;
                     drop(rq);
                     target.resched();
                     wait_foreign(sh, cpu, seq);
-                    target
-                        .shared
-                        .stats
-                        .kicks_received
-                        .fetch_add(1, Ordering::Relaxed);
                     return false;
                 }
             }
             must_wait = true;
         }
-        target
-            .shared
-            .stats
-            .kicks_received
-            .fetch_add(1, Ordering::Relaxed);
+        rq.stats.kicks_received += 1;
+        drop(rq);
         target.resched();
     }
     must_wait
@@ -148,19 +134,12 @@ fn kick_one_cpu(sh: &Shared, me: Option<usize>, cpu: usize, preempt: bool, wait:
 /// `kick_one_cpu_if_idle`. No rq lock held on entry.
 fn kick_one_cpu_if_idle(sh: &Shared, me: Option<usize>, cpu: usize) {
     let target = &sh.cpus[cpu];
-    let rq = target.rq.lock();
+    let mut rq = target.rq.lock();
     if can_skip_idle_kick(&rq) {
-        target
-            .shared
-            .stats
-            .idle_kicks_skipped
-            .fetch_add(1, Ordering::Relaxed);
+        rq.stats.idle_kicks_skipped += 1;
     } else if rq.online() || Some(cpu) == me {
-        target
-            .shared
-            .stats
-            .kicks_received
-            .fetch_add(1, Ordering::Relaxed);
+        rq.stats.kicks_received += 1;
+        drop(rq);
         target.resched();
     }
 }
@@ -168,15 +147,15 @@ fn kick_one_cpu_if_idle(sh: &Shared, me: Option<usize>, cpu: usize) {
 /// A thread that is no worker waits by spinning: it runs no tasks, so no
 /// one waits on it.
 fn wait_foreign(sh: &Shared, cpu: usize, seq: u64) {
-    while sh.cpus[cpu].shared.pnt_seq.load(Ordering::Acquire) == seq
-        && !sh.shutdown.load(Ordering::Relaxed)
-    {
+    while sh.cpus[cpu].shared.kick.pick_seq() == seq && !sh.shutdown.load(Ordering::Relaxed) {
         crate::loom::spin_loop();
     }
 }
 
 /// The kick step of CPU `me` (`kick_cpus_irq_workfn`), or of the calling
-/// foreign thread when `me` is None. Holds no rq lock on entry.
+/// foreign thread when `me` is None. Holds no rq lock on entry; the
+/// doorbells of the targets are rung after their rq locks are released
+/// (the lock table's rule 5).
 pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
     let Some(me) = me else {
         let mine: Vec<(u64, usize, KickFlags)> = FOREIGN.with(|f| {
@@ -200,59 +179,50 @@ pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
         }
         return;
     };
-    let s = &sh.cpus[me].shared;
-    if !s.kick_pending.swap(false, Ordering::AcqRel) {
+    let k = &sh.cpus[me].shared.kick;
+    if !KickState::take(&k.pending) {
         return;
     }
     let mut any_wait = false;
-    for cpu in s.cpus_to_kick.iter() {
-        let preempt = s.cpus_to_preempt.test_and_clear(cpu);
-        let wait = s.cpus_to_wait.test(cpu);
+    for cpu in k.to_kick.iter() {
+        let preempt = k.to_preempt.test_and_clear(cpu);
+        let wait = k.to_wait.test(cpu);
         if kick_one_cpu(sh, Some(me), cpu, preempt, wait) {
             any_wait = true;
         } else if wait {
-            s.cpus_to_wait.clear(cpu);
+            k.to_wait.clear(cpu);
         }
-        s.cpus_to_kick.clear(cpu);
-        s.cpus_to_kick_if_idle.clear(cpu);
+        k.to_kick.clear(cpu);
+        k.to_kick_if_idle.clear(cpu);
     }
-    for cpu in s.cpus_to_kick_if_idle.iter() {
+    for cpu in k.to_kick_if_idle.iter() {
         kick_one_cpu_if_idle(sh, Some(me), cpu);
-        s.cpus_to_kick_if_idle.clear(cpu);
+        k.to_kick_if_idle.clear(cpu);
     }
     if any_wait {
-        s.kick_sync_pending.store(true, Ordering::Release);
-        s.set_need_resched();
+        k.sync_pending.store(true, Ordering::Release);
+        sh.cpus[me].shared.set_need_resched();
     }
-}
-
-/// The target's pick sequence, as a spin-wait reads it. Under loom the read
-/// is a read-modify-write: loom lets a plain load keep returning a stale
-/// value forever (it does not model eventual visibility), which turns every
-/// spin-wait into an unbounded model; an RMW always reads the latest value.
-#[inline]
-fn read_seq(sh: &Shared, cpu: usize) -> u64 {
-    #[cfg(not(scx_rt_loom))]
-    return sh.cpus[cpu].shared.pnt_seq.load(Ordering::Acquire);
-    #[cfg(scx_rt_loom)]
-    return sh.cpus[cpu].shared.pnt_seq.fetch_add(0, Ordering::AcqRel);
 }
 
 /// The `WAIT` side, run by CPU `me`'s worker at a safe point (no lock
-/// held): waits until every target in `cpus_to_wait` moved its pick
-/// sequence, advancing our own so that whoever waits on us is released.
+/// held): waits until every target in `to_wait` moved its pick sequence,
+/// advancing our own so that whoever waits on us is released.
 pub(crate) fn wait_for_targets(sh: &Shared, me: usize) {
     let s = &sh.cpus[me].shared;
-    if !s.kick_sync_pending.swap(false, Ordering::AcqRel) {
+    let k = &s.kick;
+    if !KickState::take(&k.sync_pending) {
         return;
     }
-    for cpu in s.cpus_to_wait.iter() {
-        let seq = s.pseqs[cpu].load(Ordering::Relaxed);
-        while read_seq(sh, cpu) == seq && !sh.shutdown.load(Ordering::Relaxed) {
-            s.pnt_seq.fetch_add(1, Ordering::Release);
+    for cpu in k.to_wait.iter() {
+        let seq = k.seen_seq[cpu].load(Ordering::Relaxed);
+        while sh.cpus[cpu].shared.kick.pick_seq_for_wait() == seq
+            && !sh.shutdown.load(Ordering::Relaxed)
+        {
+            k.advance_pick();
             crate::loom::spin_loop();
         }
-        s.cpus_to_wait.clear(cpu);
-        s.stats.kick_waits.fetch_add(1, Ordering::Relaxed);
+        k.to_wait.clear(cpu);
+        CpuCounters::bump(&s.owner.stats.kick_waits);
     }
 }

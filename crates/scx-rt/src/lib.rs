@@ -104,6 +104,7 @@ mod hotplug;
 mod idle;
 mod join;
 mod kick;
+mod kick_state;
 mod loom;
 mod registry;
 mod rq;
@@ -290,6 +291,7 @@ pub fn sleep_until(deadline: Instant) {
             let next = rq.next_timer().unwrap_or(u64::MAX);
             sh.cpus[cpu]
                 .shared
+                .owner
                 .next_timer
                 .store(next, std::sync::atomic::Ordering::Relaxed);
         }

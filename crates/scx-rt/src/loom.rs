@@ -112,6 +112,12 @@ impl<'a, T> MutexGuard<'a, T> {
         r
     }
 
+    /// Releases the lock for good; the guard must not be used afterwards
+    /// (dropping it then does nothing).
+    pub(crate) fn release(this: &mut Self) {
+        this.raw = None;
+    }
+
     /// The mutex this guard locks.
     #[allow(dead_code)]
     pub(crate) fn mutex(this: &Self) -> &'a Mutex<T> {

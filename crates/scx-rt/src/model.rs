@@ -38,7 +38,7 @@ impl Cpu {
     /// queueing part of a local dispatch; the caller rings with `resched`).
     pub fn push_local(&self, p: TaskRef) {
         let mut rq = self.0.rq.lock();
-        let _ = rq.local.push_fifo(p, false);
+        rq.local.push(p, false);
     }
 
     /// Unlinks the head of the local DSQ, with the rq locked.
@@ -187,22 +187,17 @@ impl Runtime {
         self.stash.as_ref().map_or(0, |s| s.q.lock().len())
     }
 
-    /// One scheduling step of CPU `cpu` whose previous task is `prev`: the
-    /// part of the worker's `schedule` the models exercise (rq locked:
-    /// `pick_next_task` — balance, pick, put prev, set next — then the
-    /// parked remote direct dispatches). Timers, idle-mask bookkeeping and
-    /// the slice timer are left out. Returns the task to run (`None`: idle).
+    /// One scheduling step of CPU `cpu` whose previous task `prev` stopped
+    /// at a preemption point: the worker's own step (`core::step`: charge
+    /// prev, balance, pick, put prev, set next, the idle transition, the
+    /// parked remote direct dispatches), then what it leaves for after the
+    /// rq lock. Returns the task to run (`None`: idle).
     pub fn schedule(&self, cpu: usize, prev: Option<&TaskRef>) -> Option<TaskRef> {
-        let mut rq = self.sh.cpus[cpu].rq.lock();
-        let mut trace = None;
-        let next = crate::core::pick::pick_next_task(
-            &self.sh,
-            &mut rq,
-            prev,
-            &mut trace,
-            crate::core::clock::now(),
-        );
-        crate::core::enqueue::process_ddsp_deferred_locals(&self.sh, &mut rq);
+        let mut slot = self.sh.cur_slot();
+        let mut after = crate::core::step::After::default();
+        let prev = prev.map(|p| (p.clone(), crate::core::step::Switch::Preempt));
+        let next = crate::core::step::step(&self.sh, cpu, &mut slot, prev, &mut after);
+        crate::core::step::finish(&self.sh, cpu, &mut after);
         next
     }
 
@@ -218,7 +213,7 @@ impl Runtime {
     /// resched or a pending kick step ends, as in `worker::idle`.
     pub fn idle(&self, cpu: usize) {
         let s = &self.sh.cpus[cpu].shared;
-        self.sh.cpus[cpu].idle_wait(0, || s.kick_pending.load(Ordering::Relaxed), || ());
+        self.sh.cpus[cpu].idle_wait(0, || s.kick.pending.load(Ordering::Relaxed), || ());
     }
 
     /// The task CPU `cpu` runs (`None`: idle).
@@ -240,8 +235,15 @@ impl Runtime {
     /// (ops state QUEUED with a fresh qseq).
     pub fn enqueue(&self, cpu: usize, p: &TaskRef) {
         p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
-        let mut rq = self.sh.cpus[cpu].rq.lock();
-        crate::core::enqueue::enqueue_task(&self.sh, &mut rq, p, crate::flags::EnqFlags::empty());
+        let mut rq = self.sh.cpus[cpu].lock();
+        let slot = self.sh.slot(rq.sched_gen);
+        crate::core::enqueue::enqueue_task(
+            &self.sh,
+            &slot,
+            &mut rq,
+            p.clone(),
+            crate::flags::EnqFlags::empty(),
+        );
     }
 
     /// What `DispatchCtx::dispatch` does on `cpu`: buffers a claim on `p`
@@ -263,7 +265,7 @@ impl Runtime {
     /// Flushes `cpu`'s dispatch buffer (`flush_dispatch_buf`), as balance
     /// does after `ops.dispatch` returns.
     pub fn flush(&self, cpu: usize) {
-        let mut rq = self.sh.cpus[cpu].rq.lock();
+        let mut rq = self.sh.cpus[cpu].lock();
         let mut n = 0;
         crate::core::dispatch::flush_dispatch_buf(&self.sh, cpu, &mut rq, &mut n);
     }
@@ -272,20 +274,28 @@ impl Runtime {
     /// `dequeue_task_scx(SAVE)` then `enqueue_task_scx`) under its rq lock.
     pub fn requeue(&self, p: &TaskRef) {
         let mut rq = crate::core::enqueue::task_rq_lock(&self.sh, p);
+        let slot = self.sh.slot(rq.sched_gen);
         crate::core::dequeue::dequeue_task(
             &self.sh,
+            &slot,
             &mut rq,
             p,
             crate::flags::DeqFlags::SAVE,
             false,
         );
-        crate::core::enqueue::enqueue_task(&self.sh, &mut rq, p, crate::flags::EnqFlags::empty());
+        crate::core::enqueue::enqueue_task(
+            &self.sh,
+            &slot,
+            &mut rq,
+            p.clone(),
+            crate::flags::EnqFlags::empty(),
+        );
     }
 
     /// Moves the first task of the global DSQ that `cpu` may run into its
     /// local DSQ (`consume_dispatch_q` on the global DSQ).
     pub fn consume_global(&self, cpu: usize) -> bool {
-        let mut rq = self.sh.cpus[cpu].rq.lock();
+        let mut rq = self.sh.cpus[cpu].lock();
         crate::core::dispatch::consume_dispatch_q(&self.sh, &mut rq, &self.sh.global)
     }
 
@@ -371,7 +381,7 @@ impl Runtime {
     /// §4.3): moves whenever the CPU enters its pick path, switches a task
     /// out, or waits in a `KICK_WAIT`.
     pub fn pick_seq(&self, cpu: usize) -> u64 {
-        self.sh.cpus[cpu].shared.pnt_seq.load(Ordering::SeqCst)
+        self.sh.cpus[cpu].shared.kick.pick_seq()
     }
 
     /// Whether CPU `cpu` has a reschedule pending.
@@ -381,10 +391,10 @@ impl Runtime {
 
     /// Whether CPU `cpu` still has kicks of any kind recorded.
     pub fn kicks_pending(&self, cpu: usize) -> bool {
-        let s = &self.sh.cpus[cpu].shared;
-        !(s.cpus_to_kick.is_empty()
-            && s.cpus_to_kick_if_idle.is_empty()
-            && s.cpus_to_preempt.is_empty()
-            && s.cpus_to_wait.is_empty())
+        let k = &self.sh.cpus[cpu].shared.kick;
+        !(k.to_kick.is_empty()
+            && k.to_kick_if_idle.is_empty()
+            && k.to_preempt.is_empty()
+            && k.to_wait.is_empty())
     }
 }

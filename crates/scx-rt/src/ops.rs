@@ -94,8 +94,6 @@ use std::ops::Deref;
 use crate::cpumask::Cpumask;
 use crate::exit::ExitInfo;
 use crate::flags::{dsq_id, DeqFlags, EnqFlags, OpsFlags, WakeFlags};
-use crate::loom::MutexGuard;
-use crate::rq::RqSynced;
 use crate::task::TaskRef;
 
 /// The runtime state as the callback contexts see it: the one instance of
@@ -196,6 +194,10 @@ pub trait Scheduler: Send + Sync + 'static {
         prev_cpu: usize,
         wake_flags: WakeFlags,
     ) -> i32 {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::SelectCpu,
+            std::any::TypeId::of::<Self>(),
+        );
         let (cpu, idle) = ctx.select_cpu_dfl(p, prev_cpu, wake_flags);
         if idle {
             let slice = ctx.slice_dfl();
@@ -209,14 +211,29 @@ pub trait Scheduler: Send + Sync + 'static {
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags);
 
     /// A task the scheduler owns leaves the runqueue.
-    fn dequeue(&self, ctx: &Ctx<'_>, p: &TaskRef, deq_flags: DeqFlags) {}
+    fn dequeue(&self, ctx: &Ctx<'_>, p: &TaskRef, deq_flags: DeqFlags) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Dequeue,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// The CPU's local and the global DSQ are empty: fill the local DSQ.
     /// `prev` is the task that ran last if it is still runnable.
-    fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, cpu: usize, prev: Option<&TaskRef>) {}
+    fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, cpu: usize, prev: Option<&TaskRef>) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Dispatch,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// Periodic tick for the running task.
-    fn tick(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+    fn tick(&self, ctx: &Ctx<'_>, p: &TaskRef) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Tick,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// Scheduler timer `id`, armed with [`Ctx::timer_start`], fired. Runs on
     /// the worker of the CPU the timer was pinned to, with no lock held
@@ -225,21 +242,45 @@ pub trait Scheduler: Send + Sync + 'static {
     fn timer(&self, ctx: &Ctx<'_>, id: u32) {}
 
     /// The task became runnable.
-    fn runnable(&self, ctx: &Ctx<'_>, p: &TaskRef, enq_flags: EnqFlags) {}
+    fn runnable(&self, ctx: &Ctx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Runnable,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// The task starts running on `ctx.cpu()`.
-    fn running(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+    fn running(&self, ctx: &Ctx<'_>, p: &TaskRef) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Running,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// The task stops running; `runnable` says whether it stays runnable.
-    fn stopping(&self, ctx: &Ctx<'_>, p: &TaskRef, runnable: bool) {}
+    fn stopping(&self, ctx: &Ctx<'_>, p: &TaskRef, runnable: bool) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Stopping,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// The task is no longer runnable.
-    fn quiescent(&self, ctx: &Ctx<'_>, p: &TaskRef, deq_flags: DeqFlags) {}
+    fn quiescent(&self, ctx: &Ctx<'_>, p: &TaskRef, deq_flags: DeqFlags) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Quiescent,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// `yield_now` (`to` = None; the return value is ignored). Default: the
     /// task's slice is zeroed, so it goes through `enqueue` at the next
     /// scheduling step.
     fn yield_(&self, ctx: &Ctx<'_>, from: &TaskRef, to: Option<&TaskRef>) -> bool {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Yield,
+            std::any::TypeId::of::<Self>(),
+        );
         if to.is_none() {
             from.set_slice(0);
         }
@@ -247,28 +288,57 @@ pub trait Scheduler: Send + Sync + 'static {
     }
 
     /// The task's weight changed (and right after `enable`).
-    fn set_weight(&self, ctx: &Ctx<'_>, p: &TaskRef, weight: u32) {}
+    fn set_weight(&self, ctx: &Ctx<'_>, p: &TaskRef, weight: u32) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::SetWeight,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// The task's allowed CPUs changed (and when it joins the scheduler).
     fn set_cpumask(&self, ctx: &Ctx<'_>, p: &TaskRef, mask: &Cpumask) {}
 
     /// The CPU enters (`idle = true`) or leaves idle.
-    fn update_idle(&self, ctx: &Ctx<'_>, cpu: usize, idle: bool) {}
+    fn update_idle(&self, ctx: &Ctx<'_>, cpu: usize, idle: bool) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::UpdateIdle,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// A task joins: once per task. An error refuses the task (it runs under
     /// the fallback) and is an ops error.
     fn init_task(&self, ctx: &InitCtx<'_>, p: &TaskRef, args: InitTaskArgs) -> Result<(), i32> {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::InitTask,
+            std::any::TypeId::of::<Self>(),
+        );
         Ok(())
     }
 
     /// A task leaves for good (finished, or the scheduler detaches).
-    fn exit_task(&self, ctx: &Ctx<'_>, p: &TaskRef, args: ExitTaskArgs) {}
+    fn exit_task(&self, ctx: &Ctx<'_>, p: &TaskRef, args: ExitTaskArgs) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::ExitTask,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// The task is now scheduled by this scheduler.
-    fn enable(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+    fn enable(&self, ctx: &Ctx<'_>, p: &TaskRef) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Enable,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// The task is no longer scheduled by this scheduler.
-    fn disable(&self, ctx: &Ctx<'_>, p: &TaskRef) {}
+    fn disable(&self, ctx: &Ctx<'_>, p: &TaskRef) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::Disable,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
 
     /// A CPU came online (`Runtime::cpu_online`). Called before the CPU
     /// runs any scheduler work; return `true` from `handles_hotplug`.
@@ -296,6 +366,14 @@ pub trait Scheduler: Send + Sync + 'static {
 
     /// Adds per-task state to a dump.
     fn dump_task(&self, ctx: &mut DumpCtx<'_>, p: &TaskRef) {}
+
+    /// The scheduler's own type, which the core compares with the type
+    /// its default callbacks report to learn which callbacks are absent
+    /// (`core::has_op`). Not to be overridden.
+    #[doc(hidden)]
+    fn scx_type_id(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<Self>()
+    }
 }
 
 /// The context of every callback: the "any context" helpers.
@@ -339,7 +417,7 @@ impl<'a> Deref for EnqueueCtx<'a> {
 /// Context of `dispatch`: owns the CPU's rq lock and dispatch buffer.
 pub struct DispatchCtx<'a, 'g> {
     pub(crate) ctx: Ctx<'a>,
-    pub(crate) rq: &'a mut MutexGuard<'g, RqSynced>,
+    pub(crate) rq: &'a mut crate::rq::RqGuard<'g>,
     pub(crate) max_batch: usize,
     /// Tasks dispatched or consumed in this round (`dspc.nr_tasks`).
     pub(crate) nr_tasks: u32,

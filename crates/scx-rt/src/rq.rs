@@ -39,11 +39,11 @@ use std::collections::BinaryHeap;
 
 use crossbeam_utils::CachePadded;
 
-use crate::cpumask::AtomicCpumask;
 use crate::doorbell::Doorbell;
-use crate::dsq::DsqQueue;
+use crate::dsq::LocalDsq;
 use crate::flags::{dsq_id, EnqFlags};
-use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::kick_state::KickState;
+use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::task::TaskRef;
 
 /// `scx_rq.flags` bits (6.12 values, SPEC.md §3.1).
@@ -165,7 +165,7 @@ impl Ord for Timer {
 /// State behind the rq lock.
 pub(crate) struct RqSynced {
     pub cpu: usize,
-    pub local: DsqQueue,
+    pub local: LocalDsq,
     /// The task this CPU runs (`None`: the idle task).
     pub curr: Option<TaskRef>,
     pub nr_running: u32,
@@ -175,8 +175,6 @@ pub(crate) struct RqSynced {
     /// Direct dispatches to other CPUs' local DSQs, parked until this rq lock
     /// is released (SPEC.md §3.10).
     pub ddsp_deferred_locals: Vec<(TaskRef, usize, EnqFlags)>,
-    /// Tasks woken while this rq was locked; woken after it is released.
-    pub deferred_wakeups: Vec<TaskRef>,
     pub dispatch_buf: Vec<DispatchEntry>,
     pub timers: BinaryHeap<Reverse<Timer>>,
     pub timer_seq: u64,
@@ -186,6 +184,11 @@ pub(crate) struct RqSynced {
     pub zero_slice_warned: bool,
     /// Generation of the scheduler this rq calls (swapped under the lock).
     pub sched_gen: u64,
+    /// Counters other CPUs count for this one while they hold this lock.
+    pub stats: RqCounters,
+    /// A `resched_curr` was made under this lock: the doorbell is rung
+    /// once the lock is released ([`RqGuard`]; the lock table's rule 5).
+    pub ring_on_unlock: bool,
     /// Balance decisions, when recording is on (`Builder::record_balance`).
     pub balance_trace: Option<Vec<crate::rq::BalanceStep>>,
 }
@@ -194,20 +197,21 @@ impl RqSynced {
     pub(crate) fn new(cpu: usize) -> Self {
         Self {
             cpu,
-            local: DsqQueue::new(dsq_id::LOCAL_ON | cpu as u64),
+            local: LocalDsq::new(dsq_id::LOCAL_ON | cpu as u64),
             curr: None,
             nr_running: 0,
             flags: rqflags::ONLINE,
             ops_qseq: 0,
             runnable: RunnableList::default(),
             ddsp_deferred_locals: Vec::new(),
-            deferred_wakeups: Vec::new(),
             dispatch_buf: Vec::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
             idle_notified: false,
             zero_slice_warned: false,
             sched_gen: 0,
+            stats: RqCounters::default(),
+            ring_on_unlock: false,
             balance_trace: None,
         }
     }
@@ -231,12 +235,29 @@ impl RqSynced {
     }
 }
 
-/// Atomics of a CPU, outside the rq lock.
+/// Atomics of a CPU, outside the rq lock, grouped by who writes them so
+/// that a write by one side does not take the other side's cache line
+/// away (STYLE.md habit 10): the `need_resched` flag and what remote CPUs
+/// write (`remote`), what the owner writes and others read (`kick`,
+/// `owner`), and what changes only at hotplug or bypass transitions
+/// (`mostly`). Each group is on its own cache line(s).
 pub(crate) struct RqShared {
     /// The CPU must enter the scheduling path at its next check. Shared
     /// with the worker thread's thread-local, so that `preempt_point` reads
     /// it with one thread-local access and one load.
     pub need_resched: std::sync::Arc<CachePadded<AtomicBool>>,
+    /// Written by other CPUs and threads (wakers, kickers, the timer).
+    pub remote: CachePadded<RqRemote>,
+    /// The kick state (owner-written; the pick sequence is read remotely).
+    pub kick: CachePadded<KickState>,
+    /// Written by the owner, read by others.
+    pub owner: CachePadded<RqOwner>,
+    /// Changed only at hotplug and bypass transitions.
+    pub mostly: CachePadded<RqReadMostly>,
+}
+
+/// The part of a CPU's atomics that other CPUs write.
+pub(crate) struct RqRemote {
     /// `need_resched` was set because the CPU must go through its
     /// scheduling path (a kick, an expired slice, a preemption). When only
     /// interrupt work is pending (`irq_pending`), the worker runs it and
@@ -248,22 +269,16 @@ pub(crate) struct RqShared {
     /// Scheduler timers (`Ctx::timer_start`) that fired for this CPU, one
     /// bit per timer id.
     pub ops_timers_fired: AtomicU64,
-    /// Whether the CPU is online (a lock-free mirror of `rqflags::ONLINE`
-    /// plus the worker's parking state; `Runtime::cpu_offline`).
-    pub online: AtomicBool,
+    /// The slice timer found the deadline passed: the next switch calls
+    /// `ops.tick` first.
+    pub tick_pending: AtomicBool,
     pub doorbell: Doorbell,
-    /// CPUs this CPU wants to kick (it is the kicker).
-    pub cpus_to_kick: AtomicCpumask,
-    pub cpus_to_kick_if_idle: AtomicCpumask,
-    pub cpus_to_preempt: AtomicCpumask,
-    pub cpus_to_wait: AtomicCpumask,
-    /// The kick step ("irq work") is pending on this CPU.
-    pub kick_pending: AtomicBool,
+}
+
+/// The part of a CPU's atomics that only its worker writes.
+pub(crate) struct RqOwner {
     /// Lock-free mirror of the local DSQ length (`dsq_nr_queued`).
     pub local_nr: AtomicUsize,
-    /// Pick sequence: bumped whenever an SCX task is switched out and at
-    /// every pick (the `kick_sync` of SPEC.md §4.3).
-    pub pnt_seq: AtomicU64,
     /// Whether the CPU currently runs its idle task (a lock-free hint).
     pub idle: AtomicBool,
     /// Earliest sleep-timer deadline (`u64::MAX`: none), for the idle loop.
@@ -271,32 +286,27 @@ pub(crate) struct RqShared {
     /// When the current task's slice runs out (`u64::MAX`: idle or
     /// infinite slice); read by the slice timer.
     pub slice_deadline: AtomicU64,
-    /// The slice timer found the deadline passed: the next switch calls
-    /// `ops.tick` first.
-    pub tick_pending: AtomicBool,
-    /// Lock-free mirror of the rq's `BYPASSING` flag, for the kick call
-    /// side (which may run under this very rq lock).
-    pub bypassing: AtomicBool,
-    /// `KICK_WAIT`: the target's pick sequence when this CPU kicked it.
-    pub pseqs: Box<[AtomicU64]>,
-    /// A `KICK_WAIT` is pending: the worker waits at its next safe point.
-    pub kick_sync_pending: AtomicBool,
-    /// Counters (`Runtime::stats`).
+    /// Counters (`Runtime::stats`) this CPU counts itself.
     pub stats: CpuCounters,
 }
 
-/// Per-CPU event counters.
+/// The part of a CPU's atomics that changes only at transitions.
+pub(crate) struct RqReadMostly {
+    /// Whether the CPU is online (a lock-free mirror of `rqflags::ONLINE`
+    /// plus the worker's parking state; `Runtime::cpu_offline`).
+    pub online: AtomicBool,
+    /// Lock-free mirror of the rq's `BYPASSING` flag, for the kick call
+    /// side (which may run under this very rq lock).
+    pub bypassing: AtomicBool,
+}
+
+/// Per-CPU event counters that the CPU counts itself (plain load/store
+/// pairs: one writer). Counters another CPU counts for this one live in
+/// `RqSynced::stats`, under the rq lock that CPU holds anyway.
 #[derive(Default)]
 pub(crate) struct CpuCounters {
     /// Kicks this CPU issued (not dropped at the call side).
     pub kicks_sent: AtomicU64,
-    /// Kicks that rescheduled this CPU.
-    pub kicks_received: AtomicU64,
-    /// `IDLE` kicks to this CPU skipped because it was busy.
-    pub idle_kicks_skipped: AtomicU64,
-    /// Times this CPU's current task had its slice zeroed by a kick or an
-    /// `ENQ_PREEMPT` insertion.
-    pub preemptions: AtomicU64,
     /// Wake-ups of this CPU that needed the futex syscall (it slept).
     pub doorbell_syscalls: AtomicU64,
     /// Wake-ups of this CPU that found it polling (no syscall).
@@ -305,38 +315,58 @@ pub(crate) struct CpuCounters {
     pub kick_waits: AtomicU64,
 }
 
+impl CpuCounters {
+    /// Counts one event (the owner is the only writer).
+    #[inline]
+    pub(crate) fn bump(c: &AtomicU64) {
+        let v = c.load(Ordering::Relaxed);
+        c.store(v + 1, Ordering::Relaxed);
+    }
+}
+
+/// Counters other CPUs count for this one, under its rq lock.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct RqCounters {
+    /// Kicks that rescheduled this CPU.
+    pub kicks_received: u64,
+    /// `IDLE` kicks to this CPU skipped because it was busy.
+    pub idle_kicks_skipped: u64,
+    /// Times this CPU's current task had its slice zeroed by a kick or an
+    /// `ENQ_PREEMPT` insertion.
+    pub preemptions: u64,
+}
+
 impl RqShared {
     /// Asks the CPU to go through its scheduling path at its next check
     /// (the flag half of `resched_curr`; `Cpu::resched` also rings).
     #[inline]
     pub(crate) fn set_need_resched(&self) {
-        self.resched_req.store(true, Ordering::SeqCst);
+        self.remote.resched_req.store(true, Ordering::SeqCst);
         self.need_resched.store(true, Ordering::SeqCst);
     }
 
     fn new(nr_cpus: usize) -> Self {
         Self {
             need_resched: std::sync::Arc::new(CachePadded::new(AtomicBool::new(false))),
-            resched_req: AtomicBool::new(false),
-            irq_pending: AtomicBool::new(false),
-            ops_timers_fired: AtomicU64::new(0),
-            online: AtomicBool::new(true),
-            doorbell: Doorbell::new(),
-            cpus_to_kick: AtomicCpumask::new(nr_cpus),
-            cpus_to_kick_if_idle: AtomicCpumask::new(nr_cpus),
-            cpus_to_preempt: AtomicCpumask::new(nr_cpus),
-            cpus_to_wait: AtomicCpumask::new(nr_cpus),
-            kick_pending: AtomicBool::new(false),
-            local_nr: AtomicUsize::new(0),
-            pnt_seq: AtomicU64::new(0),
-            idle: AtomicBool::new(true),
-            next_timer: AtomicU64::new(u64::MAX),
-            slice_deadline: AtomicU64::new(u64::MAX),
-            tick_pending: AtomicBool::new(false),
-            bypassing: AtomicBool::new(false),
-            pseqs: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
-            kick_sync_pending: AtomicBool::new(false),
-            stats: CpuCounters::default(),
+            remote: CachePadded::new(RqRemote {
+                resched_req: AtomicBool::new(false),
+                irq_pending: AtomicBool::new(false),
+                ops_timers_fired: AtomicU64::new(0),
+                tick_pending: AtomicBool::new(false),
+                doorbell: Doorbell::new(),
+            }),
+            kick: CachePadded::new(KickState::new(nr_cpus)),
+            owner: CachePadded::new(RqOwner {
+                local_nr: AtomicUsize::new(0),
+                idle: AtomicBool::new(true),
+                next_timer: AtomicU64::new(u64::MAX),
+                slice_deadline: AtomicU64::new(u64::MAX),
+                stats: CpuCounters::default(),
+            }),
+            mostly: CachePadded::new(RqReadMostly {
+                online: AtomicBool::new(true),
+                bypassing: AtomicBool::new(false),
+            }),
         }
     }
 }
@@ -345,7 +375,7 @@ impl RqShared {
 pub(crate) struct Cpu {
     pub id: usize,
     pub rq: CachePadded<Mutex<RqSynced>>,
-    pub shared: CachePadded<RqShared>,
+    pub shared: RqShared,
 }
 
 impl Cpu {
@@ -353,8 +383,31 @@ impl Cpu {
         Self {
             id,
             rq: CachePadded::new(Mutex::new(RqSynced::new(id))),
-            shared: CachePadded::new(RqShared::new(nr_cpus)),
+            shared: RqShared::new(nr_cpus),
         }
+    }
+
+    /// Takes this CPU's rq lock.
+    #[inline]
+    pub(crate) fn lock(&self) -> RqGuard<'_> {
+        RqGuard {
+            g: self.rq.lock(),
+            cpu: self,
+        }
+    }
+
+    /// Takes this CPU's rq lock if it is free.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<RqGuard<'_>> {
+        self.rq.try_lock().map(|g| RqGuard { g, cpu: self })
+    }
+
+    /// `resched_curr` under this CPU's rq lock: the flag now, the doorbell
+    /// when the lock is released.
+    #[inline]
+    pub(crate) fn resched_locked(&self, rq: &mut RqSynced) {
+        self.shared.set_need_resched();
+        rq.ring_on_unlock = true;
     }
 
     /// `resched_curr`: make the CPU enter its scheduling path; ring its
@@ -370,26 +423,17 @@ impl Cpu {
     /// worker runs it at its next check, and a running task resumes after
     /// it unless something else asked for a reschedule.
     pub(crate) fn raise_irq(&self) {
-        self.shared.irq_pending.store(true, Ordering::SeqCst);
+        self.shared.remote.irq_pending.store(true, Ordering::SeqCst);
         self.shared.need_resched.store(true, Ordering::SeqCst);
         self.ring();
     }
 
     /// Rings the doorbell if the worker sleeps (after a `need_resched`
-    /// store), counting how the wake-up went.
+    /// store). The worker counts how its wake-ups went (`idle_wait`), so
+    /// the waker writes none of its lines beyond the doorbell word.
+    #[inline]
     fn ring(&self) {
-        let polling = self.shared.doorbell.state() == crate::doorbell::POLLING;
-        if self.shared.doorbell.ring() {
-            self.shared
-                .stats
-                .doorbell_syscalls
-                .fetch_add(1, Ordering::Relaxed);
-        } else if polling {
-            self.shared
-                .stats
-                .wakes_while_polling
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        self.shared.remote.doorbell.ring();
     }
 
     /// The idle wait of this CPU's worker, after its scheduling step found
@@ -407,18 +451,21 @@ impl Cpu {
         before_sleep: impl FnOnce(),
     ) {
         let s = &self.shared;
+        let db = &s.remote.doorbell;
+        let stats = &s.owner.stats;
         let pending = || s.need_resched.load(Ordering::SeqCst) || extra();
-        s.doorbell.set_state(crate::doorbell::POLLING);
+        db.set_state(crate::doorbell::POLLING);
         let start = crate::core::clock::now();
         let poll_until = start.saturating_add(poll_ns);
         loop {
             if pending() {
-                s.doorbell.set_state(crate::doorbell::RUNNING);
+                db.set_state(crate::doorbell::RUNNING);
+                CpuCounters::bump(&stats.wakes_while_polling);
                 return;
             }
             let t = crate::core::clock::now();
-            if t >= s.next_timer.load(Ordering::Relaxed) {
-                s.doorbell.set_state(crate::doorbell::RUNNING);
+            if t >= s.owner.next_timer.load(Ordering::Relaxed) {
+                db.set_state(crate::doorbell::RUNNING);
                 return;
             }
             if t >= poll_until {
@@ -429,19 +476,78 @@ impl Cpu {
             // once per batch.
             for _ in 0..crate::consts::IDLE_SPIN_BATCH {
                 if pending() {
-                    s.doorbell.set_state(crate::doorbell::RUNNING);
+                    db.set_state(crate::doorbell::RUNNING);
+                    CpuCounters::bump(&stats.wakes_while_polling);
                     return;
                 }
                 crate::loom::spin_loop();
             }
         }
         before_sleep();
-        let next_timer = s.next_timer.load(Ordering::Relaxed);
+        let next_timer = s.owner.next_timer.load(Ordering::Relaxed);
         let timeout = (next_timer != u64::MAX).then(|| {
             std::time::Duration::from_nanos(
                 next_timer.saturating_sub(crate::core::clock::now()).max(1),
             )
         });
-        s.doorbell.sleep(timeout, pending);
+        if db.sleep(timeout, pending) {
+            CpuCounters::bump(&stats.doorbell_syscalls);
+        }
+    }
+}
+
+/// A held rq lock that rings the CPU's doorbell after releasing the lock
+/// if a `resched_curr` was made under it (`Cpu::resched_locked`): decide
+/// under the lock, wake after it (STYLE.md habit 5, the lock table's rule
+/// 5). Functions that drop the rq lock in the middle (the hand-offs of
+/// SPEC.md §3.9) take `&mut RqGuard`; the others take `&mut RqSynced`.
+pub(crate) struct RqGuard<'a> {
+    g: MutexGuard<'a, RqSynced>,
+    cpu: &'a Cpu,
+}
+
+impl RqGuard<'_> {
+    /// Releases the lock while `f` runs (ringing first if a resched is
+    /// pending) and takes it again before returning. Everything read
+    /// under the lock before the call may have changed.
+    pub(crate) fn unlocked<R>(this: &mut Self, f: impl FnOnce() -> R) -> R {
+        let ring = std::mem::take(&mut this.g.ring_on_unlock);
+        let cpu = this.cpu;
+        MutexGuard::unlocked(&mut this.g, || {
+            if ring {
+                cpu.ring();
+            }
+            f()
+        })
+    }
+}
+
+impl std::ops::Deref for RqGuard<'_> {
+    type Target = RqSynced;
+    #[inline]
+    fn deref(&self) -> &RqSynced {
+        &self.g
+    }
+}
+
+impl std::ops::DerefMut for RqGuard<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut RqSynced {
+        &mut self.g
+    }
+}
+
+impl Drop for RqGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if std::mem::take(&mut self.g.ring_on_unlock) {
+            // The guard's lock is released when `self.g` drops, after this
+            // body: release it first through a temporary unlock that we
+            // never re-take.
+            let cpu = self.cpu;
+            let g = &mut self.g;
+            MutexGuard::release(g);
+            cpu.ring();
+        }
     }
 }

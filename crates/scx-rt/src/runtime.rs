@@ -294,17 +294,18 @@ impl Runtime {
             .cpus
             .iter()
             .map(|c| {
-                let s = &c.shared.stats;
+                let s = &c.shared.owner.stats;
                 let r = |a: &crate::loom::AtomicU64| a.load(Ordering::Relaxed);
+                let locked = c.rq.lock().stats;
                 CpuStats {
                     kicks_sent: r(&s.kicks_sent),
-                    kicks_received: r(&s.kicks_received),
-                    idle_kicks_skipped: r(&s.idle_kicks_skipped),
-                    preemptions: r(&s.preemptions),
+                    kicks_received: locked.kicks_received,
+                    idle_kicks_skipped: locked.idle_kicks_skipped,
+                    preemptions: locked.preemptions,
                     doorbell_syscalls: r(&s.doorbell_syscalls),
                     wakes_while_polling: r(&s.wakes_while_polling),
                     kick_waits: r(&s.kick_waits),
-                    pick_seq: r(&c.shared.pnt_seq),
+                    pick_seq: c.shared.kick.pick_seq(),
                 }
             })
             .collect();

@@ -245,7 +245,7 @@ where
         });
     }
     drop(fork);
-    crate::core::enqueue::wake_up(sh, &p, WakeFlags::FORK, from);
+    crate::core::enqueue::wake_up(sh, p.clone(), WakeFlags::FORK, from);
     JoinHandle {
         task: p,
         packet,

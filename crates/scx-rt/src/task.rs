@@ -62,13 +62,12 @@ pub(crate) mod tflags {
     /// destination (the kernel's `TASK_ON_RQ_MIGRATING`); `task_rq_lock`
     /// waits it out.
     pub const MIGRATING: u32 = 1 << 4;
-    /// Shift of the 2-bit task state.
-    pub const STATE_SHIFT: u32 = 8;
-    /// Mask of the task state.
-    pub const STATE_MASK: u32 = 3 << STATE_SHIFT;
 }
 
-/// Per-task SCX state (`SCX_TASK_*` in bits 8..9 of the flags).
+/// Per-task SCX state (`SCX_TASK_*`; the kernel keeps it in bits 8..9 of
+/// `p->scx.flags`, scx-rt in a word of its own, `SchedEntity::state`,
+/// because attach and detach change it without the task's rq lock while
+/// the flags are written only under it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum TaskState {
@@ -118,7 +117,12 @@ pub(crate) enum Affinity {
 
 /// The sched_ext entity: fields with sched_ext's names.
 pub(crate) struct SchedEntity {
+    /// `tflags` bits. Written only under the task's rq lock, or by the
+    /// one party moving the task between rqs (`MIGRATING`): plain
+    /// load/store pairs, no read-modify-write.
     pub flags: AtomicU32,
+    /// The [`TaskState`].
+    pub state: AtomicU32,
     pub ops_state: AtomicU64,
     pub holding_cpu: AtomicI32,
     pub sticky_cpu: AtomicI32,
@@ -150,6 +154,7 @@ impl SchedEntity {
     fn new(now: u64) -> Self {
         Self {
             flags: AtomicU32::new(tflags::RESET_RUNNABLE_AT),
+            state: AtomicU32::new(TaskState::None as u32),
             ops_state: AtomicU64::new(opss::NONE),
             holding_cpu: AtomicI32::new(-1),
             sticky_cpu: AtomicI32::new(-1),
@@ -310,7 +315,7 @@ impl Task {
 
     /// The task's SCX state.
     pub fn state(&self) -> TaskState {
-        match (self.scx.flags.load(Ordering::Relaxed) & tflags::STATE_MASK) >> tflags::STATE_SHIFT {
+        match self.scx.state.load(Ordering::Acquire) {
             0 => TaskState::None,
             1 => TaskState::Init,
             2 => TaskState::Ready,
@@ -319,14 +324,7 @@ impl Task {
     }
 
     pub(crate) fn set_state(&self, s: TaskState) {
-        // An RMW: other flag bits change concurrently (`set_flag` from other
-        // threads), and a load-then-store would undo them.
-        let _ = self
-            .scx
-            .flags
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |f| {
-                Some((f & !tflags::STATE_MASK) | ((s as u32) << tflags::STATE_SHIFT))
-            });
+        self.scx.state.store(s as u32, Ordering::Release);
     }
 
     /// Whether the task is on the SCX runqueue (runnable or running).
@@ -353,11 +351,20 @@ impl Task {
     pub(crate) fn has_flag(&self, f: u32) -> bool {
         self.scx.flags.load(Ordering::Relaxed) & f != 0
     }
+    /// Sets flag bits (the task's rq locked, or the task in flight and
+    /// ours; see `SchedEntity::flags`).
+    #[inline]
     pub(crate) fn set_flag(&self, f: u32) {
-        self.scx.flags.fetch_or(f, Ordering::Relaxed);
+        let v = self.scx.flags.load(Ordering::Relaxed);
+        self.scx.flags.store(v | f, Ordering::Relaxed);
     }
+    /// Clears flag bits (same contract as `set_flag`).
+    #[inline]
     pub(crate) fn clear_flag(&self, f: u32) {
-        self.scx.flags.fetch_and(!f, Ordering::Relaxed);
+        let v = self.scx.flags.load(Ordering::Relaxed);
+        if v & f != 0 {
+            self.scx.flags.store(v & !f, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn ops_state(&self) -> u64 {

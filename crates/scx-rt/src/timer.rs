@@ -101,12 +101,12 @@ pub(crate) fn timer_main(sh: Arc<Shared>) {
         let now = now();
         let mut next = u64::MAX;
         for c in sh.cpus.iter() {
-            let d = c.shared.slice_deadline.load(Ordering::SeqCst);
+            let d = c.shared.owner.slice_deadline.load(Ordering::SeqCst);
             if d == u64::MAX {
                 continue;
             }
             if d <= now {
-                if !c.shared.tick_pending.swap(true, Ordering::AcqRel) {
+                if !c.shared.remote.tick_pending.swap(true, Ordering::AcqRel) {
                     // The CPU runs a task: no doorbell needed, it sees the
                     // flag at its next preemption point.
                     c.shared.set_need_resched();
@@ -151,15 +151,16 @@ fn fire_ops_timers(sh: &Shared, now: u64) -> u64 {
         // A timer pinned to an offline CPU runs on an online one, as the
         // kernel migrates the timers of a CPU going down.
         let mut cpu = t.cpu.load(Ordering::Relaxed);
-        if !sh.cpus[cpu].shared.online.load(Ordering::Acquire) {
+        if !sh.cpus[cpu].shared.mostly.online.load(Ordering::Acquire) {
             cpu = sh
                 .cpus
                 .iter()
-                .position(|c| c.shared.online.load(Ordering::Acquire))
+                .position(|c| c.shared.mostly.online.load(Ordering::Acquire))
                 .unwrap_or(cpu);
         }
         let c = &sh.cpus[cpu];
         c.shared
+            .remote
             .ops_timers_fired
             .fetch_or(1 << id, Ordering::AcqRel);
         c.raise_irq();

@@ -68,7 +68,13 @@ impl Watchdog {
             // Runnable stall: the task that has waited longest.
             let oldest = {
                 let rq = c.rq.lock();
-                rq.runnable.iter().map(|p| (p.runnable_at(), p.id())).min()
+                // The running task is on the runnable list too (`pick`);
+                // it is not waiting.
+                rq.runnable
+                    .iter()
+                    .filter(|p| rq.curr.as_ref().is_none_or(|c| c.id() != p.id()))
+                    .map(|p| (p.runnable_at(), p.id()))
+                    .min()
             };
             if let Some((at, id)) = oldest {
                 let waited = now.saturating_sub(at);
@@ -82,9 +88,9 @@ impl Watchdog {
                 }
             }
             // Stuck CPU: a reschedule pending and no pick since last round.
-            let seq = c.shared.pnt_seq.load(Ordering::Acquire);
+            let seq = c.shared.kick.pick_seq();
             let pending = c.shared.need_resched.load(Ordering::Acquire)
-                && !c.shared.idle.load(Ordering::Acquire);
+                && !c.shared.owner.idle.load(Ordering::Acquire);
             if !pending || seq != self.seq[cpu] {
                 self.seq[cpu] = seq;
                 self.stuck_since[cpu] = if pending { now } else { 0 };

@@ -6,12 +6,18 @@
 //! loop {
 //!     safe point: run the disable path if an exit is pending;
 //!                 run this CPU's interrupt work (fired scheduler timers,
-//!                 then its kick step)
-//!     clear need_resched
-//!     schedule(prev, why prev stopped)       rq locked inside
-//!     wake the tasks whose timers fired or whose block was cancelled late
+//!                 then its kick step); clear need_resched
+//!     core::step(prev, why prev stopped)     rq locked inside
+//!     finish the step: wake the tasks whose timers fired or whose block
+//!                 was cancelled late, complete a hotplug move
 //!     run the picked task until it reaches a switch point, or go idle
 //! }
+//! ```
+//!
+//! Every check of the safe point is a plain load first: a switch with
+//! nothing pending (the common yield) performs no read-modify-write here.
+//!
+//! ```text
 //! ```
 //!
 //! Going idle: poll (spin, marked POLLING, so a kick needs no syscall) for
@@ -23,27 +29,16 @@
 //! `PREEMPT` stop for interrupt work alone is an interrupt, not a switch:
 //! the worker runs the work and resumes the task (`interrupt_only`).
 
-use std::cmp::Reverse;
+use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::context::{set_task, wake_task, WorkerTls, SW_BLOCK, SW_YIELD};
-use crate::core::clock::now;
-use crate::core::error::{call, call_task};
-use crate::flags::{DeqFlags, WakeFlags};
+use crate::context::{set_task, WorkerTls, SW_BLOCK, SW_YIELD};
+use crate::core::error::call;
+use crate::core::step::{finish, step, After, Switch};
+use crate::kick_state::KickState;
 use crate::loom::Ordering;
-use crate::ops::Ctx;
-use crate::ops::Shared;
-use crate::rq::RqSynced;
+use crate::ops::{Ctx, Shared};
 use crate::task::TaskRef;
-
-/// Why a task stopped running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Switch {
-    Yield,
-    Preempt,
-    Block,
-    Exit,
-}
 
 /// The loop of CPU `cpu`'s worker thread.
 pub(crate) fn worker_main(
@@ -65,26 +60,13 @@ pub(crate) fn worker_main(
         cpu,
         task: None,
     });
-    let c = &sh.cpus[cpu];
+    let mut slot: Rc<crate::core::slot::SchedSlot> = sh.cur_slot();
+    let mut after = After::default();
     let mut prev: Option<(TaskRef, Switch)> = None;
     loop {
-        if sh.exit.pending.load(Ordering::Acquire) {
-            crate::disable::disable(&sh);
-        }
-        run_irq_work(&sh, cpu);
-        crate::kick::wait_for_targets(&sh, cpu);
-        // The pass below serves every request made so far. Interrupt work
-        // raised since `run_irq_work` keeps `need_resched` set (raise_irq
-        // stores `irq_pending` first), so the next task stops for it.
-        c.shared.need_resched.store(false, Ordering::SeqCst);
-        c.shared.resched_req.store(false, Ordering::SeqCst);
-        if c.shared.irq_pending.load(Ordering::SeqCst) {
-            c.shared.need_resched.store(true, Ordering::SeqCst);
-        }
-        let (next, wakeups) = schedule(&sh, cpu, prev.take());
-        for t in wakeups {
-            crate::core::enqueue::wake_up(&sh, &t, WakeFlags::TTWU, Some(cpu));
-        }
+        safe_point(&sh, cpu);
+        let next = step(&sh, cpu, &mut slot, prev.take(), &mut after);
+        finish(&sh, cpu, &mut after);
         crate::kick::run_pending(&sh, Some(cpu));
         match next {
             Some(t) => {
@@ -109,12 +91,40 @@ pub(crate) fn worker_main(
     crate::core::current::leave_worker();
 }
 
+/// The safe point before a step: no lock held. The disable path if an
+/// exit is pending, the CPU's interrupt work, a pending `KICK_WAIT`, then
+/// `need_resched` is cleared: the step below serves every request made so
+/// far. Interrupt work raised since keeps `need_resched` set (`raise_irq`
+/// stores `irq_pending` first), so the next task stops for it. A flag that
+/// reads clear costs one load and no store.
+#[inline]
+fn safe_point(sh: &Shared, cpu: usize) {
+    let s = &sh.cpus[cpu].shared;
+    if sh.exit.pending.load(Ordering::Acquire) {
+        crate::disable::disable(sh);
+    }
+    run_irq_work(sh, cpu);
+    crate::kick::wait_for_targets(sh, cpu);
+    // The clears are SeqCst stores, made only when set: a wake-up that
+    // sets the flag after our load is never overwritten, and one before it
+    // is ordered before the step's reads of the queues.
+    if s.need_resched.load(Ordering::Relaxed) {
+        s.need_resched.store(false, Ordering::SeqCst);
+    }
+    if s.remote.resched_req.load(Ordering::Relaxed) {
+        s.remote.resched_req.store(false, Ordering::SeqCst);
+    }
+    if s.remote.irq_pending.load(Ordering::SeqCst) {
+        s.need_resched.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The CPU's interrupt work, at a point where it holds no lock: the
 /// scheduler timers that fired for it, then its kick step.
 fn run_irq_work(sh: &Shared, cpu: usize) {
     let s = &sh.cpus[cpu].shared;
-    if s.irq_pending.swap(false, Ordering::SeqCst) {
-        let mut fired = s.ops_timers_fired.swap(0, Ordering::AcqRel);
+    if KickState::take(&s.remote.irq_pending) {
+        let mut fired = s.remote.ops_timers_fired.swap(0, Ordering::AcqRel);
         if fired != 0 {
             let slot = sh.cur_slot();
             let ctx = Ctx::new(sh, Some(cpu));
@@ -138,171 +148,15 @@ fn run_irq_work(sh: &Shared, cpu: usize) {
 fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef) -> bool {
     let s = &sh.cpus[cpu].shared;
     s.need_resched.store(false, Ordering::SeqCst);
-    if s.resched_req.swap(false, Ordering::SeqCst) {
+    if s.remote.resched_req.swap(false, Ordering::SeqCst) {
         return false;
     }
     run_irq_work(sh, cpu);
-    !(s.resched_req.swap(false, Ordering::SeqCst)
-        || s.tick_pending.load(Ordering::Acquire)
-        || s.kick_sync_pending.load(Ordering::Acquire)
+    !(s.remote.resched_req.swap(false, Ordering::SeqCst)
+        || s.remote.tick_pending.load(Ordering::Acquire)
+        || s.kick.sync_pending.load(Ordering::Acquire)
         || t.slice() == 0
         || sh.exit.pending.load(Ordering::Acquire))
-}
-
-fn fire_timers(sh: &Shared, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
-    if now < sh.cpus[rq.cpu].shared.next_timer.load(Ordering::Relaxed) {
-        return;
-    }
-    while let Some(Reverse(t)) = rq.timers.peek() {
-        if t.deadline > now {
-            break;
-        }
-        if let Some(Reverse(t)) = rq.timers.pop() {
-            out.push(t.task);
-        }
-    }
-    sh.cpus[rq.cpu]
-        .shared
-        .next_timer
-        .store(rq.next_timer().unwrap_or(u64::MAX), Ordering::Relaxed);
-}
-
-/// One scheduling step. Returns the next task and tasks to wake once the rq
-/// lock is released. No lock held on entry or return.
-fn schedule(
-    sh: &Shared,
-    cpu: usize,
-    prev: Option<(TaskRef, Switch)>,
-) -> (Option<TaskRef>, Vec<TaskRef>) {
-    let c = &sh.cpus[cpu];
-    let mut rq = c.rq.lock();
-    let now = now();
-    let mut timer_wakeups = Vec::new();
-    fire_timers(sh, &mut rq, &mut timer_wakeups, now);
-    let mut self_wakeups = Vec::new();
-    let mut prev_task = None;
-    if let Some((p, sw)) = prev {
-        crate::core::pick::update_curr(&p, now);
-        let slot = sh.slot(rq.sched_gen);
-        let ctx = Ctx::new(sh, Some(cpu));
-        match sw {
-            Switch::Yield => {
-                if rq.bypassing() {
-                    p.set_slice(0);
-                } else {
-                    call_task(sh, "yield", &p, || slot.ops.yield_(&ctx, &p, None));
-                }
-                prev_task = Some(p);
-            }
-            Switch::Preempt => {
-                if c.shared.tick_pending.swap(false, Ordering::AcqRel) {
-                    // The slice timer fired (task_tick): bypass rotates
-                    // every tick; otherwise the scheduler sees the tick.
-                    if rq.bypassing() {
-                        p.set_slice(0);
-                    } else {
-                        call_task(sh, "tick", &p, || slot.ops.tick(&ctx, &p));
-                    }
-                }
-                prev_task = Some(p);
-            }
-            Switch::Block => {
-                if p.block_begin() {
-                    crate::core::dequeue::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
-                    p.scx.on_cpu.store(false, Ordering::Relaxed);
-                    c.shared.pnt_seq.fetch_add(1, Ordering::Release);
-                    rq.curr = None;
-                    if !p.block_finish() {
-                        self_wakeups.push(p);
-                    }
-                } else {
-                    prev_task = Some(p);
-                }
-            }
-            Switch::Exit => {
-                crate::core::dequeue::dequeue_task(sh, &mut rq, &p, DeqFlags::SLEEP, true);
-                p.scx.on_cpu.store(false, Ordering::Relaxed);
-                c.shared.pnt_seq.fetch_add(1, Ordering::Release);
-                rq.curr = None;
-                let gen = p.scx.sched_gen.load(Ordering::Acquire);
-                crate::core::dequeue::task_leave_scheduler_locked(sh, &rq, &p, gen, false);
-                sh.tasks.remove(&p);
-                if sh.live_tasks.fetch_sub(1, Ordering::AcqRel) == 1
-                    && sh.shutdown.load(Ordering::Acquire)
-                {
-                    for c in sh.cpus.iter() {
-                        c.resched();
-                    }
-                }
-            }
-        }
-    }
-    // A CPU that went offline under a task that may run elsewhere sends it
-    // away at its first switch (the kernel's `migrate_tasks`).
-    let mut moved = None;
-    if !rq.online() {
-        if let Some(p) = prev_task.take_if(|p| p.is_queued() && p.single_cpu() != Some(cpu)) {
-            let dst = crate::core::migrate::migrate_out_curr(sh, &mut rq, &p);
-            moved = Some((p, dst));
-        }
-    }
-    let mut trace = rq.balance_trace.take();
-    let next = crate::core::pick::pick_next_task(sh, &mut rq, prev_task.as_ref(), &mut trace, now);
-    rq.balance_trace = trace;
-    let slot = sh.slot(rq.sched_gen);
-    let ctx = Ctx::new(sh, Some(cpu));
-    match &next {
-        None if !rq.online() => {
-            // Offline: not an idle CPU for anyone (SPEC.md §3.12).
-            c.shared.idle.store(true, Ordering::Relaxed);
-        }
-        None => {
-            if !rq.idle_notified {
-                rq.idle_notified = true;
-                if !rq.bypassing() {
-                    call(sh, "update_idle", || slot.ops.update_idle(&ctx, cpu, true));
-                }
-            }
-            // Re-asserted on every idle pick, so a claimed CPU that got no
-            // work shows up again (SPEC.md §5, idle->idle refresh). Kept
-            // even when the scheduler turned built-in idle tracking off:
-            // the kernel then stops maintaining the masks, but here bypass
-            // placement uses them (the scheduler still cannot read them,
-            // its idle helpers are errors).
-            if !sh.idle.cpu.test(cpu) {
-                sh.idle.cpu.set(cpu);
-            }
-            c.shared.idle.store(true, Ordering::Relaxed);
-        }
-        Some(_) => {
-            if rq.idle_notified {
-                rq.idle_notified = false;
-                if !rq.bypassing() {
-                    call(sh, "update_idle", || slot.ops.update_idle(&ctx, cpu, false));
-                }
-            }
-            if sh.idle.cpu.test(cpu) {
-                sh.idle.cpu.clear(cpu);
-            }
-            c.shared.idle.store(false, Ordering::Relaxed);
-        }
-    }
-    crate::core::enqueue::process_ddsp_deferred_locals(sh, &mut rq);
-    self_wakeups.append(&mut rq.deferred_wakeups);
-    drop(rq);
-    let deadline = match &next {
-        Some(t) if t.slice() != crate::consts::SLICE_INF => now.saturating_add(t.slice()),
-        _ => u64::MAX,
-    };
-    c.shared.tick_pending.store(false, Ordering::Relaxed);
-    sh.timer.set_deadline(&c.shared.slice_deadline, deadline);
-    if let Some((p, dst)) = moved {
-        crate::core::migrate::migrate_in(sh, &p, dst);
-    }
-    for t in timer_wakeups {
-        wake_task(sh, &t);
-    }
-    (next, self_wakeups)
 }
 
 fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
@@ -343,8 +197,8 @@ fn idle(sh: &Shared, cpu: usize) {
     sh.cpus[cpu].idle_wait(
         sh.cfg.idle_poll_ns,
         || {
-            s.kick_pending.load(Ordering::Relaxed)
-                || s.irq_pending.load(Ordering::Relaxed)
+            s.kick.pending.load(Ordering::Relaxed)
+                || s.remote.irq_pending.load(Ordering::Relaxed)
                 || sh.exit.pending.load(Ordering::Relaxed)
                 || (sh.shutdown.load(Ordering::Relaxed)
                     && sh.live_tasks.load(Ordering::Relaxed) == 0)

@@ -1,14 +1,33 @@
 //! `balance` with sched_ext's exact decision order (SPEC.md §3.6).
 
+use std::rc::Rc;
+
 use crate::consts::DSP_MAX_LOOPS;
 use crate::flags::OpsFlags;
-use crate::loom::{MutexGuard, Ordering};
+use crate::loom::Ordering;
 use crate::ops::{DispatchCtx, Shared};
-use crate::rq::{rqflags, RqSynced};
+use crate::rq::{rqflags, RqGuard, RqSynced};
 use crate::task::TaskRef;
 
 use crate::core::dispatch::{consume_dispatch_q, consume_pinned, flush_dispatch_buf};
-use crate::core::error::call;
+use crate::core::error::call_op;
+use crate::core::has_op::Op;
+use crate::core::slot::SchedSlot;
+
+pub use crate::rq::BalanceStep;
+
+/// Most steps kept per CPU before older ones are dropped.
+pub(crate) const BALANCE_TRACE_MAX: usize = 1 << 20;
+
+/// Records a decision when `Builder::record_balance` is on.
+#[inline]
+pub(crate) fn note(rq: &mut RqSynced, s: BalanceStep) {
+    if let Some(t) = &mut rq.balance_trace {
+        if t.len() < BALANCE_TRACE_MAX {
+            t.push(s);
+        }
+    }
+}
 
 pub(crate) fn keep_prev_with_slice(rq: &RqSynced, prev: Option<&TaskRef>) -> bool {
     prev.is_some_and(|p| {
@@ -19,96 +38,97 @@ pub(crate) fn keep_prev_with_slice(rq: &RqSynced, prev: Option<&TaskRef>) -> boo
     })
 }
 
+/// The scheduler `rq` calls now: `slot`, refreshed if the rq switched
+/// generation while its lock was dropped (a hand-off inside balance). The
+/// old scheduler gets no callback of an rq that left it.
+#[inline]
+pub(crate) fn refresh(sh: &Shared, rq: &RqSynced, slot: &mut Rc<SchedSlot>) {
+    if slot.gen != rq.sched_gen {
+        *slot = sh.slot(rq.sched_gen);
+    }
+}
+
 /// `balance_one`. Returns whether the CPU has a task to run. rq locked on
 /// entry and return (dropped inside hand-offs); `IN_BALANCE` is set for the
 /// whole step and cleared at its single exit.
 pub(crate) fn balance(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
+    slot: &mut Rc<SchedSlot>,
+    rq: &mut RqGuard<'_>,
     prev: Option<&TaskRef>,
-    trace: &mut Option<Vec<BalanceStep>>,
 ) -> bool {
     rq.flags |= rqflags::IN_BALANCE;
     rq.flags &= !(rqflags::BAL_PENDING | rqflags::BAL_KEEP);
-    let r = balance_inner(sh, rq, prev, trace);
+    let r = balance_inner(sh, slot, rq, prev);
     rq.flags &= !rqflags::IN_BALANCE;
     r
 }
 
-pub use crate::rq::BalanceStep;
-
-/// Most steps kept per CPU before older ones are dropped.
-pub(crate) const BALANCE_TRACE_MAX: usize = 1 << 20;
-
-pub(crate) fn note(trace: &mut Option<Vec<BalanceStep>>, s: BalanceStep) {
-    if let Some(t) = trace {
-        if t.len() < BALANCE_TRACE_MAX {
-            t.push(s);
-        }
-    }
-}
-
-pub(crate) fn balance_inner(
+fn balance_inner(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
+    slot: &mut Rc<SchedSlot>,
+    rq: &mut RqGuard<'_>,
     prev: Option<&TaskRef>,
-    trace: &mut Option<Vec<BalanceStep>>,
 ) -> bool {
     if keep_prev_with_slice(rq, prev) {
         rq.flags |= rqflags::BAL_KEEP;
-        note(trace, BalanceStep::KeepPrev);
+        note(rq, BalanceStep::KeepPrev);
         return true;
     }
     if !rq.local.is_empty() {
-        note(trace, BalanceStep::Local);
+        note(rq, BalanceStep::Local);
         return true;
     }
     if !rq.online() {
         // An offline CPU runs only what is pinned to it (module docs of
         // `Runtime::cpu_offline`); the scheduler is not asked.
         if consume_pinned(sh, rq) {
-            note(trace, BalanceStep::Global);
+            note(rq, BalanceStep::Global);
             return true;
         }
         // Only a pinned prev reaches here (the worker moved any other).
         if prev.is_some_and(|p| p.is_queued()) {
             rq.flags |= rqflags::BAL_KEEP;
-            note(trace, BalanceStep::KeepPrevLast);
+            note(rq, BalanceStep::KeepPrevLast);
             return true;
         }
-        note(trace, BalanceStep::Idle);
+        note(rq, BalanceStep::Idle);
         return false;
     }
     if consume_dispatch_q(sh, rq, &sh.global) {
-        note(trace, BalanceStep::Global);
+        note(rq, BalanceStep::Global);
         return true;
     }
-    let slot = sh.slot(rq.sched_gen);
-    if !rq.bypassing() && rq.online() {
+    refresh(sh, rq, slot);
+    // SPEC.md §3.6 step 6: no dispatch loop without `ops.dispatch`.
+    if !rq.bypassing() && rq.online() && slot.has.has(Op::Dispatch) {
         let prev_q = prev.filter(|p| p.is_queued());
         let mut loops = 0;
         loop {
+            refresh(sh, rq, slot);
             if rq.bypassing() || sh.exit.pending.load(Ordering::Relaxed) {
                 break;
             }
-            note(trace, BalanceStep::Dispatch);
+            note(rq, BalanceStep::Dispatch);
             let cpu = rq.cpu;
-            let slot = sh.slot(rq.sched_gen);
-            let mut ctx = DispatchCtx::new(sh, cpu, rq, slot.max_batch);
-            call(sh, "dispatch", || slot.ops.dispatch(&mut ctx, cpu, prev_q));
+            let s: &SchedSlot = slot;
+            let mut ctx = DispatchCtx::new(sh, cpu, rq, s.max_batch);
+            call_op(sh, s, Op::Dispatch, None, || {
+                s.ops.dispatch(&mut ctx, cpu, prev_q)
+            });
             let mut nr_tasks = ctx.nr_tasks;
             flush_dispatch_buf(sh, cpu, rq, &mut nr_tasks);
             if keep_prev_with_slice(rq, prev_q) {
                 rq.flags |= rqflags::BAL_KEEP;
-                note(trace, BalanceStep::KeepPrev);
+                note(rq, BalanceStep::KeepPrev);
                 return true;
             }
             if !rq.local.is_empty() {
-                note(trace, BalanceStep::Local);
+                note(rq, BalanceStep::Local);
                 return true;
             }
             if consume_dispatch_q(sh, rq, &sh.global) {
-                note(trace, BalanceStep::Global);
+                note(rq, BalanceStep::Global);
                 return true;
             }
             if nr_tasks == 0 {
@@ -117,19 +137,20 @@ pub(crate) fn balance_inner(
             loops += 1;
             if loops >= DSP_MAX_LOOPS {
                 // Let the next (probably idle) pick run, then retry.
-                note(trace, BalanceStep::LoopCap);
+                note(rq, BalanceStep::LoopCap);
                 sh.cpus[cpu].shared.set_need_resched();
                 break;
             }
         }
     }
+    refresh(sh, rq, slot);
     if let Some(p) = prev {
         if p.is_queued() && (!slot.flags.contains(OpsFlags::ENQ_LAST) || rq.bypassing()) {
             rq.flags |= rqflags::BAL_KEEP;
-            note(trace, BalanceStep::KeepPrevLast);
+            note(rq, BalanceStep::KeepPrevLast);
             return true;
         }
     }
-    note(trace, BalanceStep::Idle);
+    note(rq, BalanceStep::Idle);
     false
 }

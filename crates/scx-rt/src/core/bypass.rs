@@ -7,7 +7,7 @@ use crate::rq::rqflags;
 use crate::task::TaskRef;
 
 use crate::core::dequeue::dequeue_task;
-use crate::core::dsqs::*;
+use crate::core::dsqs::waits_on_rq;
 use crate::core::enqueue::{enqueue_task, process_ddsp_deferred_locals};
 
 /// Raises (`on`) or drops one level of bypass (`scx_ops_bypass`). On the
@@ -33,13 +33,14 @@ pub(crate) fn bypass(sh: &Shared, on: bool) {
         return;
     }
     for c in sh.cpus.iter() {
-        let mut rq = c.rq.lock();
+        let mut rq = c.lock();
+        let slot = sh.slot(rq.sched_gen);
         if on {
             rq.flags |= rqflags::BYPASSING;
         } else {
             rq.flags &= !rqflags::BYPASSING;
         }
-        c.shared.bypassing.store(on, Ordering::Release);
+        c.shared.mostly.bypassing.store(on, Ordering::Release);
         let tasks: Vec<TaskRef> = rq.runnable.iter().cloned().collect();
         for p in tasks {
             // The list was taken under the lock, which enqueue may drop
@@ -47,12 +48,12 @@ pub(crate) fn bypass(sh: &Shared, on: bool) {
             if !waits_on_rq(&rq, &p) {
                 continue;
             }
-            dequeue_task(sh, &mut rq, &p, DeqFlags::SAVE, false);
+            dequeue_task(sh, &slot, &mut rq, &p, DeqFlags::SAVE, false);
             p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
-            enqueue_task(sh, &mut rq, &p, EnqFlags::empty());
+            enqueue_task(sh, &slot, &mut rq, p, EnqFlags::empty());
             process_ddsp_deferred_locals(sh, &mut rq);
         }
+        c.resched_locked(&mut rq);
         drop(rq);
-        c.resched();
     }
 }

@@ -9,12 +9,14 @@ use crate::ops::{Ctx, Shared};
 use crate::rq::RqSynced;
 use crate::task::{opss, tflags, TaskRef};
 
-use crate::core::dsqs::*;
+use crate::core::dsqs::{deactivate, sync_local_nr};
 use crate::core::enqueue::task_rq_lock;
-use crate::core::error::call_task;
+use crate::core::error::call_op;
+use crate::core::has_op::Op;
+use crate::core::slot::SchedSlot;
 
 /// `ops_dequeue`: takes the task back from the scheduler if it owns it.
-pub(crate) fn ops_dequeue(sh: &Shared, rq: &RqSynced, p: &TaskRef, f: DeqFlags) {
+pub(crate) fn ops_dequeue(sh: &Shared, slot: &SchedSlot, rq: &RqSynced, p: &TaskRef, f: DeqFlags) {
     loop {
         let s = p.ops_state();
         match s & opss::STATE_MASK {
@@ -24,9 +26,12 @@ pub(crate) fn ops_dequeue(sh: &Shared, rq: &RqSynced, p: &TaskRef, f: DeqFlags) 
                 crate::loom::spin_loop();
             }
             opss::QUEUED => {
-                let slot = sh.slot(rq.sched_gen);
-                let ctx = Ctx::new(sh, Some(rq.cpu));
-                call_task(sh, "dequeue", p, || slot.ops.dequeue(&ctx, p, f));
+                if slot.has.has(Op::Dequeue) {
+                    let ctx = Ctx::new(sh, Some(rq.cpu));
+                    call_op(sh, slot, Op::Dequeue, Some(p), || {
+                        slot.ops.dequeue(&ctx, p, f)
+                    });
+                }
                 if p.scx
                     .ops_state
                     .compare_exchange(s, opss::NONE, Ordering::AcqRel, Ordering::Acquire)
@@ -97,6 +102,7 @@ pub(crate) fn dispatch_dequeue(sh: &Shared, rq: &mut RqSynced, p: &TaskRef) {
 /// task this CPU was running. rq locked.
 pub(crate) fn dequeue_task(
     sh: &Shared,
+    slot: &SchedSlot,
     rq: &mut RqSynced,
     p: &TaskRef,
     f: DeqFlags,
@@ -105,13 +111,18 @@ pub(crate) fn dequeue_task(
     if !p.is_queued() {
         return;
     }
-    ops_dequeue(sh, rq, p, f);
-    let slot = sh.slot(rq.sched_gen);
+    ops_dequeue(sh, slot, rq, p, f);
     let ctx = Ctx::new(sh, Some(rq.cpu));
-    if is_curr {
-        call_task(sh, "stopping", p, || slot.ops.stopping(&ctx, p, false));
+    if is_curr && slot.has.has(Op::Stopping) {
+        call_op(sh, slot, Op::Stopping, Some(p), || {
+            slot.ops.stopping(&ctx, p, false)
+        });
     }
-    call_task(sh, "quiescent", p, || slot.ops.quiescent(&ctx, p, f));
+    if slot.has.has(Op::Quiescent) {
+        call_op(sh, slot, Op::Quiescent, Some(p), || {
+            slot.ops.quiescent(&ctx, p, f)
+        });
+    }
     if f.contains(DeqFlags::SLEEP) {
         p.set_flag(tflags::DEQD_FOR_SLEEP);
     } else {
@@ -147,13 +158,19 @@ pub(crate) fn task_leave_scheduler_locked(
     }
     let ctx = Ctx::new(sh, Some(rq.cpu));
     if p.state() == crate::task::TaskState::Enabled {
-        call_task(sh, "disable", p, || slot.ops.disable(&ctx, p));
+        if slot.has.has(Op::Disable) {
+            call_op(sh, &slot, Op::Disable, Some(p), || {
+                slot.ops.disable(&ctx, p)
+            });
+        }
         p.set_state(crate::task::TaskState::Ready);
     }
-    call_task(sh, "exit_task", p, || {
-        slot.ops
-            .exit_task(&ctx, p, crate::ops::ExitTaskArgs { cancelled })
-    });
+    if slot.has.has(Op::ExitTask) {
+        call_op(sh, &slot, Op::ExitTask, Some(p), || {
+            slot.ops
+                .exit_task(&ctx, p, crate::ops::ExitTaskArgs { cancelled })
+        });
+    }
     p.set_state(crate::task::TaskState::None);
     p.scx.sched_gen.store(0, Ordering::Release);
     p.clear_data();

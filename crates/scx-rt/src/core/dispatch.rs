@@ -4,37 +4,43 @@
 
 use crate::dsq::Dsq;
 use crate::flags::{EnqFlags, DSQ_INVALID};
-use crate::loom::{MutexGuard, Ordering};
+use crate::loom::Ordering;
 use crate::ops::Shared;
-use crate::rq::RqSynced;
+use crate::rq::RqGuard;
 use crate::task::{opss, tflags, TaskRef};
 
-use crate::core::dsqs::*;
+use crate::core::dsqs::{
+    activate, deactivate, dispatch_enqueue_local, dispatch_enqueue_nonlocal, find_dsq_for_dispatch,
+    Target,
+};
 use crate::core::errctx::err_ctx;
 
 /// Performs the buffered dispatches in order. rq locked on entry and return.
 pub(crate) fn flush_dispatch_buf(
     sh: &Shared,
     _cpu: usize,
-    rq: &mut MutexGuard<'_, RqSynced>,
+    rq: &mut RqGuard<'_>,
     nr_tasks: &mut u32,
 ) {
+    if rq.dispatch_buf.is_empty() {
+        return;
+    }
     let buf = std::mem::take(&mut rq.dispatch_buf);
     *nr_tasks += buf.len() as u32;
     for e in buf {
-        finish_dispatch(sh, rq, &e.task, e.qseq, e.dsq_id, e.enq_flags);
+        finish_dispatch(sh, rq, e.task, e.qseq, e.dsq_id, e.enq_flags);
     }
 }
 
 pub(crate) fn finish_dispatch(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
-    p: &TaskRef,
+    rq: &mut RqGuard<'_>,
+    p: TaskRef,
     qseq: u64,
     id: u64,
     f: EnqFlags,
 ) {
-    let _ctx = err_ctx("dispatch", Some(p), Some(rq.cpu));
+    let _ctx = err_ctx("dispatch", Some(&p), Some(rq.cpu));
     loop {
         let s = p.ops_state();
         match s & opss::STATE_MASK {
@@ -106,9 +112,9 @@ pub(crate) fn can_run_on(sh: &Shared, p: &TaskRef, dst: usize, explicit: bool) -
 /// held (hand-off through `holding_cpu`).
 pub(crate) fn dispatch_to_local_dsq(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
+    rq: &mut RqGuard<'_>,
     dst: usize,
-    p: &TaskRef,
+    p: TaskRef,
     f: EnqFlags,
 ) {
     let me = rq.cpu;
@@ -116,14 +122,14 @@ pub(crate) fn dispatch_to_local_dsq(
     if src == me && dst == me {
         return dispatch_enqueue_local(sh, rq, p, f | EnqFlags::CLEAR_OPSS);
     }
-    if src != dst && !can_run_on(sh, p, dst, true) {
+    if src != dst && !can_run_on(sh, &p, dst, true) {
         return dispatch_enqueue_nonlocal(sh, &sh.global, p, f | EnqFlags::CLEAR_OPSS);
     }
     // Ownership now rides on holding_cpu.
     p.scx.holding_cpu.store(me as i32, Ordering::Release);
     p.scx.ops_state.store(opss::NONE, Ordering::Release);
-    MutexGuard::unlocked(rq, || {
-        let mut srq = sh.cpus[src].rq.lock();
+    RqGuard::unlocked(rq, move || {
+        let mut srq = sh.cpus[src].lock();
         if p.scx.holding_cpu.load(Ordering::Acquire) != me as i32 || p.cpu() != src {
             return; // a dequeue cancelled the transfer
         }
@@ -132,12 +138,12 @@ pub(crate) fn dispatch_to_local_dsq(
             dispatch_enqueue_local(sh, &mut srq, p, f);
             return;
         }
-        deactivate(&mut srq, p);
+        deactivate(&mut srq, &p);
         p.set_flag(tflags::MIGRATING);
         p.scx.cpu.store(dst as u32, Ordering::Release);
         drop(srq);
-        let mut drq = sh.cpus[dst].rq.lock();
-        activate(&mut drq, p);
+        let mut drq = sh.cpus[dst].lock();
+        activate(&mut drq, &p);
         p.clear_flag(tflags::MIGRATING);
         dispatch_enqueue_local(sh, &mut drq, p, f);
     });
@@ -145,22 +151,13 @@ pub(crate) fn dispatch_to_local_dsq(
 
 /// Moves the first task of `dsq` that may run on this CPU into its local DSQ
 /// (`consume_dispatch_q`). rq locked on entry and return.
-pub(crate) fn consume_dispatch_q(
-    sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
-    dsq: &Dsq,
-) -> bool {
+pub(crate) fn consume_dispatch_q(sh: &Shared, rq: &mut RqGuard<'_>, dsq: &Dsq) -> bool {
     consume_dsq(sh, rq, dsq, false)
 }
 
 /// `consume_dispatch_q`, optionally limited to the tasks that may run on
 /// this CPU only (`pinned_only`, for an offline CPU).
-pub(crate) fn consume_dsq(
-    sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
-    dsq: &Dsq,
-    pinned_only: bool,
-) -> bool {
+pub(crate) fn consume_dsq(sh: &Shared, rq: &mut RqGuard<'_>, dsq: &Dsq, pinned_only: bool) -> bool {
     let me = rq.cpu;
     loop {
         if dsq.nr_queued() == 0 {
@@ -179,7 +176,7 @@ pub(crate) fn consume_dsq(
         if p.cpu() == me {
             drop(q);
             p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
-            dispatch_enqueue_local(sh, rq, &p, EnqFlags::empty());
+            dispatch_enqueue_local(sh, rq, p, EnqFlags::empty());
             return true;
         }
         // Remote task: mark it in transit while the DSQ lock is held, so a
@@ -187,8 +184,8 @@ pub(crate) fn consume_dsq(
         p.scx.holding_cpu.store(me as i32, Ordering::Release);
         drop(q);
         let src = p.cpu();
-        let won = MutexGuard::unlocked(rq, || {
-            let mut srq = sh.cpus[src].rq.lock();
+        let won = RqGuard::unlocked(rq, || {
+            let mut srq = sh.cpus[src].lock();
             if p.scx.holding_cpu.load(Ordering::Acquire) != me as i32 || p.cpu() != src {
                 return false;
             }
@@ -202,7 +199,7 @@ pub(crate) fn consume_dsq(
         if won {
             activate(rq, &p);
             p.clear_flag(tflags::MIGRATING);
-            dispatch_enqueue_local(sh, rq, &p, EnqFlags::empty());
+            dispatch_enqueue_local(sh, rq, p, EnqFlags::empty());
             return true;
         }
         // Lost the race with a dequeue: rescan.
@@ -211,7 +208,7 @@ pub(crate) fn consume_dsq(
 
 /// An offline CPU takes the tasks pinned to it out of the global and user
 /// DSQs (they can run nowhere else). rq locked on entry and return.
-pub(crate) fn consume_pinned(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>) -> bool {
+pub(crate) fn consume_pinned(sh: &Shared, rq: &mut RqGuard<'_>) -> bool {
     if consume_dsq(sh, rq, &sh.global, true) {
         return true;
     }

@@ -91,9 +91,12 @@ pub(crate) fn deactivate(rq: &mut RqSynced, p: &TaskRef) {
     rq.nr_running -= 1;
 }
 
+/// Publishes the local DSQ's length (the lock-free `dsq_nr_queued`).
+#[inline]
 pub(crate) fn sync_local_nr(sh: &Shared, rq: &RqSynced) {
     sh.cpus[rq.cpu]
         .shared
+        .owner
         .local_nr
         .store(rq.local.len(), Ordering::Relaxed);
 }
@@ -130,7 +133,7 @@ pub(crate) fn find_dsq_for_dispatch(sh: &Shared, cpu: usize, id: u64) -> Target 
 
 /// Links `p` into a non-local DSQ (the DSQ lock nests inside whatever rq lock
 /// the caller holds).
-pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: &TaskRef, mut f: EnqFlags) {
+pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: TaskRef, mut f: EnqFlags) {
     let is_global = std::ptr::eq(dsq, &sh.global);
     let mut q = dsq.q.lock();
     if !is_global && dsq.id.load(Ordering::Acquire) == DSQ_INVALID {
@@ -145,55 +148,85 @@ pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: &TaskRef, mut
         sh.ops_error("cannot use vtime ordering for built-in DSQs".to_string());
         f = f.without(EnqFlags::DSQ_PRIQ);
     }
-    let r = if f.contains(EnqFlags::DSQ_PRIQ) {
-        q.push_vtime(p.clone())
-    } else {
-        q.push_fifo(p.clone(), f.intersects(EnqFlags::HEAD | EnqFlags::PREEMPT))
-    };
-    if let Err(e) = r {
-        drop(q);
-        let id = dsq.id.load(Ordering::Relaxed);
-        sh.ops_error(match e {
-            InsertError::PriqIntoFifo => format!("DSQ {id:#x} already had FIFO-enqueued tasks"),
-            InsertError::FifoIntoPriq => format!("DSQ {id:#x} already had PRIQ-enqueued tasks"),
-        });
-        return dispatch_enqueue_nonlocal(sh, &sh.global, p, f.without(EnqFlags::DSQ_PRIQ));
-    }
-    dsq.nr.fetch_add(1, Ordering::Relaxed);
     p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
     p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
-    if f.contains(EnqFlags::CLEAR_OPSS) {
-        p.scx.ops_state.store(opss::NONE, Ordering::Release);
+    let bound = p.single_cpu();
+    let r = if f.contains(EnqFlags::DSQ_PRIQ) {
+        q.push_vtime(p)
+    } else {
+        q.push_fifo(p, f.intersects(EnqFlags::HEAD | EnqFlags::PREEMPT))
+    };
+    match r {
+        Ok(p) => {
+            // Released only once linked, under the DSQ lock: a dequeue that
+            // sees NONE finds the task on the DSQ (SPEC.md §3.4).
+            if f.contains(EnqFlags::CLEAR_OPSS) {
+                p.scx.ops_state.store(opss::NONE, Ordering::Release);
+            }
+        }
+        Err((e, p)) => {
+            drop(q);
+            let id = dsq.id.load(Ordering::Relaxed);
+            sh.ops_error(match e {
+                InsertError::PriqIntoFifo => {
+                    format!("DSQ {id:#x} already had FIFO-enqueued tasks")
+                }
+                InsertError::FifoIntoPriq => {
+                    format!("DSQ {id:#x} already had PRIQ-enqueued tasks")
+                }
+            });
+            return dispatch_enqueue_nonlocal(sh, &sh.global, p, f.without(EnqFlags::DSQ_PRIQ));
+        }
+    }
+    dsq.nr.fetch_add(1, Ordering::Relaxed);
+    drop(q);
+    if let Some(c) = bound {
+        // A task that may run on one CPU only (bound after its first run,
+        // the runtime's migration rule) is consumed from a shared DSQ by
+        // that CPU alone, which may be idle (an offline CPU also sleeps
+        // until told): tell it. The kernel needs no such step; the binding
+        // is userspace's. The ring may come from under the dispatcher's rq
+        // lock (the lock table's one exception to rule 5: rare, and the
+        // woken CPU needs no lock the ringer holds).
+        if crate::core::current::cpu() != Some(c) {
+            sh.cpus[c].resched();
+        }
     }
 }
 
 /// Links `p` into `rq`'s local DSQ and applies the post-insert rules:
 /// `PREEMPT` zeroes the current task's slice and reschedules; an idle target
 /// is rescheduled; a busy one is not (it runs until its slice ends).
-/// rq locked on entry and return; `p` must be associated with this rq.
-pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, mut f: EnqFlags) {
+/// rq locked on entry and return (the doorbell, if any, rings when it is
+/// released); `p` must be associated with this rq.
+pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: TaskRef, mut f: EnqFlags) {
     if f.contains(EnqFlags::DSQ_PRIQ) {
         sh.ops_error("cannot use vtime ordering for built-in DSQs".to_string());
         f = f.without(EnqFlags::DSQ_PRIQ);
     }
     debug_assert_eq!(p.cpu(), rq.cpu, "local insert of a task of another rq");
     let head = f.intersects(EnqFlags::HEAD | EnqFlags::PREEMPT);
-    // A local DSQ is always FIFO, so this cannot fail.
-    let _ = rq.local.push_fifo(p.clone(), head);
-    sync_local_nr(sh, rq);
-    p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
-    p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
+    if p.scx.ddsp_dsq_id.load(Ordering::Relaxed) != DSQ_INVALID {
+        p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+    }
+    if p.scx.ddsp_enq_flags.load(Ordering::Relaxed) != 0 {
+        p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
+    }
     if f.contains(EnqFlags::CLEAR_OPSS) {
         p.scx.ops_state.store(opss::NONE, Ordering::Release);
     }
+    let preempt =
+        f.contains(EnqFlags::PREEMPT) && rq.curr.as_ref().is_some_and(|c| c.id() != p.id());
+    rq.local.push(p, head);
+    sync_local_nr(sh, rq);
     let cpu = &sh.cpus[rq.cpu];
-    match &rq.curr {
-        Some(c) if f.contains(EnqFlags::PREEMPT) && c.id() != p.id() => {
+    if preempt {
+        if let Some(c) = &rq.curr {
             c.set_slice(0);
-            cpu.shared.stats.preemptions.fetch_add(1, Ordering::Relaxed);
-            cpu.resched();
         }
-        None if !rq.has(rqflags::IN_BALANCE) => cpu.resched(),
-        _ => {}
+        rq.stats.preemptions += 1;
+        cpu.resched_locked(rq);
+    } else if rq.curr.is_none() && !rq.has(rqflags::IN_BALANCE) {
+        cpu.resched_locked(rq);
     }
 }

@@ -1,46 +1,63 @@
 //! The enqueue path (SPEC.md §3.3): `enqueue_task` and the rules of
 //! `do_enqueue_task`, direct dispatch, the deferred remote direct
 //! dispatches, and wake-up (`select_task_rq`, the fallback CPU).
+//!
+//! The path takes the task by value: the reference it carries is the one
+//! that ends up linked into a DSQ (or parked, or dropped once the
+//! scheduler owns the task), so a switch moves references instead of
+//! counting them.
 
 use crate::flags::{EnqFlags, WakeFlags, DSQ_INVALID};
-use crate::loom::{MutexGuard, Ordering};
+use crate::loom::Ordering;
 use crate::ops::{Ctx, EnqueueCtx, SelectCpuCtx, Shared};
-use crate::rq::{rqflags, RqSynced};
+use crate::rq::{rqflags, RqGuard, RqSynced};
 use crate::task::{opss, tflags, TaskRef};
 
 use crate::core::dispatch::dispatch_to_local_dsq;
-use crate::core::dsqs::*;
+use crate::core::dsqs::{
+    activate, dispatch_enqueue_local, dispatch_enqueue_nonlocal, find_dsq_for_dispatch, Target,
+};
 use crate::core::errctx::err_ctx;
-use crate::core::error::call_task;
+use crate::core::error::call_op;
+use crate::core::has_op::Op;
+use crate::core::slot::SchedSlot;
 
 /// `enqueue_task_scx`. rq locked on entry and return.
 pub(crate) fn enqueue_task(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
-    p: &TaskRef,
+    slot: &SchedSlot,
+    rq: &mut RqSynced,
+    p: TaskRef,
     f: EnqFlags,
 ) {
     if p.is_queued() {
         return;
     }
     p.set_flag(tflags::QUEUED);
-    activate(rq, p);
-    let slot = sh.slot(rq.sched_gen);
-    let ctx = Ctx::new(sh, Some(rq.cpu));
-    call_task(sh, "runnable", p, || slot.ops.runnable(&ctx, p, f));
-    do_enqueue_task(sh, rq, p, f);
+    activate(rq, &p);
+    if slot.has.has(Op::Runnable) {
+        let ctx = Ctx::new(sh, Some(rq.cpu));
+        call_op(sh, slot, Op::Runnable, Some(&p), || {
+            slot.ops.runnable(&ctx, &p, f)
+        });
+    }
+    do_enqueue_task(sh, slot, rq, p, f);
 }
 
 /// `do_enqueue_task`: the first matching rule places the task.
 pub(crate) fn do_enqueue_task(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
-    p: &TaskRef,
+    slot: &SchedSlot,
+    rq: &mut RqSynced,
+    p: TaskRef,
     f: EnqFlags,
 ) {
-    let sticky = p.scx.sticky_cpu.swap(-1, Ordering::Relaxed);
-    if sticky == rq.cpu as i32 {
-        return dispatch_enqueue_local(sh, rq, p, f);
+    let sticky = p.scx.sticky_cpu.load(Ordering::Relaxed);
+    if sticky >= 0 {
+        p.scx.sticky_cpu.store(-1, Ordering::Relaxed);
+        if sticky == rq.cpu as i32 {
+            return dispatch_enqueue_local(sh, rq, p, f);
+        }
     }
     if !rq.online() {
         p.set_slice(sh.cfg.slice_dfl);
@@ -60,13 +77,17 @@ pub(crate) fn do_enqueue_task(
     p.scx
         .ops_state
         .store(opss::QUEUEING | qseq, Ordering::Relaxed);
-    let slot = sh.slot(rq.sched_gen);
-    let mut ctx = EnqueueCtx::new(sh, rq.cpu, p);
-    call_task(sh, "enqueue", p, || slot.ops.enqueue(&mut ctx, p, f));
-    if ctx.dispatched() {
+    let dispatched = {
+        let _g = err_ctx("enqueue", Some(&p), None);
+        let mut ctx = EnqueueCtx::new(sh, rq.cpu, &p);
+        crate::core::error::call_inner(sh, "enqueue", || slot.ops.enqueue(&mut ctx, &p, f));
+        ctx.dispatched()
+    };
+    if dispatched {
         direct_dispatch(sh, rq, p, f, "enqueue");
     } else {
-        // The scheduler owns the task now.
+        // The scheduler owns the task now; our reference goes (the task
+        // registry keeps the task alive).
         p.scx
             .ops_state
             .store(opss::QUEUED | qseq, Ordering::Release);
@@ -77,14 +98,19 @@ pub(crate) fn do_enqueue_task(
 /// `op` is the callback that gave the verdict (named in errors).
 pub(crate) fn direct_dispatch(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
-    p: &TaskRef,
+    rq: &mut RqSynced,
+    p: TaskRef,
     f: EnqFlags,
     op: &'static str,
 ) {
-    let _ctx = err_ctx(op, Some(p), Some(rq.cpu));
-    let id = p.scx.ddsp_dsq_id.swap(DSQ_INVALID, Ordering::Relaxed);
-    let f = f | EnqFlags(p.scx.ddsp_enq_flags.swap(0, Ordering::Relaxed)) | EnqFlags::CLEAR_OPSS;
+    let _ctx = err_ctx(op, Some(&p), Some(rq.cpu));
+    let id = p.scx.ddsp_dsq_id.load(Ordering::Relaxed);
+    p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
+    let extra = p.scx.ddsp_enq_flags.load(Ordering::Relaxed);
+    if extra != 0 {
+        p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
+    }
+    let f = f | EnqFlags(extra) | EnqFlags::CLEAR_OPSS;
     match find_dsq_for_dispatch(sh, rq.cpu, id) {
         Target::Local(c) if c == rq.cpu => dispatch_enqueue_local(sh, rq, p, f),
         Target::Local(c) => {
@@ -93,7 +119,7 @@ pub(crate) fn direct_dispatch(
             // be dropped (process_ddsp_deferred_locals).
             p.scx.ops_state.store(opss::NONE, Ordering::Release);
             rq.ddsp_deferred_locals
-                .push((p.clone(), c, f.without(EnqFlags::CLEAR_OPSS)));
+                .push((p, c, f.without(EnqFlags::CLEAR_OPSS)));
         }
         Target::Global => dispatch_enqueue_nonlocal(sh, &sh.global, p, f),
         Target::User(d) => dispatch_enqueue_nonlocal(sh, &d, p, f),
@@ -102,38 +128,44 @@ pub(crate) fn direct_dispatch(
 
 /// Runs the parked remote-local direct dispatches. rq locked on entry and
 /// return; dropped in between.
-pub(crate) fn process_ddsp_deferred_locals(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>) {
+pub(crate) fn process_ddsp_deferred_locals(sh: &Shared, rq: &mut RqGuard<'_>) {
     // Pop one at a time: the list may change while the lock is dropped.
     while let Some((p, dst, f)) = rq.ddsp_deferred_locals.pop() {
-        dispatch_to_local_dsq(sh, rq, dst, &p, f);
+        dispatch_to_local_dsq(sh, rq, dst, p, f);
     }
 }
 
 /// Wakes a task that was off its runqueue (`try_to_wake_up`): `select_cpu`
 /// in the waker's context, then the enqueue on the chosen CPU. No lock held
 /// on entry or return. `from` is the waker's CPU (None: not a worker).
-pub(crate) fn wake_up(sh: &Shared, p: &TaskRef, wake_flags: WakeFlags, from: Option<usize>) {
-    let cpu = select_task_rq(sh, p, wake_flags, from);
+pub(crate) fn wake_up(sh: &Shared, p: TaskRef, wake_flags: WakeFlags, from: Option<usize>) {
+    let cpu = select_task_rq(sh, &p, wake_flags, from);
     p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
-    let mut rq = sh.cpus[cpu].rq.lock();
+    let target = &sh.cpus[cpu];
+    let mut rq = target.lock();
+    let slot = sh.slot(rq.sched_gen);
     let enq = if wake_flags.contains(WakeFlags::FORK) {
         EnqFlags::empty()
     } else {
         EnqFlags::WAKEUP
     };
     rq.flags |= rqflags::IN_WAKEUP;
-    enqueue_task(sh, &mut rq, p, enq);
+    enqueue_task(sh, &slot, &mut rq, p, enq);
     rq.flags &= !rqflags::IN_WAKEUP;
     // The core's wake-up rule: a task arriving on an idle CPU's rq
     // reschedules it, even if the task now sits with the scheduler.
     if rq.curr.is_none() {
-        sh.cpus[cpu].resched();
+        target.resched_locked(&mut rq);
     }
     process_ddsp_deferred_locals(sh, &mut rq);
     drop(rq);
     crate::kick::run_pending(sh, from);
 }
 
+/// `select_task_rq_scx`: where a waking task goes. A task that may run on
+/// one CPU only (bound after its first run, or pinned) goes there without
+/// asking the scheduler; the kernel does the same for tasks with a single
+/// allowed CPU.
 pub(crate) fn select_task_rq(
     sh: &Shared,
     p: &TaskRef,
@@ -149,7 +181,11 @@ pub(crate) fn select_task_rq(
     }
     // The lock-free mirror: a try-lock that lost a race would have read
     // "not bypassing" and called the scheduler.
-    let bypass = sh.cpus[prev].shared.bypassing.load(Ordering::Acquire);
+    let bypass = sh.cpus[prev]
+        .shared
+        .mostly
+        .bypassing
+        .load(Ordering::Acquire);
     let cpu = if bypass {
         // The runtime's own placement: the default selection itself, not
         // the `select_cpu_dfl` helper, which a scheduler without built-in
@@ -162,7 +198,7 @@ pub(crate) fn select_task_rq(
     } else {
         let slot = sh.cur_slot();
         let mut ctx = SelectCpuCtx::new(sh, from, p);
-        match call_task(sh, "select_cpu", p, || {
+        match call_op(sh, &slot, Op::SelectCpu, Some(p), || {
             slot.ops.select_cpu(&mut ctx, p, prev, wake_flags)
         }) {
             Some(c) => c as i64,
@@ -210,10 +246,10 @@ pub(crate) fn fallback_cpu(sh: &Shared, p: &TaskRef, prev: usize) -> usize {
 /// wait until it lands. (Found by the loom model `ownership`: without the
 /// wait, a dequeue that locked the destination first saw a task that was on
 /// no runnable list yet.)
-pub(crate) fn task_rq_lock<'a>(sh: &'a Shared, p: &TaskRef) -> MutexGuard<'a, RqSynced> {
+pub(crate) fn task_rq_lock<'a>(sh: &'a Shared, p: &TaskRef) -> RqGuard<'a> {
     loop {
         let cpu = p.scx.cpu.load(Ordering::Acquire) as usize;
-        let rq = sh.cpus[cpu].rq.lock();
+        let rq = sh.cpus[cpu].lock();
         if p.scx.cpu.load(Ordering::Acquire) as usize == cpu && !p.has_flag(tflags::MIGRATING) {
             return rq;
         }

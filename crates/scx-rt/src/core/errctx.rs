@@ -27,7 +27,8 @@ impl Drop for ErrCtxGuard {
     }
 }
 
-/// Sets the error context until the guard is dropped.
+/// Sets the error context until the guard is dropped. A `None` CPU is
+/// resolved to the calling worker's when an error is recorded.
 pub(crate) fn err_ctx(
     op: &'static str,
     task: Option<&crate::task::TaskRef>,
@@ -36,7 +37,7 @@ pub(crate) fn err_ctx(
     let ctx = ErrCtx {
         op: Some(op),
         task: task.map(|p| p.id()),
-        cpu: cpu.or_else(super::current::cpu),
+        cpu,
     };
     ErrCtxGuard(ERR_CTX.with(|c| c.replace(ctx)))
 }

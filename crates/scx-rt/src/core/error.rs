@@ -3,6 +3,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::core::has_op::Op;
+use crate::core::slot::SchedSlot;
 use crate::exit::ExitKind;
 use crate::join::panic_msg;
 use crate::loom::Ordering;
@@ -90,4 +92,23 @@ pub(crate) fn call_inner<R>(sh: &Shared, op: &str, f: impl FnOnce() -> R) -> Opt
             None
         }
     }
+}
+
+/// Calls callback `op` of `slot` (about task `p`, if any), catching a
+/// panic; the first call of each callback also learns whether the
+/// scheduler implements it (`core::has_op`). Callers skip the call when
+/// `slot.has.has(op)` is false and do what the default would.
+#[inline]
+pub(crate) fn call_op<R>(
+    sh: &Shared,
+    slot: &SchedSlot,
+    op: Op,
+    p: Option<&TaskRef>,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    let _g = err_ctx(op.name(), p, None);
+    if slot.has.unknown(op) {
+        return slot.has.learn(op, || call_inner(sh, op.name(), f));
+    }
+    call_inner(sh, op.name(), f)
 }

@@ -5,9 +5,9 @@
 
 use crate::exit::ExitKind;
 use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags, WakeFlags};
-use crate::loom::{MutexGuard, Ordering};
+use crate::loom::Ordering;
 use crate::ops::*;
-use crate::rq::{DispatchEntry, RqSynced};
+use crate::rq::DispatchEntry;
 use crate::task::{opss, TaskRef};
 
 impl<'a> Ctx<'a> {
@@ -44,7 +44,11 @@ impl<'a> Ctx<'a> {
     pub fn dsq_nr_queued(&self, dsq: u64) -> i32 {
         if dsq == dsq_id::LOCAL {
             return match self.cpu {
-                Some(c) => self.sh.cpus[c].shared.local_nr.load(Ordering::Relaxed) as i32,
+                Some(c) => self.sh.cpus[c]
+                    .shared
+                    .owner
+                    .local_nr
+                    .load(Ordering::Relaxed) as i32,
                 None => -2,
             };
         }
@@ -54,7 +58,11 @@ impl<'a> Ctx<'a> {
                 self.error(format!("invalid CPU {c} in dsq_nr_queued"));
                 return -2;
             }
-            return self.sh.cpus[c].shared.local_nr.load(Ordering::Relaxed) as i32;
+            return self.sh.cpus[c]
+                .shared
+                .owner
+                .local_nr
+                .load(Ordering::Relaxed) as i32;
         }
         if dsq == dsq_id::GLOBAL {
             return self.sh.global.nr_queued() as i32;
@@ -319,7 +327,7 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
     pub(crate) fn new(
         sh: &'a Shared,
         cpu: usize,
-        rq: &'a mut MutexGuard<'g, RqSynced>,
+        rq: &'a mut crate::rq::RqGuard<'g>,
         max_batch: usize,
     ) -> Self {
         Self {

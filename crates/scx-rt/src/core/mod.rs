@@ -38,6 +38,7 @@
 //! | `dispatch` | the dispatch buffer, consume, cross-CPU transfers |
 //! | `enqueue`, `dequeue` | the enqueue path and wake-up; dequeue and a task's exit from a scheduler |
 //! | `balance`, `pick` | balance; pick, put prev, set next |
+//! | `step` | the scheduling step a worker (and a loom model) runs |
 //! | `migrate`, `bypass` | hotplug moves; bypass mode |
 
 //! | `helpers` | the `scx_bpf_*` helpers on the callback contexts |
@@ -52,11 +53,13 @@ pub(crate) mod dsqs;
 pub(crate) mod enqueue;
 pub(crate) mod errctx;
 pub(crate) mod error;
+pub(crate) mod has_op;
 pub(crate) mod helpers;
 pub(crate) mod idle_mask;
 pub(crate) mod migrate;
 pub(crate) mod pick;
 pub(crate) mod shared;
 pub(crate) mod slot;
+pub(crate) mod step;
 #[cfg(not(scx_rt_loom))]
 pub(crate) mod timer_word;

@@ -1,25 +1,42 @@
 //! Pick, put prev and set next (SPEC.md §3.7), and `update_curr`.
+//!
+//! The switch moves references: prev's goes from the worker into whatever
+//! DSQ the enqueue path links it into (or is dropped once the scheduler
+//! owns the task), next's comes out of the head of the local DSQ, and a
+//! kept prev stays where it is. The only reference counted per switch is
+//! the one `rq.curr` keeps of next.
+
+use std::rc::Rc;
 
 use crate::consts::SLICE_INF;
-use crate::flags::{EnqFlags, DSQ_INVALID};
-use crate::loom::{MutexGuard, Ordering};
+use crate::flags::EnqFlags;
+use crate::loom::Ordering;
 use crate::ops::{Ctx, Shared};
-use crate::rq::{rqflags, RqSynced};
+use crate::rq::{rqflags, RqGuard, RqSynced};
 use crate::task::{tflags, TaskRef};
 
-use crate::core::balance::{balance, BalanceStep};
-use crate::core::dsqs::*;
+use crate::core::balance::{balance, refresh};
+use crate::core::dsqs::{dispatch_enqueue_local, sync_local_nr};
 use crate::core::enqueue::do_enqueue_task;
-use crate::core::error::call_task;
+use crate::core::error::call_op;
+use crate::core::has_op::Op;
+use crate::core::slot::SchedSlot;
 
-/// `update_curr`: charges the time `p` ran since `exec_start`.
+/// `update_curr`: charges the time `p` ran since `exec_start`. Only the
+/// CPU running `p` calls it, so the fields are updated with plain
+/// load/store pairs.
+#[inline]
 pub(crate) fn update_curr(p: &TaskRef, now: u64) {
-    let start = p.scx.exec_start.swap(now, Ordering::Relaxed);
+    let start = p.scx.exec_start.load(Ordering::Relaxed);
     let delta = now.saturating_sub(start);
     if delta == 0 {
         return;
     }
-    p.scx.sum_exec_runtime.fetch_add(delta, Ordering::Relaxed);
+    p.scx.exec_start.store(now, Ordering::Relaxed);
+    let sum = p.scx.sum_exec_runtime.load(Ordering::Relaxed);
+    p.scx
+        .sum_exec_runtime
+        .store(sum.wrapping_add(delta), Ordering::Relaxed);
     let s = p.slice();
     if s != SLICE_INF {
         p.set_slice(s - s.min(delta));
@@ -27,118 +44,113 @@ pub(crate) fn update_curr(p: &TaskRef, now: u64) {
 }
 
 /// `put_prev_task_scx`: prev stops running and stays runnable. rq locked.
+/// Takes prev's reference (the worker's), which the enqueue path links or
+/// drops.
 pub(crate) fn put_prev_task(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
-    p: &TaskRef,
+    slot: &SchedSlot,
+    rq: &mut RqSynced,
+    p: TaskRef,
     next_is_task: bool,
     now: u64,
 ) {
     p.scx.on_cpu.store(false, Ordering::Relaxed);
-    sh.cpus[rq.cpu]
-        .shared
-        .pnt_seq
-        .fetch_add(1, Ordering::Release);
+    sh.cpus[rq.cpu].shared.kick.advance_pick();
     if !p.is_queued() {
         return;
     }
-    let slot = sh.slot(rq.sched_gen);
-    let ctx = Ctx::new(sh, Some(rq.cpu));
-    call_task(sh, "stopping", p, || slot.ops.stopping(&ctx, p, true));
+    if slot.has.has(Op::Stopping) {
+        let ctx = Ctx::new(sh, Some(rq.cpu));
+        call_op(sh, slot, Op::Stopping, Some(&p), || {
+            slot.ops.stopping(&ctx, &p, true)
+        });
+    }
     if p.has_flag(tflags::RESET_RUNNABLE_AT) {
         p.scx.runnable_at.store(now, Ordering::Relaxed);
         p.clear_flag(tflags::RESET_RUNNABLE_AT);
     }
-    rq.runnable.add(p);
     if p.slice() > 0 && !rq.bypassing() {
         // Preempted with slice left: back to the head, no scheduler call.
         dispatch_enqueue_local(sh, rq, p, EnqFlags::HEAD);
     } else if !next_is_task {
-        do_enqueue_task(sh, rq, p, EnqFlags::LAST);
+        do_enqueue_task(sh, slot, rq, p, EnqFlags::LAST);
     } else {
-        do_enqueue_task(sh, rq, p, EnqFlags::empty());
+        do_enqueue_task(sh, slot, rq, p, EnqFlags::empty());
     }
 }
 
-/// `set_next_task_scx`: `p`, picked from the head of the local DSQ,
-/// starts running. `put_prev_task` ran in between and may have put prev
-/// back at the head (slice left, as on a CPU that went offline while its
-/// balance had the rq lock dropped), so `p` is unlinked from wherever it
-/// is now, as the kernel's `set_next_task_scx` does. rq locked.
-pub(crate) fn set_next_task(sh: &Shared, rq: &mut MutexGuard<'_, RqSynced>, p: &TaskRef, now: u64) {
-    debug_assert_eq!(
-        p.scx.dsq.load(Ordering::Relaxed),
-        rq.local.id,
-        "cpu {} starting task {} that is not on its local DSQ",
-        rq.cpu,
-        p.id()
-    );
+/// `set_next_task_scx`: `p`, taken from the head of the local DSQ, starts
+/// running. rq locked.
+pub(crate) fn set_next_task(
+    sh: &Shared,
+    slot: &SchedSlot,
+    rq: &mut RqSynced,
+    p: &TaskRef,
+    now: u64,
+) {
     debug_assert_eq!(
         p.cpu(),
         rq.cpu,
         "task {} runs on a CPU that is not its rq's",
         p.id()
     );
-    if rq.local.remove(p) {
-        p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
-        sync_local_nr(sh, rq);
-    }
     p.scx.exec_start.store(now, Ordering::Relaxed);
-    rq.runnable.remove(p);
     p.set_flag(tflags::RESET_RUNNABLE_AT);
     p.scx.on_cpu.store(true, Ordering::Relaxed);
-    let slot = sh.slot(rq.sched_gen);
-    let ctx = Ctx::new(sh, Some(rq.cpu));
-    call_task(sh, "running", p, || slot.ops.running(&ctx, p));
+    if slot.has.has(Op::Running) {
+        let ctx = Ctx::new(sh, Some(rq.cpu));
+        call_op(sh, slot, Op::Running, Some(p), || slot.ops.running(&ctx, p));
+    }
 }
 
-/// The CPU entered its pick path: releases `KICK_WAIT`ers (SPEC.md §4.3).
-pub(crate) fn enter_pick(sh: &Shared, cpu: usize) {
-    sh.cpus[cpu].shared.pnt_seq.fetch_add(1, Ordering::Release);
-}
-
-/// Balance, pick, put prev, set next. Returns the task to run (`None`:
-/// idle). rq locked on entry and return.
+/// Balance, pick, put prev, set next. Takes prev's reference (the
+/// worker's) and returns next's (`None`: idle); `rq.curr` keeps its own.
+/// rq locked on entry and return (dropped inside balance's hand-offs).
+///
+/// Next is taken off the local DSQ before prev is put: put may link prev
+/// at the head (slice left), and the kernel's `set_next_task_scx`, which
+/// runs after it, unlinks next wherever it then is. A running task stays
+/// on its rq's runnable list (the kernel takes it off and puts it back at
+/// every switch; here that would cost two reference counts per switch and
+/// buys nothing: every reader of the list skips `curr`).
 pub(crate) fn pick_next_task(
     sh: &Shared,
-    rq: &mut MutexGuard<'_, RqSynced>,
-    prev: Option<&TaskRef>,
-    trace: &mut Option<Vec<BalanceStep>>,
+    slot: &mut Rc<SchedSlot>,
+    rq: &mut RqGuard<'_>,
+    prev: Option<TaskRef>,
     now: u64,
 ) -> Option<TaskRef> {
-    enter_pick(sh, rq.cpu);
-    balance(sh, rq, prev, trace);
-    let next = if rq.has(rqflags::BAL_KEEP) {
-        let p = prev.cloned();
-        if let Some(p) = &p {
-            if p.slice() == 0 {
-                p.set_slice(sh.cfg.slice_dfl);
+    sh.cpus[rq.cpu].shared.kick.advance_pick();
+    balance(sh, slot, rq, prev.as_ref());
+    refresh(sh, rq, slot);
+    if rq.has(rqflags::BAL_KEEP) {
+        let p = prev.expect("balance keeps only a prev");
+        if p.slice() == 0 {
+            p.set_slice(sh.cfg.slice_dfl);
+        }
+        return Some(p);
+    }
+    // SPEC.md §11 invariant 9: a CPU starts only the head of its local
+    // DSQ, or continues prev.
+    let next = rq.local.pop();
+    if let Some(n) = &next {
+        sync_local_nr(sh, rq);
+        if n.slice() == 0 {
+            if !rq.zero_slice_warned && !rq.bypassing() {
+                rq.zero_slice_warned = true;
             }
-        }
-        p
-    } else {
-        // SPEC.md §11 invariant 9: a CPU starts only the head of its local
-        // DSQ, or continues prev.
-        let n = rq.local.peek().cloned();
-        if let Some(n) = &n {
-            if n.slice() == 0 {
-                if !rq.zero_slice_warned && !rq.bypassing() {
-                    rq.zero_slice_warned = true;
-                }
-                n.set_slice(sh.cfg.slice_dfl);
-            }
-        }
-        n
-    };
-    let same = matches!((prev, &next), (Some(a), Some(b)) if a.id() == b.id());
-    if !same {
-        if let Some(p) = prev {
-            put_prev_task(sh, rq, p, next.is_some(), now);
-        }
-        if let Some(n) = &next {
-            set_next_task(sh, rq, n, now);
+            n.set_slice(sh.cfg.slice_dfl);
         }
     }
-    rq.curr = next.clone();
+    if let Some(p) = prev {
+        put_prev_task(sh, slot, rq, p, next.is_some(), now);
+    }
+    match &next {
+        Some(n) => {
+            set_next_task(sh, slot, rq, n, now);
+            rq.curr = Some(n.clone());
+        }
+        None => rq.curr = None,
+    }
     next
 }

@@ -37,6 +37,8 @@ pub(crate) struct SchedSlot<S: ?Sized> {
     /// The built-in FIFO the runtime runs when no scheduler is attached
     /// (at build without one, and after every detach or ejection).
     pub fallback: bool,
+    /// Which callbacks are known to be absent (`core::has_op`).
+    pub has: Arc<super::has_op::OpsPresence>,
 }
 
 impl<S: ?Sized> Clone for SchedSlot<S> {
@@ -52,6 +54,7 @@ impl<S: ?Sized> Clone for SchedSlot<S> {
             hotplug: self.hotplug,
             timeout_ns: self.timeout_ns,
             fallback: self.fallback,
+            has: self.has.clone(),
         }
     }
 }
@@ -179,6 +182,7 @@ impl<S: ?Sized> Shared<S> {
     pub(crate) fn cpu_online(&self, cpu: usize) -> bool {
         self.cpus[cpu]
             .shared
+            .mostly
             .online
             .load(crate::loom::Ordering::Acquire)
     }

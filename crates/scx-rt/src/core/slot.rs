@@ -36,6 +36,7 @@ pub(crate) fn new_slot(gen: u64, ops: Arc<dyn Scheduler>) -> SchedSlot {
             u64::from(ms) * 1_000_000
         },
         fallback: false,
+        has: Arc::new(crate::core::has_op::OpsPresence::new(ops.scx_type_id())),
         ops,
     }
 }

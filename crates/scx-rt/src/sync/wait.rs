@@ -44,7 +44,7 @@ impl Waiter {
 
     pub(crate) fn wake(self) {
         match self {
-            Waiter::Task(t, sh) => context::wake_task(&sh, &t),
+            Waiter::Task(t, sh) => context::wake_task(&sh, t),
             Waiter::Thread(th) => th.unpark(),
         }
     }

@@ -1,0 +1,252 @@
+//! The scheduling step: what a CPU does between two tasks, from "prev
+//! stopped, and why" to "next runs" (or idle). The worker loop runs it
+//! (`worker`), and so do the loom models (`model`), so they check this
+//! code and not a copy.
+//!
+//! ```text
+//! step(prev, why)                      rq locked, except where noted
+//!   fire sleep timers that are due (their tasks are woken after unlock)
+//!   charge prev (update_curr), then by why:
+//!     yield   -> ops.yield (absent: slice 0)        prev stays runnable
+//!     preempt -> ops.tick if the slice timer fired   prev stays runnable
+//!     block   -> dequeue (SLEEP) unless a wake-up beat the block
+//!     exit    -> dequeue, exit_task, the task leaves the registry
+//!   offline CPU: a prev that may run elsewhere leaves (migrate_out)
+//!   pick_next_task: balance, next off the local DSQ, put prev, set next
+//!   idle transitions: ops.update_idle, the idle mask
+//!   deferred remote direct dispatches (drop the lock per task)
+//! unlocked:
+//!   publish the slice deadline (the timer thread's word)
+//!   finish a hotplug move; wake the tasks found above
+//! ```
+//!
+//! The step holds the scheduler slot it calls for its whole length (one
+//! lookup per step), refreshed when the rq switches generation under it.
+
+use std::rc::Rc;
+
+use crate::consts::SLICE_INF;
+use crate::flags::{DeqFlags, WakeFlags};
+use crate::loom::Ordering;
+use crate::ops::{Ctx, Shared};
+use crate::rq::RqSynced;
+use crate::task::TaskRef;
+
+use crate::core::clock::now;
+use crate::core::dequeue::{dequeue_task, task_leave_scheduler_locked};
+use crate::core::enqueue::{process_ddsp_deferred_locals, wake_up};
+use crate::core::error::call_op;
+use crate::core::has_op::Op;
+use crate::core::slot::SchedSlot;
+
+/// Why a task stopped running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Switch {
+    /// `yield_now`: its slice ends (`sched_yield`).
+    Yield,
+    /// A preemption point with a reschedule pending.
+    Preempt,
+    /// It blocks (a wait queue parked it).
+    Block,
+    /// Its body returned (or it could never start).
+    Exit,
+}
+
+/// What the step found to do after releasing the rq lock.
+#[derive(Default)]
+pub(crate) struct After {
+    /// Tasks whose sleep timers fired: woken if still asleep.
+    pub timers: Vec<TaskRef>,
+    /// A block that a wake-up raced with: the task is runnable again and
+    /// this CPU enqueues it (the wake-state protocol in `task`).
+    pub raced: Option<TaskRef>,
+    /// A task leaving an offline CPU, and where it goes.
+    pub moved: Option<(TaskRef, usize)>,
+    /// The last task exited during shutdown: every worker must look.
+    pub shutdown_done: bool,
+}
+
+/// Fires the sleep timers that are due, collecting their tasks. rq locked.
+fn fire_timers(sh: &Shared, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
+    let next_timer = &sh.cpus[rq.cpu].shared.owner.next_timer;
+    if now < next_timer.load(Ordering::Relaxed) {
+        return;
+    }
+    while let Some(std::cmp::Reverse(t)) = rq.timers.peek() {
+        if t.deadline > now {
+            break;
+        }
+        if let Some(std::cmp::Reverse(t)) = rq.timers.pop() {
+            out.push(t.task);
+        }
+    }
+    next_timer.store(rq.next_timer().unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// One scheduling step of CPU `cpu`, whose task `prev` stopped for `why`.
+/// Returns the next task (its reference is the caller's until the next
+/// step). `slot` is the caller's cached scheduler slot. No lock held on
+/// entry or return.
+pub(crate) fn step(
+    sh: &Shared,
+    cpu: usize,
+    slot: &mut Rc<SchedSlot>,
+    prev: Option<(TaskRef, Switch)>,
+    after: &mut After,
+) -> Option<TaskRef> {
+    let c = &sh.cpus[cpu];
+    let mut rq = c.lock();
+    crate::core::balance::refresh(sh, &rq, slot);
+    let now = now();
+    fire_timers(sh, &mut rq, &mut after.timers, now);
+    let mut prev_task = None;
+    if let Some((p, sw)) = prev {
+        crate::core::pick::update_curr(&p, now);
+        match sw {
+            Switch::Yield => {
+                if rq.bypassing() || !slot.has.has(Op::Yield) {
+                    // The default `ops.yield` (and bypass): the slice ends.
+                    p.set_slice(0);
+                } else {
+                    let ctx = Ctx::new(sh, Some(cpu));
+                    let s: &SchedSlot = slot;
+                    call_op(sh, s, Op::Yield, Some(&p), || s.ops.yield_(&ctx, &p, None));
+                }
+                prev_task = Some(p);
+            }
+            Switch::Preempt => {
+                let tick = &c.shared.remote.tick_pending;
+                if tick.load(Ordering::Relaxed) && tick.swap(false, Ordering::AcqRel) {
+                    // The slice timer fired (task_tick): bypass rotates
+                    // every tick; otherwise the scheduler sees the tick.
+                    if rq.bypassing() {
+                        p.set_slice(0);
+                    } else if slot.has.has(Op::Tick) {
+                        let ctx = Ctx::new(sh, Some(cpu));
+                        let s: &SchedSlot = slot;
+                        call_op(sh, s, Op::Tick, Some(&p), || s.ops.tick(&ctx, &p));
+                    }
+                }
+                prev_task = Some(p);
+            }
+            Switch::Block => {
+                if p.block_begin() {
+                    dequeue_task(sh, slot, &mut rq, &p, DeqFlags::SLEEP, true);
+                    p.scx.on_cpu.store(false, Ordering::Relaxed);
+                    c.shared.kick.advance_pick();
+                    rq.curr = None;
+                    if !p.block_finish() {
+                        after.raced = Some(p);
+                    }
+                } else {
+                    prev_task = Some(p);
+                }
+            }
+            Switch::Exit => {
+                dequeue_task(sh, slot, &mut rq, &p, DeqFlags::SLEEP, true);
+                p.scx.on_cpu.store(false, Ordering::Relaxed);
+                c.shared.kick.advance_pick();
+                rq.curr = None;
+                let gen = p.scx.sched_gen.load(Ordering::Acquire);
+                task_leave_scheduler_locked(sh, &rq, &p, gen, false);
+                sh.tasks.remove(&p);
+                if sh.live_tasks.fetch_sub(1, Ordering::AcqRel) == 1
+                    && sh.shutdown.load(Ordering::Acquire)
+                {
+                    after.shutdown_done = true;
+                }
+            }
+        }
+    }
+    // A CPU that went offline under a task that may run elsewhere sends it
+    // away at its first switch (the kernel's `migrate_tasks`).
+    if !rq.online() {
+        if let Some(p) = prev_task.take_if(|p| p.is_queued() && p.single_cpu() != Some(cpu)) {
+            let dst = crate::core::migrate::migrate_out_curr(sh, slot, &mut rq, &p);
+            after.moved = Some((p, dst));
+        }
+    }
+    let next = crate::core::pick::pick_next_task(sh, slot, &mut rq, prev_task, now);
+    idle_transition(sh, slot, &mut rq, next.is_some());
+    if !rq.ddsp_deferred_locals.is_empty() {
+        process_ddsp_deferred_locals(sh, &mut rq);
+    }
+    drop(rq);
+    let deadline = match &next {
+        Some(t) if t.slice() != SLICE_INF => now.saturating_add(t.slice()),
+        _ => u64::MAX,
+    };
+    let tick = &c.shared.remote.tick_pending;
+    if tick.load(Ordering::Relaxed) {
+        tick.store(false, Ordering::Relaxed);
+    }
+    #[cfg(not(scx_rt_loom))]
+    sh.timer
+        .set_deadline(&c.shared.owner.slice_deadline, deadline);
+    #[cfg(scx_rt_loom)]
+    let _ = deadline;
+    next
+}
+
+/// The work the step leaves for after the rq lock: finish a hotplug move,
+/// wake the tasks it found, and on the shutdown of the last task make
+/// every worker look. `from` is the calling worker's CPU.
+pub(crate) fn finish(sh: &Shared, from: usize, after: &mut After) {
+    if let Some((p, dst)) = after.moved.take() {
+        crate::core::migrate::migrate_in(sh, p, dst);
+    }
+    if let Some(t) = after.raced.take() {
+        wake_up(sh, t, WakeFlags::TTWU, Some(from));
+    }
+    for t in after.timers.drain(..) {
+        if t.wake_claim() {
+            wake_up(sh, t, WakeFlags::TTWU, Some(from));
+        }
+    }
+    if std::mem::take(&mut after.shutdown_done) {
+        for c in sh.cpus.iter() {
+            c.resched();
+        }
+    }
+}
+
+/// The idle half of the step: `ops.update_idle` on real transitions (not
+/// while bypassing) and the idle mask. rq locked.
+fn idle_transition(sh: &Shared, slot: &SchedSlot, rq: &mut RqSynced, busy: bool) {
+    let cpu = rq.cpu;
+    let c = &sh.cpus[cpu];
+    if !busy && !rq.online() {
+        // Offline: not an idle CPU for anyone (SPEC.md §3.12).
+        c.shared.owner.idle.store(true, Ordering::Relaxed);
+        return;
+    }
+    if rq.idle_notified == busy {
+        // A real transition.
+        rq.idle_notified = !busy;
+        if !rq.bypassing() && slot.has.has(Op::UpdateIdle) {
+            let ctx = Ctx::new(sh, Some(cpu));
+            call_op(sh, slot, Op::UpdateIdle, None, || {
+                slot.ops.update_idle(&ctx, cpu, !busy)
+            });
+        }
+    }
+    if busy {
+        if sh.idle.cpu.test(cpu) {
+            sh.idle.cpu.clear(cpu);
+        }
+        if c.shared.owner.idle.load(Ordering::Relaxed) {
+            c.shared.owner.idle.store(false, Ordering::Relaxed);
+        }
+    } else {
+        // Re-asserted on every idle pick, so a claimed CPU that got no
+        // work shows up again (SPEC.md §5, idle->idle refresh). Kept even
+        // when the scheduler turned built-in idle tracking off: the kernel
+        // then stops maintaining the masks, but here bypass placement uses
+        // them (the scheduler still cannot read them: its idle helpers are
+        // errors).
+        if !sh.idle.cpu.test(cpu) {
+            sh.idle.cpu.set(cpu);
+        }
+        c.shared.owner.idle.store(true, Ordering::Relaxed);
+    }
+}
