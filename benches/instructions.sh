@@ -5,6 +5,8 @@
 # usage: benches/instructions.sh [--json] [--no-build]
 #   --json      print one JSON object instead of the table
 #   --no-build  use the existing target/release/scx-rt-bench
+#   env ONLY          run only the rows whose name starts with this (e.g.
+#                     ONLY=switch, ONLY=pingpong)
 #   env IDLE_POLL_US  idle poll of the scx-rt workers in the main column,
 #                     in microseconds (default 0: an idle worker sleeps at
 #                     once)
@@ -217,6 +219,7 @@ range() {
 results=()
 for row in "${rows[@]}"; do
     IFS='|' read -r name args cpus n mult unit pairs spin <<<"$row"
+    case "$name" in "${ONLY:-}"*) ;; *) continue ;; esac
     ops=$((n * mult))
     a1="${args//@N/$n} --cpus $cpus"
     a2="${args//@N/$((2 * n))} --cpus $cpus"

@@ -47,9 +47,11 @@
 //! fault in that guard is reported as an overflow of the running fiber
 //! (named by the task label the runtime sets) before the process dies.
 
+use std::any::TypeId;
 use std::cell::Cell;
 use std::io;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use corosensei::{Coroutine, CoroutineResult};
 
@@ -69,11 +71,17 @@ struct Ctx {
     yielder: *const Yielder,
     /// True while a dropped, suspended fiber is being unwound on this thread.
     dropping: bool,
+    /// What the resumer lent the running fiber ([`Fiber::resume_with`]):
+    /// a pointer to a `T` that outlives the resume, and `T`'s type.
+    data: *const (),
+    data_ty: Option<TypeId>,
 }
 
 const NO_CTX: Ctx = Ctx {
     yielder: std::ptr::null(),
     dropping: false,
+    data: std::ptr::null(),
+    data_ty: None,
 };
 
 thread_local! {
@@ -91,6 +99,18 @@ fn ctx() -> Ctx {
 #[inline(never)]
 fn swap_ctx(new: Ctx) -> Ctx {
     CTX.with(|c| c.replace(new))
+}
+
+/// Publishes the running fiber's yielder on this thread, keeping the data
+/// its resumer lent (steps 2 and 3 of the protocol). Never inlined.
+#[inline(never)]
+fn set_yielder(yielder: *const Yielder) {
+    CTX.with(|c| {
+        let mut v = c.get();
+        v.yielder = yielder;
+        v.dropping = false;
+        c.set(v);
+    })
 }
 
 /// Restores a saved context on drop (also when unwinding).
@@ -168,6 +188,42 @@ impl Fiber {
     ///
     /// If the fiber has already finished.
     pub fn resume(&mut self, pool: &StackPool) -> io::Result<Resumed> {
+        self.resume_as(pool, crate::sigsegv::current_task())
+    }
+
+    /// [`Fiber::resume`], labelling the fiber as task `label` for
+    /// stack-overflow reports while it runs (the label of
+    /// [`crate::sigsegv::set_current_task`], set and restored here in the
+    /// same thread-local access as the running stack).
+    pub fn resume_as(&mut self, pool: &StackPool, label: u64) -> io::Result<Resumed> {
+        self.resume_inner(pool, label, std::ptr::null(), None)
+    }
+
+    /// [`Fiber::resume_as`], lending `data` to the fiber while it runs: code
+    /// inside the fiber gets a clone with [`lent`] (after a suspension,
+    /// whatever the next resumer lent). The runtime lends the running task
+    /// this way, so a task finds itself with one thread-local read.
+    pub fn resume_with<T: Send + Sync + 'static>(
+        &mut self,
+        pool: &StackPool,
+        label: u64,
+        data: &Arc<T>,
+    ) -> io::Result<Resumed> {
+        self.resume_inner(
+            pool,
+            label,
+            data as *const Arc<T> as *const (),
+            Some(TypeId::of::<Arc<T>>()),
+        )
+    }
+
+    fn resume_inner(
+        &mut self,
+        pool: &StackPool,
+        label: u64,
+        data: *const (),
+        data_ty: Option<TypeId>,
+    ) -> io::Result<Resumed> {
         match self.state {
             State::Finished => panic!("resumed a finished fiber"),
             State::NotStarted(_) => {
@@ -183,10 +239,7 @@ impl Fiber {
                 let co = Co::with_stack(stack, move |yielder: &Yielder, ()| {
                     // Step 2 of the protocol: publish our yielder on the
                     // thread that runs us first.
-                    swap_ctx(Ctx {
-                        yielder,
-                        dropping: false,
-                    });
+                    set_yielder(yielder);
                     body();
                 });
                 self.state = State::Running(co, span);
@@ -196,10 +249,16 @@ impl Fiber {
         let State::Running(co, span) = &mut self.state else {
             unreachable!()
         };
-        // Step 1: save this thread's context; the fiber sets its own.
-        let restore = RestoreCtx(ctx());
+        // Step 1: save this thread's context and lend the data; the fiber
+        // sets its yielder.
+        let restore = RestoreCtx(swap_ctx(Ctx {
+            yielder: std::ptr::null(),
+            dropping: false,
+            data,
+            data_ty,
+        }));
         // Name this stack as the running one if it overflows.
-        let running = RunningStack::enter(&span.guard, span.size);
+        let running = RunningStack::enter(&span.guard, span.size, label);
         let result = catch_unwind(AssertUnwindSafe(|| co.resume(())));
         drop(running);
         drop(restore);
@@ -242,8 +301,11 @@ impl Drop for Fiber {
             let _restore = RestoreCtx(swap_ctx(Ctx {
                 yielder: std::ptr::null(),
                 dropping: true,
+                data: std::ptr::null(),
+                data_ty: None,
             }));
-            let _running = RunningStack::enter(&span.guard, span.size);
+            let _running =
+                RunningStack::enter(&span.guard, span.size, crate::sigsegv::current_task());
             co.force_unwind();
         }
     }
@@ -281,11 +343,41 @@ pub fn suspend(code: usize) {
     // valid, and suspending through it switches out of exactly this fiber.
     unsafe { (*yielder).suspend(code) };
     // Step 3: we may be on another thread now; publish our yielder there.
-    // `swap_ctx` recomputes the TLS address (never inlined).
-    swap_ctx(Ctx {
-        yielder,
-        dropping: false,
-    });
+    // `set_yielder` recomputes the TLS address (never inlined).
+    set_yielder(yielder);
+}
+
+/// [`suspend`] if the calling code runs inside a fiber body (then `true`
+/// once resumed); `false` at once otherwise. One thread-local read for the
+/// check and the switch together.
+#[inline(never)]
+pub fn try_suspend(code: usize) -> bool {
+    let yielder = ctx().yielder;
+    if yielder.is_null() {
+        return false;
+    }
+    // SAFETY: as in `suspend`: a non-null context pointer is the Yielder of
+    // the fiber running on this thread, which is us.
+    unsafe { (*yielder).suspend(code) };
+    set_yielder(yielder);
+    true
+}
+
+/// A clone of the `Arc<T>` the resumer of the running fiber lent it
+/// ([`Fiber::resume_with`]), if the calling code runs inside a fiber that
+/// was lent one; `None` otherwise. Never inlined (module doc, "Migration").
+#[inline(never)]
+pub fn lent<T: Send + Sync + 'static>() -> Option<Arc<T>> {
+    let c = ctx();
+    if c.yielder.is_null() || c.data_ty != Some(TypeId::of::<Arc<T>>()) || c.data.is_null() {
+        return None;
+    }
+    // SAFETY: `data` was set by the `resume_with::<T>` that runs this fiber
+    // on this thread now (the type is checked above): it points to an
+    // `Arc<T>` borrowed by that call until the fiber suspends or returns.
+    // The fiber is running (this code is it), and cloning an `Arc` cannot
+    // suspend it, so the borrow outlives this read.
+    Some(Arc::clone(unsafe { &*(c.data as *const Arc<T>) }))
 }
 
 /// True when the calling code runs inside a fiber body. Never inlined (module

@@ -244,12 +244,14 @@ pub fn current_task() -> u64 {
 /// `Fiber::resume` around the switch, on the resuming thread's own stack,
 /// so no thread-local address is held across a fiber switch.
 pub(crate) struct RunningStack {
-    prev: (usize, usize, usize),
+    prev: (usize, usize, usize, u64),
 }
 
 impl RunningStack {
+    /// Records the stack and the task label `task` (the label of
+    /// `set_current_task`) in one thread-local access.
     #[inline(never)]
-    pub(crate) fn enter(guard: &Range<usize>, stack_size: usize) -> RunningStack {
+    pub(crate) fn enter(guard: &Range<usize>, stack_size: usize, task: u64) -> RunningStack {
         // Only this thread writes these: plain loads and stores (no
         // read-modify-write) are enough, and cost no bus lock.
         let prev = RUNNING.with(|r| {
@@ -257,10 +259,12 @@ impl RunningStack {
                 r.guard_lo.load(Ordering::Relaxed),
                 r.guard_hi.load(Ordering::Relaxed),
                 r.stack_size.load(Ordering::Relaxed),
+                r.task.load(Ordering::Relaxed),
             );
             r.guard_lo.store(guard.start, Ordering::Relaxed);
             r.guard_hi.store(guard.end, Ordering::Relaxed);
             r.stack_size.store(stack_size, Ordering::Relaxed);
+            r.task.store(task, Ordering::Relaxed);
             prev
         });
         RunningStack { prev }
@@ -274,6 +278,7 @@ impl Drop for RunningStack {
             r.guard_lo.store(self.prev.0, Ordering::Relaxed);
             r.guard_hi.store(self.prev.1, Ordering::Relaxed);
             r.stack_size.store(self.prev.2, Ordering::Relaxed);
+            r.task.store(self.prev.3, Ordering::Relaxed);
         });
     }
 }

@@ -88,8 +88,12 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
         });
     }
     let name = ops.name().to_string();
-    // 1. Bypass: nothing is placed by anyone while the tasks switch.
+    // 1. Bypass: nothing is placed by anyone while the tasks switch. The
+    //    runtime's own default leaves its DSQs behind (bypass moved every
+    //    waiting task to the global DSQ), so the ids are free for the
+    //    scheduler being attached.
     crate::core::bypass::bypass(sh, true);
+    sh.destroy_user_dsqs();
     // 2. No spawn picks a scheduler until every task has this one.
     let fork = sh.fork_lock.write();
     let new_gen = sh.new_gen();

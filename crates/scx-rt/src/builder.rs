@@ -344,7 +344,7 @@ impl Builder {
         let fallback = self.sched.is_none();
         let sched: Arc<dyn Scheduler> = self
             .sched
-            .unwrap_or_else(|| Arc::new(crate::schedulers::Fifo));
+            .unwrap_or_else(|| Arc::new(crate::schedulers::WorkStealing::new()));
         if self.sysrq.any() {
             crate::sysrq::install(self.sysrq).map_err(BuildError::Signal)?;
         }

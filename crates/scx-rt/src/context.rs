@@ -22,7 +22,6 @@ pub(crate) struct WorkerTls {
     pub sh: Arc<Shared>,
     pub blocking: Arc<crate::blocking::pool::BlockingPool>,
     pub cpu: usize,
-    pub task: Option<TaskRef>,
 }
 
 std::thread_local! {
@@ -34,13 +33,21 @@ std::thread_local! {
 // must not be reused after it.
 
 /// (runtime, cpu, current task) of the calling thread, if it is a worker.
+/// The task is the one the worker lent the fiber it runs
+/// (`Fiber::resume_with`): a task finds itself with one thread-local read.
 #[inline(never)]
 pub(crate) fn current() -> Option<(Arc<Shared>, usize, Option<TaskRef>)> {
     WORKER.with(|w| {
         w.borrow()
             .as_ref()
-            .map(|w| (w.sh.clone(), w.cpu, w.task.clone()))
+            .map(|w| (w.sh.clone(), w.cpu, current_task()))
     })
+}
+
+/// The green task the calling code runs in, if any.
+#[inline]
+pub(crate) fn current_task() -> Option<TaskRef> {
+    scx_rt_sys::fiber::lent::<crate::task::Task>()
 }
 
 /// The blocking pool of the calling worker's runtime.
@@ -59,10 +66,11 @@ pub(crate) fn cpu_in(sh: &Shared) -> Option<usize> {
     crate::core::current::cpu_in(sh.rt_id)
 }
 
-/// Whether the calling code runs inside a green task.
-#[inline(never)]
+/// Whether the calling code runs inside a green task (a task runs in a
+/// fiber and only there).
+#[inline]
 pub(crate) fn in_task() -> bool {
-    WORKER.with(|w| w.borrow().as_ref().is_some_and(|w| w.task.is_some()))
+    scx_rt_sys::fiber::in_fiber()
 }
 
 /// Whether the calling thread is a worker with a reschedule pending.
@@ -79,15 +87,6 @@ pub(crate) fn enter(w: WorkerTls) {
 /// The calling thread is no worker any more.
 pub(crate) fn leave() {
     WORKER.with(|c| *c.borrow_mut() = None);
-}
-
-/// Sets the task the calling worker runs now (`None`: none).
-pub(crate) fn set_task(t: Option<TaskRef>) {
-    WORKER.with(|w| {
-        if let Some(w) = w.borrow_mut().as_mut() {
-            w.task = t;
-        }
-    });
 }
 
 /// Wakes a blocked task (green wait queues call this).

@@ -2,14 +2,11 @@
 //! fallback, every task leaves the old scheduler, `ops.exit`, user DSQs
 //! destroyed, bypass off.
 
-use crate::flags::{EnqFlags, DSQ_INVALID};
 use crate::loom::Ordering;
 use crate::ops::Shared;
-use crate::task::TaskRef;
 
 use crate::core::bypass::bypass;
 use crate::core::dequeue::task_leave_scheduler;
-use crate::core::dsqs::dispatch_enqueue_nonlocal;
 use crate::core::error::call;
 use crate::core::slot::fallback_slot;
 
@@ -66,21 +63,7 @@ pub(crate) fn disable(sh: &Shared) {
     // 4. ops.exit, then destroy user DSQs; anything a racing dispatch put
     //    there moves to the global DSQ.
     call(sh, "exit", || old.ops.exit(&info));
-    for id in sh.user_dsq_ids() {
-        if let Some(d) = sh.find_user_dsq(id) {
-            let left: Vec<TaskRef> = {
-                let mut q = d.q.lock();
-                d.nr.store(0, Ordering::Relaxed);
-                q.drain()
-            };
-            for p in left {
-                p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
-                dispatch_enqueue_nonlocal(sh, &sh.global, p, EnqFlags::empty());
-            }
-            d.id.store(DSQ_INVALID, Ordering::Release);
-        }
-        sh.user_dsqs.write().remove(&id);
-    }
+    sh.destroy_user_dsqs();
     sh.forget_prev_slot();
     // 5. Leave bypass (or drop our level of it).
     bypass(sh, false);

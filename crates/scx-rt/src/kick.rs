@@ -156,7 +156,17 @@ fn wait_foreign(sh: &Shared, cpu: usize, seq: u64) {
 /// foreign thread when `me` is None. Holds no rq lock on entry; the
 /// doorbells of the targets are rung after their rq locks are released
 /// (the lock table's rule 5).
+#[inline]
 pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
+    match me {
+        // The common case: nothing pending, one load.
+        Some(me) if !sh.cpus[me].shared.kick.pending.load(Ordering::Relaxed) => {}
+        _ => run_pending_slow(sh, me),
+    }
+}
+
+#[cold]
+fn run_pending_slow(sh: &Shared, me: Option<usize>) {
     let Some(me) = me else {
         let mine: Vec<(u64, usize, KickFlags)> = FOREIGN.with(|f| {
             let mut f = f.borrow_mut();

@@ -211,9 +211,8 @@ where
 /// scheduler (`sched_yield`). Outside a task, yields the OS thread.
 #[cfg(not(scx_rt_loom))]
 pub fn yield_now() {
-    if context::in_task() {
-        scx_rt_sys::fiber::suspend(context::SW_YIELD);
-    } else {
+    // A green task runs inside a fiber and only there.
+    if !scx_rt_sys::fiber::try_suspend(context::SW_YIELD) {
         std::thread::yield_now();
     }
 }
@@ -224,8 +223,10 @@ pub fn yield_now() {
 #[cfg(not(scx_rt_loom))]
 #[inline]
 pub fn preempt_point() {
-    if context::need_resched() && context::in_task() {
-        scx_rt_sys::fiber::suspend(context::SW_PREEMPT);
+    if context::need_resched() {
+        // A scheduler callback runs on the worker's own stack, not in a
+        // fiber: it does not switch.
+        scx_rt_sys::fiber::try_suspend(context::SW_PREEMPT);
     }
 }
 

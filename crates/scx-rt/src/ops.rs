@@ -380,6 +380,8 @@ pub trait Scheduler: Send + Sync + 'static {
 pub struct Ctx<'a> {
     pub(crate) sh: &'a Shared,
     pub(crate) cpu: Option<usize>,
+    /// Where an error a helper detects is attributed (callback, task).
+    pub(crate) at: crate::core::errctx::ErrCtx,
 }
 
 /// Direct-dispatch marker shared by `select_cpu` and `enqueue` contexts.

@@ -273,6 +273,10 @@ pub(crate) struct RqRemote {
     /// `ops.tick` first.
     pub tick_pending: AtomicBool,
     pub doorbell: Doorbell,
+    /// Remote wake-ups queued for this CPU (`core::enqueue::wake_up`):
+    /// tasks whose `select_cpu` chose this CPU on another one, with their
+    /// enqueue flags; enqueued here as interrupt work.
+    pub wake_list: Mutex<Vec<(TaskRef, EnqFlags)>>,
 }
 
 /// The part of a CPU's atomics that only its worker writes.
@@ -354,6 +358,7 @@ impl RqShared {
                 ops_timers_fired: AtomicU64::new(0),
                 tick_pending: AtomicBool::new(false),
                 doorbell: Doorbell::new(),
+                wake_list: Mutex::new(Vec::new()),
             }),
             kick: CachePadded::new(KickState::new(nr_cpus)),
             owner: CachePadded::new(RqOwner {
@@ -425,6 +430,23 @@ impl Cpu {
     pub(crate) fn raise_irq(&self) {
         self.shared.remote.irq_pending.store(true, Ordering::SeqCst);
         self.shared.need_resched.store(true, Ordering::SeqCst);
+        self.ring();
+    }
+
+    /// Queues the wake-up of `p` (enqueue flags `f`) for this CPU's worker
+    /// to carry out as interrupt work, and makes it look: the waker takes
+    /// no lock of this CPU's rq (`core::enqueue::wake_up`). The
+    /// `need_resched` store is ordered before the doorbell's state load by
+    /// the fence in `Doorbell::ring`.
+    pub(crate) fn queue_wakeup(&self, p: TaskRef, f: EnqFlags) {
+        self.shared.remote.wake_list.lock().push((p, f));
+        let r = &self.shared.remote;
+        if !r.irq_pending.load(Ordering::Relaxed) {
+            r.irq_pending.store(true, Ordering::Release);
+        }
+        if !self.shared.need_resched.load(Ordering::Relaxed) {
+            self.shared.need_resched.store(true, Ordering::Relaxed);
+        }
         self.ring();
     }
 

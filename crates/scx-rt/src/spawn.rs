@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::context;
 use crate::core::clock::now;
-use crate::core::error::call_task;
+use crate::core::error::{call_op, call_task};
+use crate::core::has_op::Op;
 use crate::cpumask::Cpumask;
 use crate::flags::WakeFlags;
 use crate::join::JoinError;
@@ -221,25 +222,35 @@ where
     sh.tasks.add(&p);
     let slot = sh.cur_slot();
     p.scx.sched_gen.store(slot.gen, Ordering::Release);
-    let ictx = InitCtx::new(sh, from);
-    let init = call_task(sh, "init_task", &p, || {
-        slot.ops.init_task(&ictx, &p, InitTaskArgs { fork: true })
-    });
-    if let Some(Err(code)) = init {
-        sh.ops_error(format!("ops.init_task failed ({code}) for task {id}"));
+    if slot.has.has(Op::InitTask) {
+        let ictx = InitCtx::new(sh, from);
+        let init = call_op(sh, &slot, Op::InitTask, Some(&p), || {
+            slot.ops.init_task(&ictx, &p, InitTaskArgs { fork: true })
+        });
+        if let Some(Err(code)) = init {
+            sh.ops_error(format!("ops.init_task failed ({code}) for task {id}"));
+        }
     }
     p.set_state(TaskState::Ready);
-    let ctx = Ctx::new(sh, from);
-    call_task(sh, "enable", &p, || slot.ops.enable(&ctx, &p));
+    if slot.has.has(Op::Enable) {
+        let ctx = Ctx::for_op(sh, from, "enable", Some(&p));
+        call_op(sh, &slot, Op::Enable, Some(&p), || {
+            slot.ops.enable(&ctx, &p)
+        });
+    }
     p.set_state(TaskState::Enabled);
-    call_task(sh, "set_weight", &p, || {
-        slot.ops.set_weight(&ctx, &p, p.weight())
-    });
+    if slot.has.has(Op::SetWeight) {
+        let ctx = Ctx::for_op(sh, from, "set_weight", Some(&p));
+        call_op(sh, &slot, Op::SetWeight, Some(&p), || {
+            slot.ops.set_weight(&ctx, &p, p.weight())
+        });
+    }
     if slot.wants_cpumask {
         let mask = match &p.affinity {
             Affinity::All => Cpumask::full(sh.nr_cpus),
             Affinity::Mask(m) => (**m).clone(),
         };
+        let ctx = Ctx::for_op(sh, from, "set_cpumask", Some(&p));
         call_task(sh, "set_cpumask", &p, || {
             slot.ops.set_cpumask(&ctx, &p, &mask)
         });

@@ -32,7 +32,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::context::{set_task, WorkerTls, SW_BLOCK, SW_YIELD};
+use crate::context::{WorkerTls, SW_BLOCK, SW_YIELD};
 use crate::core::error::call;
 use crate::core::step::{finish, step, After, Switch};
 use crate::kick_state::KickState;
@@ -58,7 +58,6 @@ pub(crate) fn worker_main(
         sh: sh.clone(),
         blocking,
         cpu,
-        task: None,
     });
     let mut slot: Rc<crate::core::slot::SchedSlot> = sh.cur_slot();
     let mut after = After::default();
@@ -69,9 +68,10 @@ pub(crate) fn worker_main(
         finish(&sh, cpu, &mut after);
         crate::kick::run_pending(&sh, Some(cpu));
         match next {
-            Some(t) => {
+            Some(mut t) => {
                 let sw = loop {
-                    let sw = run_task(&sh, cpu, &t);
+                    let (back, sw) = run_task(&sh, cpu, t);
+                    t = back;
                     if sw != Switch::Preempt || !interrupt_only(&sh, cpu, &t) {
                         break sw;
                     }
@@ -124,6 +124,7 @@ fn safe_point(sh: &Shared, cpu: usize) {
 fn run_irq_work(sh: &Shared, cpu: usize) {
     let s = &sh.cpus[cpu].shared;
     if KickState::take(&s.remote.irq_pending) {
+        crate::core::enqueue::drain_wake_list(sh, cpu);
         let mut fired = s.remote.ops_timers_fired.swap(0, Ordering::AcqRel);
         if fired != 0 {
             let slot = sh.cur_slot();
@@ -159,22 +160,23 @@ fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef) -> bool {
         || sh.exit.pending.load(Ordering::Acquire))
 }
 
-fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
+/// Runs `t` until it reaches a switch point; returns it with the reason it
+/// stopped.
+fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     if !t.migratable && t.bound_cpu.load(Ordering::Relaxed) < 0 {
         t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
     }
-    set_task(Some(t.clone()));
-    scx_rt_sys::sigsegv::set_current_task(t.id());
+    // The body lock is held only by the CPU running the task; it guards the
+    // fiber, whose resume is the switch itself. The task is lent to its
+    // fiber for the run (`context::current_task`).
     let r = {
         let mut body = t.body.lock();
         match body.as_mut() {
-            Some(f) => f.resume(&sh.stacks),
+            Some(f) => f.resume_with(&sh.stacks, t.id(), &t),
             None => Ok(scx_rt_sys::fiber::Resumed::Finished),
         }
     };
-    scx_rt_sys::sigsegv::set_current_task(0);
-    set_task(None);
-    match r {
+    let sw = match r {
         Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_YIELD)) => Switch::Yield,
         Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_BLOCK)) => Switch::Block,
         Ok(scx_rt_sys::fiber::Resumed::Suspended(_)) => Switch::Preempt,
@@ -186,10 +188,11 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: &TaskRef) -> Switch {
             // No stack for its first run: retrying would spin on the same
             // refusal, so the task fails instead (its `join` says why) and
             // leaves like a finished one.
-            crate::spawn::fail_unstarted(sh, t, e);
+            crate::spawn::fail_unstarted(sh, &t, e);
             Switch::Exit
         }
-    }
+    };
+    (t, sw)
 }
 
 fn idle(sh: &Shared, cpu: usize) {

@@ -121,7 +121,11 @@ fn refused_everywhere(s: Cfg, expect: InvalidOps) -> String {
         // nothing ejected, the fallback still runs tasks.
         assert_eq!(s.inits.load(Ordering::SeqCst), 0);
         assert_eq!(s.init_tasks.load(Ordering::SeqCst), 0);
-        assert_eq!(rt.scheduler_name(), "fifo");
+        assert_eq!(
+            rt.scheduler_name(),
+            "work-stealing",
+            "the default still runs"
+        );
         assert_eq!(rt.stats().ejections, 0);
         assert!(rt.exit_info().is_none());
         assert_eq!(rt.block_on(|| 5), 5);

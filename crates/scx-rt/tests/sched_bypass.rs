@@ -131,6 +131,12 @@ fn bypass_runs_what_the_scheduler_holds_without_asking_it() {
             h.0.enqueue.load(Ordering::SeqCst) >= at_bypass.1 + 10
         });
         h.0.release.store(true, Ordering::Release);
+        // A scheduler that starts handing out what it holds owes the CPUs a
+        // dispatch event (SPEC.md §5: kick, or they may sleep on): the
+        // releasing side kicks, as a policy would.
+        for c in 0..rt.nr_cpus() {
+            rt.kick_cpu(c, KickFlags::empty()).unwrap();
+        }
         for hd in last {
             hd.join().unwrap();
         }

@@ -179,7 +179,13 @@ fn offline_moves_queued_tasks_through_enqueue_and_keeps_the_pinned_one() {
         let hs: Vec<_> = (0..10)
             .map(|_| rt.spawn(|| (scx_rt::task_id().unwrap(), scx_rt::current_cpu().unwrap())))
             .collect();
-        wait_until("ten tasks in CPU 1's queue", || st.to1.lock().len() == 10);
+        // Queued means enqueued (a wake-up may be carried out a moment
+        // after `spawn` returns, on the target CPU).
+        wait_until("ten tasks in CPU 1's queue", || {
+            let ids = st.to1.lock().clone();
+            let enq = st.enqueues.lock();
+            ids.len() == 10 && ids.iter().all(|id| enq.contains_key(id))
+        });
         rt.cpu_offline(1).unwrap();
         // They run elsewhere while the spinner still holds CPU 1.
         for h in hs {

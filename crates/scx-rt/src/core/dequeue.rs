@@ -27,7 +27,7 @@ pub(crate) fn ops_dequeue(sh: &Shared, slot: &SchedSlot, rq: &RqSynced, p: &Task
             }
             opss::QUEUED => {
                 if slot.has.has(Op::Dequeue) {
-                    let ctx = Ctx::new(sh, Some(rq.cpu));
+                    let ctx = Ctx::for_op(sh, Some(rq.cpu), "dequeue", Some(p));
                     call_op(sh, slot, Op::Dequeue, Some(p), || {
                         slot.ops.dequeue(&ctx, p, f)
                     });
@@ -112,13 +112,14 @@ pub(crate) fn dequeue_task(
         return;
     }
     ops_dequeue(sh, slot, rq, p, f);
-    let ctx = Ctx::new(sh, Some(rq.cpu));
     if is_curr && slot.has.has(Op::Stopping) {
+        let ctx = Ctx::for_op(sh, Some(rq.cpu), "stopping", Some(p));
         call_op(sh, slot, Op::Stopping, Some(p), || {
             slot.ops.stopping(&ctx, p, false)
         });
     }
     if slot.has.has(Op::Quiescent) {
+        let ctx = Ctx::for_op(sh, Some(rq.cpu), "quiescent", Some(p));
         call_op(sh, slot, Op::Quiescent, Some(p), || {
             slot.ops.quiescent(&ctx, p, f)
         });
@@ -156,9 +157,9 @@ pub(crate) fn task_leave_scheduler_locked(
     if slot.gen != gen {
         return; // that scheduler is gone (cannot happen while it is prev)
     }
-    let ctx = Ctx::new(sh, Some(rq.cpu));
     if p.state() == crate::task::TaskState::Enabled {
         if slot.has.has(Op::Disable) {
+            let ctx = Ctx::for_op(sh, Some(rq.cpu), "disable", Some(p));
             call_op(sh, &slot, Op::Disable, Some(p), || {
                 slot.ops.disable(&ctx, p)
             });
@@ -166,6 +167,7 @@ pub(crate) fn task_leave_scheduler_locked(
         p.set_state(crate::task::TaskState::Ready);
     }
     if slot.has.has(Op::ExitTask) {
+        let ctx = Ctx::for_op(sh, Some(rq.cpu), "exit_task", Some(p));
         call_op(sh, &slot, Op::ExitTask, Some(p), || {
             slot.ops
                 .exit_task(&ctx, p, crate::ops::ExitTaskArgs { cancelled })

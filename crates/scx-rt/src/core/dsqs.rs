@@ -46,6 +46,28 @@ impl Shared {
         t.remove(&id);
     }
 
+    /// Destroys every user DSQ when the scheduler that made them leaves
+    /// (ejected, detached, or the built-in default replaced by an attach),
+    /// in bypass: a task a racing dispatch put there moves to the global
+    /// DSQ.
+    pub(crate) fn destroy_user_dsqs(&self) {
+        for id in self.user_dsq_ids() {
+            if let Some(d) = self.find_user_dsq(id) {
+                let left: Vec<TaskRef> = {
+                    let mut q = d.q.lock();
+                    d.nr.store(0, Ordering::Relaxed);
+                    q.drain()
+                };
+                for p in left {
+                    p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
+                    dispatch_enqueue_nonlocal(self, &self.global, p, EnqFlags::empty());
+                }
+                d.id.store(DSQ_INVALID, Ordering::Release);
+            }
+            self.user_dsqs.write().remove(&id);
+        }
+    }
+
     /// Ids of every user DSQ.
     pub(crate) fn user_dsq_ids(&self) -> Vec<u64> {
         self.user_dsqs.read().keys().copied().collect()

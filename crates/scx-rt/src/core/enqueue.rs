@@ -7,7 +7,7 @@
 //! scheduler owns the task), so a switch moves references instead of
 //! counting them.
 
-use crate::flags::{EnqFlags, WakeFlags, DSQ_INVALID};
+use crate::flags::{dsq_id, EnqFlags, WakeFlags, DSQ_INVALID};
 use crate::loom::Ordering;
 use crate::ops::{Ctx, EnqueueCtx, SelectCpuCtx, Shared};
 use crate::rq::{rqflags, RqGuard, RqSynced};
@@ -18,7 +18,7 @@ use crate::core::dsqs::{
     activate, dispatch_enqueue_local, dispatch_enqueue_nonlocal, find_dsq_for_dispatch, Target,
 };
 use crate::core::errctx::err_ctx;
-use crate::core::error::call_op;
+use crate::core::error::{call_cb, call_op};
 use crate::core::has_op::Op;
 use crate::core::slot::SchedSlot;
 
@@ -36,7 +36,7 @@ pub(crate) fn enqueue_task(
     p.set_flag(tflags::QUEUED);
     activate(rq, &p);
     if slot.has.has(Op::Runnable) {
-        let ctx = Ctx::new(sh, Some(rq.cpu));
+        let ctx = Ctx::for_op(sh, Some(rq.cpu), "runnable", Some(&p));
         call_op(sh, slot, Op::Runnable, Some(&p), || {
             slot.ops.runnable(&ctx, &p, f)
         });
@@ -78,9 +78,10 @@ pub(crate) fn do_enqueue_task(
         .ops_state
         .store(opss::QUEUEING | qseq, Ordering::Relaxed);
     let dispatched = {
-        let _g = err_ctx("enqueue", Some(&p), None);
         let mut ctx = EnqueueCtx::new(sh, rq.cpu, &p);
-        crate::core::error::call_inner(sh, "enqueue", || slot.ops.enqueue(&mut ctx, &p, f));
+        call_cb(sh, "enqueue", Some(&p), || {
+            slot.ops.enqueue(&mut ctx, &p, f)
+        });
         ctx.dispatched()
     };
     if dispatched {
@@ -103,7 +104,6 @@ pub(crate) fn direct_dispatch(
     f: EnqFlags,
     op: &'static str,
 ) {
-    let _ctx = err_ctx(op, Some(&p), Some(rq.cpu));
     let id = p.scx.ddsp_dsq_id.load(Ordering::Relaxed);
     p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
     let extra = p.scx.ddsp_enq_flags.load(Ordering::Relaxed);
@@ -111,6 +111,12 @@ pub(crate) fn direct_dispatch(
         p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
     }
     let f = f | EnqFlags(extra) | EnqFlags::CLEAR_OPSS;
+    if id == dsq_id::LOCAL && !f.contains(EnqFlags::DSQ_PRIQ) {
+        // The common verdict, which cannot fail: this CPU's local DSQ.
+        return dispatch_enqueue_local(sh, rq, p, f);
+    }
+    // Errors carrying out the verdict name the callback that gave it.
+    let _ctx = err_ctx(op, Some(&p), Some(rq.cpu));
     match find_dsq_for_dispatch(sh, rq.cpu, id) {
         Target::Local(c) if c == rq.cpu => dispatch_enqueue_local(sh, rq, p, f),
         Target::Local(c) => {
@@ -138,28 +144,76 @@ pub(crate) fn process_ddsp_deferred_locals(sh: &Shared, rq: &mut RqGuard<'_>) {
 /// Wakes a task that was off its runqueue (`try_to_wake_up`): `select_cpu`
 /// in the waker's context, then the enqueue on the chosen CPU. No lock held
 /// on entry or return. `from` is the waker's CPU (None: not a worker).
+///
+/// # Queued remote wake-ups
+///
+/// When the chosen CPU is another one and it is idle, the waker does not
+/// take that CPU's rq lock: it queues the task on the CPU's wake list and
+/// raises interrupt work there (`Cpu::queue_wakeup`), and the CPU runs the
+/// enqueue itself (`enqueue_task` with the same flags, so `runnable` and
+/// `enqueue` see what they would) before its next pick. This is the
+/// kernel's `ttwu_queue_wakelist`, which queues wake-ups for an idle
+/// remote CPU the same way; the difference in timing is the one the
+/// kernel has too: `enqueue` runs on the target a moment later, not in
+/// the waker's context. The waker then touches the wake list, the flags
+/// and the doorbell word of the target, not its rq lock and rq. A busy
+/// target gets the enqueue at once, under its rq lock, so that the
+/// scheduler decides about the task (place it elsewhere, preempt)
+/// without waiting for the busy task's next preemption point.
 pub(crate) fn wake_up(sh: &Shared, p: TaskRef, wake_flags: WakeFlags, from: Option<usize>) {
     let cpu = select_task_rq(sh, &p, wake_flags, from);
     p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
-    let target = &sh.cpus[cpu];
-    let mut rq = target.lock();
-    let slot = sh.slot(rq.sched_gen);
     let enq = if wake_flags.contains(WakeFlags::FORK) {
         EnqFlags::empty()
     } else {
         EnqFlags::WAKEUP
     };
+    let target = &sh.cpus[cpu];
+    if from != Some(cpu) && target.shared.owner.idle.load(Ordering::Relaxed) {
+        target.queue_wakeup(p, enq);
+    } else {
+        let mut rq = target.lock();
+        let slot = sh.slot(rq.sched_gen);
+        enqueue_woken(sh, &slot, target, &mut rq, p, enq);
+        process_ddsp_deferred_locals(sh, &mut rq);
+    }
+    crate::kick::run_pending(sh, from);
+}
+
+/// The enqueue of a wake-up, on the task's rq (`ttwu_do_activate`). rq
+/// locked.
+fn enqueue_woken(
+    sh: &Shared,
+    slot: &SchedSlot,
+    target: &crate::rq::Cpu,
+    rq: &mut RqSynced,
+    p: TaskRef,
+    enq: EnqFlags,
+) {
     rq.flags |= rqflags::IN_WAKEUP;
-    enqueue_task(sh, &slot, &mut rq, p, enq);
+    enqueue_task(sh, slot, rq, p, enq);
     rq.flags &= !rqflags::IN_WAKEUP;
     // The core's wake-up rule: a task arriving on an idle CPU's rq
     // reschedules it, even if the task now sits with the scheduler.
     if rq.curr.is_none() {
-        target.resched_locked(&mut rq);
+        target.resched_locked(rq);
+    }
+}
+
+/// Carries out the wake-ups queued for CPU `cpu` (its interrupt work; no
+/// lock held on entry or return).
+pub(crate) fn drain_wake_list(sh: &Shared, cpu: usize) {
+    let target = &sh.cpus[cpu];
+    let woken = std::mem::take(&mut *target.shared.remote.wake_list.lock());
+    if woken.is_empty() {
+        return;
+    }
+    let mut rq = target.lock();
+    let slot = sh.slot(rq.sched_gen);
+    for (p, enq) in woken {
+        enqueue_woken(sh, &slot, target, &mut rq, p, enq);
     }
     process_ddsp_deferred_locals(sh, &mut rq);
-    drop(rq);
-    crate::kick::run_pending(sh, from);
 }
 
 /// `select_task_rq_scx`: where a waking task goes. A task that may run on

@@ -42,6 +42,11 @@ pub(crate) fn err_ctx(
     ErrCtxGuard(ERR_CTX.with(|c| c.replace(ctx)))
 }
 
+/// Sets the error context `ctx` until the guard is dropped.
+pub(crate) fn enter(ctx: ErrCtx) -> ErrCtxGuard {
+    ErrCtxGuard(ERR_CTX.with(|c| c.replace(ctx)))
+}
+
 /// The calling thread's error context.
 pub(crate) fn get() -> ErrCtx {
     ERR_CTX.with(|c| c.get())

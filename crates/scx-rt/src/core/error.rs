@@ -97,7 +97,9 @@ pub(crate) fn call_inner<R>(sh: &Shared, op: &str, f: impl FnOnce() -> R) -> Opt
 /// Calls callback `op` of `slot` (about task `p`, if any), catching a
 /// panic; the first call of each callback also learns whether the
 /// scheduler implements it (`core::has_op`). Callers skip the call when
-/// `slot.has.has(op)` is false and do what the default would.
+/// `slot.has.has(op)` is false and do what the default would, and build
+/// the callback's context with `Ctx::for_op`, which attributes the errors
+/// its helpers detect (no thread-local is touched on this path).
 #[inline]
 pub(crate) fn call_op<R>(
     sh: &Shared,
@@ -106,9 +108,44 @@ pub(crate) fn call_op<R>(
     p: Option<&TaskRef>,
     f: impl FnOnce() -> R,
 ) -> Option<R> {
-    let _g = err_ctx(op.name(), p, None);
+    let run = || match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            panicked(sh, op.name(), p, &*e);
+            None
+        }
+    };
     if slot.has.unknown(op) {
-        return slot.has.learn(op, || call_inner(sh, op.name(), f));
+        return slot.has.learn(op, run);
     }
-    call_inner(sh, op.name(), f)
+    run()
+}
+
+/// Calls a callback that every scheduler implements (`enqueue`), catching
+/// a panic as `call_op` does.
+#[inline]
+pub(crate) fn call_cb<R>(
+    sh: &Shared,
+    op: &'static str,
+    p: Option<&TaskRef>,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            panicked(sh, op, p, &*e);
+            None
+        }
+    }
+}
+
+/// A callback panicked: an ops error naming it.
+#[cold]
+fn panicked(sh: &Shared, op: &'static str, p: Option<&TaskRef>, e: &(dyn std::any::Any + Send)) {
+    let _g = crate::core::errctx::enter(crate::core::errctx::ErrCtx {
+        op: Some(op),
+        task: p.map(|p| p.id()),
+        cpu: None,
+    });
+    sh.ops_error(format!("scheduler panicked in ops.{op}: {}", panic_msg(e)));
 }

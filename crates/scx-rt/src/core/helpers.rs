@@ -3,6 +3,7 @@
 //! it. Errors the kernel turns into `scx_ops_error()` are recorded and the
 //! helper returns the kernel's fallback value.
 
+use crate::core::errctx::{self, ErrCtx};
 use crate::exit::ExitKind;
 use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags, WakeFlags};
 use crate::loom::Ordering;
@@ -12,7 +13,48 @@ use crate::task::{opss, TaskRef};
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
-        Self { sh, cpu }
+        Self {
+            sh,
+            cpu,
+            at: ErrCtx {
+                op: None,
+                task: None,
+                cpu,
+            },
+        }
+    }
+
+    /// The context of callback `op` about task `p`: errors its helpers
+    /// detect name both.
+    #[inline]
+    pub(crate) fn for_op(
+        sh: &'a Shared,
+        cpu: Option<usize>,
+        op: &'static str,
+        p: Option<&TaskRef>,
+    ) -> Self {
+        Self {
+            sh,
+            cpu,
+            at: ErrCtx {
+                op: Some(op),
+                task: p.map(|p| p.id()),
+                cpu,
+            },
+        }
+    }
+
+    /// Records an error detected by a helper of this callback (the
+    /// kernel's `scx_ops_error()`), naming the callback, task and CPU.
+    #[cold]
+    pub(crate) fn fail(&self, msg: String) {
+        let _g = errctx::enter(self.at);
+        self.sh.ops_error(msg);
+    }
+
+    /// Makes the errors recorded until the guard drops name this callback.
+    pub(crate) fn err_scope(&self) -> errctx::ErrCtxGuard {
+        errctx::enter(self.at)
     }
 
     /// The CPU running this callback (`None` on a thread that is no worker).
@@ -82,12 +124,29 @@ impl<'a> Ctx<'a> {
     /// Claims an idle CPU the task may run on (`scx_bpf_pick_idle_cpu`,
     /// with the task's allowed CPUs as the mask).
     pub fn pick_idle_cpu(&self, p: &TaskRef, flags: PickIdleFlags) -> Option<usize> {
+        let _g = self.err_scope();
         if !self.sh.check_builtin_idle("pick_idle_cpu") {
             return None;
         }
         self.sh
             .idle
             .pick(self.sh.spread_hint(), |c| p.allowed_on(c), flags)
+    }
+
+    /// Claims an idle CPU in `cpus` (`scx_bpf_pick_idle_cpu` with an
+    /// explicit mask, as the kernel's helper takes one).
+    pub fn pick_idle_cpu_in(
+        &self,
+        cpus: &crate::cpumask::Cpumask,
+        flags: PickIdleFlags,
+    ) -> Option<usize> {
+        let _g = self.err_scope();
+        if !self.sh.check_builtin_idle("pick_idle_cpu") {
+            return None;
+        }
+        self.sh
+            .idle
+            .pick(self.sh.spread_hint(), |c| cpus.test(c), flags)
     }
 
     /// An idle CPU (claimed) the task may use, else any allowed CPU
@@ -110,6 +169,7 @@ impl<'a> Ctx<'a> {
 
     /// Claims `cpu` if it is idle (`scx_bpf_test_and_clear_cpu_idle`).
     pub fn test_and_clear_cpu_idle(&self, cpu: usize) -> bool {
+        let _g = self.err_scope();
         if !self.sh.check_cpu(cpu, "test_and_clear_cpu_idle")
             || !self.sh.check_builtin_idle("test_and_clear_cpu_idle")
         {
@@ -140,6 +200,7 @@ impl<'a> Ctx<'a> {
         let from = crate::context::cpu_in(self.sh);
         #[cfg(scx_rt_loom)]
         let from = self.cpu;
+        let _g = self.err_scope();
         crate::kick::kick_cpu(self.sh, from, cpu, flags);
     }
 
@@ -155,9 +216,10 @@ impl<'a> Ctx<'a> {
     /// (`u64::MAX` ns) never fires, as if the timer were not armed.
     pub fn timer_start(&self, id: u32, delay_ns: u64, cpu: usize) {
         if id >= crate::ops_timer::MAX_OPS_TIMERS {
-            self.sh.ops_error(format!("invalid timer id {id}"));
+            self.fail(format!("invalid timer id {id}"));
             return;
         }
+        let _g = self.err_scope();
         if !self.sh.check_cpu(cpu, "timer_start") {
             return;
         }
@@ -172,7 +234,7 @@ impl<'a> Ctx<'a> {
     /// already fired but has not run yet still runs.
     pub fn timer_cancel(&self, id: u32) {
         if id >= crate::ops_timer::MAX_OPS_TIMERS {
-            self.sh.ops_error(format!("invalid timer id {id}"));
+            self.fail(format!("invalid timer id {id}"));
             return;
         }
         self.sh.ops_timers.cancel(id);
@@ -201,12 +263,11 @@ impl DirectDispatch<'_> {
         mut flags: EnqFlags,
     ) {
         if flags.intersects(EnqFlags::INTERNAL_MASK) {
-            ctx.sh
-                .ops_error(format!("invalid enq_flags {:#x}", flags.0));
+            ctx.fail(format!("invalid enq_flags {:#x}", flags.0));
             return;
         }
         if p.id() != self.subject.id() {
-            ctx.sh.ops_error(format!(
+            ctx.fail(format!(
                 "dispatching task {} from the enqueue of task {}",
                 p.id(),
                 self.subject.id()
@@ -214,8 +275,7 @@ impl DirectDispatch<'_> {
             return;
         }
         if self.done {
-            ctx.sh
-                .ops_error(format!("task {} already direct-dispatched", p.id()));
+            ctx.fail(format!("task {} already direct-dispatched", p.id()));
             return;
         }
         self.done = true;
@@ -242,7 +302,7 @@ pub(crate) fn set_dispatch_slice(p: &TaskRef, slice: u64) {
 impl<'a> SelectCpuCtx<'a> {
     pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>, subject: &'a TaskRef) -> Self {
         Self {
-            ctx: Ctx::new(sh, cpu),
+            ctx: Ctx::for_op(sh, cpu, "select_cpu", Some(subject)),
             dd: DirectDispatch {
                 subject,
                 done: false,
@@ -259,6 +319,7 @@ impl<'a> SelectCpuCtx<'a> {
         wake_flags: WakeFlags,
     ) -> (usize, bool) {
         let sh = self.ctx.sh;
+        let _g = self.ctx.err_scope();
         if !sh.check_cpu(prev_cpu, "select_cpu_dfl") {
             return (p.cpu(), false);
         }
@@ -291,7 +352,7 @@ impl<'a> SelectCpuCtx<'a> {
 impl<'a> EnqueueCtx<'a> {
     pub(crate) fn new(sh: &'a Shared, cpu: usize, subject: &'a TaskRef) -> Self {
         Self {
-            ctx: Ctx::new(sh, Some(cpu)),
+            ctx: Ctx::for_op(sh, Some(cpu), "enqueue", Some(subject)),
             dd: DirectDispatch {
                 subject,
                 done: false,
@@ -331,7 +392,7 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
         max_batch: usize,
     ) -> Self {
         Self {
-            ctx: Ctx::new(sh, Some(cpu)),
+            ctx: Ctx::for_op(sh, Some(cpu), "dispatch", None),
             rq,
             max_batch,
             nr_tasks: 0,
@@ -340,15 +401,11 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
 
     fn buffer(&mut self, p: &TaskRef, dsq: u64, slice: u64, vtime: Option<u64>, mut f: EnqFlags) {
         if f.intersects(EnqFlags::INTERNAL_MASK) {
-            self.ctx
-                .sh
-                .ops_error(format!("invalid enq_flags {:#x}", f.0));
+            self.ctx.fail(format!("invalid enq_flags {:#x}", f.0));
             return;
         }
         if self.rq.dispatch_buf.len() >= self.max_batch {
-            self.ctx
-                .sh
-                .ops_error("dispatch buffer overflow".to_string());
+            self.ctx.fail("dispatch buffer overflow".to_string());
             return;
         }
         set_dispatch_slice(p, slice);
@@ -392,9 +449,7 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
     /// Drops the most recent buffered dispatch (`scx_bpf_dispatch_cancel`).
     pub fn dispatch_cancel(&mut self) {
         if self.rq.dispatch_buf.pop().is_none() {
-            self.ctx
-                .sh
-                .ops_error("dispatch buffer underflow".to_string());
+            self.ctx.fail("dispatch buffer underflow".to_string());
         }
     }
 
@@ -405,11 +460,11 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
         let cpu = self.rq.cpu;
         crate::core::dispatch::flush_dispatch_buf(sh, cpu, self.rq, &mut self.nr_tasks);
         if dsq & dsq_id::FLAG_BUILTIN != 0 {
-            sh.ops_error(format!("consume: invalid DSQ ID {dsq:#x}"));
+            self.ctx.fail(format!("consume: invalid DSQ ID {dsq:#x}"));
             return false;
         }
         let Some(d) = sh.find_user_dsq(dsq) else {
-            sh.ops_error(format!("consume: non-existent DSQ {dsq:#x}"));
+            self.ctx.fail(format!("consume: non-existent DSQ {dsq:#x}"));
             return false;
         };
         if crate::core::dispatch::consume_dispatch_q(sh, self.rq, &d) {

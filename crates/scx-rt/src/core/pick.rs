@@ -60,7 +60,7 @@ pub(crate) fn put_prev_task(
         return;
     }
     if slot.has.has(Op::Stopping) {
-        let ctx = Ctx::new(sh, Some(rq.cpu));
+        let ctx = Ctx::for_op(sh, Some(rq.cpu), "stopping", Some(&p));
         call_op(sh, slot, Op::Stopping, Some(&p), || {
             slot.ops.stopping(&ctx, &p, true)
         });
@@ -98,7 +98,7 @@ pub(crate) fn set_next_task(
     p.set_flag(tflags::RESET_RUNNABLE_AT);
     p.scx.on_cpu.store(true, Ordering::Relaxed);
     if slot.has.has(Op::Running) {
-        let ctx = Ctx::new(sh, Some(rq.cpu));
+        let ctx = Ctx::for_op(sh, Some(rq.cpu), "running", Some(p));
         call_op(sh, slot, Op::Running, Some(p), || slot.ops.running(&ctx, p));
     }
 }

@@ -108,7 +108,7 @@ pub(crate) fn step(
                     // The default `ops.yield` (and bypass): the slice ends.
                     p.set_slice(0);
                 } else {
-                    let ctx = Ctx::new(sh, Some(cpu));
+                    let ctx = Ctx::for_op(sh, Some(cpu), "yield", Some(&p));
                     let s: &SchedSlot = slot;
                     call_op(sh, s, Op::Yield, Some(&p), || s.ops.yield_(&ctx, &p, None));
                 }
@@ -122,7 +122,7 @@ pub(crate) fn step(
                     if rq.bypassing() {
                         p.set_slice(0);
                     } else if slot.has.has(Op::Tick) {
-                        let ctx = Ctx::new(sh, Some(cpu));
+                        let ctx = Ctx::for_op(sh, Some(cpu), "tick", Some(&p));
                         let s: &SchedSlot = slot;
                         call_op(sh, s, Op::Tick, Some(&p), || s.ops.tick(&ctx, &p));
                     }
@@ -191,7 +191,19 @@ pub(crate) fn step(
 /// The work the step leaves for after the rq lock: finish a hotplug move,
 /// wake the tasks it found, and on the shutdown of the last task make
 /// every worker look. `from` is the calling worker's CPU.
+#[inline]
 pub(crate) fn finish(sh: &Shared, from: usize, after: &mut After) {
+    if after.moved.is_some()
+        || after.raced.is_some()
+        || !after.timers.is_empty()
+        || after.shutdown_done
+    {
+        finish_slow(sh, from, after);
+    }
+}
+
+#[cold]
+fn finish_slow(sh: &Shared, from: usize, after: &mut After) {
     if let Some((p, dst)) = after.moved.take() {
         crate::core::migrate::migrate_in(sh, p, dst);
     }
@@ -224,7 +236,7 @@ fn idle_transition(sh: &Shared, slot: &SchedSlot, rq: &mut RqSynced, busy: bool)
         // A real transition.
         rq.idle_notified = !busy;
         if !rq.bypassing() && slot.has.has(Op::UpdateIdle) {
-            let ctx = Ctx::new(sh, Some(cpu));
+            let ctx = Ctx::for_op(sh, Some(cpu), "update_idle", None);
             call_op(sh, slot, Op::UpdateIdle, None, || {
                 slot.ops.update_idle(&ctx, cpu, !busy)
             });

@@ -22,18 +22,17 @@ impl TimerState {
     }
 
     /// Worker side: the CPU whose `slice_deadline` this is now runs a task
-    /// whose slice ends at `deadline` (`u64::MAX`: none).
+    /// whose slice ends at `deadline` (`u64::MAX`: none). The store and
+    /// the load of `next` are both SeqCst, which orders them (a store then
+    /// a load of another location, in the single total order of SeqCst
+    /// operations) as the timer's side is ordered; one locked instruction.
     #[inline]
     pub(crate) fn set_deadline(&self, slice_deadline: &AtomicU64, deadline: u64) {
         if slice_deadline.load(Ordering::Relaxed) == deadline {
             return;
         }
         slice_deadline.store(deadline, Ordering::SeqCst);
-        if deadline == u64::MAX {
-            return;
-        }
-        fence(Ordering::SeqCst);
-        if deadline < self.next.load(Ordering::SeqCst) {
+        if deadline != u64::MAX && deadline < self.next.load(Ordering::SeqCst) {
             self.ring();
         }
     }

@@ -52,9 +52,7 @@ impl Waiter {
 
 /// Blocks the calling task (or thread) until woken; may return spuriously.
 pub(crate) fn park() {
-    if context::in_task() {
-        scx_rt_sys::fiber::suspend(context::SW_BLOCK);
-    } else {
+    if !scx_rt_sys::fiber::try_suspend(context::SW_BLOCK) {
         std::thread::park();
     }
 }
