@@ -365,6 +365,7 @@ impl Builder {
         if fallback {
             sh.set_cur_fallback();
         }
+        crate::runtimes::register(&sh);
         // ops.init: a failure is an ops error; the runtime then runs on the
         // fallback (and ops.exit still runs, from the disable path).
         let ictx = InitCtx::new(&sh, None);

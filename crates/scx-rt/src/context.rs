@@ -89,9 +89,29 @@ pub(crate) fn leave() {
     WORKER.with(|c| *c.borrow_mut() = None);
 }
 
-/// Wakes a blocked task (green wait queues call this).
-pub(crate) fn wake_task(sh: &Shared, p: TaskRef) {
-    if p.wake_claim() {
-        crate::core::enqueue::wake_up(sh, p, WakeFlags::TTWU, cpu_in(sh));
+/// Wakes a blocked task (green wait queues call this). A waker that is a
+/// worker of the task's runtime uses its own context's reference to the
+/// runtime; any other finds it in the registry of runtimes. Neither
+/// counts a reference on the runtime's shared state, which every CPU
+/// would write.
+pub(crate) fn wake_task(p: TaskRef) {
+    if !p.wake_claim() {
+        return;
+    }
+    let p = WORKER.with(|w| {
+        let w = w.borrow();
+        match w.as_ref() {
+            Some(w) if w.sh.rt_id == p.rt_id => {
+                crate::core::enqueue::wake_up(&w.sh, p, WakeFlags::TTWU, Some(w.cpu));
+                None
+            }
+            _ => Some(p),
+        }
+    });
+    if let Some(p) = p {
+        if let Some(sh) = crate::runtimes::find(p.rt_id) {
+            let from = cpu_in(&sh);
+            crate::core::enqueue::wake_up(&sh, p, WakeFlags::TTWU, from);
+        }
     }
 }

@@ -111,6 +111,8 @@ mod rq;
 #[cfg(not(scx_rt_loom))]
 mod runtime;
 #[cfg(not(scx_rt_loom))]
+mod runtimes;
+#[cfg(not(scx_rt_loom))]
 mod spawn;
 #[cfg(not(scx_rt_loom))]
 mod sysrq;

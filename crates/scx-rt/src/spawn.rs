@@ -201,6 +201,7 @@ where
     let from = context::cpu_in(sh);
     let p: TaskRef = Arc::new(Task::new(
         id,
+        sh.rt_id,
         Some(scx_rt_sys::fiber::Fiber::new(body)),
         affinity,
         sh.cfg.allow_migration,

@@ -180,6 +180,9 @@ impl SchedEntity {
 /// A green task, as the runtime and policies see it.
 pub struct Task {
     id: TaskId,
+    /// The runtime the task belongs to (`Shared::rt_id`): a waker finds
+    /// it through its own worker context, or the registry of runtimes.
+    pub(crate) rt_id: u64,
     pub(crate) scx: SchedEntity,
     pub(crate) wake: AtomicU32,
     pub(crate) affinity: Affinity,
@@ -198,6 +201,7 @@ pub struct Task {
 impl Task {
     pub(crate) fn new(
         id: TaskId,
+        rt_id: u64,
         body: Option<scx_rt_sys::fiber::Fiber>,
         affinity: Affinity,
         migratable: bool,
@@ -209,6 +213,7 @@ impl Task {
         };
         Self {
             id,
+            rt_id,
             scx: SchedEntity::new(now),
             wake: AtomicU32::new(wake::ON_RQ),
             affinity_single,
@@ -224,7 +229,7 @@ impl Task {
     /// models and unit tests of the queueing code.
     #[doc(hidden)]
     pub fn new_token(id: TaskId) -> TaskRef {
-        Arc::new(Self::new(id, None, Affinity::All, true, 0))
+        Arc::new(Self::new(id, 0, None, Affinity::All, true, 0))
     }
 
     /// The task's id.

@@ -3,6 +3,9 @@
 //! with their side effects (SPEC.md §2.4), and the rq's runnable-set
 //! bookkeeping. Nothing here calls the scheduler.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use crate::dsq::{Dsq, InsertError};
 use crate::flags::{dsq_id, EnqFlags, DSQ_INVALID};
 use crate::loom::Ordering;
@@ -12,9 +15,76 @@ use crate::task::{opss, tflags, TaskRef};
 
 use crate::core::clock::now;
 
+/// A per-thread cache of user-DSQ lookups, valid while the runtime's
+/// `dsq_gen` is unchanged. A scheduler names its DSQs by id on every
+/// dispatch and every `dsq_nr_queued`; the table behind them is a hash map
+/// under a reader-writer lock, whose reader count every CPU would write.
+/// A lookup through the cache takes no lock, writes no shared line and
+/// counts no reference: a direct-mapped array of `DSQ_CACHE_SLOTS` ids. A
+/// DSQ destroyed after a lookup is caught where it is used, as with the
+/// table (its id reads `DSQ_INVALID` under its lock).
+struct DsqCache {
+    rt: u64,
+    gen: u64,
+    slots: Vec<Option<(u64, Arc<Dsq>)>>,
+}
+
+/// Slots of the per-thread DSQ cache (a power of two).
+const DSQ_CACHE_SLOTS: usize = 256;
+
+fn dsq_slot(id: u64) -> usize {
+    ((id ^ (id >> 8) ^ (id >> 16)) as usize) & (DSQ_CACHE_SLOTS - 1)
+}
+
+std::thread_local! {
+    static DSQ_CACHE: RefCell<DsqCache> = const {
+        RefCell::new(DsqCache { rt: 0, gen: 0, slots: Vec::new() })
+    };
+}
+
 impl Shared {
-    pub(crate) fn find_user_dsq(&self, id: u64) -> Option<std::sync::Arc<Dsq>> {
-        self.user_dsqs.read().get(&id).cloned()
+    /// The user DSQ `id`, if it exists.
+    pub(crate) fn find_user_dsq(&self, id: u64) -> Option<Arc<Dsq>> {
+        self.with_user_dsq(id, Arc::clone)
+    }
+
+    /// Runs `f` on user DSQ `id`, if it exists, without counting a
+    /// reference on it when the lookup hits the cache. `f` must not look
+    /// up DSQs itself.
+    #[inline]
+    pub(crate) fn with_user_dsq<R>(&self, id: u64, f: impl FnOnce(&Arc<Dsq>) -> R) -> Option<R> {
+        let gen = self.dsq_gen.load(Ordering::Acquire);
+        let mut f = Some(f);
+        let hit = DSQ_CACHE.with(|c| {
+            let c = c.borrow();
+            if c.rt != self.rt_id || c.gen != gen {
+                return None;
+            }
+            match c.slots.get(dsq_slot(id)) {
+                Some(Some((k, d))) if *k == id => Some((f.take().expect("called once"))(d)),
+                _ => None,
+            }
+        });
+        if hit.is_some() {
+            return hit;
+        }
+        self.with_user_dsq_slow(id, gen, f.take().expect("called once"))
+    }
+
+    #[cold]
+    fn with_user_dsq_slow<R>(&self, id: u64, gen: u64, f: impl FnOnce(&Arc<Dsq>) -> R) -> Option<R> {
+        let d = self.user_dsqs.read().get(&id).cloned()?;
+        DSQ_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.rt != self.rt_id || c.gen != gen || c.slots.is_empty() {
+                c.rt = self.rt_id;
+                c.gen = gen;
+                c.slots.clear();
+                c.slots.resize_with(DSQ_CACHE_SLOTS, || None);
+            }
+            c.slots[dsq_slot(id)] = Some((id, d.clone()));
+        });
+        Some(f(&d))
     }
 
     pub(crate) fn create_dsq(&self, id: u64) -> Result<(), CreateDsqError> {
@@ -26,6 +96,7 @@ impl Shared {
             return Err(CreateDsqError::Exists { id });
         }
         t.insert(id, std::sync::Arc::new(Dsq::new(id)));
+        self.dsq_gen.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -44,6 +115,7 @@ impl Shared {
         d.id.store(DSQ_INVALID, Ordering::Release);
         drop(q);
         t.remove(&id);
+        self.dsq_gen.fetch_add(1, Ordering::Release);
     }
 
     /// Destroys every user DSQ when the scheduler that made them leaves
@@ -65,6 +137,7 @@ impl Shared {
                 d.id.store(DSQ_INVALID, Ordering::Release);
             }
             self.user_dsqs.write().remove(&id);
+            self.dsq_gen.fetch_add(1, Ordering::Release);
         }
     }
 

@@ -109,10 +109,9 @@ impl<'a> Ctx<'a> {
         if dsq == dsq_id::GLOBAL {
             return self.sh.global.nr_queued() as i32;
         }
-        match self.sh.find_user_dsq(dsq) {
-            Some(d) => d.nr_queued() as i32,
-            None => -2,
-        }
+        self.sh
+            .with_user_dsq(dsq, |d| d.nr_queued() as i32)
+            .unwrap_or(-2)
     }
 
     /// Destroys a user DSQ (`scx_bpf_destroy_dsq`); ignored if it does not

@@ -84,6 +84,9 @@ pub(crate) struct Shared<S: ?Sized> {
     pub os_cpus: Vec<Option<usize>>,
     pub global: Dsq,
     pub user_dsqs: RwLock<HashMap<u64, Arc<Dsq>>>,
+    /// Bumped whenever a user DSQ is created or destroyed: per-thread
+    /// lookup caches (`core::dsqs`) compare it.
+    pub dsq_gen: AtomicU64,
     pub slots: RwLock<Slots<S>>,
     pub sched_gen: AtomicU64,
     /// The next unused scheduler generation.
@@ -148,6 +151,7 @@ impl<S: ?Sized> Shared<S> {
             os_cpus,
             global: Dsq::new(dsq_id::GLOBAL),
             user_dsqs: RwLock::new(HashMap::new()),
+            dsq_gen: AtomicU64::new(0),
             sched_gen: AtomicU64::new(slot.gen),
             next_gen: AtomicU64::new(slot.gen + 1),
             slots: RwLock::new(Slots {

@@ -23,6 +23,8 @@ struct State<T> {
 
 struct Chan<T> {
     st: parking_lot::Mutex<State<T>>,
+    /// The capacity (never changes; read without the lock).
+    cap: Option<usize>,
 }
 
 /// The sending half; clone it for more producers.
@@ -64,6 +66,7 @@ pub enum TryRecvError {
 
 fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
+        cap,
         st: parking_lot::Mutex::new(State {
             q: VecDeque::new(),
             cap,
@@ -120,7 +123,7 @@ impl<T> Sender<T> {
         if let Some(w) = w {
             w.wake();
         }
-        if self.chan.st.lock().cap == Some(0) {
+        if self.chan.cap == Some(0) {
             // A rendezvous completes when the receiver took the value; if
             // the receiver left first, the value comes back.
             let back = wait_on(
@@ -178,7 +181,12 @@ impl<T> Receiver<T> {
             |s| {
                 if let Some((_, v)) = s.q.pop_front() {
                     s.taken += 1;
-                    return Some((Ok(v), s.send_waiters.take_all()));
+                    let ws = if s.send_waiters.is_empty() {
+                        Vec::new()
+                    } else {
+                        s.send_waiters.take_all()
+                    };
+                    return Some((Ok(v), ws));
                 }
                 if s.senders == 0 {
                     return Some((Err(RecvError), Vec::new()));

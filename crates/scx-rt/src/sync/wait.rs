@@ -21,30 +21,29 @@
 //! lost for a real waiter.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use crate::context;
-use crate::ops::Shared;
 use crate::task::TaskRef;
 
-/// Someone blocked on a primitive.
+/// Someone blocked on a primitive: a green task (which knows its runtime)
+/// or an OS thread.
 pub(crate) enum Waiter {
-    Task(TaskRef, Arc<Shared>),
+    Task(TaskRef),
     Thread(std::thread::Thread),
 }
 
 impl Waiter {
     /// The calling context as a waiter.
     pub(crate) fn current() -> Self {
-        match context::current() {
-            Some((sh, _, Some(t))) => Waiter::Task(t, sh),
-            _ => Waiter::Thread(std::thread::current()),
+        match context::current_task() {
+            Some(t) => Waiter::Task(t),
+            None => Waiter::Thread(std::thread::current()),
         }
     }
 
     pub(crate) fn wake(self) {
         match self {
-            Waiter::Task(t, sh) => context::wake_task(&sh, t),
+            Waiter::Task(t) => context::wake_task(t),
             Waiter::Thread(th) => th.unpark(),
         }
     }
@@ -79,6 +78,10 @@ impl WaitList {
         if let Some(i) = self.q.iter().position(|(t, _)| *t == token) {
             self.q.remove(i);
         }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.q.is_empty()
     }
 
     pub(crate) fn pop(&mut self) -> Option<Waiter> {
