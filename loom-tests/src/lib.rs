@@ -27,6 +27,8 @@
 //! reliability section lists, per model, the interleavings explored at
 //! bounds 2 and 5 and the breaks of the protocol that make it fail.
 
+#![deny(unsafe_code)]
+
 /// Branch points one execution of a model may take, unless
 /// `LOOM_MAX_BRANCHES` says otherwise. loom's default (1000) is too small
 /// for a whole pick path (balance, a hand-off, put prev, the policy's

@@ -3,6 +3,7 @@
 //! CPUs' bits in one word lose neither (the idle mask: each CPU sets and
 //! clears its own bit while others claim theirs).
 #![cfg(scx_rt_loom)]
+#![deny(unsafe_code)]
 
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;

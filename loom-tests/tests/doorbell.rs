@@ -8,6 +8,7 @@
 //! lost, some interleaving leaves the worker blocked forever and loom
 //! reports a deadlock.
 #![cfg(scx_rt_loom)]
+#![deny(unsafe_code)]
 
 use loom::sync::Arc;
 use loom::thread;

@@ -19,6 +19,7 @@
 //! the policy holds work for it: loom reports the worker blocked forever.
 //! Whatever the interleaving, CPU 1 must end up running a task.
 #![cfg(scx_rt_loom)]
+#![deny(unsafe_code)]
 
 use loom::sync::Arc;
 use loom::thread;

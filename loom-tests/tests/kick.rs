@@ -11,6 +11,7 @@
 //! already moved once when the kicks come (a waiter comparing against a stale
 //! sequence is told apart from one comparing against the current one).
 #![cfg(scx_rt_loom)]
+#![deny(unsafe_code)]
 
 use loom::sync::Arc;
 use loom::thread;

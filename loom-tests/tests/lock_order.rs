@@ -12,6 +12,7 @@
 //! in exactly one local DSQ, on the rq it names, with no transfer in flight
 //! and the runnable counts moved with it.
 #![cfg(scx_rt_loom)]
+#![deny(unsafe_code)]
 
 use loom::sync::Arc;
 use loom::thread;

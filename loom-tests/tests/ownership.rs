@@ -10,6 +10,7 @@
 //! happens — and no transfer is left in flight: a stale claim is ignored
 //! (SPEC.md §11 invariants 1, 2, 3, 26).
 #![cfg(scx_rt_loom)]
+#![deny(unsafe_code)]
 
 use loom::sync::Arc;
 use loom::thread;

@@ -1,6 +1,12 @@
 //! [`Builder`]: configuring and starting a [`Runtime`], and every limit a
 //! configuration is checked against.
 
+// `Builder::allow_migration` is an `unsafe fn`: its contract (no task holds
+// a thread-bound value across a switch point) is one the compiler cannot
+// check, so the caller states it with `unsafe`. That declaration is the only
+// unsafe code here; the module has no `unsafe` block.
+#![allow(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -68,6 +68,10 @@
 //! [`Builder::stack_size`].
 
 #![warn(missing_docs)]
+// The unsafe code (system calls, signal handlers, stack switching) lives in
+// scx-rt-sys, behind safe functions. A module here that needs `unsafe` says
+// why at its top, with `#![allow(unsafe_code)]`.
+#![deny(unsafe_code)]
 // Under loom only the concurrency core is compiled; the runtime that uses
 // the rest is not, so unused items are expected there.
 #![cfg_attr(scx_rt_loom, allow(dead_code, unused_imports))]

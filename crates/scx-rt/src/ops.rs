@@ -41,20 +41,21 @@
 //! # assert_eq!(rt.block_on(|| 1 + 1), 2);
 //! ```
 //!
-//! Calling a helper where sched_ext forbids it does not compile — `consume`
-//! exists only in `dispatch`:
+//! Calling a helper where sched_ext forbids it does not compile: the
+//! context has no such method (`error[E0599]: no method named … found`).
+//! `consume` exists only in `dispatch`,
 //!
 //! ```compile_fail
 //! use scx_rt::{EnqFlags, EnqueueCtx, Scheduler, TaskRef};
 //! struct Bad;
 //! impl Scheduler for Bad {
 //!     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, _p: &TaskRef, _f: EnqFlags) {
-//!         ctx.consume(0);
+//!         ctx.consume(1); // no method named `consume` found
 //!     }
 //! }
 //! ```
 //!
-//! and `create_dsq` only in the sleepable callbacks:
+//! `create_dsq` only in the sleepable callbacks,
 //!
 //! ```compile_fail
 //! use scx_rt::{DispatchCtx, EnqFlags, EnqueueCtx, Scheduler, TaskRef};
@@ -62,7 +63,7 @@
 //! impl Scheduler for Bad {
 //!     fn enqueue(&self, _c: &mut EnqueueCtx<'_>, _p: &TaskRef, _f: EnqFlags) {}
 //!     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _p: Option<&TaskRef>) {
-//!         let _ = ctx.create_dsq(1, -1);
+//!         let _ = ctx.create_dsq(1, -1); // no method named `create_dsq` found
 //!     }
 //! }
 //! ```
@@ -74,13 +75,54 @@
 //! struct Bad;
 //! impl Scheduler for Bad {
 //!     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, _f: EnqFlags) {
-//!         let _ = ctx.select_cpu_dfl(p, 0, WakeFlags::empty());
+//!         let _ = ctx.select_cpu_dfl(p, 0, WakeFlags::empty()); // no method `select_cpu_dfl`
 //!     }
 //! }
-//! ``` Errors the kernel turns into
-//! `scx_ops_error()` (an invalid CPU, a missing DSQ, a buffer overflow) are
-//! recorded in the runtime's exit record and eject the scheduler at the next
-//! safe point; the helper then returns the kernel's fallback value.
+//! ```
+//!
+//! The same calls compile, and run without an error, in the callbacks that
+//! allow them: a scheduler that creates a user DSQ in `init`, picks a CPU
+//! with `select_cpu_dfl` in `select_cpu`, queues every task on its DSQ and
+//! feeds CPUs from it with `consume` in `dispatch`:
+//!
+//! ```
+//! use scx_rt::{DispatchCtx, EnqFlags, EnqueueCtx, InitCtx, Scheduler, SelectCpuCtx, TaskRef};
+//! use scx_rt::{WakeFlags, SLICE_DFL};
+//!
+//! const SHARED: u64 = 1;
+//!
+//! struct Good;
+//!
+//! impl Scheduler for Good {
+//!     fn init(&self, ctx: &InitCtx<'_>) -> Result<(), i32> {
+//!         ctx.create_dsq(SHARED, -1).map_err(|_| -22) // -EINVAL
+//!     }
+//!     fn select_cpu(
+//!         &self,
+//!         ctx: &mut SelectCpuCtx<'_>,
+//!         p: &TaskRef,
+//!         prev_cpu: usize,
+//!         wake_flags: WakeFlags,
+//!     ) -> i32 {
+//!         let (cpu, _idle) = ctx.select_cpu_dfl(p, prev_cpu, wake_flags);
+//!         cpu as i32
+//!     }
+//!     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, _f: EnqFlags) {
+//!         ctx.dispatch(p, SHARED, SLICE_DFL, EnqFlags::empty());
+//!     }
+//!     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {
+//!         ctx.consume(SHARED);
+//!     }
+//! }
+//! # let rt = scx_rt::Runtime::builder().nr_cpus(1).scheduler(Good).build().unwrap();
+//! # assert_eq!(rt.block_on(|| scx_rt::spawn(|| 6 * 7).join().unwrap()), 42);
+//! # assert_eq!(rt.exit_info().map(|e| e.msg), None); // no helper call was an error
+//! ```
+//!
+//! Errors the kernel turns into `scx_ops_error()` (an invalid CPU, a
+//! missing DSQ, a buffer overflow) are recorded in the runtime's exit record
+//! and eject the scheduler at the next safe point; the helper then returns
+//! the kernel's fallback value.
 //!
 //! # Callbacks run concurrently
 //!
