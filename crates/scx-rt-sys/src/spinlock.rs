@@ -120,3 +120,10 @@ mod tests {
         assert!(m.try_lock().is_some());
     }
 }
+
+/// Releases the lock of `guard` while `f` runs and takes it again before
+/// returning (`lock_api::MutexGuard::unlocked`, for users of this module
+/// that do not name `lock_api`).
+pub fn unlocked<T, R>(guard: &mut SpinMutexGuard<'_, T>, f: impl FnOnce() -> R) -> R {
+    lock_api::MutexGuard::unlocked(guard, f)
+}

@@ -190,7 +190,8 @@ impl Builder {
     ///
     /// Stacks are mapped when tasks first run. If the OS refuses a mapping
     /// then (an address-space limit, `RLIMIT_AS`), the task that needed it
-    /// never runs: its [`JoinHandle::join`] returns [`JoinError::NoStack`]
+    /// never runs: its [`JoinHandle::join`](crate::JoinHandle::join) returns
+    /// [`JoinError::NoStack`](crate::JoinError::NoStack)
     /// and the runtime goes on with the other tasks.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;

@@ -69,59 +69,55 @@ impl<T> Mutex<T> {
 
     #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        MutexGuard {
+        #[cfg(not(scx_rt_loom))]
+        return MutexGuard {
+            raw: self.inner.lock(),
+        };
+        #[cfg(scx_rt_loom)]
+        return MutexGuard {
             lock: self,
-            raw: Some(self.raw_lock()),
-        }
+            raw: Some(self.inner.lock().unwrap()),
+        };
     }
 
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         #[cfg(not(scx_rt_loom))]
-        let raw = self.inner.try_lock();
+        return self.inner.try_lock().map(|raw| MutexGuard { raw });
         #[cfg(scx_rt_loom)]
-        let raw = self.inner.try_lock().ok();
-        raw.map(|raw| MutexGuard {
+        return self.inner.try_lock().ok().map(|raw| MutexGuard {
             lock: self,
             raw: Some(raw),
-        })
-    }
-
-    #[inline]
-    fn raw_lock(&self) -> RawGuard<'_, T> {
-        #[cfg(not(scx_rt_loom))]
-        return self.inner.lock();
-        #[cfg(scx_rt_loom)]
-        return self.inner.lock().unwrap();
+        });
     }
 }
 
-/// Guard of a [`Mutex`]; derefs to the protected value.
+/// Guard of a [`Mutex`]; derefs to the protected value. Normally the spin
+/// lock's own guard (no state of its own: a deref is a plain pointer);
+/// under loom, loom's guard, which cannot be released in place, so it is
+/// kept in an `Option` that [`MutexGuard::unlocked`] empties and refills.
 pub(crate) struct MutexGuard<'a, T> {
+    #[cfg(scx_rt_loom)]
     lock: &'a Mutex<T>,
+    #[cfg(not(scx_rt_loom))]
+    raw: RawGuard<'a, T>,
+    #[cfg(scx_rt_loom)]
     raw: Option<RawGuard<'a, T>>,
 }
 
-impl<'a, T> MutexGuard<'a, T> {
+impl<T> MutexGuard<'_, T> {
     /// Releases the lock while `f` runs and takes it again before returning.
     /// Everything read under the lock before the call may have changed.
     pub(crate) fn unlocked<R>(this: &mut Self, f: impl FnOnce() -> R) -> R {
-        this.raw = None;
-        let r = f();
-        this.raw = Some(this.lock.raw_lock());
-        r
-    }
-
-    /// Releases the lock for good; the guard must not be used afterwards
-    /// (dropping it then does nothing).
-    pub(crate) fn release(this: &mut Self) {
-        this.raw = None;
-    }
-
-    /// The mutex this guard locks.
-    #[allow(dead_code)]
-    pub(crate) fn mutex(this: &Self) -> &'a Mutex<T> {
-        this.lock
+        #[cfg(not(scx_rt_loom))]
+        return scx_rt_sys::spinlock::unlocked(&mut this.raw, f);
+        #[cfg(scx_rt_loom)]
+        {
+            this.raw = None;
+            let r = f();
+            this.raw = Some(this.lock.inner.lock().unwrap());
+            r
+        }
     }
 }
 
@@ -129,14 +125,20 @@ impl<T> std::ops::Deref for MutexGuard<'_, T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        self.raw.as_ref().expect("guard is locked")
+        #[cfg(not(scx_rt_loom))]
+        return &self.raw;
+        #[cfg(scx_rt_loom)]
+        return self.raw.as_ref().expect("guard is locked");
     }
 }
 
 impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        self.raw.as_mut().expect("guard is locked")
+        #[cfg(not(scx_rt_loom))]
+        return &mut self.raw;
+        #[cfg(scx_rt_loom)]
+        return self.raw.as_mut().expect("guard is locked");
     }
 }
 

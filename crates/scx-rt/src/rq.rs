@@ -397,14 +397,23 @@ impl Cpu {
     pub(crate) fn lock(&self) -> RqGuard<'_> {
         RqGuard {
             g: self.rq.lock(),
-            cpu: self,
+            ringer: Ringer {
+                cpu: self,
+                pending: false,
+            },
         }
     }
 
     /// Takes this CPU's rq lock if it is free.
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<RqGuard<'_>> {
-        self.rq.try_lock().map(|g| RqGuard { g, cpu: self })
+        self.rq.try_lock().map(|g| RqGuard {
+            g,
+            ringer: Ringer {
+                cpu: self,
+                pending: false,
+            },
+        })
     }
 
     /// `resched_curr` under this CPU's rq lock: the flag now, the doorbell
@@ -523,9 +532,29 @@ impl Cpu {
 /// under the lock, wake after it (STYLE.md habit 5, the lock table's rule
 /// 5). Functions that drop the rq lock in the middle (the hand-offs of
 /// SPEC.md §3.9) take `&mut RqGuard`; the others take `&mut RqSynced`.
+///
+/// The ring comes after the unlock by field order: `Drop for RqGuard`
+/// moves the flag out of the locked state into `ringer`, then the fields
+/// drop in declaration order, the lock guard `g` first (unlocking) and
+/// `ringer` second (ringing).
 pub(crate) struct RqGuard<'a> {
     g: MutexGuard<'a, RqSynced>,
+    ringer: Ringer<'a>,
+}
+
+/// Rings a CPU's doorbell when dropped, if asked to (`RqGuard`).
+struct Ringer<'a> {
     cpu: &'a Cpu,
+    pending: bool,
+}
+
+impl Drop for Ringer<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.pending {
+            self.cpu.ring();
+        }
+    }
 }
 
 impl RqGuard<'_> {
@@ -534,7 +563,7 @@ impl RqGuard<'_> {
     /// under the lock before the call may have changed.
     pub(crate) fn unlocked<R>(this: &mut Self, f: impl FnOnce() -> R) -> R {
         let ring = std::mem::take(&mut this.g.ring_on_unlock);
-        let cpu = this.cpu;
+        let cpu = this.ringer.cpu;
         MutexGuard::unlocked(&mut this.g, || {
             if ring {
                 cpu.ring();
@@ -562,14 +591,6 @@ impl std::ops::DerefMut for RqGuard<'_> {
 impl Drop for RqGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if std::mem::take(&mut self.g.ring_on_unlock) {
-            // The guard's lock is released when `self.g` drops, after this
-            // body: release it first through a temporary unlock that we
-            // never re-take.
-            let cpu = self.cpu;
-            let g = &mut self.g;
-            MutexGuard::release(g);
-            cpu.ring();
-        }
+        self.ringer.pending = std::mem::take(&mut self.g.ring_on_unlock);
     }
 }

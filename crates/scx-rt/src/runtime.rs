@@ -226,7 +226,7 @@ impl Runtime {
     /// A CPU that is not in the runtime ([`KickError::NoSuchCpu`]) and
     /// `IDLE` with `PREEMPT` or `WAIT` ([`KickError::IdleWith`]) are the
     /// caller's errors: the kick is refused and the scheduler is left alone
-    /// (from a scheduler callback, [`Ctx::kick_cpu`] treats them as the
+    /// (from a scheduler callback, [`Ctx::kick_cpu`](crate::Ctx::kick_cpu) treats them as the
     /// scheduler's errors, as the kernel does).
     pub fn kick_cpu(&self, cpu: usize, flags: crate::flags::KickFlags) -> Result<(), KickError> {
         use crate::flags::KickFlags;

@@ -72,7 +72,12 @@ impl Shared {
     }
 
     #[cold]
-    fn with_user_dsq_slow<R>(&self, id: u64, gen: u64, f: impl FnOnce(&Arc<Dsq>) -> R) -> Option<R> {
+    fn with_user_dsq_slow<R>(
+        &self,
+        id: u64,
+        gen: u64,
+        f: impl FnOnce(&Arc<Dsq>) -> R,
+    ) -> Option<R> {
         let d = self.user_dsqs.read().get(&id).cloned()?;
         DSQ_CACHE.with(|c| {
             let mut c = c.borrow_mut();
