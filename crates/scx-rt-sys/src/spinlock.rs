@@ -88,6 +88,14 @@ pub type SpinMutex<T> = lock_api::Mutex<RawSpinLock, T>;
 /// Its guard.
 pub type SpinMutexGuard<'a, T> = lock_api::MutexGuard<'a, RawSpinLock, T>;
 
+/// Releases the lock of `guard` while `f` runs and takes it again before
+/// returning (`lock_api::MutexGuard::unlocked`, for users of this module
+/// that do not name `lock_api`).
+pub fn unlocked<T, R>(guard: &mut SpinMutexGuard<'_, T>, f: impl FnOnce() -> R) -> R {
+    lock_api::MutexGuard::unlocked(guard, f)
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,11 +127,4 @@ mod tests {
         drop(g);
         assert!(m.try_lock().is_some());
     }
-}
-
-/// Releases the lock of `guard` while `f` runs and takes it again before
-/// returning (`lock_api::MutexGuard::unlocked`, for users of this module
-/// that do not name `lock_api`).
-pub fn unlocked<T, R>(guard: &mut SpinMutexGuard<'_, T>, f: impl FnOnce() -> R) -> R {
-    lock_api::MutexGuard::unlocked(guard, f)
 }
