@@ -32,8 +32,11 @@ struct DsqCache {
 /// Slots of the per-thread DSQ cache (a power of two).
 const DSQ_CACHE_SLOTS: usize = 256;
 
+/// Multiplicative (Fibonacci) hashing: the top bits of `id * 2^64/phi`
+/// depend on every bit of `id`, so ids that differ only in high bits (a
+/// policy's families of per-CPU DSQs) do not share a slot.
 fn dsq_slot(id: u64) -> usize {
-    ((id ^ (id >> 8) ^ (id >> 16)) as usize) & (DSQ_CACHE_SLOTS - 1)
+    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - DSQ_CACHE_SLOTS.trailing_zeros())) as usize
 }
 
 std::thread_local! {

@@ -2,45 +2,101 @@
 //! sched_ext policy (per-CPU user DSQs, `dispatch` consuming its own and
 //! then its siblings'), in the manner of Go's and tokio's schedulers.
 //!
+//! # Queues
+//!
+//! Each CPU `c` has two user DSQs besides its local DSQ:
+//!
+//! - `stealable(c)` (id `c`): tasks that may still run elsewhere (not yet
+//!   started, so not yet bound to a worker under the runtime's migration
+//!   rule, or migratable). Any CPU may consume them.
+//! - `parked(c)` (id `PARKED | c`): tasks that may run on `c` only, waiting
+//!   behind stealable work (below). Only `c` consumes them.
+//!
 //! # Placement
 //!
-//! - A task that may run on one CPU only (every task after its first run,
-//!   under the runtime's migration rule, and tasks pinned by affinity) is
-//!   dispatched straight to its CPU's local DSQ: nobody else could run it.
-//!   Unless tasks wait in that CPU's shared DSQ: then it queues behind them
-//!   (the core runs a local DSQ before it calls `dispatch`, so tasks that
-//!   keep yielding would otherwise starve the shared DSQ; Go and tokio
-//!   check their global queues periodically for the same reason).
+//! - A task that may run on `c` only (every task after its first run, and
+//!   tasks pinned by affinity) goes straight to `c`'s local DSQ: nobody
+//!   else could run it, and the local DSQ is the cheapest queue there is.
+//!   Unless stealable tasks wait on `c` (or a drain is on, below): then it
+//!   is parked. The core runs a local DSQ before it calls `dispatch`, so
+//!   tasks that keep yielding would otherwise starve the stealable queue;
+//!   parking lets the local DSQ drain within one round, and the next
+//!   `dispatch` starts waiting stealable tasks, then moves the parked
+//!   ones back to the local DSQ in one go. Go and tokio check their global
+//!   queues periodically for the same reason.
 //! - A new task spawned from a task goes to the spawner's CPU (wake-affine:
 //!   the spawner usually blocks on it soon, as in a chain or a fork-join
 //!   tree, and the child then runs with no cross-CPU hand-off). If that
 //!   CPU's local DSQ is empty the child goes there, like Go's `runnext`
-//!   and tokio's LIFO slot; otherwise to the CPU's shared DSQ, where idle
-//!   CPUs may steal it.
+//!   and tokio's LIFO slot; otherwise to the CPU's stealable DSQ.
 //! - A task spawned from outside the runtime, or a migratable task waking,
 //!   goes to an idle CPU if there is one (claimed and dispatched to
-//!   directly), else to its previous CPU's shared DSQ.
+//!   directly), else to its previous CPU's stealable DSQ.
 //!
 //! # Searching CPUs (Go's spinning-M rule)
 //!
-//! Work put on a shared DSQ wakes an idle CPU to steal it, but only when no
-//! CPU is already searching: at most one CPU is kicked for stealing at a
-//! time, so a burst of spawns costs one wake-up rather than one per task
+//! Work put on a stealable DSQ wakes an idle CPU to steal it, but only when
+//! no CPU is already searching: at most one CPU is kicked for stealing at
+//! a time, so a burst of spawns costs one wake-up rather than one per task
 //! (a futex wake is several µs). The kicked CPU is the searcher until its
 //! `dispatch` runs; if it finds work and more is queued, it passes the
 //! role on by waking the next idle CPU, so parallelism still ramps up.
 //!
+//! # Stealing from busy CPUs
+//!
+//! A started task never moves (the runtime's migration rule), so a CPU
+//! that is busy with its own tasks must still take its share of the
+//! stealable work queued elsewhere, or a burst spawned on one CPU would be
+//! started, and bound, there. Every [`CHECK_INTERVAL`]th enqueue of a bound
+//! task, a CPU looks for stealable work on the other CPUs (Go's
+//! `schedtick % 61`); if there is some, it starts a drain: its bound tasks
+//! park until its local DSQ is empty, and then `dispatch` steals before it
+//! does anything else.
+//!
 //! # Dispatch
 //!
-//! A CPU consumes its own shared DSQ first, then steals from the others,
-//! starting at a rotating offset so that thieves spread out. A CPU only
-//! looks at a DSQ whose lock-free length is non-zero.
+//! Half of the own stealable DSQ first (after a drain: steal first), then
+//! the parked tasks back to the local DSQ, then, with nothing found,
+//! steal. Taking half rather than one keeps the ramp-up short when a burst
+//! of new tasks waits behind busy ones (each round of the local DSQ starts
+//! half of what waits) and leaves the other half to thieves. A thief takes
+//! half of the first non-empty stealable DSQ it finds (at most
+//! [`STEAL_MAX`] either way), starting at a rotating offset so that
+//! thieves spread out; it looks only at DSQs whose lock-free length is
+//! non-zero.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
 
 use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags, WakeFlags};
-use crate::ops::{DispatchCtx, EnqueueCtx, InitCtx, Scheduler, SelectCpuCtx};
+use crate::ops::{Ctx, DispatchCtx, EnqueueCtx, InitCtx, Scheduler, SelectCpuCtx};
 use crate::task::TaskRef;
+
+/// Bound-task enqueues between two looks at other CPUs' stealable work.
+pub const CHECK_INTERVAL: u32 = 61;
+
+/// Most tasks one steal takes.
+pub const STEAL_MAX: usize = 32;
+
+/// Most parked tasks one `dispatch` moves back to the local DSQ (the rest
+/// stay parked, in order, for the next).
+const UNPARK_MAX: usize = 256;
+
+/// High bits of the parked DSQs' ids.
+const PARKED: u64 = 1 << 32;
+
+/// Per-CPU policy state, one cache line per CPU.
+#[derive(Debug, Default)]
+struct PerCpu {
+    /// Bound-task enqueues, for [`CHECK_INTERVAL`]. Owner-written.
+    tick: AtomicU32,
+    /// A drain is on (module docs). Owner-written.
+    drain: AtomicBool,
+    /// Kicked to steal and has not looked yet. Set by the kicker, cleared
+    /// by the owner.
+    searcher: AtomicBool,
+}
 
 /// Per-CPU queues with work stealing (the runtime's default scheduler).
 #[derive(Debug, Default)]
@@ -49,8 +105,7 @@ pub struct WorkStealing {
     /// CPUs kicked to steal that have not looked yet (at most one is
     /// kicked at a time; see the module docs).
     searching: AtomicUsize,
-    /// Which CPUs are the searcher.
-    searcher: std::sync::OnceLock<Box<[AtomicBool]>>,
+    pcpu: std::sync::OnceLock<Box<[CachePadded<PerCpu>]>>,
     /// Every CPU (the mask a searcher hands its role on within).
     all: std::sync::OnceLock<crate::cpumask::Cpumask>,
 }
@@ -61,18 +116,27 @@ impl WorkStealing {
         Self::default()
     }
 
-    /// The shared DSQ of CPU `cpu`.
-    fn dsq(cpu: usize) -> u64 {
+    /// The stealable DSQ of CPU `cpu`.
+    fn stealable(cpu: usize) -> u64 {
         cpu as u64
+    }
+
+    /// The parked DSQ of CPU `cpu`.
+    fn parked(cpu: usize) -> u64 {
+        PARKED | cpu as u64
+    }
+
+    fn pcpu(&self, cpu: usize) -> Option<&PerCpu> {
+        self.pcpu.get().and_then(|p| p.get(cpu)).map(|p| &**p)
+    }
+
+    fn nr_cpus(&self) -> usize {
+        self.nr_cpus.load(Ordering::Relaxed).max(1)
     }
 
     /// Wakes one idle CPU (found by `pick`, which claims it) to steal,
     /// unless one is already searching.
-    fn wake_searcher(
-        &self,
-        ctx: &crate::ops::Ctx<'_>,
-        pick: impl FnOnce(&crate::ops::Ctx<'_>) -> Option<usize>,
-    ) {
+    fn wake_searcher(&self, ctx: &Ctx<'_>, pick: impl FnOnce(&Ctx<'_>) -> Option<usize>) {
         if self.searching.load(Ordering::Relaxed) != 0
             || self
                 .searching
@@ -83,13 +147,55 @@ impl WorkStealing {
         }
         match pick(ctx) {
             Some(c) => {
-                if let Some(s) = self.searcher.get() {
-                    s[c].store(true, Ordering::Release);
+                if let Some(s) = self.pcpu(c) {
+                    s.searcher.store(true, Ordering::Release);
                 }
                 ctx.kick_cpu(c, KickFlags::IDLE);
             }
             None => self.searching.store(0, Ordering::Release),
         }
+    }
+
+    /// Whether another CPU has stealable tasks queued (a scan from a
+    /// rotating offset; called once per [`CHECK_INTERVAL`] enqueues).
+    fn work_elsewhere(&self, ctx: &Ctx<'_>, cpu: usize, salt: u32) -> bool {
+        let n = self.nr_cpus();
+        let start = salt as usize;
+        (0..n)
+            .map(|i| (start + i) % n)
+            .any(|v| v != cpu && ctx.dsq_nr_queued(Self::stealable(v)) > 0)
+    }
+
+    /// Takes half (at most [`STEAL_MAX`]) of the first other CPU's
+    /// stealable DSQ that has tasks; whether it took any.
+    fn steal(&self, ctx: &mut DispatchCtx<'_, '_>, cpu: usize) -> bool {
+        let n = self.nr_cpus();
+        let start = ctx.now() as usize;
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == cpu {
+                continue;
+            }
+            if Self::take_half(ctx, Self::stealable(victim)) > 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Moves half of DSQ `dsq`'s tasks (rounded up, at most
+    /// [`STEAL_MAX`]) to the local DSQ; how many it moved.
+    fn take_half(ctx: &mut DispatchCtx<'_, '_>, dsq: u64) -> usize {
+        let queued = ctx.dsq_nr_queued(dsq);
+        if queued <= 0 {
+            return 0;
+        }
+        let want = (queued as usize).div_ceil(2).min(STEAL_MAX);
+        let mut got = 0;
+        while got < want && ctx.consume(dsq) {
+            got += 1;
+        }
+        got
     }
 }
 
@@ -99,7 +205,8 @@ impl Scheduler for WorkStealing {
     }
 
     /// The built-in policy follows hotplug without callbacks of its own:
-    /// an offline CPU's shared DSQ is stolen from like any other.
+    /// an offline CPU's stealable DSQ is stolen from like any other, and
+    /// the core lets an offline CPU take its own parked tasks.
     fn handles_hotplug(&self) -> bool {
         true
     }
@@ -107,12 +214,11 @@ impl Scheduler for WorkStealing {
     fn init(&self, ctx: &InitCtx<'_>) -> Result<(), i32> {
         let n = ctx.nr_cpu_ids();
         self.nr_cpus.store(n, Ordering::Relaxed);
-        let _ = self
-            .searcher
-            .set((0..n).map(|_| AtomicBool::new(false)).collect());
+        let _ = self.pcpu.set((0..n).map(|_| CachePadded::default()).collect());
         let _ = self.all.set(crate::cpumask::Cpumask::full(n));
         for c in 0..n {
-            ctx.create_dsq(Self::dsq(c), -1).map_err(|_| -17)?;
+            ctx.create_dsq(Self::stealable(c), -1).map_err(|_| -17)?;
+            ctx.create_dsq(Self::parked(c), -1).map_err(|_| -17)?;
         }
         Ok(())
     }
@@ -143,55 +249,73 @@ impl Scheduler for WorkStealing {
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
         let slice = ctx.slice_dfl();
         let cpu = p.cpu();
-        // Tasks already waiting in this CPU's shared DSQ run first: the
-        // core consumes a local DSQ before it asks `dispatch`, so a task
-        // put there now would overtake them, and tasks that keep yielding
-        // would starve them.
-        let waiting = ctx.dsq_nr_queued(Self::dsq(cpu)) > 0;
-        if !waiting
-            && (p.single_cpu() == Some(cpu)
-                || ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0)
-        {
-            // Only this CPU may run it, or its local DSQ is empty (the
-            // next task it runs, Go's `runnext`).
+        let Some(me) = self.pcpu(cpu) else {
+            ctx.dispatch(p, dsq_id::LOCAL, slice, enq_flags);
+            return;
+        };
+        let bound = p.single_cpu() == Some(cpu);
+        let mut drain = me.drain.load(Ordering::Relaxed);
+        if bound && !drain {
+            let tick = me.tick.load(Ordering::Relaxed).wrapping_add(1);
+            me.tick.store(tick, Ordering::Relaxed);
+            if tick.is_multiple_of(CHECK_INTERVAL) && self.work_elsewhere(ctx, cpu, tick) {
+                drain = true;
+                me.drain.store(true, Ordering::Relaxed);
+            }
+        }
+        // Work that must run before this task queues behind it: stealable
+        // tasks waiting here, parked tasks, or a drain in progress.
+        let behind = drain
+            || ctx.dsq_nr_queued(Self::stealable(cpu)) > 0
+            || ctx.dsq_nr_queued(Self::parked(cpu)) > 0;
+        if bound {
+            let dsq = if behind { Self::parked(cpu) } else { dsq_id::LOCAL };
+            ctx.dispatch(p, dsq, slice, enq_flags);
+            return;
+        }
+        if !behind && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0 {
+            // The next task this CPU runs (Go's `runnext`).
             ctx.dispatch(p, dsq_id::LOCAL, slice, enq_flags);
             return;
         }
-        ctx.dispatch(p, Self::dsq(cpu), slice, enq_flags);
-        if p.single_cpu().is_none() {
-            self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu(p, PickIdleFlags::empty()));
-        }
+        ctx.dispatch(p, Self::stealable(cpu), slice, enq_flags);
+        self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu(p, PickIdleFlags::empty()));
     }
 
     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, cpu: usize, _prev: Option<&TaskRef>) {
-        let searcher = self
-            .searcher
-            .get()
-            .is_some_and(|s| s[cpu].swap(false, Ordering::AcqRel));
+        let Some(me) = self.pcpu(cpu) else {
+            return;
+        };
+        let searcher = me.searcher.swap(false, Ordering::AcqRel);
         if searcher {
             self.searching.store(0, Ordering::Release);
         }
-        let n = self.nr_cpus.load(Ordering::Relaxed).max(1);
-        let mut found = false;
-        if ctx.dsq_nr_queued(Self::dsq(cpu)) > 0 && ctx.consume(Self::dsq(cpu)) {
-            found = true;
-        } else {
-            let start = ctx.now() as usize;
-            for i in 0..n {
-                let victim = (start + i) % n;
-                if victim != cpu
-                    && ctx.dsq_nr_queued(Self::dsq(victim)) > 0
-                    && ctx.consume(Self::dsq(victim))
-                {
-                    found = true;
-                    break;
-                }
-            }
+        let drain = me.drain.load(Ordering::Relaxed);
+        if drain {
+            me.drain.store(false, Ordering::Relaxed);
+        }
+        let mut found = drain && self.steal(ctx, cpu);
+        if !found {
+            found = Self::take_half(ctx, Self::stealable(cpu)) > 0;
+        }
+        // Parked tasks back to the local DSQ, behind what was just taken.
+        let mut unparked = 0;
+        while unparked < UNPARK_MAX
+            && ctx.dsq_nr_queued(Self::parked(cpu)) > 0
+            && ctx.consume(Self::parked(cpu))
+        {
+            unparked += 1;
+        }
+        if !found && unparked == 0 {
+            found = self.steal(ctx, cpu);
         }
         // A searcher that found work hands the role on while work remains.
-        if searcher && found && (0..n).any(|v| ctx.dsq_nr_queued(Self::dsq(v)) > 0) {
-            if let Some(all) = self.all.get() {
-                self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu_in(all, PickIdleFlags::empty()));
+        if searcher && found {
+            let n = self.nr_cpus();
+            if (0..n).any(|v| ctx.dsq_nr_queued(Self::stealable(v)) > 0) {
+                if let Some(all) = self.all.get() {
+                    self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu_in(all, PickIdleFlags::empty()));
+                }
             }
         }
     }
