@@ -127,11 +127,43 @@ impl crate::ops::Scheduler for Stash {
     }
 }
 
+/// The policy of the wake-up models: every task runs on the CPU it is
+/// enqueued on (`enqueue` dispatches it to `DSQ_LOCAL` at once), and each
+/// call of `enqueue` is logged (task id, whether it was a wake-up), so a
+/// model can check that a woken task was enqueued exactly once.
+struct Local {
+    log: crate::loom::Mutex<Vec<(crate::task::TaskId, bool)>>,
+}
+
+impl crate::ops::Scheduler for Local {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn enqueue(
+        &self,
+        ctx: &mut crate::ops::EnqueueCtx<'_>,
+        p: &TaskRef,
+        f: crate::flags::EnqFlags,
+    ) {
+        self.log
+            .lock()
+            .push((p.id(), f.contains(crate::flags::EnqFlags::WAKEUP)));
+        ctx.dispatch(
+            p,
+            crate::flags::dsq_id::LOCAL,
+            crate::consts::SLICE_DFL,
+            crate::flags::EnqFlags::empty(),
+        );
+    }
+}
+
 /// A whole runtime core (`sched::Shared`) without workers: the models play
 /// the CPUs' parts by calling the real enqueue, dispatch and dequeue paths.
 pub struct Runtime {
     sh: crate::ops::Shared,
     stash: Option<std::sync::Arc<Stash>>,
+    local: Option<std::sync::Arc<Local>>,
 }
 
 impl Runtime {
@@ -140,6 +172,7 @@ impl Runtime {
         Self {
             sh: Self::core(nr_cpus, std::sync::Arc::new(Keep)),
             stash: None,
+            local: None,
         }
     }
 
@@ -155,6 +188,20 @@ impl Runtime {
         Self {
             sh,
             stash: Some(stash),
+            local: None,
+        }
+    }
+
+    /// A core with `nr_cpus` CPUs whose policy runs every task on the CPU
+    /// it is enqueued on and logs each `enqueue` (see [`Runtime::enqueues`]).
+    pub fn with_local(nr_cpus: usize) -> Self {
+        let local = std::sync::Arc::new(Local {
+            log: crate::loom::Mutex::new(Vec::new()),
+        });
+        Self {
+            sh: Self::core(nr_cpus, local.clone()),
+            stash: None,
+            local: Some(local),
         }
     }
 
@@ -209,11 +256,137 @@ impl Runtime {
             .store(false, Ordering::SeqCst);
     }
 
-    /// The worker's idle wait (poll, then sleep on the doorbell), which a
-    /// resched or a pending kick step ends, as in `worker::idle`.
+    /// The worker's idle wait (poll, then sleep on the doorbell), ended by
+    /// a resched or by the worker's own `extra` condition of `worker::idle`:
+    /// a pending kick step, pending interrupt work (a queued wake-up), an
+    /// exit, or the shutdown of the last task.
+    ///
+    /// The condition is a copy of the closure in `worker::idle` (worker.rs
+    /// is not compiled under loom); keep the two identical. A wake-up
+    /// queued by `Cpu::queue_wakeup` relies on the `irq_pending` term (the
+    /// `wakelist` model fails without it).
     pub fn idle(&self, cpu: usize) {
+        let sh = &self.sh;
+        let s = &sh.cpus[cpu].shared;
+        sh.cpus[cpu].idle_wait(
+            sh.cfg.idle_poll_ns,
+            || {
+                s.kick.pending.load(Ordering::Relaxed)
+                    || s.remote.irq_pending.load(Ordering::Relaxed)
+                    || sh.exit.pending.load(Ordering::Relaxed)
+                    || (sh.shutdown.load(Ordering::Relaxed)
+                        && sh.live_tasks.load(Ordering::Relaxed) == 0)
+            },
+            || (),
+        );
+    }
+
+    /// CPU `cpu`'s interrupt work as `worker::run_irq_work` runs it (the
+    /// scheduler timers aside): take `irq_pending`, carry out the queued
+    /// wake-ups (`drain_wake_list`), then the kick step.
+    pub fn irq_work(&self, cpu: usize) {
         let s = &self.sh.cpus[cpu].shared;
-        self.sh.cpus[cpu].idle_wait(0, || s.kick.pending.load(Ordering::Relaxed), || ());
+        if crate::kick_state::KickState::take(&s.remote.irq_pending) {
+            crate::core::enqueue::drain_wake_list(&self.sh, cpu);
+        }
+        crate::kick::run_pending(&self.sh, Some(cpu));
+    }
+
+    /// CPU `cpu`'s safe point before a step, in the order of
+    /// `worker::safe_point` (which this mirrors; no exit is pending and no
+    /// `KICK_WAIT` in the models that use it): the interrupt work
+    /// ([`Runtime::irq_work`]), then `need_resched` and `resched_req`
+    /// cleared (SeqCst stores, only when set), then `need_resched` set again
+    /// if interrupt work was raised since.
+    pub fn safe_point(&self, cpu: usize) {
+        let s = &self.sh.cpus[cpu].shared;
+        self.irq_work(cpu);
+        if s.need_resched.load(Ordering::Relaxed) {
+            s.need_resched.store(false, Ordering::SeqCst);
+        }
+        if s.remote.resched_req.load(Ordering::Relaxed) {
+            s.remote.resched_req.store(false, Ordering::SeqCst);
+        }
+        if s.remote.irq_pending.load(Ordering::SeqCst) {
+            s.need_resched.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// One scheduling step of CPU `cpu` whose running task `prev` blocked
+    /// (the worker's step with `Switch::Block`: dequeue for sleep, wake
+    /// state `OFF_RQ`), then what it leaves for after the rq lock. Returns
+    /// the task to run (`None`: idle).
+    pub fn schedule_after_block(&self, cpu: usize, prev: &TaskRef) -> Option<TaskRef> {
+        let mut slot = self.sh.cur_slot();
+        let mut after = crate::core::step::After::default();
+        let prev = Some((prev.clone(), crate::core::step::Switch::Block));
+        let next = crate::core::step::step(&self.sh, cpu, &mut slot, prev, &mut after);
+        crate::core::step::finish(&self.sh, cpu, &mut after);
+        next
+    }
+
+    /// A task `id` that ran on CPU `cpu` and blocked: off its runqueue
+    /// (wake state `OFF_RQ`, not queued) and bound to `cpu`, as a
+    /// non-migratable task is after its first run, so that its wake-up
+    /// goes to `cpu` without asking the policy.
+    pub fn asleep_on(&self, cpu: usize, id: crate::task::TaskId) -> TaskRef {
+        let p = crate::task::Task::new_token(id);
+        p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
+        p.bound_cpu.store(cpu as i32, Ordering::Relaxed);
+        p.wake.store(crate::task::wake::OFF_RQ, Ordering::Relaxed);
+        p
+    }
+
+    /// Wakes the blocked task `p` from CPU `from` (`None`: a thread that is
+    /// no worker), as a green wait queue does (`context::wake_task`): the
+    /// waker that wins the `OFF_RQ -> ON_RQ` transition runs the real
+    /// `wake_up`, which queues the wake-up on an idle target
+    /// (`Cpu::queue_wakeup`) or enqueues under the target's rq lock.
+    pub fn wake(&self, from: Option<usize>, p: &TaskRef) {
+        if p.wake_claim() {
+            crate::core::enqueue::wake_up(&self.sh, p.clone(), crate::flags::WakeFlags::TTWU, from);
+        }
+    }
+
+    /// Wakes the blocked task `p` the way [`Runtime::wake`] does when it
+    /// finds CPU `cpu` idle, without the look: `wake_claim`, then
+    /// `Cpu::queue_wakeup` (enqueue flags `WAKEUP`) for `cpu`. The idle hint
+    /// `wake_up` reads is a lock-free hint that may be stale, so a wake-up
+    /// may be queued for a CPU that has just picked a task.
+    pub fn wake_queued(&self, cpu: usize, p: &TaskRef) {
+        if p.wake_claim() {
+            p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
+            self.sh.cpus[cpu].queue_wakeup(p.clone(), crate::flags::EnqFlags::WAKEUP);
+        }
+    }
+
+    /// Whether CPU `cpu` has interrupt work pending (`irq_pending`).
+    pub fn irq_pending(&self, cpu: usize) -> bool {
+        self.sh.cpus[cpu]
+            .shared
+            .remote
+            .irq_pending
+            .load(Ordering::SeqCst)
+    }
+
+    /// How many wake-ups wait on CPU `cpu`'s wake list.
+    pub fn wake_list_len(&self, cpu: usize) -> usize {
+        self.sh.cpus[cpu].shared.remote.wake_list.lock().len()
+    }
+
+    /// How many times the policy of [`Runtime::with_local`] was asked to
+    /// enqueue `p`, as (wake-ups, other enqueues).
+    pub fn enqueues(&self, p: &TaskRef) -> (usize, usize) {
+        let Some(l) = &self.local else {
+            return (0, 0);
+        };
+        let log = l.log.lock();
+        let count = |wakeup: bool| {
+            log.iter()
+                .filter(|&&(id, w)| id == p.id() && w == wakeup)
+                .count()
+        };
+        (count(true), count(false))
     }
 
     /// The task CPU `cpu` runs (`None`: idle).
