@@ -38,13 +38,11 @@ fn start_running(rt: &Runtime, cpu: usize, id: u64) -> TaskRef {
 }
 
 /// The part of CPU `cpu`'s worker loop after its running task `prev`
-/// stopped: safe point (kick step, then the `KICK_WAIT` wait), clear
-/// `need_resched`, then the scheduling pass with `prev`. Returns the task it
-/// picks.
+/// stopped: the real safe point (interrupt work, kick step, the
+/// `KICK_WAIT` wait, `need_resched` cleared), then the scheduling pass with
+/// `prev`. Returns the task it picks.
 fn reschedule(rt: &Runtime, cpu: usize, prev: &TaskRef) -> Option<u64> {
-    rt.kick_step(cpu);
-    rt.wait_step(cpu);
-    rt.clear_need_resched(cpu);
+    rt.safe_point(cpu);
     rt.schedule(cpu, Some(prev)).map(|t| t.id())
 }
 

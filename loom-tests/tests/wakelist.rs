@@ -36,8 +36,9 @@
 //!    CPU 1's local DSQ or on its wake list with `irq_pending` set; A then
 //!    blocks and CPU 1 runs B. `…_stops_the_next_task` also asks that a B
 //!    still on the wake list has `need_resched` set, so that A stops for it
-//!    at its next preemption point: it fails today (see the README's
-//!    reliability section) and is `#[ignore]`d until the fix lands.
+//!    at its next preemption point (the store-buffering race the README's
+//!    reliability section describes; it failed before the fences in
+//!    `queue_wakeup` and `core::irq::clear_resched`).
 //! 3. `two_wakers_both_tasks_run`: two wakers (three threads) queue the
 //!    wake-ups of A and B concurrently while CPU 1 runs its loop; CPU 1
 //!    runs one, then the other once the first blocks, each enqueued once.
@@ -143,8 +144,6 @@ fn wakeup_queued_during_the_drain_is_enqueued() {
 }
 
 #[test]
-#[ignore = "fails today: a wake-up queued between the drain and the need_resched clear \
-            can be left with need_resched clear while CPU 1 runs a task (README, model 8)"]
 fn wakeup_queued_during_the_drain_stops_the_next_task() {
     model("wakeup_queued_during_the_drain_stops_the_next_task", || {
         wakeup_during_the_drain(true)

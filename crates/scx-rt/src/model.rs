@@ -248,12 +248,12 @@ impl Runtime {
         next
     }
 
-    /// The worker's first step of a loop iteration, after its kick step.
+    /// The last part of the worker's safe point, after its interrupt work
+    /// and kick step: `need_resched` and `resched_req` cleared, then
+    /// `need_resched` set again if interrupt work was raised since
+    /// (`core::irq::clear_resched`).
     pub fn clear_need_resched(&self, cpu: usize) {
-        self.sh.cpus[cpu]
-            .shared
-            .need_resched
-            .store(false, Ordering::SeqCst);
+        crate::core::irq::clear_resched(&self.sh, cpu);
     }
 
     /// The worker's idle wait (poll, then sleep on the doorbell), ended by
@@ -261,55 +261,29 @@ impl Runtime {
     /// a pending kick step, pending interrupt work (a queued wake-up), an
     /// exit, or the shutdown of the last task.
     ///
-    /// The condition is a copy of the closure in `worker::idle` (worker.rs
-    /// is not compiled under loom); keep the two identical. A wake-up
-    /// queued by `Cpu::queue_wakeup` relies on the `irq_pending` term (the
+    /// The condition is the worker's (`core::irq::idle_wake`). A wake-up
+    /// queued by `Cpu::queue_wakeup` relies on its `irq_pending` term (the
     /// `wakelist` model fails without it).
     pub fn idle(&self, cpu: usize) {
         let sh = &self.sh;
-        let s = &sh.cpus[cpu].shared;
         sh.cpus[cpu].idle_wait(
             sh.cfg.idle_poll_ns,
-            || {
-                s.kick.pending.load(Ordering::Relaxed)
-                    || s.remote.irq_pending.load(Ordering::Relaxed)
-                    || sh.exit.pending.load(Ordering::Relaxed)
-                    || (sh.shutdown.load(Ordering::Relaxed)
-                        && sh.live_tasks.load(Ordering::Relaxed) == 0)
-            },
+            || crate::core::irq::idle_wake(sh, cpu),
             || (),
         );
     }
 
-    /// CPU `cpu`'s interrupt work as `worker::run_irq_work` runs it (the
-    /// scheduler timers aside): take `irq_pending`, carry out the queued
-    /// wake-ups (`drain_wake_list`), then the kick step.
+    /// CPU `cpu`'s interrupt work (`core::irq::run_irq_work`, as the
+    /// worker runs it): the queued wake-ups, fired scheduler timers, then
+    /// the kick step.
     pub fn irq_work(&self, cpu: usize) {
-        let s = &self.sh.cpus[cpu].shared;
-        if crate::kick_state::KickState::take(&s.remote.irq_pending) {
-            crate::core::enqueue::drain_wake_list(&self.sh, cpu);
-        }
-        crate::kick::run_pending(&self.sh, Some(cpu));
+        crate::core::irq::run_irq_work(&self.sh, cpu);
     }
 
-    /// CPU `cpu`'s safe point before a step, in the order of
-    /// `worker::safe_point` (which this mirrors; no exit is pending and no
-    /// `KICK_WAIT` in the models that use it): the interrupt work
-    /// ([`Runtime::irq_work`]), then `need_resched` and `resched_req`
-    /// cleared (SeqCst stores, only when set), then `need_resched` set again
-    /// if interrupt work was raised since.
+    /// CPU `cpu`'s safe point before a step (`core::irq::safe_point`, as
+    /// the worker runs it; the loom build has no disable path).
     pub fn safe_point(&self, cpu: usize) {
-        let s = &self.sh.cpus[cpu].shared;
-        self.irq_work(cpu);
-        if s.need_resched.load(Ordering::Relaxed) {
-            s.need_resched.store(false, Ordering::SeqCst);
-        }
-        if s.remote.resched_req.load(Ordering::Relaxed) {
-            s.remote.resched_req.store(false, Ordering::SeqCst);
-        }
-        if s.remote.irq_pending.load(Ordering::SeqCst) {
-            s.need_resched.store(true, Ordering::SeqCst);
-        }
+        crate::core::irq::safe_point(&self.sh, cpu);
     }
 
     /// One scheduling step of CPU `cpu` whose running task `prev` blocked

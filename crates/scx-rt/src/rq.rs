@@ -444,19 +444,24 @@ impl Cpu {
 
     /// Queues the wake-up of `p` (enqueue flags `f`) for this CPU's worker
     /// to carry out as interrupt work, and makes it look: the waker takes
-    /// no lock of this CPU's rq (`core::enqueue::wake_up`). The
-    /// `need_resched` store is ordered before the doorbell's state load by
-    /// the fence in `Doorbell::ring`.
+    /// no lock of this CPU's rq (`core::enqueue::wake_up`).
+    ///
+    /// The doorbell is rung between the `irq_pending` store and the
+    /// `need_resched` read: its fence orders the two (the store-buffering
+    /// pair with the worker's `need_resched` clear, `core::irq` docs), and
+    /// a sleeping or polling worker wakes for `irq_pending` alone (its idle
+    /// condition, `core::irq::idle_wake`), so `need_resched` is only for a
+    /// worker running a task.
     pub(crate) fn queue_wakeup(&self, p: TaskRef, f: EnqFlags) {
         self.shared.remote.wake_list.lock().push((p, f));
         let r = &self.shared.remote;
         if !r.irq_pending.load(Ordering::Relaxed) {
             r.irq_pending.store(true, Ordering::Release);
         }
+        self.ring();
         if !self.shared.need_resched.load(Ordering::Relaxed) {
             self.shared.need_resched.store(true, Ordering::Relaxed);
         }
-        self.ring();
     }
 
     /// Rings the doorbell if the worker sleeps (after a `need_resched`

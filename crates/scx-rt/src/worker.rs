@@ -4,9 +4,9 @@
 //!
 //! ```text
 //! loop {
-//!     safe point: run the disable path if an exit is pending;
-//!                 run this CPU's interrupt work (fired scheduler timers,
-//!                 then its kick step); clear need_resched
+//!     safe point (core::irq): the disable path if an exit is pending;
+//!                 interrupt work (queued wake-ups, fired scheduler
+//!                 timers, the kick step); clear need_resched
 //!     core::step(prev, why prev stopped)     rq locked inside
 //!     finish the step: wake the tasks whose timers fired or whose block
 //!                 was cancelled late, complete a hotplug move
@@ -15,10 +15,7 @@
 //! ```
 //!
 //! Every check of the safe point is a plain load first: a switch with
-//! nothing pending (the common yield) performs no read-modify-write here.
-//!
-//! ```text
-//! ```
+//! nothing pending (the common yield) performs no read-modify-write there.
 //!
 //! Going idle: poll (spin, marked POLLING, so a kick needs no syscall) for
 //! the configured time, then sleep on the doorbell with a timeout at the
@@ -33,11 +30,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::context::{WorkerTls, SW_BLOCK, SW_YIELD};
-use crate::core::error::call;
 use crate::core::step::{finish, step, After, Switch};
-use crate::kick_state::KickState;
 use crate::loom::Ordering;
-use crate::ops::{Ctx, Shared};
+use crate::ops::Shared;
 use crate::task::TaskRef;
 
 /// The loop of CPU `cpu`'s worker thread.
@@ -63,7 +58,7 @@ pub(crate) fn worker_main(
     let mut after = After::default();
     let mut prev: Option<(TaskRef, Switch)> = None;
     loop {
-        safe_point(&sh, cpu);
+        crate::core::irq::safe_point(&sh, cpu);
         let next = step(&sh, cpu, &mut slot, prev.take(), &mut after);
         finish(&sh, cpu, &mut after);
         crate::kick::run_pending(&sh, Some(cpu));
@@ -91,54 +86,6 @@ pub(crate) fn worker_main(
     crate::core::current::leave_worker();
 }
 
-/// The safe point before a step: no lock held. The disable path if an
-/// exit is pending, the CPU's interrupt work, a pending `KICK_WAIT`, then
-/// `need_resched` is cleared: the step below serves every request made so
-/// far. Interrupt work raised since keeps `need_resched` set (`raise_irq`
-/// stores `irq_pending` first), so the next task stops for it. A flag that
-/// reads clear costs one load and no store.
-#[inline]
-fn safe_point(sh: &Shared, cpu: usize) {
-    let s = &sh.cpus[cpu].shared;
-    if sh.exit.pending.load(Ordering::Acquire) {
-        crate::disable::disable(sh);
-    }
-    run_irq_work(sh, cpu);
-    crate::kick::wait_for_targets(sh, cpu);
-    // The clears are SeqCst stores, made only when set: a wake-up that
-    // sets the flag after our load is never overwritten, and one before it
-    // is ordered before the step's reads of the queues.
-    if s.need_resched.load(Ordering::Relaxed) {
-        s.need_resched.store(false, Ordering::SeqCst);
-    }
-    if s.remote.resched_req.load(Ordering::Relaxed) {
-        s.remote.resched_req.store(false, Ordering::SeqCst);
-    }
-    if s.remote.irq_pending.load(Ordering::SeqCst) {
-        s.need_resched.store(true, Ordering::SeqCst);
-    }
-}
-
-/// The CPU's interrupt work, at a point where it holds no lock: the
-/// scheduler timers that fired for it, then its kick step.
-fn run_irq_work(sh: &Shared, cpu: usize) {
-    let s = &sh.cpus[cpu].shared;
-    if KickState::take(&s.remote.irq_pending) {
-        crate::core::enqueue::drain_wake_list(sh, cpu);
-        let mut fired = s.remote.ops_timers_fired.swap(0, Ordering::AcqRel);
-        if fired != 0 {
-            let slot = sh.cur_slot();
-            let ctx = Ctx::new(sh, Some(cpu));
-            while fired != 0 {
-                let id = fired.trailing_zeros();
-                fired &= fired - 1;
-                call(sh, "timer", || slot.ops.timer(&ctx, id));
-            }
-        }
-    }
-    crate::kick::run_pending(sh, Some(cpu));
-}
-
 /// The running task `t` stopped at a preemption point. If only interrupt
 /// work was pending (no kick, no expired or zeroed slice, no exit), runs it
 /// and returns true: the task resumes without a scheduling pass, so the
@@ -152,7 +99,7 @@ fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef) -> bool {
     if s.remote.resched_req.swap(false, Ordering::SeqCst) {
         return false;
     }
-    run_irq_work(sh, cpu);
+    crate::core::irq::run_irq_work(sh, cpu);
     !(s.remote.resched_req.swap(false, Ordering::SeqCst)
         || s.remote.tick_pending.load(Ordering::Acquire)
         || s.kick.sync_pending.load(Ordering::Acquire)
@@ -196,16 +143,9 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
 }
 
 fn idle(sh: &Shared, cpu: usize) {
-    let s = &sh.cpus[cpu].shared;
     sh.cpus[cpu].idle_wait(
         sh.cfg.idle_poll_ns,
-        || {
-            s.kick.pending.load(Ordering::Relaxed)
-                || s.remote.irq_pending.load(Ordering::Relaxed)
-                || sh.exit.pending.load(Ordering::Relaxed)
-                || (sh.shutdown.load(Ordering::Relaxed)
-                    && sh.live_tasks.load(Ordering::Relaxed) == 0)
-        },
+        || crate::core::irq::idle_wake(sh, cpu),
         // Release the memory of stacks cached after a burst, off the hot
         // path (scx_rt_sys::stack docs).
         || {

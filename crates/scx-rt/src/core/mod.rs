@@ -40,7 +40,7 @@
 //! | `balance`, `pick` | balance; pick, put prev, set next |
 //! | `step` | the scheduling step a worker (and a loom model) runs |
 //! | `migrate`, `bypass` | hotplug moves; bypass mode |
-
+//! | `irq` | the safe point between two tasks: interrupt work, the wake list, the `need_resched` clear |
 //! | `helpers` | the `scx_bpf_*` helpers on the callback contexts |
 
 pub(crate) mod balance;
@@ -56,6 +56,7 @@ pub(crate) mod error;
 pub(crate) mod has_op;
 pub(crate) mod helpers;
 pub(crate) mod idle_mask;
+pub(crate) mod irq;
 pub(crate) mod migrate;
 pub(crate) mod pick;
 pub(crate) mod shared;

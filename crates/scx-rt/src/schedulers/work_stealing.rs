@@ -214,7 +214,9 @@ impl Scheduler for WorkStealing {
     fn init(&self, ctx: &InitCtx<'_>) -> Result<(), i32> {
         let n = ctx.nr_cpu_ids();
         self.nr_cpus.store(n, Ordering::Relaxed);
-        let _ = self.pcpu.set((0..n).map(|_| CachePadded::default()).collect());
+        let _ = self
+            .pcpu
+            .set((0..n).map(|_| CachePadded::default()).collect());
         let _ = self.all.set(crate::cpumask::Cpumask::full(n));
         for c in 0..n {
             ctx.create_dsq(Self::stealable(c), -1).map_err(|_| -17)?;
@@ -269,7 +271,11 @@ impl Scheduler for WorkStealing {
             || ctx.dsq_nr_queued(Self::stealable(cpu)) > 0
             || ctx.dsq_nr_queued(Self::parked(cpu)) > 0;
         if bound {
-            let dsq = if behind { Self::parked(cpu) } else { dsq_id::LOCAL };
+            let dsq = if behind {
+                Self::parked(cpu)
+            } else {
+                dsq_id::LOCAL
+            };
             ctx.dispatch(p, dsq, slice, enq_flags);
             return;
         }
@@ -314,7 +320,9 @@ impl Scheduler for WorkStealing {
             let n = self.nr_cpus();
             if (0..n).any(|v| ctx.dsq_nr_queued(Self::stealable(v)) > 0) {
                 if let Some(all) = self.all.get() {
-                    self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu_in(all, PickIdleFlags::empty()));
+                    self.wake_searcher(ctx, |ctx| {
+                        ctx.pick_idle_cpu_in(all, PickIdleFlags::empty())
+                    });
                 }
             }
         }

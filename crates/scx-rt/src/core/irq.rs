@@ -1,0 +1,103 @@
+//! A CPU's safe point: the work a worker does between two tasks, before
+//! its scheduling step, with no lock held. Shared by the worker loop and
+//! the loom models, so the models check this code and not a copy.
+//!
+//! # Order
+//!
+//! ```text
+//! safe_point(cpu)
+//!   exit pending -> the disable path            (not in the loom build)
+//!   run_irq_work: irq_pending taken ->
+//!       queued wake-ups (the wake list), fired scheduler timers;
+//!     then the kick step
+//!   KICK_WAIT: wait for the targets' pick sequences
+//!   clear need_resched (fence), clear resched_req;
+//!   irq_pending set again since -> need_resched set again
+//! ```
+//!
+//! # Why the fences
+//!
+//! A waker queueing a wake-up (`Cpu::queue_wakeup`) stores `irq_pending`
+//! and then reads `need_resched` to skip a redundant store; this CPU
+//! stores `need_resched = false` and then reads `irq_pending`. That is the
+//! store-buffering pattern: without a full fence on both sides each may
+//! miss the other's store (x86 allows it), and the CPU would run its next
+//! task with `need_resched` clear while a woken task waits on its wake
+//! list, unseen by the policy, until that task's slice ends. The waker's
+//! fence is the one in `Doorbell::ring`, which `queue_wakeup` calls before
+//! its `need_resched` read; this side's is in [`clear_resched`], paid only
+//! when the flag was set. (The loom model `wakelist` fails without either.)
+//!
+//! Every check is a plain load first: a switch with nothing pending (the
+//! common yield) performs no read-modify-write and no fence here.
+
+use crate::core::error::call;
+use crate::kick_state::KickState;
+use crate::loom::{fence, Ordering};
+use crate::ops::{Ctx, Shared};
+
+/// The safe point of CPU `cpu` (module docs). No lock held.
+#[inline]
+pub(crate) fn safe_point(sh: &Shared, cpu: usize) {
+    #[cfg(not(scx_rt_loom))]
+    if sh.exit.pending.load(Ordering::Acquire) {
+        crate::disable::disable(sh);
+    }
+    run_irq_work(sh, cpu);
+    crate::kick::wait_for_targets(sh, cpu);
+    clear_resched(sh, cpu);
+}
+
+/// Clears `need_resched` and `resched_req` after the safe point's work,
+/// then sets `need_resched` again if interrupt work was raised since.
+/// The clears are SeqCst stores made only when set: a request that sets a
+/// flag after our load is never overwritten, and one before it is ordered
+/// before the step's reads of the queues.
+#[inline]
+pub(crate) fn clear_resched(sh: &Shared, cpu: usize) {
+    let s = &sh.cpus[cpu].shared;
+    if s.need_resched.load(Ordering::Relaxed) {
+        s.need_resched.store(false, Ordering::SeqCst);
+        // Orders the clear before the `irq_pending` read below (module
+        // docs: the waker's side is `Doorbell::ring`'s fence).
+        fence(Ordering::SeqCst);
+    }
+    if s.remote.resched_req.load(Ordering::Relaxed) {
+        s.remote.resched_req.store(false, Ordering::SeqCst);
+    }
+    if s.remote.irq_pending.load(Ordering::SeqCst) {
+        s.need_resched.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The CPU's interrupt work, at a point where it holds no lock: the queued
+/// wake-ups and the scheduler timers that fired for it, then its kick
+/// step.
+pub(crate) fn run_irq_work(sh: &Shared, cpu: usize) {
+    let s = &sh.cpus[cpu].shared;
+    if KickState::take(&s.remote.irq_pending) {
+        crate::core::enqueue::drain_wake_list(sh, cpu);
+        let mut fired = s.remote.ops_timers_fired.swap(0, Ordering::AcqRel);
+        if fired != 0 {
+            let slot = sh.cur_slot();
+            let ctx = Ctx::new(sh, Some(cpu));
+            while fired != 0 {
+                let id = fired.trailing_zeros();
+                fired &= fired - 1;
+                call(sh, "timer", || slot.ops.timer(&ctx, id));
+            }
+        }
+    }
+    crate::kick::run_pending(sh, Some(cpu));
+}
+
+/// Whether an idle CPU `cpu` has something to do: a kick, interrupt work,
+/// a pending exit, or a shutdown with no task left. Its idle wait (poll,
+/// then doorbell sleep) ends when this holds.
+pub(crate) fn idle_wake(sh: &Shared, cpu: usize) -> bool {
+    let s = &sh.cpus[cpu].shared;
+    s.kick.pending.load(Ordering::Relaxed)
+        || s.remote.irq_pending.load(Ordering::Relaxed)
+        || sh.exit.pending.load(Ordering::Relaxed)
+        || (sh.shutdown.load(Ordering::Relaxed) && sh.live_tasks.load(Ordering::Relaxed) == 0)
+}
