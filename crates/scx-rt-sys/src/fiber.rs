@@ -12,40 +12,70 @@
 //!        +---+ Err(no stack)       +------+ suspend(code) / resume
 //! ```
 //!
-//! # How `suspend` finds its fiber
+//! # Frames: how the running fiber finds what it needs
 //!
-//! The body does not receive a handle; it calls the free function
-//! [`suspend`]. Each OS thread has one thread-local *context*: a raw pointer
-//! to the corosensei `Yielder` of the fiber currently running on that thread
-//! (null when none). The protocol:
+//! The body does not receive a handle; it calls free functions ([`suspend`],
+//! [`try_suspend`], [`lent`], [`in_fiber`]). What they need is in a
+//! *frame*: a small record that [`Fiber::resume`] builds on its own stack
+//! for one resume, and that one thread-local word per OS thread points at
+//! while the fiber runs. The word is kept by [`crate::sigsegv`], whose
+//! handler reads the same frame:
 //!
-//! 1. [`Fiber::resume`] saves the thread's context, switches in, and restores
-//!    the saved value when the switch returns (suspend, finish or panic), so
-//!    nesting (a fiber resuming another fiber) works.
-//! 2. The body wrapper stores its `Yielder` into the context on first entry.
-//! 3. [`suspend`] reads the context, switches out through that `Yielder`,
-//!    and — because it may come back on a *different* OS thread, whose
-//!    context was just saved by that thread's `resume` — stores its `Yielder`
-//!    into the (new) thread's context again after the switch.
+//! ```text
+//!  thread-local word ──► Frame (on the resumer's stack, alive for one resume)
+//!  (null: no fiber       ├─ head: stack ──► the fiber's guard range         } what the
+//!   runs here)           │        task      label for overflow reports      } handler reads
+//!                        ├─ yielder   the fiber's corosensei Yielder (null: forced unwind)
+//!                        ├─ data, data_ty   what the resumer lends ([`Fiber::resume_with`])
+//!                        └─ dropping  true for the forced unwind of a dropped fiber
+//! ```
+//!
+//! The protocol:
+//!
+//! 1. `resume` builds the frame, saves the thread's word and points it at
+//!    the frame (one TLS load, one store), switches in, and when the switch
+//!    returns (the body suspended, returned or panicked) stores the saved
+//!    word back (one store). Frames nest like the resumes: a fiber resuming
+//!    another fiber publishes a frame over its own resumer's, and takes it
+//!    down again when that resume returns.
+//! 2. The yielder lives on the fiber's own stack, and only the body learns
+//!    where (corosensei passes it in): the body wrapper writes it into the
+//!    frame of the first resume, and the resumer keeps it with the fiber, so
+//!    every later frame carries it from the start.
+//! 3. [`suspend`] reads the word (one TLS load), takes the yielder from the
+//!    frame, and switches out. When it returns, possibly on another OS
+//!    thread, that thread's word already points at the frame of the resume
+//!    that switched the fiber back in, yielder included: nothing to write.
 //!
 //! # Migration and thread-locals
 //!
 //! After `suspend` returns, the fiber may be running on another OS thread.
 //! The compiler assumes a function never changes threads, so it may compute
 //! a thread-local's address once and reuse it across the switch if the
-//! accesses are inlined into the same function. Therefore [`suspend`],
-//! [`in_fiber`] and the context accessors are `#[inline(never)]`, each
-//! computes the TLS address afresh, and no reference to a thread-local is
-//! ever held across a switch. Bodies that migrate must follow the same rule
-//! (the runtime documents its position on thread-locals in task code).
+//! accesses are inlined into the same function. Therefore:
+//!
+//! - code that may run in a fiber reads the word only inside functions that
+//!   are never inlined ([`suspend`], [`try_suspend`], [`lent`],
+//!   [`in_fiber`], [`unwinding_for_drop`], the body's first entry, and the
+//!   label accessors of [`crate::sigsegv`]), once, before any switch;
+//! - the resumer side (`resume_inner`, and the forced unwind in `Drop`) is
+//!   never inlined either, and uses one computed address for the store
+//!   before and the store after its switch. That is right because a resume
+//!   does not change threads: the fiber it switches into can leave only by
+//!   suspending, returning or panicking, and each of those hands control
+//!   back to the resumer on the thread that resumed it.
+//!
+//! No reference to a thread-local or to a frame is held across a switch.
+//! Bodies that migrate must follow the same rule (the runtime documents its
+//! position on thread-locals in task code).
 //!
 //! # Stack overflow
 //!
-//! Around every switch into a fiber (and around the forced unwind of a
-//! dropped one), `resume` records the fiber's guard range and stack size in
-//! a thread-local that the `SIGSEGV` handler of [`crate::sigsegv`] reads: a
-//! fault in that guard is reported as an overflow of the running fiber
-//! (named by the task label the runtime sets) before the process dies.
+//! The frame's head names the fiber's guard range and task label, and the
+//! `SIGSEGV` handler of [`crate::sigsegv`] reads it through
+//! the same word, also while a dropped fiber is unwound: a fault in that
+//! guard is reported as an overflow of the running fiber (named by the
+//! task label the runtime resumes it with) before the process dies.
 
 use std::any::TypeId;
 use std::cell::Cell;
@@ -55,7 +85,7 @@ use std::sync::Arc;
 
 use corosensei::{Coroutine, CoroutineResult};
 
-use crate::sigsegv::RunningStack;
+use crate::sigsegv::{self, RunningStack, StackSpan};
 use crate::stack::{Stack, StackPool};
 
 type Yielder = corosensei::Yielder<(), usize>;
@@ -64,76 +94,77 @@ type Co = Coroutine<(), usize, (), Stack>;
 /// What the body of a fiber is.
 pub type Body = Box<dyn FnOnce() + Send + 'static>;
 
-/// The per-thread fiber context (see the module doc).
-#[derive(Clone, Copy)]
-struct Ctx {
-    /// Yielder of the fiber running on this thread; null outside fibers.
-    yielder: *const Yielder,
-    /// True while a dropped, suspended fiber is being unwound on this thread.
-    dropping: bool,
-    /// What the resumer lent the running fiber ([`Fiber::resume_with`]):
-    /// a pointer to a `T` that outlives the resume, and `T`'s type.
+/// What a resumer tells the fiber it runs, for one resume (module doc,
+/// "Frames"). Built on the resumer's stack, published as this thread's
+/// innermost frame while the fiber runs ([`sigsegv::run_published`]), and
+/// read through that pointer, so only through shared references: what
+/// the fiber writes is in a `Cell`.
+#[repr(C)]
+struct Frame {
+    /// What the overflow handler reads: the fiber's stack and task label.
+    /// The first field (`repr(C)`): the published pointer is this head's,
+    /// and [`frame`] casts it back to the frame.
+    head: RunningStack,
+    /// Yielder of the running fiber. Null in the frame of a forced unwind,
+    /// and on the first entry until the body wrapper sets it (step 2).
+    yielder: Cell<*const Yielder>,
+    /// What the resumer lent ([`Fiber::resume_with`]): a pointer to a `T`
+    /// that outlives the resume, and `T`'s type. Null: nothing lent.
     data: *const (),
-    data_ty: Option<TypeId>,
+    data_ty: TypeId,
+    /// True in the frame of the forced unwind of a dropped fiber.
+    dropping: bool,
 }
 
-const NO_CTX: Ctx = Ctx {
-    yielder: std::ptr::null(),
-    dropping: false,
-    data: std::ptr::null(),
-    data_ty: None,
-};
-
-thread_local! {
-    static CTX: Cell<Ctx> = const { Cell::new(NO_CTX) };
-}
-
-/// Reads this thread's context. Never inlined: see "Migration" above.
-#[inline(never)]
-fn ctx() -> Ctx {
-    CTX.with(|c| c.get())
-}
-
-/// Replaces this thread's context, returning the old one. Never inlined: see
-/// "Migration" above.
-#[inline(never)]
-fn swap_ctx(new: Ctx) -> Ctx {
-    CTX.with(|c| c.replace(new))
-}
-
-/// Publishes the running fiber's yielder on this thread, keeping the data
-/// its resumer lent (steps 2 and 3 of the protocol). Never inlined.
-#[inline(never)]
-fn set_yielder(yielder: *const Yielder) {
-    CTX.with(|c| {
-        let mut v = c.get();
-        v.yielder = yielder;
-        v.dropping = false;
-        c.set(v);
-    })
-}
-
-/// Restores a saved context on drop (also when unwinding).
-struct RestoreCtx(Ctx);
-
-impl Drop for RestoreCtx {
-    fn drop(&mut self) {
-        swap_ctx(self.0);
+impl Frame {
+    /// Runs `f` with this frame published as the thread's innermost one.
+    ///
+    /// # Safety
+    ///
+    /// As [`sigsegv::run_published`]: the caller is never inlined, and `f`
+    /// returns on the calling thread (it may resume a fiber, and must not
+    /// suspend the one running the caller).
+    #[inline(always)]
+    unsafe fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        // The head pointer is derived from the whole frame, so it may be
+        // cast back to it (`frame`).
+        let head = (self as *const Frame).cast::<RunningStack>();
+        // SAFETY: our caller's promise covers the thread; `head` is the
+        // first field of this `repr(C)` frame, with its provenance, and the
+        // frame is borrowed (alive, in place) until `f` returns.
+        unsafe { sigsegv::run_published(head, f) }
     }
+}
+
+/// The innermost frame of this thread (null: no fiber runs here).
+///
+/// # Safety
+///
+/// As [`sigsegv::current_frame`]: call it only from a function that is
+/// never inlined, once, before that function switches fibers (module doc,
+/// "Migration").
+#[inline(always)]
+unsafe fn frame() -> *const Frame {
+    // SAFETY: forwarded to our caller. Every published head is the first
+    // field of a `Frame` of this module (`Frame::run` is the only
+    // publisher), with the whole frame's provenance: the cast is exact.
+    unsafe { sigsegv::current_frame() }.cast::<Frame>()
 }
 
 enum State {
     NotStarted(Body),
-    /// The coroutine, and its stack's guard range and usable size (for
-    /// overflow reports, `crate::sigsegv`).
-    Running(Co, StackSpan),
+    Running(Running),
     Finished,
 }
 
-/// Where a running fiber's stack is, for [`crate::sigsegv`].
-struct StackSpan {
-    guard: std::ops::Range<usize>,
-    size: usize,
+/// A started fiber.
+struct Running {
+    co: Co,
+    /// Its stack's guard range, for overflow reports.
+    span: StackSpan,
+    /// The body's yielder once its first entry has run, else null: each
+    /// frame starts with it (protocol step 2).
+    yielder: *const Yielder,
 }
 
 /// A not-yet-started or suspended green context.
@@ -150,9 +181,10 @@ pub struct Fiber {
 // time when the fiber never ran, or when the task's owner opted in to
 // migration with an `unsafe` promise that its body keeps no thread-bound
 // data across suspension points. The Fiber machinery itself makes no thread
-// assumption: the stack is plain memory, and the thread-local context is
-// re-read after every switch by non-inlined accessors (module doc,
-// "Migration"), never cached across one.
+// assumption: the stack is plain memory, the yielder pointer it keeps
+// points into that stack, and the thread-local frame word is re-read after
+// every switch by non-inlined accessors (module doc, "Migration"), never
+// cached across one.
 unsafe impl Send for Fiber {}
 
 /// Outcome of [`Fiber::resume`].
@@ -193,10 +225,11 @@ impl Fiber {
 
     /// [`Fiber::resume`], labelling the fiber as task `label` for
     /// stack-overflow reports while it runs (the label of
-    /// [`crate::sigsegv::set_current_task`], set and restored here in the
-    /// same thread-local access as the running stack).
+    /// [`crate::sigsegv::set_current_task`], which inside the fiber changes
+    /// it until the fiber suspends). The label travels in the frame of this
+    /// resume (module doc): no thread-local access of its own.
     pub fn resume_as(&mut self, pool: &StackPool, label: u64) -> io::Result<Resumed> {
-        self.resume_inner(pool, label, std::ptr::null(), None)
+        self.resume_inner(pool, label, std::ptr::null(), TypeId::of::<()>())
     }
 
     /// [`Fiber::resume_as`], lending `data` to the fiber while it runs: code
@@ -213,55 +246,40 @@ impl Fiber {
             pool,
             label,
             data as *const Arc<T> as *const (),
-            Some(TypeId::of::<Arc<T>>()),
+            TypeId::of::<Arc<T>>(),
         )
     }
 
+    /// The resume (protocol step 1). Never inlined: it publishes its frame
+    /// around the switch with one thread-local address (module doc,
+    /// "Migration").
+    #[inline(never)]
     fn resume_inner(
         &mut self,
         pool: &StackPool,
         label: u64,
         data: *const (),
-        data_ty: Option<TypeId>,
+        data_ty: TypeId,
     ) -> io::Result<Resumed> {
-        match self.state {
-            State::Finished => panic!("resumed a finished fiber"),
-            State::NotStarted(_) => {
-                let stack = pool.get()?;
-                let span = StackSpan {
-                    guard: stack.guard_range(),
-                    size: stack.size(),
-                };
-                let State::NotStarted(body) = std::mem::replace(&mut self.state, State::Finished)
-                else {
-                    unreachable!()
-                };
-                let co = Co::with_stack(stack, move |yielder: &Yielder, ()| {
-                    // Step 2 of the protocol: publish our yielder on the
-                    // thread that runs us first.
-                    set_yielder(yielder);
-                    body();
-                });
-                self.state = State::Running(co, span);
-            }
-            State::Running(..) => {}
+        if !matches!(self.state, State::Running(_)) {
+            self.start(pool)?;
         }
-        let State::Running(co, span) = &mut self.state else {
-            unreachable!()
+        let State::Running(run) = &mut self.state else {
+            unreachable!("started above")
         };
-        // Step 1: save this thread's context and lend the data; the fiber
-        // sets its yielder.
-        let restore = RestoreCtx(swap_ctx(Ctx {
-            yielder: std::ptr::null(),
-            dropping: false,
+        let frame = Frame {
+            head: RunningStack::new(&run.span, label),
+            yielder: Cell::new(run.yielder),
             data,
             data_ty,
-        }));
-        // Name this stack as the running one if it overflows.
-        let running = RunningStack::enter(&span.guard, span.size, label);
-        let result = catch_unwind(AssertUnwindSafe(|| co.resume(())));
-        drop(running);
-        drop(restore);
+            dropping: false,
+        };
+        let co = &mut run.co;
+        // SAFETY: this function is never inlined, and the closure only
+        // resumes a fiber, which hands control back on this thread.
+        let result = unsafe { frame.run(|| catch_unwind(AssertUnwindSafe(|| co.resume(())))) };
+        // Step 2: the first entry wrote the yielder into the frame.
+        run.yielder = frame.yielder.get();
         match result {
             Ok(CoroutineResult::Yield(code)) => Ok(Resumed::Suspended(code)),
             Ok(CoroutineResult::Return(())) => {
@@ -278,6 +296,40 @@ impl Fiber {
         }
     }
 
+    /// Takes a stack for a fiber that has not started (a no-op for a
+    /// started one): `NotStarted` becomes `Running`, or stays as it was if
+    /// the pool refuses.
+    ///
+    /// # Panics
+    ///
+    /// If the fiber has already finished.
+    #[cold]
+    #[inline(never)]
+    fn start(&mut self, pool: &StackPool) -> io::Result<()> {
+        match self.state {
+            State::Finished => panic!("resumed a finished fiber"),
+            State::Running(_) => return Ok(()),
+            State::NotStarted(_) => {}
+        }
+        let stack = pool.get()?;
+        let span = StackSpan {
+            guard: stack.guard_range(),
+        };
+        let State::NotStarted(body) = std::mem::replace(&mut self.state, State::Finished) else {
+            unreachable!("checked above")
+        };
+        let co = Co::with_stack(stack, move |yielder: &Yielder, ()| {
+            first_entry(yielder);
+            body();
+        });
+        self.state = State::Running(Running {
+            co,
+            span,
+            yielder: std::ptr::null(),
+        });
+        Ok(())
+    }
+
     /// True once the fiber has been resumed at least once.
     pub fn is_started(&self) -> bool {
         !matches!(self.state, State::NotStarted(_))
@@ -289,6 +341,23 @@ impl Fiber {
     }
 }
 
+/// Step 2 of the protocol: the body's first code publishes its yielder in
+/// the frame of the resume that started it. Never inlined (module doc,
+/// "Migration").
+#[inline(never)]
+fn first_entry(yielder: &Yielder) {
+    // SAFETY: never inlined; read once, and nothing here switches.
+    let frame = unsafe { frame() };
+    debug_assert!(!frame.is_null(), "a body runs inside a resume");
+    if !frame.is_null() {
+        // SAFETY: a body's first entry runs inside the resume that started
+        // it, never inside a forced unwind (corosensei drops a body that
+        // never ran without running it), so the innermost frame is that
+        // resume's, alive until the body suspends; the field is a `Cell`.
+        unsafe { (*frame).yielder.set(yielder) };
+    }
+}
+
 impl Drop for Fiber {
     /// Dropping a suspended fiber unwinds its stack on the current thread
     /// (running the destructors of the body's locals), then returns the
@@ -297,25 +366,37 @@ impl Drop for Fiber {
     /// must re-raise (`resume_unwind`) what it catches then, or corosensei
     /// panics because its unwind was swallowed.
     fn drop(&mut self) {
-        if let State::Running(co, span) = &mut self.state {
-            let _restore = RestoreCtx(swap_ctx(Ctx {
-                yielder: std::ptr::null(),
-                dropping: true,
-                data: std::ptr::null(),
-                data_ty: None,
-            }));
-            let _running =
-                RunningStack::enter(&span.guard, span.size, crate::sigsegv::current_task());
-            co.force_unwind();
+        if let State::Running(run) = &mut self.state {
+            unwind_suspended(run);
         }
     }
+}
+
+/// The forced unwind of a dropped, suspended fiber, under a frame that says
+/// so (no yielder, `dropping`), still naming the fiber's stack and the
+/// current task label for overflow reports. Never inlined (module doc,
+/// "Migration").
+#[inline(never)]
+fn unwind_suspended(run: &mut Running) {
+    let frame = Frame {
+        head: RunningStack::new(&run.span, sigsegv::current_task()),
+        yielder: Cell::new(std::ptr::null()),
+        data: std::ptr::null(),
+        data_ty: TypeId::of::<()>(),
+        dropping: true,
+    };
+    let co = &mut run.co;
+    // SAFETY: this function is never inlined, and the forced unwind runs
+    // the fiber's destructors and hands control back on this thread (or
+    // unwinds into it).
+    unsafe { frame.run(|| co.force_unwind()) };
 }
 
 impl std::fmt::Debug for Fiber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
             State::NotStarted(_) => "not started",
-            State::Running(..) => "suspended",
+            State::Running(_) => "suspended",
             State::Finished => "finished",
         };
         f.debug_struct("Fiber").field("state", &state).finish()
@@ -334,32 +415,32 @@ impl std::fmt::Debug for Fiber {
 /// If the calling code is not running inside a fiber.
 #[inline(never)]
 pub fn suspend(code: usize) {
-    let yielder = ctx().yielder;
-    assert!(!yielder.is_null(), "suspend called outside a fiber");
-    // SAFETY: a non-null context pointer is only ever the Yielder of the
-    // fiber running on this thread right now (module doc, protocol steps
-    // 1-3): it lives at a fixed place on that fiber's stack for as long as
-    // the body runs, and we are that body (or code it called), so it is
-    // valid, and suspending through it switches out of exactly this fiber.
-    unsafe { (*yielder).suspend(code) };
-    // Step 3: we may be on another thread now; publish our yielder there.
-    // `set_yielder` recomputes the TLS address (never inlined).
-    set_yielder(yielder);
+    assert!(try_suspend(code), "suspend called outside a fiber");
 }
 
 /// [`suspend`] if the calling code runs inside a fiber body (then `true`
 /// once resumed); `false` at once otherwise. One thread-local read for the
-/// check and the switch together.
+/// check and the switch together, none after it (protocol step 3).
 #[inline(never)]
 pub fn try_suspend(code: usize) -> bool {
-    let yielder = ctx().yielder;
+    // SAFETY: never inlined; read once, before the switch.
+    let frame = unsafe { frame() };
+    if frame.is_null() {
+        return false;
+    }
+    // SAFETY: the innermost frame of this thread stays alive while the code
+    // it runs runs, and that is us (a nested resume would have published
+    // its own frame over it and taken it down before returning to us).
+    let yielder = unsafe { (*frame).yielder.get() };
     if yielder.is_null() {
         return false;
     }
-    // SAFETY: as in `suspend`: a non-null context pointer is the Yielder of
-    // the fiber running on this thread, which is us.
+    // SAFETY: a non-null frame yielder is the Yielder of the fiber that
+    // frame runs, which is us (above): it lives at a fixed place on our own
+    // stack for as long as the body runs, so it is valid, and suspending
+    // through it switches out of exactly this fiber. Nothing below touches
+    // the frame or a thread-local after the switch.
     unsafe { (*yielder).suspend(code) };
-    set_yielder(yielder);
     true
 }
 
@@ -368,8 +449,15 @@ pub fn try_suspend(code: usize) -> bool {
 /// was lent one; `None` otherwise. Never inlined (module doc, "Migration").
 #[inline(never)]
 pub fn lent<T: Send + Sync + 'static>() -> Option<Arc<T>> {
-    let c = ctx();
-    if c.yielder.is_null() || c.data_ty != Some(TypeId::of::<Arc<T>>()) || c.data.is_null() {
+    // SAFETY: never inlined; read once, and nothing here switches.
+    let frame = unsafe { frame() };
+    if frame.is_null() {
+        return None;
+    }
+    // SAFETY: the innermost frame stays alive while the code it runs (us)
+    // runs, as in `try_suspend`; only shared access.
+    let f = unsafe { &*frame };
+    if f.yielder.get().is_null() || f.data.is_null() || f.data_ty != TypeId::of::<Arc<T>>() {
         return None;
     }
     // SAFETY: `data` was set by the `resume_with::<T>` that runs this fiber
@@ -377,27 +465,33 @@ pub fn lent<T: Send + Sync + 'static>() -> Option<Arc<T>> {
     // `Arc<T>` borrowed by that call until the fiber suspends or returns.
     // The fiber is running (this code is it), and cloning an `Arc` cannot
     // suspend it, so the borrow outlives this read.
-    Some(Arc::clone(unsafe { &*(c.data as *const Arc<T>) }))
+    Some(Arc::clone(unsafe { &*(f.data as *const Arc<T>) }))
 }
 
 /// True when the calling code runs inside a fiber body. Never inlined (module
 /// doc, "Migration").
 #[inline(never)]
 pub fn in_fiber() -> bool {
-    !ctx().yielder.is_null()
+    // SAFETY: never inlined; read once, and nothing here switches.
+    let frame = unsafe { frame() };
+    // SAFETY: alive while we run, as in `try_suspend`.
+    !frame.is_null() && !unsafe { (*frame).yielder.get() }.is_null()
 }
 
 /// True while a dropped, suspended fiber is being unwound on this thread: a
 /// panic caught then is corosensei's forced unwind and must be re-raised.
 #[inline(never)]
 pub fn unwinding_for_drop() -> bool {
-    ctx().dropping
+    // SAFETY: never inlined; read once, and nothing here switches.
+    let frame = unsafe { frame() };
+    // SAFETY: alive while we run, as in `try_suspend`.
+    !frame.is_null() && unsafe { (*frame).dropping }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sigsegv::{classify, guard_at, set_current_task, GuardHit};
+    use crate::sigsegv::{classify, current_task, guard_at, set_current_task, GuardHit};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -629,6 +723,177 @@ mod tests {
         assert_eq!(f.resume(&pool).unwrap(), Resumed::Finished);
     }
 
+    /// The guard below the calling fiber's stack (the one just below a
+    /// local variable).
+    #[inline(never)]
+    fn own_guard() -> std::ops::Range<usize> {
+        let local = 0u8;
+        let sp = std::hint::black_box(&local) as *const u8 as usize;
+        (0..64)
+            .find_map(|k| guard_at(sp.saturating_sub(k * 4096)))
+            .expect("a guard below the stack")
+            .0
+    }
+
+    /// Whether `guard` is classified as an overflow of the running fiber,
+    /// and the task label the report would name.
+    fn hit(guard: &std::ops::Range<usize>) -> (bool, u64) {
+        match classify(guard.start).expect("a guard of ours") {
+            GuardHit::Overflow { task, .. } => (true, task),
+            GuardHit::Other { task, .. } => (false, task),
+        }
+    }
+
+    /// Each frame names its own fiber: inside a nested fiber its guard is
+    /// the running one, with its label and lent data; when it suspends, its
+    /// resumer's frame is back, unchanged (labels set inside do not leak).
+    #[test]
+    fn nested_frames_label_lend_and_restore() {
+        let pool = Arc::new(pool());
+        let p = pool.clone();
+        let guards = Arc::new(Mutex::new(Vec::new()));
+        let g = guards.clone();
+        set_current_task(5);
+        let mut outer = Fiber::new(Box::new(move || {
+            let mine = own_guard();
+            assert_eq!(hit(&mine), (true, 11));
+            assert_eq!(lent::<u32>().as_deref(), Some(&1));
+            let gi = g.clone();
+            let mut inner = Fiber::new(Box::new(move || {
+                let theirs = own_guard();
+                gi.lock().unwrap().push(theirs.clone());
+                assert_eq!(hit(&theirs), (true, 22));
+                assert_eq!(lent::<u32>().as_deref(), Some(&2));
+                set_current_task(23);
+                assert_eq!(hit(&theirs), (true, 23));
+                suspend(100);
+                // Resumed with a new label and new data.
+                assert_eq!(hit(&theirs), (true, 24));
+                assert_eq!(lent::<u32>().as_deref(), Some(&3));
+                assert!(lent::<u64>().is_none(), "the type is checked");
+            }));
+            assert_eq!(
+                inner.resume_with(&p, 22, &Arc::new(2u32)).unwrap(),
+                Resumed::Suspended(100)
+            );
+            // Our frame again: our guard, our label, our data.
+            let theirs = g.lock().unwrap()[0].clone();
+            assert_eq!(hit(&mine), (true, 11));
+            assert_eq!(hit(&theirs), (false, 11));
+            assert_eq!(lent::<u32>().as_deref(), Some(&1));
+            assert!(in_fiber());
+            suspend(1);
+            assert_eq!(hit(&mine), (true, 12));
+            assert_eq!(
+                inner.resume_with(&p, 24, &Arc::new(3u32)).unwrap(),
+                Resumed::Finished
+            );
+            assert_eq!(current_task(), 12);
+            assert_eq!(lent::<u32>().as_deref(), Some(&4));
+        }));
+        let r = outer.resume_with(&pool, 11, &Arc::new(1u32)).unwrap();
+        assert_eq!(r, Resumed::Suspended(1));
+        assert!(!in_fiber());
+        assert_eq!(current_task(), 5, "the thread's label is untouched");
+        let r = outer.resume_with(&pool, 12, &Arc::new(4u32)).unwrap();
+        assert_eq!(r, Resumed::Finished);
+        assert_eq!(current_task(), 5);
+        assert!(lent::<u32>().is_none());
+        assert_eq!(hit(&guards.lock().unwrap()[0]).1, 5);
+        set_current_task(0);
+    }
+
+    /// After migrating, the fiber finds the new thread's frame: its
+    /// resumer's data and label, its own guard as the running one; neither
+    /// thread keeps a frame once its resume has returned.
+    #[test]
+    fn migrated_fiber_reads_the_new_threads_frame() {
+        let pool = Arc::new(pool());
+        let mut f = Fiber::new(Box::new(move || {
+            let mine = own_guard();
+            let before = os_tid();
+            assert_eq!(lent::<&str>().as_deref(), Some(&"first"));
+            assert_eq!(hit(&mine), (true, 1));
+            suspend(1);
+            assert_ne!(os_tid(), before, "resumed on another thread");
+            assert!(in_fiber());
+            assert!(!unwinding_for_drop());
+            assert_eq!(lent::<&str>().as_deref(), Some(&"second"));
+            assert_eq!(hit(&mine), (true, 2));
+            suspend(2);
+            assert_eq!(os_tid(), before, "back on the first thread");
+            assert_eq!(lent::<&str>().as_deref(), Some(&"third"));
+            assert_eq!(hit(&mine), (true, 3));
+        }));
+        let r = f.resume_with(&pool, 1, &Arc::new("first")).unwrap();
+        assert_eq!(r, Resumed::Suspended(1));
+        assert!(!in_fiber());
+        let p = pool.clone();
+        let mut f = std::thread::spawn(move || {
+            let r = f.resume_with(&p, 2, &Arc::new("second")).unwrap();
+            assert_eq!(r, Resumed::Suspended(2));
+            assert!(!in_fiber());
+            assert!(lent::<&str>().is_none());
+            assert_eq!(current_task(), 0);
+            f
+        })
+        .join()
+        .unwrap();
+        let r = f.resume_with(&pool, 3, &Arc::new("third")).unwrap();
+        assert_eq!(r, Resumed::Finished);
+        assert!(!in_fiber());
+        assert_eq!(current_task(), 0);
+    }
+
+    /// A fiber that drops a suspended inner fiber, or catches the panic of
+    /// one, finds its own frame afterwards.
+    #[test]
+    fn nested_drop_and_panic_restore_the_outer_frame() {
+        struct Check;
+        impl Drop for Check {
+            fn drop(&mut self) {
+                assert!(unwinding_for_drop());
+                assert!(!in_fiber());
+                assert!(lent::<u32>().is_none());
+                assert!(!try_suspend(9), "no switch during a forced unwind");
+                // The unwind runs on the dropped fiber's stack, which the
+                // drop's frame names, with the dropping code's label.
+                assert_eq!(hit(&own_guard()), (true, 1));
+            }
+        }
+        let pool = Arc::new(pool());
+        let p = pool.clone();
+        let mut outer = Fiber::new(Box::new(move || {
+            let mut inner = Fiber::new(Box::new(|| {
+                let _check = Check;
+                suspend(1);
+            }));
+            assert_eq!(
+                inner.resume_with(&p, 2, &Arc::new(2u32)).unwrap(),
+                Resumed::Suspended(1)
+            );
+            drop(inner);
+            assert!(in_fiber());
+            assert!(!unwinding_for_drop());
+            assert_eq!(lent::<u32>().as_deref(), Some(&1));
+            assert_eq!(current_task(), 1);
+            let mut bad = Fiber::new(Box::new(|| panic!("inner boom")));
+            let err = catch_unwind(AssertUnwindSafe(|| bad.resume_as(&p, 3))).unwrap_err();
+            assert_eq!(err.downcast_ref::<&str>(), Some(&"inner boom"));
+            assert!(in_fiber());
+            assert_eq!(lent::<u32>().as_deref(), Some(&1));
+            assert_eq!(current_task(), 1);
+            suspend(7);
+        }));
+        let r = outer.resume_with(&pool, 1, &Arc::new(1u32)).unwrap();
+        assert_eq!(r, Resumed::Suspended(7));
+        assert_eq!(outer.resume(&pool).unwrap(), Resumed::Finished);
+        assert!(!in_fiber());
+        // `bad` ran on the stack `inner` gave back; every stack is back.
+        assert_eq!(pool.allocated(), 2);
+        assert_eq!(pool.cached(), 2);
+    }
+
     const OVERFLOW_ENV: &str = "SCX_RT_SYS_OVERFLOW_CHILD";
 
     /// Recurses with a page-sized frame until the stack runs out.
@@ -650,18 +915,32 @@ mod tests {
             return;
         }
         let _alt = crate::sigsegv::AltStack::install().unwrap();
-        let pool = pool();
-        let mut f = Fiber::new(Box::new(|| {
-            eprintln!("recursing");
-            std::hint::black_box(recurse(0));
-        }));
-        let _ = f.resume(&pool);
+        let pool = Arc::new(pool());
+        let mut f = if std::env::var(OVERFLOW_ENV).as_deref() == Ok("nested") {
+            // Overflow a fiber resumed, with its own label, by a fiber
+            // labelled otherwise.
+            let p = pool.clone();
+            Fiber::new(Box::new(move || {
+                let mut inner = Fiber::new(Box::new(|| {
+                    eprintln!("recursing");
+                    std::hint::black_box(recurse(0));
+                }));
+                let _ = inner.resume_as(&p, 42);
+            }))
+        } else {
+            Fiber::new(Box::new(|| {
+                eprintln!("recursing");
+                std::hint::black_box(recurse(0));
+            }))
+        };
+        let _ = f.resume_as(&pool, 0);
         // Not reached when the guard works.
         std::process::exit(0);
     }
 
-    #[test]
-    fn overflow_is_reported() {
+    /// Runs `overflow_child` in `mode`; returns its stderr once it died by
+    /// `SIGSEGV` after saying it recursed.
+    fn overflow_child_stderr(mode: &str) -> String {
         use std::os::unix::process::ExitStatusExt;
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -670,10 +949,10 @@ mod tests {
                 "--test-threads=1",
                 "--nocapture",
             ])
-            .env(OVERFLOW_ENV, "1")
+            .env(OVERFLOW_ENV, mode)
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
             out.status.signal(),
             Some(libc::SIGSEGV),
@@ -681,8 +960,25 @@ mod tests {
             out.status
         );
         assert!(stderr.contains("recursing"), "stderr: {stderr}");
+        stderr
+    }
+
+    #[test]
+    fn overflow_is_reported() {
+        let stderr = overflow_child_stderr("1");
         assert!(
             stderr.contains("scx-rt: a green fiber overflowed its 64 KiB stack\n"),
+            "stderr: {stderr}"
+        );
+    }
+
+    /// The report names the innermost fiber, with the label of its own
+    /// resume, not its resumer's.
+    #[test]
+    fn nested_overflow_is_reported_with_its_label() {
+        let stderr = overflow_child_stderr("nested");
+        assert!(
+            stderr.contains("scx-rt: task 42 overflowed its 64 KiB stack\n"),
             "stderr: {stderr}"
         );
     }

@@ -31,10 +31,14 @@
 //!    is in a guard page of one of our stacks. Slabs register when mapped and
 //!    unregister before they are unmapped; each entry is a seqlock, so the
 //!    handler never trusts a half-written entry.
-//! 4. **Per-thread labels**: `Fiber::resume` (the `fiber` module) records the
-//!    guard range and size of the stack it switches to, and the runtime
-//!    records the id of the task it resumes ([`set_current_task`]). Both
-//!    are thread-local atomics the handler reads.
+//! 4. **What runs on each thread**: one thread-local word points at the
+//!    *frame* that `Fiber::resume` (the `fiber` module) builds on its own
+//!    stack for the fiber it switches to; the frame's head
+//!    (`RunningStack`) names that fiber's stack (its guard range) and
+//!    the label of the task it runs (the id the runtime resumes it with, or
+//!    [`set_current_task`] inside it). Outside fibers the word is null and
+//!    the label is the thread's own. The handler reads them through the
+//!    same word (why it never sees a half-written frame: `RunningStack`).
 //!
 //! # What the handler does
 //!
@@ -51,13 +55,15 @@
 //!
 //! Everything the handler touches is async-signal-safe: atomics (in statics
 //! and in `const`-initialised thread-locals without destructors, which are
-//! plain TLS accesses), `write`, `sigaction`, `raise`, and `errno`, which it
+//! plain TLS accesses), plain reads of the frame its thread published
+//! (complete before publication, unchanged while published: see
+//! `RunningStack`), `write`, `sigaction`, `raise`, and `errno`, which it
 //! saves and restores.
 
 use std::io;
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
 
 use crate::page::page_size;
@@ -200,87 +206,183 @@ pub fn guard_at(addr: usize) -> Option<(Range<usize>, usize)> {
     })
 }
 
-/// What the handler knows about the running code of one thread.
-struct Running {
-    /// Id of the task being resumed on this thread (0: none).
+/// Where a fiber stack is, for overflow reports: its guard region (the
+/// usable size comes from the slab registry, [`guard_at`]). The fiber
+/// module keeps one with every started fiber; it does not change while the
+/// fiber lives.
+pub(crate) struct StackSpan {
+    /// The guard region below the stack.
+    pub(crate) guard: Range<usize>,
+}
+
+/// The head of a fiber *frame* (module doc of `fiber`): the part of what a
+/// resumer tells the fiber it runs that this module reads, namely which
+/// stack runs and the task label. The fiber module builds the frame on the
+/// resumer's stack, this head its first field (`#[repr(C)]`), and publishes
+/// it with [`run_published`] while the fiber runs.
+///
+/// # Why the handler never reads a torn or dead head
+///
+/// The handler runs on the faulting thread, between two of its
+/// instructions, and reads only the head that thread published:
+///
+/// - publishing and unpublishing are single aligned pointer stores, so the
+///   handler sees the old head or the new one, never half of a pointer;
+/// - `stack`, and the span it points to, are written before the head is
+///   published (a release store; the handler loads with acquire, so the
+///   compiler cannot sink those writes below the publication) and never
+///   while it is published;
+/// - `task` may change while published (`set_current_task` inside a fiber):
+///   it is an atomic, one aligned 8-byte store;
+/// - a head is unpublished before its frame dies (a compiler fence keeps
+///   any reuse of the frame's stack slot after the restoring store).
+pub(crate) struct RunningStack {
+    /// The running fiber's stack.
+    stack: *const StackSpan,
+    /// Label of the task the fiber runs ([`set_current_task`]; 0: none).
     task: AtomicU64,
-    /// Guard region below the fiber stack running on this thread
-    /// (`lo == hi`: none).
-    guard_lo: AtomicUsize,
-    guard_hi: AtomicUsize,
-    /// Usable bytes of that stack.
-    stack_size: AtomicUsize,
+}
+
+impl RunningStack {
+    /// A head naming `stack`, running task `task`.
+    pub(crate) fn new(stack: &StackSpan, task: u64) -> RunningStack {
+        RunningStack {
+            stack,
+            task: AtomicU64::new(task),
+        }
+    }
+}
+
+/// What the handler knows about the running code of one thread.
+struct ThreadRunning {
+    /// Head of the innermost frame published on this thread (null: no
+    /// fiber runs here).
+    current: AtomicPtr<RunningStack>,
+    /// The task label of code that runs outside any fiber.
+    task: AtomicU64,
 }
 
 std::thread_local! {
     // `const`-initialised and without a destructor: every access is a plain
     // TLS address computation, safe inside a signal handler.
-    static RUNNING: Running = const {
-        Running {
+    static THREAD: ThreadRunning = const {
+        ThreadRunning {
+            current: AtomicPtr::new(std::ptr::null_mut()),
             task: AtomicU64::new(0),
-            guard_lo: AtomicUsize::new(0),
-            guard_hi: AtomicUsize::new(0),
-            stack_size: AtomicUsize::new(0),
         }
     };
 }
 
-/// Labels the code this thread is about to run as task `id` (0: no task),
-/// for stack-overflow reports. The runtime sets it before resuming a task's
-/// fiber and clears it afterwards. Costs one thread-local store.
+/// The head of the innermost frame published on this thread (null: no
+/// fiber runs here).
+///
+/// Inlined on purpose (one TLS load): the fiber module's accessors call it
+/// on the path of every switch.
+///
+/// # Safety
+///
+/// Call it only from a function that is never inlined, once, before that
+/// function switches fibers (module doc of `fiber`, "Migration"): the
+/// compiler may compute the thread-local's address once per function and
+/// reuse it, and after a switch the code may run on another OS thread.
+#[inline(always)]
+pub(crate) unsafe fn current_frame() -> *const RunningStack {
+    THREAD.with(|t| t.current.load(Ordering::Relaxed))
+}
+
+/// Restores the previously published head on drop (also when unwinding).
+struct Unpublish(*mut RunningStack);
+
+impl Drop for Unpublish {
+    #[inline(always)]
+    fn drop(&mut self) {
+        THREAD.with(|t| t.current.store(self.0, Ordering::Release));
+        // The frame may die right after this: no write to its stack slot may
+        // be moved above the store (a signal in between would read it).
+        compiler_fence(Ordering::SeqCst);
+    }
+}
+
+/// Publishes `head` as this thread's innermost frame while `f` runs, then
+/// republishes the previous one (also if `f` unwinds). One TLS load and
+/// one store before `f`, one store after.
+///
+/// # Safety
+///
+/// - The caller is never inlined, and `f` returns on the calling thread:
+///   it may resume fibers (a fiber always hands control back on the thread
+///   of its resumer) but must not suspend the fiber running the caller.
+///   Then the one TLS address computed here is right for both stores.
+/// - `head` points to the head (first field) of a `#[repr(C)]` frame of
+///   the fiber module that stays alive and in place while `f` runs, and
+///   carries the provenance of the whole frame: the fiber module reads the
+///   frame through the published pointer.
+#[inline(always)]
+pub(crate) unsafe fn run_published<R>(head: *const RunningStack, f: impl FnOnce() -> R) -> R {
+    let prev = THREAD.with(|t| {
+        let prev = t.current.load(Ordering::Relaxed);
+        // Release: the frame is written before it can be seen, by this
+        // thread's signal handler included.
+        t.current.store(head.cast_mut(), Ordering::Release);
+        prev
+    });
+    let _unpublish = Unpublish(prev);
+    f()
+}
+
+/// Runs `f` on the label of the code running on this thread: the innermost
+/// frame's while a fiber runs here (or is unwound), the thread's own
+/// otherwise. Only from the never-inlined label accessors.
+#[inline(always)]
+fn with_label<R>(f: impl FnOnce(&AtomicU64) -> R) -> R {
+    THREAD.with(|t| {
+        let head = t.current.load(Ordering::Relaxed);
+        if head.is_null() {
+            f(&t.task)
+        } else {
+            // SAFETY: a published head stays alive until it is unpublished
+            // (`run_published`), and only this thread unpublishes it: the
+            // code running here is the fiber it runs (or code called by
+            // it), which cannot end that resume while it runs.
+            f(unsafe { &(*head).task })
+        }
+    })
+}
+
+/// Labels the code this thread runs as task `id` (0: no task), for
+/// stack-overflow reports: inside a fiber, until it suspends (each resume
+/// sets the label of its fiber, [`crate::fiber::Fiber::resume_as`]); outside
+/// fibers, until the next call. Costs one thread-local access.
 #[inline(never)]
 pub fn set_current_task(id: u64) {
-    RUNNING.with(|r| r.task.store(id, Ordering::Relaxed));
+    with_label(|l| l.store(id, Ordering::Relaxed));
 }
 
-/// The label last set by [`set_current_task`] on this thread.
+/// The label of the code running on this thread ([`set_current_task`], or
+/// the label its fiber was resumed with).
 #[inline(never)]
 pub fn current_task() -> u64 {
-    RUNNING.with(|r| r.task.load(Ordering::Relaxed))
+    with_label(|l| l.load(Ordering::Relaxed))
 }
 
-/// While alive, records a fiber stack as the one running on this thread;
-/// dropping it restores the previous record (fibers nest). Created by
-/// `Fiber::resume` around the switch, on the resuming thread's own stack,
-/// so no thread-local address is held across a fiber switch.
-pub(crate) struct RunningStack {
-    prev: (usize, usize, usize, u64),
-}
-
-impl RunningStack {
-    /// Records the stack and the task label `task` (the label of
-    /// `set_current_task`) in one thread-local access.
-    #[inline(never)]
-    pub(crate) fn enter(guard: &Range<usize>, stack_size: usize, task: u64) -> RunningStack {
-        // Only this thread writes these: plain loads and stores (no
-        // read-modify-write) are enough, and cost no bus lock.
-        let prev = RUNNING.with(|r| {
-            let prev = (
-                r.guard_lo.load(Ordering::Relaxed),
-                r.guard_hi.load(Ordering::Relaxed),
-                r.stack_size.load(Ordering::Relaxed),
-                r.task.load(Ordering::Relaxed),
-            );
-            r.guard_lo.store(guard.start, Ordering::Relaxed);
-            r.guard_hi.store(guard.end, Ordering::Relaxed);
-            r.stack_size.store(stack_size, Ordering::Relaxed);
-            r.task.store(task, Ordering::Relaxed);
-            prev
-        });
-        RunningStack { prev }
-    }
-}
-
-impl Drop for RunningStack {
-    #[inline(never)]
-    fn drop(&mut self) {
-        RUNNING.with(|r| {
-            r.guard_lo.store(self.prev.0, Ordering::Relaxed);
-            r.guard_hi.store(self.prev.1, Ordering::Relaxed);
-            r.stack_size.store(self.prev.2, Ordering::Relaxed);
-            r.task.store(self.prev.3, Ordering::Relaxed);
-        });
-    }
+/// The guard range below the fiber stack running on this thread (`None`
+/// outside fibers) and the task label. Async-signal-safe (the handler
+/// calls it): a TLS access, atomic loads, and plain reads of a published
+/// head (`RunningStack`).
+fn running() -> (Option<Range<usize>>, u64) {
+    THREAD.with(|t| {
+        let head = t.current.load(Ordering::Acquire);
+        if head.is_null() {
+            return (None, t.task.load(Ordering::Relaxed));
+        }
+        // SAFETY: a published head is alive until this thread unpublishes
+        // it, which cannot happen during this read: the handler interrupts
+        // this thread, and any other caller is this thread's own code. Its
+        // `stack` points to a span that outlives the publication and is not
+        // written while published (`RunningStack`).
+        let (head, span) = unsafe { (&*head, &*(*head).stack) };
+        (Some(span.guard.clone()), head.task.load(Ordering::Relaxed))
+    })
 }
 
 /// What a fault address is, for the report.
@@ -310,14 +412,8 @@ pub enum GuardHit {
 /// `None`: not a guard page of ours.
 pub fn classify(addr: usize) -> Option<GuardHit> {
     let (guard, stack_size) = guard_at(addr)?;
-    let (task, lo, hi) = RUNNING.with(|r| {
-        (
-            r.task.load(Ordering::Relaxed),
-            r.guard_lo.load(Ordering::Relaxed),
-            r.guard_hi.load(Ordering::Relaxed),
-        )
-    });
-    if lo == guard.start && hi == guard.end {
+    let (running, task) = running();
+    if running == Some(guard) {
         Some(GuardHit::Overflow { task, stack_size })
     } else {
         Some(GuardHit::Other {
