@@ -236,7 +236,7 @@ impl Fiber {
     /// inside the fiber gets a clone with [`lent`] (after a suspension,
     /// whatever the next resumer lent). The runtime lends the running task
     /// this way, so a task finds itself with one thread-local read.
-    pub fn resume_with<T: Send + Sync + 'static>(
+    pub fn resume_with<T: ?Sized + Send + Sync + 'static>(
         &mut self,
         pool: &StackPool,
         label: u64,
@@ -448,7 +448,7 @@ pub fn try_suspend(code: usize) -> bool {
 /// ([`Fiber::resume_with`]), if the calling code runs inside a fiber that
 /// was lent one; `None` otherwise. Never inlined (module doc, "Migration").
 #[inline(never)]
-pub fn lent<T: Send + Sync + 'static>() -> Option<Arc<T>> {
+pub fn lent<T: ?Sized + Send + Sync + 'static>() -> Option<Arc<T>> {
     // SAFETY: never inlined; read once, and nothing here switches.
     let frame = unsafe { frame() };
     if frame.is_null() {

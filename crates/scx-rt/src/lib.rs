@@ -158,6 +158,8 @@ pub use rq::rqflags;
 pub use runtime::{BypassGuard, CpuStats, KickError, Runtime, SpawnError, Stats};
 #[cfg(not(scx_rt_loom))]
 pub use spawn::JoinHandle;
+#[doc(hidden)]
+pub use task::TaskEntry;
 pub use task::{Task, TaskId, TaskRef, TaskState};
 
 #[cfg(not(scx_rt_loom))]

@@ -16,7 +16,7 @@ use crate::loom::Ordering;
 use crate::ops::Shared;
 use crate::ops::{Ctx, InitCtx, InitTaskArgs};
 use crate::sync::wait::{wait_on, wake_all, WaitList};
-use crate::task::{Affinity, Task, TaskId, TaskRef, TaskState};
+use crate::task::{Affinity, Task, TaskEntry, TaskId, TaskRef, TaskState};
 
 struct PacketState<T> {
     result: Option<Result<T, JoinError>>,
@@ -24,37 +24,9 @@ struct PacketState<T> {
     waiters: WaitList,
 }
 
+/// A task's join state.
 struct Packet<T> {
     st: parking_lot::Mutex<PacketState<T>>,
-}
-
-/// Owns the right to join a task.
-pub struct JoinHandle<T> {
-    task: TaskRef,
-    packet: Arc<Packet<T>>,
-    _p: PhantomData<T>,
-}
-
-impl<T> JoinHandle<T> {
-    /// Waits for the task and returns its value. Blocks the OS thread, or
-    /// only the green task when called from one.
-    pub fn join(self) -> Result<T, JoinError> {
-        wait_on(
-            &self.packet.st,
-            |s| if s.done { s.result.take() } else { None },
-            |s| &mut s.waiters,
-        )
-    }
-
-    /// Whether the task has finished.
-    pub fn is_finished(&self) -> bool {
-        self.packet.st.lock().done
-    }
-
-    /// The task's id.
-    pub fn id(&self) -> TaskId {
-        self.task.id()
-    }
 }
 
 impl<T> Packet<T> {
@@ -70,63 +42,112 @@ impl<T> Packet<T> {
     }
 }
 
-std::thread_local! {
-    /// Why the task whose unstarted body this thread is dropping never ran
-    /// (set only around that drop, by [`fail_unstarted`]).
-    static NO_STACK: std::cell::Cell<Option<(usize, std::io::Error)>> =
-        const { std::cell::Cell::new(None) };
+/// What a spawned task runs, stored in its control block (`Task::entry`):
+/// the closure until it starts, and the join state. Spawning allocates the
+/// task, the closure and the join state in one block.
+struct Entry<F, T> {
+    /// Taken when the task starts, or when it fails before (no stack).
+    f: parking_lot::Mutex<Option<F>>,
+    packet: Packet<T>,
 }
 
-/// Held by a task's body until it first runs. If the body is dropped
-/// unrun instead (no stack could be mapped for it, [`fail_unstarted`]), it
-/// completes the join packet with [`JoinError::NoStack`], so `join` never
-/// waits for a task that will not run.
-struct Unstarted<T> {
-    id: TaskId,
-    /// `None` once the body started.
-    packet: Option<Arc<Packet<T>>>,
-}
+impl<F, T> crate::task::sealed::Sealed for Entry<F, T> {}
 
-impl<T> Unstarted<T> {
-    /// The body is running: the packet is its to complete.
-    fn started(mut self) -> Arc<Packet<T>> {
-        self.packet.take().expect("a body starts once")
-    }
-}
-
-impl<T> Drop for Unstarted<T> {
-    fn drop(&mut self) {
-        let Some(pk) = self.packet.take() else {
+impl<F, T> TaskEntry for Entry<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(&self) {
+        let Some(f) = self.f.lock().take() else {
             return;
         };
-        // Set by `fail_unstarted`, the one place that drops an unstarted
-        // body while the task is live.
-        let (stack_size, source) = NO_STACK.with(|c| c.take()).unwrap_or_else(|| {
-            (
-                0,
-                std::io::Error::other("the task was dropped before it ran"),
-            )
-        });
-        pk.complete(Err(JoinError::NoStack {
-            id: self.id,
+        let r = catch_unwind(AssertUnwindSafe(f));
+        if r.is_err() && scx_rt_sys::fiber::unwinding_for_drop() {
+            // The fiber is being dropped while suspended: let its forced
+            // unwind through.
+            if let Err(e) = r {
+                resume_unwind(e);
+            }
+            return;
+        }
+        self.packet.complete(r.map_err(JoinError::Panicked));
+    }
+
+    fn fail(&self, id: TaskId, stack_size: usize, source: std::io::Error) {
+        let Some(f) = self.f.lock().take() else {
+            return;
+        };
+        drop(f);
+        self.packet.complete(Err(JoinError::NoStack {
+            id,
             stack_size,
             source,
         }));
     }
+
+    fn join_state(&self) -> &dyn std::any::Any {
+        &self.packet
+    }
 }
 
-/// The first resume of `t` found no stack (`err`): drops its body unrun,
-/// which completes its join packet with [`JoinError::NoStack`] and wakes its
-/// joiners. The caller then retires the task as an exited one. No lock
-/// held (the joiners are woken here).
+/// The body every task's fiber runs: the task's entry, found through the
+/// task its worker lends the fiber. Captures nothing, so boxing it for the
+/// fiber allocates nothing.
+fn run_lent_task() {
+    if let Some(t) = context::current_task() {
+        t.entry.run();
+    }
+}
+
+/// Owns the right to join a task.
+pub struct JoinHandle<T> {
+    task: TaskRef,
+    /// Sends and shares like the join state it reads.
+    _p: PhantomData<Packet<T>>,
+}
+
+impl<T: Send + 'static> JoinHandle<T> {
+    fn packet(&self) -> &Packet<T> {
+        self.task
+            .entry
+            .join_state()
+            .downcast_ref::<Packet<T>>()
+            .expect("a join handle's task has the handle's result type")
+    }
+
+    /// Waits for the task and returns its value. Blocks the OS thread, or
+    /// only the green task when called from one.
+    pub fn join(self) -> Result<T, JoinError> {
+        let pk = self.packet();
+        wait_on(
+            &pk.st,
+            |s| if s.done { s.result.take() } else { None },
+            |s| &mut s.waiters,
+        )
+    }
+
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.packet().st.lock().done
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.task.id()
+    }
+}
+
+/// The first resume of `t` found no stack (`err`): its closure is dropped
+/// unrun and its join state completed with [`JoinError::NoStack`], which
+/// wakes its joiners. The caller then retires the task as an exited one.
+/// No lock held (the joiners are woken here).
 pub(crate) fn fail_unstarted(sh: &Shared, t: &TaskRef, err: std::io::Error) {
     let fiber = t.body.lock().take();
     debug_assert!(fiber.as_ref().is_some_and(|f| !f.is_started()));
-    sh.nr_no_stack.fetch_add(1, Ordering::Relaxed);
-    NO_STACK.with(|c| c.set(Some((sh.stacks.stack_size(), err))));
     drop(fiber);
-    // Normally taken by the body's drop; never left for another task.
-    NO_STACK.with(|c| c.take());
+    sh.nr_no_stack.fetch_add(1, Ordering::Relaxed);
+    t.entry.fail(t.id(), sh.stacks.stack_size(), err);
 }
 
 /// Task ids are unique per process. Each thread takes them in blocks from
@@ -173,39 +194,26 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let packet = Arc::new(Packet {
-        st: parking_lot::Mutex::new(PacketState {
-            result: None,
-            done: false,
-            waiters: WaitList::default(),
-        }),
-    });
     let id = next_task_id();
-    let unstarted = Unstarted {
-        id,
-        packet: Some(packet.clone()),
+    let entry = Entry {
+        f: parking_lot::Mutex::new(Some(f)),
+        packet: Packet {
+            st: parking_lot::Mutex::new(PacketState {
+                result: None,
+                done: false,
+                waiters: WaitList::default(),
+            }),
+        },
     };
-    let body: scx_rt_sys::fiber::Body = Box::new(move || {
-        let pk = unstarted.started();
-        let r = catch_unwind(AssertUnwindSafe(f));
-        if r.is_err() && scx_rt_sys::fiber::unwinding_for_drop() {
-            // The fiber is being dropped while suspended: let its forced
-            // unwind through.
-            if let Err(e) = r {
-                resume_unwind(e);
-            }
-            return;
-        }
-        pk.complete(r.map_err(JoinError::Panicked));
-    });
     let from = context::cpu_in(sh);
     let p: TaskRef = Arc::new(Task::new(
         id,
         sh.rt_id,
-        Some(scx_rt_sys::fiber::Fiber::new(body)),
+        Some(scx_rt_sys::fiber::Fiber::new(Box::new(run_lent_task))),
         affinity,
         sh.cfg.allow_migration,
         now(),
+        entry,
     ));
     sh.live_tasks.fetch_add(1, Ordering::AcqRel);
     let start = from.unwrap_or_else(|| sh.spread_hint());
@@ -260,7 +268,6 @@ where
     crate::core::enqueue::wake_up(sh, p.clone(), WakeFlags::FORK, from);
     JoinHandle {
         task: p,
-        packet,
         _p: PhantomData,
     }
 }

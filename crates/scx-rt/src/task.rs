@@ -177,8 +177,46 @@ impl SchedEntity {
     }
 }
 
+/// What a task runs, stored in the task itself (its last field), so that
+/// a spawned task is one allocation: the control block, the closure and
+/// its join state together (`spawn::Entry`). Model tokens have none
+/// (`NoEntry`). Not implementable outside the crate.
+#[doc(hidden)]
+pub trait TaskEntry: Send + Sync + 'static + sealed::Sealed {
+    /// Runs the task's closure, on its fiber, once; completes its join
+    /// state with the outcome.
+    fn run(&self);
+    /// The task will never run (`fail`): drops the closure unrun and
+    /// completes its join state with the error.
+    fn fail(&self, id: TaskId, stack_size: usize, source: std::io::Error);
+    /// The join state, for a `JoinHandle` to downcast.
+    fn join_state(&self) -> &dyn Any;
+}
+
+pub(crate) mod sealed {
+    /// Seals [`super::TaskEntry`].
+    pub trait Sealed {}
+}
+
+/// The entry of a task with nothing to run (loom models' tokens, unit
+/// tests of the queues).
+pub(crate) struct NoEntry;
+
+impl sealed::Sealed for NoEntry {}
+
+impl TaskEntry for NoEntry {
+    fn run(&self) {}
+    fn fail(&self, _id: TaskId, _stack_size: usize, _source: std::io::Error) {}
+    fn join_state(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// A green task, as the runtime and policies see it.
-pub struct Task {
+///
+/// `E` is what the task runs; every reference the runtime and policies
+/// hold is a [`TaskRef`], `Arc<Task<dyn TaskEntry>>`.
+pub struct Task<E: ?Sized + TaskEntry = dyn TaskEntry> {
     id: TaskId,
     /// The runtime the task belongs to (`Shared::rt_id`): a waker finds
     /// it through its own worker context, or the registry of runtimes.
@@ -196,9 +234,11 @@ pub struct Task {
     /// The stack context; `None` for model tokens and finished tasks.
     pub(crate) body: Mutex<Option<scx_rt_sys::fiber::Fiber>>,
     data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    /// What it runs (last: the unsized part).
+    pub(crate) entry: E,
 }
 
-impl Task {
+impl<E: TaskEntry> Task<E> {
     pub(crate) fn new(
         id: TaskId,
         rt_id: u64,
@@ -206,6 +246,7 @@ impl Task {
         affinity: Affinity,
         migratable: bool,
         now: u64,
+        entry: E,
     ) -> Self {
         let affinity_single = match &affinity {
             Affinity::Mask(m) if m.weight() == 1 => m.first(),
@@ -222,14 +263,17 @@ impl Task {
             migratable,
             body: Mutex::new(body),
             data: Mutex::new(None),
+            entry,
         }
     }
+}
 
+impl Task {
     /// A task with no stack: a token pushed through the real queues by loom
     /// models and unit tests of the queueing code.
     #[doc(hidden)]
     pub fn new_token(id: TaskId) -> TaskRef {
-        Arc::new(Self::new(id, 0, None, Affinity::All, true, 0))
+        Arc::new(Task::new(id, 0, None, Affinity::All, true, 0, NoEntry))
     }
 
     /// The task's id.

@@ -123,6 +123,11 @@ impl<'a> Ctx<'a> {
     /// Claims an idle CPU the task may run on (`scx_bpf_pick_idle_cpu`,
     /// with the task's allowed CPUs as the mask).
     pub fn pick_idle_cpu(&self, p: &TaskRef, flags: PickIdleFlags) -> Option<usize> {
+        // No idle CPU (a busy runtime): nothing to claim, and nothing to
+        // check (the common case on a spawn or a wake-up under load).
+        if self.sh.builtin_idle() && self.sh.idle.cpu.is_empty() {
+            return None;
+        }
         let _g = self.err_scope();
         if !self.sh.check_builtin_idle("pick_idle_cpu") {
             return None;
@@ -139,6 +144,9 @@ impl<'a> Ctx<'a> {
         cpus: &crate::cpumask::Cpumask,
         flags: PickIdleFlags,
     ) -> Option<usize> {
+        if self.sh.builtin_idle() && self.sh.idle.cpu.is_empty() {
+            return None;
+        }
         let _g = self.err_scope();
         if !self.sh.check_builtin_idle("pick_idle_cpu") {
             return None;

@@ -102,8 +102,8 @@ struct PerCpu {
 #[derive(Debug, Default)]
 pub struct WorkStealing {
     nr_cpus: AtomicUsize,
-    /// CPUs kicked to steal that have not looked yet (at most one is
-    /// kicked at a time; see the module docs).
+    /// Non-zero while a CPU kicked to steal has not looked yet (one at a
+    /// time, give or take a race; see `wake_searcher`).
     searching: AtomicUsize,
     pcpu: std::sync::OnceLock<Box<[CachePadded<PerCpu>]>>,
     /// Every CPU (the mask a searcher hands its role on within).
@@ -135,25 +135,22 @@ impl WorkStealing {
     }
 
     /// Wakes one idle CPU (found by `pick`, which claims it) to steal,
-    /// unless one is already searching.
+    /// unless one is already searching. Two enqueues racing here may both
+    /// start one (each claimed its own idle CPU, which must be kicked): the
+    /// throttle is a rate limit, not a lock, and costs no read-modify-write
+    /// when every CPU is busy.
     fn wake_searcher(&self, ctx: &Ctx<'_>, pick: impl FnOnce(&Ctx<'_>) -> Option<usize>) {
-        if self.searching.load(Ordering::Relaxed) != 0
-            || self
-                .searching
-                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
+        if self.searching.load(Ordering::Relaxed) != 0 {
             return;
         }
-        match pick(ctx) {
-            Some(c) => {
-                if let Some(s) = self.pcpu(c) {
-                    s.searcher.store(true, Ordering::Release);
-                }
-                ctx.kick_cpu(c, KickFlags::IDLE);
-            }
-            None => self.searching.store(0, Ordering::Release),
+        let Some(c) = pick(ctx) else {
+            return;
+        };
+        self.searching.store(1, Ordering::Relaxed);
+        if let Some(s) = self.pcpu(c) {
+            s.searcher.store(true, Ordering::Release);
         }
+        ctx.kick_cpu(c, KickFlags::IDLE);
     }
 
     /// Whether another CPU has stealable tasks queued (a scan from a
@@ -294,7 +291,7 @@ impl Scheduler for WorkStealing {
         };
         let searcher = me.searcher.swap(false, Ordering::AcqRel);
         if searcher {
-            self.searching.store(0, Ordering::Release);
+            self.searching.store(0, Ordering::Relaxed);
         }
         let drain = me.drain.load(Ordering::Relaxed);
         if drain {
