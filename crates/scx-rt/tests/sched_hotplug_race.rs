@@ -245,7 +245,9 @@ fn builder(nr: usize) -> scx_rt::Builder {
 /// Seeds per policy: enough to hit the windows on a 2-core machine, few
 /// enough for a debug build in CI.
 const SEEDS: u64 = 10;
-const TASKS: usize = 1700;
+/// Tasks per seed (each of them yields, sleeps, blocks on a channel or
+/// spawns, while the churn thread flips CPUs).
+const TASKS: usize = 10_000;
 
 #[test]
 fn hotplug_races_with_the_fifo_lose_and_double_run_nothing() {
