@@ -95,7 +95,6 @@ pub fn unlocked<T, R>(guard: &mut SpinMutexGuard<'_, T>, f: impl FnOnce() -> R) 
     lock_api::MutexGuard::unlocked(guard, f)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

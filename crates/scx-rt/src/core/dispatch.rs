@@ -172,7 +172,7 @@ pub(crate) fn consume_dsq(sh: &Shared, rq: &mut RqGuard<'_>, dsq: &Dsq, pinned_o
         let Some(p) = p else {
             return false;
         };
-        dsq.nr.fetch_sub(1, Ordering::Relaxed);
+        dsq.sync_nr(&q);
         if p.cpu() == me {
             drop(q);
             p.scx.dsq.store(DSQ_INVALID, Ordering::Release);

@@ -84,6 +84,10 @@ impl<'a> Ctx<'a> {
     /// without locks; `-ENOENT` (-2) for an unknown id. `DSQ_GLOBAL` is
     /// queryable here (scx-rt has one global DSQ, not one per NUMA node).
     pub fn dsq_nr_queued(&self, dsq: u64) -> i32 {
+        if dsq & dsq_id::FLAG_BUILTIN == 0 {
+            // A user DSQ: the common question of a policy.
+            return self.sh.user_dsq_nr_queued(dsq).map_or(-2, |n| n as i32);
+        }
         if dsq == dsq_id::LOCAL {
             return match self.cpu {
                 Some(c) => self.sh.cpus[c]
@@ -109,9 +113,7 @@ impl<'a> Ctx<'a> {
         if dsq == dsq_id::GLOBAL {
             return self.sh.global.nr_queued() as i32;
         }
-        self.sh
-            .with_user_dsq(dsq, |d| d.nr_queued() as i32)
-            .unwrap_or(-2)
+        -2
     }
 
     /// Destroys a user DSQ (`scx_bpf_destroy_dsq`); ignored if it does not
