@@ -213,6 +213,7 @@ impl DsqQueue {
     }
 
     /// Links `p` at the tail (or head) in FIFO order.
+    #[inline]
     pub(crate) fn push_fifo(
         &mut self,
         p: TaskRef,

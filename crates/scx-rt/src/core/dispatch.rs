@@ -16,15 +16,21 @@ use crate::core::dsqs::{
 use crate::core::errctx::err_ctx;
 
 /// Performs the buffered dispatches in order. rq locked on entry and return.
+#[inline]
 pub(crate) fn flush_dispatch_buf(
     sh: &Shared,
     _cpu: usize,
     rq: &mut RqGuard<'_>,
     nr_tasks: &mut u32,
 ) {
-    if rq.dispatch_buf.is_empty() {
-        return;
+    // Usually empty (a policy that consumes and dispatches nothing).
+    if !rq.dispatch_buf.is_empty() {
+        flush_dispatch_buf_slow(sh, rq, nr_tasks);
     }
+}
+
+#[inline(never)]
+fn flush_dispatch_buf_slow(sh: &Shared, rq: &mut RqGuard<'_>, nr_tasks: &mut u32) {
     let buf = std::mem::take(&mut rq.dispatch_buf);
     *nr_tasks += buf.len() as u32;
     for e in buf {

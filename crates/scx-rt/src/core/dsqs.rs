@@ -93,21 +93,43 @@ pub(crate) fn find_dsq_for_dispatch(sh: &Shared, cpu: usize, id: u64) -> Target<
 }
 
 /// Links `p` into a non-local DSQ (the DSQ lock nests inside whatever rq lock
-/// the caller holds).
+/// the caller holds). An insertion the DSQ refuses is an ops error, and the
+/// task goes to the global DSQ instead (SPEC.md §2.4).
 pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: TaskRef, mut f: EnqFlags) {
     let is_global = std::ptr::eq(dsq, &sh.global);
-    let mut q = dsq.q.lock();
-    if !is_global && dsq.id.load(Ordering::Acquire) == DSQ_INVALID {
-        drop(q);
-        sh.ops_error(format!(
-            "attempting to dispatch to a destroyed dsq (task {})",
-            p.id()
-        ));
-        return dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
-    }
     if f.contains(EnqFlags::DSQ_PRIQ) && is_global {
         sh.ops_error("cannot use vtime ordering for built-in DSQs".to_string());
         f = f.without(EnqFlags::DSQ_PRIQ);
+    }
+    if let Err((why, p)) = link_nonlocal(sh, dsq, is_global, p, f) {
+        refused(sh, dsq, why, p, f);
+    }
+}
+
+/// Why a non-local DSQ refused a task.
+pub(crate) enum Refused {
+    /// The DSQ was destroyed after the caller looked it up.
+    Destroyed,
+    /// The insertion would mix FIFO and vtime order.
+    Order(InsertError),
+}
+
+/// The insertion itself: links `p` into `dsq` (a user DSQ unless
+/// `is_global`; vtime order only into a user DSQ) with the effects of
+/// SPEC.md §2.4, or gives the task back with the reason the DSQ refused it,
+/// for the caller to report with [`refused`]. The callers on the hot path
+/// name the callback in an error only once one happened.
+#[inline]
+pub(crate) fn link_nonlocal(
+    sh: &Shared,
+    dsq: &Dsq,
+    is_global: bool,
+    p: TaskRef,
+    f: EnqFlags,
+) -> Result<(), (Refused, TaskRef)> {
+    let mut q = dsq.q.lock();
+    if !is_global && !dsq.is_live() {
+        return Err((Refused::Destroyed, p));
     }
     p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
     p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
@@ -125,19 +147,7 @@ pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: TaskRef, mut 
                 p.scx.ops_state.store(opss::NONE, Ordering::Release);
             }
         }
-        Err((e, p)) => {
-            drop(q);
-            let id = dsq.id.load(Ordering::Relaxed);
-            sh.ops_error(match e {
-                InsertError::PriqIntoFifo => {
-                    format!("DSQ {id:#x} already had FIFO-enqueued tasks")
-                }
-                InsertError::FifoIntoPriq => {
-                    format!("DSQ {id:#x} already had PRIQ-enqueued tasks")
-                }
-            });
-            return dispatch_enqueue_nonlocal(sh, &sh.global, p, f.without(EnqFlags::DSQ_PRIQ));
-        }
+        Err((e, p)) => return Err((Refused::Order(e), p)),
     }
     dsq.sync_nr(&q);
     drop(q);
@@ -151,6 +161,34 @@ pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: TaskRef, mut 
         // woken CPU needs no lock the ringer holds).
         if crate::core::current::cpu() != Some(c) {
             sh.cpus[c].resched();
+        }
+    }
+    Ok(())
+}
+
+/// Reports why `dsq` refused `p` (an ops error) and inserts the task into
+/// the global DSQ instead.
+#[cold]
+pub(crate) fn refused(sh: &Shared, dsq: &Dsq, why: Refused, p: TaskRef, f: EnqFlags) {
+    match why {
+        Refused::Destroyed => {
+            sh.ops_error(format!(
+                "attempting to dispatch to a destroyed dsq (task {})",
+                p.id()
+            ));
+            dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
+        }
+        Refused::Order(e) => {
+            let id = dsq.id.load(Ordering::Relaxed);
+            sh.ops_error(match e {
+                InsertError::PriqIntoFifo => {
+                    format!("DSQ {id:#x} already had FIFO-enqueued tasks")
+                }
+                InsertError::FifoIntoPriq => {
+                    format!("DSQ {id:#x} already had PRIQ-enqueued tasks")
+                }
+            });
+            dispatch_enqueue_nonlocal(sh, &sh.global, p, f.without(EnqFlags::DSQ_PRIQ));
         }
     }
 }

@@ -144,11 +144,19 @@ impl Shared {
     /// The live user DSQ `id`, if it exists.
     #[inline]
     pub(crate) fn find_user_dsq(&self, id: u64) -> Option<UserDsq<'_>> {
-        let t = &self.user_dsqs;
-        if id < t.dense_len() {
-            return t.dense_slot(id).filter(|d| d.is_live()).map(UserDsq::Dense);
+        if id < self.user_dsqs.dense_len() {
+            return self.dense_user_dsq(id).map(UserDsq::Dense);
         }
         self.find_sparse_dsq(id)
+    }
+
+    /// The live user DSQ `id` if `id` is a dense id (any other id: `None`).
+    #[inline]
+    pub(crate) fn dense_user_dsq(&self, id: u64) -> Option<&Dsq> {
+        if id >= self.user_dsqs.dense_len() {
+            return None;
+        }
+        self.user_dsqs.dense_slot(id).filter(|d| d.is_live())
     }
 
     /// Number of tasks queued on user DSQ `id` (lock-free), if it exists.
@@ -315,5 +323,68 @@ impl Shared {
             .filter(|&id| t.dense_slot(id).is_some_and(Dsq::is_live))
             .chain(s.sparse.keys().copied())
             .collect()
+    }
+}
+
+#[cfg(all(test, not(scx_rt_loom)))]
+mod tests {
+    use super::*;
+    use crate::core::dsqs::{link_nonlocal, Refused};
+    use crate::flags::EnqFlags;
+    use crate::task::Task;
+
+    fn core() -> Shared {
+        Shared::new(
+            2,
+            vec![None; 2],
+            crate::core::slot::new_slot(1, Arc::new(crate::schedulers::Simple::fifo())),
+            crate::core::shared::Config {
+                slice_dfl: crate::consts::SLICE_DFL,
+                idle_poll_ns: 0,
+                allow_migration: true,
+                record_balance: false,
+            },
+            crate::consts::DEFAULT_STACK_SIZE,
+        )
+    }
+
+    #[test]
+    fn create_destroy_and_create_again_dense_and_sparse() {
+        let sh = core();
+        let sparse = sh.user_dsqs.dense_len() + 7;
+        for id in [3, sparse] {
+            assert!(sh.find_user_dsq(id).is_none());
+            assert_eq!(sh.user_dsq_nr_queued(id), None);
+            sh.create_dsq(id).unwrap();
+            assert!(matches!(
+                sh.create_dsq(id),
+                Err(CreateDsqError::Exists { id: i }) if i == id
+            ));
+            assert_eq!(sh.user_dsq_nr_queued(id), Some(0));
+            assert_eq!(sh.dense_user_dsq(id).is_some(), id == 3);
+            assert_eq!(sh.user_dsq_ids(), vec![id]);
+            // A lookup made before the destroy: its insertion is refused.
+            let stale = sh.find_user_dsq(id).unwrap();
+            sh.destroy_dsq(id);
+            sh.destroy_dsq(id); // ignored
+            assert!(sh.find_user_dsq(id).is_none());
+            assert_eq!(sh.user_dsq_nr_queued(id), None);
+            assert!(sh.user_dsq_ids().is_empty());
+            let r = link_nonlocal(&sh, &stale, false, Task::new_token(1), EnqFlags::empty());
+            assert!(matches!(r, Err((Refused::Destroyed, _))));
+            drop(stale);
+            // The id can be created again, empty and live.
+            sh.create_dsq(id).unwrap();
+            let d = sh.find_user_dsq(id).unwrap();
+            assert!(d.is_live() && d.nr_queued() == 0);
+            link_nonlocal(&sh, &d, false, Task::new_token(2), EnqFlags::empty())
+                .unwrap_or_else(|_| panic!("refused"));
+            assert_eq!(sh.user_dsq_nr_queued(id), Some(1));
+            sh.destroy_user_dsqs();
+            assert!(sh.find_user_dsq(id).is_none());
+            assert_eq!(sh.global.nr_queued(), 1, "the left task moved to global");
+            sh.global.q.lock().drain();
+            sh.global.nr.store(0, Ordering::Relaxed);
+        }
     }
 }
