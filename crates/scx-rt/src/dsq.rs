@@ -185,16 +185,22 @@ impl DsqQueue {
         self.nr == 0
     }
 
+    #[inline]
     fn part_mut(&mut self, p: &TaskRef) -> &mut Part {
         match p.single_cpu().filter(|_| self.partitioned) {
             Some(c) => {
                 if self.bound.len() <= c {
-                    self.bound.resize_with(c + 1, Part::default);
+                    self.grow_bound(c);
                 }
                 &mut self.bound[c]
             }
             None => &mut self.free,
         }
+    }
+
+    #[cold]
+    fn grow_bound(&mut self, cpu: usize) {
+        self.bound.resize_with(cpu + 1, Part::default);
     }
 
     fn link_common(&mut self, p: &TaskRef) {

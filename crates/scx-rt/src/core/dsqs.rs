@@ -119,7 +119,7 @@ pub(crate) enum Refused {
 /// SPEC.md §2.4, or gives the task back with the reason the DSQ refused it,
 /// for the caller to report with [`refused`]. The callers on the hot path
 /// name the callback in an error only once one happened.
-#[inline]
+#[inline(always)]
 pub(crate) fn link_nonlocal(
     sh: &Shared,
     dsq: &Dsq,

@@ -116,6 +116,19 @@ pub(crate) fn direct_dispatch(
         // The common verdict, which cannot fail: this CPU's local DSQ.
         return dispatch_enqueue_local(sh, rq, p, f);
     }
+    direct_dispatch_to(sh, rq, id, p, f, op);
+}
+
+/// A verdict for any DSQ but this CPU's local one (`direct_dispatch`).
+#[inline(never)]
+fn direct_dispatch_to(
+    sh: &Shared,
+    rq: &mut RqSynced,
+    id: u64,
+    p: TaskRef,
+    f: EnqFlags,
+    op: &'static str,
+) {
     if let Some(d) = sh.dense_user_dsq(id) {
         // A live user DSQ of the dense table (the verdict of a policy that
         // moves every task through shared DSQs): the lookup cannot fail,
