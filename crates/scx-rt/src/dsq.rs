@@ -134,7 +134,8 @@ impl Part {
 /// the others, all keyed by one order. `pop_first_for(cpu)` takes the
 /// earlier of the two candidates — the same task a scan in dispatch order
 /// for "the first task this CPU may run" would find — without walking past
-/// tasks bound to other CPUs.
+/// tasks bound to other CPUs, and without any scan when the earlier of the
+/// two runs' heads is a task this CPU may run (the common case).
 pub(crate) struct DsqQueue {
     free: Part,
     bound: Vec<Part>,
