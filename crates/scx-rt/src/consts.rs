@@ -16,6 +16,15 @@ pub const SLICE_DFL: u64 = 20_000_000;
 /// Infinite slice: the task is never switched out by slice accounting.
 pub const SLICE_INF: u64 = u64::MAX;
 
+/// User DSQ ids below this (or below the CPU count, if larger) are looked
+/// up in a dense table, without a lock or a reference count
+/// (`core::user_dsqs`); larger ids in a hash map.
+#[cfg(not(scx_rt_loom))]
+pub const DENSE_DSQ_IDS: usize = 1024;
+/// Under loom: two dense ids.
+#[cfg(scx_rt_loom)]
+pub const DENSE_DSQ_IDS: usize = 2;
+
 /// Default dispatch buffer size (`SCX_DSP_DFL_MAX_BATCH`).
 pub const DSP_DFL_MAX_BATCH: u32 = 32;
 /// Largest `Scheduler::dispatch_max_batch` accepted at attach (the kernel

@@ -49,10 +49,11 @@ struct Part {
 }
 
 impl Part {
+    #[inline]
     fn head(&self, mode: Mode) -> Option<(Key, &TaskRef)> {
         match mode {
             Mode::Fifo => self.fifo.front().map(|(k, p)| (*k, p)),
-            Mode::Priq => self.priq.iter().next().map(|(k, p)| (*k, p)),
+            Mode::Priq => self.priq.first_key_value().map(|(k, p)| (*k, p)),
         }
     }
 
@@ -73,6 +74,15 @@ impl Part {
                 .iter()
                 .find(|(_, p)| pred(p))
                 .map(|(k, p)| (*k, p)),
+        }
+    }
+
+    /// Unlinks the head.
+    #[inline]
+    fn pop_head(&mut self, mode: Mode) -> Option<TaskRef> {
+        match mode {
+            Mode::Fifo => self.fifo.pop_front().map(|(_, p)| p),
+            Mode::Priq => self.priq.pop_first().map(|(_, p)| p),
         }
     }
 
@@ -124,7 +134,8 @@ impl Part {
 /// the others, all keyed by one order. `pop_first_for(cpu)` takes the
 /// earlier of the two candidates — the same task a scan in dispatch order
 /// for "the first task this CPU may run" would find — without walking past
-/// tasks bound to other CPUs.
+/// tasks bound to other CPUs, and without any scan when the earlier of the
+/// two runs' heads is a task this CPU may run (the common case).
 pub(crate) struct DsqQueue {
     free: Part,
     bound: Vec<Part>,
@@ -175,16 +186,22 @@ impl DsqQueue {
         self.nr == 0
     }
 
+    #[inline]
     fn part_mut(&mut self, p: &TaskRef) -> &mut Part {
         match p.single_cpu().filter(|_| self.partitioned) {
             Some(c) => {
                 if self.bound.len() <= c {
-                    self.bound.resize_with(c + 1, Part::default);
+                    self.grow_bound(c);
                 }
                 &mut self.bound[c]
             }
             None => &mut self.free,
         }
+    }
+
+    #[cold]
+    fn grow_bound(&mut self, cpu: usize) {
+        self.bound.resize_with(cpu + 1, Part::default);
     }
 
     fn link_common(&mut self, p: &TaskRef) {
@@ -203,6 +220,7 @@ impl DsqQueue {
     }
 
     /// Links `p` at the tail (or head) in FIFO order.
+    #[inline]
     pub(crate) fn push_fifo(
         &mut self,
         p: TaskRef,
@@ -259,7 +277,39 @@ impl DsqQueue {
 
     /// Unlinks the first task, in dispatch order, that CPU `cpu` may run
     /// (`pred`).
+    #[inline]
     pub(crate) fn pop_first_for(
+        &mut self,
+        cpu: usize,
+        mut pred: impl FnMut(&TaskRef) -> bool,
+    ) -> Option<TaskRef> {
+        // The common case first: the earlier of the two runs' heads is a
+        // task this CPU may run, and it is the answer with no scan.
+        let mode = self.mode;
+        let a = self.free.head(mode);
+        let b = self.bound.get(cpu).and_then(|part| part.head(mode));
+        let (in_bound, head) = match (a, b) {
+            (Some(a), Some(b)) if b.0 < a.0 => (true, b.1),
+            (Some(a), _) => (false, a.1),
+            (None, Some(b)) => (true, b.1),
+            (None, None) => return None,
+        };
+        if !pred(head) {
+            return self.pop_first_for_scan(cpu, pred);
+        }
+        let part = if in_bound {
+            &mut self.bound[cpu]
+        } else {
+            &mut self.free
+        };
+        let p = part.pop_head(mode)?;
+        self.nr -= 1;
+        Some(p)
+    }
+
+    /// `pop_first_for` past a head this CPU may not run: scans both runs.
+    #[inline(never)]
+    fn pop_first_for_scan(
         &mut self,
         cpu: usize,
         mut pred: impl FnMut(&TaskRef) -> bool,
@@ -332,7 +382,9 @@ pub(crate) struct Dsq {
     /// The id; set to `DSQ_INVALID` when destroyed so that a racing insert
     /// notices (SPEC.md §2.8).
     pub id: AtomicU64,
-    /// Number of queued tasks, readable without the lock.
+    /// Number of queued tasks, readable without the lock: a mirror of the
+    /// queue's length, written only under the lock (a plain store, no
+    /// read-modify-write; [`Dsq::sync_nr`]).
     pub nr: AtomicUsize,
     pub q: Mutex<DsqQueue>,
 }
@@ -346,8 +398,23 @@ impl Dsq {
         }
     }
 
+    #[inline]
     pub(crate) fn nr_queued(&self) -> usize {
         self.nr.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the queue's length `q` (this DSQ's queue, locked) to the
+    /// lock-free count.
+    #[inline]
+    pub(crate) fn sync_nr(&self, q: &DsqQueue) {
+        self.nr.store(q.len(), Ordering::Relaxed);
+    }
+
+    /// Whether the DSQ is live (a user DSQ not destroyed; the global DSQ
+    /// always is).
+    #[inline]
+    pub(crate) fn is_live(&self) -> bool {
+        self.id.load(Ordering::Acquire) != crate::flags::DSQ_INVALID
     }
 }
 
@@ -503,6 +570,38 @@ mod tests {
         assert_eq!(take(&mut q, 0), Some(1));
         assert_eq!(take(&mut q, 1), Some(4));
         assert_eq!(take(&mut q, 1), None);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn pop_past_a_head_this_cpu_may_not_run_scans() {
+        let ids = |q: &mut DsqQueue, cpu: usize, skip: &[u64]| {
+            let mut v = Vec::new();
+            while let Some(p) = q.pop_first_for(cpu, |p| !skip.contains(&p.id())) {
+                v.push(p.id());
+            }
+            v
+        };
+        let mut q = DsqQueue::new_partitioned(5);
+        for id in 1..=3 {
+            q.push_fifo(tok(id, 0), false).unwrap();
+        }
+        let b = tok(4, 0);
+        b.bound_cpu.store(0, Ordering::Relaxed);
+        q.push_fifo(b, true).unwrap();
+        assert_eq!(ids(&mut q, 0, &[4, 1]), vec![2, 3]);
+        assert_eq!(ids(&mut q, 0, &[]), vec![4, 1]);
+        assert!(q.is_empty());
+
+        let mut q = DsqQueue::new_partitioned(5);
+        for (id, v) in [(1, 30), (2, 10), (3, 20)] {
+            q.push_vtime(tok(id, v)).unwrap();
+        }
+        let b = tok(4, 15);
+        b.bound_cpu.store(0, Ordering::Relaxed);
+        q.push_vtime(b).unwrap();
+        assert_eq!(ids(&mut q, 0, &[2]), vec![4, 3, 1]);
+        assert_eq!(ids(&mut q, 1, &[]), vec![2]);
         assert!(q.is_empty());
     }
 

@@ -19,7 +19,7 @@
 //! | hotplug lock (`Hotplug`) | nothing | any other lock |
 //! | task-registry shard lock (leaf) | an rq lock, or the fork lock | any other lock |
 //! | rq lock (spin) | nothing, the disable lock, or the scheduler's own locks | another rq lock, a DSQ lock |
-//! | user-DSQ table (rwlock) | one rq lock | a DSQ lock |
+//! | user-DSQ table (rwlock: create, destroy, sparse ids; dense ids are read without it, `core::user_dsqs`) | one rq lock | a DSQ lock |
 //! | non-local DSQ lock (spin) | one rq lock, the user-DSQ table | another DSQ lock |
 //! | scheduler slots (rwlock, read on a cache miss) | anything above | — (a leaf) |
 //! | exit record (spin) | anything above | — (a leaf) |

@@ -50,7 +50,10 @@ pub(crate) fn worker() -> Option<(u64, usize)> {
 /// The CPU of the calling worker thread.
 #[inline(never)]
 pub(crate) fn cpu() -> Option<usize> {
-    worker().map(|(_, c)| c)
+    WHO.with(|w| {
+        let (rt, cpu) = w.get();
+        (rt != 0).then_some(cpu)
+    })
 }
 
 /// The CPU of the calling worker when it is a worker of runtime `rt_id`.

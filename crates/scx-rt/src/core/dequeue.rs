@@ -88,7 +88,7 @@ pub(crate) fn dispatch_dequeue(sh: &Shared, rq: &mut RqSynced, p: &TaskRef) {
         let mut q = dsq.q.lock();
         if p.scx.holding_cpu.load(Ordering::Acquire) < 0 {
             if q.remove(p) {
-                dsq.nr.fetch_sub(1, Ordering::Relaxed);
+                dsq.sync_nr(&q);
             }
         } else {
             // A consumer already unlinked it: tell it that it lost.

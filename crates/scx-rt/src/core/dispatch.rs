@@ -16,15 +16,21 @@ use crate::core::dsqs::{
 use crate::core::errctx::err_ctx;
 
 /// Performs the buffered dispatches in order. rq locked on entry and return.
+#[inline]
 pub(crate) fn flush_dispatch_buf(
     sh: &Shared,
     _cpu: usize,
     rq: &mut RqGuard<'_>,
     nr_tasks: &mut u32,
 ) {
-    if rq.dispatch_buf.is_empty() {
-        return;
+    // Usually empty (a policy that consumes and dispatches nothing).
+    if !rq.dispatch_buf.is_empty() {
+        flush_dispatch_buf_slow(sh, rq, nr_tasks);
     }
+}
+
+#[inline(never)]
+fn flush_dispatch_buf_slow(sh: &Shared, rq: &mut RqGuard<'_>, nr_tasks: &mut u32) {
     let buf = std::mem::take(&mut rq.dispatch_buf);
     *nr_tasks += buf.len() as u32;
     for e in buf {
@@ -151,8 +157,11 @@ pub(crate) fn dispatch_to_local_dsq(
 
 /// Moves the first task of `dsq` that may run on this CPU into its local DSQ
 /// (`consume_dispatch_q`). rq locked on entry and return.
+#[inline]
 pub(crate) fn consume_dispatch_q(sh: &Shared, rq: &mut RqGuard<'_>, dsq: &Dsq) -> bool {
-    consume_dsq(sh, rq, dsq, false)
+    // The lock-free emptiness peek, in the caller (usually empty: the
+    // global DSQ at every balance).
+    dsq.nr_queued() != 0 && consume_dsq(sh, rq, dsq, false)
 }
 
 /// `consume_dispatch_q`, optionally limited to the tasks that may run on
@@ -172,7 +181,7 @@ pub(crate) fn consume_dsq(sh: &Shared, rq: &mut RqGuard<'_>, dsq: &Dsq, pinned_o
         let Some(p) = p else {
             return false;
         };
-        dsq.nr.fetch_sub(1, Ordering::Relaxed);
+        dsq.sync_nr(&q);
         if p.cpu() == me {
             drop(q);
             p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
@@ -183,27 +192,39 @@ pub(crate) fn consume_dsq(sh: &Shared, rq: &mut RqGuard<'_>, dsq: &Dsq, pinned_o
         // racing dequeue on its rq finds it and cancels us.
         p.scx.holding_cpu.store(me as i32, Ordering::Release);
         drop(q);
-        let src = p.cpu();
-        let won = RqGuard::unlocked(rq, || {
-            let mut srq = sh.cpus[src].lock();
-            if p.scx.holding_cpu.load(Ordering::Acquire) != me as i32 || p.cpu() != src {
-                return false;
-            }
-            p.scx.holding_cpu.store(-1, Ordering::Release);
-            p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
-            deactivate(&mut srq, &p);
-            p.set_flag(tflags::MIGRATING);
-            p.scx.cpu.store(me as u32, Ordering::Release);
-            true
-        });
-        if won {
-            activate(rq, &p);
-            p.clear_flag(tflags::MIGRATING);
-            dispatch_enqueue_local(sh, rq, p, EnqFlags::empty());
+        if consume_remote(sh, rq, p) {
             return true;
         }
         // Lost the race with a dequeue: rescan.
     }
+}
+
+/// The second half of consuming a task of another rq, taken off the DSQ
+/// and marked in transit (`holding_cpu`): the hand-off of SPEC.md §3.9.
+/// Whether the task arrived (false: a dequeue cancelled the transfer).
+/// rq locked on entry and return, dropped in between.
+#[inline(never)]
+fn consume_remote(sh: &Shared, rq: &mut RqGuard<'_>, p: TaskRef) -> bool {
+    let me = rq.cpu;
+    let src = p.cpu();
+    let won = RqGuard::unlocked(rq, || {
+        let mut srq = sh.cpus[src].lock();
+        if p.scx.holding_cpu.load(Ordering::Acquire) != me as i32 || p.cpu() != src {
+            return false;
+        }
+        p.scx.holding_cpu.store(-1, Ordering::Release);
+        p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
+        deactivate(&mut srq, &p);
+        p.set_flag(tflags::MIGRATING);
+        p.scx.cpu.store(me as u32, Ordering::Release);
+        true
+    });
+    if won {
+        activate(rq, &p);
+        p.clear_flag(tflags::MIGRATING);
+        dispatch_enqueue_local(sh, rq, p, EnqFlags::empty());
+    }
+    won
 }
 
 /// An offline CPU takes the tasks pinned to it out of the global and user

@@ -1,165 +1,23 @@
-//! DSQ plumbing of the core: the user-DSQ table, resolving a verdict's DSQ
-//! id (`find_dsq_for_dispatch`), inserting into local and non-local DSQs
+//! DSQ plumbing of the core: resolving a verdict's DSQ id
+//! (`find_dsq_for_dispatch`; the user-DSQ table is `core::user_dsqs`), inserting into local and non-local DSQs
 //! with their side effects (SPEC.md §2.4), and the rq's runnable-set
 //! bookkeeping. Nothing here calls the scheduler.
-
-use std::cell::RefCell;
-use std::sync::Arc;
 
 use crate::dsq::{Dsq, InsertError};
 use crate::flags::{dsq_id, EnqFlags, DSQ_INVALID};
 use crate::loom::Ordering;
-use crate::ops::{CreateDsqError, Shared};
+use crate::ops::Shared;
 use crate::rq::{rqflags, RqSynced};
 use crate::task::{opss, tflags, TaskRef};
 
 use crate::core::clock::now;
-
-/// A per-thread cache of user-DSQ lookups, valid while the runtime's
-/// `dsq_gen` is unchanged. A scheduler names its DSQs by id on every
-/// dispatch and every `dsq_nr_queued`; the table behind them is a hash map
-/// under a reader-writer lock, whose reader count every CPU would write.
-/// A lookup through the cache takes no lock, writes no shared line and
-/// counts no reference: a direct-mapped array of `DSQ_CACHE_SLOTS` ids. A
-/// DSQ destroyed after a lookup is caught where it is used, as with the
-/// table (its id reads `DSQ_INVALID` under its lock).
-struct DsqCache {
-    rt: u64,
-    gen: u64,
-    slots: Vec<Option<(u64, Arc<Dsq>)>>,
-}
-
-/// Slots of the per-thread DSQ cache (a power of two).
-const DSQ_CACHE_SLOTS: usize = 256;
-
-/// Multiplicative (Fibonacci) hashing: the top bits of `id * 2^64/phi`
-/// depend on every bit of `id`, so ids that differ only in high bits (a
-/// policy's families of per-CPU DSQs) do not share a slot.
-fn dsq_slot(id: u64) -> usize {
-    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - DSQ_CACHE_SLOTS.trailing_zeros())) as usize
-}
-
-std::thread_local! {
-    static DSQ_CACHE: RefCell<DsqCache> = const {
-        RefCell::new(DsqCache { rt: 0, gen: 0, slots: Vec::new() })
-    };
-}
-
-impl Shared {
-    /// The user DSQ `id`, if it exists.
-    pub(crate) fn find_user_dsq(&self, id: u64) -> Option<Arc<Dsq>> {
-        self.with_user_dsq(id, Arc::clone)
-    }
-
-    /// Runs `f` on user DSQ `id`, if it exists, without counting a
-    /// reference on it when the lookup hits the cache. `f` must not look
-    /// up DSQs itself.
-    #[inline]
-    pub(crate) fn with_user_dsq<R>(&self, id: u64, f: impl FnOnce(&Arc<Dsq>) -> R) -> Option<R> {
-        let gen = self.dsq_gen.load(Ordering::Acquire);
-        let mut f = Some(f);
-        let hit = DSQ_CACHE.with(|c| {
-            let c = c.borrow();
-            if c.rt != self.rt_id || c.gen != gen {
-                return None;
-            }
-            match c.slots.get(dsq_slot(id)) {
-                Some(Some((k, d))) if *k == id => Some((f.take().expect("called once"))(d)),
-                _ => None,
-            }
-        });
-        if hit.is_some() {
-            return hit;
-        }
-        self.with_user_dsq_slow(id, gen, f.take().expect("called once"))
-    }
-
-    #[cold]
-    fn with_user_dsq_slow<R>(
-        &self,
-        id: u64,
-        gen: u64,
-        f: impl FnOnce(&Arc<Dsq>) -> R,
-    ) -> Option<R> {
-        let d = self.user_dsqs.read().get(&id).cloned()?;
-        DSQ_CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.rt != self.rt_id || c.gen != gen || c.slots.is_empty() {
-                c.rt = self.rt_id;
-                c.gen = gen;
-                c.slots.clear();
-                c.slots.resize_with(DSQ_CACHE_SLOTS, || None);
-            }
-            c.slots[dsq_slot(id)] = Some((id, d.clone()));
-        });
-        Some(f(&d))
-    }
-
-    pub(crate) fn create_dsq(&self, id: u64) -> Result<(), CreateDsqError> {
-        if id & dsq_id::FLAG_BUILTIN != 0 {
-            return Err(CreateDsqError::Builtin { id });
-        }
-        let mut t = self.user_dsqs.write();
-        if t.contains_key(&id) {
-            return Err(CreateDsqError::Exists { id });
-        }
-        t.insert(id, std::sync::Arc::new(Dsq::new(id)));
-        self.dsq_gen.fetch_add(1, Ordering::Release);
-        Ok(())
-    }
-
-    pub(crate) fn destroy_dsq(&self, id: u64) {
-        let mut t = self.user_dsqs.write();
-        let Some(d) = t.get(&id).cloned() else {
-            return;
-        };
-        let q = d.q.lock();
-        if !q.is_empty() {
-            drop(q);
-            drop(t);
-            self.ops_error(format!("attempting to destroy in-use dsq {id:#x}"));
-            return;
-        }
-        d.id.store(DSQ_INVALID, Ordering::Release);
-        drop(q);
-        t.remove(&id);
-        self.dsq_gen.fetch_add(1, Ordering::Release);
-    }
-
-    /// Destroys every user DSQ when the scheduler that made them leaves
-    /// (ejected, detached, or the built-in default replaced by an attach),
-    /// in bypass: a task a racing dispatch put there moves to the global
-    /// DSQ.
-    pub(crate) fn destroy_user_dsqs(&self) {
-        for id in self.user_dsq_ids() {
-            if let Some(d) = self.find_user_dsq(id) {
-                let left: Vec<TaskRef> = {
-                    let mut q = d.q.lock();
-                    d.nr.store(0, Ordering::Relaxed);
-                    q.drain()
-                };
-                for p in left {
-                    p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
-                    dispatch_enqueue_nonlocal(self, &self.global, p, EnqFlags::empty());
-                }
-                d.id.store(DSQ_INVALID, Ordering::Release);
-            }
-            self.user_dsqs.write().remove(&id);
-            self.dsq_gen.fetch_add(1, Ordering::Release);
-        }
-    }
-
-    /// Ids of every user DSQ.
-    pub(crate) fn user_dsq_ids(&self) -> Vec<u64> {
-        self.user_dsqs.read().keys().copied().collect()
-    }
-}
+use crate::core::user_dsqs::UserDsq;
 
 /// Where a dispatch lands.
-pub(crate) enum Target {
+pub(crate) enum Target<'a> {
     Local(usize),
     Global,
-    User(std::sync::Arc<Dsq>),
+    User(UserDsq<'a>),
 }
 
 /// The task joins this rq's runnable set.
@@ -206,7 +64,7 @@ pub(crate) fn sync_local_nr(sh: &Shared, rq: &RqSynced) {
 
 /// Resolves a DSQ id relative to the CPU doing the operation
 /// (`find_dsq_for_dispatch`). Errors fall back to the global DSQ.
-pub(crate) fn find_dsq_for_dispatch(sh: &Shared, cpu: usize, id: u64) -> Target {
+pub(crate) fn find_dsq_for_dispatch(sh: &Shared, cpu: usize, id: u64) -> Target<'_> {
     if id == dsq_id::LOCAL {
         return Target::Local(cpu);
     }
@@ -235,21 +93,43 @@ pub(crate) fn find_dsq_for_dispatch(sh: &Shared, cpu: usize, id: u64) -> Target 
 }
 
 /// Links `p` into a non-local DSQ (the DSQ lock nests inside whatever rq lock
-/// the caller holds).
+/// the caller holds). An insertion the DSQ refuses is an ops error, and the
+/// task goes to the global DSQ instead (SPEC.md §2.4).
 pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: TaskRef, mut f: EnqFlags) {
     let is_global = std::ptr::eq(dsq, &sh.global);
-    let mut q = dsq.q.lock();
-    if !is_global && dsq.id.load(Ordering::Acquire) == DSQ_INVALID {
-        drop(q);
-        sh.ops_error(format!(
-            "attempting to dispatch to a destroyed dsq (task {})",
-            p.id()
-        ));
-        return dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
-    }
     if f.contains(EnqFlags::DSQ_PRIQ) && is_global {
         sh.ops_error("cannot use vtime ordering for built-in DSQs".to_string());
         f = f.without(EnqFlags::DSQ_PRIQ);
+    }
+    if let Err((why, p)) = link_nonlocal(sh, dsq, is_global, p, f) {
+        refused(sh, dsq, why, p, f);
+    }
+}
+
+/// Why a non-local DSQ refused a task.
+pub(crate) enum Refused {
+    /// The DSQ was destroyed after the caller looked it up.
+    Destroyed,
+    /// The insertion would mix FIFO and vtime order.
+    Order(InsertError),
+}
+
+/// The insertion itself: links `p` into `dsq` (a user DSQ unless
+/// `is_global`; vtime order only into a user DSQ) with the effects of
+/// SPEC.md §2.4, or gives the task back with the reason the DSQ refused it,
+/// for the caller to report with [`refused`]. The callers on the hot path
+/// name the callback in an error only once one happened.
+#[inline(always)]
+pub(crate) fn link_nonlocal(
+    sh: &Shared,
+    dsq: &Dsq,
+    is_global: bool,
+    p: TaskRef,
+    f: EnqFlags,
+) -> Result<(), (Refused, TaskRef)> {
+    let mut q = dsq.q.lock();
+    if !is_global && !dsq.is_live() {
+        return Err((Refused::Destroyed, p));
     }
     p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
     p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
@@ -267,21 +147,9 @@ pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: TaskRef, mut 
                 p.scx.ops_state.store(opss::NONE, Ordering::Release);
             }
         }
-        Err((e, p)) => {
-            drop(q);
-            let id = dsq.id.load(Ordering::Relaxed);
-            sh.ops_error(match e {
-                InsertError::PriqIntoFifo => {
-                    format!("DSQ {id:#x} already had FIFO-enqueued tasks")
-                }
-                InsertError::FifoIntoPriq => {
-                    format!("DSQ {id:#x} already had PRIQ-enqueued tasks")
-                }
-            });
-            return dispatch_enqueue_nonlocal(sh, &sh.global, p, f.without(EnqFlags::DSQ_PRIQ));
-        }
+        Err((e, p)) => return Err((Refused::Order(e), p)),
     }
-    dsq.nr.fetch_add(1, Ordering::Relaxed);
+    dsq.sync_nr(&q);
     drop(q);
     if let Some(c) = bound {
         // A task that may run on one CPU only (bound after its first run,
@@ -293,6 +161,34 @@ pub(crate) fn dispatch_enqueue_nonlocal(sh: &Shared, dsq: &Dsq, p: TaskRef, mut 
         // woken CPU needs no lock the ringer holds).
         if crate::core::current::cpu() != Some(c) {
             sh.cpus[c].resched();
+        }
+    }
+    Ok(())
+}
+
+/// Reports why `dsq` refused `p` (an ops error) and inserts the task into
+/// the global DSQ instead.
+#[cold]
+pub(crate) fn refused(sh: &Shared, dsq: &Dsq, why: Refused, p: TaskRef, f: EnqFlags) {
+    match why {
+        Refused::Destroyed => {
+            sh.ops_error(format!(
+                "attempting to dispatch to a destroyed dsq (task {})",
+                p.id()
+            ));
+            dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
+        }
+        Refused::Order(e) => {
+            let id = dsq.id.load(Ordering::Relaxed);
+            sh.ops_error(match e {
+                InsertError::PriqIntoFifo => {
+                    format!("DSQ {id:#x} already had FIFO-enqueued tasks")
+                }
+                InsertError::FifoIntoPriq => {
+                    format!("DSQ {id:#x} already had PRIQ-enqueued tasks")
+                }
+            });
+            dispatch_enqueue_nonlocal(sh, &sh.global, p, f.without(EnqFlags::DSQ_PRIQ));
         }
     }
 }

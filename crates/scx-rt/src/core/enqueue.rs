@@ -15,7 +15,8 @@ use crate::task::{opss, tflags, TaskRef};
 
 use crate::core::dispatch::dispatch_to_local_dsq;
 use crate::core::dsqs::{
-    activate, dispatch_enqueue_local, dispatch_enqueue_nonlocal, find_dsq_for_dispatch, Target,
+    activate, dispatch_enqueue_local, dispatch_enqueue_nonlocal, find_dsq_for_dispatch,
+    link_nonlocal, refused, Target,
 };
 use crate::core::errctx::err_ctx;
 use crate::core::error::{call_cb, call_op};
@@ -114,6 +115,29 @@ pub(crate) fn direct_dispatch(
     if id == dsq_id::LOCAL && !f.contains(EnqFlags::DSQ_PRIQ) {
         // The common verdict, which cannot fail: this CPU's local DSQ.
         return dispatch_enqueue_local(sh, rq, p, f);
+    }
+    direct_dispatch_to(sh, rq, id, p, f, op);
+}
+
+/// A verdict for any DSQ but this CPU's local one (`direct_dispatch`).
+#[inline(never)]
+fn direct_dispatch_to(
+    sh: &Shared,
+    rq: &mut RqSynced,
+    id: u64,
+    p: TaskRef,
+    f: EnqFlags,
+    op: &'static str,
+) {
+    if let Some(d) = sh.dense_user_dsq(id) {
+        // A live user DSQ of the dense table (the verdict of a policy that
+        // moves every task through shared DSQs): the lookup cannot fail,
+        // and the error context is set only if the insertion does.
+        if let Err((why, p)) = link_nonlocal(sh, d, false, p, f) {
+            let _ctx = err_ctx(op, Some(&p), Some(rq.cpu));
+            refused(sh, d, why, p, f);
+        }
+        return;
     }
     // Errors carrying out the verdict name the callback that gave it.
     let _ctx = err_ctx(op, Some(&p), Some(rq.cpu));

@@ -83,7 +83,16 @@ impl<'a> Ctx<'a> {
     /// Number of tasks queued on a DSQ (`scx_bpf_dsq_nr_queued`), read
     /// without locks; `-ENOENT` (-2) for an unknown id. `DSQ_GLOBAL` is
     /// queryable here (scx-rt has one global DSQ, not one per NUMA node).
+    #[inline]
     pub fn dsq_nr_queued(&self, dsq: u64) -> i32 {
+        if dsq & dsq_id::FLAG_BUILTIN == 0 {
+            // A user DSQ: the common question of a policy.
+            return self.sh.user_dsq_nr_queued(dsq).map_or(-2, |n| n as i32);
+        }
+        self.builtin_dsq_nr_queued(dsq)
+    }
+
+    fn builtin_dsq_nr_queued(&self, dsq: u64) -> i32 {
         if dsq == dsq_id::LOCAL {
             return match self.cpu {
                 Some(c) => self.sh.cpus[c]
@@ -109,9 +118,7 @@ impl<'a> Ctx<'a> {
         if dsq == dsq_id::GLOBAL {
             return self.sh.global.nr_queued() as i32;
         }
-        self.sh
-            .with_user_dsq(dsq, |d| d.nr_queued() as i32)
-            .unwrap_or(-2)
+        -2
     }
 
     /// Destroys a user DSQ (`scx_bpf_destroy_dsq`); ignored if it does not
@@ -466,12 +473,13 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
         let sh = self.ctx.sh;
         let cpu = self.rq.cpu;
         crate::core::dispatch::flush_dispatch_buf(sh, cpu, self.rq, &mut self.nr_tasks);
-        if dsq & dsq_id::FLAG_BUILTIN != 0 {
-            self.ctx.fail(format!("consume: invalid DSQ ID {dsq:#x}"));
-            return false;
-        }
-        let Some(d) = sh.find_user_dsq(dsq) else {
-            self.ctx.fail(format!("consume: non-existent DSQ {dsq:#x}"));
+        let found = if dsq & dsq_id::FLAG_BUILTIN == 0 {
+            sh.find_user_dsq(dsq)
+        } else {
+            None
+        };
+        let Some(d) = found else {
+            self.consume_invalid(dsq);
             return false;
         };
         if crate::core::dispatch::consume_dispatch_q(sh, self.rq, &d) {
@@ -479,6 +487,16 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
             true
         } else {
             false
+        }
+    }
+
+    /// `consume` of an id that names no user DSQ: an error.
+    #[cold]
+    fn consume_invalid(&self, dsq: u64) {
+        if dsq & dsq_id::FLAG_BUILTIN != 0 {
+            self.ctx.fail(format!("consume: invalid DSQ ID {dsq:#x}"));
+        } else {
+            self.ctx.fail(format!("consume: non-existent DSQ {dsq:#x}"));
         }
     }
 }

@@ -34,6 +34,7 @@
 //! | `clock`, `errctx`, `current`, `timer_word`, `idle_mask` | leaves: time, the error context, who the calling thread is, the slice timer's word, the idle mask |
 //! | `shared` | the runtime state every CPU shares (`Shared`) |
 //! | `slot`, `error` | which scheduler an rq calls; errors and how callbacks are called |
+//! | `user_dsqs` | the user-DSQ table: create, destroy, lookup by id |
 //! | `dsqs` | DSQ ids, insertion into local and non-local DSQs, runnable-set bookkeeping |
 //! | `dispatch` | the dispatch buffer, consume, cross-CPU transfers |
 //! | `enqueue`, `dequeue` | the enqueue path and wake-up; dequeue and a task's exit from a scheduler |
@@ -64,3 +65,4 @@ pub(crate) mod slot;
 pub(crate) mod step;
 #[cfg(not(scx_rt_loom))]
 pub(crate) mod timer_word;
+pub(crate) mod user_dsqs;

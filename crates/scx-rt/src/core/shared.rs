@@ -8,7 +8,6 @@
 //! `core` modules above (`slot`, `error`, `dsqs`, ...), as inherent methods
 //! of that alias.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::dsq::Dsq;
@@ -83,10 +82,8 @@ pub(crate) struct Shared<S: ?Sized> {
     pub cpus: Box<[Cpu]>,
     pub os_cpus: Vec<Option<usize>>,
     pub global: Dsq,
-    pub user_dsqs: RwLock<HashMap<u64, Arc<Dsq>>>,
-    /// Bumped whenever a user DSQ is created or destroyed: per-thread
-    /// lookup caches (`core::dsqs`) compare it.
-    pub dsq_gen: AtomicU64,
+    /// The user DSQs by id (`core::user_dsqs`).
+    pub user_dsqs: super::user_dsqs::UserDsqs,
     pub slots: RwLock<Slots<S>>,
     pub sched_gen: AtomicU64,
     /// The next unused scheduler generation.
@@ -150,8 +147,7 @@ impl<S: ?Sized> Shared<S> {
             cpus,
             os_cpus,
             global: Dsq::new(dsq_id::GLOBAL),
-            user_dsqs: RwLock::new(HashMap::new()),
-            dsq_gen: AtomicU64::new(0),
+            user_dsqs: super::user_dsqs::UserDsqs::new(nr_cpus),
             sched_gen: AtomicU64::new(slot.gen),
             next_gen: AtomicU64::new(slot.gen + 1),
             slots: RwLock::new(Slots {

@@ -9,8 +9,11 @@
 //! - `stealable(c)` (id `c`): tasks that may still run elsewhere (not yet
 //!   started, so not yet bound to a worker under the runtime's migration
 //!   rule, or migratable). Any CPU may consume them.
-//! - `parked(c)` (id `PARKED | c`): tasks that may run on `c` only, waiting
-//!   behind stealable work (below). Only `c` consumes them.
+//! - `parked(c)` (id `nr_cpus + c`): tasks that may run on `c` only,
+//!   waiting behind stealable work (below). Only `c` consumes them.
+//!
+//! Both families are small ids, which the core looks up in a table
+//! without a lock or a thread-local (`core::user_dsqs`).
 //!
 //! # Placement
 //!
@@ -83,9 +86,6 @@ pub const STEAL_MAX: usize = 32;
 /// stay parked, in order, for the next).
 const UNPARK_MAX: usize = 256;
 
-/// High bits of the parked DSQs' ids.
-const PARKED: u64 = 1 << 32;
-
 /// Per-CPU policy state, one cache line per CPU.
 #[derive(Debug, Default)]
 struct PerCpu {
@@ -122,8 +122,8 @@ impl WorkStealing {
     }
 
     /// The parked DSQ of CPU `cpu`.
-    fn parked(cpu: usize) -> u64 {
-        PARKED | cpu as u64
+    fn parked(&self, cpu: usize) -> u64 {
+        (self.nr_cpus() + cpu) as u64
     }
 
     fn pcpu(&self, cpu: usize) -> Option<&PerCpu> {
@@ -217,7 +217,7 @@ impl Scheduler for WorkStealing {
         let _ = self.all.set(crate::cpumask::Cpumask::full(n));
         for c in 0..n {
             ctx.create_dsq(Self::stealable(c), -1).map_err(|_| -17)?;
-            ctx.create_dsq(Self::parked(c), -1).map_err(|_| -17)?;
+            ctx.create_dsq(self.parked(c), -1).map_err(|_| -17)?;
         }
         Ok(())
     }
@@ -266,10 +266,10 @@ impl Scheduler for WorkStealing {
         // tasks waiting here, parked tasks, or a drain in progress.
         let behind = drain
             || ctx.dsq_nr_queued(Self::stealable(cpu)) > 0
-            || ctx.dsq_nr_queued(Self::parked(cpu)) > 0;
+            || ctx.dsq_nr_queued(self.parked(cpu)) > 0;
         if bound {
             let dsq = if behind {
-                Self::parked(cpu)
+                self.parked(cpu)
             } else {
                 dsq_id::LOCAL
             };
@@ -289,7 +289,11 @@ impl Scheduler for WorkStealing {
         let Some(me) = self.pcpu(cpu) else {
             return;
         };
-        let searcher = me.searcher.swap(false, Ordering::AcqRel);
+        // Load first: the swap (a kicker may set the flag again at any
+        // time, and a lost flag would leave `searching` set for good) only
+        // when it is set.
+        let searcher =
+            me.searcher.load(Ordering::Relaxed) && me.searcher.swap(false, Ordering::AcqRel);
         if searcher {
             self.searching.store(0, Ordering::Relaxed);
         }
@@ -304,8 +308,8 @@ impl Scheduler for WorkStealing {
         // Parked tasks back to the local DSQ, behind what was just taken.
         let mut unparked = 0;
         while unparked < UNPARK_MAX
-            && ctx.dsq_nr_queued(Self::parked(cpu)) > 0
-            && ctx.consume(Self::parked(cpu))
+            && ctx.dsq_nr_queued(self.parked(cpu)) > 0
+            && ctx.consume(self.parked(cpu))
         {
             unparked += 1;
         }
