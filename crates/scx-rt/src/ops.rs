@@ -487,28 +487,7 @@ impl<'a> Deref for InitCtx<'a> {
     }
 }
 
-/// Why `create_dsq` failed (the kernel's -EINVAL / -EEXIST).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CreateDsqError {
-    /// Bit 63 is reserved for built-in DSQs.
-    #[error("dsq id {id:#x} has the built-in bit set")]
-    Builtin {
-        /// The id.
-        id: u64,
-    },
-    /// The id is taken.
-    #[error("dsq {id:#x} already exists")]
-    Exists {
-        /// The id.
-        id: u64,
-    },
-    /// The NUMA node is not valid.
-    #[error("invalid node {node}")]
-    InvalidNode {
-        /// The node.
-        node: i32,
-    },
-}
+pub use crate::core::user_dsqs::CreateDsqError;
 
 /// Why a scheduler was refused before it was attached (the checks the
 /// kernel makes when a `sched_ext_ops` is loaded, SPEC.md §1.2). Nothing was

@@ -446,22 +446,25 @@ impl Cpu {
     /// to carry out as interrupt work, and makes it look: the waker takes
     /// no lock of this CPU's rq (`core::enqueue::wake_up`).
     ///
-    /// The doorbell is rung between the `irq_pending` store and the
-    /// `need_resched` read: its fence orders the two (the store-buffering
-    /// pair with the worker's `need_resched` clear, `core::irq` docs), and
-    /// a sleeping or polling worker wakes for `irq_pending` alone (its idle
-    /// condition, `core::irq::idle_wake`), so `need_resched` is only for a
-    /// worker running a task.
+    /// The fence between the `irq_pending` store and the `need_resched`
+    /// read is the waker's half of a store-buffering pair with the worker's
+    /// `need_resched` clear (`core::irq` docs): without it both may miss
+    /// the other's store, and the worker runs a task with the wake-up
+    /// unseen. The `need_resched` store comes before the ring, whose fence
+    /// orders it before the doorbell's state load; set after the ring, it
+    /// could land after a woken worker's clear and stop its next task for
+    /// nothing.
     pub(crate) fn queue_wakeup(&self, p: TaskRef, f: EnqFlags) {
         self.shared.remote.wake_list.lock().push((p, f));
         let r = &self.shared.remote;
         if !r.irq_pending.load(Ordering::Relaxed) {
             r.irq_pending.store(true, Ordering::Release);
         }
-        self.ring();
+        crate::loom::fence(Ordering::SeqCst);
         if !self.shared.need_resched.load(Ordering::Relaxed) {
             self.shared.need_resched.store(true, Ordering::Relaxed);
         }
+        self.ring();
     }
 
     /// Rings the doorbell if the worker sleeps (after a `need_resched`

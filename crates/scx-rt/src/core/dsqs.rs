@@ -12,6 +12,57 @@ use crate::task::{opss, tflags, TaskRef};
 
 use crate::core::clock::now;
 use crate::core::user_dsqs::UserDsq;
+use crate::ops::CreateDsqError;
+
+/// The runtime's user DSQs (the table is `core::user_dsqs`; here what a
+/// change of it does to tasks and errors).
+impl Shared {
+    /// The live user DSQ `id`, if it exists.
+    #[inline]
+    pub(crate) fn find_user_dsq(&self, id: u64) -> Option<UserDsq<'_>> {
+        self.user_dsqs.find(self.rt_id, id)
+    }
+
+    /// The live user DSQ `id` if `id` is a dense id (any other id: `None`).
+    #[inline]
+    pub(crate) fn dense_user_dsq(&self, id: u64) -> Option<&Dsq> {
+        self.user_dsqs.dense(id)
+    }
+
+    /// Number of tasks queued on user DSQ `id` (lock-free), if it exists.
+    #[inline]
+    pub(crate) fn user_dsq_nr_queued(&self, id: u64) -> Option<usize> {
+        self.user_dsqs.nr_queued(self.rt_id, id)
+    }
+
+    pub(crate) fn create_dsq(&self, id: u64) -> Result<(), CreateDsqError> {
+        self.user_dsqs.create(id)
+    }
+
+    /// `scx_bpf_destroy_dsq`: destroying a DSQ that holds tasks is an
+    /// error of the scheduler, and leaves it intact.
+    pub(crate) fn destroy_dsq(&self, id: u64) {
+        if self.user_dsqs.destroy(id).is_err() {
+            self.ops_error(format!("attempting to destroy in-use dsq {id:#x}"));
+        }
+    }
+
+    /// Destroys every user DSQ when the scheduler that made them leaves
+    /// (ejected, detached, or the built-in default replaced by an attach),
+    /// in bypass: a task a racing dispatch put there moves to the global
+    /// DSQ.
+    pub(crate) fn destroy_user_dsqs(&self) {
+        for p in self.user_dsqs.destroy_all(self.rt_id) {
+            p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
+            dispatch_enqueue_nonlocal(self, &self.global, p, EnqFlags::empty());
+        }
+    }
+
+    /// Ids of every live user DSQ.
+    pub(crate) fn user_dsq_ids(&self) -> Vec<u64> {
+        self.user_dsqs.ids()
+    }
+}
 
 /// Where a dispatch lands.
 pub(crate) enum Target<'a> {
@@ -227,5 +278,69 @@ pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: TaskRef,
         cpu.resched_locked(rq);
     } else if rq.curr.is_none() && !rq.has(rqflags::IN_BALANCE) {
         cpu.resched_locked(rq);
+    }
+}
+
+#[cfg(all(test, not(scx_rt_loom)))]
+mod user_dsq_tests {
+    use super::*;
+    use crate::flags::EnqFlags;
+    use crate::ops::CreateDsqError;
+    use crate::task::Task;
+    use std::sync::Arc;
+
+    fn core() -> Shared {
+        Shared::new(
+            2,
+            vec![None; 2],
+            crate::core::slot::new_slot(1, Arc::new(crate::schedulers::Simple::fifo())),
+            crate::core::shared::Config {
+                slice_dfl: crate::consts::SLICE_DFL,
+                idle_poll_ns: 0,
+                allow_migration: true,
+                record_balance: false,
+            },
+            crate::consts::DEFAULT_STACK_SIZE,
+        )
+    }
+
+    #[test]
+    fn create_destroy_and_create_again_dense_and_sparse() {
+        let sh = core();
+        let sparse = sh.user_dsqs.dense_len() + 7;
+        for id in [3, sparse] {
+            assert!(sh.find_user_dsq(id).is_none());
+            assert_eq!(sh.user_dsq_nr_queued(id), None);
+            sh.create_dsq(id).unwrap();
+            assert!(matches!(
+                sh.create_dsq(id),
+                Err(CreateDsqError::Exists { id: i }) if i == id
+            ));
+            assert_eq!(sh.user_dsq_nr_queued(id), Some(0));
+            assert_eq!(sh.dense_user_dsq(id).is_some(), id == 3);
+            assert_eq!(sh.user_dsq_ids(), vec![id]);
+            // A lookup made before the destroy: its insertion is refused.
+            let stale = sh.find_user_dsq(id).unwrap();
+            sh.destroy_dsq(id);
+            sh.destroy_dsq(id); // ignored
+            assert!(sh.find_user_dsq(id).is_none());
+            assert_eq!(sh.user_dsq_nr_queued(id), None);
+            assert!(sh.user_dsq_ids().is_empty());
+            let r = link_nonlocal(&sh, &stale, false, Task::new_token(1), EnqFlags::empty());
+            assert!(matches!(r, Err((Refused::Destroyed, _))));
+            drop(stale);
+            // The id can be created again, empty and live.
+            sh.create_dsq(id).unwrap();
+            let d = sh.find_user_dsq(id).unwrap();
+            assert!(d.is_live() && d.nr_queued() == 0);
+            link_nonlocal(&sh, &d, false, Task::new_token(2), EnqFlags::empty())
+                .unwrap_or_else(|_| panic!("refused"));
+            assert_eq!(sh.user_dsq_nr_queued(id), Some(1));
+            sh.destroy_user_dsqs();
+            assert!(sh.find_user_dsq(id).is_none());
+            assert_eq!(sh.global.nr_queued(), 1, "the left task moved to global");
+            sh.global.q.lock().drain();
+            sh.global.nr.store(0, Ordering::Relaxed);
+        }
     }
 }

@@ -24,7 +24,7 @@
 //! miss the other's store (x86 allows it), and the CPU would run its next
 //! task with `need_resched` clear while a woken task waits on its wake
 //! list, unseen by the policy, until that task's slice ends. The waker's
-//! fence is the one in `Doorbell::ring`, which `queue_wakeup` calls before
+//! fence is in `Cpu::queue_wakeup`, between its `irq_pending` store and
 //! its `need_resched` read; this side's is in [`clear_resched`], paid only
 //! when the flag was set. (The loom model `wakelist` fails without either.)
 //!

@@ -53,7 +53,7 @@ use std::sync::{Arc, OnceLock};
 use crate::dsq::Dsq;
 use crate::flags::{dsq_id, DSQ_INVALID};
 use crate::loom::{AtomicU64, Ordering, RwLock};
-use crate::ops::{CreateDsqError, Shared};
+use crate::task::TaskRef;
 
 /// A user DSQ found by id: one of the dense table (it lives as long as the
 /// runtime) or a counted reference to one of the sparse map.
@@ -143,52 +143,52 @@ std::thread_local! {
     };
 }
 
-impl Shared {
-    /// The live user DSQ `id`, if it exists.
+impl UserDsqs {
+    /// The live user DSQ `id`, if it exists. `rt_id` keys the per-thread
+    /// cache (one thread may serve several runtimes).
     #[inline]
-    pub(crate) fn find_user_dsq(&self, id: u64) -> Option<UserDsq<'_>> {
-        if id < self.user_dsqs.dense_len() {
-            return self.dense_user_dsq(id).map(UserDsq::Dense);
+    pub(crate) fn find(&self, rt_id: u64, id: u64) -> Option<UserDsq<'_>> {
+        if id < self.dense_len() {
+            return self.dense(id).map(UserDsq::Dense);
         }
-        self.find_sparse_dsq(id)
+        self.find_sparse(rt_id, id)
     }
 
     /// The live user DSQ `id` if `id` is a dense id (any other id: `None`).
     #[inline]
-    pub(crate) fn dense_user_dsq(&self, id: u64) -> Option<&Dsq> {
-        if id >= self.user_dsqs.dense_len() {
+    pub(crate) fn dense(&self, id: u64) -> Option<&Dsq> {
+        if id >= self.dense_len() {
             return None;
         }
-        self.user_dsqs.dense_slot(id).filter(|d| d.is_live())
+        self.dense_slot(id).filter(|d| d.is_live())
     }
 
     /// Number of tasks queued on user DSQ `id` (lock-free), if it exists.
     #[inline]
-    pub(crate) fn user_dsq_nr_queued(&self, id: u64) -> Option<usize> {
-        let t = &self.user_dsqs;
-        if id < t.dense_len() {
-            return t
+    pub(crate) fn nr_queued(&self, rt_id: u64, id: u64) -> Option<usize> {
+        if id < self.dense_len() {
+            return self
                 .dense_slot(id)
                 .filter(|d| d.is_live())
                 .map(|d| d.nr_queued());
         }
-        self.with_sparse_dsq(id, |d| d.nr_queued())
+        self.with_sparse(rt_id, id, |d| d.nr_queued())
     }
 
     #[inline(never)]
-    fn find_sparse_dsq(&self, id: u64) -> Option<UserDsq<'_>> {
-        self.with_sparse_dsq(id, |d| UserDsq::Sparse(d.clone()))
+    fn find_sparse(&self, rt_id: u64, id: u64) -> Option<UserDsq<'_>> {
+        self.with_sparse(rt_id, id, |d| UserDsq::Sparse(d.clone()))
     }
 
     /// Runs `f` on sparse user DSQ `id`, if it exists, without counting a
     /// reference on it when the lookup hits the cache. `f` must not look
     /// up DSQs itself.
-    fn with_sparse_dsq<R>(&self, id: u64, f: impl FnOnce(&Arc<Dsq>) -> R) -> Option<R> {
-        let gen = self.user_dsqs.gen.load(Ordering::Acquire);
+    fn with_sparse<R>(&self, rt_id: u64, id: u64, f: impl FnOnce(&Arc<Dsq>) -> R) -> Option<R> {
+        let gen = self.gen.load(Ordering::Acquire);
         let mut f = Some(f);
         let hit = DSQ_CACHE.with(|c| {
             let c = c.borrow();
-            if c.rt != self.rt_id || c.gen != gen {
+            if c.rt != rt_id || c.gen != gen {
                 return None;
             }
             match c.slots.get(dsq_slot(id)) {
@@ -199,21 +199,22 @@ impl Shared {
         if hit.is_some() {
             return hit;
         }
-        self.with_sparse_dsq_slow(id, gen, f.take().expect("called once"))
+        self.with_sparse_slow(rt_id, id, gen, f.take().expect("called once"))
     }
 
     #[cold]
-    fn with_sparse_dsq_slow<R>(
+    fn with_sparse_slow<R>(
         &self,
+        rt_id: u64,
         id: u64,
         gen: u64,
         f: impl FnOnce(&Arc<Dsq>) -> R,
     ) -> Option<R> {
-        let d = self.user_dsqs.synced.read().sparse.get(&id).cloned()?;
+        let d = self.synced.read().sparse.get(&id).cloned()?;
         DSQ_CACHE.with(|c| {
             let mut c = c.borrow_mut();
-            if c.rt != self.rt_id || c.gen != gen || c.slots.is_empty() {
-                c.rt = self.rt_id;
+            if c.rt != rt_id || c.gen != gen || c.slots.is_empty() {
+                c.rt = rt_id;
                 c.gen = gen;
                 c.slots.clear();
                 c.slots.resize_with(DSQ_CACHE_SLOTS, || None);
@@ -223,14 +224,14 @@ impl Shared {
         Some(f(&d))
     }
 
-    pub(crate) fn create_dsq(&self, id: u64) -> Result<(), CreateDsqError> {
+    /// Creates user DSQ `id` (`scx_bpf_create_dsq`).
+    pub(crate) fn create(&self, id: u64) -> Result<(), CreateDsqError> {
         if id & dsq_id::FLAG_BUILTIN != 0 {
             return Err(CreateDsqError::Builtin { id });
         }
-        let t = &self.user_dsqs;
-        let mut s = t.synced.write();
-        if id < t.dense_len() {
-            let d = t.dense[id as usize].get_or_init(|| {
+        let mut s = self.synced.write();
+        if id < self.dense_len() {
+            let d = self.dense[id as usize].get_or_init(|| {
                 let d = Dsq::new(id);
                 d.id.store(DSQ_INVALID, Ordering::Relaxed);
                 Box::new(d)
@@ -249,145 +250,95 @@ impl Shared {
             return Err(CreateDsqError::Exists { id });
         }
         s.sparse.insert(id, Arc::new(Dsq::new(id)));
-        t.gen.fetch_add(1, Ordering::Release);
+        self.gen.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
-    pub(crate) fn destroy_dsq(&self, id: u64) {
-        let t = &self.user_dsqs;
-        let mut s = t.synced.write();
-        let dense = id < t.dense_len();
+    /// Destroys user DSQ `id` (`scx_bpf_destroy_dsq`): ignored if it does
+    /// not exist; `Err(InUse)` (and the DSQ left intact) if it holds tasks.
+    pub(crate) fn destroy(&self, id: u64) -> Result<(), InUse> {
+        let mut s = self.synced.write();
+        let dense = id < self.dense_len();
         let d: &Dsq = if dense {
-            match t.dense_slot(id) {
+            match self.dense_slot(id) {
                 Some(d) => d,
-                None => return,
+                None => return Ok(()),
             }
         } else {
             match s.sparse.get(&id) {
                 Some(d) => d,
-                None => return,
+                None => return Ok(()),
             }
         };
         let q = d.q.lock();
         if !d.is_live() {
-            return; // a dense DSQ already destroyed
+            return Ok(()); // a dense DSQ already destroyed
         }
         if !q.is_empty() {
-            drop(q);
-            drop(s);
-            self.ops_error(format!("attempting to destroy in-use dsq {id:#x}"));
-            return;
+            return Err(InUse);
         }
         d.id.store(DSQ_INVALID, Ordering::Release);
         drop(q);
         if !dense {
             s.sparse.remove(&id);
-            t.gen.fetch_add(1, Ordering::Release);
+            self.gen.fetch_add(1, Ordering::Release);
         }
+        Ok(())
     }
 
-    /// Destroys every user DSQ when the scheduler that made them leaves
-    /// (ejected, detached, or the built-in default replaced by an attach),
-    /// in bypass: a task a racing dispatch put there moves to the global
-    /// DSQ.
-    pub(crate) fn destroy_user_dsqs(&self) {
-        for id in self.user_dsq_ids() {
-            if let Some(d) = self.find_user_dsq(id) {
-                let left = {
-                    let mut q = d.q.lock();
-                    // Marked under the lock: an insert after this one
-                    // finds it destroyed and goes to the global DSQ.
-                    d.id.store(DSQ_INVALID, Ordering::Release);
-                    d.nr.store(0, Ordering::Relaxed);
-                    q.drain()
-                };
-                for p in left {
-                    p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
-                    crate::core::dsqs::dispatch_enqueue_nonlocal(
-                        self,
-                        &self.global,
-                        p,
-                        crate::flags::EnqFlags::empty(),
-                    );
-                }
+    /// Destroys every user DSQ and returns the tasks they held, for the
+    /// caller to move elsewhere. Each DSQ is marked destroyed under its
+    /// lock, so an insert after this finds it destroyed.
+    pub(crate) fn destroy_all(&self, rt_id: u64) -> Vec<TaskRef> {
+        let mut left = Vec::new();
+        for id in self.ids() {
+            if let Some(d) = self.find(rt_id, id) {
+                let mut q = d.q.lock();
+                d.id.store(DSQ_INVALID, Ordering::Release);
+                d.nr.store(0, Ordering::Relaxed);
+                left.extend(q.drain());
             }
-            if id >= self.user_dsqs.dense_len() {
-                self.user_dsqs.synced.write().sparse.remove(&id);
-                self.user_dsqs.gen.fetch_add(1, Ordering::Release);
+            if id >= self.dense_len() {
+                self.synced.write().sparse.remove(&id);
+                self.gen.fetch_add(1, Ordering::Release);
             }
         }
+        left
     }
 
     /// Ids of every live user DSQ.
-    pub(crate) fn user_dsq_ids(&self) -> Vec<u64> {
-        let t = &self.user_dsqs;
-        let s = t.synced.read();
+    pub(crate) fn ids(&self) -> Vec<u64> {
+        let s = self.synced.read();
         (0..s.dense_end as u64)
-            .filter(|&id| t.dense_slot(id).is_some_and(Dsq::is_live))
+            .filter(|&id| self.dense_slot(id).is_some_and(Dsq::is_live))
             .chain(s.sparse.keys().copied())
             .collect()
     }
 }
 
-#[cfg(all(test, not(scx_rt_loom)))]
-mod tests {
-    use super::*;
-    use crate::core::dsqs::{link_nonlocal, Refused};
-    use crate::flags::EnqFlags;
-    use crate::task::Task;
+/// `destroy` refused: the DSQ holds tasks.
+#[derive(Debug)]
+pub(crate) struct InUse;
 
-    fn core() -> Shared {
-        Shared::new(
-            2,
-            vec![None; 2],
-            crate::core::slot::new_slot(1, Arc::new(crate::schedulers::Simple::fifo())),
-            crate::core::shared::Config {
-                slice_dfl: crate::consts::SLICE_DFL,
-                idle_poll_ns: 0,
-                allow_migration: true,
-                record_balance: false,
-            },
-            crate::consts::DEFAULT_STACK_SIZE,
-        )
-    }
-
-    #[test]
-    fn create_destroy_and_create_again_dense_and_sparse() {
-        let sh = core();
-        let sparse = sh.user_dsqs.dense_len() + 7;
-        for id in [3, sparse] {
-            assert!(sh.find_user_dsq(id).is_none());
-            assert_eq!(sh.user_dsq_nr_queued(id), None);
-            sh.create_dsq(id).unwrap();
-            assert!(matches!(
-                sh.create_dsq(id),
-                Err(CreateDsqError::Exists { id: i }) if i == id
-            ));
-            assert_eq!(sh.user_dsq_nr_queued(id), Some(0));
-            assert_eq!(sh.dense_user_dsq(id).is_some(), id == 3);
-            assert_eq!(sh.user_dsq_ids(), vec![id]);
-            // A lookup made before the destroy: its insertion is refused.
-            let stale = sh.find_user_dsq(id).unwrap();
-            sh.destroy_dsq(id);
-            sh.destroy_dsq(id); // ignored
-            assert!(sh.find_user_dsq(id).is_none());
-            assert_eq!(sh.user_dsq_nr_queued(id), None);
-            assert!(sh.user_dsq_ids().is_empty());
-            let r = link_nonlocal(&sh, &stale, false, Task::new_token(1), EnqFlags::empty());
-            assert!(matches!(r, Err((Refused::Destroyed, _))));
-            drop(stale);
-            // The id can be created again, empty and live.
-            sh.create_dsq(id).unwrap();
-            let d = sh.find_user_dsq(id).unwrap();
-            assert!(d.is_live() && d.nr_queued() == 0);
-            link_nonlocal(&sh, &d, false, Task::new_token(2), EnqFlags::empty())
-                .unwrap_or_else(|_| panic!("refused"));
-            assert_eq!(sh.user_dsq_nr_queued(id), Some(1));
-            sh.destroy_user_dsqs();
-            assert!(sh.find_user_dsq(id).is_none());
-            assert_eq!(sh.global.nr_queued(), 1, "the left task moved to global");
-            sh.global.q.lock().drain();
-            sh.global.nr.store(0, Ordering::Relaxed);
-        }
-    }
+/// Why `create_dsq` failed (the kernel's -EINVAL / -EEXIST).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateDsqError {
+    /// Bit 63 is reserved for built-in DSQs.
+    #[error("dsq id {id:#x} has the built-in bit set")]
+    Builtin {
+        /// The id.
+        id: u64,
+    },
+    /// The id is taken.
+    #[error("dsq {id:#x} already exists")]
+    Exists {
+        /// The id.
+        id: u64,
+    },
+    /// The NUMA node is not valid.
+    #[error("invalid node {node}")]
+    InvalidNode {
+        /// The node.
+        node: i32,
+    },
 }
