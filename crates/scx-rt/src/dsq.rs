@@ -21,6 +21,24 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::task::TaskRef;
 
+/// Marks `p` as linked into DSQ `id`: the DSQ's insertion sequence moves
+/// on and is copied into the task (`dsq_seq`), and the task names the DSQ
+/// (stored with `order`). SPEC.md §11 invariant 1: a task is on at most
+/// one DSQ.
+#[inline(always)]
+fn stamp_link(p: &TaskRef, id: u64, seq: &mut u32, order: Ordering) {
+    debug_assert_eq!(
+        p.scx.dsq.load(Ordering::Relaxed),
+        crate::flags::DSQ_INVALID,
+        "task {} linked into DSQ {:#x} while on another",
+        p.id(),
+        id
+    );
+    *seq = seq.wrapping_add(1);
+    p.scx.dsq_seq.store(*seq, Ordering::Relaxed);
+    p.scx.dsq.store(id, order);
+}
+
 /// Ordering mode a DSQ currently holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -205,17 +223,7 @@ impl DsqQueue {
     }
 
     fn link_common(&mut self, p: &TaskRef) {
-        // SPEC.md §11 invariant 1: a task is on at most one DSQ.
-        debug_assert_eq!(
-            p.scx.dsq.load(Ordering::Relaxed),
-            crate::flags::DSQ_INVALID,
-            "task {} linked into DSQ {:#x} while on another",
-            p.id(),
-            self.id
-        );
-        self.seq = self.seq.wrapping_add(1);
-        p.scx.dsq_seq.store(self.seq, Ordering::Relaxed);
-        p.scx.dsq.store(self.id, Ordering::Relaxed);
+        stamp_link(p, self.id, &mut self.seq, Ordering::Relaxed);
         self.nr += 1;
     }
 
@@ -450,17 +458,7 @@ impl LocalDsq {
     /// Links `p` at the tail, or at the head for `HEAD`/`PREEMPT`.
     #[inline]
     pub(crate) fn push(&mut self, p: TaskRef, head: bool) {
-        // SPEC.md §11 invariant 1: a task is on at most one DSQ.
-        debug_assert_eq!(
-            p.scx.dsq.load(Ordering::Relaxed),
-            crate::flags::DSQ_INVALID,
-            "task {} linked into DSQ {:#x} while on another",
-            p.id(),
-            self.id
-        );
-        self.seq = self.seq.wrapping_add(1);
-        p.scx.dsq_seq.store(self.seq, Ordering::Relaxed);
-        p.scx.dsq.store(self.id, Ordering::Release);
+        stamp_link(&p, self.id, &mut self.seq, Ordering::Release);
         if head {
             self.q.push_front(p);
         } else {

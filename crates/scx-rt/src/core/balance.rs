@@ -38,6 +38,23 @@ pub(crate) fn keep_prev_with_slice(rq: &RqSynced, prev: Option<&TaskRef>) -> boo
     })
 }
 
+/// Balance's first two checks, made again after each `ops.dispatch`:
+/// `prev` keeps running with slice left (`BAL_KEEP`), or the local DSQ
+/// has a task. rq locked.
+#[inline(always)]
+fn prev_or_local(rq: &mut RqSynced, prev: Option<&TaskRef>) -> bool {
+    if keep_prev_with_slice(rq, prev) {
+        rq.flags |= rqflags::BAL_KEEP;
+        note(rq, BalanceStep::KeepPrev);
+        return true;
+    }
+    if !rq.local.is_empty() {
+        note(rq, BalanceStep::Local);
+        return true;
+    }
+    false
+}
+
 /// The scheduler `rq` calls now: `slot`, refreshed if the rq switched
 /// generation while its lock was dropped (a hand-off inside balance). The
 /// old scheduler gets no callback of an rq that left it.
@@ -70,13 +87,7 @@ fn balance_inner(
     rq: &mut RqGuard<'_>,
     prev: Option<&TaskRef>,
 ) -> bool {
-    if keep_prev_with_slice(rq, prev) {
-        rq.flags |= rqflags::BAL_KEEP;
-        note(rq, BalanceStep::KeepPrev);
-        return true;
-    }
-    if !rq.local.is_empty() {
-        note(rq, BalanceStep::Local);
+    if prev_or_local(rq, prev) {
         return true;
     }
     if !rq.online() {
@@ -118,13 +129,7 @@ fn balance_inner(
             });
             let mut nr_tasks = ctx.nr_tasks;
             flush_dispatch_buf(sh, cpu, rq, &mut nr_tasks);
-            if keep_prev_with_slice(rq, prev_q) {
-                rq.flags |= rqflags::BAL_KEEP;
-                note(rq, BalanceStep::KeepPrev);
-                return true;
-            }
-            if !rq.local.is_empty() {
-                note(rq, BalanceStep::Local);
+            if prev_or_local(rq, prev_q) {
                 return true;
             }
             if consume_dispatch_q(sh, rq, &sh.global) {
