@@ -22,7 +22,7 @@
 //! | user-DSQ table (rwlock: create, destroy, sparse ids; dense ids are read without it, `core::user_dsqs`) | one rq lock | a DSQ lock |
 //! | non-local DSQ lock (spin) | one rq lock, the user-DSQ table | another DSQ lock |
 //! | wake list (`RqRemote::wake_list`: a waker pushes, the owner takes it all) | nothing, or one rq lock | — (a leaf) |
-| scheduler slots (rwlock, read on a cache miss) | anything above | — (a leaf) |
+//! | scheduler slots (rwlock, read on a cache miss) | anything above | — (a leaf) |
 //! | exit record (spin) | anything above | — (a leaf) |
 //! | task body lock (stack) | nothing | — (held only by the worker running it) |
 //!
