@@ -22,11 +22,15 @@
 //!   overflowed its S KiB stack" before the process dies by `SIGSEGV`.
 //! - [`sysrq`]: opt-in signals counted by a minimal handler, for the SysRq
 //!   analogues (dump, detach) that a runtime's watcher thread performs;
+//! - [`epoll`]: an owned epoll instance (tokens, not pointers, in its
+//!   events) and a one-fd `poll(2)`, for the I/O reactor;
+//! - [`sock`]: a non-blocking `connect`, its completion (`SO_ERROR`), and
+//!   `O_NONBLOCK` on any fd;
 //! - [`sigtimer`]: per-thread POSIX timers that set a flag from a
 //!   real-time signal handler, and the calling thread's timer slack.
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
-//! `affinity`, `spinlock`, and `futex`, `eventfd`, `sigtimer` over a private
+//! `affinity`, `spinlock`, and `futex`, `eventfd`, `epoll`, `sigtimer` over a private
 //! `timespec`; `sysrq` over `futex`); `sigsegv`; `stack`, which registers
 //! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
 //! running one for `sigsegv`.
@@ -43,12 +47,14 @@
 
 pub mod affinity;
 pub mod clock;
+pub mod epoll;
 pub mod eventfd;
 pub mod fiber;
 pub mod futex;
 pub mod page;
 pub mod sigsegv;
 pub mod sigtimer;
+pub mod sock;
 pub mod spinlock;
 pub mod stack;
 pub mod sysrq;

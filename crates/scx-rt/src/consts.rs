@@ -85,3 +85,12 @@ pub const EXIT_DUMP_DFL_LEN: usize = 32768;
 /// The watchdog's default and maximum timeout in ms, the kernel's
 /// `SCX_WATCHDOG_MAX_TIMEOUT` (30 s).
 pub const WATCHDOG_MAX_TIMEOUT_MS: u32 = 30_000;
+
+/// How often, at most, a busy CPU with I/O registered checks its reactor
+/// without blocking (`io`, "Who waits where"), in nanoseconds: the longest
+/// a CPU-bound stretch of scheduling steps delays an I/O wake-up, plus the
+/// slice of the task that runs meanwhile.
+pub const IO_POLL_INTERVAL_NS: u64 = 200_000;
+
+/// Events one reactor wait returns at most (more wait for the next).
+pub const IO_EVENTS_PER_POLL: usize = 256;

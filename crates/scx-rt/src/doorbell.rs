@@ -30,6 +30,22 @@
 //!
 //! Under `cfg(scx_rt_loom)` the futex is a loom `Mutex` + `Condvar` with the
 //! same compare-then-block semantics (timeouts are not modelled).
+//!
+//! # Sleeping in epoll (`SLEEPING_IO`)
+//!
+//! A CPU with I/O registered (`io::reactor`) sleeps in `epoll_wait` on its
+//! reactor instead of `futex_wait`, so that a readiness event and a
+//! reschedule both end the sleep in one system call. The protocol is the
+//! one above with a second sleeping value: S1 publishes `SLEEPING_IO`, S3 is
+//! the epoll wait, and W2's CAS moves either sleeping value to `RUNNING`;
+//! the winner then wakes the sleeper the way its value says: `futex_wake`
+//! for `SLEEPING`, a write to the CPU's eventfd (registered, level
+//! triggered, in that epoll) for `SLEEPING_IO`. The no-lost-wake-up
+//! argument does not change: it rests on the fences and the re-check, not
+//! on the kind of wait. The eventfd differs from the futex in one way: its
+//! count outlives the sleep. A sleeper that an I/O event woke before the
+//! waker's write finds the count at its next epoll wait, which returns at
+//! once and consumes it: one spurious wake-up, never a lost one.
 
 use std::time::Duration;
 
@@ -41,9 +57,16 @@ pub(crate) const RUNNING: u32 = 0;
 pub(crate) const POLLING: u32 = 1;
 /// Idle and blocked on the doorbell.
 pub(crate) const SLEEPING: u32 = 2;
+/// Idle and blocked in the CPU's reactor (`epoll_wait`); woken through
+/// its eventfd.
+pub(crate) const SLEEPING_IO: u32 = 3;
 
 pub(crate) struct Doorbell {
     state: AtomicU32,
+    /// The eventfd of this CPU's reactor (set once, when the reactor is
+    /// made): how a waker wakes a `SLEEPING_IO` sleeper.
+    #[cfg(not(scx_rt_loom))]
+    io_wake: std::sync::OnceLock<std::sync::Arc<scx_rt_sys::eventfd::EventFd>>,
     #[cfg(scx_rt_loom)]
     mu: loom::sync::Mutex<()>,
     #[cfg(scx_rt_loom)]
@@ -54,6 +77,8 @@ impl Doorbell {
     pub(crate) fn new() -> Self {
         Self {
             state: AtomicU32::new(RUNNING),
+            #[cfg(not(scx_rt_loom))]
+            io_wake: std::sync::OnceLock::new(),
             #[cfg(scx_rt_loom)]
             mu: loom::sync::Mutex::new(()),
             #[cfg(scx_rt_loom)]
@@ -75,18 +100,28 @@ impl Doorbell {
     pub(crate) fn ring(&self) -> bool {
         // Orders the caller's `need_resched` store (W1) before the load (W2).
         fence(Ordering::SeqCst);
-        if self.state.load(Ordering::SeqCst) != SLEEPING {
+        let s = self.state.load(Ordering::SeqCst);
+        if s != SLEEPING && s != SLEEPING_IO {
             return false;
         }
         if self
             .state
-            .compare_exchange(SLEEPING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(s, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
             return false;
         }
         #[cfg(not(scx_rt_loom))]
-        scx_rt_sys::futex::wake_one(&self.state);
+        if s == SLEEPING_IO {
+            // Only `sleep_io` publishes SLEEPING_IO, and only once the
+            // eventfd is set. A failed write (it cannot fail for a valid
+            // eventfd) leaves the sleeper to its timeout.
+            if let Some(e) = self.io_wake.get() {
+                let _ = e.notify();
+            }
+        } else {
+            scx_rt_sys::futex::wake_one(&self.state);
+        }
         #[cfg(scx_rt_loom)]
         {
             let _g = self.mu.lock().unwrap();
@@ -116,6 +151,35 @@ impl Doorbell {
                 }
             }
             rung = self.state.load(Ordering::SeqCst) != SLEEPING;
+        }
+        self.state.store(RUNNING, Ordering::SeqCst);
+        rung
+    }
+
+    /// The eventfd that wakes this CPU out of its reactor (set once).
+    #[cfg(not(scx_rt_loom))]
+    pub(crate) fn set_io_wake(&self, e: std::sync::Arc<scx_rt_sys::eventfd::EventFd>) {
+        let _ = self.io_wake.set(e);
+    }
+
+    /// `sleep` in the CPU's reactor: S1 publishes `SLEEPING_IO`, S3 is
+    /// `wait` (an epoll wait that returns on an I/O event, the eventfd a
+    /// waker writes, or the timeout). Returns whether a waker rang.
+    #[cfg(not(scx_rt_loom))]
+    pub(crate) fn sleep_io(
+        &self,
+        timeout: Option<Duration>,
+        cancel: impl Fn() -> bool,
+        wait: impl FnOnce(Option<Duration>),
+    ) -> bool {
+        debug_assert!(self.io_wake.get().is_some(), "sleep_io without an eventfd");
+        self.state.store(SLEEPING_IO, Ordering::SeqCst);
+        // Orders S1 before the re-check S2, as in `sleep`.
+        fence(Ordering::SeqCst);
+        let mut rung = false;
+        if !cancel() {
+            wait(timeout);
+            rung = self.state.load(Ordering::SeqCst) != SLEEPING_IO;
         }
         self.state.store(RUNNING, Ordering::SeqCst);
         rung

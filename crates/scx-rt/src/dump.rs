@@ -92,6 +92,7 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
         let idle = match c.shared.remote.doorbell.state() {
             crate::doorbell::POLLING => " idle=polling",
             crate::doorbell::SLEEPING => " idle=sleeping",
+            crate::doorbell::SLEEPING_IO => " idle=sleeping-in-epoll",
             _ => "",
         };
         let core = match sh.os_cpus.get(c.id).copied().flatten() {

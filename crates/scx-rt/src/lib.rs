@@ -83,6 +83,10 @@ pub mod consts;
 pub mod cpumask;
 pub mod exit;
 pub mod flags;
+#[cfg(not(scx_rt_loom))]
+pub mod io;
+#[cfg(not(scx_rt_loom))]
+pub mod net;
 pub mod ops;
 pub mod ops_timer;
 pub mod schedulers;
@@ -116,6 +120,8 @@ mod rq;
 mod runtime;
 #[cfg(not(scx_rt_loom))]
 mod runtimes;
+#[cfg(not(scx_rt_loom))]
+mod sleep;
 #[cfg(not(scx_rt_loom))]
 mod spawn;
 #[cfg(not(scx_rt_loom))]
@@ -161,9 +167,6 @@ pub use spawn::JoinHandle;
 #[doc(hidden)]
 pub use task::TaskEntry;
 pub use task::{Task, TaskId, TaskRef, TaskState};
-
-#[cfg(not(scx_rt_loom))]
-use std::time::{Duration, Instant};
 
 /// Spawns a green task from inside a task of the same runtime.
 ///
@@ -256,55 +259,5 @@ pub fn in_task() -> bool {
     context::in_task()
 }
 
-/// Sleeps for `d`: blocks only the green task (its CPU keeps a timer and
-/// wakes on time without a polling thread); outside a task, sleeps the
-/// thread. Zero returns at once; a duration past what the clock can
-/// represent (such as `Duration::MAX`) sleeps forever, as
-/// `std::thread::sleep` does (and keeps shutdown waiting, as any task
-/// blocked forever does).
 #[cfg(not(scx_rt_loom))]
-pub fn sleep(d: Duration) {
-    match Instant::now().checked_add(d) {
-        Some(deadline) => sleep_until(deadline),
-        None => loop {
-            // A century at a time: each deadline is representable.
-            sleep(Duration::from_secs(100 * 365 * 24 * 3600));
-        },
-    }
-}
-
-/// Sleeps until `deadline`.
-#[cfg(not(scx_rt_loom))]
-pub fn sleep_until(deadline: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        let left = deadline - now;
-        let Some((sh, cpu, Some(t))) = context::current() else {
-            std::thread::sleep(left);
-            continue;
-        };
-        let when =
-            crate::core::clock::now().saturating_add(left.as_nanos().min(u64::MAX as u128) as u64);
-        {
-            let mut rq = sh.cpus[cpu].rq.lock();
-            rq.timer_seq += 1;
-            let seq = rq.timer_seq;
-            rq.timers.push(std::cmp::Reverse(rq::Timer {
-                deadline: when,
-                seq,
-                task: t,
-            }));
-            let next = rq.next_timer().unwrap_or(u64::MAX);
-            sh.cpus[cpu]
-                .shared
-                .owner
-                .next_timer
-                .store(next, std::sync::atomic::Ordering::Relaxed);
-        }
-        drop(sh);
-        sync::wait::park();
-    }
-}
+pub use sleep::{sleep, sleep_until};

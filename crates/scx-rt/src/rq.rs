@@ -318,6 +318,11 @@ pub(crate) struct CpuCounters {
     pub wakes_while_polling: AtomicU64,
     /// `KICK_WAIT`s this CPU completed as the waiter.
     pub kick_waits: AtomicU64,
+    /// Tasks this CPU's reactor woke for I/O readiness.
+    pub io_wakeups: AtomicU64,
+    /// Wake-ups of this CPU out of an epoll sleep by a waker's eventfd
+    /// write (the `SLEEPING_IO` counterpart of `doorbell_syscalls`).
+    pub io_doorbell_wakes: AtomicU64,
 }
 
 impl CpuCounters {
@@ -484,11 +489,30 @@ impl Cpu {
     /// what makes a racing `resched` impossible to lose.
     /// `before_sleep` runs once the poll phase found nothing, before the
     /// doorbell sleep (housekeeping that should not delay a quick wake-up).
+    #[cfg(scx_rt_loom)]
     pub(crate) fn idle_wait(
         &self,
         poll_ns: u64,
         extra: impl Fn() -> bool,
         before_sleep: impl FnOnce(),
+    ) {
+        self.idle_wait_with(
+            poll_ns,
+            extra,
+            before_sleep,
+            None::<fn(Option<std::time::Duration>)>,
+        );
+    }
+
+    /// `idle_wait` whose sleep, when `io_wait` is given, is `io_wait` (the
+    /// CPU's reactor: an epoll wait with the doorbell's eventfd in it,
+    /// `Doorbell::sleep_io`) instead of the futex.
+    pub(crate) fn idle_wait_with<W: FnOnce(Option<std::time::Duration>)>(
+        &self,
+        poll_ns: u64,
+        extra: impl Fn() -> bool,
+        before_sleep: impl FnOnce(),
+        io_wait: Option<W>,
     ) {
         let s = &self.shared;
         let db = &s.remote.doorbell;
@@ -530,8 +554,18 @@ impl Cpu {
                 next_timer.saturating_sub(crate::core::clock::now()).max(1),
             )
         });
-        if db.sleep(timeout, pending) {
-            CpuCounters::bump(&stats.doorbell_syscalls);
+        match io_wait {
+            #[cfg(not(scx_rt_loom))]
+            Some(w) => {
+                if db.sleep_io(timeout, pending, w) {
+                    CpuCounters::bump(&stats.io_doorbell_wakes);
+                }
+            }
+            _ => {
+                if db.sleep(timeout, pending) {
+                    CpuCounters::bump(&stats.doorbell_syscalls);
+                }
+            }
         }
     }
 }

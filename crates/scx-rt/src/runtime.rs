@@ -8,7 +8,10 @@
 //! workers and joins their threads, so no worker thread outlives the
 //! runtime. A task blocked forever (a receive nobody will satisfy) keeps
 //! shutdown waiting, as joining a thread would; finish or unblock tasks
-//! first.
+//! first. The exception is green I/O (`scx_rt::io`, `scx_rt::net`): when
+//! shutdown starts, every wait for an fd's readiness, current or later,
+//! fails with `ErrorKind::NotConnected`, so a server task blocked in
+//! `accept` or `read` gets an error and can return.
 //! Last, the blocking pool (`spawn_blocking`) runs the closures still
 //! queued and its threads are joined.
 
@@ -29,6 +32,9 @@ use crate::task::Affinity;
 /// worker has returned, i.e. once every task has finished.
 pub(crate) fn stop(sh: &Shared, mut threads: Vec<std::thread::JoinHandle<()>>) {
     sh.shutdown.store(true, Ordering::Release);
+    // Tasks waiting for I/O would keep shutdown waiting for ever: their
+    // waits fail from now on (`io`, "Shutdown").
+    sh.io.close();
     // A SysRq watcher (if any) sees the shutdown at once.
     scx_rt_sys::sysrq::wake_waiters();
     for c in sh.cpus.iter() {
@@ -305,6 +311,8 @@ impl Runtime {
                     doorbell_syscalls: r(&s.doorbell_syscalls),
                     wakes_while_polling: r(&s.wakes_while_polling),
                     kick_waits: r(&s.kick_waits),
+                    io_wakeups: r(&s.io_wakeups),
+                    io_doorbell_wakes: r(&s.io_doorbell_wakes),
                     pick_seq: c.shared.kick.pick_seq(),
                 }
             })
@@ -321,7 +329,8 @@ impl Runtime {
 
     /// Waits for every task to finish, then stops and joins the workers,
     /// then runs the blocking closures still queued and joins the blocking
-    /// pool's threads.
+    /// pool's threads. Green I/O waits fail from its start on (module
+    /// docs, "Shutdown").
     pub fn shutdown(&self) {
         let ws: Vec<_> = std::mem::take(&mut *self.workers.lock());
         if ws.is_empty() {
@@ -403,6 +412,12 @@ pub struct CpuStats {
     pub wakes_while_polling: u64,
     /// `KICK_WAIT`s this CPU completed as the waiter.
     pub kick_waits: u64,
+    /// Tasks this CPU's I/O reactor woke because their fd became ready
+    /// (each went through the scheduler's `select_cpu` and `enqueue`).
+    pub io_wakeups: u64,
+    /// Wake-ups of this CPU out of an epoll sleep (it had I/O registered)
+    /// that a waker's eventfd write made.
+    pub io_doorbell_wakes: u64,
     /// The pick sequence (bumped at every pick and switch-out).
     pub pick_seq: u64,
 }

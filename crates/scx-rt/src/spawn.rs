@@ -265,7 +265,8 @@ where
         });
     }
     drop(fork);
-    crate::core::enqueue::wake_up(sh, p.clone(), WakeFlags::FORK, from);
+    let mut slots = crate::core::slot::SlotHint::new(Some(&slot));
+    crate::core::enqueue::wake_up_in(sh, &mut slots, p.clone(), WakeFlags::FORK, from);
     JoinHandle {
         task: p,
         _p: PhantomData,

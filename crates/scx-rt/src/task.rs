@@ -151,9 +151,12 @@ pub(crate) struct SchedEntity {
 }
 
 impl SchedEntity {
+    /// A new task, runnable from `now` on: `runnable_at` is set here, so
+    /// its first activation (the fork's enqueue, which follows at once)
+    /// need not read the clock again (`RESET_RUNNABLE_AT` clear).
     fn new(now: u64) -> Self {
         Self {
-            flags: AtomicU32::new(tflags::RESET_RUNNABLE_AT),
+            flags: AtomicU32::new(0),
             state: AtomicU32::new(TaskState::None as u32),
             ops_state: AtomicU64::new(opss::NONE),
             holding_cpu: AtomicI32::new(-1),

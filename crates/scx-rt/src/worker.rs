@@ -57,10 +57,19 @@ pub(crate) fn worker_main(
     let mut slot: Rc<crate::core::slot::SchedSlot> = sh.cur_slot();
     let mut after = After::default();
     let mut prev: Option<(TaskRef, Switch)> = None;
+    let mut next_io_poll = 0u64;
     loop {
         crate::core::irq::safe_point(&sh, cpu);
         let next = step(&sh, cpu, &mut slot, prev.take(), &mut after);
         finish(&sh, cpu, &mut after);
+        if after.now >= next_io_poll {
+            // A busy CPU looks at its reactor every so often (`io`); the
+            // common step pays one compare.
+            next_io_poll = after.now.saturating_add(crate::consts::IO_POLL_INTERVAL_NS);
+            if let Some(r) = sh.io.active(cpu) {
+                io_poll(&sh, cpu, r, Some(std::time::Duration::ZERO));
+            }
+        }
         crate::kick::run_pending(&sh, Some(cpu));
         match next {
             Some(mut t) => {
@@ -143,7 +152,14 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
 }
 
 fn idle(sh: &Shared, cpu: usize) {
-    sh.cpus[cpu].idle_wait(
+    let io = sh.io.active(cpu);
+    if let Some(r) = io {
+        // Ready I/O first, without blocking (Go's `findrunnable`).
+        if io_poll(sh, cpu, r, Some(std::time::Duration::ZERO)) > 0 {
+            return;
+        }
+    }
+    sh.cpus[cpu].idle_wait_with(
         sh.cfg.idle_poll_ns,
         || crate::core::irq::idle_wake(sh, cpu),
         // Release the memory of stacks cached after a burst, off the hot
@@ -151,5 +167,33 @@ fn idle(sh: &Shared, cpu: usize) {
         || {
             sh.stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
         },
+        io.map(|r| move |t| r.wait(t)),
     );
+    if let Some(r) = io {
+        // The events the sleep returned, handled now that the CPU is
+        // RUNNING (a wake-up made during the sleep would ring itself).
+        let n = r.dispatch();
+        bump_io(sh, cpu, n);
+    }
+}
+
+/// Polls CPU `cpu`'s reactor (`timeout`: how long it may block) and wakes
+/// the tasks it finds ready. Returns how many it woke.
+fn io_poll(
+    sh: &Shared,
+    cpu: usize,
+    r: &crate::io::reactor::Reactor,
+    timeout: Option<std::time::Duration>,
+) -> usize {
+    r.wait(timeout);
+    let n = r.dispatch();
+    bump_io(sh, cpu, n);
+    n
+}
+
+fn bump_io(sh: &Shared, cpu: usize, n: usize) {
+    if n > 0 {
+        let c = &sh.cpus[cpu].shared.owner.stats.io_wakeups;
+        c.store(c.load(Ordering::Relaxed) + n as u64, Ordering::Relaxed);
+    }
 }

@@ -13,7 +13,7 @@ use crate::core::dsqs::{deactivate, sync_local_nr};
 use crate::core::enqueue::task_rq_lock;
 use crate::core::error::call_op;
 use crate::core::has_op::Op;
-use crate::core::slot::SchedSlot;
+use crate::core::slot::{SchedSlot, SlotHint};
 
 /// `ops_dequeue`: takes the task back from the scheduler if it owns it.
 pub(crate) fn ops_dequeue(sh: &Shared, slot: &SchedSlot, rq: &RqSynced, p: &TaskRef, f: DeqFlags) {
@@ -139,12 +139,13 @@ pub(crate) fn dequeue_task(
 /// `exit_task`. Takes the task's rq lock; no lock held on entry.
 pub(crate) fn task_leave_scheduler(sh: &Shared, p: &TaskRef, gen: u64, cancelled: bool) {
     let rq = task_rq_lock(sh, p);
-    task_leave_scheduler_locked(sh, &rq, p, gen, cancelled);
+    task_leave_scheduler_locked(sh, &mut SlotHint::new(None), &rq, p, gen, cancelled);
 }
 
 /// `task_leave_scheduler` with the task's rq already locked.
 pub(crate) fn task_leave_scheduler_locked(
     sh: &Shared,
+    slots: &mut SlotHint<'_>,
     rq: &RqSynced,
     p: &TaskRef,
     gen: u64,
@@ -153,22 +154,20 @@ pub(crate) fn task_leave_scheduler_locked(
     if p.scx.sched_gen.load(Ordering::Acquire) != gen || p.state() == crate::task::TaskState::None {
         return;
     }
-    let slot = sh.slot(gen);
+    let slot = slots.get(sh, gen);
     if slot.gen != gen {
         return; // that scheduler is gone (cannot happen while it is prev)
     }
     if p.state() == crate::task::TaskState::Enabled {
         if slot.has.has(Op::Disable) {
             let ctx = Ctx::for_op(sh, Some(rq.cpu), "disable", Some(p));
-            call_op(sh, &slot, Op::Disable, Some(p), || {
-                slot.ops.disable(&ctx, p)
-            });
+            call_op(sh, slot, Op::Disable, Some(p), || slot.ops.disable(&ctx, p));
         }
         p.set_state(crate::task::TaskState::Ready);
     }
     if slot.has.has(Op::ExitTask) {
         let ctx = Ctx::for_op(sh, Some(rq.cpu), "exit_task", Some(p));
-        call_op(sh, &slot, Op::ExitTask, Some(p), || {
+        call_op(sh, slot, Op::ExitTask, Some(p), || {
             slot.ops
                 .exit_task(&ctx, p, crate::ops::ExitTaskArgs { cancelled })
         });

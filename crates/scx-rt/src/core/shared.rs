@@ -86,6 +86,11 @@ pub(crate) struct Shared<S: ?Sized> {
     pub user_dsqs: super::user_dsqs::UserDsqs,
     pub slots: RwLock<Slots<S>>,
     pub sched_gen: AtomicU64,
+    /// `builtin_idle` of the current scheduler (`slots.cur`), mirrored so
+    /// that an idle helper asks one relaxed load, not a slot lookup.
+    /// Written before `sched_gen` (`install`): the scheduler a
+    /// `cur_slot()` lookup would find.
+    pub cur_builtin_idle: AtomicBool,
     /// The next unused scheduler generation.
     pub next_gen: AtomicU64,
     pub idle: IdleMasks,
@@ -102,6 +107,9 @@ pub(crate) struct Shared<S: ?Sized> {
     pub bypass_depth: Mutex<u32>,
     #[cfg(not(scx_rt_loom))]
     pub timer: super::timer_word::TimerState,
+    /// The per-CPU I/O reactors (`io`).
+    #[cfg(not(scx_rt_loom))]
+    pub io: crate::io::reactor::Reactors,
     /// Counters (`Runtime::stats`).
     pub nr_ejections: AtomicU64,
     /// Tasks that failed because no stack could be mapped for them.
@@ -149,6 +157,7 @@ impl<S: ?Sized> Shared<S> {
             global: Dsq::new(dsq_id::GLOBAL),
             user_dsqs: super::user_dsqs::UserDsqs::new(nr_cpus),
             sched_gen: AtomicU64::new(slot.gen),
+            cur_builtin_idle: AtomicBool::new(slot.builtin_idle),
             next_gen: AtomicU64::new(slot.gen + 1),
             slots: RwLock::new(Slots {
                 cur: slot,
@@ -169,6 +178,8 @@ impl<S: ?Sized> Shared<S> {
             enable_lock: Mutex::new(()),
             #[cfg(not(scx_rt_loom))]
             timer: super::timer_word::TimerState::new(),
+            #[cfg(not(scx_rt_loom))]
+            io: crate::io::reactor::Reactors::new(nr_cpus),
             nr_ejections: AtomicU64::new(0),
             nr_no_stack: AtomicU64::new(0),
             sysrq_dumps: AtomicU64::new(0),

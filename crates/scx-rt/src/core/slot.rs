@@ -111,6 +111,8 @@ impl Shared {
     #[cfg_attr(scx_rt_loom, allow(dead_code))]
     pub(crate) fn install(&self, slot: SchedSlot) {
         let gen = slot.gen;
+        self.cur_builtin_idle
+            .store(slot.builtin_idle, Ordering::Relaxed);
         {
             let mut s = self.slots.write();
             let prev = std::mem::replace(&mut s.cur, slot);
@@ -130,7 +132,7 @@ impl Shared {
     }
 
     pub(crate) fn builtin_idle(&self) -> bool {
-        self.cur_slot().builtin_idle
+        self.cur_builtin_idle.load(Ordering::Relaxed)
     }
 
     pub(crate) fn check_builtin_idle(&self, what: &str) -> bool {
@@ -139,6 +141,33 @@ impl Shared {
         }
         self.ops_error(format!("{what}: built-in idle tracking is disabled"));
         false
+    }
+}
+
+/// A scheduler slot found once and reused for the rest of one operation
+/// (a spawn, a wake-up), so that its callbacks cost one lookup, not one
+/// per callback. `given` is a slot the caller already holds; a lookup for
+/// any other generation goes through `Shared::slot` and is kept.
+pub(crate) struct SlotHint<'a> {
+    given: Option<&'a SchedSlot>,
+    found: Option<Rc<SchedSlot>>,
+}
+
+impl<'a> SlotHint<'a> {
+    pub(crate) fn new(given: Option<&'a SchedSlot>) -> Self {
+        Self { given, found: None }
+    }
+
+    /// The slot of generation `gen` (as `Shared::slot` would return it).
+    #[inline]
+    pub(crate) fn get(&mut self, sh: &Shared, gen: u64) -> &SchedSlot {
+        if let Some(s) = self.given.filter(|s| s.gen == gen) {
+            return s;
+        }
+        if self.found.as_ref().is_none_or(|s| s.gen != gen) {
+            self.found = Some(sh.slot(gen));
+        }
+        self.found.as_deref().expect("set above")
     }
 }
 

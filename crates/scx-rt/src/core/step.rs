@@ -37,7 +37,7 @@ use crate::core::dequeue::{dequeue_task, task_leave_scheduler_locked};
 use crate::core::enqueue::{process_ddsp_deferred_locals, wake_up};
 use crate::core::error::call_op;
 use crate::core::has_op::Op;
-use crate::core::slot::SchedSlot;
+use crate::core::slot::{SchedSlot, SlotHint};
 
 /// Why a task stopped running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub(crate) struct After {
     pub moved: Option<(TaskRef, usize)>,
     /// The last task exited during shutdown: every worker must look.
     pub shutdown_done: bool,
+    /// The clock reading of the step (for the worker's periodic work).
+    pub now: u64,
 }
 
 /// Fires the sleep timers that are due, collecting their tasks. rq locked.
@@ -98,6 +100,7 @@ pub(crate) fn step(
     let mut rq = c.lock();
     crate::core::balance::refresh(sh, &rq, slot);
     let now = now();
+    after.now = now;
     fire_timers(sh, &mut rq, &mut after.timers, now);
     let mut prev_task = None;
     if let Some((p, sw)) = prev {
@@ -148,7 +151,8 @@ pub(crate) fn step(
                 c.shared.kick.advance_pick();
                 rq.curr = None;
                 let gen = p.scx.sched_gen.load(Ordering::Acquire);
-                task_leave_scheduler_locked(sh, &rq, &p, gen, false);
+                let mut slots = SlotHint::new(Some(slot));
+                task_leave_scheduler_locked(sh, &mut slots, &rq, &p, gen, false);
                 sh.tasks.remove(&p);
                 if sh.live_tasks.fetch_sub(1, Ordering::AcqRel) == 1
                     && sh.shutdown.load(Ordering::Acquire)

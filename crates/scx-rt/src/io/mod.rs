@@ -1,0 +1,71 @@
+//! Green I/O: file descriptors whose blocking calls park only the calling
+//! task, with readiness from a per-CPU epoll reactor behind the doorbell.
+//!
+//! [`GreenFd`] wraps any non-blocking fd (`AsFd`); `scx_rt::net` builds
+//! `TcpListener`, `TcpStream` and `UdpSocket` on it. Inside a task, a call
+//! that would block suspends the task until the fd is ready (or its
+//! timeout passes); the CPU runs other tasks meanwhile. Outside a task
+//! (a plain thread, `spawn_blocking`), the same call blocks the thread in
+//! `poll(2)`, as std's blocking socket would.
+//!
+//! # Protocol
+//!
+//! ```text
+//! task (any CPU)                          reactor (CPU c's worker only)
+//! T1 seq := source.seq                    R1 epoll_wait -> (token, bits)
+//! T2 op()  -> WouldBlock                  R2 lock source; ready |= bits;
+//! T3 lock source;                            seq += 1; take the waiters
+//!    if seq unchanged: ready &= !dir      R3 unlock; wake each waiter
+//!    if ready & dir: unlock, retry at T1     (select_cpu/enqueue, TTWU)
+//!    else list self as a waiter; unlock
+//! T4 park; on wake-up retry at T1
+//! ```
+//!
+//! Why no readiness is lost: an fd is registered once, edge-triggered, for
+//! reading and writing (`EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`). Every
+//! edge after T2's failed attempt bumps `seq` under the source lock (R2).
+//! If it came before T3, T3 sees `seq` moved and keeps the bit: the task
+//! retries instead of parking. If after, T3 cleared the bit and listed the
+//! task before unlocking, so R2 finds the task listed and R3 wakes it. A
+//! wake-up that reaches the task before it parks is kept by the task's wake
+//! state (`NOTIFIED`, see `task`), so T4 returns at once. The reactor never
+//! clears a bit: only the task that saw `WouldBlock` does, and only when no
+//! edge came since it read `seq` (so a second task's success cannot hide an
+//! edge from a first one; both retry).
+//!
+//! # One reactor per CPU
+//!
+//! Each CPU of a runtime has its own epoll instance, made on first use,
+//! with the CPU's doorbell eventfd in it. A source registers with the
+//! reactor of the CPU its first blocking call runs on, and only that CPU's
+//! worker waits in (or polls) that epoll: events are handled by one thread
+//! without a shared lock, and nothing here is O(number of CPUs). Tasks are
+//! bound to the CPU they first ran on unless they opt in to migration, so
+//! the CPU that sees a task's readiness is the CPU the task runs on; a
+//! migratable task's readiness arrives on its registering CPU, whose
+//! `wake_up` lets the scheduler place it anywhere (`select_cpu`). The
+//! alternative, one epoll per runtime, would let any idle CPU take any
+//! event, at the price of a lock (or a poller role) every CPU contends for
+//! on every idle transition; with bound tasks it buys nothing.
+//!
+//! Who waits where: an idle CPU with sources registered checks its reactor
+//! without blocking before it polls (Go's `findrunnable` does the same),
+//! then sleeps in `epoll_wait` instead of `futex_wait` (`SLEEPING_IO`, see
+//! `doorbell`): an I/O event, a kick or a wake-up (the eventfd) and the
+//! earliest task timer (the timeout) each end the sleep. A busy CPU polls
+//! its reactor without blocking at most every `consts::IO_POLL_INTERVAL_NS`
+//! of scheduling steps (Go's `sysmon` netpoll), so CPU-bound tasks do not
+//! starve I/O for longer than that plus one slice. A CPU with no source
+//! registered pays nothing: its idle sleep stays on the futex.
+//!
+//! Shutdown: `Runtime::shutdown` closes every source (`Reactors::close`);
+//! waiting tasks wake with an error (`ErrorKind::NotConnected`, "runtime
+//! shut down"), so a task blocked on a read can finish instead of keeping
+//! shutdown waiting forever.
+
+pub(crate) mod reactor;
+pub(crate) mod source;
+
+mod green_fd;
+
+pub use green_fd::GreenFd;
