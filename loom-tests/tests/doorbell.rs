@@ -54,3 +54,28 @@ fn two_kicks_one_sleep() {
         kicker.join().unwrap();
     });
 }
+
+/// The same handshake for a CPU with I/O registered, whose idle sleep is
+/// its reactor's epoll wait (`SLEEPING_IO`): a resched racing with that
+/// sleep is never lost either (the waker must move SLEEPING_IO, not only
+/// SLEEPING, to RUNNING and wake the sleeper).
+#[test]
+fn resched_racing_with_io_sleep_is_never_lost() {
+    model("resched_racing_with_io_sleep_is_never_lost", || {
+        let cpu = Arc::new(Cpu::new(0, 2));
+        let k = cpu.clone();
+        let kicker = thread::spawn(move || {
+            k.push_local(Task::new_token(5));
+            k.resched();
+        });
+        let got = loop {
+            cpu.clear_need_resched();
+            if let Some(t) = cpu.pop_local() {
+                break t.id();
+            }
+            cpu.idle_wait_io();
+        };
+        assert_eq!(got, 5);
+        kicker.join().unwrap();
+    });
+}

@@ -165,20 +165,32 @@ impl Doorbell {
     /// `sleep` in the CPU's reactor: S1 publishes `SLEEPING_IO`, S3 is
     /// `wait` (an epoll wait that returns on an I/O event, the eventfd a
     /// waker writes, or the timeout). Returns whether a waker rang.
-    #[cfg(not(scx_rt_loom))]
+    ///
+    /// Under loom the wait is the model's condvar, as for `sleep` (epoll is
+    /// not modelled; the protocol under test is the state word's).
     pub(crate) fn sleep_io(
         &self,
         timeout: Option<Duration>,
         cancel: impl Fn() -> bool,
         wait: impl FnOnce(Option<Duration>),
     ) -> bool {
+        #[cfg(not(scx_rt_loom))]
         debug_assert!(self.io_wake.get().is_some(), "sleep_io without an eventfd");
         self.state.store(SLEEPING_IO, Ordering::SeqCst);
         // Orders S1 before the re-check S2, as in `sleep`.
         fence(Ordering::SeqCst);
         let mut rung = false;
         if !cancel() {
+            #[cfg(not(scx_rt_loom))]
             wait(timeout);
+            #[cfg(scx_rt_loom)]
+            {
+                let _ = (timeout, wait);
+                let mut g = self.mu.lock().unwrap();
+                while self.state.load(Ordering::SeqCst) == SLEEPING_IO {
+                    g = self.cv.wait(g).unwrap();
+                }
+            }
             rung = self.state.load(Ordering::SeqCst) != SLEEPING_IO;
         }
         self.state.store(RUNNING, Ordering::SeqCst);

@@ -34,6 +34,18 @@ impl Cpu {
         self.0.idle_wait(0, || false, || ());
     }
 
+    /// The idle wait of a CPU with I/O registered: the sleep publishes
+    /// `SLEEPING_IO` (`Doorbell::sleep_io`; the epoll wait itself is the
+    /// model's condvar).
+    pub fn idle_wait_io(&self) {
+        self.0.idle_wait_with(
+            0,
+            || false,
+            || (),
+            Some(|_: Option<std::time::Duration>| ()),
+        );
+    }
+
     /// Links a task token into the local DSQ, with the rq locked (the
     /// queueing part of a local dispatch; the caller rings with `resched`).
     pub fn push_local(&self, p: TaskRef) {

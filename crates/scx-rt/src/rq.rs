@@ -555,7 +555,6 @@ impl Cpu {
             )
         });
         match io_wait {
-            #[cfg(not(scx_rt_loom))]
             Some(w) => {
                 if db.sleep_io(timeout, pending, w) {
                     CpuCounters::bump(&stats.io_doorbell_wakes);

@@ -27,7 +27,17 @@
 //!   (`idle_poll` 0, 30 µs settle), the kick is `IDLE`; beside it
 //!   `raw-futex`, a bare futex wake-to-run one way with the same settle;
 //! - `busy-preempt`: the target runs a spinner task that reaches
-//!   `preempt_point()` about every 1 µs, the kick is `PREEMPT`.
+//!   `preempt_point()` about every 1 µs, the kick is `PREEMPT`;
+//! - `idle-sleeping-epoll`: `idle-sleeping` with I/O registered on the
+//!   target (a task there waits on a pipe), so the target sleeps in its
+//!   reactor's `epoll_wait` and the kick wakes it through its eventfd
+//!   (`scx_rt::io`, `SLEEPING_IO`);
+//! - `io-wake-sleeping`: no kick: the target is asleep in `epoll_wait`
+//!   and a task on it waits to read a pipe; the sample runs from the
+//!   kicker's one-byte write to the moment the reader has the byte (the
+//!   reactor's event, the wake-up through `select_cpu`/`enqueue`, the
+//!   switch). Compare with `idle-sleeping` (a kick to a futex sleeper):
+//!   an I/O wake-up should cost no more.
 //!
 //! Every task runs with `SLICE_INF`, so the slice timer never runs and the
 //! figure is the kick path alone. (With a finite slice, a pick whose new
@@ -90,29 +100,41 @@ enum Case {
     IdlePolling,
     IdleSleeping,
     BusyPreempt,
+    IdleSleepingEpoll,
+    IoWake,
 }
 
 impl Case {
-    const ALL: [Case; 3] = [Case::IdlePolling, Case::IdleSleeping, Case::BusyPreempt];
+    const ALL: [Case; 5] = [
+        Case::IdlePolling,
+        Case::IdleSleeping,
+        Case::BusyPreempt,
+        Case::IdleSleepingEpoll,
+        Case::IoWake,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Case::IdlePolling => "idle-polling",
             Case::IdleSleeping => "idle-sleeping",
             Case::BusyPreempt => "busy-preempt",
+            Case::IdleSleepingEpoll => "idle-sleeping-epoll",
+            Case::IoWake => "io-wake-sleeping",
         }
     }
 
     fn flags(self) -> KickFlags {
         match self {
-            Case::IdlePolling | Case::IdleSleeping => KickFlags::IDLE,
+            Case::IdlePolling | Case::IdleSleeping | Case::IdleSleepingEpoll | Case::IoWake => {
+                KickFlags::IDLE
+            }
             Case::BusyPreempt => KickFlags::PREEMPT,
         }
     }
 
     fn settle(self) -> Duration {
         match self {
-            Case::IdleSleeping => SETTLE_SLEEPING,
+            Case::IdleSleeping | Case::IdleSleepingEpoll | Case::IoWake => SETTLE_SLEEPING,
             Case::IdlePolling | Case::BusyPreempt => SETTLE_POLLING,
         }
     }
@@ -120,7 +142,7 @@ impl Case {
     fn idle_poll(self) -> Duration {
         match self {
             Case::IdlePolling => LONG_POLL,
-            Case::IdleSleeping => Duration::ZERO,
+            Case::IdleSleeping | Case::IdleSleepingEpoll | Case::IoWake => Duration::ZERO,
             // The target never idles while its spinner runs.
             Case::BusyPreempt => scx_rt::consts::DEFAULT_IDLE_POLL,
         }
@@ -141,10 +163,12 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
             subject,
         };
         ctx.scx(&format!("{NAME} {}", case.name()), rows, || {
-            Ok(vec![latency_row(
-                key(Subject::ScxRt),
-                &scx(cpu_a, cpu_b, case, iters)?,
-            )])
+            let hist = if case == Case::IoWake {
+                scx_io_wake(cpu_a, cpu_b, iters)?
+            } else {
+                scx(cpu_a, cpu_b, case, iters)?
+            };
+            Ok(vec![latency_row(key(Subject::ScxRt), &hist)])
         })?;
         match case {
             Case::IdlePolling => ctx.peer(NAME, Subject::RawCacheline, rows, || {
@@ -155,7 +179,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
                 let hist = raw::futex(cpu_a, cpu_b, iters)?;
                 Ok(vec![latency_row(key(Subject::RawFutex), &hist)])
             }),
-            Case::BusyPreempt => {}
+            Case::BusyPreempt | Case::IdleSleepingEpoll | Case::IoWake => {}
         }
     }
     Ok(())
@@ -332,6 +356,23 @@ fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u
         })
     });
 
+    // The epoll case: a task on the target waits to read a pipe, so the
+    // target has I/O registered and sleeps in its reactor.
+    let (io_waiter, io_release) = if case == Case::IdleSleepingEpoll {
+        let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let h = rt.spawn_on(TARGET, move || {
+            let r = scx_rt::io::GreenFd::new(r).expect("green pipe");
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut &r, &mut b);
+        });
+        // Time to run, find the pipe empty and register (the samples
+        // below also check that the target slept in epoll).
+        std::thread::sleep(Duration::from_millis(20));
+        (Some(h), Some(w))
+    } else {
+        (None, None)
+    };
+
     let before = rt.stats().cpus[TARGET].clone();
     let s = Arc::clone(&sh);
     let r = Arc::clone(&rt);
@@ -370,6 +411,10 @@ fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u
     if let Some(sp) = spinner {
         sp.join().map_err(|e| format!("join spinner: {e:?}"))?;
     }
+    if let (Some(h), Some(mut w)) = (io_waiter, io_release) {
+        std::io::Write::write_all(&mut w, b"x").map_err(|e| format!("release: {e}"))?;
+        h.join().map_err(|e| format!("join pipe reader: {e:?}"))?;
+    }
     let after = rt.stats().cpus[TARGET].clone();
     rt.shutdown();
     let hist = hist?;
@@ -387,12 +432,87 @@ fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u
             after.preemptions - before.preemptions,
             "preempted the spinner",
         ),
+        Case::IdleSleepingEpoll | Case::IoWake => (
+            after.io_doorbell_wakes - before.io_doorbell_wakes,
+            "found the target asleep in epoll",
+        ),
     };
     // The stop kick is counted too; compare with the samples taken.
     if got.saturating_mul(10) < n.saturating_mul(9) {
         eprintln!(
             "{NAME}: {}: only {got} of {n} kicks {what}; the machine may be too busy for this case",
             case.name()
+        );
+    }
+    Ok(hist)
+}
+
+/// `io-wake-sleeping`: a reader task on the target waits for one byte
+/// of a pipe; the kicker writes it once the target is idle and settled.
+/// Histogram of write-to-reader latencies in ns.
+fn scx_io_wake(cpu_a: usize, cpu_b: usize, iters: u64) -> Result<Histogram<u64>, String> {
+    let sh = Arc::new(Shared::default());
+    let rt = Runtime::builder()
+        .cpus([cpu_a, cpu_b])
+        .idle_poll(Duration::ZERO)
+        .scheduler(Gate(Arc::clone(&sh)))
+        .build()
+        .map_err(|e| format!("build runtime: {e}"))?;
+    let base = Instant::now();
+    let clock = move || base.elapsed().as_nanos() as u64;
+    let (r, w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let s = Arc::clone(&sh);
+    let reader = rt.spawn_on(TARGET, move || {
+        let r = scx_rt::io::GreenFd::new(r).expect("green pipe");
+        let mut b = [0u8; 1];
+        loop {
+            match std::io::Read::read(&mut &r, &mut b) {
+                Ok(1) => {}
+                _ => return,
+            }
+            let t = clock();
+            s.out.stamp.store(t, Ordering::Relaxed);
+            s.out.seq.fetch_add(1, Ordering::Release);
+            if b[0] == b'q' {
+                return;
+            }
+        }
+    });
+    let before = rt.stats().cpus[TARGET].clone();
+    let s = Arc::clone(&sh);
+    let writer = rt.spawn_on(KICKER, move || {
+        let mut w = w;
+        let mut hist = new_hist();
+        let result = (|| {
+            for i in 1..=iters {
+                spin_until("the target never went idle", || {
+                    s.gate.target_idle.load(Ordering::Acquire)
+                })?;
+                spin_for(SETTLE_SLEEPING);
+                let t0 = clock();
+                std::io::Write::write_all(&mut w, b"x").map_err(|e| e.to_string())?;
+                spin_until(
+                    "the reader never got its byte (a lost I/O wake-up?)",
+                    || s.out.seq.load(Ordering::Acquire) >= i,
+                )?;
+                let t1 = s.out.stamp.load(Ordering::Relaxed);
+                hist.saturating_record(t1.saturating_sub(t0));
+            }
+            Ok::<_, String>(())
+        })();
+        let _ = std::io::Write::write_all(&mut w, b"q");
+        result.map(|()| hist)
+    });
+    let hist = writer.join().map_err(|e| format!("join writer: {e:?}"))?;
+    reader.join().map_err(|e| format!("join reader: {e:?}"))?;
+    let after = rt.stats().cpus[TARGET].clone();
+    rt.shutdown();
+    let hist = hist?;
+    let n = hist.len();
+    let woke = after.io_wakeups - before.io_wakeups;
+    if woke.saturating_mul(10) < n.saturating_mul(9) {
+        eprintln!(
+            "{NAME}: io-wake-sleeping: only {woke} of {n} bytes woke the reader through the reactor"
         );
     }
     Ok(hist)
@@ -431,7 +551,16 @@ mod tests {
         let mut rows = Vec::new();
         run(&ctx(cpus[..2].to_vec()), &mut rows).unwrap();
         let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
-        assert_eq!(cases, ["idle-polling", "idle-sleeping", "busy-preempt"]);
+        assert_eq!(
+            cases,
+            [
+                "idle-polling",
+                "idle-sleeping",
+                "busy-preempt",
+                "idle-sleeping-epoll",
+                "io-wake-sleeping"
+            ]
+        );
         for r in &rows {
             assert_eq!(r.n, 30, "{r:?}");
             assert!(r.p50.unwrap() > 0.0 && r.p999 >= r.p50, "{r:?}");

@@ -146,6 +146,9 @@ pub(crate) struct Reactor {
     nr: AtomicUsize,
     /// The owner's event buffer (only the CPU's worker polls).
     events: parking_lot::Mutex<Events>,
+    /// The eventfd was reported readable and not yet read: read at the
+    /// next `wait`, off the path from a wake-up to the task it is for.
+    wake_unread: AtomicBool,
 }
 
 impl Reactor {
@@ -161,6 +164,7 @@ impl Reactor {
             events: parking_lot::Mutex::new(Events::with_capacity(
                 crate::consts::IO_EVENTS_PER_POLL,
             )),
+            wake_unread: AtomicBool::new(false),
         })
     }
 
@@ -193,6 +197,10 @@ impl Reactor {
     /// Waits up to `timeout` for events (zero: a non-blocking check),
     /// keeping them for `dispatch`. Only the CPU's own worker calls this.
     pub(crate) fn wait(&self, timeout: Option<Duration>) {
+        if self.wake_unread.swap(false, Ordering::Relaxed) {
+            // Level-triggered: unread, it would end this wait at once.
+            let _ = self.wake.try_consume();
+        }
         let mut ev = self.events.lock();
         let _ = self.epoll.wait(&mut ev, timeout);
     }
@@ -210,9 +218,10 @@ impl Reactor {
             let t = self.table.lock();
             for e in ev.iter() {
                 if e.token == WAKE_TOKEN {
-                    // A waker rang while this CPU slept here: consume the
-                    // count (its work is in need_resched and the queues).
-                    let _ = self.wake.try_consume();
+                    // A waker rang while this CPU slept here (its work is
+                    // in need_resched and the queues). The count is read
+                    // at the next wait, not on the way to that work.
+                    self.wake_unread.store(true, Ordering::Relaxed);
                     continue;
                 }
                 if let Some(s) = t.get(e.token) {
