@@ -99,9 +99,25 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
             Some(o) => format!(" core={o}"),
             None => String::new(),
         };
+        // I/O: tasks the CPU's reactor woke, and sources registered with it.
+        #[cfg(not(scx_rt_loom))]
+        let io = match sh.io.get(c.id) {
+            Some(r) => format!(
+                " io_wakeups={} io_sources={}",
+                c.shared
+                    .owner
+                    .stats
+                    .io_wakeups
+                    .load(crate::loom::Ordering::Relaxed),
+                r.nr_sources()
+            ),
+            None => String::new(),
+        };
+        #[cfg(scx_rt_loom)]
+        let io = "";
         let _ = writeln!(
             out,
-            "CPU {:<4}: nr_run={} flags={:#x} cpu_rel=0 ops_qseq={} pnt_seq={}{core}{idle}",
+            "CPU {:<4}: nr_run={} flags={:#x} cpu_rel=0 ops_qseq={} pnt_seq={}{core}{idle}{io}",
             c.id,
             rq.nr_running,
             rq.flags,

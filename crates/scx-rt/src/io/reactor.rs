@@ -168,6 +168,11 @@ impl Reactor {
         })
     }
 
+    /// Sources registered (for the dump).
+    pub(crate) fn nr_sources(&self) -> usize {
+        self.nr.load(Ordering::Relaxed)
+    }
+
     /// Registers `fd` (edge-triggered, both directions) and returns its
     /// source. `make` builds the source with its token.
     pub(crate) fn register(
