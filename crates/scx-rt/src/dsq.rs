@@ -59,6 +59,22 @@ pub(crate) enum InsertError {
 /// tie-breaker). Smaller is earlier.
 type Key = (i64, u64);
 
+/// A DSQ iterator's place in a DSQ's dispatch order, kept between two of
+/// its steps (`core::dsq_iter`): the key of the last task it returned.
+/// The kernel links a cursor node into the list; a key does the same job
+/// here, since keys are unique within a queue and a task's key does not
+/// change while it stays linked, so "the first key after the cursor" is
+/// where the walk left off whatever was linked or unlinked meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cursor(Key);
+
+/// The kernel's `u32_before`: whether sequence `a` comes before `b`,
+/// wrapping.
+#[inline]
+pub(crate) fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
 /// One sorted run of tasks.
 #[derive(Default)]
 struct Part {
@@ -142,6 +158,49 @@ impl Part {
 
     fn len(&self) -> usize {
         self.fifo.len() + self.priq.len()
+    }
+
+    /// The first task for which `ok` holds after `after` in this run's
+    /// order (before it when `rev`; from the start, or the end, when
+    /// `after` is `None`). Either container may hold the run (the DSQ's
+    /// mode may have changed since the cursor was taken).
+    fn next_after(
+        &self,
+        after: Option<Key>,
+        rev: bool,
+        ok: &mut impl FnMut(&TaskRef) -> bool,
+    ) -> Option<(Key, &TaskRef)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let fifo = match (rev, after) {
+            (false, a) => {
+                let i = a.map_or(0, |c| self.fifo.partition_point(|(k, _)| *k <= c));
+                self.fifo.range(i..).find(|(_, p)| ok(p))
+            }
+            (true, a) => {
+                let end = a.map_or(self.fifo.len(), |c| {
+                    self.fifo.partition_point(|(k, _)| *k < c)
+                });
+                self.fifo.range(..end).rev().find(|(_, p)| ok(p))
+            }
+        };
+        if let Some((k, p)) = fifo {
+            return Some((*k, p));
+        }
+        let lo = match (rev, after) {
+            (false, Some(c)) => Excluded(c),
+            _ => Unbounded,
+        };
+        let hi = match (rev, after) {
+            (true, Some(c)) => Excluded(c),
+            _ => Unbounded,
+        };
+        let mut r = self.priq.range((lo, hi));
+        let found = if rev {
+            r.rev().find(|(_, p)| ok(p))
+        } else {
+            r.find(|(_, p)| ok(p))
+        };
+        found.map(|(k, p)| (*k, p))
     }
 }
 
@@ -362,6 +421,26 @@ impl DsqQueue {
             self.nr -= 1;
         }
         found
+    }
+
+    /// The next task in dispatch order after `cursor` (before it when
+    /// `rev`; `None`: from the head, or the tail) that was linked no later
+    /// than insertion sequence `seq` (a DSQ iterator sees only the tasks
+    /// queued when it started). Looks in every run, so a walk sees tasks
+    /// bound to any CPU.
+    pub(crate) fn next_after(
+        &self,
+        cursor: Option<Cursor>,
+        rev: bool,
+        seq: u32,
+    ) -> Option<(Cursor, &TaskRef)> {
+        let after = cursor.map(|c| c.0);
+        let mut ok = |p: &TaskRef| !seq_before(seq, p.scx.dsq_seq.load(Ordering::Relaxed));
+        std::iter::once(&self.free)
+            .chain(self.bound.iter())
+            .filter_map(|part| part.next_after(after, rev, &mut ok))
+            .reduce(|a, b| if (b.0 < a.0) != rev { b } else { a })
+            .map(|(k, p)| (Cursor(k), p))
     }
 
     /// Tasks (in dispatch order within each run; for the loom models).

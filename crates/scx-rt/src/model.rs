@@ -114,14 +114,14 @@ impl crate::ops::Scheduler for Stash {
     ) {
         let head = self.q.lock().pop_front();
         match head {
-            Some(p) => ctx.dispatch(
+            Some(p) => ctx.dsq_insert(
                 &p,
                 crate::flags::dsq_id::LOCAL,
                 crate::consts::SLICE_DFL,
                 crate::flags::EnqFlags::empty(),
             ),
             None => {
-                ctx.consume(STASH_SHARED_DSQ);
+                ctx.dsq_move_to_local(STASH_SHARED_DSQ);
             }
         }
     }
@@ -149,7 +149,7 @@ impl crate::ops::Scheduler for Local {
         self.log
             .lock()
             .push((p.id(), f.contains(crate::flags::EnqFlags::WAKEUP)));
-        ctx.dispatch(
+        ctx.dsq_insert(
             p,
             crate::flags::dsq_id::LOCAL,
             crate::consts::SLICE_DFL,

@@ -13,6 +13,8 @@
 //!     exit    -> dequeue, exit_task, the task leaves the registry
 //!   offline CPU: a prev that may run elsewhere leaves (migrate_out)
 //!   pick_next_task: balance, next off the local DSQ, put prev, set next
+//!     (higher-class work pending instead: put prev, cpu_release; the
+//!     worker runs the work after the step, `core::release`)
 //!   idle transitions: ops.update_idle, the idle mask
 //!   deferred remote direct dispatches (drop the lock per task)
 //! unlocked:
@@ -64,6 +66,9 @@ pub(crate) struct After {
     pub moved: Option<(TaskRef, usize)>,
     /// The last task exited during shutdown: every worker must look.
     pub shutdown_done: bool,
+    /// Higher-class work took the CPU (`core::release`): the worker runs
+    /// it before its next step.
+    pub higher_class: bool,
 }
 
 /// Fires the sleep timers that are due, collecting their tasks. rq locked.
@@ -98,8 +103,11 @@ pub(crate) fn step(
     let mut rq = c.lock();
     crate::core::balance::refresh(sh, &rq, slot);
     let now = now();
+    // The rq clock, valid until the lock is dropped (`RqOwner::clock`).
+    c.shared.owner.clock.store(now, Ordering::Relaxed);
     fire_timers(sh, &mut rq, &mut after.timers, now);
     let mut prev_task = None;
+    let was_running = prev.is_some();
     if let Some((p, sw)) = prev {
         crate::core::pick::update_curr(&p, now);
         match sw {
@@ -166,11 +174,21 @@ pub(crate) fn step(
             after.moved = Some((p, dst));
         }
     }
-    let next = crate::core::pick::pick_next_task(sh, slot, &mut rq, prev_task, now);
-    idle_transition(sh, slot, &mut rq, next.is_some());
+    // Higher-class work (`Runtime::run_on_cpu`) takes the CPU: no pick;
+    // the worker runs the work once the lock is dropped.
+    let higher = c.shared.remote.hc_pending.load(Ordering::Acquire);
+    let next = if higher {
+        crate::core::release::release_cpu(sh, slot, &mut rq, was_running, prev_task, now);
+        after.higher_class = true;
+        None
+    } else {
+        crate::core::pick::pick_next_task(sh, slot, &mut rq, prev_task, now)
+    };
+    idle_transition(sh, slot, &mut rq, next.is_some() || higher);
     if !rq.ddsp_deferred_locals.is_empty() {
         process_ddsp_deferred_locals(sh, &mut rq);
     }
+    c.shared.owner.clock.store(0, Ordering::Relaxed);
     drop(rq);
     let deadline = match &next {
         Some(t) if t.slice() != SLICE_INF => now.saturating_add(t.slice()),
