@@ -683,6 +683,57 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_walks_every_run_in_order_and_skips_later_links() {
+        let walk = |q: &DsqQueue, rev: bool, seq: u32| {
+            let mut v = Vec::new();
+            let mut c = None;
+            while let Some((k, p)) = q.next_after(c, rev, seq) {
+                v.push(p.id());
+                c = Some(k);
+            }
+            v
+        };
+        // FIFO across the free run and two CPUs' runs, with a head insert.
+        let mut q = DsqQueue::new_partitioned(5);
+        for id in 1..=4 {
+            let t = tok(id, 0);
+            if id % 2 == 0 {
+                t.bound_cpu.store(id as i32 / 2 - 1, Ordering::Relaxed);
+            }
+            q.push_fifo(t, false).unwrap();
+        }
+        q.push_fifo(tok(5, 0), true).unwrap();
+        let seq = q.seq;
+        assert_eq!(walk(&q, false, seq), vec![5, 1, 2, 3, 4]);
+        assert_eq!(walk(&q, true, seq), vec![4, 3, 2, 1, 5]);
+        // Linked after the walk's start: not seen, whichever end.
+        q.push_fifo(tok(6, 0), false).unwrap();
+        q.push_fifo(tok(7, 0), true).unwrap();
+        assert_eq!(walk(&q, false, seq), vec![5, 1, 2, 3, 4]);
+        assert_eq!(walk(&q, true, seq), vec![4, 3, 2, 1, 5]);
+        // The cursor survives the removal of the task it points at.
+        let (c, _) = q.next_after(None, false, seq).unwrap(); // 5
+        let (c, p) = q.next_after(Some(c), false, seq).unwrap(); // 1
+        assert!(q.remove(&p.clone()));
+        assert_eq!(q.next_after(Some(c), false, seq).unwrap().1.id(), 2);
+        // vtime order, wrapping sequence numbers.
+        let mut q = DsqQueue::new_partitioned(5);
+        q.seq = u32::MAX - 1;
+        for (id, v) in [(1, 30), (2, 10), (3, 20)] {
+            q.push_vtime(tok(id, v)).unwrap();
+        }
+        let seq = q.seq;
+        assert_eq!(seq, 1, "wrapped");
+        assert_eq!(walk(&q, false, seq), vec![2, 3, 1]);
+        assert_eq!(walk(&q, true, seq), vec![1, 3, 2]);
+        assert_eq!(
+            walk(&q, false, u32::MAX - 1),
+            vec![],
+            "nothing linked by then"
+        );
+    }
+
+    #[test]
     fn remove_and_seq() {
         let mut q = DsqQueue::new(9);
         let a = tok(1, 0);
