@@ -123,7 +123,7 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
                 // the snapshot (the exit path unregisters under this lock).
                 continue;
             }
-            let ctx = InitCtx::new(sh, Some(rq.cpu));
+            let ctx = InitCtx::new_locked(sh, Some(rq.cpu));
             if let Some(Err(code)) = call_task(sh, "init_task", p, || {
                 slot.ops.init_task(&ctx, p, InitTaskArgs { fork: false })
             }) {

@@ -595,9 +595,9 @@ impl RqGuard<'_> {
         let cpu = this.ringer.cpu;
         // The rq clock is valid only while the step holds the lock
         // (`RqOwner::clock`): from here on `now` reads the clock.
-        let clock = &cpu.shared.owner.clock;
-        if clock.load(Ordering::Relaxed) != 0 {
-            clock.store(0, Ordering::Relaxed);
+        #[cfg(not(scx_rt_loom))]
+        if cpu.shared.owner.clock.load(Ordering::Relaxed) != 0 {
+            cpu.shared.owner.clock.store(0, Ordering::Relaxed);
         }
         MutexGuard::unlocked(&mut this.g, || {
             if ring {

@@ -336,8 +336,10 @@ impl<'a> Ctx<'a> {
     /// Moves `p`, queued on the DSQ `it` walks since before the walk began,
     /// to DSQ `dsq` (`scx_bpf_dsq_move`), from a context that holds no rq
     /// lock: a scheduler [`timer`](crate::Scheduler::timer), `init`,
-    /// `init_task`, `cpu_online`/`cpu_offline` (`dispatch` has its own,
-    /// [`DispatchCtx::dsq_move`]). `DSQ_LOCAL` is the local DSQ of the CPU
+    /// `init_task` of a spawned task, `cpu_online`/`cpu_offline`
+    /// (`dispatch` has its own, [`DispatchCtx::dsq_move`]). The
+    /// `init_task` of a task adopted at attach runs with that task's rq
+    /// lock held here, unlike the kernel's, and is refused. `DSQ_LOCAL` is the local DSQ of the CPU
     /// running the callback. Returns `false`, quietly, if `p` left that
     /// DSQ since (dequeued, consumed, moved) or is on its way to another
     /// CPU; from any other callback (they hold an rq lock) the call is a

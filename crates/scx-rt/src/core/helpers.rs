@@ -101,6 +101,7 @@ impl<'a> Ctx<'a> {
     /// reads `CLOCK_MONOTONIC`, which is never behind a value the rq clock
     /// gave before on that CPU.
     pub fn now(&self) -> u64 {
+        #[cfg(not(scx_rt_loom))]
         if let Some(c) = crate::core::current::cpu_in(self.sh.rt_id) {
             let v = self.sh.cpus[c].shared.owner.clock.load(Ordering::Relaxed);
             if v != 0 {
@@ -539,9 +540,20 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
 }
 
 impl<'a> InitCtx<'a> {
+    /// The context of a sleepable callback that holds no rq lock (the
+    /// kernel's "unlocked" context: `dsq_move` allowed).
     pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
         Self {
             ctx: Ctx::new_unlocked(sh, cpu),
+        }
+    }
+
+    /// The context of `init_task` for a task adopted at attach, which runs
+    /// here with the task's rq lock held (the kernel's does not): a
+    /// `dsq_move` from it is refused as from any rq-locked callback.
+    pub(crate) fn new_locked(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self {
+            ctx: Ctx::new(sh, cpu),
         }
     }
 

@@ -31,6 +31,12 @@
 //!
 //! The queue is closed when the worker exits: work queued then is dropped
 //! and its caller told (no caller waits forever).
+//!
+//! No loom model queues higher-class work, so the loom build's step does
+//! not read `hc_pending` (the models' interleavings are the pick path's).
+//! The release is the pick path's put-prev followed by one callback under
+//! the same rq lock; what it may race with is covered by the models of
+//! that path.
 
 use std::rc::Rc;
 

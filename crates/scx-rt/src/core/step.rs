@@ -103,7 +103,9 @@ pub(crate) fn step(
     let mut rq = c.lock();
     crate::core::balance::refresh(sh, &rq, slot);
     let now = now();
-    // The rq clock, valid until the lock is dropped (`RqOwner::clock`).
+    // The rq clock, valid until the lock is dropped (`RqOwner::clock`;
+    // under loom time does not move, and no clock is kept).
+    #[cfg(not(scx_rt_loom))]
     c.shared.owner.clock.store(now, Ordering::Relaxed);
     fire_timers(sh, &mut rq, &mut after.timers, now);
     let mut prev_task = None;
@@ -176,7 +178,9 @@ pub(crate) fn step(
     }
     // Higher-class work (`Runtime::run_on_cpu`) takes the CPU: no pick;
     // the worker runs the work once the lock is dropped.
-    let higher = c.shared.remote.hc_pending.load(Ordering::Acquire);
+    // (No loom model queues such work: the loom build does not look, so
+    // the models' interleavings are those of the pick path alone.)
+    let higher = cfg!(not(scx_rt_loom)) && c.shared.remote.hc_pending.load(Ordering::Acquire);
     let next = if higher {
         crate::core::release::release_cpu(sh, slot, &mut rq, was_running, prev_task, now);
         after.higher_class = true;
@@ -188,6 +192,7 @@ pub(crate) fn step(
     if !rq.ddsp_deferred_locals.is_empty() {
         process_ddsp_deferred_locals(sh, &mut rq);
     }
+    #[cfg(not(scx_rt_loom))]
     c.shared.owner.clock.store(0, Ordering::Relaxed);
     drop(rq);
     let deadline = match &next {
