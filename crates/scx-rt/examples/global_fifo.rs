@@ -14,13 +14,13 @@ impl Scheduler for Global {
         ctx.create_dsq(0, -1).map_err(|_| -17) // a user DSQ
     }
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
-        ctx.dispatch(p, 0, SLICE_DFL, f); // direct dispatch verdict
+        ctx.dsq_insert(p, 0, SLICE_DFL, f); // direct dispatch verdict
         if let Some(cpu) = ctx.pick_idle_cpu(p, PickIdleFlags::empty()) {
             ctx.kick_cpu(cpu, KickFlags::IDLE); // wake a consumer
         }
     }
     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {
-        ctx.consume(0); // into this CPU's local DSQ
+        ctx.dsq_move_to_local(0); // into this CPU's local DSQ
     }
 }
 

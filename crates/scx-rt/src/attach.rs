@@ -123,7 +123,7 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
                 // the snapshot (the exit path unregisters under this lock).
                 continue;
             }
-            let ctx = InitCtx::new(sh, Some(rq.cpu));
+            let ctx = InitCtx::new_locked(sh, Some(rq.cpu));
             if let Some(Err(code)) = call_task(sh, "init_task", p, || {
                 slot.ops.init_task(&ctx, p, InitTaskArgs { fork: false })
             }) {
@@ -155,7 +155,10 @@ pub(crate) fn attach(sh: &Shared, ops: Arc<dyn Scheduler>) -> Result<(), AttachE
         }
         // 4. The rqs follow; the fallback is no longer called.
         for c in sh.cpus.iter() {
-            c.rq.lock().sched_gen = new_gen;
+            let mut rq = c.rq.lock();
+            rq.sched_gen = new_gen;
+            // The new scheduler saw no `cpu_release` (`core::release`).
+            rq.cpu_released = false;
         }
         sh.forget_prev_slot();
         // The watchdog adopts the new scheduler's timeout now, not at the

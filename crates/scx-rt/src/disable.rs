@@ -51,7 +51,10 @@ pub(crate) fn disable(sh: &Shared) {
     sh.install(fallback_slot(new_gen));
     sh.ops_timers.cancel_all();
     for c in sh.cpus.iter() {
-        c.rq.lock().sched_gen = new_gen;
+        let mut rq = c.rq.lock();
+        rq.sched_gen = new_gen;
+        // The fallback saw no `cpu_release` (`core::release`).
+        rq.cpu_released = false;
     }
     //    Every task leaves the old scheduler: `disable` (if enabled), then
     //    `exit_task` (SPEC.md §6.4 step 7), each under the task's rq lock so

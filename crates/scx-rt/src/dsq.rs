@@ -59,6 +59,22 @@ pub(crate) enum InsertError {
 /// tie-breaker). Smaller is earlier.
 type Key = (i64, u64);
 
+/// A DSQ iterator's place in a DSQ's dispatch order, kept between two of
+/// its steps (`core::dsq_iter`): the key of the last task it returned.
+/// The kernel links a cursor node into the list; a key does the same job
+/// here, since keys are unique within a queue and a task's key does not
+/// change while it stays linked, so "the first key after the cursor" is
+/// where the walk left off whatever was linked or unlinked meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cursor(Key);
+
+/// The kernel's `u32_before`: whether sequence `a` comes before `b`,
+/// wrapping.
+#[inline]
+pub(crate) fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
 /// One sorted run of tasks.
 #[derive(Default)]
 struct Part {
@@ -142,6 +158,49 @@ impl Part {
 
     fn len(&self) -> usize {
         self.fifo.len() + self.priq.len()
+    }
+
+    /// The first task for which `ok` holds after `after` in this run's
+    /// order (before it when `rev`; from the start, or the end, when
+    /// `after` is `None`). Either container may hold the run (the DSQ's
+    /// mode may have changed since the cursor was taken).
+    fn next_after(
+        &self,
+        after: Option<Key>,
+        rev: bool,
+        ok: &mut impl FnMut(&TaskRef) -> bool,
+    ) -> Option<(Key, &TaskRef)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let fifo = match (rev, after) {
+            (false, a) => {
+                let i = a.map_or(0, |c| self.fifo.partition_point(|(k, _)| *k <= c));
+                self.fifo.range(i..).find(|(_, p)| ok(p))
+            }
+            (true, a) => {
+                let end = a.map_or(self.fifo.len(), |c| {
+                    self.fifo.partition_point(|(k, _)| *k < c)
+                });
+                self.fifo.range(..end).rev().find(|(_, p)| ok(p))
+            }
+        };
+        if let Some((k, p)) = fifo {
+            return Some((*k, p));
+        }
+        let lo = match (rev, after) {
+            (false, Some(c)) => Excluded(c),
+            _ => Unbounded,
+        };
+        let hi = match (rev, after) {
+            (true, Some(c)) => Excluded(c),
+            _ => Unbounded,
+        };
+        let mut r = self.priq.range((lo, hi));
+        let found = if rev {
+            r.rev().find(|(_, p)| ok(p))
+        } else {
+            r.find(|(_, p)| ok(p))
+        };
+        found.map(|(k, p)| (*k, p))
     }
 }
 
@@ -362,6 +421,26 @@ impl DsqQueue {
             self.nr -= 1;
         }
         found
+    }
+
+    /// The next task in dispatch order after `cursor` (before it when
+    /// `rev`; `None`: from the head, or the tail) that was linked no later
+    /// than insertion sequence `seq` (a DSQ iterator sees only the tasks
+    /// queued when it started). Looks in every run, so a walk sees tasks
+    /// bound to any CPU.
+    pub(crate) fn next_after(
+        &self,
+        cursor: Option<Cursor>,
+        rev: bool,
+        seq: u32,
+    ) -> Option<(Cursor, &TaskRef)> {
+        let after = cursor.map(|c| c.0);
+        let mut ok = |p: &TaskRef| !seq_before(seq, p.scx.dsq_seq.load(Ordering::Relaxed));
+        std::iter::once(&self.free)
+            .chain(self.bound.iter())
+            .filter_map(|part| part.next_after(after, rev, &mut ok))
+            .reduce(|a, b| if (b.0 < a.0) != rev { b } else { a })
+            .map(|(k, p)| (Cursor(k), p))
     }
 
     /// Tasks (in dispatch order within each run; for the loom models).
@@ -601,6 +680,57 @@ mod tests {
         assert_eq!(ids(&mut q, 0, &[2]), vec![4, 3, 1]);
         assert_eq!(ids(&mut q, 1, &[]), vec![2]);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_cursor_walks_every_run_in_order_and_skips_later_links() {
+        let walk = |q: &DsqQueue, rev: bool, seq: u32| {
+            let mut v = Vec::new();
+            let mut c = None;
+            while let Some((k, p)) = q.next_after(c, rev, seq) {
+                v.push(p.id());
+                c = Some(k);
+            }
+            v
+        };
+        // FIFO across the free run and two CPUs' runs, with a head insert.
+        let mut q = DsqQueue::new_partitioned(5);
+        for id in 1..=4 {
+            let t = tok(id, 0);
+            if id % 2 == 0 {
+                t.bound_cpu.store(id as i32 / 2 - 1, Ordering::Relaxed);
+            }
+            q.push_fifo(t, false).unwrap();
+        }
+        q.push_fifo(tok(5, 0), true).unwrap();
+        let seq = q.seq;
+        assert_eq!(walk(&q, false, seq), vec![5, 1, 2, 3, 4]);
+        assert_eq!(walk(&q, true, seq), vec![4, 3, 2, 1, 5]);
+        // Linked after the walk's start: not seen, whichever end.
+        q.push_fifo(tok(6, 0), false).unwrap();
+        q.push_fifo(tok(7, 0), true).unwrap();
+        assert_eq!(walk(&q, false, seq), vec![5, 1, 2, 3, 4]);
+        assert_eq!(walk(&q, true, seq), vec![4, 3, 2, 1, 5]);
+        // The cursor survives the removal of the task it points at.
+        let (c, _) = q.next_after(None, false, seq).unwrap(); // 5
+        let (c, p) = q.next_after(Some(c), false, seq).unwrap(); // 1
+        assert!(q.remove(&p.clone()));
+        assert_eq!(q.next_after(Some(c), false, seq).unwrap().1.id(), 2);
+        // vtime order, wrapping sequence numbers.
+        let mut q = DsqQueue::new_partitioned(5);
+        q.seq = u32::MAX - 1;
+        for (id, v) in [(1, 30), (2, 10), (3, 20)] {
+            q.push_vtime(tok(id, v)).unwrap();
+        }
+        let seq = q.seq;
+        assert_eq!(seq, 1, "wrapped");
+        assert_eq!(walk(&q, false, seq), vec![2, 3, 1]);
+        assert_eq!(walk(&q, true, seq), vec![1, 3, 2]);
+        assert_eq!(
+            walk(&q, false, u32::MAX - 1),
+            vec![],
+            "nothing linked by then"
+        );
     }
 
     #[test]

@@ -127,6 +127,14 @@ impl OpsFlags {
 }
 
 flag_type! {
+    /// DSQ iterator flags (`SCX_DSQ_ITER_*`).
+    DsqIterFlags: u64 {
+        /// Walk from the tail to the head (`SCX_DSQ_ITER_REV`).
+        REV = 1 << 16;
+    }
+}
+
+flag_type! {
     /// `scx_bpf_pick_idle_cpu` flags.
     PickIdleFlags: u64 {
         /// Only return a CPU whose whole core is idle.

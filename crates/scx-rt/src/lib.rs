@@ -138,6 +138,7 @@ mod worker;
 pub mod model;
 
 pub use crate::core::balance::BalanceStep;
+pub use crate::core::dsq_iter::{DsqIter, DsqIterError};
 #[cfg(not(scx_rt_loom))]
 pub use attach::AttachError;
 #[cfg(not(scx_rt_loom))]
@@ -148,20 +149,21 @@ pub use consts::{SLICE_DFL, SLICE_INF};
 pub use cpumask::{AtomicCpumask, Cpumask};
 pub use exit::{ExitInfo, ExitKind};
 pub use flags::{
-    DeqFlags, EnqFlags, KickFlags, OpsFlags, PickIdleFlags, WakeFlags, DSQ_GLOBAL, DSQ_INVALID,
-    DSQ_LOCAL, DSQ_LOCAL_ON,
+    DeqFlags, DsqIterFlags, EnqFlags, KickFlags, OpsFlags, PickIdleFlags, WakeFlags, DSQ_GLOBAL,
+    DSQ_INVALID, DSQ_LOCAL, DSQ_LOCAL_ON,
 };
 #[cfg(not(scx_rt_loom))]
 pub use hotplug::HotplugError;
 #[cfg(not(scx_rt_loom))]
 pub use join::JoinError;
 pub use ops::{
-    CreateDsqError, Ctx, DispatchCtx, DumpCtx, EnqueueCtx, ExitTaskArgs, InitCtx, InitTaskArgs,
-    InvalidOps, Scheduler, SelectCpuCtx,
+    CpuAcquireArgs, CpuPreemptReason, CpuReleaseArgs, CpuReleaseCtx, CreateDsqError, Ctx,
+    DispatchCtx, DumpCtx, EnqueueCtx, ExitTaskArgs, InitCtx, InitTaskArgs, InvalidOps, Scheduler,
+    SelectCpuCtx,
 };
 pub use rq::rqflags;
 #[cfg(not(scx_rt_loom))]
-pub use runtime::{BypassGuard, CpuStats, KickError, Runtime, SpawnError, Stats};
+pub use runtime::{BypassGuard, CpuStats, KickError, RunOnCpuError, Runtime, SpawnError, Stats};
 #[cfg(not(scx_rt_loom))]
 pub use spawn::JoinHandle;
 #[doc(hidden)]

@@ -126,14 +126,14 @@ impl crate::ops::Scheduler for Stash {
     ) {
         let head = self.q.lock().pop_front();
         match head {
-            Some(p) => ctx.dispatch(
+            Some(p) => ctx.dsq_insert(
                 &p,
                 crate::flags::dsq_id::LOCAL,
                 crate::consts::SLICE_DFL,
                 crate::flags::EnqFlags::empty(),
             ),
             None => {
-                ctx.consume(STASH_SHARED_DSQ);
+                ctx.dsq_move_to_local(STASH_SHARED_DSQ);
             }
         }
     }
@@ -161,7 +161,7 @@ impl crate::ops::Scheduler for Local {
         self.log
             .lock()
             .push((p.id(), f.contains(crate::flags::EnqFlags::WAKEUP)));
-        ctx.dispatch(
+        ctx.dsq_insert(
             p,
             crate::flags::dsq_id::LOCAL,
             crate::consts::SLICE_DFL,
@@ -458,9 +458,60 @@ impl Runtime {
         crate::core::dispatch::consume_dispatch_q(&self.sh, &mut rq, &self.sh.global)
     }
 
-    /// Every place `p` is in: ("local", cpu), ("global", 0) or ("policy", 0)
-    /// (owned by the scheduler, ops state QUEUED). Invariant 1 says exactly
-    /// one while it is runnable.
+    /// Creates user DSQ `id` (`create_dsq`).
+    pub fn create_dsq(&self, id: u64) {
+        self.sh.create_dsq(id).expect("a fresh DSQ id");
+    }
+
+    /// User DSQ `id`'s insertion sequence now: a DSQ walk begun now sees
+    /// the tasks linked up to it.
+    pub fn dsq_seq(&self, id: u64) -> u32 {
+        self.sh.find_user_dsq(id).expect("a live DSQ").q.lock().seq
+    }
+
+    /// A walk of user DSQ `id` that began when the DSQ's insertion
+    /// sequence was `seq` ([`Runtime::dsq_seq`]): the real iterator
+    /// (`DsqIter`), started earlier, so that a model thread can carry a
+    /// walk begun before the other threads ran.
+    pub fn dsq_iter_since(&self, id: u64, seq: u32) -> crate::DsqIter<'_> {
+        let d = self.sh.find_user_dsq(id).expect("a live DSQ");
+        crate::DsqIter::since(d, id, seq, crate::flags::DsqIterFlags::empty())
+    }
+
+    /// What `DispatchCtx::dsq_move` does in `ops.dispatch` of CPU `cpu`:
+    /// with that CPU's rq locked inside balance (`IN_BALANCE`), moves `p`,
+    /// seen by walk `it`, to DSQ `dst` (`core::dsq_iter`). Whether it
+    /// moved.
+    pub fn dsq_move(&self, cpu: usize, it: &mut crate::DsqIter<'_>, p: &TaskRef, dst: u64) -> bool {
+        let mut rq = self.sh.cpus[cpu].lock();
+        rq.flags |= crate::rq::rqflags::IN_BALANCE;
+        let ctx = crate::ops::Ctx::for_op(&self.sh, Some(cpu), "dispatch", None);
+        let moved = crate::core::dsq_iter::dsq_move(
+            &self.sh,
+            &ctx,
+            crate::core::dsq_iter::Caller::Dispatch(&mut rq),
+            it,
+            p,
+            dst,
+            crate::flags::EnqFlags::empty(),
+            false,
+        );
+        rq.flags &= !crate::rq::rqflags::IN_BALANCE;
+        moved
+    }
+
+    /// `dsq_move_to_local` of user DSQ `id` on CPU `cpu`: moves the DSQ's
+    /// first task that may run there into its local DSQ
+    /// (`consume_dispatch_q`). Whether a task moved.
+    pub fn consume_user(&self, cpu: usize, id: u64) -> bool {
+        let d = self.sh.find_user_dsq(id).expect("a live DSQ");
+        let mut rq = self.sh.cpus[cpu].lock();
+        crate::core::dispatch::consume_dispatch_q(&self.sh, &mut rq, &d)
+    }
+
+    /// Every place `p` is in: ("local", cpu), ("global", 0), ("user", id)
+    /// or ("policy", 0) (owned by the scheduler, ops state QUEUED).
+    /// Invariant 1 says exactly one while it is runnable.
     pub fn places(&self, p: &TaskRef) -> Vec<(&'static str, usize)> {
         let mut v = Vec::new();
         for c in self.sh.cpus.iter() {
@@ -477,6 +528,12 @@ impl Runtime {
             .filter(|q| q.id() == p.id())
             .count();
         v.extend(std::iter::repeat_n(("global", 0), n));
+        for id in self.sh.user_dsq_ids() {
+            if let Some(d) = self.sh.find_user_dsq(id) {
+                let n = d.q.lock().iter().filter(|q| q.id() == p.id()).count();
+                v.extend(std::iter::repeat_n(("user", id as usize), n));
+            }
+        }
         if p.ops_state() & crate::task::opss::STATE_MASK == crate::task::opss::QUEUED {
             v.push(("policy", 0));
         }

@@ -10,11 +10,20 @@
 //!
 //! | context | callbacks | helpers beyond [`Ctx`]'s "any context" set |
 //! |---|---|---|
-//! | [`SelectCpuCtx`] | `select_cpu` | `select_cpu_dfl`, direct `dispatch`/`dispatch_vtime` |
-//! | [`EnqueueCtx`] | `enqueue` | direct `dispatch`/`dispatch_vtime` |
-//! | [`DispatchCtx`] | `dispatch` | buffered `dispatch`/`dispatch_vtime`, `dispatch_nr_slots`, `dispatch_cancel`, `consume` |
-//! | [`InitCtx`] | `init`, `init_task`, `cpu_online`, `cpu_offline` | `create_dsq` |
-//! | [`Ctx`] | every other callback | the any-context helpers only |
+//! | [`SelectCpuCtx`] | `select_cpu` | `select_cpu_dfl`, direct `dsq_insert`/`dsq_insert_vtime` |
+//! | [`EnqueueCtx`] | `enqueue` | direct `dsq_insert`/`dsq_insert_vtime` |
+//! | [`DispatchCtx`] | `dispatch` | buffered `dsq_insert`/`dsq_insert_vtime`, `dispatch_nr_slots`, `dispatch_cancel`, `dsq_move_to_local`, `dsq_move`/`dsq_move_vtime` |
+//! | [`CpuReleaseCtx`] | `cpu_release` | `reenqueue_local` |
+//! | [`InitCtx`] | `init`, `init_task`, `cpu_online`, `cpu_offline` | `create_dsq`, `dsq_move`/`dsq_move_vtime` (no rq lock held) |
+//! | [`Ctx`] | every other callback | the any-context helpers: `kick_cpu`, `dsq_nr_queued`, `dsq_iter`, `now`, the idle-CPU picks, timers, ...; `dsq_move` only from `timer` |
+//!
+//! The helpers carry the kernel's current names (Linux 6.13 and later:
+//! `dsq_insert`, `dsq_insert_vtime`, `dsq_move_to_local`, `dsq_move`); the
+//! names before 6.13 (`dispatch`, `dispatch_vtime`, `consume`) still work
+//! as deprecated aliases, as the kernel's compat headers keep them.
+//! `dsq_move` is a runtime check where the type cannot tell: [`Ctx`] is
+//! also the context of the rq-locked callbacks, from which the kernel
+//! refuses a move with a scheduler error, and so does scx-rt.
 //!
 //! Every context derefs to [`Ctx`]. For example, a policy that keeps tasks
 //! in its own queue and feeds CPUs from `dispatch`:
@@ -33,7 +42,7 @@
 //!     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {
 //!         while ctx.dispatch_nr_slots() > 0 {
 //!             let Some(p) = self.0.lock().pop_front() else { break };
-//!             ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+//!             ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
 //!         }
 //!     }
 //! }
@@ -43,14 +52,27 @@
 //!
 //! Calling a helper where sched_ext forbids it does not compile: the
 //! context has no such method (`error[E0599]: no method named … found`).
-//! `consume` exists only in `dispatch`,
+//! `dsq_move_to_local` exists only in `dispatch`,
 //!
 //! ```compile_fail
 //! use scx_rt::{EnqFlags, EnqueueCtx, Scheduler, TaskRef};
 //! struct Bad;
 //! impl Scheduler for Bad {
 //!     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, _p: &TaskRef, _f: EnqFlags) {
-//!         ctx.consume(1); // no method named `consume` found
+//!         ctx.dsq_move_to_local(1); // no method named `dsq_move_to_local` found
+//!     }
+//! }
+//! ```
+//!
+//! `reenqueue_local` only in `cpu_release`,
+//!
+//! ```compile_fail
+//! use scx_rt::{DispatchCtx, EnqFlags, EnqueueCtx, Scheduler, TaskRef};
+//! struct Bad;
+//! impl Scheduler for Bad {
+//!     fn enqueue(&self, _c: &mut EnqueueCtx<'_>, _p: &TaskRef, _f: EnqFlags) {}
+//!     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _p: Option<&TaskRef>) {
+//!         ctx.reenqueue_local(); // no method named `reenqueue_local` found
 //!     }
 //! }
 //! ```
@@ -83,7 +105,7 @@
 //! The same calls compile, and run without an error, in the callbacks that
 //! allow them: a scheduler that creates a user DSQ in `init`, picks a CPU
 //! with `select_cpu_dfl` in `select_cpu`, queues every task on its DSQ and
-//! feeds CPUs from it with `consume` in `dispatch`:
+//! feeds CPUs from it with `dsq_move_to_local` in `dispatch`:
 //!
 //! ```
 //! use scx_rt::{DispatchCtx, EnqFlags, EnqueueCtx, InitCtx, Scheduler, SelectCpuCtx, TaskRef};
@@ -108,10 +130,10 @@
 //!         cpu as i32
 //!     }
 //!     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, _f: EnqFlags) {
-//!         ctx.dispatch(p, SHARED, SLICE_DFL, EnqFlags::empty());
+//!         ctx.dsq_insert(p, SHARED, SLICE_DFL, EnqFlags::empty());
 //!     }
 //!     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {
-//!         ctx.consume(SHARED);
+//!         ctx.dsq_move_to_local(SHARED);
 //!     }
 //! }
 //! # let rt = scx_rt::Runtime::builder().nr_cpus(1).scheduler(Good).build().unwrap();
@@ -243,7 +265,7 @@ pub trait Scheduler: Send + Sync + 'static {
         let (cpu, idle) = ctx.select_cpu_dfl(p, prev_cpu, wake_flags);
         if idle {
             let slice = ctx.slice_dfl();
-            ctx.dispatch(p, dsq_id::LOCAL, slice, EnqFlags::empty());
+            ctx.dsq_insert(p, dsq_id::LOCAL, slice, EnqFlags::empty());
         }
         cpu as i32
     }
@@ -348,6 +370,34 @@ pub trait Scheduler: Send + Sync + 'static {
         );
     }
 
+    /// The CPU is the scheduler's again after higher-class work took it
+    /// (`ops.cpu_acquire`): called at the first balance of `cpu` after a
+    /// [`cpu_release`](Scheduler::cpu_release) period, before anything
+    /// else of that balance, with the rq locked.
+    fn cpu_acquire(&self, ctx: &Ctx<'_>, cpu: usize, args: CpuAcquireArgs) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::CpuAcquire,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
+
+    /// Higher-class work takes `cpu` from the scheduler (`ops.cpu_release`,
+    /// SPEC.md §3.11): [`Runtime::run_on_cpu`](crate::Runtime::run_on_cpu)
+    /// work preempted the task the CPU ran, which is back on the CPU's
+    /// local DSQ (at its head if it had slice left) or with the scheduler.
+    /// Called once per release period (until the next
+    /// [`cpu_acquire`](Scheduler::cpu_acquire)), with the rq locked, and
+    /// only when a task was running: work that finds the CPU idle releases
+    /// nothing, as in the kernel. Tasks on the CPU's local DSQ wait until
+    /// the CPU comes back unless the scheduler moves them elsewhere with
+    /// [`CpuReleaseCtx::reenqueue_local`].
+    fn cpu_release(&self, ctx: &mut CpuReleaseCtx<'_>, cpu: usize, args: CpuReleaseArgs) {
+        crate::core::has_op::mark(
+            crate::core::has_op::Op::CpuRelease,
+            std::any::TypeId::of::<Self>(),
+        );
+    }
+
     /// A task joins: once per task. An error refuses the task (it runs under
     /// the fallback) and is an ops error.
     fn init_task(&self, ctx: &InitCtx<'_>, p: &TaskRef, args: InitTaskArgs) -> Result<(), i32> {
@@ -424,6 +474,10 @@ pub struct Ctx<'a> {
     pub(crate) cpu: Option<usize>,
     /// Where an error a helper detects is attributed (callback, task).
     pub(crate) at: crate::core::errctx::ErrCtx,
+    /// The callback holds no rq lock and runs in no scheduling operation
+    /// (a timer, `init*`, `cpu_online`/`cpu_offline`): `dsq_move` may be
+    /// called and takes the rq lock it needs.
+    pub(crate) unlocked: bool,
 }
 
 /// Direct-dispatch marker shared by `select_cpu` and `enqueue` contexts.
@@ -473,6 +527,59 @@ impl<'a> Deref for DispatchCtx<'a, '_> {
         &self.ctx
     }
 }
+
+/// Context of `cpu_release`: owns the CPU's rq lock, for
+/// [`reenqueue_local`](CpuReleaseCtx::reenqueue_local).
+pub struct CpuReleaseCtx<'a> {
+    pub(crate) ctx: Ctx<'a>,
+    pub(crate) rq: &'a mut crate::rq::RqSynced,
+    pub(crate) slot: &'a crate::core::slot::SchedSlot,
+}
+
+impl<'a> Deref for CpuReleaseCtx<'a> {
+    type Target = Ctx<'a>;
+    fn deref(&self) -> &Ctx<'a> {
+        &self.ctx
+    }
+}
+
+/// Which kind of higher-priority work took a CPU
+/// (`enum scx_cpu_preempt_reason`, in `cpu_release`'s arguments).
+///
+/// The kernel derives it from the scheduling class of the task that
+/// preempted; [`Runtime::run_on_cpu`](crate::Runtime::run_on_cpu) names
+/// it for the work it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum CpuPreemptReason {
+    /// A real-time task (`SCX_CPU_PREEMPT_RT`).
+    Rt = 0,
+    /// A deadline task (`SCX_CPU_PREEMPT_DL`).
+    Dl = 1,
+    /// The stop class: per-CPU work that preempts everything
+    /// (`SCX_CPU_PREEMPT_STOP`).
+    Stop = 2,
+    /// Anything else (`SCX_CPU_PREEMPT_UNKNOWN`).
+    Unknown = 3,
+}
+
+/// Arguments of `cpu_release` (`struct scx_cpu_release_args`).
+///
+/// The kernel also passes the preempting task; the work
+/// [`Runtime::run_on_cpu`](crate::Runtime::run_on_cpu) runs is no task of
+/// the runtime, so there is none to pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CpuReleaseArgs {
+    /// What took the CPU.
+    pub reason: CpuPreemptReason,
+}
+
+/// Arguments of `cpu_acquire` (`struct scx_cpu_acquire_args`, empty in the
+/// kernel too).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CpuAcquireArgs {}
 
 /// Context of the sleepable callbacks (`init`, `init_task`,
 /// `cpu_online`/`cpu_offline`).

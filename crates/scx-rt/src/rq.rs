@@ -22,6 +22,7 @@
 //! | user-DSQ table (rwlock: create, destroy, sparse ids; dense ids are read without it, `core::user_dsqs`) | one rq lock | a DSQ lock |
 //! | non-local DSQ lock (spin) | one rq lock, the user-DSQ table | another DSQ lock |
 //! | wake list (`RqRemote::wake_list`: a waker pushes, the owner takes it all) | nothing, or one rq lock | — (a leaf) |
+//! | higher-class work queue (`RqRemote::hc`: `Runtime::run_on_cpu` pushes, the owner takes it all) | nothing, or one rq lock | — (a leaf) |
 //! | scheduler slots (rwlock, read on a cache miss) | anything above | — (a leaf) |
 //! | exit record (spin) | anything above | — (a leaf) |
 //! | task body lock (stack) | nothing | — (held only by the worker running it) |
@@ -183,6 +184,9 @@ pub(crate) struct RqSynced {
     /// `update_idle` and the idle masks).
     pub idle_notified: bool,
     pub zero_slice_warned: bool,
+    /// Higher-class work took the CPU and `cpu_release` ran (or would
+    /// have): the next balance calls `cpu_acquire` (`core::release`).
+    pub cpu_released: bool,
     /// Generation of the scheduler this rq calls (swapped under the lock).
     pub sched_gen: u64,
     /// Counters other CPUs count for this one while they hold this lock.
@@ -210,6 +214,7 @@ impl RqSynced {
             timer_seq: 0,
             idle_notified: false,
             zero_slice_warned: false,
+            cpu_released: false,
             sched_gen: 0,
             stats: RqCounters::default(),
             ring_on_unlock: false,
@@ -278,6 +283,12 @@ pub(crate) struct RqRemote {
     /// tasks whose `select_cpu` chose this CPU on another one, with their
     /// enqueue flags; enqueued here as interrupt work.
     pub wake_list: Mutex<Vec<(TaskRef, EnqFlags)>>,
+    /// Higher-class work queued for this CPU (`Runtime::run_on_cpu`,
+    /// `core::release`).
+    pub hc: Mutex<crate::core::release::HigherClassQueue>,
+    /// `hc` holds work: the next scheduling step releases the CPU to it
+    /// instead of picking a task. Set and cleared under `hc`'s lock.
+    pub hc_pending: AtomicBool,
 }
 
 /// The part of a CPU's atomics that only its worker writes.
@@ -293,6 +304,12 @@ pub(crate) struct RqOwner {
     pub slice_deadline: AtomicU64,
     /// Counters (`Runtime::stats`) this CPU counts itself.
     pub stats: CpuCounters,
+    /// The rq clock (`rq->clock` with `SCX_RQ_CLK_VALID`): the time the
+    /// worker read at the start of its scheduling step, valid while it
+    /// holds the rq lock in that step (0: not valid). `Ctx::now` answers
+    /// with it on this CPU's worker, so the callbacks of one step see one
+    /// time and pay no clock read (`scx_bpf_now`, SPEC.md §7).
+    pub clock: AtomicU64,
 }
 
 /// The part of a CPU's atomics that changes only at transitions.
@@ -365,6 +382,8 @@ impl RqShared {
                 tick_pending: AtomicBool::new(false),
                 doorbell: Doorbell::new(),
                 wake_list: Mutex::new(Vec::new()),
+                hc: Mutex::new(Default::default()),
+                hc_pending: AtomicBool::new(false),
             }),
             kick: CachePadded::new(KickState::new(nr_cpus)),
             owner: CachePadded::new(RqOwner {
@@ -373,6 +392,7 @@ impl RqShared {
                 next_timer: AtomicU64::new(u64::MAX),
                 slice_deadline: AtomicU64::new(u64::MAX),
                 stats: CpuCounters::default(),
+                clock: AtomicU64::new(0),
             }),
             mostly: CachePadded::new(RqReadMostly {
                 online: AtomicBool::new(true),
@@ -606,6 +626,12 @@ impl RqGuard<'_> {
     pub(crate) fn unlocked<R>(this: &mut Self, f: impl FnOnce() -> R) -> R {
         let ring = std::mem::take(&mut this.g.ring_on_unlock);
         let cpu = this.ringer.cpu;
+        // The rq clock is valid only while the step holds the lock
+        // (`RqOwner::clock`): from here on `now` reads the clock.
+        #[cfg(not(scx_rt_loom))]
+        if cpu.shared.owner.clock.load(Ordering::Relaxed) != 0 {
+            cpu.shared.owner.clock.store(0, Ordering::Relaxed);
+        }
         MutexGuard::unlocked(&mut this.g, || {
             if ring {
                 cpu.ring();

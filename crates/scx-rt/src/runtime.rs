@@ -252,6 +252,63 @@ impl Runtime {
         Ok(())
     }
 
+    /// Runs `f` on CPU `cpu`'s worker thread ahead of every task, as work of
+    /// a scheduling class above sched_ext (a real-time or stop-class task
+    /// in the kernel), and returns its value; a panic in `f` resumes here.
+    ///
+    /// The task the CPU runs is preempted at its next preemption point and
+    /// put back as for a higher-class task (head of the local DSQ if it has
+    /// slice left, else through `enqueue`); the scheduler gets
+    /// [`Scheduler::cpu_release`] with `reason`, `f` runs on the worker's
+    /// own stack (in no task), and the CPU's next balance calls
+    /// [`Scheduler::cpu_acquire`] (SPEC.md §3.11). A CPU that was idle runs
+    /// `f` without a release, as in the kernel. Per-CPU maintenance that
+    /// must run on a given CPU and preempt its tasks is the use; a
+    /// scheduler author also uses it to test `cpu_release` policies.
+    ///
+    /// Blocks the calling thread until `f` returned, or only the calling
+    /// green task when called from one (the task's CPU may be `cpu`).
+    /// `f` must not block (it holds the CPU from every task, as a stop-class
+    /// task does). Do not call it from a scheduler callback.
+    ///
+    /// ```
+    /// use scx_rt::CpuPreemptReason;
+    /// let rt = scx_rt::Runtime::builder().nr_cpus(2).build().unwrap();
+    /// let on = rt.run_on_cpu(1, CpuPreemptReason::Stop, || scx_rt::current_cpu()).unwrap();
+    /// assert_eq!(on, Some(1));
+    /// ```
+    pub fn run_on_cpu<F, T>(
+        &self,
+        cpu: usize,
+        reason: crate::ops::CpuPreemptReason,
+        f: F,
+    ) -> Result<T, RunOnCpuError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if cpu >= self.sh.nr_cpus {
+            return Err(RunOnCpuError::NoSuchCpu {
+                cpu,
+                nr_cpus: self.sh.nr_cpus,
+            });
+        }
+        let (tx, rx) = crate::sync::channel(1);
+        let work = Box::new(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r);
+        });
+        if crate::core::release::submit(&self.sh, cpu, reason, work).is_err() {
+            return Err(RunOnCpuError::ShutDown);
+        }
+        match rx.recv() {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(payload)) => resume_unwind(payload),
+            // The worker exited with the work queued: it never ran.
+            Err(_) => Err(RunOnCpuError::ShutDown),
+        }
+    }
+
     /// What ended the last scheduler, if one was ejected or exited.
     pub fn exit_info(&self) -> Option<ExitInfo> {
         self.sh
@@ -433,6 +490,22 @@ pub enum SpawnError {
         /// CPUs in the runtime.
         nr_cpus: usize,
     },
+}
+
+/// Why [`Runtime::run_on_cpu`] ran nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunOnCpuError {
+    /// The runtime has no such CPU.
+    #[error("no cpu {cpu} in this runtime ({nr_cpus} cpus)")]
+    NoSuchCpu {
+        /// The CPU asked for.
+        cpu: usize,
+        /// CPUs in the runtime.
+        nr_cpus: usize,
+    },
+    /// The runtime shut down: its workers run nothing more.
+    #[error("the runtime has shut down")]
+    ShutDown,
 }
 
 /// Why [`Runtime::kick_cpu`] refused a kick.

@@ -10,7 +10,9 @@
 //!     core::step(prev, why prev stopped)     rq locked inside
 //!     finish the step: wake the tasks whose timers fired or whose block
 //!                 was cancelled late, complete a hotplug move
-//!     run the picked task until it reaches a switch point, or go idle
+//!     run the picked task until it reaches a switch point, or run the
+//!                 higher-class work the step released the CPU to
+//!                 (`core::release`), or go idle
 //! }
 //! ```
 //!
@@ -83,6 +85,12 @@ pub(crate) fn worker_main(
                 prev = Some((t, sw));
             }
             None => {
+                if std::mem::take(&mut after.higher_class) {
+                    // The CPU was released to higher-class work
+                    // (`core::release`): it runs now, ahead of every task.
+                    crate::core::release::run_higher_class(&sh, cpu);
+                    continue;
+                }
                 if sh.shutdown.load(Ordering::Acquire) && sh.live_tasks.load(Ordering::Acquire) == 0
                 {
                     break;
@@ -91,6 +99,7 @@ pub(crate) fn worker_main(
             }
         }
     }
+    crate::core::release::close_higher_class(&sh, cpu);
     crate::context::leave();
     crate::core::current::leave_worker();
 }

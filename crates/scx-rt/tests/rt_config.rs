@@ -89,7 +89,7 @@ impl Scheduler for Cfg {
         self.exit_tasks.fetch_add(1, Ordering::SeqCst);
     }
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
     }
 }
 

@@ -81,20 +81,20 @@ impl Scheduler for Probe {
             ctx.kick_cpu(ctx.cpu().unwrap(), KickFlags::empty());
         }
         match *p.data::<Route>().unwrap() {
-            Route::Local => ctx.dispatch(p, DSQ_LOCAL, SLICE_DFL, f),
-            Route::Global => ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f),
+            Route::Local => ctx.dsq_insert(p, DSQ_LOCAL, SLICE_DFL, f),
+            Route::Global => ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f),
             Route::Own => self.own.lock().push_back(p.clone()),
         }
     }
 
     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, prev: Option<&TaskRef>) {
         if let Some(stale) = &self.spin_dispatch {
-            ctx.dispatch(stale, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+            ctx.dsq_insert(stale, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
             return;
         }
         let _ = prev;
         if let Some(p) = self.own.lock().pop_front() {
-            ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+            ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
         }
     }
 

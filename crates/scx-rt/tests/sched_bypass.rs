@@ -59,7 +59,7 @@ impl Scheduler for HoardRef {
             };
             // A stale entry (the task was taken back) is ignored by the
             // runtime; a task bound elsewhere lands in the global DSQ.
-            ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+            ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
         }
     }
     fn running(&self, ctx: &Ctx<'_>, _p: &TaskRef) {
@@ -225,11 +225,11 @@ impl Scheduler for Flagged {
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
         if f.contains(EnqFlags::LAST) {
             // ENQ_LAST: the scheduler owes the CPU a follow-up event.
-            ctx.dispatch(p, DSQ_LOCAL, ctx.slice_dfl(), EnqFlags::empty());
+            ctx.dsq_insert(p, DSQ_LOCAL, ctx.slice_dfl(), EnqFlags::empty());
             ctx.kick_cpu(p.cpu(), KickFlags::empty());
             return;
         }
-        ctx.dispatch(p, scx_rt::DSQ_GLOBAL, ctx.slice_dfl(), EnqFlags::empty());
+        ctx.dsq_insert(p, scx_rt::DSQ_GLOBAL, ctx.slice_dfl(), EnqFlags::empty());
     }
 }
 

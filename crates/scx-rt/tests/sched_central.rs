@@ -146,7 +146,7 @@ impl Scheduler for TickerRef {
         Ok(())
     }
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
-        ctx.dispatch(p, scx_rt::DSQ_GLOBAL, scx_rt::SLICE_INF, f);
+        ctx.dsq_insert(p, scx_rt::DSQ_GLOBAL, scx_rt::SLICE_INF, f);
     }
     fn dispatch(&self, _ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {}
     fn running(&self, ctx: &Ctx<'_>, _p: &TaskRef) {
@@ -223,7 +223,7 @@ fn an_invalid_timer_id_is_a_scheduler_error() {
             Ok(())
         }
         fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
-            ctx.dispatch(p, scx_rt::DSQ_GLOBAL, scx_rt::SLICE_DFL, f);
+            ctx.dsq_insert(p, scx_rt::DSQ_GLOBAL, scx_rt::SLICE_DFL, f);
         }
     }
     guard("invalid timer id", || {

@@ -132,7 +132,7 @@ impl Scheduler for Chaos {
         }
         let (cpu, idle) = ctx.select_cpu_dfl(p, prev, wake_flags);
         if idle && self.rand().is_multiple_of(2) {
-            ctx.dispatch(p, scx_rt::DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+            ctx.dsq_insert(p, scx_rt::DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
         }
         cpu as i32
     }
@@ -146,13 +146,13 @@ impl Scheduler for Chaos {
                     panic!("chaos seed {} panic", self.seed);
                 }
                 Fault::BogusDsq if self.fire("non-existent DSQ 0xdead".to_string()) => {
-                    ctx.dispatch(p, 0xdead, SLICE_DFL, f);
+                    ctx.dsq_insert(p, 0xdead, SLICE_DFL, f);
                     return;
                 }
                 _ => {}
             }
         }
-        ctx.dispatch(p, SHARED, SLICE_DFL, f);
+        ctx.dsq_insert(p, SHARED, SLICE_DFL, f);
         let stop_kicking = self.fault == Fault::StopKicking && self.due();
         if stop_kicking {
             self.fire(String::new());
@@ -167,7 +167,7 @@ impl Scheduler for Chaos {
             self.fire("failed to run for".to_string());
             return;
         }
-        ctx.consume(SHARED);
+        ctx.dsq_move_to_local(SHARED);
     }
 }
 

@@ -42,11 +42,11 @@ fn user_dsq_fifo_sched(head_tag: Option<u64>) -> FnSched {
         } else {
             f
         };
-        ctx.dispatch(p, DSQ, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
     })
     .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
     .dispatch(|ctx, _, _| {
-        ctx.consume(DSQ);
+        ctx.dsq_move_to_local(DSQ);
     })
 }
 
@@ -72,11 +72,11 @@ fn vtime_dsq_runs_in_increasing_vtime_with_fifo_ties() {
     let s = FnSched::new("dsq-vtime", |ctx, p, f| {
         let t = tag_of(p);
         let vtime = if t == NO_TAG { 0 } else { 1000 - t / 2 };
-        ctx.dispatch_vtime(p, DSQ, SLICE_DFL, vtime, f);
+        ctx.dsq_insert_vtime(p, DSQ, SLICE_DFL, vtime, f);
     })
     .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
     .dispatch(|ctx, _, _| {
-        ctx.consume(DSQ);
+        ctx.dsq_move_to_local(DSQ);
     });
     let (order, exit) = run_children(s, 20);
     assert!(exit.is_none(), "unexpected exit: {exit:?}");
@@ -96,14 +96,14 @@ fn dsq_nr_queued_counts_and_unknown_ids() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let s2 = seen.clone();
     let s = FnSched::new("dsq-count", |ctx, p, f| {
-        ctx.dispatch(p, DSQ, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
     })
     .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
     .dispatch(move |ctx, _, _| {
         let n = ctx.dsq_nr_queued(DSQ);
         let unknown = ctx.dsq_nr_queued(0x1234_5678);
         let local = ctx.dsq_nr_queued(DSQ_LOCAL);
-        let ok = ctx.consume(DSQ);
+        let ok = ctx.dsq_move_to_local(DSQ);
         let mut s = s2.lock();
         s.counts.push(n);
         s.unknown.push(unknown);
@@ -145,7 +145,7 @@ fn create_dsq_rules() {
     let results = Arc::new(Mutex::new(Vec::new()));
     let r2 = results.clone();
     let s = FnSched::new("dsq-create", |ctx, p, f| {
-        ctx.dispatch(p, DSQ, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
     })
     .init(move |ctx| {
         let mut r = r2.lock();
@@ -157,7 +157,7 @@ fn create_dsq_rules() {
         Ok(())
     })
     .dispatch(|ctx, _, _| {
-        ctx.consume(DSQ);
+        ctx.dsq_move_to_local(DSQ);
     });
     let (order, exit) = run_children(s, 3);
     assert!(exit.is_none(), "unexpected exit: {exit:?}");
@@ -178,7 +178,7 @@ fn create_dsq_rules() {
 fn consume_after_destroying_an_empty_dsq_is_an_error() {
     const GONE: u64 = 9;
     let s = FnSched::new("dsq-destroy", |ctx, p, f| {
-        ctx.dispatch(p, DSQ, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
     })
     .init(|ctx| {
         ctx.create_dsq(DSQ, -1).map_err(|_| -17)?;
@@ -188,9 +188,9 @@ fn consume_after_destroying_an_empty_dsq_is_an_error() {
         // Destroying an empty DSQ is fine (and repeating it is ignored)...
         ctx.destroy_dsq(GONE);
         ctx.destroy_dsq(GONE);
-        ctx.consume(DSQ);
+        ctx.dsq_move_to_local(DSQ);
         // ...but it is gone afterwards.
-        ctx.consume(GONE);
+        ctx.dsq_move_to_local(GONE);
     });
     let (order, info) = guard("destroy then consume", move || {
         let tag = s.tag.clone();
@@ -220,7 +220,7 @@ fn destroying_a_non_empty_dsq_errors_and_leaves_it_intact() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let s = FnSched::new("dsq-destroy-busy", |ctx, p, f| {
-        ctx.dispatch(p, DSQ, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
     })
     .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
     .dispatch(move |ctx, _, _| {
@@ -228,7 +228,7 @@ fn destroying_a_non_empty_dsq_errors_and_leaves_it_intact() {
         if before > 0 {
             ctx.destroy_dsq(DSQ);
             let after = ctx.dsq_nr_queued(DSQ);
-            let consumed = ctx.consume(DSQ);
+            let consumed = ctx.dsq_move_to_local(DSQ);
             s2.lock().push((before, after, consumed));
         }
     });
@@ -254,7 +254,7 @@ fn direct_dispatch_to_another_cpus_local_dsq() {
         if ctx.cpu() == Some(0) {
             e0.fetch_add(1, Ordering::Relaxed);
         }
-        ctx.dispatch(p, DSQ_LOCAL_ON | 1, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ_LOCAL_ON | 1, SLICE_DFL, f);
     });
     let cpus = guard("LOCAL_ON direct dispatch", move || {
         let rt = rt_with(2, s);
@@ -302,14 +302,14 @@ fn dispatch_nr_slots_and_cancel() {
             let mut rec = vec![ctx.dispatch_nr_slots()];
             let Some(x) = q2.pop_for(cpu) else {
                 if let Some(v) = a2.pop_for(cpu) {
-                    ctx.dispatch(&v, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+                    ctx.dsq_insert(&v, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
                 }
                 return;
             };
-            ctx.dispatch(&x, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+            ctx.dsq_insert(&x, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
             rec.push(ctx.dispatch_nr_slots());
             if let Some(y) = q2.pop_for(cpu) {
-                ctx.dispatch(&y, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+                ctx.dsq_insert(&y, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
                 rec.push(ctx.dispatch_nr_slots());
                 if tag_of(&y) == VICTIM {
                     ctx.dispatch_cancel();
@@ -350,7 +350,7 @@ fn local_dispatch_of_a_task_bound_elsewhere_is_not_an_error() {
     let s = FnSched::new("local-anyone", move |_ctx, p, _f| q1.push(p)).dispatch(
         move |ctx, _cpu, _| {
             if let Some(p) = q2.pop_for_any() {
-                ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+                ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
             }
         },
     );

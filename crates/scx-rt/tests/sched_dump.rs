@@ -31,7 +31,7 @@ impl Scheduler for Dumper {
         if self.fail.load(Ordering::Relaxed) {
             ctx.error("asked to fail");
         }
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
     }
     fn set_cpumask(&self, _ctx: &Ctx<'_>, p: &TaskRef, mask: &Cpumask) {
         self.masks.lock().push((p.id(), mask.to_string()));

@@ -65,7 +65,7 @@ fn enqueue_fault(
         if now() {
             bad(ctx, p, f)
         } else {
-            ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+            ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
         }
     })
 }
@@ -73,7 +73,7 @@ fn enqueue_fault(
 #[test]
 fn dispatch_to_a_nonexistent_user_dsq() {
     let s = enqueue_fault("bad-dsq", 10, |ctx, p, f| {
-        ctx.dispatch(p, 4242, SLICE_DFL, f)
+        ctx.dsq_insert(p, 4242, SLICE_DFL, f)
     });
     assert_error(&eject_with(2, s), ExitKind::Error, "non-existent DSQ");
 }
@@ -81,7 +81,7 @@ fn dispatch_to_a_nonexistent_user_dsq() {
 #[test]
 fn an_error_names_the_callback_the_task_and_the_cpu() {
     let s = enqueue_fault("bad-dsq-ctx", 10, |ctx, p, f| {
-        ctx.dispatch(p, 4243, SLICE_DFL, f)
+        ctx.dsq_insert(p, 4243, SLICE_DFL, f)
     });
     let info = eject_with(2, s);
     assert_error(&info, ExitKind::Error, "non-existent DSQ");
@@ -95,7 +95,7 @@ fn an_error_names_the_callback_the_task_and_the_cpu() {
 #[test]
 fn dispatch_to_local_on_an_invalid_cpu() {
     let s = enqueue_fault("bad-local-on", 10, |ctx, p, f| {
-        ctx.dispatch(p, DSQ_LOCAL_ON | 99, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_LOCAL_ON | 99, SLICE_DFL, f)
     });
     assert_error(&eject_with(2, s), ExitKind::Error, "invalid CPU 99");
 }
@@ -103,7 +103,7 @@ fn dispatch_to_local_on_an_invalid_cpu() {
 #[test]
 fn dispatch_to_an_invalid_builtin_id() {
     let s = enqueue_fault("bad-builtin", 10, |ctx, p, f| {
-        ctx.dispatch(p, (1 << 63) | 77, SLICE_DFL, f)
+        ctx.dsq_insert(p, (1 << 63) | 77, SLICE_DFL, f)
     });
     assert_error(&eject_with(2, s), ExitKind::Error, "invalid DSQ ID");
 }
@@ -111,7 +111,7 @@ fn dispatch_to_an_invalid_builtin_id() {
 #[test]
 fn vtime_dispatch_to_the_global_dsq() {
     let s = enqueue_fault("vtime-global", 10, |ctx, p, f| {
-        ctx.dispatch_vtime(p, DSQ_GLOBAL, SLICE_DFL, 5, f)
+        ctx.dsq_insert_vtime(p, DSQ_GLOBAL, SLICE_DFL, 5, f)
     });
     assert_error(&eject_with(2, s), ExitKind::Error, "vtime ordering");
 }
@@ -119,7 +119,7 @@ fn vtime_dispatch_to_the_global_dsq() {
 #[test]
 fn internal_enq_flags_are_refused() {
     let s = enqueue_fault("internal-flags", 10, |ctx, p, f| {
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f | EnqFlags(1 << 57))
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f | EnqFlags(1 << 57))
     });
     assert_error(&eject_with(2, s), ExitKind::Error, "invalid enq_flags");
 }
@@ -127,7 +127,7 @@ fn internal_enq_flags_are_refused() {
 fn select_cpu_returns(bad: i32) -> FnSched {
     let now = after(10);
     FnSched::new("bad-select-cpu", |ctx, p, f| {
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
     })
     .select_cpu(move |_ctx, _p, prev| if now() { bad } else { prev as i32 })
 }
@@ -154,7 +154,7 @@ fn dispatch_buffer_overflow() {
         .dispatch(move |ctx, cpu, _| {
             if let Some(p) = q2.pop_for(cpu) {
                 for _ in 0..5 {
-                    ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+                    ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
                 }
             }
         });
@@ -173,7 +173,7 @@ fn dispatch_cancel_underflow() {
     let s =
         FnSched::new("underflow", move |_ctx, p, _f| q1.push(p)).dispatch(move |ctx, cpu, _| {
             if let Some(p) = q2.pop_for(cpu) {
-                ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+                ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
                 if now() {
                     ctx.dispatch_cancel();
                     ctx.dispatch_cancel();
@@ -190,11 +190,11 @@ fn consume_of_a_builtin_dsq() {
     // dispatch() runs only when a CPU finds nothing, so fault at the first.
     let now = after(0);
     let s = FnSched::new("consume-global", |ctx, p, f| {
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
     })
     .dispatch(move |ctx, _, _| {
         if now() {
-            ctx.consume(DSQ_GLOBAL);
+            ctx.dsq_move_to_local(DSQ_GLOBAL);
         }
     });
     assert_error(&eject_with(2, s), ExitKind::Error, "invalid DSQ ID");
@@ -208,16 +208,16 @@ fn mixed_ordering(vtime_first: bool) -> ExitInfo {
         let t = tag_of(p);
         let vt = t.is_multiple_of(2) == vtime_first;
         if t == NO_TAG {
-            ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+            ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
         } else if vt {
-            ctx.dispatch_vtime(p, D, SLICE_DFL, 100 - t, f)
+            ctx.dsq_insert_vtime(p, D, SLICE_DFL, 100 - t, f)
         } else {
-            ctx.dispatch(p, D, SLICE_DFL, f)
+            ctx.dsq_insert(p, D, SLICE_DFL, f)
         }
     })
     .init(|ctx| ctx.create_dsq(D, -1).map_err(|_| -17))
     .dispatch(|ctx, _, _| {
-        ctx.consume(D);
+        ctx.dsq_move_to_local(D);
     });
     let info = guard("mixed ordering", move || {
         let tag = s.tag.clone();
@@ -249,8 +249,8 @@ fn vtime_insert_into_a_fifo_dsq() {
 #[test]
 fn direct_dispatching_twice_from_enqueue() {
     let s = enqueue_fault("twice", 10, |ctx, p, f| {
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
     });
     assert_error(
         &eject_with(2, s),
@@ -265,11 +265,11 @@ fn direct_dispatching_another_task_from_enqueue() {
     let s = enqueue_fault("other-task", 10, move |ctx, p, f| {
         let other = last.lock().replace(p.clone());
         match other {
-            Some(o) if o.id() != p.id() => ctx.dispatch(&o, DSQ_GLOBAL, SLICE_DFL, f),
+            Some(o) if o.id() != p.id() => ctx.dsq_insert(&o, DSQ_GLOBAL, SLICE_DFL, f),
             _ => {}
         }
         // Our own task: queued normally.
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
     });
     assert_error(
         &eject_with(2, s),
@@ -299,7 +299,7 @@ fn panic_in_dispatch() {
                 panic!("dispatch exploded");
             }
             if let Some(p) = q2.pop_for(cpu) {
-                ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+                ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
             }
         },
     );
@@ -312,7 +312,7 @@ fn panic_in_dispatch() {
 fn scheduler_calls_error() {
     let s = enqueue_fault("calls-error", 10, |ctx, p, f| {
         ctx.error("x");
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
     });
     let info = eject_with(2, s);
     assert_eq!(info.kind, ExitKind::ErrorBpf);
@@ -323,7 +323,7 @@ fn scheduler_calls_error() {
 fn scheduler_calls_exit() {
     let s = enqueue_fault("calls-exit", 10, |ctx, p, f| {
         ctx.exit(7, "bye");
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
     });
     let info = eject_with(2, s);
     assert_eq!(info.kind, ExitKind::UnregBpf);
@@ -337,7 +337,7 @@ fn only_the_first_exit_is_recorded() {
         ctx.error("first");
         ctx.exit(3, "second");
         ctx.error("third");
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
     });
     let info = eject_with(2, s);
     assert_eq!(info.kind, ExitKind::ErrorBpf);
@@ -367,7 +367,7 @@ fn a_policy_that_never_dispatches_then_errors() {
 #[test]
 fn init_failure_ejects_before_any_task() {
     let s = FnSched::new("init-fails", |ctx, p, f| {
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
     })
     .init(|_| Err(-22));
     let info = eject_with(2, s);
@@ -378,7 +378,7 @@ fn init_failure_ejects_before_any_task() {
 fn init_task_failure() {
     let now = after(5);
     let s = FnSched::new("init-task-fails", |ctx, p, f| {
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f)
     })
     .init_task(move |_, _| if now() { Err(-12) } else { Ok(()) });
     let info = eject_with(2, s);
@@ -389,7 +389,7 @@ fn init_task_failure() {
 fn local_on_a_cpu_the_task_may_not_use() {
     // Tasks spawned with spawn_on(1) must never be placed on CPU 0.
     let s = FnSched::new("disallowed", |ctx, p, f| {
-        ctx.dispatch(p, DSQ_LOCAL_ON, SLICE_DFL, f) // LOCAL_ON | 0
+        ctx.dsq_insert(p, DSQ_LOCAL_ON, SLICE_DFL, f) // LOCAL_ON | 0
     });
     let (cpus, info) = guard("LOCAL_ON to a disallowed CPU", move || {
         let rt = rt_with(2, s);

@@ -86,9 +86,9 @@ impl Scheduler for H {
             .or_default()
             .push(p.runnable_at());
         if self.0.to1.lock().contains(&p.id()) {
-            ctx.dispatch(p, DSQ_LOCAL_ON | 1, SLICE_DFL, f);
+            ctx.dsq_insert(p, DSQ_LOCAL_ON | 1, SLICE_DFL, f);
         } else {
-            ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+            ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
         }
     }
     fn dispatch(&self, _ctx: &mut DispatchCtx<'_, '_>, cpu: usize, _prev: Option<&TaskRef>) {

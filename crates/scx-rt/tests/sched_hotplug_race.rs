@@ -57,7 +57,7 @@ impl Scheduler for Mover {
         let nr = self.nr.load(Ordering::Relaxed);
         let next = (prev + 1) % nr;
         if p.id().is_multiple_of(4) {
-            ctx.dispatch(
+            ctx.dsq_insert(
                 p,
                 DSQ_LOCAL_ON | next as u64,
                 ctx.slice_dfl(),
@@ -71,14 +71,14 @@ impl Scheduler for Mover {
         match p.id() % 4 {
             1 => {
                 let to = (p.cpu() + 1) % nr;
-                ctx.dispatch(
+                ctx.dsq_insert(
                     p,
                     DSQ_LOCAL_ON | to as u64,
                     ctx.slice_dfl(),
                     EnqFlags::empty(),
                 );
             }
-            2 => ctx.dispatch(p, USER_DSQ, ctx.slice_dfl(), EnqFlags::empty()),
+            2 => ctx.dsq_insert(p, USER_DSQ, ctx.slice_dfl(), EnqFlags::empty()),
             _ => self.kept.lock().push_back(p.clone()),
         }
     }
@@ -94,10 +94,10 @@ impl Scheduler for Mover {
             } else {
                 DSQ_LOCAL_ON | ((cpu + k) % nr) as u64
             };
-            ctx.dispatch(&p, dsq, ctx.slice_dfl(), EnqFlags::empty());
+            ctx.dsq_insert(&p, dsq, ctx.slice_dfl(), EnqFlags::empty());
             k += 1;
         }
-        ctx.consume(USER_DSQ);
+        ctx.dsq_move_to_local(USER_DSQ);
     }
 }
 

@@ -44,7 +44,7 @@ impl Scheduler for P {
         let (cpu, idle) = ctx.select_cpu_dfl(p, prev, wf);
         self.0.picks.lock().push((prev, cpu, idle));
         if idle {
-            ctx.dispatch(p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+            ctx.dsq_insert(p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
         }
         cpu as i32
     }
@@ -59,7 +59,7 @@ impl Scheduler for P {
                 ctx.kick_cpu(1, KickFlags::IDLE);
             }
         }
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
     }
 }
 

@@ -99,7 +99,7 @@ impl Scheduler for Recorder {
         // Logged before the verdict can take effect.
         self.rec(p, Ev::SelectCpu { direct });
         if direct {
-            ctx.dispatch(p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+            ctx.dsq_insert(p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
         }
         cpu as i32
     }
@@ -108,7 +108,7 @@ impl Scheduler for Recorder {
         self.rec(p, Ev::Enqueue);
         let n = self.nr_enq.fetch_add(1, Ordering::Relaxed);
         if self.mode == Mode::Mixed && n.is_multiple_of(2) {
-            ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+            ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
         } else {
             self.queue.push(p);
         }
@@ -143,15 +143,15 @@ impl Scheduler for Recorder {
         let Some(p) = self.queue.pop_for(cpu) else {
             return;
         };
-        ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+        ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
         if self.mode == Mode::Duplicate {
-            ctx.dispatch(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
+            ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_DFL, EnqFlags::empty());
             let mut h = self.history.lock();
             let h = h.entry(cpu).or_default();
             // Each entry is spurious (NONE: queued locally, running or
             // finished) or stale-or-current for a task we hold again.
             for old in h.drain(..) {
-                ctx.dispatch(&old, DSQ_GLOBAL, 0, EnqFlags::empty());
+                ctx.dsq_insert(&old, DSQ_GLOBAL, 0, EnqFlags::empty());
             }
             h.push(p);
         }
@@ -395,7 +395,7 @@ fn dispatch_is_not_called_while_the_local_dsq_has_tasks() {
     let seen = Arc::new(Mutex::new(Vec::<(usize, i32)>::new()));
     let (a2, s2) = (alive.clone(), seen.clone());
     let s = FnSched::new("local-only", |ctx, p, f| {
-        ctx.dispatch(p, DSQ_LOCAL, SLICE_DFL, f)
+        ctx.dsq_insert(p, DSQ_LOCAL, SLICE_DFL, f)
     })
     .dispatch(move |ctx, _, _| {
         s2.lock()

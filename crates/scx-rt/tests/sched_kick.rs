@@ -57,9 +57,9 @@ impl Scheduler for K {
             }
         }
         if self.0.preempt_insert.lock().contains(&p.id()) {
-            ctx.dispatch(p, DSQ_LOCAL, SLICE_DFL, f | EnqFlags::PREEMPT);
+            ctx.dsq_insert(p, DSQ_LOCAL, SLICE_DFL, f | EnqFlags::PREEMPT);
         } else {
-            ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+            ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
         }
     }
     fn init_task(&self, _c: &InitCtx<'_>, p: &TaskRef, _a: InitTaskArgs) -> Result<(), i32> {

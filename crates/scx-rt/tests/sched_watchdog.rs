@@ -47,7 +47,7 @@ impl Scheduler for Forgetful {
         } else {
             DSQ_GLOBAL
         };
-        ctx.dispatch(p, dsq, SLICE_DFL, f);
+        ctx.dsq_insert(p, dsq, SLICE_DFL, f);
     }
     fn dispatch(&self, _ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {}
 }
@@ -100,7 +100,7 @@ impl Scheduler for Kicker {
         TIMEOUT_MS
     }
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
-        ctx.dispatch(p, DSQ_GLOBAL, SLICE_DFL, f);
+        ctx.dsq_insert(p, DSQ_GLOBAL, SLICE_DFL, f);
         if self.kick.load(Ordering::Relaxed) {
             ctx.kick_cpu(1, KickFlags::PREEMPT);
         }

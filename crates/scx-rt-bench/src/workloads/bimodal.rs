@@ -181,7 +181,7 @@ impl Scheduler for SliceFifo {
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
-        ctx.dispatch(p, DSQ_GLOBAL, self.slice, f);
+        ctx.dsq_insert(p, DSQ_GLOBAL, self.slice, f);
         if p.nr_cpus_allowed(ctx.nr_cpu_ids()) > 1 {
             if let Some(c) = ctx.pick_idle_cpu(p, PickIdleFlags::empty()) {
                 ctx.kick_cpu(c, KickFlags::IDLE);

@@ -262,7 +262,7 @@ impl Scheduler for Gate {
             *s.gate.parked.lock().expect("gate lock") = Some(p.clone());
             s.gate.is_parked.store(true, Ordering::Release);
         } else {
-            ctx.dispatch(p, DSQ_LOCAL, SLICE_INF, f);
+            ctx.dsq_insert(p, DSQ_LOCAL, SLICE_INF, f);
         }
     }
 
@@ -275,7 +275,7 @@ impl Scheduler for Gate {
         if let Some(p) = p {
             s.gate.open.store(false, Ordering::Relaxed);
             s.gate.is_parked.store(false, Ordering::Relaxed);
-            ctx.dispatch(&p, DSQ_LOCAL, SLICE_INF, EnqFlags::empty());
+            ctx.dsq_insert(&p, DSQ_LOCAL, SLICE_INF, EnqFlags::empty());
         }
     }
 

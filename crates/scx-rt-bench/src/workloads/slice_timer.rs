@@ -253,7 +253,7 @@ impl Scheduler for SlicedLast {
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, f: EnqFlags) {
-        ctx.dispatch(p, DSQ_LOCAL, self.slice, f);
+        ctx.dsq_insert(p, DSQ_LOCAL, self.slice, f);
     }
 }
 

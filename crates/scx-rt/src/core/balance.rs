@@ -76,6 +76,10 @@ pub(crate) fn balance(
 ) -> bool {
     rq.flags |= rqflags::IN_BALANCE;
     rq.flags &= !(rqflags::BAL_PENDING | rqflags::BAL_KEEP);
+    // SPEC.md §3.6 step 2: the CPU is back from higher-class work.
+    if rq.cpu_released {
+        crate::core::release::cpu_acquire(sh, slot, rq);
+    }
     let r = balance_inner(sh, slot, rq, prev);
     rq.flags &= !rqflags::IN_BALANCE;
     r

@@ -38,6 +38,8 @@ pub(crate) enum Op {
     ExitTask,
     Enable,
     Disable,
+    CpuAcquire,
+    CpuRelease,
 }
 
 impl Op {
@@ -63,6 +65,8 @@ impl Op {
             Op::ExitTask => "exit_task",
             Op::Enable => "enable",
             Op::Disable => "disable",
+            Op::CpuAcquire => "cpu_acquire",
+            Op::CpuRelease => "cpu_release",
         }
     }
 }

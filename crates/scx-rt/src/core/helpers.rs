@@ -21,6 +21,18 @@ impl<'a> Ctx<'a> {
                 task: None,
                 cpu,
             },
+            unlocked: false,
+        }
+    }
+
+    /// The context of a callback that runs with no rq lock held and no
+    /// scheduling operation around it (a scheduler timer, `init`,
+    /// `init_task`, `cpu_online`/`cpu_offline`: the kernel's "unlocked"
+    /// contexts, from which `dsq_move` may take rq locks itself).
+    pub(crate) fn new_unlocked(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self {
+            unlocked: true,
+            ..Self::new(sh, cpu)
         }
     }
 
@@ -41,6 +53,7 @@ impl<'a> Ctx<'a> {
                 task: p.map(|p| p.id()),
                 cpu,
             },
+            unlocked: false,
         }
     }
 
@@ -75,8 +88,26 @@ impl<'a> Ctx<'a> {
         self.sh.cfg.slice_dfl
     }
 
-    /// Monotonic time in ns.
+    /// The current CPU's clock in ns (`scx_bpf_now`): cheap, and
+    /// monotonic (never going backwards) on one CPU; values read on
+    /// different CPUs may be compared only loosely.
+    ///
+    /// As in the kernel, a callback of a CPU's scheduling step (with its rq
+    /// lock held: `dispatch`, `enqueue` of the task that stopped, `running`,
+    /// `stopping`, `tick`, ...) gets the rq clock, the time read once when
+    /// the step began: every call in that step returns the same value and
+    /// reads no clock. Elsewhere (a timer, `select_cpu`, a wake-up's
+    /// `enqueue` on another CPU, after a transfer dropped the rq lock) it
+    /// reads `CLOCK_MONOTONIC`, which is never behind a value the rq clock
+    /// gave before on that CPU.
     pub fn now(&self) -> u64 {
+        #[cfg(not(scx_rt_loom))]
+        if let Some(c) = crate::core::current::cpu_in(self.sh.rt_id) {
+            let v = self.sh.cpus[c].shared.owner.clock.load(Ordering::Relaxed);
+            if v != 0 {
+                return v;
+            }
+        }
         crate::core::clock::now()
     }
 
@@ -343,14 +374,15 @@ impl<'a> SelectCpuCtx<'a> {
         crate::idle::select_cpu_dfl(sh, self.ctx.cpu, p, prev_cpu, wake_flags)
     }
 
-    /// Direct dispatch: the verdict is executed once the task is enqueued on
+    /// Direct dispatch (`scx_bpf_dsq_insert`; `scx_bpf_dispatch` before
+    /// Linux 6.13): the verdict is executed once the task is enqueued on
     /// the selected CPU (`ops.enqueue` is then skipped).
-    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+    pub fn dsq_insert(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
         self.dd.record(&self.ctx, p, dsq, slice, None, enq_flags);
     }
 
-    /// Direct dispatch in vtime order.
-    pub fn dispatch_vtime(
+    /// Direct dispatch in vtime order (`scx_bpf_dsq_insert_vtime`).
+    pub fn dsq_insert_vtime(
         &mut self,
         p: &TaskRef,
         dsq: u64,
@@ -378,14 +410,15 @@ impl<'a> EnqueueCtx<'a> {
         self.dd.done
     }
 
-    /// Direct dispatch: executed right after `enqueue` returns; touches no
+    /// Direct dispatch (`scx_bpf_dsq_insert`; `scx_bpf_dispatch` before
+    /// Linux 6.13): executed right after `enqueue` returns; touches no
     /// queue before that.
-    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+    pub fn dsq_insert(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
         self.dd.record(&self.ctx, p, dsq, slice, None, enq_flags);
     }
 
-    /// Direct dispatch in vtime order.
-    pub fn dispatch_vtime(
+    /// Direct dispatch in vtime order (`scx_bpf_dsq_insert_vtime`).
+    pub fn dsq_insert_vtime(
         &mut self,
         p: &TaskRef,
         dsq: u64,
@@ -436,15 +469,17 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
         });
     }
 
-    /// Buffers a dispatch of `p` to `dsq` (`scx_bpf_dispatch`); performed
-    /// after the callback returns, or at the next `consume`. A dispatch of a
-    /// task the scheduler no longer owns is silently dropped.
-    pub fn dispatch(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
+    /// Buffers an insertion of `p` into `dsq` (`scx_bpf_dsq_insert`;
+    /// `scx_bpf_dispatch` before Linux 6.13); performed after the callback
+    /// returns, or at the next `dsq_move_to_local`. An insertion of a task
+    /// the scheduler no longer owns is silently dropped.
+    pub fn dsq_insert(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
         self.buffer(p, dsq, slice, None, enq_flags);
     }
 
-    /// Buffers a vtime-ordered dispatch (`scx_bpf_dispatch_vtime`).
-    pub fn dispatch_vtime(
+    /// Buffers a vtime-ordered insertion (`scx_bpf_dsq_insert_vtime`;
+    /// `scx_bpf_dispatch_vtime` before Linux 6.13).
+    pub fn dsq_insert_vtime(
         &mut self,
         p: &TaskRef,
         dsq: u64,
@@ -468,8 +503,9 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
     }
 
     /// Flushes the buffer, then moves the first task of user DSQ `dsq` that
-    /// may run here into this CPU's local DSQ (`scx_bpf_consume`).
-    pub fn consume(&mut self, dsq: u64) -> bool {
+    /// may run here into this CPU's local DSQ (`scx_bpf_dsq_move_to_local`;
+    /// `scx_bpf_consume` before Linux 6.13).
+    pub fn dsq_move_to_local(&mut self, dsq: u64) -> bool {
         let sh = self.ctx.sh;
         let cpu = self.rq.cpu;
         crate::core::dispatch::flush_dispatch_buf(sh, cpu, self.rq, &mut self.nr_tasks);
@@ -490,19 +526,32 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
         }
     }
 
-    /// `consume` of an id that names no user DSQ: an error.
+    /// `dsq_move_to_local` of an id that names no user DSQ: an error.
     #[cold]
     fn consume_invalid(&self, dsq: u64) {
         if dsq & dsq_id::FLAG_BUILTIN != 0 {
-            self.ctx.fail(format!("consume: invalid DSQ ID {dsq:#x}"));
+            self.ctx
+                .fail(format!("dsq_move_to_local: invalid DSQ ID {dsq:#x}"));
         } else {
-            self.ctx.fail(format!("consume: non-existent DSQ {dsq:#x}"));
+            self.ctx
+                .fail(format!("dsq_move_to_local: non-existent DSQ {dsq:#x}"));
         }
     }
 }
 
 impl<'a> InitCtx<'a> {
+    /// The context of a sleepable callback that holds no rq lock (the
+    /// kernel's "unlocked" context: `dsq_move` allowed).
     pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
+        Self {
+            ctx: Ctx::new_unlocked(sh, cpu),
+        }
+    }
+
+    /// The context of `init_task` for a task adopted at attach, which runs
+    /// here with the task's rq lock held (the kernel's does not): a
+    /// `dsq_move` from it is refused as from any rq-locked callback.
+    pub(crate) fn new_locked(sh: &'a Shared, cpu: Option<usize>) -> Self {
         Self {
             ctx: Ctx::new(sh, cpu),
         }

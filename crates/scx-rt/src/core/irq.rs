@@ -80,7 +80,7 @@ pub(crate) fn run_irq_work(sh: &Shared, cpu: usize) {
         let mut fired = s.remote.ops_timers_fired.swap(0, Ordering::AcqRel);
         if fired != 0 {
             let slot = sh.cur_slot();
-            let ctx = Ctx::new(sh, Some(cpu));
+            let ctx = Ctx::new_unlocked(sh, Some(cpu));
             while fired != 0 {
                 let id = fired.trailing_zeros();
                 fired &= fired - 1;

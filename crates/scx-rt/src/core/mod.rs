@@ -37,19 +37,23 @@
 //! | `user_dsqs` | the user-DSQ table: create, destroy, lookup by id |
 //! | `dsqs` | DSQ ids, insertion into local and non-local DSQs, runnable-set bookkeeping |
 //! | `dispatch` | the dispatch buffer, consume, cross-CPU transfers |
+//! | `dsq_iter` | DSQ iterators and `dsq_move` (moving a task a walk saw, with its lost-task checks) |
 //! | `enqueue`, `dequeue` | the enqueue path and wake-up; dequeue and a task's exit from a scheduler |
 //! | `balance`, `pick` | balance; pick, put prev, set next |
 //! | `step` | the scheduling step a worker (and a loom model) runs |
 //! | `migrate`, `bypass` | hotplug moves; bypass mode |
+//! | `release` | higher-class work (`Runtime::run_on_cpu`), `cpu_release`/`cpu_acquire`, `reenqueue_local` |
 //! | `irq` | the safe point between two tasks: interrupt work, the wake list, the `need_resched` clear |
-//! | `helpers` | the `scx_bpf_*` helpers on the callback contexts |
+//! | `helpers`, `compat` | the `scx_bpf_*` helpers on the callback contexts; the names before Linux 6.13, deprecated |
 
 pub(crate) mod balance;
 pub(crate) mod bypass;
 pub(crate) mod clock;
+pub(crate) mod compat;
 pub(crate) mod current;
 pub(crate) mod dequeue;
 pub(crate) mod dispatch;
+pub(crate) mod dsq_iter;
 pub(crate) mod dsqs;
 pub(crate) mod enqueue;
 pub(crate) mod errctx;
@@ -60,6 +64,7 @@ pub(crate) mod idle_mask;
 pub(crate) mod irq;
 pub(crate) mod migrate;
 pub(crate) mod pick;
+pub(crate) mod release;
 pub(crate) mod shared;
 pub(crate) mod slot;
 pub(crate) mod step;

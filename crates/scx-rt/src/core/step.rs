@@ -13,6 +13,8 @@
 //!     exit    -> dequeue, exit_task, the task leaves the registry
 //!   offline CPU: a prev that may run elsewhere leaves (migrate_out)
 //!   pick_next_task: balance, next off the local DSQ, put prev, set next
+//!     (higher-class work pending instead: put prev, cpu_release; the
+//!     worker runs the work after the step, `core::release`)
 //!   idle transitions: ops.update_idle, the idle mask
 //!   deferred remote direct dispatches (drop the lock per task)
 //! unlocked:
@@ -66,6 +68,9 @@ pub(crate) struct After {
     pub shutdown_done: bool,
     /// The clock reading of the step (for the worker's periodic work).
     pub now: u64,
+    /// Higher-class work took the CPU (`core::release`): the worker runs
+    /// it before its next step.
+    pub higher_class: bool,
 }
 
 /// Fires the sleep timers that are due, collecting their tasks. rq locked.
@@ -101,8 +106,13 @@ pub(crate) fn step(
     crate::core::balance::refresh(sh, &rq, slot);
     let now = now();
     after.now = now;
+    // The rq clock, valid until the lock is dropped (`RqOwner::clock`;
+    // under loom time does not move, and no clock is kept).
+    #[cfg(not(scx_rt_loom))]
+    c.shared.owner.clock.store(now, Ordering::Relaxed);
     fire_timers(sh, &mut rq, &mut after.timers, now);
     let mut prev_task = None;
+    let was_running = prev.is_some();
     if let Some((p, sw)) = prev {
         crate::core::pick::update_curr(&p, now);
         match sw {
@@ -170,11 +180,24 @@ pub(crate) fn step(
             after.moved = Some((p, dst));
         }
     }
-    let next = crate::core::pick::pick_next_task(sh, slot, &mut rq, prev_task, now);
-    idle_transition(sh, slot, &mut rq, next.is_some());
+    // Higher-class work (`Runtime::run_on_cpu`) takes the CPU: no pick;
+    // the worker runs the work once the lock is dropped.
+    // (No loom model queues such work: the loom build does not look, so
+    // the models' interleavings are those of the pick path alone.)
+    let higher = cfg!(not(scx_rt_loom)) && c.shared.remote.hc_pending.load(Ordering::Acquire);
+    let next = if higher {
+        crate::core::release::release_cpu(sh, slot, &mut rq, was_running, prev_task, now);
+        after.higher_class = true;
+        None
+    } else {
+        crate::core::pick::pick_next_task(sh, slot, &mut rq, prev_task, now)
+    };
+    idle_transition(sh, slot, &mut rq, next.is_some() || higher);
     if !rq.ddsp_deferred_locals.is_empty() {
         process_ddsp_deferred_locals(sh, &mut rq);
     }
+    #[cfg(not(scx_rt_loom))]
+    c.shared.owner.clock.store(0, Ordering::Relaxed);
     drop(rq);
     let deadline = match &next {
         Some(t) if t.slice() != SLICE_INF => now.saturating_add(t.slice()),

@@ -169,10 +169,10 @@ impl Central {
             };
             if !p.allowed_on(cpu) {
                 self.stats.bounced.fetch_add(1, Ordering::Relaxed);
-                ctx.dispatch(&p, FALLBACK_DSQ, SLICE_INF, EnqFlags::empty());
+                ctx.dsq_insert(&p, FALLBACK_DSQ, SLICE_INF, EnqFlags::empty());
                 continue;
             }
-            ctx.dispatch(
+            ctx.dsq_insert(
                 &p,
                 dsq_id::LOCAL_ON | cpu as u64,
                 SLICE_INF,
@@ -230,7 +230,7 @@ impl Scheduler for Central {
             if q.len() >= CENTRAL_QUEUE_CAP {
                 drop(q);
                 self.stats.overflows.fetch_add(1, Ordering::Relaxed);
-                ctx.dispatch(p, FALLBACK_DSQ, SLICE_INF, enq_flags);
+                ctx.dsq_insert(p, FALLBACK_DSQ, SLICE_INF, enq_flags);
                 return;
             }
             q.push_back(p.clone());
@@ -246,7 +246,7 @@ impl Scheduler for Central {
             return;
         };
         if cpu != self.central_cpu {
-            if ctx.consume(FALLBACK_DSQ) {
+            if ctx.dsq_move_to_local(FALLBACK_DSQ) {
                 return;
             }
             pc.gimme[cpu].store(true, Ordering::Release);
@@ -271,7 +271,7 @@ impl Scheduler for Central {
             ctx.kick_cpu(self.central_cpu, KickFlags::PREEMPT);
             return;
         }
-        if ctx.consume(FALLBACK_DSQ) {
+        if ctx.dsq_move_to_local(FALLBACK_DSQ) {
             return;
         }
         self.dispatch_to_cpu(ctx, cpu);

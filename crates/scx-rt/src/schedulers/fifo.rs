@@ -26,7 +26,7 @@ impl Scheduler for Fifo {
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
         let slice = ctx.slice_dfl();
-        ctx.dispatch(p, dsq_id::GLOBAL, slice, enq_flags);
+        ctx.dsq_insert(p, dsq_id::GLOBAL, slice, enq_flags);
         // An idle CPU is woken to consume the global DSQ. A task that may
         // run on one CPU only needs none: the enqueue runs on that CPU's rq,
         // and an idle CPU is rescheduled by the wake-up itself.

@@ -70,7 +70,7 @@ impl Scheduler for Simple {
         if idle {
             self.nr_local.fetch_add(1, Ordering::Relaxed);
             let slice = ctx.slice_dfl();
-            ctx.dispatch(p, dsq_id::LOCAL, slice, EnqFlags::empty());
+            ctx.dsq_insert(p, dsq_id::LOCAL, slice, EnqFlags::empty());
         }
         cpu as i32
     }
@@ -79,7 +79,7 @@ impl Scheduler for Simple {
         self.nr_global.fetch_add(1, Ordering::Relaxed);
         let slice = ctx.slice_dfl();
         if self.fifo {
-            ctx.dispatch(p, SHARED_DSQ, slice, enq_flags);
+            ctx.dsq_insert(p, SHARED_DSQ, slice, enq_flags);
         } else {
             // An idler banks at most one slice of credit.
             let mut vtime = p.dsq_vtime();
@@ -87,7 +87,7 @@ impl Scheduler for Simple {
             if Self::vtime_before(vtime, floor) {
                 vtime = floor;
             }
-            ctx.dispatch_vtime(p, SHARED_DSQ, slice, vtime, enq_flags);
+            ctx.dsq_insert_vtime(p, SHARED_DSQ, slice, vtime, enq_flags);
         }
         // scx_simple relies on the kernel to find CPUs for queued work; in
         // userspace we wake one idle CPU so the shared DSQ is drained (not
@@ -100,7 +100,7 @@ impl Scheduler for Simple {
     }
 
     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, _cpu: usize, _prev: Option<&TaskRef>) {
-        ctx.consume(SHARED_DSQ);
+        ctx.dsq_move_to_local(SHARED_DSQ);
     }
 
     fn running(&self, _ctx: &Ctx<'_>, p: &TaskRef) {

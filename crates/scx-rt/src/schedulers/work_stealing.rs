@@ -189,7 +189,7 @@ impl WorkStealing {
         }
         let want = (queued as usize).div_ceil(2).min(STEAL_MAX);
         let mut got = 0;
-        while got < want && ctx.consume(dsq) {
+        while got < want && ctx.dsq_move_to_local(dsq) {
             got += 1;
         }
         got
@@ -240,7 +240,7 @@ impl Scheduler for WorkStealing {
         let (cpu, idle) = ctx.select_cpu_dfl(p, prev_cpu, wake_flags);
         if idle {
             let slice = ctx.slice_dfl();
-            ctx.dispatch(p, dsq_id::LOCAL, slice, EnqFlags::empty());
+            ctx.dsq_insert(p, dsq_id::LOCAL, slice, EnqFlags::empty());
         }
         cpu as i32
     }
@@ -249,7 +249,7 @@ impl Scheduler for WorkStealing {
         let slice = ctx.slice_dfl();
         let cpu = p.cpu();
         let Some(me) = self.pcpu(cpu) else {
-            ctx.dispatch(p, dsq_id::LOCAL, slice, enq_flags);
+            ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
             return;
         };
         let bound = p.single_cpu() == Some(cpu);
@@ -273,15 +273,15 @@ impl Scheduler for WorkStealing {
             } else {
                 dsq_id::LOCAL
             };
-            ctx.dispatch(p, dsq, slice, enq_flags);
+            ctx.dsq_insert(p, dsq, slice, enq_flags);
             return;
         }
         if !behind && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0 {
             // The next task this CPU runs (Go's `runnext`).
-            ctx.dispatch(p, dsq_id::LOCAL, slice, enq_flags);
+            ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
             return;
         }
-        ctx.dispatch(p, Self::stealable(cpu), slice, enq_flags);
+        ctx.dsq_insert(p, Self::stealable(cpu), slice, enq_flags);
         self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu(p, PickIdleFlags::empty()));
     }
 
@@ -309,7 +309,7 @@ impl Scheduler for WorkStealing {
         let mut unparked = 0;
         while unparked < UNPARK_MAX
             && ctx.dsq_nr_queued(self.parked(cpu)) > 0
-            && ctx.consume(self.parked(cpu))
+            && ctx.dsq_move_to_local(self.parked(cpu))
         {
             unparked += 1;
         }
