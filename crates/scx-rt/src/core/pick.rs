@@ -46,6 +46,7 @@ pub(crate) fn update_curr(p: &TaskRef, now: u64) {
 /// `put_prev_task_scx`: prev stops running and stays runnable. rq locked.
 /// Takes prev's reference (the worker's), which the enqueue path links or
 /// drops.
+#[inline(always)]
 pub(crate) fn put_prev_task(
     sh: &Shared,
     slot: &SchedSlot,

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::wait::{wait_on, wake_all, WaitList};
+use super::wait::{wait_on, wake_all, Taken, WaitList};
 
 struct State<T> {
     /// Values with their send tickets (a rendezvous sender whose receiver
@@ -165,7 +165,7 @@ impl<T> Drop for Sender<T> {
             if s.senders == 0 {
                 s.recv_waiters.take_all()
             } else {
-                Vec::new()
+                Taken::default()
             }
         };
         wake_all(ws);
@@ -182,14 +182,14 @@ impl<T> Receiver<T> {
                 if let Some((_, v)) = s.q.pop_front() {
                     s.taken += 1;
                     let ws = if s.send_waiters.is_empty() {
-                        Vec::new()
+                        Taken::default()
                     } else {
                         s.send_waiters.take_all()
                     };
                     return Some((Ok(v), ws));
                 }
                 if s.senders == 0 {
-                    return Some((Err(RecvError), Vec::new()));
+                    return Some((Err(RecvError), Taken::default()));
                 }
                 None
             },

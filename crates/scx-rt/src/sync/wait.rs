@@ -56,40 +56,72 @@ pub(crate) fn park() {
     }
 }
 
-/// Waiters in FIFO order, each with a token.
+/// Waiters in FIFO order, each with a token. The oldest waiter sits in an
+/// inline slot, so that a list that never holds more than one waiter at a
+/// time (a join, most channel waits) never allocates.
 #[derive(Default)]
 pub(crate) struct WaitList {
-    q: VecDeque<(u64, Waiter)>,
+    /// The oldest waiter, when it is not in `rest`: set only when the list
+    /// was empty, so it is always older than everything in `rest`.
+    first: Option<(u64, Waiter)>,
+    rest: VecDeque<(u64, Waiter)>,
     next: u64,
+}
+
+/// The waiters taken out of a list (`WaitList::take_all`), to wake once
+/// the lock is released.
+#[derive(Default)]
+pub(crate) struct Taken {
+    first: Option<Waiter>,
+    rest: Vec<Waiter>,
 }
 
 impl WaitList {
     pub(crate) fn register(&mut self, w: Waiter) -> u64 {
         self.next += 1;
-        self.q.push_back((self.next, w));
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some((self.next, w));
+        } else {
+            self.rest.push_back((self.next, w));
+        }
         self.next
     }
 
     pub(crate) fn contains(&self, token: u64) -> bool {
-        self.q.iter().any(|(t, _)| *t == token)
+        self.first.as_ref().is_some_and(|(t, _)| *t == token)
+            || self.rest.iter().any(|(t, _)| *t == token)
     }
 
     pub(crate) fn remove(&mut self, token: u64) {
-        if let Some(i) = self.q.iter().position(|(t, _)| *t == token) {
-            self.q.remove(i);
+        if self.first.as_ref().is_some_and(|(t, _)| *t == token) {
+            self.first = None;
+            return;
+        }
+        if let Some(i) = self.rest.iter().position(|(t, _)| *t == token) {
+            self.rest.remove(i);
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.q.is_empty()
+        self.first.is_none() && self.rest.is_empty()
     }
 
     pub(crate) fn pop(&mut self) -> Option<Waiter> {
-        self.q.pop_front().map(|(_, w)| w)
+        match self.first.take() {
+            Some((_, w)) => Some(w),
+            None => self.rest.pop_front().map(|(_, w)| w),
+        }
     }
 
-    pub(crate) fn take_all(&mut self) -> Vec<Waiter> {
-        self.q.drain(..).map(|(_, w)| w).collect()
+    /// Every waiter, oldest first. Allocates only for a second waiter.
+    pub(crate) fn take_all(&mut self) -> Taken {
+        let first = self.first.take().map(|(_, w)| w);
+        let rest = if self.rest.is_empty() {
+            Vec::new()
+        } else {
+            self.rest.drain(..).map(|(_, w)| w).collect()
+        };
+        Taken { first, rest }
     }
 }
 
@@ -119,8 +151,11 @@ pub(crate) fn wait_on<S, R>(
 }
 
 /// Wakes every waiter in `ws` (call after releasing the state lock).
-pub(crate) fn wake_all(ws: Vec<Waiter>) {
-    for w in ws {
+pub(crate) fn wake_all(ws: Taken) {
+    if let Some(w) = ws.first {
+        w.wake();
+    }
+    for w in ws.rest {
         w.wake();
     }
 }

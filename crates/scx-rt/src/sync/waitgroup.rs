@@ -55,7 +55,7 @@ impl WaitGroup {
             if s.count == 0 {
                 s.waiters.take_all()
             } else {
-                Vec::new()
+                crate::sync::wait::Taken::default()
             }
         };
         wake_all(ws);
