@@ -80,6 +80,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::clock::now;
+use crate::core::timer_word::SliceTimer;
 use crate::loom::{fence, Ordering};
 use crate::ops::Shared;
 
@@ -90,6 +91,10 @@ pub(crate) fn timer_main(sh: Arc<Shared>) {
     // late (50 µs by default): that would be the floor of slice-expiry
     // lateness. 1 ns makes the deadline the deadline.
     let _ = scx_rt_sys::sigtimer::set_timer_slack(1);
+    if sh.cfg.slice_timer == SliceTimer::RealtimeThread {
+        // Best effort: without the privilege this is `SliceTimer::Thread`.
+        let _ = scx_rt_sys::affinity::set_current_thread_fifo(1);
+    }
     let mut watchdog = crate::watchdog::Watchdog::new(sh.nr_cpus);
     loop {
         let w = t.word.load(Ordering::SeqCst);
@@ -101,6 +106,9 @@ pub(crate) fn timer_main(sh: Arc<Shared>) {
         let now = now();
         let mut next = u64::MAX;
         for c in sh.cpus.iter() {
+            if c.shared.owner.expiry.load(Ordering::Relaxed) != 0 {
+                continue; // the worker's own expiry timer ends its slices
+            }
             let d = c.shared.owner.slice_deadline.load(Ordering::SeqCst);
             if d == u64::MAX {
                 continue;

@@ -73,6 +73,8 @@ pub(crate) struct Config {
     pub idle_poll_ns: u64,
     pub allow_migration: bool,
     pub record_balance: bool,
+    /// What ends slices (`Builder::slice_timer`).
+    pub slice_timer: super::timer_word::SliceTimer,
 }
 
 /// State shared by every CPU of one runtime.
