@@ -132,7 +132,7 @@ mod worker;
 pub mod model;
 
 pub use crate::core::balance::BalanceStep;
-pub use crate::core::timer_word::SliceTimer;
+pub use crate::core::shared::SliceTimer;
 #[cfg(not(scx_rt_loom))]
 pub use attach::AttachError;
 #[cfg(not(scx_rt_loom))]

@@ -54,15 +54,36 @@
 //! OS took the worker's own vCPU away for other jobs, which no expiry
 //! mechanism can see past. Where the worker ran, `Signal` ends slices
 //! within the raw limit (a signal delivered to the spinning thread, 6–7 µs
-//! on this VM), 1.5–3x sooner than the thread at p50, and its per-expiry
-//! cost is a third of the futex wake the thread needs. The real-time thread
-//! helps the thread's tail but not its p50 (it still crosses CPUs and
-//! wakes from a futex), needs a privilege most deployments do not give,
-//! and takes a CPU from a worker at every expiry. A hybrid (the thread
-//! normally, a worker timer while the thread is late) would need the
-//! worker timer's cost anyway and adds a hand-over protocol; with the lazy
-//! arming the worker timer alone is as cheap on a switch as the thread,
-//! so the thread only remains as the fallback.
+//! on this VM), 1.5–3x sooner than the thread at p50.
+//!
+//! What an expiry costs the *worker's* CPU is the other side, and there the
+//! signal loses: the timer interrupt, the signal frame and `sigreturn` and
+//! the re-arm at the next pick cost the worker about 10 µs per expiry on
+//! this VM, against about 2.5 µs for the thread mode's futex ring (the
+//! thread's own wake-up runs on another CPU). Two spinners on one CPU,
+//! useful spin time as a share of the worker thread's CPU time (two runs
+//! each, same load; a scratch program, not yet a bench case):
+//!
+//! | slice | `Signal` | `Thread` |
+//! |---|---|---|
+//! | 5 µs | 11–12% | 82–88% (the thread's lateness stretches slices to ~15 µs) |
+//! | 10 µs | 19–24% | 55–64% |
+//! | 30 µs | 66–67% | 71–75% |
+//! | 100 µs | 87–88% | 90–91% |
+//!
+//! With the default 20 ms slice that is 0.05% of a CPU-bound task's time,
+//! and tasks that block before their slice ends pay nothing; `Signal` stays
+//! the default for that reason and because it needs no spare CPU. Programs
+//! that run slices of 10 µs or less on a VM get more work done with
+//! `SliceTimer::Thread`, at the price of late expiries under load. The
+//! real-time thread helps the thread's tail but not its p50 (it still
+//! crosses CPUs and wakes from a futex), needs a privilege most
+//! deployments do not give, and takes a CPU from a worker at every expiry.
+//! A periodic per-worker tick would save only the re-arm (a fraction of the
+//! cost above: the interrupt and the signal frame remain, once per period
+//! rather than once per expiry) and be late by up to a period. A hybrid
+//! (the thread normally, a worker timer while the thread is late) would
+//! need the worker timer's cost anyway plus a hand-over protocol.
 //!
 //! # What `Signal` costs task code: `EINTR`
 //!
@@ -109,9 +130,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::clock::now;
-use crate::core::timer_word::SliceTimer;
 use crate::loom::{fence, Ordering};
 use crate::ops::Shared;
+use crate::SliceTimer;
 
 /// The timer thread's loop.
 pub(crate) fn timer_main(sh: Arc<Shared>) {

@@ -7,38 +7,6 @@
 
 use crate::loom::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-/// What ends a slice when its deadline passes ([`Builder::slice_timer`]);
-/// the `timer` module docs give the measurements behind the default.
-///
-/// Whichever is chosen, a slice ends the same way: the CPU's `tick_pending`
-/// and `need_resched` are set, the task switches out at its next
-/// preemption point and the scheduler's `tick` runs first (SPEC.md §3.8).
-///
-/// [`Builder::slice_timer`]: crate::Builder::slice_timer
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SliceTimer {
-    /// One POSIX timer per worker thread (`scx_rt_sys::expiry`), armed at
-    /// the earliest slice deadline and re-armed only when a deadline is
-    /// earlier than the armed one or when it fires: no system call on a
-    /// common switch, and no spare CPU needed (the signal interrupts the
-    /// worker itself, like the kernel's tick). The cost: a task's raw
-    /// system calls that Linux does not restart (sleeps and waits with a
-    /// timeout, `poll`, `epoll_wait`, socket calls with a timeout) can fail
-    /// with `EINTR` when its slice ends during one. A worker that cannot
-    /// create its timer (the signal, `SIGRTMIN + 4`, is taken by another
-    /// handler, or the timer limit is reached) falls back to `Thread`.
-    #[default]
-    Signal,
-    /// The runtime's timer thread, which sleeps until the earliest deadline
-    /// of all CPUs. No signal reaches task code; a slice ends late when
-    /// every CPU is busy and the OS runs the thread late.
-    Thread,
-    /// `Thread` at real-time priority (`SCHED_FIFO` 1), which the OS runs
-    /// as soon as it wakes; where the process may not have it
-    /// (`CAP_SYS_NICE` or `RLIMIT_RTPRIO`), exactly `Thread`.
-    RealtimeThread,
-}
-
 /// The timer thread's shared state.
 pub(crate) struct TimerState {
     pub(crate) word: AtomicU32,
