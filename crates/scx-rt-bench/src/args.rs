@@ -44,6 +44,11 @@ options:
                  runtime's, 50) in switch, spawn, pingpong, skynet,
                  ring, yield-many, chained-spawn, wakeup and bimodal
                  (kick, preempt, hog and slice-timer set their own)
+  --slice-timer MODE
+                 what ends scx-rt slices (`Builder::slice_timer`):
+                 signal (the default), thread or rt-thread, in the
+                 workloads that take --idle-poll-us (preempt, hog and
+                 slice-timer measure every mode side by side)
   --no-peers     run scx-rt only (no peers, no raw limits)
   -h, --help     this text
 
@@ -93,6 +98,8 @@ pub struct Options {
     pub cases: Option<Vec<String>>,
     /// `--idle-poll-us`: the scx-rt workers' idle poll, µs (`Builder::idle_poll`).
     pub idle_poll_us: Option<u64>,
+    /// `--slice-timer`: the scx-rt slice timer (`Builder::slice_timer`).
+    pub slice_timer: Option<scx_rt::SliceTimer>,
     pub no_peers: bool,
 }
 
@@ -150,6 +157,18 @@ pub fn parse<S: AsRef<str>>(args: &[S], known: &[&str]) -> Result<Command, Usage
             "--load" => opts.loads = Some(parse_loads(&value(flag)?)?),
             "--case" => opts.cases = Some(parse_names(flag, &value(flag)?)?),
             "--idle-poll-us" => opts.idle_poll_us = Some(parse_u64(flag, &value(flag)?)?),
+            "--slice-timer" => {
+                opts.slice_timer = Some(match value(flag)?.as_str() {
+                    "signal" => scx_rt::SliceTimer::Signal,
+                    "thread" => scx_rt::SliceTimer::Thread,
+                    "rt-thread" => scx_rt::SliceTimer::RealtimeThread,
+                    v => {
+                        return Err(UsageError(format!(
+                            "--slice-timer takes signal, thread or rt-thread, not `{v}`"
+                        )))
+                    }
+                })
+            }
             "--quick" | "--no-peers" if inline.is_some() => {
                 return Err(UsageError(format!("{flag} takes no value")));
             }
@@ -268,6 +287,8 @@ mod tests {
             "--case",
             "same-cpu,cross-cpu",
             "--idle-poll-us=0",
+            "--slice-timer",
+            "rt-thread",
             "--no-peers",
             "--quick",
         ])
@@ -283,6 +304,7 @@ mod tests {
             Some(vec!["same-cpu".to_string(), "cross-cpu".to_string()])
         );
         assert_eq!(o.idle_poll_us, Some(0));
+        assert_eq!(o.slice_timer, Some(scx_rt::SliceTimer::RealtimeThread));
         assert!(o.no_peers && o.quick);
     }
 
@@ -333,6 +355,7 @@ mod tests {
             &["switch", "--idle-poll-us"],
             &["switch", "--idle-poll-us", "-1"],
             &["switch", "--idle-poll-us", "5us"],
+            &["switch", "--slice-timer", "tick"],
             &["--quick"],
             &["__peer"],
         ];

@@ -38,7 +38,10 @@ impl Ctx {
     /// A scx-rt runtime builder on the OS CPUs `cpus` with the bench-wide
     /// runtime options (`--idle-poll-us`).
     pub fn scx_builder(&self, cpus: impl IntoIterator<Item = usize>) -> scx_rt::Builder {
-        let b = scx_rt::Runtime::builder().cpus(cpus);
+        let mut b = scx_rt::Runtime::builder().cpus(cpus);
+        if let Some(t) = self.opts.slice_timer {
+            b = b.slice_timer(t);
+        }
         match self.opts.idle_poll_us {
             Some(us) => b.idle_poll(Duration::from_micros(us)),
             None => b,

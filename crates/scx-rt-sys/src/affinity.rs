@@ -127,9 +127,53 @@ pub fn current_os_cpu() -> io::Result<usize> {
     }
 }
 
+/// Moves the calling thread to the real-time `SCHED_FIFO` class at
+/// priority `prio` (1 is the lowest), so that the OS runs it as soon as it
+/// wakes, ahead of every normal thread on its CPU. Errors (`EPERM`) unless
+/// the process may (`CAP_SYS_NICE`, or an `RLIMIT_RTPRIO` of at least
+/// `prio`); `EINVAL` for a priority outside 1..=99.
+pub fn set_current_thread_fifo(prio: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param
+    // that the call only reads.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether the calling thread runs in the `SCHED_FIFO` class.
+pub fn current_thread_is_fifo() -> bool {
+    // SAFETY: pid 0 is the calling thread; no memory is touched.
+    unsafe { libc::sched_getscheduler(0) == libc::SCHED_FIFO }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fifo_is_refused_with_a_clear_error_or_granted() {
+        std::thread::spawn(|| {
+            assert!(
+                set_current_thread_fifo(0).is_err(),
+                "priority 0 is not FIFO's"
+            );
+            match set_current_thread_fifo(1) {
+                Ok(()) => assert!(current_thread_is_fifo()),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+                    assert!(!current_thread_is_fifo());
+                }
+            }
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn mask_roundtrip() {

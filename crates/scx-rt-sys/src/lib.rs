@@ -27,11 +27,15 @@
 //! - [`sock`]: a non-blocking `connect`, its completion (`SO_ERROR`), and
 //!   `O_NONBLOCK` on any fd;
 //! - [`sigtimer`]: per-thread POSIX timers that set a flag from a
-//!   real-time signal handler, and the calling thread's timer slack.
+//!   real-time signal handler, and the calling thread's timer slack;
+//! - [`expiry`]: the per-thread slice-expiry timer, a one-shot POSIX timer
+//!   re-armed lazily whose handler compares a published deadline with the
+//!   clock and raises the thread's flags.
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
-//! `affinity`, `spinlock`, and `futex`, `eventfd`, `epoll`, `sigtimer` over a private
-//! `timespec`; `sysrq` over `futex`); `sigsegv`; `stack`, which registers
+//! `affinity`, `spinlock`, and `futex`, `eventfd`, `epoll`, `sock`, `sigtimer` over a
+//! private `timespec`; `expiry` over `clock`; `sysrq` over `futex`); `sigsegv`;
+//! `stack`, which registers
 //! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
 //! running one for `sigsegv`.
 //!
@@ -49,6 +53,7 @@ pub mod affinity;
 pub mod clock;
 pub mod epoll;
 pub mod eventfd;
+pub mod expiry;
 pub mod fiber;
 pub mod futex;
 pub mod page;

@@ -115,6 +115,7 @@ pub struct Builder {
     max_blocking_threads: usize,
     blocking_keep_alive: Duration,
     sysrq: crate::sysrq::SysrqSignals,
+    slice_timer: crate::SliceTimer,
 }
 
 impl Default for Builder {
@@ -132,6 +133,7 @@ impl Default for Builder {
             max_blocking_threads: crate::consts::DEFAULT_MAX_BLOCKING_THREADS,
             blocking_keep_alive: crate::consts::DEFAULT_BLOCKING_KEEP_ALIVE,
             sysrq: Default::default(),
+            slice_timer: Default::default(),
         }
     }
 }
@@ -179,6 +181,18 @@ impl Builder {
     /// `Duration::MAX`, is [`SLICE_INF`]: slices never expire.
     pub fn slice(mut self, d: Duration) -> Self {
         self.slice = d;
+        self
+    }
+
+    /// What ends a task's slice when its deadline passes (default
+    /// [`SliceTimer::Signal`](crate::SliceTimer::Signal): a timer signal
+    /// on each worker, which needs no spare CPU and no system call on a
+    /// common switch). [`SliceTimer::Thread`](crate::SliceTimer::Thread)
+    /// keeps signals out of task code (no `EINTR` from a task's raw system
+    /// calls) at the price of late expiry when every CPU is busy. The
+    /// README's "Preemption and slices" section has the measurements.
+    pub fn slice_timer(mut self, t: crate::SliceTimer) -> Self {
+        self.slice_timer = t;
         self
     }
 
@@ -364,6 +378,7 @@ impl Builder {
                 idle_poll_ns: self.idle_poll.as_nanos().min(u64::MAX as u128) as u64,
                 allow_migration: self.allow_migration,
                 record_balance: self.record_balance,
+                slice_timer: self.slice_timer,
             },
             self.stack_size,
         ));

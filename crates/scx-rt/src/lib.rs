@@ -139,6 +139,7 @@ pub mod model;
 
 pub use crate::core::balance::BalanceStep;
 pub use crate::core::dsq_iter::{DsqIter, DsqIterError};
+pub use crate::core::shared::SliceTimer;
 #[cfg(not(scx_rt_loom))]
 pub use attach::AttachError;
 #[cfg(not(scx_rt_loom))]

@@ -230,6 +230,7 @@ impl Runtime {
                 idle_poll_ns: 0,
                 allow_migration: true,
                 record_balance: false,
+                slice_timer: Default::default(),
             },
             0,
         )

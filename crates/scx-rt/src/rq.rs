@@ -302,6 +302,11 @@ pub(crate) struct RqOwner {
     /// When the current task's slice runs out (`u64::MAX`: idle or
     /// infinite slice); read by the slice timer.
     pub slice_deadline: AtomicU64,
+    /// The worker's expiry timer (`scx_rt_sys::expiry::ExpiryHandle` as an
+    /// integer), set once when the worker starts; 0: the timer thread
+    /// watches `slice_deadline` instead (`SliceTimer::Thread`, or the
+    /// worker could not create its timer).
+    pub expiry: AtomicU64,
     /// Counters (`Runtime::stats`) this CPU counts itself.
     pub stats: CpuCounters,
     /// The rq clock (`rq->clock` with `SCX_RQ_CLK_VALID`): the time the
@@ -391,6 +396,7 @@ impl RqShared {
                 idle: AtomicBool::new(true),
                 next_timer: AtomicU64::new(u64::MAX),
                 slice_deadline: AtomicU64::new(u64::MAX),
+                expiry: AtomicU64::new(0),
                 stats: CpuCounters::default(),
                 clock: AtomicU64::new(0),
             }),

@@ -1,66 +1,117 @@
-//! The slice timer: one runtime thread that sleeps until the earliest slice
-//! deadline of any CPU (tickless, SPEC.md §3.8), then marks the CPUs whose
-//! current task's slice ran out: `need_resched` (the task switches out at
-//! its next preemption point) and `tick_pending` (that switch calls
-//! `ops.tick` first).
+//! The slice timer: what ends a task's slice when its deadline passes
+//! (tickless, SPEC.md §3.8). Each worker publishes its current task's
+//! deadline at every pick (`slice_deadline`, `u64::MAX` for idle or
+//! `SLICE_INF`); once it passes, the CPU is marked: `tick_pending` (the
+//! switch calls `ops.tick` first) and `need_resched` (the task switches out
+//! at its next preemption point). Two mechanisms mark it, chosen with
+//! `Builder::slice_timer` (`SliceTimer`), and they set the same flags in
+//! the same order, so the scheduler sees no difference:
 //!
-//! # Why one timer thread, not a timer signal per worker
+//! - `Signal`, the default: each worker's own one-shot POSIX timer
+//!   (`scx_rt_sys::expiry`, which has the protocol), armed at the deadline
+//!   and re-armed only when a newer deadline is *earlier* than the armed
+//!   one (after an expiry, after idle) or, from its handler, when it fires
+//!   for a deadline that has moved later. Successive slices' deadlines only
+//!   move later, so the common switch makes no system call. The handler
+//!   compares the published deadline with the clock and sets the flags.
+//! - `Thread` (and `RealtimeThread`, the same at `SCHED_FIFO` priority 1
+//!   where the process may have it): this module's thread sleeps until the
+//!   earliest deadline of all CPUs and marks those that passed.
 //!
-//! The alternative is a POSIX timer per worker (`timer_create` with
-//! `SIGEV_THREAD_ID`, `scx_rt_sys::sigtimer`) re-armed at every pick, whose
-//! signal handler sets the worker's `need_resched`. `scx-rt-bench
-//! slice-timer` measures both in one run; three runs on the busy 2-vCPU
-//! EPYC VM CI uses (load average about 4; p50, p99 in brackets):
+//! The thread runs in every mode: it fires the scheduler's timers
+//! (`ops_timer`), runs the watchdog every half timeout (`watchdog`), and
+//! watches the deadlines of the CPUs whose worker has no expiry timer
+//! (`owner.expiry == 0`: the thread modes, or a worker that could not
+//! create one because the signal, `SIGRTMIN + 4`, has another handler or
+//! the process reached the timer limit).
 //!
-//! | | timer thread (this module) | per-worker signal |
+//! # Why a timer signal per worker, re-armed lazily
+//!
+//! The kernel's tick is an interrupt: it needs no CPU of its own. A timer
+//! thread does: when every CPU runs a busy worker, the OS runs the thread
+//! when it gets round to it, so slices ended late exactly under load (the
+//! `hog` and `preempt` figures of issue 13). A per-worker timer re-armed at
+//! every pick would fix that at one `timer_settime` per switch (about
+//! 1 µs, more than the whole green switch). Armed lazily it costs a load
+//! and a compare per switch. `scx-rt-bench slice-timer`, `preempt` and
+//! `hog` measure the modes side by side; four runs on the 2-vCPU EPYC VM
+//! with load averages of 4 to 7 from other jobs (p50, p99 in brackets;
+//! lateness is from the deadline to the moment a spinning task sees the
+//! flag):
+//!
+//! | | `Signal` | `Thread` | `RealtimeThread` | raw limit |
+//! |---|---|---|---|---|
+//! | publishing a deadline, timer armed earlier (most switches) | 30 ns (40–50 ns) | 30 ns (0.53–0.71 µs) | as `Thread` | `timer_settime` per switch 1.0–1.1 µs (1.4–2.0 µs) |
+//! | publishing after an expiry (nothing armed) | 2.5–2.7 µs: one `timer_settime` | 8.3–9.2 µs: one futex wake | as `Thread` | 2.5–2.7 µs |
+//! | expiry lateness, 10 µs slices | 6.4–6.6 µs (18–20 µs) | 9.6–11 µs (21 µs–1.1 ms) | 2.9–16 µs (17–36 µs) | signal 6.3–6.6 µs (15–22 µs) |
+//! | expiry lateness, 100 µs slices | 6.6–8.8 µs | 10–10.4 µs | 9.4–12 µs | signal 6.4–7.4 µs |
+//! | expiry lateness, 1 ms slices | 6.7–8.6 µs | 11–22 µs | 15–19 µs | signal 7.1–12 µs |
+//! | `preempt` lateness, 10 µs slices | 6.2–6.8 µs (19–41 µs) | 9.2–11 µs (25 µs–1.8 ms) | 7.1–9.3 µs (24–31 µs) | – |
+//! | `hog` round trip, 50 µs slices | 113–116 µs | 135–144 µs | 134–139 µs | – |
+//!
+//! At 100 µs and 1 ms slices every p99 of these runs, the raw signal's
+//! included, is 2 to 20 ms: multiples of the host's 4 ms tick, the time the
+//! OS took the worker's own vCPU away for other jobs, which no expiry
+//! mechanism can see past. Where the worker ran, `Signal` ends slices
+//! within the raw limit (a signal delivered to the spinning thread, 6–7 µs
+//! on this VM), 1.5–3x sooner than the thread at p50.
+//!
+//! What an expiry costs the *worker's* CPU is the other side, and there the
+//! signal loses: the timer interrupt, the signal frame and `sigreturn` and
+//! the re-arm at the next pick cost the worker about 10 µs per expiry on
+//! this VM, against about 2.5 µs for the thread mode's futex ring (the
+//! thread's own wake-up runs on another CPU). Two spinners on one CPU,
+//! useful spin time as a share of the worker thread's CPU time (two runs
+//! each, same load; a scratch program, not yet a bench case):
+//!
+//! | slice | `Signal` | `Thread` |
 //! |---|---|---|
-//! | publishing a deadline, timer already armed earlier (most switches) | 30–40 ns (41–50 ns) | 730–890 ns (1.0–1.1 µs): one `timer_settime` |
-//! | publishing after an expiry (the timer thread must be woken) | 5.9–10.4 µs: one futex wake | 2.5–3.3 µs |
-//! | expiry lateness, 10 µs slices | 8.6–10 µs (27–39 µs) | 6.0–7.3 µs (26–32 µs) |
-//! | expiry lateness, 100 µs slices | 10–13 µs (41–48 µs) | 6.3–8.7 µs (24–45 µs) |
-//! | expiry lateness, 1 ms slices | 20–26 µs (0.6–1.9 ms) | 6.5–13 µs (20–43 µs) |
+//! | 5 µs | 11–12% | 82–88% (the thread's lateness stretches slices to ~15 µs) |
+//! | 10 µs | 19–24% | 55–64% |
+//! | 30 µs | 66–67% | 71–75% |
+//! | 100 µs | 87–88% | 90–91% |
 //!
-//! Lateness is from the deadline to the moment a task spinning on the flag
-//! sees it; the signal's includes the signal delivery on the worker. A bare
-//! copy of this protocol with one spinner (`raw-futex` rows) pays Linux's
-//! default timer slack on its futex timeout, about 60 µs; with a slack of
-//! 1 ns it and the runtime agree (6–14 µs at 10 and 100 µs, 20 µs at 1 ms,
-//! where the timer thread's CPU wakes from a deeper idle state).
+//! With the default 20 ms slice that is 0.05% of a CPU-bound task's time,
+//! and tasks that block before their slice ends pay nothing; `Signal` stays
+//! the default for that reason and because it needs no spare CPU. Programs
+//! that run slices of 10 µs or less on a VM get more work done with
+//! `SliceTimer::Thread`, at the price of late expiries under load. The
+//! real-time thread helps the thread's tail but not its p50 (it still
+//! crosses CPUs and wakes from a futex), needs a privilege most
+//! deployments do not give, and takes a CPU from a worker at every expiry.
+//! A periodic per-worker tick would save only the re-arm (a fraction of the
+//! cost above: the interrupt and the signal frame remain, once per period
+//! rather than once per expiry) and be late by up to a period. A hybrid
+//! (the thread normally, a worker timer while the thread is late) would
+//! need the worker timer's cost anyway plus a hand-over protocol.
 //!
-//! The timer thread stays, for these reasons:
+//! # What `Signal` costs task code: `EINTR`
 //!
-//! - A green runtime switches far more often than slices expire (tasks
-//!   block on channels and locks every few µs; the default slice is
-//!   20 ms). The common switch publishes its deadline with an atomic store
-//!   and a load (30–40 ns); a signal timer needs a system call on every
-//!   switch (0.7–0.9 µs), more than doubling the 350–450 ns green switch.
-//!   The signal path is cheaper only at a switch that follows an expiry.
-//! - Signals are better by a few µs at p50 (1.3–1.6x at 10–100 µs slices,
-//!   2–3x at 1 ms on this VM), both well inside the target of "one timer period
-//!   plus one preemption-point interval"; that is not worth the costs
-//!   below. The p99 of the 1 ms case is the busy VM descheduling the timer
-//!   thread (both vCPUs were loaded by other jobs).
-//! - A signal interrupts whatever the worker runs, including user code in
-//!   green tasks: `SA_RESTART` does not restart sleeps with timeouts,
-//!   `poll`/`epoll_wait`, or socket calls with timeouts, which then fail
-//!   with `EINTR`, and C libraries that do not retry break. A handler may
-//!   only touch async-signal-safe state, so it cannot run `ops.tick` or
-//!   look at the runqueue; it could only set the flag, as the thread does.
-//! - One thread costs one wake-up per earliest deadline, and its O(nr_cpus)
-//!   scan runs only when it wakes; a worker whose task blocks before its
-//!   slice ends pays nothing. It also fires the scheduler's timers
-//!   (`ops_timer`), which per-worker signals would need a second mechanism
-//!   for.
+//! The expiry signal interrupts whatever the worker runs, green task code
+//! included. It is installed with `SA_RESTART`, so reads, writes and waits
+//! without a timeout restart transparently. Linux never restarts sleeps and
+//! waits with a timeout (`nanosleep`, `clock_nanosleep`, `poll`,
+//! `epoll_wait`, `select`, timed futex waits, `sigtimedwait`) nor socket
+//! calls while `SO_RCVTIMEO`/`SO_SNDTIMEO` is set: a task's *raw* call of
+//! one of those can fail with `EINTR` when its slice ends during it. At
+//! most one signal arrives per deadline that passes, plus one per deadline
+//! extension (at most one per slice length of run time), none while the
+//! worker is idle or runs a `SLICE_INF` task. std retries `EINTR` in
+//! `thread::sleep`, `read_exact`/`write_all` and its connect timeout; code
+//! that calls the OS directly (or through C libraries that do not retry)
+//! must retry or use `SliceTimer::Thread`. The runtime's own waits never
+//! see it: green blocking (channels, locks, `scx_rt::sleep`,
+//! `spawn_blocking`'s join) makes no system call, the blocking pool's
+//! threads and the timer thread get no signal (the timer is
+//! `SIGEV_THREAD_ID`, aimed at its worker), a worker's doorbell sleep
+//! re-checks its condition after any return, and parking_lot and std
+//! retry their futex waits.
 //!
-//! The cost of this choice is the timer thread's wake-up after an expiry
-//! (the 6–10 µs futex wake, paid by the worker in `schedule`), and that the
-//! thread needs a CPU to run on: on a machine whose every CPU is busy, its
-//! wake-up latency is the OS scheduler's. The thread sets its timer slack to
-//! 1 ns (`scx_rt_sys::sigtimer::set_timer_slack`, in `timer_main`), which
-//! removes the up to 50 µs the kernel would otherwise add to each expiry;
-//! workers do the same for their sleep-timer timeouts.
+//! Each worker and the thread set their timer slack to 1 ns
+//! (`scx_rt_sys::sigtimer::set_timer_slack`): Linux otherwise fires a
+//! thread's futex timeouts up to 50 µs late (the `raw-futex` rows).
 //!
-//! # Protocol
+//! # Protocol (the thread)
 //!
 //! Each worker publishes its current task's deadline (`slice_deadline`,
 //! `u64::MAX` for idle or `SLICE_INF`) whenever it picks a task, and rings
@@ -73,8 +124,7 @@
 //! then and sees it): a deadline is never overslept. The fences make the
 //! store-then-load pairs on both sides ordered (as in `doorbell`).
 //!
-//! The same thread fires the scheduler's own timers (`ops_timer`) and runs
-//! the watchdog every half timeout (`watchdog`).
+//! CPUs with an expiry timer are skipped by the scan and never ring.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +132,7 @@ use std::time::Duration;
 use crate::core::clock::now;
 use crate::loom::{fence, Ordering};
 use crate::ops::Shared;
+use crate::SliceTimer;
 
 /// The timer thread's loop.
 pub(crate) fn timer_main(sh: Arc<Shared>) {
@@ -90,6 +141,10 @@ pub(crate) fn timer_main(sh: Arc<Shared>) {
     // late (50 µs by default): that would be the floor of slice-expiry
     // lateness. 1 ns makes the deadline the deadline.
     let _ = scx_rt_sys::sigtimer::set_timer_slack(1);
+    if sh.cfg.slice_timer == SliceTimer::RealtimeThread {
+        // Best effort: without the privilege this is `SliceTimer::Thread`.
+        let _ = scx_rt_sys::affinity::set_current_thread_fifo(1);
+    }
     let mut watchdog = crate::watchdog::Watchdog::new(sh.nr_cpus);
     loop {
         let w = t.word.load(Ordering::SeqCst);
@@ -101,6 +156,9 @@ pub(crate) fn timer_main(sh: Arc<Shared>) {
         let now = now();
         let mut next = u64::MAX;
         for c in sh.cpus.iter() {
+            if c.shared.owner.expiry.load(Ordering::Relaxed) != 0 {
+                continue; // the worker's own expiry timer ends its slices
+            }
             let d = c.shared.owner.slice_deadline.load(Ordering::SeqCst);
             if d == u64::MAX {
                 continue;

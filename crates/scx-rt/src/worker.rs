@@ -23,6 +23,12 @@
 //! the configured time, then sleep on the doorbell with a timeout at the
 //! earliest sleep timer (the no-lost-wake-up argument is in `doorbell`).
 //!
+//! Slice expiry (`SliceTimer::Signal`, the `timer` module docs): the worker
+//! owns a POSIX timer that signals this thread; it is created before the
+//! first pick, re-armed by the step's deadline publication only when a
+//! deadline is earlier than the armed one, and disarmed before the doorbell
+//! sleep.
+//!
 //! A green task stops running only at a switch point: it suspends its fiber
 //! with a code telling why (`YIELD`, `PREEMPT`, `BLOCK`), or returns. A
 //! `PREEMPT` stop for interrupt work alone is an interrupt, not a switch:
@@ -50,6 +56,7 @@ pub(crate) fn worker_main(
     // signal stack (scx_rt_sys::sigsegv); without one the process dies
     // silently. Best effort: a failure only loses the message.
     let _altstack = scx_rt_sys::sigsegv::AltStack::install().ok();
+    let expiry = expiry_timer(&sh, cpu);
     crate::core::current::enter_worker(sh.rt_id, cpu, sh.cpus[cpu].shared.need_resched.clone());
     crate::context::enter(WorkerTls {
         sh: sh.clone(),
@@ -95,13 +102,43 @@ pub(crate) fn worker_main(
                 {
                     break;
                 }
-                idle(&sh, cpu);
+                idle(&sh, cpu, expiry.as_ref());
             }
         }
     }
     crate::core::release::close_higher_class(&sh, cpu);
+    sh.cpus[cpu].shared.owner.expiry.store(0, Ordering::Relaxed);
+    drop(expiry);
     crate::context::leave();
     crate::core::current::leave_worker();
+}
+
+/// This worker's slice-expiry timer (`SliceTimer::Signal`), over the CPU's
+/// `slice_deadline`, `tick_pending` and the two halves of `need_resched`
+/// (what the timer thread sets for an expired CPU, in the same order),
+/// published in `owner.expiry` before the worker picks its first task.
+/// `None` in the thread modes, and when the timer cannot be created: the
+/// timer thread then watches this CPU (it reads `owner.expiry` at each
+/// scan).
+fn expiry_timer(sh: &Arc<Shared>, cpu: usize) -> Option<ExpiryTimer> {
+    if sh.cfg.slice_timer != crate::SliceTimer::Signal {
+        return None;
+    }
+    let t = scx_rt_sys::expiry::ExpiryTimer::new(sh.clone(), cpu, expiry_target).ok()?;
+    let o = &sh.cpus[cpu].shared.owner;
+    o.expiry.store(t.handle().to_raw(), Ordering::Relaxed);
+    Some(t)
+}
+
+type ExpiryTimer = scx_rt_sys::expiry::ExpiryTimer<Shared>;
+
+fn expiry_target(sh: &Shared, cpu: usize) -> scx_rt_sys::expiry::Target<'_> {
+    let s = &sh.cpus[cpu].shared;
+    scx_rt_sys::expiry::Target {
+        deadline: &s.owner.slice_deadline,
+        pending: &s.remote.tick_pending,
+        raise: [&s.remote.resched_req, &s.need_resched],
+    }
 }
 
 /// The running task `t` stopped at a preemption point. If only interrupt
@@ -160,7 +197,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     (t, sw)
 }
 
-fn idle(sh: &Shared, cpu: usize) {
+fn idle(sh: &Shared, cpu: usize, expiry: Option<&ExpiryTimer>) {
     let io = sh.io.active(cpu);
     if let Some(r) = io {
         // Ready I/O first, without blocking (Go's `findrunnable`).
@@ -171,10 +208,15 @@ fn idle(sh: &Shared, cpu: usize) {
     sh.cpus[cpu].idle_wait_with(
         sh.cfg.idle_poll_ns,
         || crate::core::irq::idle_wake(sh, cpu),
-        // Release the memory of stacks cached after a burst, off the hot
-        // path (scx_rt_sys::stack docs).
         || {
+            // Release the memory of stacks cached after a burst, off the
+            // hot path (scx_rt_sys::stack docs).
             sh.stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
+            // A sleeping CPU needs no slice expiry (it published no
+            // deadline): the timer would only wake it once for nothing.
+            if let Some(t) = expiry {
+                let _ = t.disarm();
+            }
         },
         io.map(|r| move |t| r.wait(t)),
     );

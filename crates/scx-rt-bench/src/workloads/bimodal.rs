@@ -25,7 +25,9 @@
 //! is completion minus the *scheduled* arrival time, so a late generator
 //! or a backlog counts against the runtime (no coordinated omission).
 //! Achieved throughput is the request count over the time from the first
-//! arrival to the last completion.
+//! arrival to the last completion. The progress line of each load point
+//! also says how late the generator handed requests over (p99): that part
+//! of a latency is the generator's own scheduling by the OS.
 //!
 //! # Policies
 //!
@@ -322,6 +324,10 @@ pub struct Point {
     /// Achieved throughput, requests per second.
     pub achieved: f64,
     pub requests: usize,
+    /// How late the generator handed each request over (ns after its
+    /// scheduled arrival): the part of a latency that is the generator's
+    /// own scheduling, not the runtime's.
+    pub submit_late: Histogram<u64>,
 }
 
 /// Sleeps or spins (yielding) until `deadline`.
@@ -357,16 +363,20 @@ where
     let n = reqs.len();
     let t0 = Instant::now() + Duration::from_millis(1);
     let log = Arc::new(Log::new(t0, n));
-    std::thread::scope(|s| {
+    let submit_late = std::thread::scope(|s| {
         let gen = s.spawn(|| {
             if let Some(cpu) = spare {
                 // Best effort: an unpinned generator still runs.
                 let _ = scx_rt_sys::affinity::pin_current_thread(cpu);
             }
+            let mut late = new_hist();
             for (i, r) in reqs.iter().enumerate() {
-                wait_until(t0 + Duration::from_nanos(r.at_ns));
+                let at = t0 + Duration::from_nanos(r.at_ns);
+                wait_until(at);
+                late.saturating_record(at.elapsed().as_nanos() as u64);
                 submit(i, *r, &log);
             }
+            late
         });
         gen.join().map_err(|_| "generator panicked".to_string())
     })?;
@@ -399,6 +409,7 @@ where
         long,
         achieved: n as f64 * 1e9 / span as f64,
         requests: n,
+        submit_late,
     })
 }
 
@@ -434,13 +445,15 @@ where
                 }
             };
             eprintln!(
-                "{NAME}: {} {} load {}%: short p99 {}, long p99 {}, {:.0}% of offered",
+                "{NAME}: {} {} load {}%: short p99 {}, long p99 {}, {:.0}% of offered; \
+                 the generator submitted p99 {} late",
                 mix.name,
                 policy.name(),
                 pct(load),
                 p99(&p.short),
                 p99(&p.long),
-                100.0 * p.achieved / rate
+                100.0 * p.achieved / rate,
+                p99(&p.submit_late),
             );
             rows.extend(point_rows(mix, policy, load, &p));
             verdicts.push((load, ok));

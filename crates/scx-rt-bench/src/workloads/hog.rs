@@ -17,6 +17,9 @@
 //! stops the hog after [`Sizes::inf_limit`]. The row then holds that one
 //! round trip (about the limit: a lower bound of an unbounded delay).
 //!
+//! The 1 ms and 50 µs slices are measured again with the other slice-timer
+//! modes (`preempt::MODES`: cases `…-thread`, `…-rt-thread`).
+//!
 //! Peers: `os-threads` in case `os-sched`: the same three roles as OS
 //! threads pinned to the same core (the pair on a futex, the hog spinning),
 //! scheduled by the kernel (its own slices and wake-up preemption); no
@@ -32,14 +35,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use scx_rt::{Runtime, SLICE_INF};
+use scx_rt::{Runtime, SliceTimer, SLICE_INF};
 
 use crate::ctx::Ctx;
 use crate::peers::threads;
 use crate::pin::spawn_pinned;
 use crate::report::{PlotData, Row, Subject};
 use crate::stats::{latency_row, new_hist, Key};
-use crate::workloads::preempt::Sliced;
+use crate::workloads::preempt::{Sliced, MODES};
 
 pub const NAME: &str = "hog";
 
@@ -86,10 +89,26 @@ fn rounds(s: &Sizes, slice: Duration) -> u64 {
     s.iters.min(cap.max(5))
 }
 
+/// The cases measured: every slice with the default slice timer, then the
+/// short finite slices with the other modes (`preempt::MODES`).
+fn cases() -> Vec<(String, Option<Duration>, SliceTimer)> {
+    let mut v: Vec<_> = SLICES
+        .iter()
+        .map(|&(c, s)| (c.to_string(), s, MODES[0].1))
+        .collect();
+    for (suffix, mode) in &MODES[1..] {
+        for (c, s) in &SLICES[1..3] {
+            v.push((format!("{c}{suffix}"), *s, *mode));
+        }
+    }
+    v
+}
+
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let sizes = sizes(ctx);
     let cpu = ctx.cpus[0];
-    for (case, slice) in SLICES {
+    for (case, slice, mode) in cases() {
+        let case = case.as_str();
         let (n, slice_ns, limit) = match slice {
             Some(s) => {
                 let n = rounds(&sizes, s);
@@ -105,7 +124,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
             None => (sizes.iters, SLICE_INF, sizes.inf_limit),
         };
         ctx.scx(&format!("{NAME} {case}"), rows, || {
-            let r = scx(cpu, slice_ns, n, limit)?;
+            let r = scx(cpu, slice_ns, n, limit, mode)?;
             if r.stopped && slice.is_some() {
                 eprintln!("{NAME}: {case}: the hang guard stopped the hog after {limit:?}");
             }
@@ -153,9 +172,16 @@ struct Outcome {
 /// One case: pinger, echo and hog on OS CPU `cpu`, slice `slice_ns`;
 /// `rounds` round trips, or fewer if the watchdog stops the hog `limit`
 /// after the hog started.
-fn scx(cpu: usize, slice_ns: u64, rounds: u64, limit: Duration) -> Result<Outcome, String> {
+fn scx(
+    cpu: usize,
+    slice_ns: u64,
+    rounds: u64,
+    limit: Duration,
+    mode: SliceTimer,
+) -> Result<Outcome, String> {
     let rt = Runtime::builder()
         .cpus([cpu])
+        .slice_timer(mode)
         .scheduler(Sliced { slice: slice_ns })
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
@@ -260,16 +286,18 @@ mod tests {
     #[test]
     fn slices_let_the_pair_through() {
         let cpu = crate::cpus::usable_cpus()[0];
-        let r = scx(cpu, 50_000, 20, Duration::from_secs(120)).unwrap();
-        assert!(!r.stopped);
-        assert_eq!(r.hist.len(), 20);
+        for (_, mode) in MODES {
+            let r = scx(cpu, 50_000, 20, Duration::from_secs(120), mode).unwrap();
+            assert!(!r.stopped, "{mode:?}");
+            assert_eq!(r.hist.len(), 20, "{mode:?}");
+        }
     }
 
     #[test]
     fn an_infinite_slice_blocks_the_pair_until_the_hog_stops() {
         let cpu = crate::cpus::usable_cpus()[0];
         let limit = Duration::from_millis(50);
-        let r = scx(cpu, SLICE_INF, 1_000, limit).unwrap();
+        let r = scx(cpu, SLICE_INF, 1_000, limit, SliceTimer::Signal).unwrap();
         assert!(r.stopped);
         // Only the round trip in flight completes, once the hog is gone;
         // it began before the hog's first pass, so it spans the limit.

@@ -20,6 +20,11 @@
 //! step and the spinner's first clock read (a busy machine, a vCPU that
 //! lost its core), the spinner sees a turn shorter than the slice.
 //!
+//! Each slice is measured with every [`MODES`] entry: the default
+//! `SliceTimer::Signal` (case `slice-…`), the timer thread (`…-thread`)
+//! and the timer thread at real-time priority (`…-rt-thread`, the same as
+//! `…-thread` where the process may not raise it).
+//!
 //! No peer: tokio and may have no preemption (a spinning task keeps its
 //! worker until it yields), and an OS thread's time slice is the kernel's
 //! business, not a per-task slice a program sets. The `hog` workload shows
@@ -31,7 +36,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use scx_rt::{
-    EnqFlags, EnqueueCtx, Runtime, Scheduler, SelectCpuCtx, TaskRef, WakeFlags, DSQ_LOCAL,
+    EnqFlags, EnqueueCtx, Runtime, Scheduler, SelectCpuCtx, SliceTimer, TaskRef, WakeFlags,
+    DSQ_LOCAL,
 };
 
 use crate::ctx::Ctx;
@@ -75,26 +81,38 @@ pub fn expiries(s: &Sizes, slice: Duration) -> u64 {
     s.iters.min(cap.max(50))
 }
 
+/// The slice-timer modes measured, with their case-name suffixes: the
+/// default first (no suffix), then the alternatives it is compared with.
+pub const MODES: [(&str, SliceTimer); 3] = [
+    ("", SliceTimer::Signal),
+    ("-thread", SliceTimer::Thread),
+    ("-rt-thread", SliceTimer::RealtimeThread),
+];
+
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let sizes = sizes(ctx);
     let cpu = ctx.cpus[0];
-    for (case, slice) in SLICES {
-        let n = expiries(&sizes, slice);
-        ctx.scx(&format!("{NAME} {case}"), rows, || {
-            let (hist, early) = scx(cpu, slice, n)?;
-            if early > 0 {
-                eprintln!(
-                    "{NAME}: {case}: {early} of {n} turns looked shorter than the slice \
+    for (suffix, mode) in MODES {
+        for (slice_case, slice) in SLICES {
+            let case = format!("{slice_case}{suffix}");
+            let case = case.as_str();
+            let n = expiries(&sizes, slice);
+            ctx.scx(&format!("{NAME} {case}"), rows, || {
+                let (hist, early) = scx(cpu, slice, n, mode)?;
+                if early > 0 {
+                    eprintln!(
+                        "{NAME}: {case}: {early} of {n} turns looked shorter than the slice \
                      to the spinner (likely the OS descheduled the worker around the switch)"
-                );
-            }
-            let key = Key {
-                workload: NAME,
-                case,
-                subject: Subject::ScxRt,
-            };
-            Ok(vec![latency_row(key, &hist)])
-        })?;
+                    );
+                }
+                let key = Key {
+                    workload: NAME,
+                    case,
+                    subject: Subject::ScxRt,
+                };
+                Ok(vec![latency_row(key, &hist)])
+            })?;
+        }
     }
     Ok(())
 }
@@ -140,10 +158,16 @@ struct Turns {
 
 /// Two spinners on OS CPU `cpu` with slice `slice`; histogram of `n`
 /// lateness samples (ns) and the number of turns that ended early.
-fn scx(cpu: usize, slice: Duration, n: u64) -> Result<(Histogram<u64>, u64), String> {
+fn scx(
+    cpu: usize,
+    slice: Duration,
+    n: u64,
+    mode: SliceTimer,
+) -> Result<(Histogram<u64>, u64), String> {
     let slice_ns = slice.as_nanos() as u64;
     let rt = Runtime::builder()
         .cpus([cpu])
+        .slice_timer(mode)
         .scheduler(Sliced { slice: slice_ns })
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
@@ -214,8 +238,10 @@ mod tests {
     #[test]
     fn every_expiry_is_seen() {
         let cpu = crate::cpus::usable_cpus()[0];
-        let (hist, early) = scx(cpu, Duration::from_micros(100), 40).unwrap();
-        // Each of the 40 turn changes is either recorded or counted early.
-        assert_eq!(hist.len() + early, 40);
+        for (_, mode) in MODES {
+            let (hist, early) = scx(cpu, Duration::from_micros(100), 40, mode).unwrap();
+            // Each of the 40 turn changes is either recorded or counted early.
+            assert_eq!(hist.len() + early, 40, "{mode:?}");
+        }
     }
 }

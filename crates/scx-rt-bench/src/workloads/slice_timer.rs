@@ -1,39 +1,46 @@
-//! `slice-timer`: the two ways to drive slice expiry, measured side by side
-//! (p50/p99/p99.9 in ns): scx-rt's one tickless timer thread, and one POSIX
-//! timer per worker that signals the worker thread (`raw-signal`,
-//! `scx_rt_sys::sigtimer`). `scx_rt::timer`'s module docs record the choice
-//! made from these figures.
+//! `slice-timer`: the ways to drive slice expiry, measured side by side
+//! (p50/p99/p99.9 in ns): scx-rt in each `SliceTimer` mode (the default
+//! `Signal`, a one-shot POSIX timer per worker re-armed lazily,
+//! `scx_rt_sys::expiry`; case suffix `-thread` for the tickless timer
+//! thread; `-rt-thread` for that thread at real-time priority), and the raw
+//! limits: one POSIX timer per thread re-armed at every publication
+//! (`raw-signal`, `scx_rt_sys::sigtimer`) and the timer-thread protocol
+//! without the runtime (`raw-futex`). `scx_rt::timer`'s module docs record
+//! the choice made from these figures.
 //!
 //! Cases:
 //! - `arm-cost`: what a switch pays to publish its new slice deadline when
-//!   the timer already sleeps until an earlier one (the usual switch: the
+//!   the timer is already armed for an earlier one (the usual switch: the
 //!   task blocked or yielded before its slice ran out). `scx-rt`: the real
 //!   `TimerState::set_deadline` of a runtime, called from a task on its
-//!   own CPU (`bench_support::SliceTimer`), deadlines `SLICE_DFL` ahead;
+//!   own CPU (`bench_support::SliceTimerProbe`), deadlines `SLICE_DFL`
+//!   ahead (each later than the last: the expiry timer stays as armed);
 //!   `raw-signal`: `timer_settime` re-arming the thread's timer.
-//! - `arm-cost-wake`: the same after the previous slice expired, when the
-//!   timer thread sleeps with nothing armed: scx-rt's `set_deadline` rings
-//!   the timer thread's futex (a 20 µs slice is published, runs out, the
-//!   task goes through `preempt_point()`, and again); `raw-signal` arms a
-//!   timer that fired.
+//! - `arm-cost-wake`: the same after the previous slice expired, when
+//!   nothing is armed: `scx-rt` arms the worker's expiry timer (one
+//!   `timer_settime`), `scx-rt` `-thread` rings the timer thread's futex (a
+//!   20 µs slice is published, runs out, the task goes through
+//!   `preempt_point()`, and again); `raw-signal` arms a timer that fired.
 //! - `expiry-lateness-{10us,100us,1ms}`: from a slice deadline to the
 //!   moment a spinning task, checking its flag in a loop (what
 //!   `preempt_point()` does), sees the flag set. `scx-rt`: two such tasks
 //!   take turns on a real runtime on the first CPU, under a policy that
 //!   gives every task the slice ([`SlicedLast`]); the deadline is the one
 //!   the CPU published at the pick that switched the task in, the flag the
-//!   CPU's `need_resched` that the runtime's timer thread sets, and the
+//!   CPU's `need_resched` that the runtime's slice timer sets, and the
 //!   task then passes `preempt_point()` and the other one runs. `raw-futex`: the same protocol stripped of the runtime (one
 //!   unpinned thread, futex wait with a timeout until the earliest
 //!   deadline, then a store; the spinner rings it when it publishes an
 //!   earlier deadline) with a spinner pinned to the first CPU.
 //!   `raw-signal`: a spinner pinned to the first CPU arms its `SigTimer`.
-//! - `expiry-lateness-{…}-slack1ns`: `scx-rt` and `raw-futex` again with a
-//!   timer slack of 1 ns on the timer thread. Linux delays a normal thread's
-//!   sleep timeouts (the futex wait) by up to its timer slack, 50 µs by
-//!   default; POSIX timers ignore slack, so `raw-signal` is not repeated.
-//!   The runtime's timer thread inherits the slack of the thread that
-//!   builds the runtime, which is how the scx-rt row sets it.
+//! - `expiry-lateness-{…}-slack1ns`: `scx-rt` in `Thread` mode and
+//!   `raw-futex` again with a timer slack of 1 ns on the thread that starts
+//!   the timer thread. Linux delays a normal thread's sleep timeouts (the
+//!   futex wait) by up to its timer slack, 50 µs by default; POSIX timers
+//!   ignore slack, so `raw-signal` is not repeated. The runtime's timer
+//!   thread sets its own slack to 1 ns whatever it inherits, so its row
+//!   repeats `expiry-lateness-{…}-thread`; `raw-futex` inherits the slack
+//!   and shows what the default costs.
 //!
 //! Both timer threads are unpinned, as the runtime's is: they run on
 //! whichever CPU the OS finds. Samples are clock reads on the spinner's
@@ -45,10 +52,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use scx_rt::bench_support::SliceTimer;
+use scx_rt::bench_support::SliceTimerProbe;
 use scx_rt::{
-    EnqFlags, EnqueueCtx, OpsFlags, Runtime, Scheduler, SelectCpuCtx, TaskRef, WakeFlags,
-    DSQ_LOCAL, SLICE_DFL, SLICE_INF,
+    EnqFlags, EnqueueCtx, OpsFlags, Runtime, Scheduler, SelectCpuCtx, SliceTimer, TaskRef,
+    WakeFlags, DSQ_LOCAL, SLICE_DFL, SLICE_INF,
 };
 use scx_rt_sys::clock::now_ns;
 use scx_rt_sys::sigtimer::{set_timer_slack, SigTimer};
@@ -57,6 +64,7 @@ use crate::ctx::Ctx;
 use crate::pin::spawn_pinned;
 use crate::report::{Row, Subject};
 use crate::stats::{latency_row, new_hist, Key};
+use crate::workloads::preempt::MODES;
 
 pub const NAME: &str = "slice-timer";
 
@@ -122,20 +130,28 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         "{NAME}: one clock read costs {} ns here (p50; cost samples include one)",
         clock_floor()
     );
-    for (case, wake) in [("arm-cost", false), ("arm-cost-wake", true)] {
+    for (base, wake) in [("arm-cost", false), ("arm-cost-wake", true)] {
         let n = if wake { s.expiries } else { s.arm };
+        for (suffix, mode) in &MODES[..2] {
+            let case = format!("{base}{suffix}");
+            let key = |subject| Key {
+                workload: NAME,
+                case: &case,
+                subject,
+            };
+            ctx.scx(&format!("{NAME} {case}"), rows, || {
+                Ok(vec![latency_row(
+                    key(Subject::ScxRt),
+                    &scx_arm(cpu, n, wake, *mode)?,
+                )])
+            })?;
+        }
         let key = |subject| Key {
             workload: NAME,
-            case,
+            case: base,
             subject,
         };
-        ctx.scx(&format!("{NAME} {case}"), rows, || {
-            Ok(vec![latency_row(
-                key(Subject::ScxRt),
-                &scx_arm(cpu, n, wake)?,
-            )])
-        })?;
-        ctx.peer(&format!("{NAME} {case}"), Subject::RawSignal, rows, || {
+        ctx.peer(&format!("{NAME} {base}"), Subject::RawSignal, rows, || {
             let hist = signal_arm(cpu, n, wake)?;
             Ok(vec![latency_row(key(Subject::RawSignal), &hist)])
         });
@@ -157,12 +173,28 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
                 subject,
             };
             let label = format!("{NAME} {case}");
-            ctx.scx(&label, rows, || {
-                Ok(vec![latency_row(
-                    key(Subject::ScxRt),
-                    &scx_lateness(cpu, m)?,
-                )])
-            })?;
+            // The slack rows are about the timer thread's sleeps: only the
+            // thread mode has them.
+            let modes = if slack.is_none() {
+                &MODES[..]
+            } else {
+                &MODES[1..2]
+            };
+            for (suffix, mode) in modes {
+                let case = if slack.is_none() {
+                    format!("{case}{suffix}")
+                } else {
+                    case.clone()
+                };
+                let key = Key {
+                    workload: NAME,
+                    case: &case,
+                    subject: Subject::ScxRt,
+                };
+                ctx.scx(&format!("{NAME} {case}"), rows, || {
+                    Ok(vec![latency_row(key, &scx_lateness(cpu, m, *mode)?)])
+                })?;
+            }
             ctx.peer(&label, Subject::RawFutex, rows, || {
                 Ok(vec![latency_row(
                     key(Subject::RawFutex),
@@ -260,15 +292,16 @@ impl Scheduler for SlicedLast {
 /// `arm-cost` / `arm-cost-wake` on a runtime on OS CPU `cpu`: `n` timed
 /// calls of the real `set_deadline` from a task with `SLICE_INF` (so only
 /// the published deadlines count).
-fn scx_arm(cpu: usize, n: u64, wake: bool) -> Result<Histogram<u64>, String> {
+fn scx_arm(cpu: usize, n: u64, wake: bool, mode: SliceTimer) -> Result<Histogram<u64>, String> {
     let rt = Runtime::builder()
         .cpus([cpu])
+        .slice_timer(mode)
         .scheduler(SlicedLast { slice: SLICE_INF })
         .build()
         .map_err(|e| format!("build runtime: {e}"))?;
     let ahead = if wake { ns(WAKE_SLICE) } else { SLICE_DFL };
     let h = rt.spawn_on(0, move || -> Result<Histogram<u64>, String> {
-        let st = SliceTimer::current().ok_or("not inside a task")?;
+        let st = SliceTimerProbe::current().ok_or("not inside a task")?;
         let mut hist = new_hist();
         for i in 0..WARMUP + n {
             let t0 = now_ns();
@@ -329,13 +362,14 @@ fn signal_arm(cpu: usize, n: u64, wake: bool) -> Result<Histogram<u64>, String> 
 /// with slice `m.slice` (an expiry matters when another task waits; each
 /// turn of either is one sample), on a runtime built on a thread with
 /// timer slack `m.slack`, which the runtime's timer thread inherits.
-fn scx_lateness(cpu: usize, m: Lateness) -> Result<Histogram<u64>, String> {
+fn scx_lateness(cpu: usize, m: Lateness, mode: SliceTimer) -> Result<Histogram<u64>, String> {
     on_fresh_thread(move || {
         if let Some(s) = m.slack {
             set_timer_slack(s).map_err(|e| format!("timer slack: {e}"))?;
         }
         let rt = Runtime::builder()
             .cpus([cpu])
+            .slice_timer(mode)
             .scheduler(SlicedLast { slice: ns(m.slice) })
             .build()
             .map_err(|e| format!("build runtime: {e}"))?;
@@ -343,7 +377,7 @@ fn scx_lateness(cpu: usize, m: Lateness) -> Result<Histogram<u64>, String> {
         let spinner = || {
             let turns = Arc::clone(&turns);
             move || -> Result<Histogram<u64>, String> {
-                let st = SliceTimer::current().ok_or("not inside a task")?;
+                let st = SliceTimerProbe::current().ok_or("not inside a task")?;
                 let mut hist = new_hist();
                 loop {
                     // Published by the pick that switched this task in.
@@ -553,16 +587,22 @@ mod tests {
             .iter()
             .map(|r| (r.case.clone(), r.subject.as_str()))
             .collect();
-        let mut want = vec![
-            ("arm-cost".to_string(), "scx-rt"),
-            ("arm-cost".to_string(), "raw-signal"),
-            ("arm-cost-wake".to_string(), "scx-rt"),
-            ("arm-cost-wake".to_string(), "raw-signal"),
-        ];
+        let mut want = Vec::new();
+        for base in ["arm-cost", "arm-cost-wake"] {
+            want.push((base.to_string(), "scx-rt"));
+            want.push((format!("{base}-thread"), "scx-rt"));
+            want.push((base.to_string(), "raw-signal"));
+        }
         for suffix in ["", "-slack1ns"] {
             for (s, _) in SLICES {
                 let case = format!("expiry-lateness-{s}{suffix}");
-                want.push((case.clone(), "scx-rt"));
+                if suffix.is_empty() {
+                    for (m, _) in MODES {
+                        want.push((format!("{case}{m}"), "scx-rt"));
+                    }
+                } else {
+                    want.push((case.clone(), "scx-rt"));
+                }
                 want.push((case.clone(), "raw-futex"));
                 if suffix.is_empty() {
                     want.push((case, "raw-signal"));
@@ -585,7 +625,9 @@ mod tests {
     fn no_peers_leaves_only_scx_rt() {
         let mut rows = Vec::new();
         run(&ctx(20, true), &mut rows).unwrap();
-        assert_eq!(rows.len(), 2 + 2 * SLICES.len());
+        // arm-cost and arm-cost-wake in two modes; lateness in every mode
+        // and once more with slack.
+        assert_eq!(rows.len(), 4 + (MODES.len() + 1) * SLICES.len());
         assert!(rows.iter().all(|r| r.subject == Subject::ScxRt));
     }
 }

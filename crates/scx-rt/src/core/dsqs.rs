@@ -299,6 +299,7 @@ mod user_dsq_tests {
                 idle_poll_ns: 0,
                 allow_migration: true,
                 record_balance: false,
+                slice_timer: Default::default(),
             },
             crate::consts::DEFAULT_STACK_SIZE,
         )

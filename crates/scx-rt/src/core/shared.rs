@@ -67,12 +67,50 @@ pub(crate) struct Slots<S: ?Sized> {
 
 static NEXT_RT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// What ends a slice when its deadline passes ([`Builder::slice_timer`]);
+/// the `timer` module docs give the measurements behind the default.
+///
+/// Whichever is chosen, a slice ends the same way: the CPU's `tick_pending`
+/// and `need_resched` are set, the task switches out at its next
+/// preemption point and the scheduler's `tick` runs first (SPEC.md §3.8).
+///
+/// [`Builder::slice_timer`]: crate::Builder::slice_timer
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SliceTimer {
+    /// One POSIX timer per worker thread (`scx_rt_sys::expiry`), armed at
+    /// the earliest slice deadline and re-armed only when a deadline is
+    /// earlier than the armed one or when it fires: no system call on a
+    /// common switch, and no spare CPU needed (the signal interrupts the
+    /// worker itself, like the kernel's tick). The cost: a task's raw
+    /// system calls that Linux does not restart (sleeps and waits with a
+    /// timeout, `poll`, `epoll_wait`, socket calls with a timeout) can fail
+    /// with `EINTR` when its slice ends during one. A worker that cannot
+    /// create its timer (the signal, `SIGRTMIN + 4`, is taken by another
+    /// handler, or the timer limit is reached) falls back to `Thread`.
+    /// Each expiry costs the worker's CPU an interrupt and a signal frame
+    /// (about 10 µs on a VM, against about 2.5 µs for `Thread`): with
+    /// slices of 10 µs or less that is most of the CPU, and `Thread` does
+    /// more work.
+    #[default]
+    Signal,
+    /// The runtime's timer thread, which sleeps until the earliest deadline
+    /// of all CPUs. No signal reaches task code; a slice ends late when
+    /// every CPU is busy and the OS runs the thread late.
+    Thread,
+    /// `Thread` at real-time priority (`SCHED_FIFO` 1), which the OS runs
+    /// as soon as it wakes; where the process may not have it
+    /// (`CAP_SYS_NICE` or `RLIMIT_RTPRIO`), exactly `Thread`.
+    RealtimeThread,
+}
+
 /// Runtime configuration the core needs.
 pub(crate) struct Config {
     pub slice_dfl: u64,
     pub idle_poll_ns: u64,
     pub allow_migration: bool,
     pub record_balance: bool,
+    /// What ends slices (`Builder::slice_timer`).
+    pub slice_timer: SliceTimer,
 }
 
 /// State shared by every CPU of one runtime.

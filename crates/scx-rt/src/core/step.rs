@@ -18,7 +18,8 @@
 //!   idle transitions: ops.update_idle, the idle mask
 //!   deferred remote direct dispatches (drop the lock per task)
 //! unlocked:
-//!   publish the slice deadline (the timer thread's word)
+//!   publish the slice deadline (the worker's expiry timer or the timer
+//!   thread's word)
 //!   finish a hotplug move; wake the tasks found above
 //! ```
 //!
@@ -208,8 +209,11 @@ pub(crate) fn step(
         tick.store(false, Ordering::Relaxed);
     }
     #[cfg(not(scx_rt_loom))]
-    sh.timer
-        .set_deadline(&c.shared.owner.slice_deadline, deadline);
+    sh.timer.set_deadline(
+        &c.shared.owner.slice_deadline,
+        &c.shared.owner.expiry,
+        deadline,
+    );
     #[cfg(scx_rt_loom)]
     let _ = deadline;
     next

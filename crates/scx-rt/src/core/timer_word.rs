@@ -1,7 +1,9 @@
 //! The slice timer's word: the state a worker touches to publish its
-//! current task's slice deadline and, when the timer thread sleeps past
-//! it, wake that thread. The protocol is in the `timer` module docs; the
-//! thread itself lives there. A leaf below the runtime state.
+//! current task's slice deadline and make sure something will notice when
+//! it passes: the worker's own expiry timer (`SliceTimer::Signal`), or the
+//! timer thread, woken when it sleeps past the deadline. The protocol is in
+//! the `timer` module docs; the thread itself lives there. A leaf below the
+//! runtime state.
 
 use crate::loom::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -22,18 +24,37 @@ impl TimerState {
     }
 
     /// Worker side: the CPU whose `slice_deadline` this is now runs a task
-    /// whose slice ends at `deadline` (`u64::MAX`: none). The store and
-    /// the load of `next` are both SeqCst, which orders them (a store then
-    /// a load of another location, in the single total order of SeqCst
-    /// operations) as the timer's side is ordered; one locked instruction.
+    /// whose slice ends at `deadline` (`u64::MAX`: none). `expiry` is the
+    /// CPU's expiry-timer handle (`scx_rt_sys::expiry::ExpiryHandle` as an
+    /// integer; 0: the timer thread serves this CPU). Called on the CPU's
+    /// worker thread only (the expiry timer's rule).
+    ///
+    /// With a handle, the timer is re-armed only for a deadline earlier
+    /// than the armed one (`ExpiryHandle::published`). Without, the store
+    /// and the load of `next` are both SeqCst, which orders them (a store
+    /// then a load of another location, in the single total order of
+    /// SeqCst operations) as the timer thread's side is ordered; one locked
+    /// instruction.
     #[inline]
-    pub(crate) fn set_deadline(&self, slice_deadline: &AtomicU64, deadline: u64) {
+    pub(crate) fn set_deadline(
+        &self,
+        slice_deadline: &AtomicU64,
+        expiry: &AtomicU64,
+        deadline: u64,
+    ) {
         if slice_deadline.load(Ordering::Relaxed) == deadline {
             return;
         }
         slice_deadline.store(deadline, Ordering::SeqCst);
-        if deadline != u64::MAX && deadline < self.next.load(Ordering::SeqCst) {
-            self.ring();
+        match scx_rt_sys::expiry::ExpiryHandle::from_raw(expiry.load(Ordering::Relaxed)) {
+            Some(h) => {
+                h.published(deadline);
+            }
+            None => {
+                if deadline != u64::MAX && deadline < self.next.load(Ordering::SeqCst) {
+                    self.ring();
+                }
+            }
         }
     }
 
