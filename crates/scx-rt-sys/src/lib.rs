@@ -26,11 +26,13 @@
 //!   events) and a one-fd `poll(2)`, for the I/O reactor;
 //! - [`sock`]: a non-blocking `connect`, its completion (`SO_ERROR`), and
 //!   `O_NONBLOCK` on any fd;
+//! - [`rlimit`]: the open-file limit, read and raised (benchmarks holding
+//!   many sockets);
 //! - [`sigtimer`]: per-thread POSIX timers that set a flag from a
 //!   real-time signal handler, and the calling thread's timer slack.
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
-//! `affinity`, `spinlock`, and `futex`, `eventfd`, `epoll`, `sigtimer` over a private
+//! `affinity`, `spinlock`, `rlimit`, and `futex`, `eventfd`, `epoll`, `sigtimer` over a private
 //! `timespec`; `sysrq` over `futex`); `sigsegv`; `stack`, which registers
 //! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
 //! running one for `sigsegv`.
@@ -52,6 +54,7 @@ pub mod eventfd;
 pub mod fiber;
 pub mod futex;
 pub mod page;
+pub mod rlimit;
 pub mod sigsegv;
 pub mod sigtimer;
 pub mod sock;
