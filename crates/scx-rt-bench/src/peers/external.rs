@@ -8,8 +8,17 @@
 //! ```
 //!
 //! Other stdout lines are ignored; stderr is passed through (progress).
+//!
+//! A child may also be a *server* ([`start_server`], `echo`): once it
+//! accepts connections it prints one line `listen ADDR` (TAB-separated)
+//! and serves until its stdin reaches end of file, then exits with status
+//! 0. The parent runs the clients.
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::cpus::format_cpu_list;
 use crate::ctx::Ctx;
@@ -69,13 +78,14 @@ fn parse_fields(f: &[&str]) -> Option<Row> {
 }
 
 /// The options a child peer needs to size its runs exactly as the parent
-/// does: `--cpus`, any sizes given, and `--quick`.
+/// does: `--cpus`, any sizes given, the idle poll, and `--quick`.
 pub fn forwarded_args(ctx: &Ctx) -> Vec<String> {
     let mut v = vec!["--cpus".to_string(), format_cpu_list(&ctx.cpus)];
     for (flag, val) in [
         ("--iters", ctx.opts.iters),
         ("--tasks", ctx.opts.tasks),
         ("--reps", ctx.opts.reps),
+        ("--idle-poll-us", ctx.opts.idle_poll_us),
     ] {
         if let Some(val) = val {
             v.push(flag.into());
@@ -103,6 +113,114 @@ pub fn run(mut cmd: Command) -> Result<Vec<Row>, String> {
         .lines()
         .filter_map(parse_line)
         .collect()
+}
+
+/// How long a server child has to exit once its stdin closed.
+const SERVER_EXIT: Duration = Duration::from_secs(10);
+
+/// A server child process (see the module docs).
+pub struct ServerChild {
+    child: Child,
+    /// Closed to stop the server.
+    stdin: Option<ChildStdin>,
+    pub addr: SocketAddr,
+}
+
+/// Starts `cmd` as a server child and waits up to `timeout` for its
+/// `listen ADDR` line. A child that exits first, prints a bad address or
+/// is too slow is an error (a slow one is killed).
+pub fn start_server(mut cmd: Command, timeout: Duration) -> Result<ServerChild, String> {
+    let prog = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start {prog}: {e}"))?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let (tx, rx) = mpsc::channel();
+    // Reads the address, then drains stdout until the child exits, so
+    // that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(None);
+                    return;
+                }
+                Ok(_) => {
+                    if let Some(a) = line.trim_end().strip_prefix("listen\t") {
+                        let _ = tx.send(Some(a.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+    });
+    let fail = |mut child: Child, why: String| {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(why)
+    };
+    match rx.recv_timeout(timeout) {
+        Ok(Some(a)) => match a.parse() {
+            Ok(addr) => Ok(ServerChild { child, stdin, addr }),
+            Err(_) => fail(child, format!("{prog} printed a bad address `{a}`")),
+        },
+        Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            drop(stdin);
+            let status = child.wait().map_err(|e| format!("wait for {prog}: {e}"))?;
+            Err(format!("{prog} exited before listening: {status}"))
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => fail(
+            child,
+            format!("{prog} did not listen within {} s", timeout.as_secs()),
+        ),
+    }
+}
+
+impl ServerChild {
+    /// Stops the server: closes its stdin and waits for it to exit (killed
+    /// after [`SERVER_EXIT`]); a failing exit status is an error.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        if self.stdin.take().is_none() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + SERVER_EXIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => return Err(format!("server child failed: {status}")),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "server child still running {} s after its stdin closed; killed",
+                        SERVER_EXIT.as_secs()
+                    ));
+                }
+                Err(e) => return Err(format!("wait for the server child: {e}")),
+            }
+        }
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
 }
 
 #[cfg(test)]
@@ -138,5 +256,53 @@ mod tests {
         assert!(parse_line("row\tw\tc\tnobody\tns\t1\t1\tnull\tnull\tnull")
             .unwrap()
             .is_err());
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    const LONG: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn server_children_listen_and_stop() {
+        // Serves (here: waits) until stdin closes, then exits 0.
+        let s = start_server(
+            sh("echo starting; printf 'listen\\t127.0.0.1:4321\\n'; cat >/dev/null"),
+            LONG,
+        )
+        .unwrap();
+        assert_eq!(s.addr, "127.0.0.1:4321".parse().unwrap());
+        s.stop().unwrap();
+        // A failing exit after stdin closed is reported.
+        let s = start_server(
+            sh("printf 'listen\\t127.0.0.1:1\\n'; cat >/dev/null; exit 3"),
+            LONG,
+        )
+        .unwrap();
+        assert!(s.stop().unwrap_err().contains("failed"));
+    }
+
+    #[test]
+    fn server_children_that_do_not_listen_are_errors() {
+        let e = start_server(sh("echo no address; exit 0"), LONG)
+            .err()
+            .unwrap();
+        assert!(e.contains("exited before listening"), "{e}");
+        let e = start_server(sh("printf 'listen\\tnowhere\\n'; sleep 5"), LONG)
+            .err()
+            .unwrap();
+        assert!(e.contains("bad address"), "{e}");
+        let t = Instant::now();
+        let e = start_server(sh("sleep 5"), Duration::from_millis(100))
+            .err()
+            .unwrap();
+        assert!(e.contains("did not listen"), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "the slow child was not killed"
+        );
     }
 }
