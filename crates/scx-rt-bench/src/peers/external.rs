@@ -12,7 +12,9 @@
 //! A child may also be a *server* ([`start_server`], `echo`): once it
 //! accepts connections it prints one line `listen ADDR` (TAB-separated)
 //! and serves until its stdin reaches end of file, then exits with status
-//! 0. The parent runs the clients.
+//! 0. The parent runs the clients. A server may also answer questions
+//! ([`ServerChild::ask`]): the parent writes one word on a line, the child
+//! prints one line `WORD VALUE` (TAB-separated).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -118,11 +120,16 @@ pub fn run(mut cmd: Command) -> Result<Vec<Row>, String> {
 /// How long a server child has to exit once its stdin closed.
 const SERVER_EXIT: Duration = Duration::from_secs(10);
 
+/// How long a server child has to answer a question.
+const ANSWER: Duration = Duration::from_secs(10);
+
 /// A server child process (see the module docs).
 pub struct ServerChild {
     child: Child,
     /// Closed to stop the server.
     stdin: Option<ChildStdin>,
+    /// The child's stdout lines after `listen` (`None`: end of file).
+    lines: mpsc::Receiver<Option<String>>,
     pub addr: SocketAddr,
 }
 
@@ -140,11 +147,12 @@ pub fn start_server(mut cmd: Command, timeout: Duration) -> Result<ServerChild, 
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().ok_or("no stdout pipe")?;
     let (tx, rx) = mpsc::channel();
-    // Reads the address, then drains stdout until the child exits, so
-    // that it never blocks on a full pipe.
+    // Passes on the address, then every later line, until the child
+    // closes its stdout (so that it never blocks on a full pipe).
     std::thread::spawn(move || {
         let mut r = BufReader::new(stdout);
         let mut line = String::new();
+        let mut listening = false;
         loop {
             line.clear();
             match r.read_line(&mut line) {
@@ -153,14 +161,16 @@ pub fn start_server(mut cmd: Command, timeout: Duration) -> Result<ServerChild, 
                     return;
                 }
                 Ok(_) => {
-                    if let Some(a) = line.trim_end().strip_prefix("listen\t") {
+                    let l = line.trim_end();
+                    if listening {
+                        let _ = tx.send(Some(l.to_string()));
+                    } else if let Some(a) = l.strip_prefix("listen\t") {
+                        listening = true;
                         let _ = tx.send(Some(a.to_string()));
-                        break;
                     }
                 }
             }
         }
-        let _ = std::io::copy(&mut r, &mut std::io::sink());
     });
     let fail = |mut child: Child, why: String| {
         let _ = child.kill();
@@ -169,7 +179,12 @@ pub fn start_server(mut cmd: Command, timeout: Duration) -> Result<ServerChild, 
     };
     match rx.recv_timeout(timeout) {
         Ok(Some(a)) => match a.parse() {
-            Ok(addr) => Ok(ServerChild { child, stdin, addr }),
+            Ok(addr) => Ok(ServerChild {
+                child,
+                stdin,
+                lines: rx,
+                addr,
+            }),
             Err(_) => fail(child, format!("{prog} printed a bad address `{a}`")),
         },
         Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -185,6 +200,34 @@ pub fn start_server(mut cmd: Command, timeout: Duration) -> Result<ServerChild, 
 }
 
 impl ServerChild {
+    /// Asks the server `word` and returns the value of its answer (module
+    /// docs); no answer within [`ANSWER`] is an error.
+    pub fn ask(&mut self, word: &str) -> Result<String, String> {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().ok_or("the server child was stopped")?;
+        writeln!(stdin, "{word}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("ask the server child `{word}`: {e}"))?;
+        loop {
+            match self.lines.recv_timeout(ANSWER) {
+                Ok(Some(line)) => {
+                    if let Some(v) = line.strip_prefix(word).and_then(|r| r.strip_prefix('\t')) {
+                        return Ok(v.to_string());
+                    }
+                }
+                Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(format!("the server child exited before answering `{word}`"));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "no answer to `{word}` within {} s",
+                        ANSWER.as_secs()
+                    ));
+                }
+            }
+        }
+    }
+
     /// Stops the server: closes its stdin and waits for it to exit (killed
     /// after [`SERVER_EXIT`]); a failing exit status is an error.
     pub fn stop(mut self) -> Result<(), String> {
@@ -276,6 +319,19 @@ mod tests {
         .unwrap();
         assert_eq!(s.addr, "127.0.0.1:4321".parse().unwrap());
         s.stop().unwrap();
+        // Questions and answers; other lines are skipped.
+        let mut s = start_server(
+            sh("printf 'listen\\t127.0.0.1:2\\n'; while read w; do \
+                echo noise; printf '%s\\t%s\\n' \"$w\" \"${#w}\"; done"),
+            LONG,
+        )
+        .unwrap();
+        assert_eq!(s.ask("rss").unwrap(), "3");
+        assert_eq!(s.ask("longer").unwrap(), "6");
+        s.stop().unwrap();
+        let mut mute =
+            start_server(sh("printf 'listen\\t127.0.0.1:3\\n'; read w; exit 0"), LONG).unwrap();
+        assert!(mute.ask("rss").unwrap_err().contains("exited"));
         // A failing exit after stdin closed is reported.
         let s = start_server(
             sh("printf 'listen\\t127.0.0.1:1\\n'; cat >/dev/null; exit 3"),
