@@ -15,12 +15,24 @@
 // Throughput rows (one figure per repetition) fill MEAN and, with two or
 // more repetitions, P50 (the median); latency rows (ns) fill all four.
 // Progress and errors go to stderr; a failure exits with status 1.
+//
+// One workload is a server instead:
+//
+//	go run peer.go echo --buf N
+//
+// listens on 127.0.0.1:0, prints "listen<TAB>ADDR" on stdout, and echoes
+// on every accepted connection (a goroutine each, reading up to N bytes
+// and writing them back) until its stdin reaches end of file; then it
+// exits with status 0. The bench's clients measure it.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"os"
 	"runtime"
 	"sort"
@@ -44,6 +56,8 @@ type options struct {
 	// wakeup only
 	messengers, workers, rounds int
 	thinkNs                     int64
+	// echo: each connection's read buffer, bytes
+	buf int
 }
 
 func main() {
@@ -65,8 +79,14 @@ func main() {
 	fs.IntVar(&o.rounds, "rounds", 0, "wakeup: rounds, warm-up included")
 	fs.IntVar(&o.warmup, "warmup", 0, "pingpong, wakeup: unrecorded first rounds")
 	fs.Int64Var(&o.thinkNs, "think-ns", 0, "wakeup: worker spin after each wake-up, ns")
+	fs.IntVar(&o.buf, "buf", 0, "echo: read buffer per connection, bytes")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		fail(err.Error())
+	}
+	if workload == "echo" {
+		need(o.buf)
+		echoServer(o.buf)
+		return
 	}
 	if o.caseName == "" || o.unit == "" {
 		fail("--case and --unit are required")
@@ -455,4 +475,52 @@ func wakeup(o options) []int64 {
 		all = append(all, l...)
 	}
 	return all
+}
+
+// echoServer serves echo on 127.0.0.1:0 until stdin reaches end of file.
+func echoServer(bufSize int) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: " + err.Error())
+	}
+	fmt.Fprintf(os.Stderr, "go peer: echo on GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
+	// os.Stdout is unbuffered: the line is out when Printf returns.
+	fmt.Printf("listen\t%s\n", ln.Addr().String())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				// EMFILE, a connection aborted before accept: go on.
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			go echoConn(c, bufSize)
+		}
+	}()
+	// Until the bench closes our stdin.
+	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
+		fail("stdin: " + err.Error())
+	}
+	ln.Close()
+}
+
+// echoConn writes back what it reads until the peer closes (TCP
+// connections have TCP_NODELAY set by default in Go).
+func echoConn(c net.Conn, bufSize int) {
+	defer c.Close()
+	buf := make([]byte, bufSize)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

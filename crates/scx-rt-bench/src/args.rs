@@ -26,8 +26,12 @@ options:
                  rows use the same N)
   --tasks N      tasks per repetition (spawn, yield-many: tasks; skynet:
                  leaves, a power of 10; ring: tasks in the ring, >= 2;
-                 chained-spawn: spawns in the chain)
+                 chained-spawn: spawns in the chain; echo: idle
+                 connections held, default 10,000)
   --reps R       repetitions; throughput rows report the p50 over them
+  --duration MS  echo: measured milliseconds per case, subject and
+                 repetition, after a warm-up of a fifth of it (default
+                 1000, --quick 100)
   --quick        tiny sizes for a smoke run (a few seconds for `all`)
   --json FILE    also write the rows as JSON to FILE
   --plot DIR     also write SVG charts to DIR (created if missing): a
@@ -37,7 +41,9 @@ options:
                  0.1,0.5,0.9 (each in (0, 1]; default 0.1-0.95, --quick
                  0.2,0.5,0.8)
   --case LIST    pingpong: run only these cases (same-cpu, cross-cpu,
-                 2cpu-free), e.g. cross-cpu
+                 2cpu-free), e.g. cross-cpu; echo: only these (64B-1conn,
+                 64B-64conn, 64B-1000conn, 4KiB-1conn, 4KiB-64conn,
+                 4KiB-1000conn, idle)
   --idle-poll-us US
                  how long an idle scx-rt worker spins before it sleeps,
                  in microseconds (0: sleep at once; default: the
@@ -74,8 +80,9 @@ pub enum Command {
     Run(Options),
     /// Hidden: `__peer NAME WORKLOAD [OPTIONS]` runs one in-process peer in a
     /// child process (for peers with process-global configuration, such as
-    /// may's worker count) and prints its rows in the line protocol of the
-    /// external peers (`peers/external.rs`).
+    /// may's worker count, and for measurements that need a fresh process,
+    /// such as `echo`'s memory per idle connection) and prints its rows in
+    /// the line protocol of the external peers (`peers/external.rs`).
     PeerChild { peer: String, options: Options },
 }
 
@@ -88,6 +95,8 @@ pub struct Options {
     pub iters: Option<u64>,
     pub tasks: Option<u64>,
     pub reps: Option<u64>,
+    /// `--duration`: measured milliseconds per case (echo).
+    pub duration_ms: Option<u64>,
     pub quick: bool,
     pub json: Option<PathBuf>,
     /// `--plot DIR`: where SVG charts go.
@@ -140,6 +149,7 @@ pub fn parse<S: AsRef<str>>(args: &[S], known: &[&str]) -> Result<Command, Usage
             "--iters" => opts.iters = Some(parse_count(flag, &value(flag)?)?),
             "--tasks" => opts.tasks = Some(parse_count(flag, &value(flag)?)?),
             "--reps" => opts.reps = Some(parse_count(flag, &value(flag)?)?),
+            "--duration" => opts.duration_ms = Some(parse_count(flag, &value(flag)?)?),
             "--json" => {
                 let v = value(flag)?;
                 if v.is_empty() {
@@ -289,6 +299,8 @@ mod tests {
             "--idle-poll-us=0",
             "--slice-timer",
             "rt-thread",
+            "--duration",
+            "250",
             "--no-peers",
             "--quick",
         ])
@@ -305,6 +317,7 @@ mod tests {
         );
         assert_eq!(o.idle_poll_us, Some(0));
         assert_eq!(o.slice_timer, Some(scx_rt::SliceTimer::RealtimeThread));
+        assert_eq!(o.duration_ms, Some(250));
         assert!(o.no_peers && o.quick);
     }
 
@@ -356,6 +369,9 @@ mod tests {
             &["switch", "--idle-poll-us", "-1"],
             &["switch", "--idle-poll-us", "5us"],
             &["switch", "--slice-timer", "tick"],
+            &["switch", "--duration"],
+            &["switch", "--duration", "0"],
+            &["switch", "--duration", "1s"],
             &["--quick"],
             &["__peer"],
         ];

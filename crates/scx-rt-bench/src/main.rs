@@ -81,8 +81,15 @@ fn context(opts: Options) -> Result<Ctx, String> {
         return Err("no usable CPU".into());
     }
     let ctx = Ctx { cpus, opts };
-    if ctx.opts.cases.is_some() && !ctx.opts.workloads.iter().any(|w| w == spec::pingpong::NAME) {
-        return Err("--case: only pingpong has cases to choose from".into());
+    let with_cases = [spec::pingpong::NAME, spec::echo::NAME];
+    if ctx.opts.cases.is_some()
+        && !ctx
+            .opts
+            .workloads
+            .iter()
+            .any(|w| with_cases.contains(&w.as_str()))
+    {
+        return Err("--case: only pingpong and echo have cases to choose from".into());
     }
     for name in &ctx.opts.workloads {
         if let Some(check) = workloads::find(name).and_then(|w| w.check) {
@@ -133,6 +140,10 @@ fn peer_child(peer: &str, ctx: &Ctx) -> ExitCode {
     for name in &ctx.opts.workloads {
         let rows = match peer {
             "may" => peers::may::run_child(ctx, name),
+            // Measurements that need a fresh process (`echo`'s idle
+            // connections).
+            "scx-rt" => workloads::echo_idle::run_child(report::Subject::ScxRt, ctx, name),
+            "tokio" => workloads::echo_idle::run_child(report::Subject::Tokio, ctx, name),
             other => Err(format!("no in-process peer `{other}`")),
         };
         match rows {

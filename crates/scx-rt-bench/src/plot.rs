@@ -6,8 +6,9 @@
 //!   percentile on a "nines" scale (`-log10(1 - q)`: 0, 90%, 99%, 99.9%
 //!   equally spaced), so the tail is as visible as the median.
 //! - `WORKLOAD-CHART-p99.svg` for every sweep chart (bimodal: one per mix
-//!   and request class): p99 (log scale) against the sweep's x (offered
-//!   load), one line per series (policy).
+//!   and request class; echo: one per message size): p99 (log scale)
+//!   against the sweep's x (offered load; connections, on a log scale),
+//!   one line per series (policy, subject).
 //!
 //! Titles carry the machine line, as the table does. File names keep
 //! ASCII letters, digits, `.`, `_` and `-`; anything else becomes `_`.
@@ -101,6 +102,8 @@ pub struct SweepChart {
     pub x_label: String,
     /// A reference p99 (the first row's), drawn as a flat line.
     pub target: Option<f64>,
+    /// A logarithmic x axis (the first row's choice).
+    pub log_x: bool,
     /// (series, points (x, p99) ascending in x) in first-seen order.
     pub lines: Vec<(String, Vec<(f64, f64)>)>,
 }
@@ -115,6 +118,7 @@ pub fn sweep_charts(rows: &[Row]) -> Vec<SweepChart> {
             x,
             x_label,
             target,
+            log_x,
         } = &r.plot
         else {
             continue;
@@ -134,6 +138,7 @@ pub fn sweep_charts(rows: &[Row]) -> Vec<SweepChart> {
                     unit: r.unit.clone(),
                     x_label: x_label.clone(),
                     target: *target,
+                    log_x: *log_x,
                     lines: Vec::new(),
                 });
                 charts.len() - 1
@@ -310,11 +315,17 @@ fn draw_cdf(path: &Path, machine: &Machine, g: &CdfGroup) -> Result<(), String> 
 fn draw_sweep(path: &Path, machine: &Machine, c: &SweepChart) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let (scale, unit) = display_unit(&c.unit);
+    // A log x axis is drawn as a linear axis of log10(x), labelled with x.
+    let fx = |x: f64| if c.log_x { x.log10() } else { x };
     let lines: Vec<(String, Vec<(f64, f64)>)> = c
         .lines
         .iter()
         .map(|(s, pts)| {
-            let pts = pts.iter().map(|&(x, y)| (x, y * scale)).collect();
+            let pts = pts
+                .iter()
+                .filter(|&&(x, _)| !c.log_x || x > 0.0)
+                .map(|&(x, y)| (fx(x), y * scale))
+                .collect();
             (s.clone(), pts)
         })
         .collect();
@@ -327,8 +338,14 @@ fn draw_sweep(path: &Path, machine: &Machine, c: &SweepChart) -> Result<(), Stri
     )
     .ok_or("no positive p99 to draw")?;
     let xs = || lines.iter().flat_map(|(_, p)| p.iter().map(|pt| pt.0));
-    let x_lo = xs().fold(f64::INFINITY, f64::min).min(0.0);
-    let x_hi = xs().fold(0.0f64, f64::max).max(x_lo + 1.0) * 1.05;
+    let (x_lo, x_hi) = if c.log_x {
+        let lo = xs().fold(f64::INFINITY, f64::min);
+        let hi = xs().fold(f64::NEG_INFINITY, f64::max).max(lo + 1.0);
+        (lo - 0.1, hi + 0.1)
+    } else {
+        let lo = xs().fold(f64::INFINITY, f64::min).min(0.0);
+        (lo, xs().fold(0.0f64, f64::max).max(lo + 1.0) * 1.05)
+    };
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -342,10 +359,23 @@ fn draw_sweep(path: &Path, machine: &Machine, c: &SweepChart) -> Result<(), Stri
         .build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())
         .map_err(|e| err(&e))?;
     let y_fmt = |y: &f64| axis_label(*y);
+    let x_fmt = |x: &f64| {
+        if c.log_x {
+            axis_label(10f64.powf(*x))
+        } else {
+            axis_label(*x)
+        }
+    };
+    let x_desc = if c.log_x {
+        format!("{}, log scale", c.x_label)
+    } else {
+        c.x_label.clone()
+    };
     chart
         .configure_mesh()
         .y_label_formatter(&y_fmt)
-        .x_desc(format!("{} — {}", c.x_label, subtitle(machine)))
+        .x_label_formatter(&x_fmt)
+        .x_desc(format!("{x_desc} — {}", subtitle(machine)))
         .y_desc(format!("p99 ({unit}), log scale"))
         .draw()
         .map_err(|e| err(&e))?;
@@ -414,6 +444,7 @@ mod tests {
             x,
             x_label: "offered load (%)".into(),
             target: Some(50_000.0),
+            log_x: false,
         }
     }
 
@@ -480,6 +511,31 @@ mod tests {
         assert_eq!(s[0].lines.len(), 2);
         // Sorted by x.
         assert_eq!(s[0].lines[0].1, vec![(10.0, 2000.0), (90.0, 2000.0)]);
+    }
+
+    /// A log x axis is labelled with the values, not their logarithms.
+    #[test]
+    fn log_x_sweeps_label_values() {
+        let dir = std::env::temp_dir().join(format!("scx-rt-bench-logx-{}", std::process::id()));
+        let point = |x: f64| PlotData::Sweep {
+            chart: "64B".into(),
+            series: "scx-rt".into(),
+            x,
+            x_label: "concurrent connections".into(),
+            target: None,
+            log_x: true,
+        };
+        let rows: Vec<Row> = [1.0, 64.0, 1000.0]
+            .into_iter()
+            .map(|x| row("echo", "c", Subject::ScxRt, point(x)))
+            .collect();
+        let files = write_all(&dir, &machine(), &rows).unwrap();
+        let svg = std::fs::read_to_string(&files[0]).unwrap();
+        let label = |t: &str| svg.lines().any(|l| l.trim() == t);
+        assert!(label("1000") && label("10"), "no tick labels 10 and 1000");
+        assert!(!label("3.0"), "a tick labelled with its logarithm");
+        assert!(svg.contains("log scale —"), "x axis not marked log");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -100,14 +100,15 @@ pub enum PlotData {
     Cdf(Vec<(f64, f64)>),
     /// One point of a sweep: the row's p99 at `x` on line `series` of
     /// chart `chart` (one chart per workload and `chart`), whose x axis is
-    /// `x_label`; `target`, a p99 (in the row's unit) drawn as a
-    /// reference line.
+    /// `x_label` (logarithmic when `log_x`; `x` must then be positive);
+    /// `target`, a p99 (in the row's unit) drawn as a reference line.
     Sweep {
         chart: String,
         series: String,
         x: f64,
         x_label: String,
         target: Option<f64>,
+        log_x: bool,
     },
 }
 

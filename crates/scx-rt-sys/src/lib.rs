@@ -26,6 +26,8 @@
 //!   events) and a one-fd `poll(2)`, for the I/O reactor;
 //! - [`sock`]: a non-blocking `connect`, its completion (`SO_ERROR`), and
 //!   `O_NONBLOCK` on any fd;
+//! - [`rlimit`]: the open-file limit, read and raised (benchmarks holding
+//!   many sockets);
 //! - [`sigtimer`]: per-thread POSIX timers that set a flag from a
 //!   real-time signal handler, and the calling thread's timer slack;
 //! - [`expiry`]: the per-thread slice-expiry timer, a one-shot POSIX timer
@@ -33,9 +35,9 @@
 //!   clock and raises the thread's flags.
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
-//! `affinity`, `spinlock`, and `futex`, `eventfd`, `epoll`, `sock`, `sigtimer` over a
-//! private `timespec`; `expiry` over `clock`; `sysrq` over `futex`); `sigsegv`;
-//! `stack`, which registers
+//! `affinity`, `spinlock`, `rlimit`, and `futex`, `eventfd`, `epoll`, `sock`,
+//! `sigtimer` over a private `timespec`; `expiry` over `clock`; `sysrq` over
+//! `futex`); `sigsegv`; `stack`, which registers
 //! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
 //! running one for `sigsegv`.
 //!
@@ -57,6 +59,7 @@ pub mod expiry;
 pub mod fiber;
 pub mod futex;
 pub mod page;
+pub mod rlimit;
 pub mod sigsegv;
 pub mod sigtimer;
 pub mod sock;

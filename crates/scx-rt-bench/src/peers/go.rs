@@ -18,18 +18,26 @@
 //! Covered: `switch` (`runtime.Gosched`), `spawn`, `pingpong` (all three
 //! cases; `cross-cpu` locks each goroutine to an OS thread pinned with
 //! `sched_setaffinity`), `skynet`, `ring` (cap-1 channels, as every
-//! subject), `yield-many`, `chained-spawn`, `wakeup`.
+//! subject), `yield-many`, `chained-spawn`, `wakeup`, and `echo`, where
+//! the Go program is only the server (`go run peer.go echo --buf N`, the
+//! net package, a goroutine per connection; it prints `listen ADDR` and
+//! serves until its stdin closes, see [`external::start_server`]) and the
+//! bench's own clients measure it as every other subject.
 //! Not `bimodal`: goroutines are preempted by the Go runtime's own 10 ms
 //! signal-based policy, which no option of this bench would change.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
+use std::time::Duration;
 
 use crate::ctx::Ctx;
 use crate::peers::external;
 use crate::report::{Row, Subject};
-use crate::spec::{chained_spawn, pingpong, ring, skynet, spawn, switch, wakeup, yield_many};
+use crate::spec::{chained_spawn, echo, pingpong, ring, skynet, spawn, switch, wakeup, yield_many};
+
+/// How long `go run` may take to build the program and listen (`echo`).
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Go program.
 fn program() -> PathBuf {
@@ -198,6 +206,33 @@ pub fn wakeup_rows(ctx: &Ctx, shape: &wakeup::Shape) -> Result<Vec<Row>, String>
     run_go(wakeup_invocation(ctx, shape))
 }
 
+/// The `echo` server's invocation: every CPU of `--cpus`.
+pub fn echo_invocation(ctx: &Ctx) -> Invocation {
+    Invocation {
+        args: vec!["echo".into(), "--buf".into(), echo::BUF.to_string()],
+        cpus: ctx.cpus.clone(),
+    }
+}
+
+/// Starts the Go `echo` server (call only when [`ready`]).
+pub fn echo_server(ctx: &Ctx) -> Result<echo::Server, String> {
+    let go = go_binary().ok_or("no `go` on PATH")?;
+    let mut cmd = Command::new(go);
+    cmd.arg("run").arg(program());
+    serve_with(cmd, echo_invocation(ctx))
+}
+
+/// Starts `base` for `inv` as a server child restricted to `inv.cpus`
+/// (the child inherits the mask of the thread that starts it).
+fn serve_with(mut cmd: Command, inv: Invocation) -> Result<echo::Server, String> {
+    cmd.args(&inv.args);
+    cmd.env("GOMAXPROCS", inv.cpus.len().to_string());
+    let child = crate::pin::on_cpus(&inv.cpus, move || {
+        external::start_server(cmd, LISTEN_TIMEOUT)
+    })?;
+    Ok(echo::Server::new(child.addr, move || child.stop()))
+}
+
 fn run_go(inv: Invocation) -> Result<Vec<Row>, String> {
     let go = go_binary().ok_or("no `go` on PATH")?;
     let mut cmd = Command::new(go);
@@ -297,6 +332,9 @@ mod tests {
         assert!(invocation(&c, "pingpong").is_none());
         assert!(invocation(&c, "wakeup").is_none());
         assert!(invocation(&c, "bimodal").is_none());
+        let e = echo_invocation(&c);
+        assert_eq!(e.args, ["echo", "--buf", "4096"]);
+        assert_eq!(e.cpus, vec![0]);
         let [fit, _] = wakeup::shapes(1, 100);
         let w = wakeup_invocation(&c, &fit);
         assert!(w.args.windows(2).any(|p| p == ["--case", "fit-1msg-1wkr"]));
@@ -331,5 +369,21 @@ mod tests {
         for script in bad {
             assert!(run_with(fake(script), inv()).is_err(), "{script}");
         }
+    }
+
+    #[test]
+    fn echo_server_children() {
+        // The fake serves (waits) until stdin closes; it sees the
+        // invocation's arguments and GOMAXPROCS.
+        let ok = fake(
+            "test \"$1 $2 $3 $GOMAXPROCS\" = 'echo --buf 4096 1' || exit 9; \
+             printf 'listen\\t127.0.0.1:5555\\n'; cat >/dev/null",
+        );
+        let server = serve_with(ok, echo_invocation(&ctx(false))).unwrap();
+        assert_eq!(server.addr.port(), 5555);
+        server.stop().unwrap();
+        let bad = fake("echo 'go: build failed' >&2; exit 1");
+        let e = serve_with(bad, echo_invocation(&ctx(false))).err().unwrap();
+        assert!(e.contains("exited before listening"), "{e}");
     }
 }

@@ -4,6 +4,10 @@
 //! child process (`scx-rt-bench __peer may WORKLOAD …`, see
 //! [`crate::peers::external`]).
 //!
+//! For `echo` the child is a server ([`crate::peers::external::start_server`]):
+//! may's `net::TcpListener`, a coroutine per connection, serving until the
+//! parent closes the child's stdin; the parent's clients measure it.
+//!
 //! Coroutines are started with `may::go!`. This crate writes no unsafe code,
 //! but the macro expands to an unsafe call of `may::coroutine::spawn`
 //! (may marks spawning unsafe because a coroutine that overflows its small
@@ -19,8 +23,11 @@ use hdrhistogram::Histogram;
 use crate::ctx::Ctx;
 use crate::peers::external;
 use crate::report::{Row, Subject};
-use crate::spec::{pingpong, skynet, spawn, switch};
+use crate::spec::{echo, pingpong, skynet, spawn, switch};
 use crate::stats::{new_hist, ns};
+
+/// How long the may child has to start listening (`echo`).
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Parent side: runs the child for `workload` and collects its rows.
 pub fn rows(ctx: &Ctx, workload: &str) -> Result<Vec<Row>, String> {
@@ -39,6 +46,59 @@ pub fn rows_on(ctx: &Ctx, workload: &str, cpus: &[usize]) -> Result<Vec<Row>, St
     };
     cmd.args(external::forwarded_args(&child));
     external::run(cmd)
+}
+
+/// Parent side of `echo`: starts the may server child on `--cpus`.
+pub fn echo_server(ctx: &Ctx) -> Result<echo::Server, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["__peer", "may", echo::NAME]);
+    cmd.args(external::forwarded_args(ctx));
+    let child = external::start_server(cmd, LISTEN_TIMEOUT)?;
+    Ok(echo::Server::new(child.addr, move || child.stop()))
+}
+
+/// Child side of `echo`: serves until stdin reaches end of file.
+fn serve_echo() -> Result<Vec<Row>, String> {
+    let l = may::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let addr = l.local_addr().map_err(|e| format!("local_addr: {e}"))?;
+    may::go!(move || {
+        for s in l.incoming() {
+            match s {
+                Ok(s) => {
+                    may::go!(move || echo_conn(s));
+                }
+                // Out of fds, a connection aborted before accept: go on.
+                Err(_) => may::coroutine::sleep(Duration::from_millis(1)),
+            }
+        }
+    });
+    // std's stdout is line-buffered: the line is out after println.
+    println!("listen\t{addr}");
+    // Until the parent closes our stdin; then the process exits, and its
+    // coroutines with it.
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())
+        .map_err(|e| format!("stdin: {e}"))?;
+    Ok(Vec::new())
+}
+
+/// Writes back what it reads until the peer closes. The buffer is on the
+/// heap: a may coroutine's stack is small (32 KiB by default) and
+/// overflowing it is undefined behaviour.
+fn echo_conn(mut s: may::net::TcpStream) {
+    use std::io::{Read, Write};
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![0u8; echo::BUF];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// How many may coroutines may be alive at once: may maps every stack with
@@ -132,6 +192,7 @@ pub fn run_child(ctx: &Ctx, workload: &str) -> Result<Vec<Row>, String> {
             }
             Ok(vec![skynet::row(Subject::May, s.leaves, &samples)])
         }
+        echo::NAME => serve_echo(),
         other => Err(format!("the may peer has no `{other}` workload")),
     }
 }

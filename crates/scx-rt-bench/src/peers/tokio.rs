@@ -1,6 +1,7 @@
 //! The `tokio` peer: a multi-thread runtime with one worker per CPU used,
 //! each worker pinned to one of those CPUs (round robin); `pingpong`'s
 //! pinned cases use current-thread runtimes on pinned threads instead.
+//! `echo`'s server uses `tokio::net`, a task per connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,23 +14,28 @@ use tokio::runtime::Runtime;
 
 use crate::pin::{on_pinned_thread, spawn_pinned};
 use crate::spec::wakeup::{merge, record, think, Shape};
-use crate::spec::{chained_spawn, pingpong, ring, skynet, yield_many};
+use crate::spec::{chained_spawn, echo, pingpong, ring, skynet, yield_many};
 use crate::stats::{new_hist, ns};
 
 /// A runtime with `cpus.len()` workers pinned to `cpus`.
 pub fn runtime(cpus: &[usize]) -> Result<Runtime, String> {
+    builder(cpus)
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
+}
+
+/// The builder of [`runtime`] (no I/O or time driver enabled).
+fn builder(cpus: &[usize]) -> tokio::runtime::Builder {
     let cpus: Arc<[usize]> = cpus.into();
     let next = Arc::new(AtomicUsize::new(0));
     let n = cpus.len();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(n)
-        .on_thread_start(move || {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            // Best effort: an unpinned worker still runs, only noisier.
-            let _ = scx_rt_sys::affinity::pin_current_thread(cpus[i % n]);
-        })
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(n).on_thread_start(move || {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        // Best effort: an unpinned worker still runs, only noisier.
+        let _ = scx_rt_sys::affinity::pin_current_thread(cpus[i % n]);
+    });
+    b
 }
 
 /// `spawn`: from inside `block_on`, spawn `tasks` empty tasks then await
@@ -351,4 +357,49 @@ pub fn wakeup(cpus: &[usize], shape: &Shape) -> Result<Histogram<u64>, String> {
         Ok::<_, String>(hists)
     })?;
     merge(hists)
+}
+
+/// `echo`: the server on a multi-thread runtime over `cpus` with its I/O
+/// driver, a task per connection echoing through a [`echo::BUF`]-byte buffer. Stopping it
+/// shuts the runtime down (dropping the accept loop).
+pub fn echo_server(cpus: &[usize]) -> Result<echo::Server, String> {
+    let rt = builder(cpus)
+        .enable_io()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| format!("bind: {e}"))?;
+    let addr = l.local_addr().map_err(|e| format!("local_addr: {e}"))?;
+    rt.spawn(async move {
+        loop {
+            match l.accept().await {
+                Ok((s, _)) => {
+                    tokio::spawn(echo_conn(s));
+                }
+                // Out of fds, a connection reset before it was accepted.
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    });
+    Ok(echo::Server::new(addr, move || {
+        rt.shutdown_timeout(Duration::from_secs(5));
+        Ok(())
+    }))
+}
+
+async fn echo_conn(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.set_nodelay(true);
+    let mut buf = [0u8; echo::BUF];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! it, and it depends only on `ctx`, `stats` and `report`.
 
 pub mod chained_spawn;
+pub mod echo;
 pub mod pingpong;
 pub mod ring;
 pub mod skynet;

@@ -503,6 +503,7 @@ pub fn point_rows(mix: &Mix, policy: Policy, load: f64, p: &Point) -> Vec<Row> {
             x: load * 100.0,
             x_label: "offered load (% of capacity)".into(),
             target: (class == "short").then(|| TARGET_P99.as_nanos() as f64),
+            log_x: false,
         };
         rows.push(row);
     }

@@ -11,6 +11,9 @@
 
 pub mod bimodal;
 pub mod chained_spawn;
+pub mod echo;
+pub mod echo_clients;
+pub mod echo_idle;
 pub mod hog;
 pub mod kick;
 pub mod pingpong;
@@ -117,6 +120,13 @@ pub const ALL: &[Workload] = &[
         about: "Go's PingPongHog: a ping-pong pair beside a spinning task, per slice",
         run: hog::run,
         check: None,
+    },
+    Workload {
+        name: "echo",
+        about:
+            "TCP echo servers, 1/64/1000 connections x 64 B/4 KiB: req/s and latency; idle conns",
+        run: echo::run,
+        check: Some(spec::echo::check_options),
     },
     Workload {
         name: "slice-timer",
