@@ -38,12 +38,7 @@ impl Cpu {
     /// `SLEEPING_IO` (`Doorbell::sleep_io`; the epoll wait itself is the
     /// model's condvar).
     pub fn idle_wait_io(&self) {
-        self.0.idle_wait_with(
-            0,
-            || false,
-            || (),
-            Some(|_: Option<std::time::Duration>| ()),
-        );
+        self.0.idle_wait_with(0, || false, || (), Some(&NoEvents));
     }
 
     /// Links a task token into the local DSQ, with the rq locked (the
@@ -57,6 +52,18 @@ impl Cpu {
     pub fn pop_local(&self) -> Option<TaskRef> {
         self.0.rq.lock().local.pop()
     }
+}
+
+/// The model's reactor: never an I/O event (the sleep itself is the
+/// doorbell's condvar under loom, `Doorbell::sleep_io`).
+struct NoEvents;
+
+impl crate::rq::IdleIo for NoEvents {
+    fn peek(&self) -> bool {
+        false
+    }
+
+    fn sleep(&self, _timeout: Option<std::time::Duration>) {}
 }
 
 /// A scheduler that keeps every task it is given (the policy owns them

@@ -522,23 +522,20 @@ impl Cpu {
         extra: impl Fn() -> bool,
         before_sleep: impl FnOnce(),
     ) {
-        self.idle_wait_with(
-            poll_ns,
-            extra,
-            before_sleep,
-            None::<fn(Option<std::time::Duration>)>,
-        );
+        self.idle_wait_with(poll_ns, extra, before_sleep, None);
     }
 
-    /// `idle_wait` whose sleep, when `io_wait` is given, is `io_wait` (the
-    /// CPU's reactor: an epoll wait with the doorbell's eventfd in it,
-    /// `Doorbell::sleep_io`) instead of the futex.
-    pub(crate) fn idle_wait_with<W: FnOnce(Option<std::time::Duration>)>(
+    /// `idle_wait` of a CPU with I/O registered when `io` is given: the
+    /// poll phase also looks at `io` (without blocking) once per spin batch,
+    /// and the sleep is `io`'s (the CPU's reactor: an epoll wait with the
+    /// doorbell's eventfd in it, `Doorbell::sleep_io`) instead of the futex.
+    /// Returns early, RUNNING, when `io` has events (kept for the caller).
+    pub(crate) fn idle_wait_with(
         &self,
         poll_ns: u64,
         extra: impl Fn() -> bool,
         before_sleep: impl FnOnce(),
-        io_wait: Option<W>,
+        io: Option<&dyn IdleIo>,
     ) {
         let s = &self.shared;
         let db = &s.remote.doorbell;
@@ -561,6 +558,10 @@ impl Cpu {
             if t >= poll_until {
                 break;
             }
+            if io.is_some_and(|r| r.peek()) {
+                db.set_state(crate::doorbell::RUNNING);
+                return;
+            }
             // `need_resched` is checked between every two spin hints (a
             // PAUSE is ~140 cycles on recent Intel cores); the clock only
             // once per batch.
@@ -580,9 +581,9 @@ impl Cpu {
                 next_timer.saturating_sub(crate::core::clock::now()).max(1),
             )
         });
-        match io_wait {
-            Some(w) => {
-                if db.sleep_io(timeout, pending, w) {
+        match io {
+            Some(r) => {
+                if db.sleep_io(timeout, pending, |t| r.sleep(t)) {
                     CpuCounters::bump(&stats.io_doorbell_wakes);
                 }
             }
@@ -593,6 +594,17 @@ impl Cpu {
             }
         }
     }
+}
+
+/// What an idle CPU with I/O registered looks at and sleeps in: its
+/// reactor (`io::reactor`; the loom model's stand-in has no events).
+pub(crate) trait IdleIo {
+    /// A non-blocking look: whether events are ready (kept for whoever
+    /// handles them after the idle wait).
+    fn peek(&self) -> bool;
+    /// The sleep: waits up to `timeout` (`None`: until an event), the
+    /// doorbell's eventfd included.
+    fn sleep(&self, timeout: Option<std::time::Duration>);
 }
 
 /// A held rq lock that rings the CPU's doorbell after releasing the lock

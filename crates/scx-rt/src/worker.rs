@@ -218,7 +218,7 @@ fn idle(sh: &Shared, cpu: usize, expiry: Option<&ExpiryTimer>) {
                 let _ = t.disarm();
             }
         },
-        io.map(|r| move |t| r.wait(t)),
+        io.map(|r| r as &dyn crate::rq::IdleIo),
     );
     if let Some(r) = io {
         // The events the sleep returned, handled now that the CPU is

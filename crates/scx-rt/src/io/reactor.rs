@@ -210,6 +210,11 @@ impl Reactor {
         let _ = self.epoll.wait(&mut ev, timeout);
     }
 
+    /// Whether the last `wait` returned events not yet handled.
+    fn has_events(&self) -> bool {
+        !self.events.lock().is_empty()
+    }
+
     /// Handles the events the last `wait` returned: wakes the tasks they
     /// made ready (through the scheduler: `wake_up` with `TTWU`). Returns
     /// the number of tasks woken.
@@ -241,5 +246,16 @@ impl Reactor {
             w.wake();
         }
         n
+    }
+}
+
+impl crate::rq::IdleIo for Reactor {
+    fn peek(&self) -> bool {
+        self.wait(Some(Duration::ZERO));
+        self.has_events()
+    }
+
+    fn sleep(&self, timeout: Option<Duration>) {
+        self.wait(timeout);
     }
 }
