@@ -10,6 +10,15 @@
 #   env IDLE_POLL_US  idle poll of the scx-rt workers in the main column,
 #                     in microseconds (default 0: an idle worker sleeps at
 #                     once)
+#   env SLICE_TIMER   the runtime's slice-expiry mode (--slice-timer;
+#                     default thread). Valgrind aborts when the default
+#                     mode's expiry signal lands while a green stack is
+#                     active (a long-running task, such as the spawn
+#                     workload's spawner, takes that signal once per 20 ms
+#                     slice), so the runs use the timer thread. The modes
+#                     differ on a switch only in how a deadline is
+#                     published (SLICE_TIMER=signal ONLY=switch measures the
+#                     default: a few instructions apart).
 #
 # Method. Each figure comes from two callgrind runs, with N and with 2N
 # operations, of
@@ -82,6 +91,7 @@ for arg in "$@"; do
 done
 
 poll=${IDLE_POLL_US:-0}
+slice_timer=${SLICE_TIMER:-thread}
 case "$poll" in
     '' | *[!0-9]*)
         echo "instructions.sh: IDLE_POLL_US must be a number of microseconds" >&2
@@ -221,8 +231,8 @@ for row in "${rows[@]}"; do
     IFS='|' read -r name args cpus n mult unit pairs spin <<<"$row"
     case "$name" in "${ONLY:-}"*) ;; *) continue ;; esac
     ops=$((n * mult))
-    a1="${args//@N/$n} --cpus $cpus"
-    a2="${args//@N/$((2 * n))} --cpus $cpus"
+    a1="${args//@N/$n} --cpus $cpus --slice-timer $slice_timer"
+    a2="${args//@N/$((2 * n))} --cpus $cpus --slice-timer $slice_timer"
     echo "callgrind: $name, N=$n and $((2 * n)), $pairs pair(s)" >&2
     works=()
     atoms=()

@@ -36,7 +36,7 @@
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
 //! `affinity`, `spinlock`, `rlimit`, and `futex`, `eventfd`, `epoll`, `sock`,
-//! `sigtimer` over a private `timespec`; `expiry` over `clock`; `sysrq` over
+//! `sigtimer` over a private `timespec`; `expiry` over `clock` and `sigtimer`; `sysrq` over
 //! `futex`); `sigsegv`; `stack`, which registers
 //! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
 //! running one for `sigsegv`.

@@ -249,36 +249,45 @@ fn release_slot(slot: usize) {
 /// Installs [`handler`] for [`signal`] once per process.
 fn install_handler() -> io::Result<()> {
     static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
-    let r = INSTALLED.get_or_init(|| {
-        // SAFETY: an all-zero `sigaction` is a valid value; `sigemptyset`
-        // initialises its mask.
-        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-        sa.sa_sigaction = handler as *const () as libc::sighandler_t;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        // SAFETY: `sa.sa_mask` is a valid sigset_t to initialise.
-        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
-        // SAFETY: an all-zero `sigaction` is a valid out-value.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reading the current disposition (null new action).
-        if unsafe { libc::sigaction(signal(), std::ptr::null(), &mut old) } != 0 {
-            return Err(io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EINVAL));
-        }
-        if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
-            // Someone else uses this signal: do not take it over.
-            return Err(libc::EBUSY);
-        }
-        // SAFETY: `sa` is fully initialised and `handler` is
-        // async-signal-safe (it touches only atomics in statics).
-        if unsafe { libc::sigaction(signal(), &sa, std::ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EINVAL));
-        }
-        Ok(())
-    });
+    let r = INSTALLED.get_or_init(|| take_signal(signal(), handler));
     r.map_err(io::Error::from_raw_os_error)
+}
+
+/// Installs `handler` (`SA_SIGINFO | SA_RESTART`, empty mask) for `sig`,
+/// unless the signal already has a handler of someone else's (`EBUSY`):
+/// the timers here never take a signal over. Returns the errno on failure.
+/// `handler` must be async-signal-safe.
+pub(crate) fn take_signal(
+    sig: libc::c_int,
+    handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
+) -> Result<(), i32> {
+    // SAFETY: an all-zero `sigaction` is a valid value; `sigemptyset`
+    // initialises its mask.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = handler as *const () as libc::sighandler_t;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: `sa.sa_mask` is a valid sigset_t to initialise.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: an all-zero `sigaction` is a valid out-value.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reading the current disposition (null new action).
+    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+        return Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL));
+    }
+    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+        // Someone else uses this signal: do not take it over.
+        return Err(libc::EBUSY);
+    }
+    // SAFETY: `sa` is fully initialised and the caller promises `handler`
+    // is async-signal-safe.
+    if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL));
+    }
+    Ok(())
 }
 
 /// The signal handler: sets the flag of the timer named by `sigev_value`

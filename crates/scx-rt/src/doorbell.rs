@@ -113,12 +113,7 @@ impl Doorbell {
         }
         #[cfg(not(scx_rt_loom))]
         if s == SLEEPING_IO {
-            // Only `sleep_io` publishes SLEEPING_IO, and only once the
-            // eventfd is set. A failed write (it cannot fail for a valid
-            // eventfd) leaves the sleeper to its timeout.
-            if let Some(e) = self.io_wake.get() {
-                let _ = e.notify();
-            }
+            self.ring_io();
         } else {
             scx_rt_sys::futex::wake_one(&self.state);
         }
@@ -154,6 +149,20 @@ impl Doorbell {
         }
         self.state.store(RUNNING, Ordering::SeqCst);
         rung
+    }
+
+    /// W2's wake of a `SLEEPING_IO` sleeper: a write to its eventfd. Only
+    /// `sleep_io` publishes SLEEPING_IO, and only once the eventfd is set;
+    /// a failed write (it cannot fail for a valid eventfd) leaves the
+    /// sleeper to its timeout. Out of line: it keeps `ring`, on every
+    /// wake-up's path, small enough to inline.
+    #[cfg(not(scx_rt_loom))]
+    #[cold]
+    #[inline(never)]
+    fn ring_io(&self) {
+        if let Some(e) = self.io_wake.get() {
+            let _ = e.notify();
+        }
     }
 
     /// The eventfd that wakes this CPU out of its reactor (set once).

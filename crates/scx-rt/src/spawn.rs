@@ -265,8 +265,7 @@ where
         });
     }
     drop(fork);
-    let mut slots = crate::core::slot::SlotHint::new(Some(&slot));
-    crate::core::enqueue::wake_up_in(sh, &mut slots, p.clone(), WakeFlags::FORK, from);
+    crate::core::enqueue::wake_up_in(sh, Some(&slot), p.clone(), WakeFlags::FORK, from);
     JoinHandle {
         task: p,
         _p: PhantomData,

@@ -21,7 +21,7 @@ use crate::core::dsqs::{
 use crate::core::errctx::err_ctx;
 use crate::core::error::{call_cb, call_op};
 use crate::core::has_op::Op;
-use crate::core::slot::{SchedSlot, SlotHint};
+use crate::core::slot::SchedSlot;
 
 /// `enqueue_task_scx`. rq locked on entry and return.
 pub(crate) fn enqueue_task(
@@ -186,20 +186,19 @@ pub(crate) fn process_ddsp_deferred_locals(sh: &Shared, rq: &mut RqGuard<'_>) {
 /// without waiting for the busy task's next preemption point.
 #[inline]
 pub(crate) fn wake_up(sh: &Shared, p: TaskRef, wake_flags: WakeFlags, from: Option<usize>) {
-    wake_up_in(sh, &mut SlotHint::new(None), p, wake_flags, from);
+    wake_up_in(sh, None, p, wake_flags, from);
 }
 
-/// `wake_up` with the scheduler slots it needs found through `slots`
-/// (one lookup for the whole wake-up; none when the caller holds the
-/// slot).
+/// `wake_up` by a caller that holds the current scheduler's slot
+/// (`given`, a spawn): its callbacks then cost no slot lookup.
 pub(crate) fn wake_up_in(
     sh: &Shared,
-    slots: &mut SlotHint<'_>,
+    given: Option<&SchedSlot>,
     p: TaskRef,
     wake_flags: WakeFlags,
     from: Option<usize>,
 ) {
-    let cpu = select_task_rq(sh, slots, &p, wake_flags, from);
+    let cpu = select_task_rq(sh, given, &p, wake_flags, from);
     p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
     let enq = if wake_flags.contains(WakeFlags::FORK) {
         EnqFlags::empty()
@@ -211,8 +210,13 @@ pub(crate) fn wake_up_in(
         target.queue_wakeup(p, enq);
     } else {
         let mut rq = target.lock();
-        let slot = slots.get(sh, rq.sched_gen);
-        enqueue_woken(sh, slot, target, &mut rq, p, enq);
+        match given.filter(|s| s.gen == rq.sched_gen) {
+            Some(slot) => enqueue_woken(sh, slot, target, &mut rq, p, enq),
+            None => {
+                let slot = sh.slot(rq.sched_gen);
+                enqueue_woken(sh, &slot, target, &mut rq, p, enq);
+            }
+        }
         process_ddsp_deferred_locals(sh, &mut rq);
     }
     crate::kick::run_pending(sh, from);
@@ -260,7 +264,7 @@ pub(crate) fn drain_wake_list(sh: &Shared, cpu: usize) {
 /// allowed CPU.
 pub(crate) fn select_task_rq(
     sh: &Shared,
-    slots: &mut SlotHint<'_>,
+    given: Option<&SchedSlot>,
     p: &TaskRef,
     wake_flags: WakeFlags,
     from: Option<usize>,
@@ -289,7 +293,15 @@ pub(crate) fn select_task_rq(
         p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
         c as i64
     } else {
-        let slot = slots.get(sh, sh.sched_gen.load(Ordering::Acquire));
+        let gen = sh.sched_gen.load(Ordering::Acquire);
+        let looked;
+        let slot = match given.filter(|s| s.gen == gen) {
+            Some(s) => s,
+            None => {
+                looked = sh.slot(gen);
+                &*looked
+            }
+        };
         let mut ctx = SelectCpuCtx::new(sh, from, p);
         match call_op(sh, slot, Op::SelectCpu, Some(p), || {
             slot.ops.select_cpu(&mut ctx, p, prev, wake_flags)

@@ -49,10 +49,13 @@
 //! on every idle transition; with bound tasks it buys nothing.
 //!
 //! Who waits where: an idle CPU with sources registered checks its reactor
-//! without blocking before it polls (Go's `findrunnable` does the same),
-//! then sleeps in `epoll_wait` instead of `futex_wait` (`SLEEPING_IO`, see
+//! without blocking before it polls (Go's `findrunnable` does the same) and
+//! again once per spin batch while it polls (`Cpu::idle_wait_with`), then
+//! sleeps in `epoll_wait` instead of `futex_wait` (`SLEEPING_IO`, see
 //! `doorbell`): an I/O event, a kick or a wake-up (the eventfd) and the
-//! earliest task timer (the timeout) each end the sleep. A busy CPU polls
+//! earliest task timer (the timeout) each end the sleep. The events are
+//! handled after the CPU is `RUNNING` again, so that the wake-ups they make
+//! (usually for tasks bound to this very CPU) do not ring its own doorbell. A busy CPU polls
 //! its reactor without blocking at most every `consts::IO_POLL_INTERVAL_NS`
 //! of scheduling steps (Go's `sysmon` netpoll), so CPU-bound tasks do not
 //! starve I/O for longer than that plus one slice. A CPU with no source
