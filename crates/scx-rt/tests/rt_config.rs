@@ -339,15 +339,23 @@ fn sleeping_for_duration_max_sleeps_instead_of_panicking() {
     let sleeper = rt.spawn(|| scx_rt::sleep(Duration::MAX));
     let after = rt.spawn(|| 1);
     assert_eq!(guard("after the sleeper", move || after.join().unwrap()), 1);
-    assert!(
-        !sleeper.is_finished(),
-        "sleep(Duration::MAX) returned or panicked"
-    );
-    assert_eq!(rt.stats().live_tasks, 1);
+    // `after`'s join returns when its result is stored; the task leaves
+    // the live count a moment later, at its CPU's next step.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut live = rt.stats().live_tasks;
+    while live != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+        live = rt.stats().live_tasks;
+    }
+    let finished = sleeper.is_finished();
     // The sleeper never wakes, so shutdown would wait for it forever (as
-    // documented): leave the runtime running until the process exits.
+    // documented): leave the runtime running until the process exits,
+    // before any assertion can fail (a failing test must not hang in the
+    // runtime's drop).
     std::mem::forget(sleeper);
     std::mem::forget(rt);
+    assert!(!finished, "sleep(Duration::MAX) returned or panicked");
+    assert_eq!(live, 1);
 }
 
 #[test]
