@@ -58,6 +58,11 @@
 //! [`Builder::blocking_keep_alive`], while the calling task waits green-ly
 //! on its [`BlockingHandle`] and its CPU runs other tasks.
 //!
+//! Sockets and pipes need no pool: [`net`]'s `TcpListener`, `TcpStream`
+//! and `UdpSocket`, and [`io::GreenFd`] around any other fd, suspend only
+//! the calling task until the fd is ready (a per-CPU epoll reactor behind
+//! the doorbell; the protocol is in [`io`]'s docs).
+//!
 //! # Stack overflow
 //!
 //! Green stacks have a guard page below them. A task that overflows its
