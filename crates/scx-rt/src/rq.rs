@@ -23,6 +23,10 @@
 //! | non-local DSQ lock (spin) | one rq lock, the user-DSQ table | another DSQ lock |
 //! | wake list (`RqRemote::wake_list`: a waker pushes, the owner takes it all) | nothing, or one rq lock | — (a leaf) |
 //! | higher-class work queue (`RqRemote::hc`: `Runtime::run_on_cpu` pushes, the owner takes it all) | nothing, or one rq lock | — (a leaf) |
+//! | I/O registration (`GreenFd`'s first wait: its `registering` lock, then `io::reactor::Reactors::make`) | nothing | an rq or DSQ lock, a source lock |
+//! | reactor event buffer (`Reactor::events`; only its CPU's worker, outside any rq lock) | nothing | an rq or DSQ lock |
+//! | reactor table (`Reactor::table`, token -> source) | nothing, the registration locks, or the event buffer | an rq or DSQ lock |
+//! | I/O source state (`io::source::Source`; waiters are woken after it is released) | nothing, the table, or the event buffer | an rq or DSQ lock (a timed wait arms its timer after releasing it) |
 //! | scheduler slots (rwlock, read on a cache miss) | anything above | — (a leaf) |
 //! | exit record (spin) | anything above | — (a leaf) |
 //! | task body lock (stack) | nothing | — (held only by the worker running it) |
