@@ -62,14 +62,15 @@
 //! this VM, against about 2.5 µs for the thread mode's futex ring (the
 //! thread's own wake-up runs on another CPU). Two spinners on one CPU,
 //! useful spin time as a share of the worker thread's CPU time (two runs
-//! each, same load; a scratch program, not yet a bench case):
+//! each, same load, a scratch program; then `scx-rt-bench slice-timer`'s
+//! `expiry-overhead-*` cases, the share of wall time, one run):
 //!
-//! | slice | `Signal` | `Thread` |
-//! |---|---|---|
-//! | 5 µs | 11–12% | 82–88% (the thread's lateness stretches slices to ~15 µs) |
-//! | 10 µs | 19–24% | 55–64% |
-//! | 30 µs | 66–67% | 71–75% |
-//! | 100 µs | 87–88% | 90–91% |
+//! | slice | `Signal` | `Thread` | bench `Signal` | bench `Thread` |
+//! |---|---|---|---|---|
+//! | 5 µs | 11–12% | 82–88% (the thread's lateness stretches slices to ~15 µs) | 1.0% | 70.0% |
+//! | 10 µs | 19–24% | 55–64% | 15.7% | 87.9% |
+//! | 30 µs | 66–67% | 71–75% | 54.4% | 85.7% |
+//! | 100 µs | 87–88% | 90–91% | 82.5% | 95.6% |
 //!
 //! With the default 20 ms slice that is 0.05% of a CPU-bound task's time,
 //! and tasks that block before their slice ends pay nothing; `Signal` stays

@@ -33,6 +33,15 @@
 //!   deadline, then a store; the spinner rings it when it publishes an
 //!   earlier deadline) with a spinner pinned to the first CPU.
 //!   `raw-signal`: a spinner pinned to the first CPU arms its `SigTimer`.
+//! - `expiry-overhead-{5us,10us,30us,100us}`: what slice expiry costs the
+//!   CPU it preempts. Two spinning tasks share the first CPU under
+//!   [`SlicedLast`] with that slice for a fixed wall time; each reads the
+//!   clock in a loop and passes `preempt_point()`, and counts the time
+//!   between two reads that are less than [`ON_CPU_GAP`] apart as useful
+//!   (longer gaps are the expiry, the scheduling step and the switch, or
+//!   the OS taking the CPU away). The row is the useful share of the wall
+//!   time, in per cent, for each mode: the per-worker timer's signal runs
+//!   on the CPU it stops, the timer thread runs elsewhere.
 //! - `expiry-lateness-{…}-slack1ns`: `scx-rt` in `Thread` mode and
 //!   `raw-futex` again with a timer slack of 1 ns on the thread that starts
 //!   the timer thread. Linux delays a normal thread's sleep timeouts (the
@@ -63,7 +72,7 @@ use scx_rt_sys::sigtimer::{set_timer_slack, SigTimer};
 use crate::ctx::Ctx;
 use crate::pin::spawn_pinned;
 use crate::report::{Row, Subject};
-use crate::stats::{latency_row, new_hist, Key};
+use crate::stats::{latency_row, new_hist, throughput_row, Key};
 use crate::workloads::preempt::MODES;
 
 pub const NAME: &str = "slice-timer";
@@ -81,6 +90,18 @@ const WAKE_SLICE: Duration = Duration::from_micros(20);
 /// Samples not recorded at the start of each run.
 const WARMUP: u64 = 20;
 
+/// The slices of the overhead cases.
+pub const OVERHEAD_SLICES: [(&str, Duration); 4] = [
+    ("5us", Duration::from_micros(5)),
+    ("10us", Duration::from_micros(10)),
+    ("30us", Duration::from_micros(30)),
+    ("100us", Duration::from_micros(100)),
+];
+
+/// Two clock reads of a spinning task closer than this had the CPU in
+/// between (its loop is a clock read and a `preempt_point()`).
+const ON_CPU_GAP: u64 = 1_000;
+
 /// A flag that never comes within this is a hang, reported as an error
 /// (a guard, not a timing assertion).
 const HANG: Duration = Duration::from_secs(10);
@@ -94,6 +115,8 @@ pub struct Sizes {
     /// At most this much slice time per lateness run: a slice `s` gets at
     /// most `budget / s` expiries (and at least 50).
     pub budget: Duration,
+    /// Wall time of one overhead run.
+    pub overhead_for: Duration,
 }
 
 pub fn sizes(ctx: &Ctx) -> Sizes {
@@ -104,6 +127,11 @@ pub fn sizes(ctx: &Ctx) -> Sizes {
             Duration::from_millis(100)
         } else {
             Duration::from_secs(1)
+        },
+        overhead_for: if ctx.opts.quick {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_millis(300)
         },
     }
 }
@@ -155,6 +183,20 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
             let hist = signal_arm(cpu, n, wake)?;
             Ok(vec![latency_row(key(Subject::RawSignal), &hist)])
         });
+    }
+    for (name, slice) in OVERHEAD_SLICES {
+        for (suffix, mode) in &MODES[..2] {
+            let case = format!("expiry-overhead-{name}{suffix}");
+            let key = Key {
+                workload: NAME,
+                case: &case,
+                subject: Subject::ScxRt,
+            };
+            ctx.scx(&format!("{NAME} {case}"), rows, || {
+                let share = scx_overhead(cpu, slice, s.overhead_for, *mode)?;
+                Ok(vec![throughput_row(key, "% useful", 1, &[share])])
+            })?;
+        }
     }
     for slack in [None, Some(1)] {
         for (name, slice) in SLICES {
@@ -210,6 +252,51 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `expiry-overhead`: the useful share (per cent) of CPU `cpu`'s wall
+/// time over `wall` while two spinners take `slice`-long turns.
+fn scx_overhead(
+    cpu: usize,
+    slice: Duration,
+    wall: Duration,
+    mode: SliceTimer,
+) -> Result<f64, String> {
+    on_fresh_thread(move || {
+        let rt = Runtime::builder()
+            .cpus([cpu])
+            .slice_timer(mode)
+            .scheduler(SlicedLast { slice: ns(slice) })
+            .build()
+            .map_err(|e| format!("build runtime: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinner = || {
+            let stop = Arc::clone(&stop);
+            move || {
+                let mut useful = 0u64;
+                let mut prev = now_ns();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = now_ns();
+                    if t - prev < ON_CPU_GAP {
+                        useful += t - prev;
+                    }
+                    prev = t;
+                    scx_rt::preempt_point();
+                }
+                useful
+            }
+        };
+        let t0 = Instant::now();
+        let a = rt.spawn(spinner());
+        let b = rt.spawn(spinner());
+        std::thread::sleep(wall);
+        stop.store(true, Ordering::Relaxed);
+        let ran = t0.elapsed();
+        let ua = a.join().map_err(|e| format!("join spinner: {e:?}"))?;
+        let ub = b.join().map_err(|e| format!("join spinner: {e:?}"))?;
+        rt.shutdown();
+        Ok(100.0 * (ua + ub) as f64 / ran.as_nanos() as f64)
+    })
 }
 
 /// p50 of the time between two back-to-back clock reads, ns.
@@ -573,6 +660,7 @@ mod tests {
             arm: 10,
             expiries: 1_000,
             budget: Duration::from_millis(100),
+            overhead_for: Duration::from_millis(20),
         };
         assert_eq!(expiries(&s, Duration::from_micros(10)), 1_000);
         assert_eq!(expiries(&s, Duration::from_millis(1)), 100);
@@ -593,6 +681,11 @@ mod tests {
             want.push((format!("{base}-thread"), "scx-rt"));
             want.push((base.to_string(), "raw-signal"));
         }
+        for (s, _) in OVERHEAD_SLICES {
+            for (m, _) in &MODES[..2] {
+                want.push((format!("expiry-overhead-{s}{m}"), "scx-rt"));
+            }
+        }
         for suffix in ["", "-slack1ns"] {
             for (s, _) in SLICES {
                 let case = format!("expiry-lateness-{s}{suffix}");
@@ -610,13 +703,26 @@ mod tests {
             }
         }
         assert_eq!(got, want);
-        for r in &rows {
+        for r in rows
+            .iter()
+            .filter(|r| !r.case.starts_with("expiry-overhead"))
+        {
             assert_eq!(r.n, 60, "{r:?}");
             assert!(r.p999 >= r.p50, "{r:?}");
         }
+        // A share of the CPU: some of it useful, never more than all.
+        for r in rows
+            .iter()
+            .filter(|r| r.case.starts_with("expiry-overhead"))
+        {
+            assert!(r.mean > 0.0 && r.mean <= 100.0, "{r:?}");
+        }
         // A timer never fires before its deadline: every lateness sample
         // is at least the scan-and-notice path, so above 0.
-        for r in rows.iter().filter(|r| r.case.starts_with("expiry")) {
+        for r in rows
+            .iter()
+            .filter(|r| r.case.starts_with("expiry-lateness"))
+        {
             assert!(r.p50.unwrap() > 0.0, "{r:?}");
         }
     }
@@ -627,7 +733,10 @@ mod tests {
         run(&ctx(20, true), &mut rows).unwrap();
         // arm-cost and arm-cost-wake in two modes; lateness in every mode
         // and once more with slack.
-        assert_eq!(rows.len(), 4 + (MODES.len() + 1) * SLICES.len());
+        assert_eq!(
+            rows.len(),
+            4 + 2 * OVERHEAD_SLICES.len() + (MODES.len() + 1) * SLICES.len()
+        );
         assert!(rows.iter().all(|r| r.subject == Subject::ScxRt));
     }
 }
