@@ -358,29 +358,12 @@ fn settime(id: libc::timer_t, at: u64) -> io::Result<()> {
 /// Takes a free slot and returns `(slot, generation)`; generations start
 /// at 1, so no encoded handle is 0.
 fn claim_slot() -> Option<(usize, u64)> {
-    for (i, s) in SLOTS.iter().enumerate() {
-        let st = s.state.load(Ordering::Relaxed);
-        if st & 1 == 1 {
-            continue;
-        }
-        let mut gen = ((st >> 1) + 1) & (u64::MAX >> (SLOT_BITS + 1));
-        if gen == 0 {
-            gen = 1;
-        }
-        if s.state
-            .compare_exchange(st, gen << 1 | 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            return Some((i, gen));
-        }
-    }
-    None
+    crate::sigtimer::claim_gen_slot(SLOTS.iter().map(|s| &s.state), u64::MAX >> (SLOT_BITS + 1))
 }
 
 fn release_slot(slot: usize) {
     let s = &SLOTS[slot];
-    let st = s.state.load(Ordering::Relaxed);
-    s.state.store(st & !1, Ordering::Release);
+    crate::sigtimer::release_gen_slot(&s.state);
     s.armed.store(u64::MAX, Ordering::Relaxed);
 }
 

@@ -221,15 +221,33 @@ fn encode(slot: usize, gen: u64) -> usize {
 
 /// Takes a free slot and returns `(slot, generation)`.
 fn claim_slot() -> Option<(usize, u64)> {
-    for (i, s) in SLOTS.iter().enumerate() {
-        let st = s.state.load(Ordering::Relaxed);
+    // The generation only has to tell a slot's owners apart within the
+    // bits `sigev_value` carries above the slot index.
+    claim_gen_slot(
+        SLOTS.iter().map(|s| &s.state),
+        (usize::MAX >> SLOT_BITS) as u64,
+    )
+}
+
+/// The slot tables of the timer signals (here and `expiry`): each slot's
+/// `state` is `generation << 1 | busy`. Takes the first free slot of
+/// `states`, bumping its generation within `gen_mask` (never to 0, so an
+/// encoded handle is never 0), and returns `(index, generation)`; `None`
+/// when every slot is busy.
+pub(crate) fn claim_gen_slot<'a>(
+    states: impl Iterator<Item = &'a AtomicU64>,
+    gen_mask: u64,
+) -> Option<(usize, u64)> {
+    for (i, state) in states.enumerate() {
+        let st = state.load(Ordering::Relaxed);
         if st & 1 == 1 {
             continue;
         }
-        // The generation only has to tell a slot's owners apart within the
-        // bits `sigev_value` carries above the slot index.
-        let gen = ((st >> 1) + 1) & (usize::MAX >> SLOT_BITS) as u64;
-        if s.state
+        let mut gen = ((st >> 1) + 1) & gen_mask;
+        if gen == 0 {
+            gen = 1;
+        }
+        if state
             .compare_exchange(st, gen << 1 | 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
@@ -239,11 +257,17 @@ fn claim_slot() -> Option<(usize, u64)> {
     None
 }
 
+/// Frees a slot claimed with `claim_gen_slot` (its generation stays, so
+/// a late signal naming the old owner is ignored).
+pub(crate) fn release_gen_slot(state: &AtomicU64) {
+    let st = state.load(Ordering::Relaxed);
+    state.store(st & !1, Ordering::Release);
+}
+
 fn release_slot(slot: usize) {
     let s = &SLOTS[slot];
     s.flag.store(std::ptr::null_mut(), Ordering::Release);
-    let st = s.state.load(Ordering::Relaxed);
-    s.state.store(st & !1, Ordering::Release);
+    release_gen_slot(&s.state);
 }
 
 /// Installs [`handler`] for [`signal`] once per process.

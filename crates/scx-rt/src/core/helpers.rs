@@ -160,19 +160,9 @@ impl<'a> Ctx<'a> {
 
     /// Claims an idle CPU the task may run on (`scx_bpf_pick_idle_cpu`,
     /// with the task's allowed CPUs as the mask).
+    #[inline]
     pub fn pick_idle_cpu(&self, p: &TaskRef, flags: PickIdleFlags) -> Option<usize> {
-        // No idle CPU (a busy runtime): nothing to claim, and nothing to
-        // check (the common case on a spawn or a wake-up under load).
-        if self.sh.builtin_idle() && self.sh.idle.cpu.is_empty() {
-            return None;
-        }
-        let _g = self.err_scope();
-        if !self.sh.check_builtin_idle("pick_idle_cpu") {
-            return None;
-        }
-        self.sh
-            .idle
-            .pick(self.sh.spread_hint(), |c| p.allowed_on(c), flags)
+        self.pick_idle_where(|c| p.allowed_on(c), flags)
     }
 
     /// Claims an idle CPU in `cpus` (`scx_bpf_pick_idle_cpu` with an
@@ -182,6 +172,14 @@ impl<'a> Ctx<'a> {
         cpus: &crate::cpumask::Cpumask,
         flags: PickIdleFlags,
     ) -> Option<usize> {
+        self.pick_idle_where(|c| cpus.test(c), flags)
+    }
+
+    /// The two `pick_idle_cpu` forms: an idle CPU for which `ok` holds.
+    #[inline]
+    fn pick_idle_where(&self, ok: impl Fn(usize) -> bool, flags: PickIdleFlags) -> Option<usize> {
+        // No idle CPU (a busy runtime): nothing to claim, and nothing to
+        // check (the common case on a spawn or a wake-up under load).
         if self.sh.builtin_idle() && self.sh.idle.cpu.is_empty() {
             return None;
         }
@@ -189,9 +187,7 @@ impl<'a> Ctx<'a> {
         if !self.sh.check_builtin_idle("pick_idle_cpu") {
             return None;
         }
-        self.sh
-            .idle
-            .pick(self.sh.spread_hint(), |c| cpus.test(c), flags)
+        self.sh.idle.pick(self.sh.spread_hint(), ok, flags)
     }
 
     /// An idle CPU (claimed) the task may use, else any allowed CPU
