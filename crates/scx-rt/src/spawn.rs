@@ -42,9 +42,9 @@ impl<T> Packet<T> {
     }
 }
 
-/// What a spawned task runs, stored in its control block (`Task::entry`):
-/// the closure until it starts, and the join state. Spawning allocates the
-/// task, the closure and the join state in one block.
+/// What a spawned task runs (`Task::entry`): the closure until it starts,
+/// and the join state. Spawning allocates two blocks: the task, and the
+/// closure with its join state (`Task`'s docs, "Layout").
 struct Entry<F, T> {
     /// Taken when the task starts, or when it fails before (no stack).
     f: parking_lot::Mutex<Option<F>>,
@@ -213,7 +213,7 @@ where
         affinity,
         sh.cfg.allow_migration,
         now(),
-        entry,
+        Box::new(entry),
     ));
     sh.live_tasks.fetch_add(1, Ordering::AcqRel);
     let start = from.unwrap_or_else(|| sh.spread_hint());

@@ -68,14 +68,34 @@ pub(crate) fn refresh(sh: &Shared, rq: &RqSynced, slot: &mut Rc<SchedSlot>) {
 /// `balance_one`. Returns whether the CPU has a task to run. rq locked on
 /// entry and return (dropped inside hand-offs); `IN_BALANCE` is set for the
 /// whole step and cleared at its single exit.
+///
+/// The common step (prev keeps running, or the local DSQ has a task, and
+/// the CPU was not released) is decided inline: no callback runs there,
+/// and the rq lock is held throughout, so nobody can see `IN_BALANCE`
+/// missing.
+#[inline(always)]
 pub(crate) fn balance(
     sh: &Shared,
     slot: &mut Rc<SchedSlot>,
     rq: &mut RqGuard<'_>,
     prev: Option<&TaskRef>,
 ) -> bool {
-    rq.flags |= rqflags::IN_BALANCE;
     rq.flags &= !(rqflags::BAL_PENDING | rqflags::BAL_KEEP);
+    if !rq.cpu_released && prev_or_local(rq, prev) {
+        return true;
+    }
+    balance_slow(sh, slot, rq, prev)
+}
+
+/// [`balance`] past its inline checks.
+#[inline(never)]
+fn balance_slow(
+    sh: &Shared,
+    slot: &mut Rc<SchedSlot>,
+    rq: &mut RqGuard<'_>,
+    prev: Option<&TaskRef>,
+) -> bool {
+    rq.flags |= rqflags::IN_BALANCE;
     // SPEC.md §3.6 step 2: the CPU is back from higher-class work.
     if rq.cpu_released {
         crate::core::release::cpu_acquire(sh, slot, rq);

@@ -73,7 +73,19 @@ pub(crate) fn clear_resched(sh: &Shared, cpu: usize) {
 /// The CPU's interrupt work, at a point where it holds no lock: the queued
 /// wake-ups and the scheduler timers that fired for it, then its kick
 /// step.
+#[inline]
 pub(crate) fn run_irq_work(sh: &Shared, cpu: usize) {
+    let s = &sh.cpus[cpu].shared;
+    // A plain load first: the common switch has nothing queued.
+    if s.remote.irq_pending.load(Ordering::Relaxed) {
+        run_queued_irq_work(sh, cpu);
+    }
+    crate::kick::run_pending(sh, Some(cpu));
+}
+
+/// The queued half of [`run_irq_work`]: wake-ups and fired timers.
+#[cold]
+fn run_queued_irq_work(sh: &Shared, cpu: usize) {
     let s = &sh.cpus[cpu].shared;
     if KickState::take(&s.remote.irq_pending) {
         crate::core::enqueue::drain_wake_list(sh, cpu);
@@ -88,7 +100,6 @@ pub(crate) fn run_irq_work(sh: &Shared, cpu: usize) {
             }
         }
     }
-    crate::kick::run_pending(sh, Some(cpu));
 }
 
 /// Whether an idle CPU `cpu` has something to do: a kick, interrupt work,
