@@ -181,6 +181,10 @@ pub(crate) struct RqSynced {
     /// Direct dispatches to other CPUs' local DSQs, parked until this rq lock
     /// is released (SPEC.md §3.10).
     pub ddsp_deferred_locals: Vec<(TaskRef, usize, EnqFlags)>,
+    /// The wake list's second buffer (`drain_wake_list`): swapped with the
+    /// list at each drain, so that queueing and draining wake-ups reuse
+    /// two buffers instead of allocating one per drain.
+    pub wake_spare: Vec<(TaskRef, EnqFlags)>,
     pub dispatch_buf: Vec<DispatchEntry>,
     pub timers: BinaryHeap<Reverse<Timer>>,
     pub timer_seq: u64,
@@ -213,6 +217,7 @@ impl RqSynced {
             ops_qseq: 0,
             runnable: RunnableList::default(),
             ddsp_deferred_locals: Vec::new(),
+            wake_spare: Vec::new(),
             dispatch_buf: Vec::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,

@@ -244,19 +244,31 @@ fn enqueue_woken(
 
 /// Carries out the wake-ups queued for CPU `cpu` (its interrupt work; no
 /// lock held on entry or return).
+///
+/// The list is swapped with the rq's empty spare buffer (the wake list is
+/// a leaf lock, taken here under the rq lock), and the drained buffer
+/// becomes the spare again, its capacity kept: a steady stream of wake-ups
+/// allocates nothing. A spare grown past [`WAKE_SPARE_KEEP`] by a burst is
+/// released.
 pub(crate) fn drain_wake_list(sh: &Shared, cpu: usize) {
     let target = &sh.cpus[cpu];
-    let woken = std::mem::take(&mut *target.shared.remote.wake_list.lock());
-    if woken.is_empty() {
-        return;
-    }
     let mut rq = target.lock();
-    let slot = sh.slot(rq.sched_gen);
-    for (p, enq) in woken {
-        enqueue_woken(sh, &slot, target, &mut rq, p, enq);
+    let mut woken = std::mem::take(&mut rq.wake_spare);
+    std::mem::swap(&mut woken, &mut *target.shared.remote.wake_list.lock());
+    if !woken.is_empty() {
+        let slot = sh.slot(rq.sched_gen);
+        for (p, enq) in woken.drain(..) {
+            enqueue_woken(sh, &slot, target, &mut rq, p, enq);
+        }
+        process_ddsp_deferred_locals(sh, &mut rq);
     }
-    process_ddsp_deferred_locals(sh, &mut rq);
+    if woken.capacity() <= WAKE_SPARE_KEEP {
+        rq.wake_spare = woken;
+    }
 }
+
+/// The largest wake-list buffer a CPU keeps for reuse (entries).
+const WAKE_SPARE_KEEP: usize = 1024;
 
 /// `select_task_rq_scx`: where a waking task goes. A task that may run on
 /// one CPU only (bound after its first run, or pinned) goes there without
