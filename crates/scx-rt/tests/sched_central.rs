@@ -88,6 +88,35 @@ fn central_timer_preempts_a_cpu_bound_task_on_a_worker_cpu() {
     });
 }
 
+/// A task on the central CPU spawns a burst without switching: the central
+/// CPU cannot start a dispatch pass in between (it runs only at a switch),
+/// so the first child's enqueue kicks it and every other one finds the kick
+/// outstanding.
+#[test]
+fn a_burst_of_enqueues_kicks_the_central_cpu_once_per_pass() {
+    guard("central: kick batching", || {
+        const N: u64 = 64;
+        let c = Central::new();
+        let stats = c.stats();
+        let rt = central_rt(2, c);
+        let before = stats.kicks_coalesced.load(Ordering::Relaxed);
+        let sum = rt
+            .spawn_on(0, || {
+                let hs: Vec<_> = (0..N).map(|i| scx_rt::spawn(move || i)).collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+            })
+            .join()
+            .unwrap();
+        assert_eq!(sum, N * (N - 1) / 2);
+        assert_eq!(rt.scheduler_name(), "central", "{:?}", rt.exit_info());
+        let coalesced = stats.kicks_coalesced.load(Ordering::Relaxed) - before;
+        assert!(
+            coalesced >= N - 1,
+            "{coalesced} of {N} enqueues found a kick outstanding"
+        );
+    });
+}
+
 #[test]
 fn central_with_a_batch_of_one_retries_and_completes() {
     guard("central: batch of one", || {

@@ -6,7 +6,7 @@
 //! - `enqueue` pushes the task on one central FIFO (bounded, like the BPF
 //!   queue map; when full the task goes to the fallback DSQ) and, unless
 //!   the task is running, kicks the central CPU with `PREEMPT` so it
-//!   decides now.
+//!   decides now: once per central pass (below).
 //! - `dispatch` on the central CPU serves every CPU that asked for work
 //!   (its "gimme" flag): pops tasks and dispatches the first one allowed
 //!   there to `DSQ_LOCAL_ON | cpu` with an infinite slice, then `IDLE`-kicks
@@ -24,6 +24,16 @@
 //!   fallback DSQ, its local DSQ, or the central FIFO). Tasks run with
 //!   `SLICE_INF`, so this timer is the only preemption: worker CPUs get no
 //!   slice-timer wake-ups at all (the tickless result of PATCH 21).
+//!
+//! Kicks are batched: scx_central kicks the central CPU at every enqueue;
+//! here an enqueue kicks it only if no kick is outstanding, that is, if the
+//! central CPU has started a dispatch pass since the last kick (the flag
+//! lives beside the FIFO, under its lock: the pass clears it before it
+//! pops, so a task pushed after the clear kicks again, and one pushed
+//! before it is seen by that pass). Under load every arrival otherwise
+//! preempts the central CPU for a pass that the previous kick's pass
+//! already covers: the central CPU then spends its time switching instead
+//! of dispatching, and falls behind the offered load.
 //!
 //! Userspace notes. Tasks here become bound to their CPU after their first
 //! run (the crate's migration rule), so most popped tasks of a busy runtime
@@ -71,6 +81,18 @@ pub struct CentralStats {
     pub timer_runs: AtomicU64,
     /// `PREEMPT` kicks sent by the timer.
     pub timer_kicks: AtomicU64,
+    /// Enqueues that sent no kick of the central CPU because one was
+    /// outstanding (module docs, batching).
+    pub kicks_coalesced: AtomicU64,
+}
+
+/// The central FIFO and its kick flag (module docs, batching).
+#[derive(Default)]
+struct CentralQueue {
+    tasks: VecDeque<TaskRef>,
+    /// A kick of the central CPU is outstanding: it has not started a
+    /// dispatch pass since.
+    kick_pending: bool,
 }
 
 /// Per-CPU state, sized at `init`.
@@ -86,7 +108,7 @@ pub struct Central {
     central_cpu: usize,
     slice_ns: u64,
     timer_interval_ns: u64,
-    queue: parking_lot::Mutex<VecDeque<TaskRef>>,
+    queue: parking_lot::Mutex<CentralQueue>,
     cpus: OnceLock<PerCpu>,
     /// Where the timer's walk starts next time.
     timer_start: AtomicUsize,
@@ -108,7 +130,7 @@ impl Central {
             central_cpu: 0,
             slice_ns: SLICE_DFL,
             timer_interval_ns: 1_000_000,
-            queue: parking_lot::Mutex::new(VecDeque::new()),
+            queue: parking_lot::Mutex::new(CentralQueue::default()),
             cpus: OnceLock::new(),
             timer_start: AtomicUsize::new(0),
             max_batch: 32,
@@ -164,7 +186,7 @@ impl Central {
             if ctx.dispatch_nr_slots() == 0 {
                 return false;
             }
-            let Some(p) = self.queue.lock().pop_front() else {
+            let Some(p) = self.queue.lock().tasks.pop_front() else {
                 return false;
             };
             if !p.allowed_on(cpu) {
@@ -225,19 +247,25 @@ impl Scheduler for Central {
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
-        {
+        let running = ctx.task_running(p);
+        let kick = {
             let mut q = self.queue.lock();
-            if q.len() >= CENTRAL_QUEUE_CAP {
+            if q.tasks.len() >= CENTRAL_QUEUE_CAP {
                 drop(q);
                 self.stats.overflows.fetch_add(1, Ordering::Relaxed);
                 ctx.dsq_insert(p, FALLBACK_DSQ, SLICE_INF, enq_flags);
                 return;
             }
-            q.push_back(p.clone());
-        }
+            q.tasks.push_back(p.clone());
+            let kick = !running && !q.kick_pending;
+            q.kick_pending |= kick;
+            kick
+        };
         self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
-        if !ctx.task_running(p) {
+        if kick {
             ctx.kick_cpu(self.central_cpu, KickFlags::PREEMPT);
+        } else if !running {
+            self.stats.kicks_coalesced.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -253,6 +281,8 @@ impl Scheduler for Central {
             ctx.kick_cpu(self.central_cpu, KickFlags::PREEMPT);
             return;
         }
+        // A pass starts: the next enqueue kicks again (module docs).
+        self.queue.lock().kick_pending = false;
         for (c, gimme) in pc.gimme.iter().enumerate() {
             if ctx.dispatch_nr_slots() == 0 {
                 break;
@@ -305,7 +335,7 @@ impl Scheduler for Central {
         let n = ctx.nr_cpu_ids();
         let now = ctx.now();
         let start = self.timer_start.fetch_add(1, Ordering::Relaxed) % n;
-        let central_pending = !self.queue.lock().is_empty();
+        let central_pending = !self.queue.lock().tasks.is_empty();
         for i in 0..n {
             let cpu = (start + i) % n;
             if cpu == self.central_cpu {
