@@ -54,6 +54,34 @@ impl Cpu {
     }
 }
 
+/// The live-task count (`core::live`): the counters and reads the spawn
+/// path, the exit in the step, and shutdown use.
+pub struct LiveCount(crate::core::live::LiveCount);
+
+impl LiveCount {
+    /// A count for `nr_cpus` CPUs, zero.
+    pub fn new(nr_cpus: usize) -> Self {
+        Self(crate::core::live::LiveCount::new(nr_cpus))
+    }
+
+    /// A spawn on CPU `cpu`'s worker (`None`: another thread).
+    pub fn spawned(&self, cpu: Option<usize>) {
+        self.0.spawned(cpu);
+    }
+
+    /// An exit on CPU `cpu`'s worker, then the step's "was it the last?"
+    /// check (fence, then the count).
+    pub fn exit_and_check_last(&self, cpu: usize) -> bool {
+        self.0.exited(cpu);
+        self.0.exit_was_last()
+    }
+
+    /// Spawns minus exits as `live` reads them (exits first), unclamped.
+    pub fn raw(&self) -> i64 {
+        self.0.raw()
+    }
+}
+
 /// The model's reactor: never an I/O event (the sleep itself is the
 /// doorbell's condvar under loom, `Doorbell::sleep_io`).
 struct NoEvents;

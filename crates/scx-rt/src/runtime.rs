@@ -32,6 +32,9 @@ use crate::task::Affinity;
 /// worker has returned, i.e. once every task has finished.
 pub(crate) fn stop(sh: &Shared, mut threads: Vec<std::thread::JoinHandle<()>>) {
     sh.shutdown.store(true, Ordering::Release);
+    // Pairs with the fence of a last exit (`core::live`, "The last exit"):
+    // the workers rescheduled below read the count after it.
+    crate::loom::fence(Ordering::SeqCst);
     // Tasks waiting for I/O would keep shutdown waiting for ever: their
     // waits fail from now on (`io`, "Shutdown").
     sh.io.close();
@@ -375,7 +378,7 @@ impl Runtime {
             })
             .collect();
         Stats {
-            live_tasks: self.sh.live_tasks.load(Ordering::Relaxed),
+            live_tasks: self.sh.live.live(),
             tasks_without_stack: self.sh.nr_no_stack.load(Ordering::Relaxed),
             ejections: self.sh.nr_ejections.load(Ordering::Relaxed),
             stacks_allocated: self.sh.stacks.allocated(),

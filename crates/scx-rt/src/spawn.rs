@@ -215,7 +215,7 @@ where
         now(),
         Box::new(entry),
     ));
-    sh.live_tasks.fetch_add(1, Ordering::AcqRel);
+    sh.live.spawned(from);
     let start = from.unwrap_or_else(|| sh.spread_hint());
     let start = if p.allowed_on(start) {
         start

@@ -98,8 +98,7 @@ pub(crate) fn worker_main(
                     crate::core::release::run_higher_class(&sh, cpu);
                     continue;
                 }
-                if sh.shutdown.load(Ordering::Acquire) && sh.live_tasks.load(Ordering::Acquire) == 0
-                {
+                if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
                 idle(&sh, cpu, expiry.as_ref());

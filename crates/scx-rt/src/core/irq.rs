@@ -110,5 +110,5 @@ pub(crate) fn idle_wake(sh: &Shared, cpu: usize) -> bool {
     s.kick.pending.load(Ordering::Relaxed)
         || s.remote.irq_pending.load(Ordering::Relaxed)
         || sh.exit.pending.load(Ordering::Relaxed)
-        || (sh.shutdown.load(Ordering::Relaxed) && sh.live_tasks.load(Ordering::Relaxed) == 0)
+        || (sh.shutdown.load(Ordering::Relaxed) && sh.live.live() == 0)
 }

@@ -31,7 +31,7 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `clock`, `errctx`, `current`, `timer_word`, `idle_mask` | leaves: time, the error context, who the calling thread is, the slice timer's word, the idle mask |
+//! | `clock`, `errctx`, `current`, `timer_word`, `idle_mask`, `live` | leaves: time, the error context, who the calling thread is, the slice timer's word, the idle mask, the per-CPU live-task count |
 //! | `shared` | the runtime state every CPU shares (`Shared`) |
 //! | `slot`, `error` | which scheduler an rq calls; errors and how callbacks are called |
 //! | `user_dsqs` | the user-DSQ table: create, destroy, lookup by id |
@@ -62,6 +62,7 @@ pub(crate) mod has_op;
 pub(crate) mod helpers;
 pub(crate) mod idle_mask;
 pub(crate) mod irq;
+pub(crate) mod live;
 pub(crate) mod migrate;
 pub(crate) mod pick;
 pub(crate) mod release;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::dsq::Dsq;
 use crate::exit::{ExitInfo, ExitRecord};
 use crate::flags::{dsq_id, OpsFlags};
-use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, RwLock};
+use crate::loom::{AtomicBool, AtomicU64, Mutex, RwLock};
 use crate::rq::Cpu;
 
 use super::idle_mask::IdleMasks;
@@ -137,7 +137,8 @@ pub(crate) struct Shared<S: ?Sized> {
     pub cfg: Config,
     #[cfg(not(scx_rt_loom))]
     pub stacks: scx_rt_sys::stack::StackPool,
-    pub live_tasks: AtomicUsize,
+    /// Tasks spawned and not exited (`core::live`).
+    pub live: crate::core::live::LiveCount,
     pub shutdown: AtomicBool,
     pub disabling: Mutex<()>,
     /// Bypass depth (`scx_ops_bypass_depth`): bypass is on while it is
@@ -207,7 +208,7 @@ impl<S: ?Sized> Shared<S> {
             cfg,
             #[cfg(not(scx_rt_loom))]
             stacks: scx_rt_sys::stack::StackPool::new(stack_size),
-            live_tasks: AtomicUsize::new(0),
+            live: crate::core::live::LiveCount::new(nr_cpus),
             shutdown: AtomicBool::new(false),
             disabling: Mutex::new(()),
             bypass_depth: Mutex::new(0),

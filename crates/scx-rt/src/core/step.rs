@@ -165,9 +165,8 @@ pub(crate) fn step(
                 let mut slots = SlotHint::new(Some(slot));
                 task_leave_scheduler_locked(sh, &mut slots, &rq, &p, gen, false);
                 sh.tasks.remove(&p);
-                if sh.live_tasks.fetch_sub(1, Ordering::AcqRel) == 1
-                    && sh.shutdown.load(Ordering::Acquire)
-                {
+                sh.live.exited(cpu);
+                if sh.shutdown.load(Ordering::Acquire) && sh.live.exit_was_last() {
                     after.shutdown_done = true;
                 }
             }
