@@ -16,6 +16,11 @@
 //!   — a move from that walk must fail (it came back later than the walk's
 //!   start), or have happened before the task left.
 //!
+//! - CPU 0's `dispatch` moves the task to CPU 0's local DSQ while CPU 1
+//!   consumes it and starts running it, which binds it to CPU 1 — the
+//!   move must fail quietly (the task is lost to it), never report the
+//!   target CPU as not allowed.
+//!
 //! Whatever the interleaving, the task ends in exactly one place, accounted
 //! on the rq it names, with no transfer in flight (SPEC.md §11 invariants
 //! 1, 2, 3).
@@ -35,9 +40,14 @@ const D: u64 = 0;
 /// on user DSQ `D` (enqueued on CPU 1, dispatched there by CPU 1), and
 /// the DSQ's sequence with it queued.
 fn setup() -> (Arc<Runtime>, TaskRef, u32) {
+    setup_with(|_| Task::new_token(1))
+}
+
+/// [`setup`] with the task `make` returns.
+fn setup_with(make: impl FnOnce(&Runtime) -> TaskRef) -> (Arc<Runtime>, TaskRef, u32) {
     let rt = Arc::new(Runtime::new(2));
     rt.create_dsq(D);
-    let t = Task::new_token(1);
+    let t = make(&rt);
     rt.enqueue(1, &t);
     rt.buffer_dispatch(1, &t, D);
     rt.flush(1);
@@ -132,4 +142,31 @@ fn dsq_move_of_a_task_queued_again_after_the_walk_began() {
             );
         },
     );
+}
+
+#[test]
+fn dsq_move_to_a_cpu_the_task_can_no_longer_use() {
+    model("dsq_move_to_a_cpu_the_task_can_no_longer_use", || {
+        // A task that is bound to the CPU it first runs on.
+        let (rt, t, seq) = setup_with(|rt| rt.unmigratable_token(1));
+        let rt2 = rt.clone();
+        // CPU 0's dispatch moves the task (on CPU 1's rq) to CPU 0.
+        let mover = thread::spawn(move || {
+            let mut it = rt2.dsq_iter_since(D, seq);
+            match it.next() {
+                Some(p) => rt2.dsq_move(0, &mut it, &p, DSQ_LOCAL),
+                None => false,
+            }
+        });
+        // CPU 1 consumes D and runs the task: it is bound to CPU 1 now.
+        let consumed = rt.consume_user(1, D);
+        if consumed {
+            rt.first_run(1, &t);
+        }
+        let moved = mover.join().unwrap();
+        assert!(moved != consumed, "exactly one wins (moved {moved})");
+        assert_eq!(rt.exit_msg(), None, "a move that lost the task is no error");
+        let want = if moved { ("local", 0) } else { ("local", 1) };
+        assert_eq!(check_one_place(&rt, &t), want);
+    });
 }

@@ -25,6 +25,15 @@ pub const DENSE_DSQ_IDS: usize = 1024;
 #[cfg(scx_rt_loom)]
 pub const DENSE_DSQ_IDS: usize = 2;
 
+/// Smallest task weight (`CGROUP_WEIGHT_MIN`): weights are in the cgroup
+/// scale, where nice 19 maps to 1.
+pub const WEIGHT_MIN: u32 = 1;
+/// A task's weight unless spawned with another (`CGROUP_WEIGHT_DFL`,
+/// nice 0).
+pub const WEIGHT_DFL: u32 = 100;
+/// Largest task weight (`CGROUP_WEIGHT_MAX`; nice -20 maps to 8668).
+pub const WEIGHT_MAX: u32 = 10_000;
+
 /// Default dispatch buffer size (`SCX_DSP_DFL_MAX_BATCH`).
 pub const DSP_DFL_MAX_BATCH: u32 = 32;
 /// Largest `Scheduler::dispatch_max_batch` accepted at attach (the kernel

@@ -187,7 +187,7 @@ where
     T: Send + 'static,
 {
     let (sh, _, _) = context::current().expect("scx_rt::spawn called outside a scx-rt task");
-    spawn::spawn_in(&sh, f, task::Affinity::All)
+    spawn::spawn_in(&sh, f, task::Affinity::All, consts::WEIGHT_DFL)
 }
 
 /// Runs the blocking closure `f` on the runtime's blocking pool (a separate

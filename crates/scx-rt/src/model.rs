@@ -590,6 +590,34 @@ impl Runtime {
     pub fn in_transit(&self, p: &TaskRef) -> bool {
         p.scx.holding_cpu.load(Ordering::Acquire) >= 0
     }
+
+    /// A token task `id` that may not migrate, as every task of a runtime
+    /// built without `Builder::allow_migration`: [`Runtime::first_run`]
+    /// binds it to a CPU.
+    pub fn unmigratable_token(&self, id: crate::task::TaskId) -> TaskRef {
+        std::sync::Arc::new(crate::task::Task::new(
+            id,
+            0,
+            None,
+            crate::task::Affinity::All,
+            false,
+            0,
+            crate::task::NoEntry,
+        ))
+    }
+
+    /// CPU `cpu` starts running `p` for the first time: a task that may
+    /// not migrate is bound to that CPU, as `worker::run_task` binds it.
+    pub fn first_run(&self, cpu: usize, p: &TaskRef) {
+        if !p.migratable && p.bound_cpu.load(Ordering::Relaxed) < 0 {
+            p.bound_cpu.store(cpu as i32, Ordering::Relaxed);
+        }
+    }
+
+    /// The message of the exit recorded so far (an ops error), if any.
+    pub fn exit_msg(&self) -> Option<String> {
+        self.sh.exit.info().map(|i| i.msg)
+    }
 }
 
 impl Runtime {

@@ -78,7 +78,7 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        spawn_in(&self.sh, f, Affinity::All)
+        spawn_in(&self.sh, f, Affinity::All, crate::consts::WEIGHT_DFL)
     }
 
     /// Spawns a green task that may only run on CPU `cpu`.
@@ -112,7 +112,45 @@ impl Runtime {
             });
         }
         let m = Cpumask::from_cpus(self.sh.nr_cpus, [cpu]);
-        Ok(spawn_in(&self.sh, f, Affinity::Mask(Arc::new(m))))
+        Ok(spawn_in(
+            &self.sh,
+            f,
+            Affinity::Mask(Arc::new(m)),
+            crate::consts::WEIGHT_DFL,
+        ))
+    }
+
+    /// Spawns a green task with scheduling weight `weight`, in the cgroup
+    /// scale the scheduler sees in [`TaskRef::weight`](crate::TaskRef::weight)
+    /// and `set_weight`: [`WEIGHT_MIN`](crate::consts::WEIGHT_MIN) (1, nice
+    /// 19) to [`WEIGHT_MAX`](crate::consts::WEIGHT_MAX) (10 000), where
+    /// [`spawn`](Self::spawn) gives [`WEIGHT_DFL`](crate::consts::WEIGHT_DFL)
+    /// (100, nice 0). The weight is set before the scheduler's `init_task`,
+    /// `enable` and `set_weight` see the task, as the kernel sets a new
+    /// task's weight from its nice value; it does not change afterwards.
+    /// Returns [`SpawnError::InvalidWeight`] (and drops `f`) for a weight
+    /// outside that range.
+    ///
+    /// ```
+    /// let rt = scx_rt::Runtime::builder().nr_cpus(1).build().unwrap();
+    /// let h = rt.spawn_weighted(8668, || 1).unwrap(); // nice -20
+    /// assert_eq!(h.join().unwrap(), 1);
+    /// assert!(rt.spawn_weighted(0, || 2).is_err());
+    /// ```
+    pub fn spawn_weighted<F, T>(&self, weight: u32, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        use crate::consts::{WEIGHT_MAX, WEIGHT_MIN};
+        if !(WEIGHT_MIN..=WEIGHT_MAX).contains(&weight) {
+            return Err(SpawnError::InvalidWeight {
+                weight,
+                min: WEIGHT_MIN,
+                max: WEIGHT_MAX,
+            });
+        }
+        Ok(spawn_in(&self.sh, f, Affinity::All, weight))
     }
 
     /// Runs the blocking closure `f` on this runtime's blocking pool, from
@@ -482,7 +520,8 @@ pub struct CpuStats {
     pub pick_seq: u64,
 }
 
-/// Why [`Runtime::try_spawn_on`] spawned nothing.
+/// Why [`Runtime::try_spawn_on`] or [`Runtime::spawn_weighted`] spawned
+/// nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpawnError {
     /// The runtime has no such CPU.
@@ -492,6 +531,16 @@ pub enum SpawnError {
         cpu: usize,
         /// CPUs in the runtime.
         nr_cpus: usize,
+    },
+    /// The weight is outside the cgroup scale.
+    #[error("task weight {weight} is outside {min}..={max}")]
+    InvalidWeight {
+        /// The weight asked for.
+        weight: u32,
+        /// The smallest weight ([`WEIGHT_MIN`](crate::consts::WEIGHT_MIN)).
+        min: u32,
+        /// The largest weight ([`WEIGHT_MAX`](crate::consts::WEIGHT_MAX)).
+        max: u32,
     },
 }
 

@@ -189,7 +189,16 @@ where
     }
 }
 
-pub(crate) fn spawn_in<F, T>(sh: &Arc<Shared>, f: F, affinity: Affinity) -> JoinHandle<T>
+/// Spawns `f` as a green task that may run where `affinity` allows, with
+/// scheduling weight `weight` (in `WEIGHT_MIN..=WEIGHT_MAX`, checked by the
+/// caller), set before `init_task`, as the kernel sets a forked task's
+/// weight before `enable`.
+pub(crate) fn spawn_in<F, T>(
+    sh: &Arc<Shared>,
+    f: F,
+    affinity: Affinity,
+    weight: u32,
+) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -215,6 +224,9 @@ where
         now(),
         Box::new(entry),
     ));
+    if weight != crate::consts::WEIGHT_DFL {
+        p.scx.weight.store(weight, Ordering::Relaxed);
+    }
     sh.live.spawned(from);
     let start = from.unwrap_or_else(|| sh.spread_hint());
     let start = if p.allowed_on(start) {

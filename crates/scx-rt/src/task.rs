@@ -164,7 +164,7 @@ impl SchedEntity {
             cpu: AtomicU32::new(0),
             slice: AtomicU64::new(SLICE_DFL),
             dsq_vtime: AtomicU64::new(0),
-            weight: AtomicU32::new(100),
+            weight: AtomicU32::new(crate::consts::WEIGHT_DFL),
             ddsp_dsq_id: AtomicU64::new(DSQ_INVALID),
             ddsp_enq_flags: AtomicU64::new(0),
             dsq: AtomicU64::new(DSQ_INVALID),

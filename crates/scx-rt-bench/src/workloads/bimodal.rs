@@ -38,6 +38,10 @@
 //!   to `SLICE_DFL` at enqueue, so it cannot serve here).
 //! - `central`: scx-rt under `schedulers::Central` (scx_central: one CPU
 //!   decides, others run), its slice and timer period set to 30 µs.
+//! - `qmap`: scx-rt under `schedulers::Qmap` (scx_qmap's five weighted
+//!   FIFOs, default batch, no boosting), 30 µs slice. Every request has
+//!   the default weight, so they share one FIFO: the rows show what the
+//!   policy's own queue and its shared-DSQ round trip cost beside `fifo`.
 //! - `tokio`: a multi-thread tokio runtime, the request a spinning future.
 //!
 //! # Rows
@@ -134,21 +138,24 @@ pub enum Policy {
     Slice(u64),
     /// scx-rt under `schedulers::Central`.
     Central,
+    /// scx-rt under `schedulers::Qmap`.
+    Qmap,
     /// tokio, no preemption.
     Tokio,
 }
 
-/// Central's slice and timer period here.
+/// Central's slice and timer period here, and Qmap's slice.
 const CENTRAL_SLICE: Duration = Duration::from_micros(30);
 
 impl Policy {
     /// Every policy, in run order.
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 7] = [
         Policy::Fifo,
         Policy::Slice(5_000),
         Policy::Slice(30_000),
         Policy::Slice(100_000),
         Policy::Central,
+        Policy::Qmap,
         Policy::Tokio,
     ];
 
@@ -158,6 +165,7 @@ impl Policy {
             Policy::Fifo => "fifo".into(),
             Policy::Slice(ns) => format!("slice{}us", ns / 1000),
             Policy::Central => "central".into(),
+            Policy::Qmap => "qmap".into(),
             Policy::Tokio => "tokio".into(),
         }
     }
@@ -566,6 +574,7 @@ fn scx_sweep(ctx: &Ctx, policy: Policy, spare: Option<usize>) -> Result<Vec<Row>
                 .slice(CENTRAL_SLICE)
                 .timer_interval(CENTRAL_SLICE),
         ),
+        Policy::Qmap => b.scheduler(scx_rt::schedulers::Qmap::new().slice(CENTRAL_SLICE)),
         Policy::Tokio => return Err("tokio is not an scx-rt policy".into()),
     };
     let rt = b.build().map_err(|e| format!("build runtime: {e}"))?;
@@ -656,6 +665,7 @@ mod tests {
         assert_eq!(pct(0.95), "95");
         assert_eq!(pct(0.125), "12.5");
         assert_eq!(Policy::Slice(5_000).name(), "slice5us");
+        assert_eq!(Policy::Qmap.name(), "qmap");
     }
 
     #[test]

@@ -60,7 +60,12 @@
 //! The destination is resolved before the DSQ lock is taken (a sparse
 //! user-DSQ lookup may take the DSQ table's lock, which ranks above DSQ
 //! locks), so an invalid destination is reported even when the move is
-//! then found lost; the kernel resolves it after step 3.
+//! then found lost; the kernel resolves it after step 3. Whether `p` may
+//! run on a local destination is judged after step 3, as in the kernel: a
+//! task is bound to its CPU when it first runs, so one that left the DSQ
+//! since the walk saw it may no longer be allowed where the scheduler
+//! aimed it, and that is a lost move, not an error. Once step 3 passed,
+//! `p` cannot start running (and be bound) until step 5 unlinks it.
 
 use crate::dsq::Cursor;
 use crate::flags::{dsq_id, DsqIterFlags, EnqFlags, DSQ_INVALID};
@@ -261,12 +266,7 @@ impl Move<'_, '_> {
     /// CPU's local DSQ).
     fn locked(self, sh: &Shared, srq: &mut RqGuard<'_>, this: usize) -> bool {
         let p = self.p;
-        let mut target = find_dsq_for_dispatch(sh, this, self.dst);
-        if let Target::Local(d) = target {
-            if d != srq.cpu && !can_run_on(sh, p, d, true) {
-                target = Target::Global;
-            }
-        }
+        let target = find_dsq_for_dispatch(sh, this, self.dst);
         let src = &self.it.dsq;
         let mut q = src.q.lock();
         let lost = !src.is_live()
@@ -278,6 +278,12 @@ impl Move<'_, '_> {
         if lost {
             return false;
         }
+        // Only now may the task's CPUs be judged: one that left the DSQ
+        // may have started running meanwhile, and so be bound to its CPU.
+        let target = match target {
+            Target::Local(d) if d != srq.cpu && !can_run_on(sh, p, d, true) => Target::Global,
+            t => t,
+        };
         if let Some(v) = self.vtime {
             p.set_dsq_vtime(v);
         }

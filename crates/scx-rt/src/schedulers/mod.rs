@@ -1,11 +1,15 @@
-//! Built-in schedulers, ports of `tools/sched_ext`.
+//! Built-in schedulers, ports of `tools/sched_ext`: `scx_simple`
+//! ([`Simple`]), `scx_central` ([`Central`]), `scx_qmap` ([`Qmap`]), and the
+//! runtime's own [`Fifo`] and [`WorkStealing`].
 
 pub mod central;
 mod fifo;
+pub mod qmap;
 mod simple;
 mod work_stealing;
 
 pub use central::Central;
 pub use fifo::Fifo;
+pub use qmap::Qmap;
 pub use simple::Simple;
 pub use work_stealing::WorkStealing;
