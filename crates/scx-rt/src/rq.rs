@@ -264,6 +264,9 @@ pub(crate) struct RqShared {
     pub owner: CachePadded<RqOwner>,
     /// Changed only at hotplug and bypass transitions.
     pub mostly: CachePadded<RqReadMostly>,
+    /// The event counters (`core::events`): written under this CPU's rq
+    /// lock, read by anyone without it.
+    pub events: CachePadded<crate::core::events::CpuEvents>,
 }
 
 /// The part of a CPU's atomics that other CPUs write.
@@ -408,6 +411,7 @@ impl RqShared {
                 online: AtomicBool::new(true),
                 bypassing: AtomicBool::new(false),
             }),
+            events: CachePadded::new(Default::default()),
         }
     }
 }

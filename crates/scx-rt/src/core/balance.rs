@@ -104,6 +104,7 @@ fn balance_inner(
         // Only a pinned prev reaches here (the worker moved any other).
         if prev.is_some_and(|p| p.is_queued()) {
             rq.flags |= rqflags::BAL_KEEP;
+            sh.events_of(rq.cpu).dispatch_keep_last.bump();
             note(rq, BalanceStep::KeepPrevLast);
             return true;
         }
@@ -156,6 +157,7 @@ fn balance_inner(
     if let Some(p) = prev {
         if p.is_queued() && (!slot.flags.contains(OpsFlags::ENQ_LAST) || rq.bypassing()) {
             rq.flags |= rqflags::BAL_KEEP;
+            sh.events_of(rq.cpu).dispatch_keep_last.bump();
             note(rq, BalanceStep::KeepPrevLast);
             return true;
         }

@@ -69,7 +69,7 @@ use crate::ops::{Ctx, DispatchCtx, Shared};
 use crate::rq::RqGuard;
 use crate::task::{tflags, TaskRef};
 
-use crate::core::dispatch::can_run_on;
+use crate::core::dispatch::{can_run_on, CannotRun};
 use crate::core::dsqs::{
     activate, deactivate, dispatch_enqueue_local, dispatch_enqueue_nonlocal, find_dsq_for_dispatch,
     Target,
@@ -262,9 +262,13 @@ impl Move<'_, '_> {
     fn locked(self, sh: &Shared, srq: &mut RqGuard<'_>, this: usize) -> bool {
         let p = self.p;
         let mut target = find_dsq_for_dispatch(sh, this, self.dst);
+        let mut offline = false;
         if let Target::Local(d) = target {
-            if d != srq.cpu && !can_run_on(sh, p, d, true) {
-                target = Target::Global;
+            if d != srq.cpu {
+                if let Err(why) = can_run_on(sh, p, d, true) {
+                    target = Target::Global;
+                    offline = why == CannotRun::Offline;
+                }
             }
         }
         let src = &self.it.dsq;
@@ -277,6 +281,9 @@ impl Move<'_, '_> {
             || p.has_flag(tflags::MIGRATING);
         if lost {
             return false;
+        }
+        if offline {
+            sh.events_of(srq.cpu).dispatch_local_dsq_offline.bump();
         }
         if let Some(v) = self.vtime {
             p.set_dsq_vtime(v);
