@@ -27,7 +27,7 @@
 //! | reactor event buffer (`Reactor::events`; only its CPU's worker, outside any rq lock) | nothing | an rq or DSQ lock |
 //! | reactor table (`Reactor::table`, token -> source) | nothing, the registration locks, or the event buffer | an rq or DSQ lock |
 //! | I/O source state (`io::source::Source`; waiters are woken after it is released) | nothing, the table, or the event buffer | an rq or DSQ lock (a timed wait arms its timer after releasing it) |
-//! | scheduler slots (rwlock, read on a cache miss) | anything above | — (a leaf) |
+//! | scheduler slots (rwlock, read on a cache miss and by `Ctx::events`) | anything above | — (a leaf) |
 //! | exit record (spin) | anything above | — (a leaf) |
 //! | task body lock (stack) | nothing | — (held only by the worker running it) |
 //!

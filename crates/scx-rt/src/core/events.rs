@@ -110,7 +110,7 @@ pub struct Events {
 impl Events {
     /// Every counter with its kernel name (`SCX_EV_*`), in the kernel's
     /// order.
-    pub fn kernel_names(&self) -> [(&'static str, u64); 7] {
+    pub fn kernel_names(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [
             ("SCX_EV_SELECT_CPU_FALLBACK", self.select_cpu_fallback),
             (
@@ -123,6 +123,7 @@ impl Events {
             ("SCX_EV_BYPASS_DISPATCH", self.bypass_dispatch),
             ("SCX_EV_BYPASS_ACTIVATE", self.bypass_activate),
         ]
+        .into_iter()
     }
 
     /// Counter by counter, `f(self, other)`.
@@ -223,9 +224,20 @@ impl Shared {
             .fold(Events::default(), Events::plus)
     }
 
-    /// The counts of the scheduler attached now, since it was installed.
+    /// The counts of the scheduler the calling thread works for (the one
+    /// whose callback asks; else the attached one), since it was
+    /// installed. Reads the slots under their lock rather than through
+    /// `Shared::slot`, which would make the thread work for the current
+    /// scheduler: a callback of the scheduler being replaced would then
+    /// have its later errors charged to its successor.
     pub(crate) fn events_of_scheduler(&self) -> Events {
-        let base = self.cur_slot().events_base;
+        let base = {
+            let slots = self.slots.read();
+            match &slots.prev {
+                Some(p) if super::slot::working_for() == (self.rt_id, p.gen) => p.events_base,
+                _ => slots.cur.events_base,
+            }
+        };
         self.events_total().since(base)
     }
 }
@@ -270,7 +282,7 @@ mod tests {
             bypass_dispatch: 6,
             bypass_activate: 7,
         };
-        let names = e.kernel_names();
+        let names: Vec<_> = e.kernel_names().collect();
         let values: Vec<u64> = names.iter().map(|(_, v)| *v).collect();
         assert_eq!(values, [1, 2, 3, 4, 5, 6, 7]);
         assert!(names.iter().all(|(n, _)| n.starts_with("SCX_EV_")));
