@@ -148,11 +148,6 @@ pub(crate) struct SchedEntity {
     pub sched_gen: AtomicU64,
     /// Slot in the runtime's task registry (`usize::MAX`: none).
     pub reg_slot: AtomicUsize,
-    /// The core replaced the CPU chosen for the wake-up in progress (the
-    /// kernel's `selected_cpu` differing from the rq): set by the waker in
-    /// `select_task_rq`, taken by the wake-up's enqueue, which counts
-    /// `SCX_EV_SELECT_CPU_FALLBACK` (`core::events`). Statistics only.
-    pub select_fallback: crate::loom::StatAtomicBool,
 }
 
 impl SchedEntity {
@@ -181,7 +176,6 @@ impl SchedEntity {
             on_cpu: AtomicBool::new(false),
             sched_gen: AtomicU64::new(0),
             reg_slot: AtomicUsize::new(usize::MAX),
-            select_fallback: crate::loom::StatAtomicBool::new(false),
         }
     }
 }

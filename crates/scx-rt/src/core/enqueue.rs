@@ -242,11 +242,6 @@ fn enqueue_woken(
     p: TaskRef,
     enq: EnqFlags,
 ) {
-    // The core replaced the CPU chosen for this wake-up (`select_task_rq`).
-    if p.scx.select_fallback.load(Ordering::Relaxed) {
-        p.scx.select_fallback.store(false, Ordering::Relaxed);
-        sh.events_of(rq.cpu).select_cpu_fallback.bump();
-    }
     rq.flags |= rqflags::IN_WAKEUP;
     enqueue_task(sh, slot, rq, p, enq);
     rq.flags &= !rqflags::IN_WAKEUP;
@@ -340,14 +335,19 @@ pub(crate) fn select_task_rq(
 }
 
 /// The core overrides `chosen`, the CPU chosen for a wake-up (`None`: not
-/// a CPU of the runtime), with a fallback CPU. If that is another CPU, the
-/// wake-up's enqueue counts `SCX_EV_SELECT_CPU_FALLBACK` (under the rq lock
-/// it takes; the kernel compares that rq with `selected_cpu` there).
+/// a CPU of the runtime), with a fallback CPU. If that is another CPU, it
+/// counts `SCX_EV_SELECT_CPU_FALLBACK` on the fallback CPU, whose rq the
+/// wake-up is enqueued on (the kernel counts it in that enqueue, comparing
+/// the rq with `selected_cpu`). Here the count takes that rq lock for
+/// itself: done in the enqueue, it would cost every wake-up a check. No
+/// lock held on entry or return.
 #[cold]
+#[inline(never)]
 fn select_fallback(sh: &Shared, p: &TaskRef, prev: usize, chosen: Option<usize>) -> usize {
     let cpu = fallback_cpu(sh, p, prev);
     if chosen != Some(cpu) {
-        p.scx.select_fallback.store(true, Ordering::Relaxed);
+        let _rq = sh.cpus[cpu].lock();
+        sh.events_of(cpu).select_cpu_fallback.bump();
     }
     cpu
 }

@@ -45,12 +45,15 @@
 //! Each CPU has one [`CpuEvents`] on its own cache line (`RqShared::events`).
 //! A counter of CPU `c` changes only while `c`'s rq lock is held: by `c`'s
 //! worker in its scheduling step, or by whoever else holds that lock (a
-//! wake-up's enqueue on `c`, a dispatch to `c`, a bypass transition). The
+//! wake-up's enqueue on `c`, a dispatch to `c`, a bypass transition, a
+//! waker whose task falls back to `c`, which takes the lock for the count
+//! alone: a rare event, counted without a check on every wake-up). The
 //! lock orders the writers, so a count is a load and a store (no
 //! read-modify-write, no contended line: the counters of a CPU are written
 //! where its rq is written anyway). Which CPU counts an event:
 //!
-//! - `select_cpu_fallback`: the CPU whose rq the task was enqueued on.
+//! - `select_cpu_fallback`: the fallback CPU, whose rq the task is
+//!   enqueued on.
 //! - `dispatch_local_dsq_offline`: the dispatching CPU (a `dsq_move`: the
 //!   CPU whose rq the moved task was on).
 //! - `dispatch_keep_last`, `refill_slice_dfl`, `bypass_dispatch`: the CPU
