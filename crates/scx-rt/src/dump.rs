@@ -3,7 +3,9 @@
 //! `dump`, then per non-idle CPU a header line, `curr=`, the kick masks that
 //! are non-empty (kernel bitmap lists), the scheduler's `dump_cpu`, and one
 //! entry per task (current first, then the runnable ones) with the
-//! scheduler's `dump_task`; truncated with a marker. Userspace stand-ins:
+//! scheduler's `dump_task`; last the attached scheduler's event counters
+//! (`core::events`, one line per `SCX_EV_*` name, as later kernels add
+//! them); truncated with a marker. Userspace stand-ins:
 //! `comm[pid]` is `task[id]` for tasks and `thread-name[pid]` for the
 //! trigger; the class of a running task is always `ext`.
 
@@ -169,6 +171,10 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
             let ids: Vec<String> = rq.local.iter().map(|p| p.id().to_string()).collect();
             let _ = writeln!(out, "  local_dsq: [{}]", ids.join(", "));
         }
+    }
+    let _ = writeln!(out, "Event counters\n--------------\n");
+    for (name, v) in sh.events_of_scheduler().kernel_names() {
+        let _ = writeln!(out, "{name:>40}: {v:>16}");
     }
     let limit = crate::consts::EXIT_DUMP_DFL_LEN;
     if out.len() > limit {

@@ -144,6 +144,7 @@ pub mod model;
 
 pub use crate::core::balance::BalanceStep;
 pub use crate::core::dsq_iter::{DsqIter, DsqIterError};
+pub use crate::core::events::Events;
 pub use crate::core::shared::SliceTimer;
 #[cfg(not(scx_rt_loom))]
 pub use attach::AttachError;

@@ -24,6 +24,12 @@ pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
+/// An atomic that no protocol reads, only statistics (`core::events`):
+/// std's in every build, loom's included, so that a model does not
+/// explore the interleavings of counter updates, which change nothing the
+/// code decides.
+pub(crate) use std::sync::atomic::AtomicU64 as StatAtomicU64;
+
 /// A spin-wait hint (`loom::hint::spin_loop` yields to the model checker).
 #[inline]
 pub(crate) fn spin_loop() {

@@ -27,7 +27,7 @@
 //! | reactor event buffer (`Reactor::events`; only its CPU's worker, outside any rq lock) | nothing | an rq or DSQ lock |
 //! | reactor table (`Reactor::table`, token -> source) | nothing, the registration locks, or the event buffer | an rq or DSQ lock |
 //! | I/O source state (`io::source::Source`; waiters are woken after it is released) | nothing, the table, or the event buffer | an rq or DSQ lock (a timed wait arms its timer after releasing it) |
-//! | scheduler slots (rwlock, read on a cache miss) | anything above | — (a leaf) |
+//! | scheduler slots (rwlock, read on a cache miss and by `Ctx::events`) | anything above | — (a leaf) |
 //! | exit record (spin) | anything above | — (a leaf) |
 //! | task body lock (stack) | nothing | — (held only by the worker running it) |
 //!
@@ -269,6 +269,9 @@ pub(crate) struct RqShared {
     pub owner: CachePadded<RqOwner>,
     /// Changed only at hotplug and bypass transitions.
     pub mostly: CachePadded<RqReadMostly>,
+    /// The event counters (`core::events`): written under this CPU's rq
+    /// lock, read by anyone without it.
+    pub events: CachePadded<crate::core::events::CpuEvents>,
 }
 
 /// The part of a CPU's atomics that other CPUs write.
@@ -413,6 +416,7 @@ impl RqShared {
                 online: AtomicBool::new(true),
                 bypassing: AtomicBool::new(false),
             }),
+            events: CachePadded::new(Default::default()),
         }
     }
 }

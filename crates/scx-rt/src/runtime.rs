@@ -19,6 +19,7 @@ use std::panic::resume_unwind;
 use std::sync::Arc;
 
 use crate::context;
+use crate::core::events::Events;
 use crate::cpumask::Cpumask;
 use crate::exit::ExitInfo;
 use crate::join::JoinError;
@@ -412,15 +413,18 @@ impl Runtime {
                     io_wakeups: r(&s.io_wakeups),
                     io_doorbell_wakes: r(&s.io_doorbell_wakes),
                     pick_seq: c.shared.kick.pick_seq(),
+                    events: c.shared.events.read(),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let events = cpus.iter().fold(Events::default(), |a, c| a.plus(c.events));
         Stats {
             live_tasks: self.sh.live.live(),
             tasks_without_stack: self.sh.nr_no_stack.load(Ordering::Relaxed),
             ejections: self.sh.nr_ejections.load(Ordering::Relaxed),
             stacks_allocated: self.sh.stacks.allocated(),
             sysrq_dumps: self.sh.sysrq_dumps.load(Ordering::Relaxed),
+            events,
             cpus,
         }
     }
@@ -488,6 +492,11 @@ pub struct Stats {
     pub stacks_allocated: usize,
     /// Dumps written for the SysRq-D signal (`Builder::sysrq_dump_signal`).
     pub sysrq_dumps: u64,
+    /// The event counters (the kernel's `scx_bpf_events()` set) since the
+    /// runtime started, under every scheduler it ran: the sum of the
+    /// CPUs' `events`. [`Ctx::events`](crate::Ctx::events) gives the
+    /// attached scheduler's own.
+    pub events: Events,
     /// Per-CPU counters, indexed by CPU.
     pub cpus: Vec<CpuStats>,
 }
@@ -518,6 +527,9 @@ pub struct CpuStats {
     pub io_doorbell_wakes: u64,
     /// The pick sequence (bumped at every pick and switch-out).
     pub pick_seq: u64,
+    /// The event counters this CPU counted (`core::events` says which CPU
+    /// counts what).
+    pub events: Events,
 }
 
 /// Why [`Runtime::try_spawn_on`] or [`Runtime::spawn_weighted`] spawned

@@ -124,6 +124,7 @@ fn balance_inner(
         // Only a pinned prev reaches here (the worker moved any other).
         if prev.is_some_and(|p| p.is_queued()) {
             rq.flags |= rqflags::BAL_KEEP;
+            sh.events_of(rq.cpu).dispatch_keep_last.bump();
             note(rq, BalanceStep::KeepPrevLast);
             return true;
         }
@@ -176,6 +177,7 @@ fn balance_inner(
     if let Some(p) = prev {
         if p.is_queued() && (!slot.flags.contains(OpsFlags::ENQ_LAST) || rq.bypassing()) {
             rq.flags |= rqflags::BAL_KEEP;
+            sh.events_of(rq.cpu).dispatch_keep_last.bump();
             note(rq, BalanceStep::KeepPrevLast);
             return true;
         }

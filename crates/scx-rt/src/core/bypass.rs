@@ -19,6 +19,11 @@ use crate::core::enqueue::{enqueue_task, process_ddsp_deferred_locals};
 /// `enqueue` or `dispatch` runs, kicks issued by a bypassing CPU are
 /// dropped, every CPU consumes the global FIFO, and each tick (and each
 /// yield) rotates the running task. Called at a safe point (no lock held).
+///
+/// The transitions count `SCX_EV_BYPASS_ACTIVATE` (on) and
+/// `SCX_EV_BYPASS_DURATION` (off: the time since it went on) on the
+/// calling worker's CPU, or CPU 0 for another thread, under that CPU's rq
+/// lock in the pass below (`core::events`).
 pub(crate) fn bypass(sh: &Shared, on: bool) {
     let mut depth = sh.bypass_depth.lock();
     let was = *depth;
@@ -32,8 +37,20 @@ pub(crate) fn bypass(sh: &Shared, on: bool) {
     if !transition {
         return;
     }
+    let now = crate::core::clock::now();
+    let counting_cpu = crate::core::current::cpu_in(sh.rt_id).unwrap_or(0);
     for c in sh.cpus.iter() {
         let mut rq = c.lock();
+        if c.id == counting_cpu {
+            let ev = sh.events_of(c.id);
+            if on {
+                sh.bypass_since.store(now, Ordering::Relaxed);
+                ev.bypass_activate.bump();
+            } else {
+                let since = sh.bypass_since.load(Ordering::Relaxed);
+                ev.bypass_duration.add(now.saturating_sub(since));
+            }
+        }
         let slot = sh.slot(rq.sched_gen);
         if on {
             rq.flags |= rqflags::BYPASSING;

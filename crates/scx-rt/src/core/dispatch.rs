@@ -81,6 +81,16 @@ pub(crate) fn finish_dispatch(
     }
 }
 
+/// Why a task may not move to a CPU (`can_run_on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CannotRun {
+    /// The CPU is offline (the kernel counts an explicit dispatch refused
+    /// for it as `SCX_EV_DISPATCH_LOCAL_DSQ_OFFLINE`).
+    Offline,
+    /// The task may not run there (bound elsewhere, or not allowed).
+    NotAllowed,
+}
+
 /// Whether `p` may move to CPU `dst` (`task_can_run_on_remote_rq`).
 /// `explicit`: the scheduler named the CPU (violations are errors).
 ///
@@ -91,14 +101,23 @@ pub(crate) fn finish_dispatch(
 /// (dispatching whatever it queued to `DSQ_LOCAL`) would be ejected
 /// constantly. The task silently goes to the global DSQ, where only its CPU
 /// takes it. Violating an affinity the user asked for stays an error.
-pub(crate) fn can_run_on(sh: &Shared, p: &TaskRef, dst: usize, explicit: bool) -> bool {
+pub(crate) fn can_run_on(
+    sh: &Shared,
+    p: &TaskRef,
+    dst: usize,
+    explicit: bool,
+) -> Result<(), CannotRun> {
     if let Some(b) = p.bound_cpu() {
-        return b == dst;
+        return if b == dst {
+            Ok(())
+        } else {
+            Err(CannotRun::NotAllowed)
+        };
     }
     // An offline CPU takes no task that could run elsewhere (the kernel's
     // `task_can_run_on_remote_rq` refuses an offline rq without an error).
     if !sh.cpu_online(dst) && p.single_cpu() != Some(dst) {
-        return false;
+        return Err(CannotRun::Offline);
     }
     if !p.allowed_on(dst) {
         if explicit {
@@ -107,9 +126,9 @@ pub(crate) fn can_run_on(sh: &Shared, p: &TaskRef, dst: usize, explicit: bool) -
                 p.id()
             ));
         }
-        return false;
+        return Err(CannotRun::NotAllowed);
     }
-    true
+    Ok(())
 }
 
 /// Moves a task the caller owns (DISPATCHING, or parked) into CPU `dst`'s
@@ -128,8 +147,13 @@ pub(crate) fn dispatch_to_local_dsq(
     if src == me && dst == me {
         return dispatch_enqueue_local(sh, rq, p, f | EnqFlags::CLEAR_OPSS);
     }
-    if src != dst && !can_run_on(sh, &p, dst, true) {
-        return dispatch_enqueue_nonlocal(sh, &sh.global, p, f | EnqFlags::CLEAR_OPSS);
+    if src != dst {
+        if let Err(why) = can_run_on(sh, &p, dst, true) {
+            if why == CannotRun::Offline {
+                sh.events_of(me).dispatch_local_dsq_offline.bump();
+            }
+            return dispatch_enqueue_nonlocal(sh, &sh.global, p, f | EnqFlags::CLEAR_OPSS);
+        }
     }
     // Ownership now rides on holding_cpu.
     p.scx.holding_cpu.store(me as i32, Ordering::Release);

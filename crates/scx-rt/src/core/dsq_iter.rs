@@ -74,7 +74,7 @@ use crate::ops::{Ctx, DispatchCtx, Shared};
 use crate::rq::RqGuard;
 use crate::task::{tflags, TaskRef};
 
-use crate::core::dispatch::can_run_on;
+use crate::core::dispatch::{can_run_on, CannotRun};
 use crate::core::dsqs::{
     activate, deactivate, dispatch_enqueue_local, dispatch_enqueue_nonlocal, find_dsq_for_dispatch,
     Target,
@@ -280,10 +280,20 @@ impl Move<'_, '_> {
         }
         // Only now may the task's CPUs be judged: one that left the DSQ
         // may have started running meanwhile, and so be bound to its CPU.
+        let mut offline = false;
         let target = match target {
-            Target::Local(d) if d != srq.cpu && !can_run_on(sh, p, d, true) => Target::Global,
+            Target::Local(d) if d != srq.cpu => match can_run_on(sh, p, d, true) {
+                Ok(()) => target,
+                Err(why) => {
+                    offline = why == CannotRun::Offline;
+                    Target::Global
+                }
+            },
             t => t,
         };
+        if offline {
+            sh.events_of(srq.cpu).dispatch_local_dsq_offline.bump();
+        }
         if let Some(v) = self.vtime {
             p.set_dsq_vtime(v);
         }

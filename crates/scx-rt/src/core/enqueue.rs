@@ -62,14 +62,24 @@ pub(crate) fn do_enqueue_task(
     }
     if !rq.online() {
         p.set_slice(sh.cfg.slice_dfl);
+        sh.events_of(rq.cpu).refill_slice_dfl.bump();
         return dispatch_enqueue_local(sh, rq, p, f);
     }
     if rq.bypassing() {
         p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
         p.set_slice(sh.cfg.slice_dfl);
+        let ev = sh.events_of(rq.cpu);
+        ev.bypass_dispatch.bump();
+        ev.refill_slice_dfl.bump();
         return dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
     }
     if p.scx.ddsp_dsq_id.load(Ordering::Relaxed) != DSQ_INVALID {
+        if !slot.has.has(Op::SelectCpu) {
+            // The default `select_cpu` found an idle CPU and gave the task
+            // the default slice: the kernel's core does that itself when a
+            // scheduler has no `select_cpu`, and counts it.
+            sh.events_of(rq.cpu).refill_slice_dfl.bump();
+        }
         return direct_dispatch(sh, rq, p, f, "select_cpu");
     }
     let qseq = rq.ops_qseq << opss::QSEQ_SHIFT;
@@ -326,14 +336,32 @@ pub(crate) fn select_task_rq(
         let _ctx = err_ctx("select_cpu", Some(p), from);
         sh.ops_error(format!("select_cpu returned invalid CPU {cpu}"));
         p.scx.ddsp_dsq_id.store(DSQ_INVALID, Ordering::Relaxed);
-        return fallback_cpu(sh, p, prev);
+        return select_fallback(sh, p, prev, None);
     }
     let cpu = cpu as usize;
     if p.allowed_on(cpu) && sh.cpu_online(cpu) {
         cpu
     } else {
-        fallback_cpu(sh, p, prev)
+        select_fallback(sh, p, prev, Some(cpu))
     }
+}
+
+/// The core overrides `chosen`, the CPU chosen for a wake-up (`None`: not
+/// a CPU of the runtime), with a fallback CPU. If that is another CPU, it
+/// counts `SCX_EV_SELECT_CPU_FALLBACK` on the fallback CPU, whose rq the
+/// wake-up is enqueued on (the kernel counts it in that enqueue, comparing
+/// the rq with `selected_cpu`). Here the count takes that rq lock for
+/// itself: done in the enqueue, it would cost every wake-up a check. No
+/// lock held on entry or return.
+#[cold]
+#[inline(never)]
+fn select_fallback(sh: &Shared, p: &TaskRef, prev: usize, chosen: Option<usize>) -> usize {
+    let cpu = fallback_cpu(sh, p, prev);
+    if chosen != Some(cpu) {
+        let _rq = sh.cpus[cpu].lock();
+        sh.events_of(cpu).select_cpu_fallback.bump();
+    }
+    cpu
 }
 
 /// Any online CPU the task may use, preferring `prev`

@@ -42,6 +42,7 @@
 //! | `balance`, `pick` | balance; pick, put prev, set next |
 //! | `step` | the scheduling step a worker (and a loom model) runs |
 //! | `migrate`, `bypass` | hotplug moves; bypass mode |
+//! | `events` | the event counters (`scx_bpf_events`): per CPU, counted under the rq lock, summed on read |
 //! | `release` | higher-class work (`Runtime::run_on_cpu`), `cpu_release`/`cpu_acquire`, `reenqueue_local` |
 //! | `irq` | the safe point between two tasks: interrupt work, the wake list, the `need_resched` clear |
 //! | `helpers`, `compat` | the `scx_bpf_*` helpers on the callback contexts; the names before Linux 6.13, deprecated |
@@ -58,6 +59,7 @@ pub(crate) mod dsqs;
 pub(crate) mod enqueue;
 pub(crate) mod errctx;
 pub(crate) mod error;
+pub(crate) mod events;
 pub(crate) mod has_op;
 pub(crate) mod helpers;
 pub(crate) mod idle_mask;

@@ -128,6 +128,7 @@ pub(crate) fn pick_next_task(
         let p = prev.expect("balance keeps only a prev");
         if p.slice() == 0 {
             p.set_slice(sh.cfg.slice_dfl);
+            sh.events_of(rq.cpu).refill_slice_dfl.bump();
         }
         return Some(p);
     }
@@ -141,6 +142,7 @@ pub(crate) fn pick_next_task(
                 rq.zero_slice_warned = true;
             }
             n.set_slice(sh.cfg.slice_dfl);
+            sh.events_of(rq.cpu).refill_slice_dfl.bump();
         }
     }
     if let Some(p) = prev {

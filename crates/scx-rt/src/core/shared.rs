@@ -38,6 +38,9 @@ pub(crate) struct SchedSlot<S: ?Sized> {
     pub fallback: bool,
     /// Which callbacks are known to be absent (`core::has_op`).
     pub has: Arc<super::has_op::OpsPresence>,
+    /// The runtime's event counts when this scheduler was installed: its
+    /// own are the totals minus these (`core::events`).
+    pub events_base: super::events::Events,
 }
 
 impl<S: ?Sized> Clone for SchedSlot<S> {
@@ -54,6 +57,7 @@ impl<S: ?Sized> Clone for SchedSlot<S> {
             timeout_ns: self.timeout_ns,
             fallback: self.fallback,
             has: self.has.clone(),
+            events_base: self.events_base,
         }
     }
 }
@@ -144,6 +148,10 @@ pub(crate) struct Shared<S: ?Sized> {
     /// Bypass depth (`scx_ops_bypass_depth`): bypass is on while it is
     /// above zero. The lock serializes the transitions.
     pub bypass_depth: Mutex<u32>,
+    /// When bypass mode last began (`clock::now`), for
+    /// `SCX_EV_BYPASS_DURATION`; written and read under `bypass_depth`'s
+    /// lock (statistics only: `loom::StatAtomicU64`).
+    pub bypass_since: crate::loom::StatAtomicU64,
     #[cfg(not(scx_rt_loom))]
     pub timer: super::timer_word::TimerState,
     /// The per-CPU I/O reactors (`io`).
@@ -212,6 +220,7 @@ impl<S: ?Sized> Shared<S> {
             shutdown: AtomicBool::new(false),
             disabling: Mutex::new(()),
             bypass_depth: Mutex::new(0),
+            bypass_since: crate::loom::StatAtomicU64::new(0),
             tasks: crate::registry::TaskRegistry::new(),
             fork_lock: RwLock::new(()),
             enable_lock: Mutex::new(()),

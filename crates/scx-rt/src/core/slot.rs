@@ -37,6 +37,7 @@ pub(crate) fn new_slot(gen: u64, ops: Arc<dyn Scheduler>) -> SchedSlot {
         },
         fallback: false,
         has: Arc::new(crate::core::has_op::OpsPresence::new(ops.scx_type_id())),
+        events_base: Default::default(),
         ops,
     }
 }
@@ -109,8 +110,10 @@ impl Shared {
     /// Makes `slot` current; the one it replaces stays reachable (as
     /// `prev`) for the rqs that still use its generation.
     #[cfg_attr(scx_rt_loom, allow(dead_code))]
-    pub(crate) fn install(&self, slot: SchedSlot) {
+    pub(crate) fn install(&self, mut slot: SchedSlot) {
         let gen = slot.gen;
+        // The scheduler's event counters start here (`core::events`).
+        slot.events_base = self.events_total();
         self.cur_builtin_idle
             .store(slot.builtin_idle, Ordering::Relaxed);
         {
