@@ -602,7 +602,7 @@ impl Runtime {
             crate::task::Affinity::All,
             false,
             0,
-            crate::task::NoEntry,
+            Box::new(crate::task::NoEntry),
         ))
     }
 
