@@ -134,6 +134,7 @@ mod sysrq;
 mod task;
 #[cfg(not(scx_rt_loom))]
 mod timer;
+pub mod trace;
 #[cfg(not(scx_rt_loom))]
 mod watchdog;
 #[cfg(not(scx_rt_loom))]
@@ -175,6 +176,9 @@ pub use spawn::JoinHandle;
 #[doc(hidden)]
 pub use task::TaskEntry;
 pub use task::{Task, TaskId, TaskRef, TaskState};
+pub use trace::{TraceConfig, TraceFull};
+#[cfg(not(scx_rt_loom))]
+pub use trace::{TraceError, TraceEvent, TraceEventKind, TraceSnapshot};
 
 /// Spawns a green task from inside a task of the same runtime.
 ///

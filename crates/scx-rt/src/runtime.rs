@@ -394,6 +394,7 @@ impl Runtime {
             return;
         }
         stop(&self.sh, ws);
+        crate::trace::at_shutdown(&self.sh);
         self.blocking.shutdown();
     }
 }
@@ -412,6 +413,7 @@ impl Drop for Runtime {
                 .spawn(move || {
                     if !ws.is_empty() {
                         stop(&sh, ws);
+                        crate::trace::at_shutdown(&sh);
                     }
                     blocking.shutdown();
                 });

@@ -53,6 +53,7 @@ pub(crate) fn do_enqueue_task(
     p: TaskRef,
     f: EnqFlags,
 ) {
+    crate::trace::enqueue(sh, rq, &p, f);
     let sticky = p.scx.sticky_cpu.load(Ordering::Relaxed);
     if sticky >= 0 {
         p.scx.sticky_cpu.store(-1, Ordering::Relaxed);
@@ -112,6 +113,7 @@ pub(crate) fn direct_dispatch(
         p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
     }
     let f = f | EnqFlags(extra) | EnqFlags::CLEAR_OPSS;
+    crate::trace::dispatch(sh, rq, &p, id, f);
     if id == dsq_id::LOCAL && !f.contains(EnqFlags::DSQ_PRIQ) {
         // The common verdict, which cannot fail: this CPU's local DSQ.
         return dispatch_enqueue_local(sh, rq, p, f);
@@ -232,6 +234,7 @@ fn enqueue_woken(
     p: TaskRef,
     enq: EnqFlags,
 ) {
+    crate::trace::wake(sh, rq, &p, enq);
     rq.flags |= rqflags::IN_WAKEUP;
     enqueue_task(sh, slot, rq, p, enq);
     rq.flags &= !rqflags::IN_WAKEUP;
