@@ -53,7 +53,6 @@ pub(crate) fn do_enqueue_task(
     p: TaskRef,
     f: EnqFlags,
 ) {
-    crate::trace::enqueue(sh, rq, &p, f);
     let sticky = p.scx.sticky_cpu.load(Ordering::Relaxed);
     if sticky >= 0 {
         p.scx.sticky_cpu.store(-1, Ordering::Relaxed);
@@ -71,6 +70,7 @@ pub(crate) fn do_enqueue_task(
         return dispatch_enqueue_nonlocal(sh, &sh.global, p, f);
     }
     if p.scx.ddsp_dsq_id.load(Ordering::Relaxed) != DSQ_INVALID {
+        crate::trace::direct_dispatch(sh, rq, &p, f);
         return direct_dispatch(sh, rq, p, f, "select_cpu");
     }
     let qseq = rq.ops_qseq << opss::QSEQ_SHIFT;
@@ -86,6 +86,7 @@ pub(crate) fn do_enqueue_task(
         });
         ctx.dispatched()
     };
+    crate::trace::enqueue(sh, rq, &p, f, dispatched);
     if dispatched {
         direct_dispatch(sh, rq, p, f, "enqueue");
     } else {
@@ -113,7 +114,6 @@ pub(crate) fn direct_dispatch(
         p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
     }
     let f = f | EnqFlags(extra) | EnqFlags::CLEAR_OPSS;
-    crate::trace::dispatch(sh, rq, &p, id, f);
     if id == dsq_id::LOCAL && !f.contains(EnqFlags::DSQ_PRIQ) {
         // The common verdict, which cannot fail: this CPU's local DSQ.
         return dispatch_enqueue_local(sh, rq, p, f);

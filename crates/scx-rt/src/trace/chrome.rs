@@ -118,6 +118,21 @@ fn hex(v: u64) -> V {
     V::S(format!("{v:#x}"))
 }
 
+/// A DSQ id as sched_ext writes it: `SCX_DSQ_LOCAL`,
+/// `SCX_DSQ_LOCAL_ON|N`, `SCX_DSQ_GLOBAL`, or the user DSQ's number.
+fn dsq_name(id: u64) -> String {
+    use crate::flags::dsq_id;
+    if id == dsq_id::LOCAL {
+        "SCX_DSQ_LOCAL".into()
+    } else if id & dsq_id::LOCAL_ON == dsq_id::LOCAL_ON {
+        format!("SCX_DSQ_LOCAL_ON|{}", id & dsq_id::LOCAL_CPU_MASK)
+    } else if id == dsq_id::GLOBAL {
+        "SCX_DSQ_GLOBAL".into()
+    } else {
+        format!("{id:#x}")
+    }
+}
+
 fn reason_name(r: Option<StopReason>) -> &'static str {
     match r {
         Some(StopReason::Yield) => "yield",
@@ -275,7 +290,7 @@ impl Writer<'_> {
                 "dispatch",
                 &[
                     ("task", V::N(task)),
-                    ("dsq_id", hex(dsq_id)),
+                    ("dsq", V::S(dsq_name(dsq_id))),
                     ("enq_flags", hex(enq_flags.0)),
                 ],
             ),

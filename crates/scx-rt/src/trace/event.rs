@@ -24,8 +24,9 @@ pub struct TraceEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TraceEventKind {
-    /// `task` went through the enqueue path (`do_enqueue_task`: a wake-up,
-    /// a yield, an expired slice, a re-enqueue).
+    /// The scheduler's `enqueue` was called for `task` (a wake-up, a
+    /// yield, an expired slice, a re-enqueue); a wake-up placed by a
+    /// `select_cpu` verdict skips it and has only its `Dispatch`.
     Enqueue {
         /// The task.
         task: TaskId,

@@ -7,8 +7,8 @@
 //!
 //! | event | recorded where (the rq lock held) |
 //! |---|---|
-//! | enqueue | `do_enqueue_task`: every pass through the enqueue path (a wake-up, a yield, an expired slice) |
-//! | dispatch | a verdict carried out: `direct_dispatch` (from `select_cpu`/`enqueue`), `finish_dispatch` (from `dispatch`), `dsq_move` |
+//! | enqueue | `do_enqueue_task`, once `ops.enqueue` returned (a wake-up, a yield, an expired slice; not the paths that skip the scheduler: a `select_cpu` verdict, bypass, an offline CPU) |
+//! | dispatch | a verdict carried out: direct dispatch from `select_cpu` or `enqueue`, `finish_dispatch` (from `dispatch`), `dsq_move` |
 //! | switch | the end of the scheduling step's pick: prev (and why it stopped) → next |
 //! | kick | the kick step (`kick_one_cpu*`), under the target's lock: one record, both ends (sender, receiver) |
 //! | preempt | a running task's slice zeroed by a `PREEMPT` kick or an `ENQ_PREEMPT` insertion |
@@ -189,88 +189,86 @@ pub(crate) fn install(sh: &Shared, cfg: TraceConfig) {
 /// record). rq of the stepping CPU locked.
 #[inline(always)]
 pub(crate) fn stop(rq: &mut RqSynced, p: &TaskRef, why: Switch) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        stopped(r, p, why);
+    if rq.trace.is_some() {
+        stopped(rq, p, why);
     }
 }
 
 /// The step's pick is done: prev (from `stop`) → `next`.
 #[inline(always)]
 pub(crate) fn switch(sh: &Shared, rq: &mut RqSynced, next: Option<&TaskRef>) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        switched(sh, rq.cpu, r, next.map_or(0, |n| n.id()));
+    if rq.trace.is_some() {
+        switched(sh, rq, next);
     }
 }
 
-/// `p` enters the enqueue path with `f`.
+/// `ops.enqueue` was called for `p` with `f`; `dispatched`: it gave a
+/// direct-dispatch verdict (recorded too, from the task's `ddsp_*`
+/// fields, which `direct_dispatch` consumes next). One check for both
+/// events: this is on every yield's path.
 #[inline(always)]
-pub(crate) fn enqueue(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        put(sh, rq.cpu, r, Kind::Enqueue, p.id(), f.0, 0);
+pub(crate) fn enqueue(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags, dispatched: bool) {
+    if rq.trace.is_some() {
+        enqueued(sh, rq, p, f, dispatched);
+    }
+}
+
+/// `p` carries a direct-dispatch verdict from `select_cpu` (in its
+/// `ddsp_*` fields), about to be executed with `f`.
+#[inline(always)]
+pub(crate) fn direct_dispatch(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
+    if rq.trace.is_some() {
+        direct_dispatched(sh, rq, p, f);
     }
 }
 
 /// A verdict for `p` is carried out: DSQ `dsq_id` (as named), flags `f`.
 #[inline(always)]
 pub(crate) fn dispatch(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, dsq_id: u64, f: EnqFlags) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        put(sh, rq.cpu, r, Kind::Dispatch, p.id(), dsq_id, f.0);
+    if rq.trace.is_some() {
+        task_event(sh, rq, Kind::Dispatch, p, dsq_id, f.0);
     }
 }
 
 /// `p` wakes (or is spawned) onto this rq with `f`.
 #[inline(always)]
 pub(crate) fn wake(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        put(sh, rq.cpu, r, Kind::Wake, p.id(), f.0, 0);
+    if rq.trace.is_some() {
+        task_event(sh, rq, Kind::Wake, p, f.0, 0);
     }
 }
 
 /// `p` blocks: it leaves this rq.
 #[inline(always)]
 pub(crate) fn block(sh: &Shared, rq: &mut RqSynced, p: &TaskRef) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        put(sh, rq.cpu, r, Kind::Block, p.id(), 0, 0);
+    if rq.trace.is_some() {
+        task_event(sh, rq, Kind::Block, p, 0, 0);
     }
 }
 
 /// `p`'s slice timer fired.
 #[inline(always)]
 pub(crate) fn slice_expired(sh: &Shared, rq: &mut RqSynced, p: &TaskRef) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        put(sh, rq.cpu, r, Kind::SliceExpired, p.id(), 0, 0);
+    if rq.trace.is_some() {
+        task_event(sh, rq, Kind::SliceExpired, p, 0, 0);
     }
 }
 
 /// `p` arrived on this rq from CPU `from`.
 #[inline(always)]
 pub(crate) fn migrate_in(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, from: usize) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        put(
-            sh,
-            rq.cpu,
-            r,
-            Kind::Migrate,
-            p.id(),
-            from as u64,
-            rq.cpu as u64,
-        );
+    if rq.trace.is_some() {
+        let to = rq.cpu as u64;
+        task_event(sh, rq, Kind::Migrate, p, from as u64, to);
     }
 }
 
 /// `p` leaves this rq for CPU `to` (an offline CPU's move).
 #[inline(always)]
 pub(crate) fn migrate_out(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, to: usize) {
-    if let Some(r) = rq.trace.as_deref_mut() {
-        put(
-            sh,
-            rq.cpu,
-            r,
-            Kind::Migrate,
-            p.id(),
-            rq.cpu as u64,
-            to as u64,
-        );
+    if rq.trace.is_some() {
+        let from = rq.cpu as u64;
+        task_event(sh, rq, Kind::Migrate, p, from, to as u64);
     }
 }
 
@@ -306,7 +304,7 @@ pub(crate) fn kick(
 
 /// The trace clock of a record in CPU `cpu`'s ring (module docs, rule 4).
 /// rq `cpu` locked by the caller.
-#[inline]
+#[inline(always)]
 fn clock(sh: &Shared, cpu: usize) -> u64 {
     let c = sh.cpus[cpu].shared.owner.clock.load(Ordering::Relaxed);
     if c != 0 {
@@ -316,65 +314,97 @@ fn clock(sh: &Shared, cpu: usize) -> u64 {
     }
 }
 
-#[cold]
-#[inline(never)]
-fn put(sh: &Shared, cpu: usize, r: &mut Ring, kind: Kind, task: u64, a: u64, b: u64) {
-    let ts = clock(sh, cpu);
-    r.push(Record {
-        ts,
-        task,
-        a,
-        b,
-        kind,
-    });
+/// Appends a record to `rq`'s ring (if tracing is on). Inlined into the
+/// cold recording functions: one call per event from the hot path.
+#[inline(always)]
+fn put(sh: &Shared, rq: &mut RqSynced, kind: Kind, task: u64, a: u64, b: u64) {
+    let ts = clock(sh, rq.cpu);
+    if let Some(r) = rq.trace.as_deref_mut() {
+        r.push(Record {
+            ts,
+            task,
+            a,
+            b,
+            kind,
+        });
+    }
 }
 
 #[cold]
 #[inline(never)]
-fn stopped(r: &mut Ring, p: &TaskRef, why: Switch) {
+fn task_event(sh: &Shared, rq: &mut RqSynced, kind: Kind, p: &TaskRef, a: u64, b: u64) {
+    put(sh, rq, kind, p.id(), a, b);
+}
+
+#[cold]
+#[inline(never)]
+fn enqueued(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags, dispatched: bool) {
+    put(sh, rq, Kind::Enqueue, p.id(), f.0, 0);
+    if dispatched {
+        put_direct_dispatch(sh, rq, p, f);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn direct_dispatched(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
+    put_direct_dispatch(sh, rq, p, f);
+}
+
+/// The Dispatch record of a direct-dispatch verdict, from the fields
+/// `direct_dispatch` reads next.
+#[inline(always)]
+fn put_direct_dispatch(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
+    let id = p.scx.ddsp_dsq_id.load(Ordering::Relaxed);
+    let extra = p.scx.ddsp_enq_flags.load(Ordering::Relaxed);
+    put(sh, rq, Kind::Dispatch, p.id(), id, f.0 | extra);
+}
+
+#[cold]
+#[inline(never)]
+fn stopped(rq: &mut RqSynced, p: &TaskRef, why: Switch) {
     let why = match why {
         Switch::Yield => ring::STOP_YIELD,
         Switch::Preempt => ring::STOP_PREEMPT,
         Switch::Block => ring::STOP_BLOCK,
         Switch::Exit => ring::STOP_EXIT,
     };
-    r.stopped = Some((p.id(), why));
+    if let Some(r) = rq.trace.as_deref_mut() {
+        r.stopped = Some((p.id(), why));
+    }
 }
 
 #[cold]
 #[inline(never)]
-fn switched(sh: &Shared, cpu: usize, r: &mut Ring, next: u64) {
+fn switched(sh: &Shared, rq: &mut RqSynced, next: Option<&TaskRef>) {
+    let next = next.map_or(0, |n| n.id());
+    let Some(r) = rq.trace.as_deref_mut() else {
+        return;
+    };
     let (prev, why) = r.stopped.take().unwrap_or((0, ring::STOP_NONE));
     // An idle CPU that woke and found nothing: no switch.
     if prev == 0 && next == 0 {
         return;
     }
-    put(sh, cpu, r, Kind::Switch, next, prev, why);
+    put(sh, rq, Kind::Switch, next, prev, why);
 }
 
 #[cold]
 #[inline(never)]
 fn enq_preempted(sh: &Shared, rq: &mut RqSynced) {
-    let cpu = rq.cpu;
     let victim = rq.curr.as_ref().map_or(0, |c| c.id());
     let by = rq.local.iter().next().map_or(0, |p| p.id());
-    if let Some(r) = rq.trace.as_deref_mut() {
-        put(sh, cpu, r, Kind::Preempt, victim, ring::PREEMPT_BY_ENQ, by);
-    }
+    put(sh, rq, Kind::Preempt, victim, ring::PREEMPT_BY_ENQ, by);
 }
 
 #[cold]
 #[inline(never)]
 fn kicked(sh: &Shared, rq: &mut RqSynced, from: Option<usize>, flags: KickFlags, skipped: bool) {
-    let cpu = rq.cpu;
     let from = from.map_or(ring::NO_CPU, |c| c as u64);
     let victim = rq.curr.as_ref().map(|c| c.id());
-    let Some(r) = rq.trace.as_deref_mut() else {
-        return;
-    };
     let b = flags.0 | if skipped { ring::KICK_SKIPPED } else { 0 };
-    put(sh, cpu, r, Kind::Kick, 0, from, b);
+    put(sh, rq, Kind::Kick, 0, from, b);
     if let (Some(v), true) = (victim, flags.contains(KickFlags::PREEMPT) && !skipped) {
-        put(sh, cpu, r, Kind::Preempt, v, ring::PREEMPT_BY_KICK, from);
+        put(sh, rq, Kind::Preempt, v, ring::PREEMPT_BY_KICK, from);
     }
 }

@@ -20,7 +20,7 @@ use super::TraceFull;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
-    /// `task` entered the enqueue path; `a`: enqueue flags.
+    /// `ops.enqueue` was called for `task`; `a`: enqueue flags.
     Enqueue,
     /// A dispatch verdict was carried out; `a`: the DSQ id named, `b`:
     /// enqueue flags.
@@ -77,17 +77,26 @@ pub(crate) struct Record {
     pub kind: Kind,
 }
 
-/// One CPU's ring.
+impl Record {
+    /// An unused slot.
+    const EMPTY: Record = Record {
+        ts: 0,
+        task: 0,
+        a: 0,
+        b: 0,
+        kind: Kind::Block,
+    };
+}
+
+/// One CPU's ring: `buf` is allocated whole at build; `next` is where the
+/// next record goes, and the ring is `full` once it wrapped.
 pub(crate) struct Ring {
-    buf: Vec<Record>,
-    cap: usize,
-    /// Where the next record goes once `buf` is full (overwrite mode).
+    buf: Box<[Record]>,
     next: usize,
+    full: bool,
+    overwrite: bool,
     /// Records offered to the ring, kept or not.
     seen: u64,
-    /// Records lost: overwritten or dropped.
-    lost: u64,
-    overwrite: bool,
     /// The task this CPU's scheduling step stopped, and why (`STOP_*`):
     /// set at the step's start, taken by its switch record. Only the
     /// owner's step touches it.
@@ -99,40 +108,43 @@ impl Ring {
     pub(crate) fn new(cap: usize, full: TraceFull) -> Self {
         debug_assert!(cap > 0);
         Self {
-            buf: Vec::with_capacity(cap),
-            cap,
+            buf: vec![Record::EMPTY; cap].into_boxed_slice(),
             next: 0,
-            seen: 0,
-            lost: 0,
+            full: false,
             overwrite: full == TraceFull::OverwriteOldest,
+            seen: 0,
             stopped: None,
         }
     }
 
-    /// Adds `r`: appended while there is room; when full, overwrites the
-    /// oldest record or drops `r`, counting the loss.
-    #[inline]
+    /// Adds `r`; when full, overwrites the oldest record or drops `r`
+    /// (counted as lost either way, [`Ring::lost`]).
+    #[inline(always)]
     pub(crate) fn push(&mut self, r: Record) {
         self.seen += 1;
-        if self.buf.len() < self.cap {
-            self.buf.push(r);
+        if self.full && !self.overwrite {
             return;
         }
-        self.lost += 1;
-        if self.overwrite {
-            self.buf[self.next] = r;
-            self.next += 1;
-            if self.next == self.cap {
-                self.next = 0;
-            }
+        self.buf[self.next] = r;
+        self.next += 1;
+        if self.next == self.buf.len() {
+            self.next = 0;
+            self.full = true;
         }
     }
 
     /// The kept records, oldest first.
     pub(crate) fn records(&self) -> Vec<Record> {
+        if !self.full {
+            return self.buf[..self.next].to_vec();
+        }
         let mut v = Vec::with_capacity(self.buf.len());
-        v.extend_from_slice(&self.buf[self.next..]);
-        v.extend_from_slice(&self.buf[..self.next]);
+        if self.overwrite {
+            v.extend_from_slice(&self.buf[self.next..]);
+            v.extend_from_slice(&self.buf[..self.next]);
+        } else {
+            v.extend_from_slice(&self.buf);
+        }
         v
     }
 
@@ -141,9 +153,9 @@ impl Ring {
         self.seen
     }
 
-    /// Records lost to a full ring.
+    /// Records lost to a full ring (overwritten or dropped).
     pub(crate) fn lost(&self) -> u64 {
-        self.lost
+        self.seen.saturating_sub(self.buf.len() as u64)
     }
 }
 
