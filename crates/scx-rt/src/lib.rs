@@ -63,6 +63,16 @@
 //! the calling task until the fd is ready (a per-CPU epoll reactor behind
 //! the doorbell; the protocol is in [`io`]'s docs).
 //!
+//! # Tracing
+//!
+//! [`Builder::trace`] records the scheduling events of each CPU (enqueue,
+//! dispatch, switch, kicks, preemption, slice expiry, block and wake,
+//! migration) into a ring per CPU; [`Runtime::write_trace`] (or the
+//! runtime's shutdown) writes them as a Chrome trace-event JSON file that
+//! `ui.perfetto.dev` opens, with a track per CPU and per task. Off, each
+//! recording point costs one predictable branch; the protocol is in
+//! [`trace`]'s docs.
+//!
 //! # Stack overflow
 //!
 //! Green stacks have a guard page below them. A task that overflows its

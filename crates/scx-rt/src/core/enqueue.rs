@@ -36,6 +36,7 @@ pub(crate) fn enqueue_task(
     }
     p.set_flag(tflags::QUEUED);
     activate(rq, &p);
+    crate::trace::wake(sh, rq, &p, f);
     if slot.has.has(Op::Runnable) {
         let ctx = Ctx::for_op(sh, Some(rq.cpu), "runnable", Some(&p));
         call_op(sh, slot, Op::Runnable, Some(&p), || {
@@ -234,7 +235,6 @@ fn enqueue_woken(
     p: TaskRef,
     enq: EnqFlags,
 ) {
-    crate::trace::wake(sh, rq, &p, enq);
     rq.flags |= rqflags::IN_WAKEUP;
     enqueue_task(sh, slot, rq, p, enq);
     rq.flags &= !rqflags::IN_WAKEUP;

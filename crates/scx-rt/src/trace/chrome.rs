@@ -86,16 +86,39 @@ pub(super) fn write(snap: &TraceSnapshot, w: &mut impl Write) -> std::io::Result
         cpus: vec![None; snap.nr_cpus()],
         next_flow: 1,
     };
+    // The tracks first (their names go before the events), in order of
+    // first appearance; then the events, streamed in chunks.
     for e in &snap.events {
-        wr.event(e.ts_ns, e.cpu, &e.kind);
+        match e.kind {
+            TraceEventKind::Switch { prev, next, .. } => {
+                for id in prev.into_iter().chain(next) {
+                    wr.task(id);
+                }
+            }
+            ref k => {
+                if let Some(id) = k.task() {
+                    wr.task(id);
+                }
+            }
+        }
     }
-    wr.close_all(snap.end_ns.max(snap.events.last().map_or(0, |e| e.ts_ns)));
     let mut head = String::new();
     wr.header(&mut head);
     w.write_all(head.as_bytes())?;
+    for e in &snap.events {
+        wr.event(e.ts_ns, e.cpu, &e.kind);
+        if wr.out.len() >= CHUNK {
+            w.write_all(wr.out.as_bytes())?;
+            wr.out.clear();
+        }
+    }
+    wr.close_all(snap.end_ns.max(snap.events.last().map_or(0, |e| e.ts_ns)));
     w.write_all(wr.out.as_bytes())?;
     w.write_all(b"\n]}\n")
 }
+
+/// Bytes of events buffered before they go to the writer.
+const CHUNK: usize = 1 << 16;
 
 /// `s` as a JSON string literal.
 fn json_str(out: &mut String, s: &str) {

@@ -13,7 +13,7 @@
 //! | kick | the kick step (`kick_one_cpu*`), under the target's lock: one record, both ends (sender, receiver) |
 //! | preempt | a running task's slice zeroed by a `PREEMPT` kick or an `ENQ_PREEMPT` insertion |
 //! | slice expired | the step of a task whose slice timer fired |
-//! | block / wake | the step that takes a blocking task off its rq / `enqueue_woken` (spawns too) |
+//! | block / wake | the step that takes a blocking task off its rq / `enqueue_task` of a wake-up or a spawn (`IN_WAKEUP`) |
 //! | migrate | a task arriving on another CPU's local DSQ (dispatch or consume hand-off, `dsq_move`), or leaving an offline CPU |
 //!
 //! Each record has a timestamp, the CPU (its ring), the event kind, the
@@ -230,11 +230,13 @@ pub(crate) fn dispatch(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, dsq_id: u64,
     }
 }
 
-/// `p` wakes (or is spawned) onto this rq with `f`.
+/// `p` became runnable on this rq (`enqueue_task`) with `f`: recorded
+/// when it is a wake-up or a spawn (`IN_WAKEUP`, set by
+/// `enqueue_woken`), not for the re-enqueues of hotplug and bypass.
 #[inline(always)]
 pub(crate) fn wake(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
     if rq.trace.is_some() {
-        task_event(sh, rq, Kind::Wake, p, f.0, 0);
+        woken(sh, rq, p, f);
     }
 }
 
@@ -358,6 +360,14 @@ fn put_direct_dispatch(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags)
     let id = p.scx.ddsp_dsq_id.load(Ordering::Relaxed);
     let extra = p.scx.ddsp_enq_flags.load(Ordering::Relaxed);
     put(sh, rq, Kind::Dispatch, p.id(), id, f.0 | extra);
+}
+
+#[cold]
+#[inline(never)]
+fn woken(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
+    if rq.has(crate::rq::rqflags::IN_WAKEUP) {
+        put(sh, rq, Kind::Wake, p.id(), f.0, 0);
+    }
 }
 
 #[cold]
