@@ -19,6 +19,12 @@
 #                     differ on a switch only in how a deadline is
 #                     published (SLICE_TIMER=signal ONLY=switch measures the
 #                     default: a few instructions apart).
+#   env TRACE=1       record a scheduling trace in every run (scx-rt-bench
+#                     --trace /dev/null --trace-capacity 4096): what tracing
+#                     costs when on (Builder::trace). The rings are small
+#                     enough to be full in both runs of a pair, so the
+#                     trace written at shutdown is the same size in both
+#                     and cancels; what remains is the recording.
 #
 # Method. Each figure comes from two callgrind runs, with N and with 2N
 # operations, of
@@ -91,6 +97,19 @@ for arg in "$@"; do
 done
 
 poll=${IDLE_POLL_US:-0}
+trace_args=()
+trace_json=false
+case "${TRACE:-0}" in
+    0) ;;
+    1)
+        trace_args=(--trace /dev/null --trace-capacity 4096)
+        trace_json=true
+        ;;
+    *)
+        echo "instructions.sh: TRACE must be 0 or 1" >&2
+        exit 2
+        ;;
+esac
 slice_timer=${SLICE_TIMER:-thread}
 case "$poll" in
     '' | *[!0-9]*)
@@ -189,7 +208,7 @@ run() {
         extra=(--dump-instr=yes --dump-line=no --compress-pos=no --compress-strings=no)
     fi
     if ! valgrind --tool=callgrind "${extra[@]}" --callgrind-out-file="$out" \
-        "$bin" "$@" --no-peers --reps 1 >"$tmp/stdout" 2>"$tmp/stderr"; then
+        "$bin" "$@" ${trace_args[@]+"${trace_args[@]}"} --no-peers --reps 1 >"$tmp/stdout" 2>"$tmp/stderr"; then
         echo "instructions.sh: callgrind run failed: $bin $* --no-peers --reps 1" >&2
         tail -n 20 "$tmp/stderr" >&2
         exit 1
@@ -257,7 +276,7 @@ done
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 num() { if [ "$1" = - ]; then echo null; else echo "$1"; fi; }
 if [ "$json" = 1 ]; then
-    printf '{"tool": "callgrind", "commit": "%s", "idle_poll_us": %s, "results": [' "$commit" "$poll"
+    printf '{"tool": "callgrind", "commit": "%s", "idle_poll_us": %s, "trace": %s, "results": [' "$commit" "$poll" "$trace_json"
     sep=
     for r in "${results[@]}"; do
         IFS='|' read -r name cpus unit n work spread atomics dflt <<<"$r"
@@ -276,7 +295,9 @@ if [ "$json" = 1 ]; then
 fi
 
 fmt='%-21s %-4s %-11s %6s %9s %-13s %7s %9s\n'
-printf '\ninstructions per operation under callgrind: (I(2N) - I(N)) / operations, commit %s\n\n' "$commit"
+trace_label=
+if [ "$trace_json" = true ]; then trace_label=", tracing on"; fi
+printf '\ninstructions per operation under callgrind: (I(2N) - I(N)) / operations, commit %s%s\n\n' "$commit" "$trace_label"
 # shellcheck disable=SC2059
 printf "$fmt" "workload" "cpus" "per" "N" "instr" "(range)" "atomic" "instr"
 # shellcheck disable=SC2059

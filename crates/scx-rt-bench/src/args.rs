@@ -55,6 +55,14 @@ options:
                  signal (the default), thread or rt-thread, in the
                  workloads that take --idle-poll-us (preempt, hog and
                  slice-timer measure every mode side by side)
+  --trace FILE   record a scheduling trace of every scx-rt runtime the
+                 run builds (`Builder::trace`) and write it at the
+                 runtime's shutdown as Chrome trace-event JSON, which
+                 ui.perfetto.dev opens; the first runtime writes FILE,
+                 later ones FILE-2, FILE-3, ... (before the extension)
+  --trace-capacity N
+                 events per CPU each trace ring keeps (default 65536; a
+                 full ring overwrites its oldest events)
   --no-peers     run scx-rt only (no peers, no raw limits)
   -h, --help     this text
 
@@ -109,6 +117,10 @@ pub struct Options {
     pub idle_poll_us: Option<u64>,
     /// `--slice-timer`: the scx-rt slice timer (`Builder::slice_timer`).
     pub slice_timer: Option<scx_rt::SliceTimer>,
+    /// `--trace FILE`: record and write a trace of each scx-rt runtime.
+    pub trace: Option<PathBuf>,
+    /// `--trace-capacity`: events per CPU of each trace ring.
+    pub trace_capacity: Option<u64>,
     pub no_peers: bool,
 }
 
@@ -164,6 +176,21 @@ pub fn parse<S: AsRef<str>>(args: &[S], known: &[&str]) -> Result<Command, Usage
                 }
                 opts.plot = Some(PathBuf::from(v));
             }
+            "--trace" => {
+                let v = value(flag)?;
+                if v.is_empty() {
+                    return Err(UsageError("--trace needs a file name".into()));
+                }
+                opts.trace = Some(PathBuf::from(v));
+            }
+            "--trace-capacity" => {
+                let n = parse_count(flag, &value(flag)?)?;
+                let max = scx_rt::consts::MAX_TRACE_CAPACITY as u64;
+                if n > max {
+                    return Err(UsageError(format!("--trace-capacity: at most {max}")));
+                }
+                opts.trace_capacity = Some(n);
+            }
             "--load" => opts.loads = Some(parse_loads(&value(flag)?)?),
             "--case" => opts.cases = Some(parse_names(flag, &value(flag)?)?),
             "--idle-poll-us" => opts.idle_poll_us = Some(parse_u64(flag, &value(flag)?)?),
@@ -201,6 +228,9 @@ pub fn parse<S: AsRef<str>>(args: &[S], known: &[&str]) -> Result<Command, Usage
     }
     if opts.workloads.is_empty() {
         return Err(UsageError("no workload given".into()));
+    }
+    if opts.trace_capacity.is_some() && opts.trace.is_none() {
+        return Err(UsageError("--trace-capacity needs --trace FILE".into()));
     }
     Ok(match peer_child {
         Some(peer) => Command::PeerChild {
@@ -301,6 +331,9 @@ mod tests {
             "rt-thread",
             "--duration",
             "250",
+            "--trace",
+            "t.json",
+            "--trace-capacity=1_024",
             "--no-peers",
             "--quick",
         ])
@@ -318,6 +351,8 @@ mod tests {
         assert_eq!(o.idle_poll_us, Some(0));
         assert_eq!(o.slice_timer, Some(scx_rt::SliceTimer::RealtimeThread));
         assert_eq!(o.duration_ms, Some(250));
+        assert_eq!(o.trace, Some(PathBuf::from("t.json")));
+        assert_eq!(o.trace_capacity, Some(1024));
         assert!(o.no_peers && o.quick);
     }
 
@@ -372,6 +407,17 @@ mod tests {
             &["switch", "--duration"],
             &["switch", "--duration", "0"],
             &["switch", "--duration", "1s"],
+            &["switch", "--trace"],
+            &["switch", "--trace="],
+            &["switch", "--trace-capacity", "8"],
+            &["switch", "--trace", "t.json", "--trace-capacity", "0"],
+            &[
+                "switch",
+                "--trace",
+                "t.json",
+                "--trace-capacity",
+                "99999999999",
+            ],
             &["--quick"],
             &["__peer"],
         ];

@@ -80,6 +80,9 @@ fn context(opts: Options) -> Result<Ctx, String> {
     if cpus.is_empty() {
         return Err("no usable CPU".into());
     }
+    if let Some(p) = &opts.trace {
+        ctx::set_trace(p.clone(), opts.trace_capacity);
+    }
     let ctx = Ctx { cpus, opts };
     let with_cases = [spec::pingpong::NAME, spec::echo::NAME];
     if ctx.opts.cases.is_some()

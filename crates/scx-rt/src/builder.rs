@@ -99,6 +99,15 @@ pub enum BuildError {
     /// The scheduler failed the checks the kernel makes at load.
     #[error("scheduler refused: {0}")]
     Scheduler(#[source] InvalidOps),
+    /// `TraceConfig::capacity_per_cpu` is 0 or above
+    /// [`MAX_TRACE_CAPACITY`](crate::consts::MAX_TRACE_CAPACITY).
+    #[error("a trace ring of {requested} events per cpu was requested; it must be 1 to {max}")]
+    TraceCapacity {
+        /// What `TraceConfig::capacity_per_cpu` was given.
+        requested: usize,
+        /// The maximum.
+        max: usize,
+    },
 }
 
 /// Configures and starts a [`Runtime`].
@@ -116,6 +125,7 @@ pub struct Builder {
     blocking_keep_alive: Duration,
     sysrq: crate::sysrq::SysrqSignals,
     slice_timer: crate::SliceTimer,
+    trace: Option<crate::TraceConfig>,
 }
 
 impl Default for Builder {
@@ -134,6 +144,7 @@ impl Default for Builder {
             blocking_keep_alive: crate::consts::DEFAULT_BLOCKING_KEEP_ALIVE,
             sysrq: Default::default(),
             slice_timer: Default::default(),
+            trace: None,
         }
     }
 }
@@ -245,6 +256,21 @@ impl Builder {
         self
     }
 
+    /// Records scheduling events (enqueue, dispatch, switch, kicks,
+    /// preemption, slice expiry, block/wake, migration) into a ring per
+    /// CPU, for [`Runtime::trace_snapshot`] and [`Runtime::write_trace`]
+    /// (Chrome trace-event JSON, which `ui.perfetto.dev` opens), and at
+    /// shutdown into the file [`TraceConfig::write_at_shutdown`] names.
+    /// Off by default; off, each recording point costs one predictable
+    /// branch. The `trace` module docs give the protocol, the README's
+    /// "Tracing" section the cost.
+    ///
+    /// [`TraceConfig::write_at_shutdown`]: crate::TraceConfig::write_at_shutdown
+    pub fn trace(mut self, cfg: crate::TraceConfig) -> Self {
+        self.trace = Some(cfg);
+        self
+    }
+
     /// Most threads the blocking pool ([`crate::spawn_blocking`]) runs at
     /// once (default 512). Further closures wait in its queue. `build`
     /// refuses 0 ([`BuildError::NoBlockingThreads`]).
@@ -296,6 +322,15 @@ impl Builder {
         }
         if self.max_blocking_threads == 0 {
             return Err(BuildError::NoBlockingThreads);
+        }
+        if let Some(t) = &self.trace {
+            let max = crate::consts::MAX_TRACE_CAPACITY;
+            if t.capacity_per_cpu == 0 || t.capacity_per_cpu > max {
+                return Err(BuildError::TraceCapacity {
+                    requested: t.capacity_per_cpu,
+                    max,
+                });
+            }
         }
         if let Some(s) = &self.sched {
             crate::ops::validate_ops(&**s).map_err(BuildError::Scheduler)?;
@@ -386,6 +421,9 @@ impl Builder {
         blocking.configure(self.max_blocking_threads, self.blocking_keep_alive);
         if fallback {
             sh.set_cur_fallback();
+        }
+        if let Some(t) = self.trace {
+            crate::trace::install(&sh, t);
         }
         crate::runtimes::register(&sh);
         // ops.init: a failure is an ops error; the runtime then runs on the

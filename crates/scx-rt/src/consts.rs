@@ -103,3 +103,11 @@ pub const IO_POLL_INTERVAL_NS: u64 = 200_000;
 
 /// Events one reactor wait returns at most (more wait for the next).
 pub const IO_EVENTS_PER_POLL: usize = 256;
+
+/// Events a CPU's trace ring holds by default (`TraceConfig::new`): 40 bytes
+/// each, 2.5 MiB per CPU; a yield records three (enqueue, dispatch, switch).
+pub const DEFAULT_TRACE_CAPACITY: usize = 65_536;
+
+/// The most events a CPU's trace ring may hold (640 MiB per CPU), so that a
+/// typo cannot reserve the machine's memory at build.
+pub const MAX_TRACE_CAPACITY: usize = 1 << 24;

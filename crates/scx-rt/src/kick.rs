@@ -80,6 +80,7 @@ pub(crate) fn kick_cpu(sh: &Shared, from: Option<usize>, cpu: usize, mut flags: 
         if let Some(mut rq) = sh.cpus[cpu].try_lock() {
             if can_skip_idle_kick(&rq) {
                 rq.stats.idle_kicks_skipped += 1;
+                crate::trace::kick(sh, &mut rq, from, KickFlags::IDLE, true);
                 return;
             }
         }
@@ -104,6 +105,7 @@ fn kick_one_cpu(sh: &Shared, me: Option<usize>, cpu: usize, preempt: bool, wait:
     let mut rq = target.rq.lock();
     let mut must_wait = false;
     if rq.online() || Some(cpu) == me {
+        crate::trace::kick(sh, &mut rq, me, kick_flags(preempt, wait), false);
         if preempt {
             if let Some(c) = &rq.curr {
                 c.set_slice(0);
@@ -137,11 +139,25 @@ fn kick_one_cpu_if_idle(sh: &Shared, me: Option<usize>, cpu: usize) {
     let mut rq = target.rq.lock();
     if can_skip_idle_kick(&rq) {
         rq.stats.idle_kicks_skipped += 1;
+        crate::trace::kick(sh, &mut rq, me, KickFlags::IDLE, true);
     } else if rq.online() || Some(cpu) == me {
         rq.stats.kicks_received += 1;
+        crate::trace::kick(sh, &mut rq, me, KickFlags::IDLE, false);
         drop(rq);
         target.resched();
     }
+}
+
+/// The flags of a plain kick, for its trace record.
+fn kick_flags(preempt: bool, wait: bool) -> KickFlags {
+    let mut f = KickFlags::empty();
+    if preempt {
+        f |= KickFlags::PREEMPT;
+    }
+    if wait {
+        f |= KickFlags::WAIT;
+    }
+    f
 }
 
 /// A thread that is no worker waits by spinning: it runs no tasks, so no

@@ -63,6 +63,16 @@
 //! the calling task until the fd is ready (a per-CPU epoll reactor behind
 //! the doorbell; the protocol is in [`io`]'s docs).
 //!
+//! # Tracing
+//!
+//! [`Builder::trace`] records the scheduling events of each CPU (enqueue,
+//! dispatch, switch, kicks, preemption, slice expiry, block and wake,
+//! migration) into a ring per CPU; [`Runtime::write_trace`] (or the
+//! runtime's shutdown) writes them as a Chrome trace-event JSON file that
+//! `ui.perfetto.dev` opens, with a track per CPU and per task. Off, each
+//! recording point costs one predictable branch; the protocol is in
+//! [`trace`]'s docs.
+//!
 //! # Stack overflow
 //!
 //! Green stacks have a guard page below them. A task that overflows its
@@ -134,6 +144,7 @@ mod sysrq;
 mod task;
 #[cfg(not(scx_rt_loom))]
 mod timer;
+pub mod trace;
 #[cfg(not(scx_rt_loom))]
 mod watchdog;
 #[cfg(not(scx_rt_loom))]
@@ -176,6 +187,9 @@ pub use spawn::JoinHandle;
 #[doc(hidden)]
 pub use task::TaskEntry;
 pub use task::{Task, TaskId, TaskRef, TaskState};
+pub use trace::{TraceConfig, TraceFull};
+#[cfg(not(scx_rt_loom))]
+pub use trace::{TraceError, TraceEvent, TraceEventKind, TraceSnapshot};
 
 /// Spawns a green task from inside a task of the same runtime.
 ///

@@ -204,6 +204,9 @@ pub(crate) struct RqSynced {
     pub ring_on_unlock: bool,
     /// Balance decisions, when recording is on (`Builder::record_balance`).
     pub balance_trace: Option<Vec<crate::rq::BalanceStep>>,
+    /// This CPU's scheduling-event ring when tracing is on
+    /// (`Builder::trace`; the protocol is in `trace`'s docs).
+    pub trace: Option<Box<crate::trace::ring::Ring>>,
 }
 
 impl RqSynced {
@@ -228,6 +231,7 @@ impl RqSynced {
             stats: RqCounters::default(),
             ring_on_unlock: false,
             balance_trace: None,
+            trace: None,
         }
     }
 

@@ -439,6 +439,7 @@ impl Runtime {
             return;
         }
         stop(&self.sh, ws);
+        crate::trace::at_shutdown(&self.sh);
         self.blocking.shutdown();
     }
 }
@@ -457,6 +458,7 @@ impl Drop for Runtime {
                 .spawn(move || {
                     if !ws.is_empty() {
                         stop(&sh, ws);
+                        crate::trace::at_shutdown(&sh);
                     }
                     blocking.shutdown();
                 });

@@ -179,7 +179,7 @@ fn scx(
     limit: Duration,
     mode: SliceTimer,
 ) -> Result<Outcome, String> {
-    let rt = Runtime::builder()
+    let rt = crate::ctx::traced(Runtime::builder())
         .cpus([cpu])
         .slice_timer(mode)
         .scheduler(Sliced { slice: slice_ns })

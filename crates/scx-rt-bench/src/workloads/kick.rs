@@ -310,7 +310,7 @@ fn spin_for(d: Duration) {
 fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u64>, String> {
     let sh = Arc::new(Shared::default());
     let rt = Arc::new(
-        Runtime::builder()
+        crate::ctx::traced(Runtime::builder())
             .cpus([cpu_a, cpu_b])
             .idle_poll(case.idle_poll())
             .scheduler(Gate(Arc::clone(&sh)))
@@ -452,7 +452,7 @@ fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u
 /// Histogram of write-to-reader latencies in ns.
 fn scx_io_wake(cpu_a: usize, cpu_b: usize, iters: u64) -> Result<Histogram<u64>, String> {
     let sh = Arc::new(Shared::default());
-    let rt = Runtime::builder()
+    let rt = crate::ctx::traced(Runtime::builder())
         .cpus([cpu_a, cpu_b])
         .idle_poll(Duration::ZERO)
         .scheduler(Gate(Arc::clone(&sh)))

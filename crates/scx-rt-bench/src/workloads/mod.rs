@@ -23,6 +23,7 @@ pub mod skynet;
 pub mod slice_timer;
 pub mod spawn;
 pub mod switch;
+pub mod trace;
 pub mod wakeup;
 pub mod yield_many;
 
@@ -132,6 +133,12 @@ pub const ALL: &[Workload] = &[
         name: "slice-timer",
         about: "slice timer: one timer thread vs per-thread POSIX timer signals, cost and lateness",
         run: slice_timer::run,
+        check: None,
+    },
+    Workload {
+        name: "trace",
+        about: "switch and spawn with scheduling traces off and on (Builder::trace), ns/op",
+        run: trace::run,
         check: None,
     },
 ];

@@ -165,7 +165,7 @@ fn scx(
     mode: SliceTimer,
 ) -> Result<(Histogram<u64>, u64), String> {
     let slice_ns = slice.as_nanos() as u64;
-    let rt = Runtime::builder()
+    let rt = crate::ctx::traced(Runtime::builder())
         .cpus([cpu])
         .slice_timer(mode)
         .scheduler(Sliced { slice: slice_ns })

@@ -263,7 +263,7 @@ fn scx_overhead(
     mode: SliceTimer,
 ) -> Result<f64, String> {
     on_fresh_thread(move || {
-        let rt = Runtime::builder()
+        let rt = crate::ctx::traced(Runtime::builder())
             .cpus([cpu])
             .slice_timer(mode)
             .scheduler(SlicedLast { slice: ns(slice) })
@@ -380,7 +380,7 @@ impl Scheduler for SlicedLast {
 /// calls of the real `set_deadline` from a task with `SLICE_INF` (so only
 /// the published deadlines count).
 fn scx_arm(cpu: usize, n: u64, wake: bool, mode: SliceTimer) -> Result<Histogram<u64>, String> {
-    let rt = Runtime::builder()
+    let rt = crate::ctx::traced(Runtime::builder())
         .cpus([cpu])
         .slice_timer(mode)
         .scheduler(SlicedLast { slice: SLICE_INF })
@@ -454,7 +454,7 @@ fn scx_lateness(cpu: usize, m: Lateness, mode: SliceTimer) -> Result<Histogram<u
         if let Some(s) = m.slack {
             set_timer_slack(s).map_err(|e| format!("timer slack: {e}"))?;
         }
-        let rt = Runtime::builder()
+        let rt = crate::ctx::traced(Runtime::builder())
             .cpus([cpu])
             .slice_timer(mode)
             .scheduler(SlicedLast { slice: ns(m.slice) })

@@ -74,6 +74,7 @@ pub(crate) fn finish_dispatch(
             _ => crate::loom::spin_loop(),
         }
     }
+    crate::trace::dispatch(sh, rq, &p, id, f);
     match find_dsq_for_dispatch(sh, rq.cpu, id) {
         Target::Local(c) => dispatch_to_local_dsq(sh, rq, c, p, f),
         Target::Global => dispatch_enqueue_nonlocal(sh, &sh.global, p, f | EnqFlags::CLEAR_OPSS),
@@ -174,6 +175,7 @@ pub(crate) fn dispatch_to_local_dsq(
         drop(srq);
         let mut drq = sh.cpus[dst].lock();
         activate(&mut drq, &p);
+        crate::trace::migrate_in(sh, &mut drq, &p, src);
         p.clear_flag(tflags::MIGRATING);
         dispatch_enqueue_local(sh, &mut drq, p, f);
     });
@@ -245,6 +247,7 @@ fn consume_remote(sh: &Shared, rq: &mut RqGuard<'_>, p: TaskRef) -> bool {
     });
     if won {
         activate(rq, &p);
+        crate::trace::migrate_in(sh, rq, &p, src);
         p.clear_flag(tflags::MIGRATING);
         dispatch_enqueue_local(sh, rq, p, EnqFlags::empty());
     }

@@ -308,16 +308,19 @@ impl Move<'_, '_> {
         src.sync_nr(&q);
         drop(q);
         p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
+        crate::trace::dispatch(sh, srq, p, self.dst, self.f);
         let (p, f) = (p.clone(), self.f);
         match target {
             Target::Local(d) if d == srq.cpu => dispatch_enqueue_local(sh, srq, p, f),
             Target::Local(d) => {
+                let from = srq.cpu;
                 deactivate(srq, &p);
                 p.set_flag(tflags::MIGRATING);
                 p.scx.cpu.store(d as u32, Ordering::Release);
                 RqGuard::unlocked(srq, || {
                     let mut drq = sh.cpus[d].lock();
                     activate(&mut drq, &p);
+                    crate::trace::migrate_in(sh, &mut drq, &p, from);
                     p.clear_flag(tflags::MIGRATING);
                     dispatch_enqueue_local(sh, &mut drq, p, f);
                 });

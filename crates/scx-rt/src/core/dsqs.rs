@@ -275,6 +275,7 @@ pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: TaskRef,
             c.set_slice(0);
         }
         rq.stats.preemptions += 1;
+        crate::trace::enq_preempt(sh, rq);
         cpu.resched_locked(rq);
     } else if rq.curr.is_none() && !rq.has(rqflags::IN_BALANCE) {
         cpu.resched_locked(rq);

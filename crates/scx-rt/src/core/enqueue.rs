@@ -36,6 +36,7 @@ pub(crate) fn enqueue_task(
     }
     p.set_flag(tflags::QUEUED);
     activate(rq, &p);
+    crate::trace::wake(sh, rq, &p, f);
     if slot.has.has(Op::Runnable) {
         let ctx = Ctx::for_op(sh, Some(rq.cpu), "runnable", Some(&p));
         call_op(sh, slot, Op::Runnable, Some(&p), || {
@@ -80,6 +81,7 @@ pub(crate) fn do_enqueue_task(
             // scheduler has no `select_cpu`, and counts it.
             sh.events_of(rq.cpu).refill_slice_dfl.bump();
         }
+        crate::trace::direct_dispatch(sh, rq, &p, f);
         return direct_dispatch(sh, rq, p, f, "select_cpu");
     }
     let qseq = rq.ops_qseq << opss::QSEQ_SHIFT;
@@ -95,6 +97,7 @@ pub(crate) fn do_enqueue_task(
         });
         ctx.dispatched()
     };
+    crate::trace::enqueue(sh, rq, &p, f, dispatched);
     if dispatched {
         direct_dispatch(sh, rq, p, f, "enqueue");
     } else {

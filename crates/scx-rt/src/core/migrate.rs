@@ -25,6 +25,7 @@ pub(crate) fn move_queued_task(
     dst: usize,
 ) {
     dequeue_task(sh, slot, rq, &p, DeqFlags::empty(), false);
+    crate::trace::migrate_out(sh, rq, &p, dst);
     p.set_flag(tflags::MIGRATING);
     p.scx.cpu.store(dst as u32, Ordering::Release);
     RqGuard::unlocked(rq, move || migrate_in(sh, p, dst));
@@ -45,6 +46,7 @@ pub(crate) fn migrate_out_curr(
     sh.cpus[rq.cpu].shared.kick.advance_pick();
     rq.curr = None;
     let dst = fallback_cpu(sh, p, rq.cpu);
+    crate::trace::migrate_out(sh, rq, p, dst);
     p.set_flag(tflags::MIGRATING);
     p.scx.cpu.store(dst as u32, Ordering::Release);
     dst

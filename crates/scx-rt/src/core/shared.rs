@@ -176,6 +176,9 @@ pub(crate) struct Shared<S: ?Sized> {
     pub enable_lock: Mutex<()>,
     /// Serializes `Runtime::cpu_offline`/`cpu_online`.
     pub hotplug_lock: parking_lot::Mutex<()>,
+    /// The tracing configuration, set at build when tracing is on (the
+    /// rings are in the rqs; `trace`).
+    pub trace: std::sync::OnceLock<crate::trace::TraceConfig>,
 }
 
 impl<S: ?Sized> Shared<S> {
@@ -233,6 +236,7 @@ impl<S: ?Sized> Shared<S> {
             sysrq_dumps: AtomicU64::new(0),
             ops_timers: crate::ops_timer::OpsTimers::new(),
             hotplug_lock: parking_lot::Mutex::new(()),
+            trace: std::sync::OnceLock::new(),
         }
     }
 

@@ -115,6 +115,7 @@ pub(crate) fn step(
     let mut prev_task = None;
     let was_running = prev.is_some();
     if let Some((p, sw)) = prev {
+        crate::trace::stop(&mut rq, &p, sw);
         crate::core::pick::update_curr(&p, now);
         match sw {
             Switch::Yield => {
@@ -131,6 +132,7 @@ pub(crate) fn step(
             Switch::Preempt => {
                 let tick = &c.shared.remote.tick_pending;
                 if tick.load(Ordering::Relaxed) && tick.swap(false, Ordering::AcqRel) {
+                    crate::trace::slice_expired(sh, &mut rq, &p);
                     // The slice timer fired (task_tick): bypass rotates
                     // every tick; otherwise the scheduler sees the tick.
                     if rq.bypassing() {
@@ -145,6 +147,7 @@ pub(crate) fn step(
             }
             Switch::Block => {
                 if p.block_begin() {
+                    crate::trace::block(sh, &mut rq, &p);
                     dequeue_task(sh, slot, &mut rq, &p, DeqFlags::SLEEP, true);
                     p.scx.on_cpu.store(false, Ordering::Relaxed);
                     c.shared.kick.advance_pick();
@@ -192,6 +195,7 @@ pub(crate) fn step(
     } else {
         crate::core::pick::pick_next_task(sh, slot, &mut rq, prev_task, now)
     };
+    crate::trace::switch(sh, &mut rq, next.as_ref());
     idle_transition(sh, slot, &mut rq, next.is_some() || higher);
     if !rq.ddsp_deferred_locals.is_empty() {
         process_ddsp_deferred_locals(sh, &mut rq);
