@@ -2,8 +2,9 @@
 //!
 //! - `preempt_point`: a preemption point with nothing pending, inside a
 //!   task, vs an empty loop (target: ≤ 2 ns);
-//! - `yield_now`: green `yield → other task → back` on one CPU vs a bare
-//!   corosensei resume/suspend pair (target: ≤ 2×);
+//! - `yield_now`: green `yield → other task → back` on one CPU, with
+//!   tracing off and on (`Builder::trace`), vs a bare corosensei
+//!   resume/suspend pair (target: ≤ 2×);
 //! - `spawn_join`: spawn + run + join of an empty task vs calling the
 //!   closure directly;
 //! - `cpumask`: `AtomicCpumask` set, test_and_clear (of a set and of a
@@ -32,7 +33,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use scx_rt::bench_support::{Doorbell, Dsq};
 use scx_rt::{AtomicCpumask, KickFlags, Task, TaskRef};
-use scx_rt_benches::{call_empty_closure, empty_loop, one_cpu_runtime, raw_corosensei_pairs};
+use scx_rt_benches::{
+    call_empty_closure, empty_loop, one_cpu_runtime, one_cpu_runtime_traced, raw_corosensei_pairs,
+};
 use scx_rt_sys::spinlock::SpinMutex;
 
 fn preempt_point(c: &mut Criterion) {
@@ -54,27 +57,33 @@ fn preempt_point(c: &mut Criterion) {
     g.finish();
 }
 
+/// `iters` yield pairs on `rt`: this task yields, the partner runs and
+/// yields back.
+fn yield_pairs(rt: &scx_rt::Runtime, iters: u64) -> Duration {
+    rt.block_on(move || {
+        let partner = scx_rt::spawn(move || {
+            for _ in 0..iters {
+                scx_rt::yield_now();
+            }
+        });
+        let t = Instant::now();
+        for _ in 0..iters {
+            scx_rt::yield_now();
+        }
+        let elapsed = t.elapsed();
+        partner.join().expect("partner task");
+        elapsed
+    })
+}
+
 fn yield_now(c: &mut Criterion) {
     let rt = one_cpu_runtime();
+    let traced = one_cpu_runtime_traced();
     let mut g = c.benchmark_group("yield_now");
-    // One iteration: this task yields, the partner runs and yields back.
-    g.bench_function("scx-rt", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(move || {
-                let partner = scx_rt::spawn(move || {
-                    for _ in 0..iters {
-                        scx_rt::yield_now();
-                    }
-                });
-                let t = Instant::now();
-                for _ in 0..iters {
-                    scx_rt::yield_now();
-                }
-                let elapsed = t.elapsed();
-                partner.join().expect("partner task");
-                elapsed
-            })
-        })
+    g.bench_function("scx-rt", |b| b.iter_custom(|iters| yield_pairs(&rt, iters)));
+    // The same with `Builder::trace` on: three events recorded per switch.
+    g.bench_function("scx-rt-traced", |b| {
+        b.iter_custom(|iters| yield_pairs(&traced, iters))
     });
     g.bench_function("raw_corosensei", |b| b.iter_custom(raw_corosensei_pairs));
     g.finish();

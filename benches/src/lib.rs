@@ -17,6 +17,16 @@ pub fn one_cpu_runtime() -> scx_rt::Runtime {
         .expect("build a one-CPU scx-rt runtime")
 }
 
+/// [`one_cpu_runtime`] with scheduling traces on (`Builder::trace`, the
+/// default ring, never written out): what recording costs per switch.
+pub fn one_cpu_runtime_traced() -> scx_rt::Runtime {
+    scx_rt::Runtime::builder()
+        .nr_cpus(1)
+        .trace(scx_rt::TraceConfig::new())
+        .build()
+        .expect("build a one-CPU scx-rt runtime with tracing")
+}
+
 /// Time of `iters` bare corosensei resume/suspend pairs (each pair is one
 /// switch into the coroutine and one back: the unit a green
 /// `yield → other task → back` is compared with).
