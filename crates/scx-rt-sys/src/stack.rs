@@ -680,8 +680,17 @@ impl StackPool {
     /// list only: stacks in other threads' caches (at most
     /// [`THREAD_CACHE_CAP`] per thread) are never trimmed.
     pub fn trim(&self, keep: usize) -> usize {
-        self.flush_thread_cache();
         let sh = &self.shared;
+        if sh.cached.load(Ordering::Relaxed) + THREAD_CACHE_CAP <= keep {
+            // Even with this thread's cache flushed (at most
+            // THREAD_CACHE_CAP slots) nothing would pass `keep`: leave the
+            // cache alone. Flushing it would only make this thread's next
+            // `get` refill from the shared list under its lock (a worker
+            // trims each time it goes to sleep, so an idle-busy-idle
+            // pattern paid that at every task).
+            return 0;
+        }
+        self.flush_thread_cache();
         if sh.cached.load(Ordering::Relaxed) <= keep {
             return 0;
         }
@@ -714,6 +723,24 @@ mod tests {
 
     fn assert_send<T: Send>() {}
     fn assert_sync<T: Sync>() {}
+
+    #[test]
+    fn trim_below_keep_leaves_the_thread_cache_alone() {
+        let pool = StackPool::new(64 * 1024);
+        drop(pool.get().unwrap());
+        // The slot sits in this thread's cache, not in the shared list.
+        assert_eq!(pool.shared.cached.load(Ordering::Relaxed), 0);
+        assert_eq!(pool.trim(THREAD_CACHE_CAP + 1), 0);
+        assert_eq!(
+            pool.shared.cached.load(Ordering::Relaxed),
+            0,
+            "a trim with nothing to release flushed the thread cache"
+        );
+        assert_eq!(pool.cached(), 1);
+        // A trim that may release does flush it (and keeps one resident).
+        assert_eq!(pool.trim(1), 0);
+        assert_eq!(pool.shared.cached.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn types_are_send_sync() {
