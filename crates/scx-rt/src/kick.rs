@@ -184,13 +184,25 @@ pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
 #[cold]
 fn run_pending_slow(sh: &Shared, me: Option<usize>) {
     let Some(me) = me else {
-        let mine: Vec<(u64, usize, KickFlags)> = FOREIGN.with(|f| {
-            let mut f = f.borrow_mut();
-            let (mine, rest): (Vec<_>, Vec<_>) = f.drain(..).partition(|k| k.0 == sh.rt_id);
-            *f = rest;
-            mine
-        });
-        for (_, cpu, flags) in mine {
+        // This runtime's kicks, in order, taken one at a time so that the
+        // borrow is released around each kick; other runtimes' stay
+        // queued. The list keeps its buffer (a spawn from outside the
+        // runtime queues a kick and runs this each time: rebuilding the
+        // list allocated and freed at every spawn). Bounded by the length
+        // seen first, so a kick queued meanwhile waits for the next call.
+        let mut budget = FOREIGN.with(|f| f.borrow().len());
+        let mut at = 0;
+        while budget > 0 {
+            budget -= 1;
+            let next = FOREIGN.with(|f| {
+                let mut f = f.borrow_mut();
+                let i = at + f.get(at..)?.iter().position(|k| k.0 == sh.rt_id)?;
+                at = i;
+                Some(f.remove(i))
+            });
+            let Some((_, cpu, flags)) = next else {
+                break;
+            };
             if flags.contains(KickFlags::IDLE) {
                 kick_one_cpu_if_idle(sh, None, cpu);
             } else {
