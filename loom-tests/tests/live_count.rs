@@ -8,6 +8,9 @@
 //! - The last exit: two tasks, the last two, exit at once on two CPUs
 //!   during shutdown; at least one of them must see the count at zero, or
 //!   no worker is told to stop.
+//! - Shutdown against the last exit: the runtime starts shutting down while
+//!   its last task exits; the exit sees the flag, or the shutdown side sees
+//!   the exit (then the workers it reschedules stop).
 #![cfg(scx_rt_loom)]
 #![deny(unsafe_code)]
 
@@ -35,7 +38,8 @@ fn a_reader_never_misses_a_live_parent() {
         // CPU 1 runs the child once it is queued; the child exits.
         let child = thread::spawn(move || {
             if q2.load(Ordering::Acquire) {
-                assert!(!l2.exit_and_check_last(1), "the parent is live");
+                let shutdown = AtomicBool::new(true);
+                assert!(!l2.exit(1, &shutdown), "the parent is live");
             }
         });
         let r = live.raw();
@@ -49,13 +53,31 @@ fn a_reader_never_misses_a_live_parent() {
 fn one_of_two_last_exits_sees_zero() {
     model("one_of_two_last_exits_sees_zero", || {
         let live = Arc::new(LiveCount::new(2));
+        let shutdown = Arc::new(AtomicBool::new(true));
         live.spawned(None);
         live.spawned(None);
-        let l1 = live.clone();
-        let a = thread::spawn(move || l1.exit_and_check_last(0));
-        let b = live.exit_and_check_last(1);
+        let (l1, s1) = (live.clone(), shutdown.clone());
+        let a = thread::spawn(move || l1.exit(0, &s1));
+        let b = live.exit(1, &shutdown);
         let a = a.join().unwrap();
         assert!(a || b, "neither last exit saw the count reach zero");
         assert_eq!(live.raw(), 0);
+    });
+}
+
+#[test]
+fn shutdown_and_the_last_exit_see_each_other() {
+    model("shutdown_and_the_last_exit_see_each_other", || {
+        let live = Arc::new(LiveCount::new(2));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        live.spawned(None);
+        let (l1, s1) = (live.clone(), shutdown.clone());
+        let exit = thread::spawn(move || l1.exit(0, &s1));
+        let by_shutdown = live.begin_shutdown(&shutdown);
+        let by_exit = exit.join().unwrap();
+        assert!(
+            by_exit || by_shutdown,
+            "neither the last exit nor the shutdown saw the other: workers sleep for ever"
+        );
     });
 }

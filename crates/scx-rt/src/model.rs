@@ -69,11 +69,16 @@ impl LiveCount {
         self.0.spawned(cpu);
     }
 
-    /// An exit on CPU `cpu`'s worker, then the step's "was it the last?"
-    /// check (fence, then the count).
-    pub fn exit_and_check_last(&self, cpu: usize) -> bool {
-        self.0.exited(cpu);
-        self.0.exit_was_last()
+    /// An exit on CPU `cpu`'s worker as the step makes it, with the
+    /// runtime's shutdown flag `shutdown`: whether it ends the shutdown.
+    pub fn exit(&self, cpu: usize, shutdown: &loom::sync::atomic::AtomicBool) -> bool {
+        self.0.exit(cpu, shutdown)
+    }
+
+    /// Shutdown's side (`Runtime::shutdown`): set the flag, fence, and
+    /// whether nothing is live already.
+    pub fn begin_shutdown(&self, shutdown: &loom::sync::atomic::AtomicBool) -> bool {
+        self.0.begin_shutdown(shutdown)
     }
 
     /// Spawns minus exits as `live` reads them (exits first), unclamped.

@@ -32,10 +32,9 @@ use crate::task::Affinity;
 /// Stops the runtime's threads: the timer (first in `threads`) once every
 /// worker has returned, i.e. once every task has finished.
 pub(crate) fn stop(sh: &Shared, mut threads: Vec<std::thread::JoinHandle<()>>) {
-    sh.shutdown.store(true, Ordering::Release);
-    // Pairs with the fence of a last exit (`core::live`, "The last exit"):
-    // the workers rescheduled below read the count after it.
-    crate::loom::fence(Ordering::SeqCst);
+    // The flag, then the fence a last exit pairs with (`core::live`, "The
+    // last exit"): the workers rescheduled below read the count after it.
+    let _ = sh.live.begin_shutdown(&sh.shutdown);
     // Tasks waiting for I/O would keep shutdown waiting for ever: their
     // waits fail from now on (`io`, "Shutdown").
     sh.io.close();

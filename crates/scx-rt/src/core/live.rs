@@ -31,17 +31,19 @@
 //! # The last exit
 //!
 //! During shutdown the worker whose task exits checks for zero to wake
-//! every worker ([`LiveCount::exit_was_last`]). Two last tasks exiting at
-//! once on two CPUs must not both read the other's exit as not done yet
-//! (store buffering): each side stores its exit, then a SeqCst fence, then
-//! reads, so at least one of them sees both exits. `Runtime::shutdown`
-//! stores the shutdown flag and fences the same way before it reschedules
-//! the workers, which then read the count: a last exit either sees the
-//! flag or its exit is seen by the workers.
+//! every worker ([`LiveCount::exit`]). Two last tasks exiting at once on
+//! two CPUs must not both read the other's exit as not done yet (store
+//! buffering): each side stores its exit, then a SeqCst fence, then reads
+//! the shutdown flag and the count, so at least one of them sees both
+//! exits. Shutdown ([`LiveCount::begin_shutdown`]) stores the flag, fences
+//! the same way and reads the count, and the workers it reschedules read
+//! it again: a last exit either sees the flag set or its exit is seen by
+//! the shutdown side. (The loom model `live_count` fails without either
+//! fence.)
 
 use crossbeam_utils::CachePadded;
 
-use crate::loom::{fence, AtomicU64, Ordering};
+use crate::loom::{fence, AtomicBool, AtomicU64, Ordering};
 
 /// One CPU's counters (owner-written).
 #[derive(Default)]
@@ -87,18 +89,24 @@ impl LiveCount {
     }
 
     /// A task exited on CPU `cpu`'s worker thread (the only caller for
-    /// `cpu`).
-    #[inline]
-    pub(crate) fn exited(&self, cpu: usize) {
+    /// `cpu`). Returns whether this exit ends a shutdown: `shutdown` is
+    /// set and no task is live, so every worker must look. The fence
+    /// between the exit's store and the reads makes two simultaneous last
+    /// exits, or a last exit and [`begin_shutdown`](Self::begin_shutdown),
+    /// see each other (module docs, "The last exit").
+    pub(crate) fn exit(&self, cpu: usize, shutdown: &AtomicBool) -> bool {
         if let Some(c) = self.cpus.get(cpu) {
             bump(&c.exited);
         }
+        fence(Ordering::SeqCst);
+        shutdown.load(Ordering::Acquire) && self.live() == 0
     }
 
-    /// After [`exited`](Self::exited) on this thread: whether no task is
-    /// live now, with the fence that makes two simultaneous last exits see
-    /// each other (module docs).
-    pub(crate) fn exit_was_last(&self) -> bool {
+    /// Shutdown's side: sets `shutdown`, then the same fence, then reads
+    /// the count (whether no task is live already). The caller then
+    /// reschedules every worker, which read the count again.
+    pub(crate) fn begin_shutdown(&self, shutdown: &AtomicBool) -> bool {
+        shutdown.store(true, Ordering::Release);
         fence(Ordering::SeqCst);
         self.live() == 0
     }

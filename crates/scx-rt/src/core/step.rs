@@ -168,8 +168,7 @@ pub(crate) fn step(
                 let mut slots = SlotHint::new(Some(slot));
                 task_leave_scheduler_locked(sh, &mut slots, &rq, &p, gen, false);
                 sh.tasks.remove(&p);
-                sh.live.exited(cpu);
-                if sh.shutdown.load(Ordering::Acquire) && sh.live.exit_was_last() {
+                if sh.live.exit(cpu, &sh.shutdown) {
                     after.shutdown_done = true;
                 }
             }
