@@ -675,9 +675,11 @@ impl StackPool {
     /// when there is nothing new to trim; otherwise one `madvise` per stack,
     /// so call it off hot paths (the runtime does from idle CPUs).
     ///
-    /// It first flushes the calling thread's cache
-    /// ([`StackPool::flush_thread_cache`]) and then trims the shared free
-    /// list only: stacks in other threads' caches (at most
+    /// Unless the shared free list plus a full thread cache fit in `keep`
+    /// (then nothing could be trimmed and it returns at once, leaving the
+    /// calling thread's cache alone), it first flushes the calling thread's
+    /// cache ([`StackPool::flush_thread_cache`]) and then trims the shared
+    /// free list only: stacks in other threads' caches (at most
     /// [`THREAD_CACHE_CAP`] per thread) are never trimmed.
     pub fn trim(&self, keep: usize) -> usize {
         let sh = &self.shared;
