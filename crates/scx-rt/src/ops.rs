@@ -480,10 +480,22 @@ pub struct Ctx<'a> {
     pub(crate) unlocked: bool,
 }
 
-/// Direct-dispatch marker shared by `select_cpu` and `enqueue` contexts.
+/// The direct-dispatch verdict of a `select_cpu` or `enqueue` call
+/// (`scx_bpf_dsq_insert` on the subject), kept in the context until the
+/// callback returns. The kernel records it in the task (`ddsp_dsq_id`,
+/// `ddsp_enq_flags`) at once; here `enqueue`'s verdict is carried out from
+/// the context (it never outlives the call, and the enqueue path then
+/// neither writes nor clears the task's fields), and `select_cpu`'s is
+/// copied into the task when the callback returns, where the enqueue on
+/// the selected CPU finds it. Nobody can look at the task's fields in
+/// between: the helpers of these callbacks do not read them.
 pub(crate) struct DirectDispatch<'a> {
     pub(crate) subject: &'a TaskRef,
     pub(crate) done: bool,
+    /// The verdict's DSQ (valid once `done`).
+    pub(crate) dsq: u64,
+    /// The verdict's extra enqueue flags (valid once `done`).
+    pub(crate) flags: u64,
 }
 
 /// Context of `select_cpu`.

@@ -96,8 +96,11 @@
 //! calls while `SO_RCVTIMEO`/`SO_SNDTIMEO` is set: a task's *raw* call of
 //! one of those can fail with `EINTR` when its slice ends during it. At
 //! most one signal arrives per deadline that passes, plus one per deadline
-//! extension (at most one per slice length of run time), none while the
-//! worker is idle or runs a `SLICE_INF` task. std retries `EINTR` in
+//! extension (at most one per slice length of run time), and while the
+//! worker is idle or runs a `SLICE_INF` task at most one, the timer armed
+//! before (it finds no deadline and stays disarmed; the worker does not
+//! disarm it before sleeping, which would cost two system calls per
+//! sleep). std retries `EINTR` in
 //! `thread::sleep`, `read_exact`/`write_all` and its connect timeout; code
 //! that calls the OS directly (or through C libraries that do not retry)
 //! must retry or use `SliceTimer::Thread`. The runtime's own waits never

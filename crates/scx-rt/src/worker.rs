@@ -25,9 +25,14 @@
 //!
 //! Slice expiry (`SliceTimer::Signal`, the `timer` module docs): the worker
 //! owns a POSIX timer that signals this thread; it is created before the
-//! first pick, re-armed by the step's deadline publication only when a
-//! deadline is earlier than the armed one, and disarmed before the doorbell
-//! sleep.
+//! first pick and re-armed by the step's deadline publication only when a
+//! deadline is earlier than the armed one. It is left armed across the
+//! doorbell sleep: an idle CPU publishes no deadline, so if the sleep
+//! outlasts the armed deadline the timer fires once, finds nothing to end
+//! and stays disarmed (the sleep returns early once and goes on). Disarming
+//! before each sleep and re-arming at the next pick cost two system calls
+//! per sleep, which a CPU that sleeps between short bursts (an I/O server,
+//! a cross-CPU hand-off) paid at every hop.
 //!
 //! A green task stops running only at a switch point: it suspends its fiber
 //! with a code telling why (`YIELD`, `PREEMPT`, `BLOCK`), or returns. A
@@ -101,7 +106,7 @@ pub(crate) fn worker_main(
                 if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
-                idle(&sh, cpu, expiry.as_ref());
+                idle(&sh, cpu);
             }
         }
     }
@@ -196,7 +201,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     (t, sw)
 }
 
-fn idle(sh: &Shared, cpu: usize, expiry: Option<&ExpiryTimer>) {
+fn idle(sh: &Shared, cpu: usize) {
     let io = sh.io.active(cpu);
     if let Some(r) = io {
         // Ready I/O first, without blocking (Go's `findrunnable`).
@@ -211,11 +216,7 @@ fn idle(sh: &Shared, cpu: usize, expiry: Option<&ExpiryTimer>) {
             // Release the memory of stacks cached after a burst, off the
             // hot path (scx_rt_sys::stack docs).
             sh.stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
-            // A sleeping CPU needs no slice expiry (it published no
-            // deadline): the timer would only wake it once for nothing.
-            if let Some(t) = expiry {
-                let _ = t.disarm();
-            }
+            // The expiry timer stays armed (module docs).
         },
         io.map(|r| r as &dyn crate::rq::IdleIo),
     );

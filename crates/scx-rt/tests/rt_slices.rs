@@ -203,6 +203,68 @@ fn one_tick_per_expiry_in_thread_mode() {
     ticks_match_switches(SliceTimer::Thread);
 }
 
+/// The expiry timer stays armed across a worker's idle sleep (the worker
+/// does not disarm it): when it fires into the sleep it finds no deadline
+/// and must leave itself ready to be armed again. Several rounds of "a
+/// short task, then an idle gap of many slices (the timer fires while the
+/// CPU sleeps), then two spinners on the one CPU" must each end with the
+/// spinners taking turns, which only a slice expiry can make them do.
+#[test]
+fn slices_expire_after_idle_sleeps_in_signal_mode() {
+    guard("slices after idle sleeps", || {
+        let ticks = Arc::new(AtomicU64::new(0));
+        let rt = Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .slice_timer(SliceTimer::Signal)
+            .idle_poll(Duration::ZERO)
+            .scheduler(TickCounting {
+                ticks: ticks.clone(),
+            })
+            .build()
+            .expect("runtime build");
+        for round in 0..5 {
+            // Arms the timer for this task's slice; it ends well before.
+            rt.spawn(|| ()).join().expect("short task");
+            // Idle for many slices: the armed timer fires into the sleep.
+            std::thread::sleep(SLICE * 20);
+            let before = ticks.load(Ordering::SeqCst);
+            let last = Arc::new(AtomicUsize::new(0));
+            let turns = Arc::new(AtomicU64::new(0));
+            let spinners: Vec<_> = (1..=2usize)
+                .map(|me| {
+                    let (last, turns) = (last.clone(), turns.clone());
+                    rt.spawn(move || {
+                        let start = Instant::now();
+                        while turns.load(Ordering::SeqCst) < 4 {
+                            let prev = last.swap(me, Ordering::SeqCst);
+                            if prev != me && prev != 0 {
+                                turns.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if start.elapsed() > SPIN_LIMIT {
+                                return false;
+                            }
+                            scx_rt::preempt_point();
+                        }
+                        true
+                    })
+                })
+                .collect();
+            for s in spinners {
+                assert!(
+                    s.join().expect("spinner"),
+                    "round {round}: the spinners never took turns after an idle sleep"
+                );
+            }
+            assert!(
+                ticks.load(Ordering::SeqCst) > before,
+                "round {round}: turns without a slice expiry"
+            );
+        }
+        rt.shutdown();
+    });
+}
+
 /// The runtime's own waits on a worker thread (idle sleeps, scheduler
 /// locks, `spawn_blocking`, green sleeps, channels) see none of the expiry
 /// signals: under a storm of 20 µs slice expiries every one completes with

@@ -90,16 +90,16 @@ pub(crate) fn do_enqueue_task(
     p.scx
         .ops_state
         .store(opss::QUEUEING | qseq, Ordering::Relaxed);
-    let dispatched = {
+    let verdict = {
         let mut ctx = EnqueueCtx::new(sh, rq.cpu, &p);
         call_cb(sh, "enqueue", Some(&p), || {
             slot.ops.enqueue(&mut ctx, &p, f)
         });
-        ctx.dispatched()
+        ctx.verdict()
     };
-    crate::trace::enqueue(sh, rq, &p, f, dispatched);
-    if dispatched {
-        direct_dispatch(sh, rq, p, f, "enqueue");
+    crate::trace::enqueue(sh, rq, &p, f, verdict);
+    if let Some((id, extra)) = verdict {
+        carry_out(sh, rq, p, f | extra, id, "enqueue");
     } else {
         // The scheduler owns the task now; our reference goes (the task
         // registry keeps the task alive).
@@ -124,7 +124,14 @@ pub(crate) fn direct_dispatch(
     if extra != 0 {
         p.scx.ddsp_enq_flags.store(0, Ordering::Relaxed);
     }
-    let f = f | EnqFlags(extra) | EnqFlags::CLEAR_OPSS;
+    carry_out(sh, rq, p, f | EnqFlags(extra), id, op);
+}
+
+/// Carries out the verdict "DSQ `id`, flags `f`" (the call's and the
+/// verdict's together) for `p`, whose `ddsp_*` fields are clear. rq locked.
+#[inline(always)]
+fn carry_out(sh: &Shared, rq: &mut RqSynced, p: TaskRef, f: EnqFlags, id: u64, op: &'static str) {
+    let f = f | EnqFlags::CLEAR_OPSS;
     if id == dsq_id::LOCAL && !f.contains(EnqFlags::DSQ_PRIQ) {
         // The common verdict, which cannot fail: this CPU's local DSQ.
         return dispatch_enqueue_local(sh, rq, p, f);
@@ -328,9 +335,11 @@ pub(crate) fn select_task_rq(
             }
         };
         let mut ctx = SelectCpuCtx::new(sh, from, p);
-        match call_op(sh, slot, Op::SelectCpu, Some(p), || {
+        let r = call_op(sh, slot, Op::SelectCpu, Some(p), || {
             slot.ops.select_cpu(&mut ctx, p, prev, wake_flags)
-        }) {
+        });
+        ctx.publish_verdict();
+        match r {
             Some(c) => c as i64,
             None => prev as i64,
         }

@@ -293,7 +293,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-impl DirectDispatch<'_> {
+impl<'a> DirectDispatch<'a> {
     fn record(
         &mut self,
         ctx: &Ctx<'_>,
@@ -325,8 +325,23 @@ impl DirectDispatch<'_> {
             p.set_dsq_vtime(v);
             flags |= EnqFlags::DSQ_PRIQ;
         }
-        p.scx.ddsp_dsq_id.store(dsq, Ordering::Relaxed);
-        p.scx.ddsp_enq_flags.store(flags.0, Ordering::Relaxed);
+        self.dsq = dsq;
+        self.flags = flags.0;
+    }
+
+    /// The verdict, if one was recorded: DSQ and extra enqueue flags.
+    #[inline]
+    pub(crate) fn verdict(&self) -> Option<(u64, EnqFlags)> {
+        self.done.then_some((self.dsq, EnqFlags(self.flags)))
+    }
+
+    fn new(subject: &'a TaskRef) -> Self {
+        Self {
+            subject,
+            done: false,
+            dsq: crate::flags::DSQ_INVALID,
+            flags: 0,
+        }
     }
 }
 
@@ -344,10 +359,17 @@ impl<'a> SelectCpuCtx<'a> {
     pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>, subject: &'a TaskRef) -> Self {
         Self {
             ctx: Ctx::for_op(sh, cpu, "select_cpu", Some(subject)),
-            dd: DirectDispatch {
-                subject,
-                done: false,
-            },
+            dd: DirectDispatch::new(subject),
+        }
+    }
+
+    /// Hands the verdict, if any, to the enqueue on the selected CPU: it
+    /// goes into the task's `ddsp_*` fields (`DirectDispatch`).
+    pub(crate) fn publish_verdict(&self) {
+        if let Some((dsq, flags)) = self.dd.verdict() {
+            let p = self.dd.subject;
+            p.scx.ddsp_dsq_id.store(dsq, Ordering::Relaxed);
+            p.scx.ddsp_enq_flags.store(flags.0, Ordering::Relaxed);
         }
     }
 
@@ -395,15 +417,14 @@ impl<'a> EnqueueCtx<'a> {
     pub(crate) fn new(sh: &'a Shared, cpu: usize, subject: &'a TaskRef) -> Self {
         Self {
             ctx: Ctx::for_op(sh, Some(cpu), "enqueue", Some(subject)),
-            dd: DirectDispatch {
-                subject,
-                done: false,
-            },
+            dd: DirectDispatch::new(subject),
         }
     }
 
-    pub(crate) fn dispatched(&self) -> bool {
-        self.dd.done
+    /// The direct-dispatch verdict `enqueue` gave, if any.
+    #[inline]
+    pub(crate) fn verdict(&self) -> Option<(u64, EnqFlags)> {
+        self.dd.verdict()
     }
 
     /// Direct dispatch (`scx_bpf_dsq_insert`; `scx_bpf_dispatch` before

@@ -30,11 +30,17 @@ impl TimerState {
     /// worker thread only (the expiry timer's rule).
     ///
     /// With a handle, the timer is re-armed only for a deadline earlier
-    /// than the armed one (`ExpiryHandle::published`). Without, the store
-    /// and the load of `next` are both SeqCst, which orders them (a store
-    /// then a load of another location, in the single total order of
-    /// SeqCst operations) as the timer thread's side is ordered; one locked
-    /// instruction.
+    /// than the armed one (`ExpiryHandle::published`). Its signal handler
+    /// runs on this thread, so the store needs no ordering against other
+    /// threads: a plain store, kept before `published` by a compiler fence.
+    ///
+    /// Without, the store and the load of `next` are both SeqCst, which
+    /// orders them (a store then a load of another location, in the single
+    /// total order of SeqCst operations) as the timer thread's side is
+    /// ordered: one locked instruction. Even a deadline later than the one
+    /// it replaces needs it: the thread forgets a deadline once it has
+    /// passed (it marks the tick and stops watching), so "it wakes by the
+    /// replaced one anyway" does not hold.
     #[inline]
     pub(crate) fn set_deadline(
         &self,
@@ -42,15 +48,18 @@ impl TimerState {
         expiry: &AtomicU64,
         deadline: u64,
     ) {
-        if slice_deadline.load(Ordering::Relaxed) == deadline {
+        let old = slice_deadline.load(Ordering::Relaxed);
+        if old == deadline {
             return;
         }
-        slice_deadline.store(deadline, Ordering::SeqCst);
         match scx_rt_sys::expiry::ExpiryHandle::from_raw(expiry.load(Ordering::Relaxed)) {
             Some(h) => {
+                slice_deadline.store(deadline, Ordering::Release);
+                std::sync::atomic::compiler_fence(Ordering::SeqCst);
                 h.published(deadline);
             }
             None => {
+                slice_deadline.store(deadline, Ordering::SeqCst);
                 if deadline != u64::MAX && deadline < self.next.load(Ordering::SeqCst) {
                     self.ring();
                 }

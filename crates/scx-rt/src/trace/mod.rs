@@ -207,9 +207,15 @@ pub(crate) fn switch(sh: &Shared, rq: &mut RqSynced, next: Option<&TaskRef>) {
 /// fields, which `direct_dispatch` consumes next). One check for both
 /// events: this is on every yield's path.
 #[inline(always)]
-pub(crate) fn enqueue(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags, dispatched: bool) {
+pub(crate) fn enqueue(
+    sh: &Shared,
+    rq: &mut RqSynced,
+    p: &TaskRef,
+    f: EnqFlags,
+    verdict: Option<(u64, EnqFlags)>,
+) {
     if rq.trace.is_some() {
-        enqueued(sh, rq, p, f, dispatched);
+        enqueued(sh, rq, p, f, verdict);
     }
 }
 
@@ -340,23 +346,24 @@ fn task_event(sh: &Shared, rq: &mut RqSynced, kind: Kind, p: &TaskRef, a: u64, b
 
 #[cold]
 #[inline(never)]
-fn enqueued(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags, dispatched: bool) {
+fn enqueued(
+    sh: &Shared,
+    rq: &mut RqSynced,
+    p: &TaskRef,
+    f: EnqFlags,
+    verdict: Option<(u64, EnqFlags)>,
+) {
     put(sh, rq, Kind::Enqueue, p.id(), f.0, 0);
-    if dispatched {
-        put_direct_dispatch(sh, rq, p, f);
+    if let Some((id, extra)) = verdict {
+        put(sh, rq, Kind::Dispatch, p.id(), id, f.0 | extra.0);
     }
 }
 
 #[cold]
 #[inline(never)]
 fn direct_dispatched(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
-    put_direct_dispatch(sh, rq, p, f);
-}
-
-/// The Dispatch record of a direct-dispatch verdict, from the fields
-/// `direct_dispatch` reads next.
-#[inline(always)]
-fn put_direct_dispatch(sh: &Shared, rq: &mut RqSynced, p: &TaskRef, f: EnqFlags) {
+    // The Dispatch record of `select_cpu`'s verdict, from the fields
+    // `direct_dispatch` reads next.
     let id = p.scx.ddsp_dsq_id.load(Ordering::Relaxed);
     let extra = p.scx.ddsp_enq_flags.load(Ordering::Relaxed);
     put(sh, rq, Kind::Dispatch, p.id(), id, f.0 | extra);
