@@ -168,10 +168,19 @@ fn wait_foreign(sh: &Shared, cpu: usize, seq: u64) {
     }
 }
 
-/// The kick step of CPU `me` (`kick_cpus_irq_workfn`), or of the calling
-/// foreign thread when `me` is None. Holds no rq lock on entry; the
-/// doorbells of the targets are rung after their rq locks are released
-/// (the lock table's rule 5).
+/// The kick step of CPU `c` (`kick_cpus_irq_workfn`). Holds no rq lock on
+/// entry; the doorbells of the targets are rung after their rq locks are
+/// released (the lock table's rule 5).
+#[inline]
+pub(crate) fn run_pending_on(sh: &Shared, c: &crate::rq::Cpu) {
+    // The common case: nothing pending, one load.
+    if c.shared.kick.pending.load(Ordering::Relaxed) {
+        run_pending_slow(sh, Some(c.id));
+    }
+}
+
+/// [`run_pending_on`] by CPU number, or the kick step of the calling
+/// foreign thread (`None`).
 #[inline]
 pub(crate) fn run_pending(sh: &Shared, me: Option<usize>) {
     match me {

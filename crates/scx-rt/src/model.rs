@@ -304,9 +304,9 @@ impl Runtime {
     /// The last part of the worker's safe point, after its interrupt work
     /// and kick step: `need_resched` and `resched_req` cleared, then
     /// `need_resched` set again if interrupt work was raised since
-    /// (`core::irq::clear_resched`).
+    /// (`core::irq::clear_resched_on`).
     pub fn clear_need_resched(&self, cpu: usize) {
-        crate::core::irq::clear_resched(&self.sh, cpu);
+        crate::core::irq::clear_resched_on(&self.sh.cpus[cpu]);
     }
 
     /// The worker's idle wait (poll, then sleep on the doorbell), ended by
@@ -333,10 +333,10 @@ impl Runtime {
         crate::core::irq::run_irq_work(&self.sh, cpu);
     }
 
-    /// CPU `cpu`'s safe point before a step (`core::irq::safe_point`, as
+    /// CPU `cpu`'s safe point before a step (`core::irq::safe_point_on`, as
     /// the worker runs it; the loom build has no disable path).
     pub fn safe_point(&self, cpu: usize) {
-        crate::core::irq::safe_point(&self.sh, cpu);
+        crate::core::irq::safe_point_on(&self.sh, &self.sh.cpus[cpu]);
     }
 
     /// One scheduling step of CPU `cpu` whose running task `prev` blocked

@@ -654,7 +654,13 @@ impl Drop for Ringer<'_> {
     }
 }
 
-impl RqGuard<'_> {
+impl<'a> RqGuard<'a> {
+    /// The CPU whose rq this is (no index into `Shared::cpus`).
+    #[inline(always)]
+    pub(crate) fn this_cpu(&self) -> &'a Cpu {
+        self.ringer.cpu
+    }
+
     /// Releases the lock while `f` runs (ringing first if a resched is
     /// pending) and takes it again before returning. Everything read
     /// under the lock before the call may have changed.

@@ -72,8 +72,9 @@ pub(crate) fn worker_main(
     let mut after = After::default();
     let mut prev: Option<(TaskRef, Switch)> = None;
     let mut next_io_poll = 0u64;
+    let c: &crate::rq::Cpu = &sh.cpus[cpu];
     loop {
-        crate::core::irq::safe_point(&sh, cpu);
+        crate::core::irq::safe_point_on(&sh, c);
         let next = step(&sh, cpu, &mut slot, prev.take(), &mut after);
         finish(&sh, cpu, &mut after);
         if after.now >= next_io_poll {
@@ -84,7 +85,7 @@ pub(crate) fn worker_main(
                 io_poll(&sh, cpu, r, Some(std::time::Duration::ZERO));
             }
         }
-        crate::kick::run_pending(&sh, Some(cpu));
+        crate::kick::run_pending_on(&sh, c);
         match next {
             Some(mut t) => {
                 let sw = loop {

@@ -65,9 +65,11 @@ pub(crate) fn refresh(sh: &Shared, rq: &RqSynced, slot: &mut Rc<SchedSlot>) {
     }
 }
 
-/// `balance_one`. Returns whether the CPU has a task to run. rq locked on
+/// `balance_one`: afterwards `BAL_KEEP` says prev keeps running, or the
+/// head of the local DSQ runs next, or the CPU goes idle. rq locked on
 /// entry and return (dropped inside hand-offs); `IN_BALANCE` is set for the
-/// whole step and cleared at its single exit.
+/// whole step and cleared at its single exit. Returns whether the step
+/// left the inline checks (and so may have dropped the lock).
 ///
 /// The common step (prev keeps running, or the local DSQ has a task, and
 /// the CPU was not released) is decided inline: no callback runs there,
@@ -82,7 +84,7 @@ pub(crate) fn balance(
 ) -> bool {
     rq.flags &= !(rqflags::BAL_PENDING | rqflags::BAL_KEEP);
     if !rq.cpu_released && prev_or_local(rq, prev) {
-        return true;
+        return false;
     }
     balance_slow(sh, slot, rq, prev)
 }
@@ -100,9 +102,9 @@ fn balance_slow(
     if rq.cpu_released {
         crate::core::release::cpu_acquire(sh, slot, rq);
     }
-    let r = balance_inner(sh, slot, rq, prev);
+    balance_inner(sh, slot, rq, prev);
     rq.flags &= !rqflags::IN_BALANCE;
-    r
+    true
 }
 
 fn balance_inner(
@@ -110,30 +112,30 @@ fn balance_inner(
     slot: &mut Rc<SchedSlot>,
     rq: &mut RqGuard<'_>,
     prev: Option<&TaskRef>,
-) -> bool {
+) {
     if prev_or_local(rq, prev) {
-        return true;
+        return;
     }
     if !rq.online() {
         // An offline CPU runs only what is pinned to it (module docs of
         // `Runtime::cpu_offline`); the scheduler is not asked.
         if consume_pinned(sh, rq) {
             note(rq, BalanceStep::Global);
-            return true;
+            return;
         }
         // Only a pinned prev reaches here (the worker moved any other).
         if prev.is_some_and(|p| p.is_queued()) {
             rq.flags |= rqflags::BAL_KEEP;
             sh.events_of(rq.cpu).dispatch_keep_last.bump();
             note(rq, BalanceStep::KeepPrevLast);
-            return true;
+            return;
         }
         note(rq, BalanceStep::Idle);
-        return false;
+        return;
     }
     if consume_dispatch_q(sh, rq, &sh.global) {
         note(rq, BalanceStep::Global);
-        return true;
+        return;
     }
     refresh(sh, rq, slot);
     // SPEC.md §3.6 step 6: no dispatch loop without `ops.dispatch`.
@@ -155,11 +157,11 @@ fn balance_inner(
             let mut nr_tasks = ctx.nr_tasks;
             flush_dispatch_buf(sh, cpu, rq, &mut nr_tasks);
             if prev_or_local(rq, prev_q) {
-                return true;
+                return;
             }
             if consume_dispatch_q(sh, rq, &sh.global) {
                 note(rq, BalanceStep::Global);
-                return true;
+                return;
             }
             if nr_tasks == 0 {
                 break;
@@ -179,9 +181,8 @@ fn balance_inner(
             rq.flags |= rqflags::BAL_KEEP;
             sh.events_of(rq.cpu).dispatch_keep_last.bump();
             note(rq, BalanceStep::KeepPrevLast);
-            return true;
+            return;
         }
     }
     note(rq, BalanceStep::Idle);
-    false
 }

@@ -25,7 +25,7 @@
 //! task with `need_resched` clear while a woken task waits on its wake
 //! list, unseen by the policy, until that task's slice ends. The waker's
 //! fence is in `Cpu::queue_wakeup`, between its `irq_pending` store and
-//! its `need_resched` read; this side's is in [`clear_resched`], paid only
+//! its `need_resched` read; this side's is in [`clear_resched_on`], paid only
 //! when the flag was set. (The loom model `wakelist` fails without either.)
 //!
 //! Every check is a plain load first: a switch with nothing pending (the
@@ -35,17 +35,22 @@ use crate::core::error::call;
 use crate::kick_state::KickState;
 use crate::loom::{fence, Ordering};
 use crate::ops::{Ctx, Shared};
+use crate::rq::Cpu;
 
-/// The safe point of CPU `cpu` (module docs). No lock held.
+/// The safe point of CPU `c` (module docs). No lock held. Callers hold
+/// the `Cpu` (the worker loop, once): no index into `Shared::cpus` per
+/// check.
 #[inline]
-pub(crate) fn safe_point(sh: &Shared, cpu: usize) {
+pub(crate) fn safe_point_on(sh: &Shared, c: &Cpu) {
     #[cfg(not(scx_rt_loom))]
     if sh.exit.pending.load(Ordering::Acquire) {
         crate::disable::disable(sh);
     }
-    run_irq_work(sh, cpu);
-    crate::kick::wait_for_targets(sh, cpu);
-    clear_resched(sh, cpu);
+    run_irq_work_on(sh, c);
+    if c.shared.kick.sync_pending.load(Ordering::Relaxed) {
+        crate::kick::wait_for_targets(sh, c.id);
+    }
+    clear_resched_on(c);
 }
 
 /// Clears `need_resched` and `resched_req` after the safe point's work,
@@ -54,8 +59,8 @@ pub(crate) fn safe_point(sh: &Shared, cpu: usize) {
 /// flag after our load is never overwritten, and one before it is ordered
 /// before the step's reads of the queues.
 #[inline]
-pub(crate) fn clear_resched(sh: &Shared, cpu: usize) {
-    let s = &sh.cpus[cpu].shared;
+pub(crate) fn clear_resched_on(c: &Cpu) {
+    let s = &c.shared;
     if s.need_resched.load(Ordering::Relaxed) {
         s.need_resched.store(false, Ordering::SeqCst);
         // Orders the clear before the `irq_pending` read below (module
@@ -75,12 +80,17 @@ pub(crate) fn clear_resched(sh: &Shared, cpu: usize) {
 /// step.
 #[inline]
 pub(crate) fn run_irq_work(sh: &Shared, cpu: usize) {
-    let s = &sh.cpus[cpu].shared;
+    run_irq_work_on(sh, &sh.cpus[cpu]);
+}
+
+/// [`run_irq_work`] of CPU `c`.
+#[inline]
+pub(crate) fn run_irq_work_on(sh: &Shared, c: &Cpu) {
     // A plain load first: the common switch has nothing queued.
-    if s.remote.irq_pending.load(Ordering::Relaxed) {
-        run_queued_irq_work(sh, cpu);
+    if c.shared.remote.irq_pending.load(Ordering::Relaxed) {
+        run_queued_irq_work(sh, c.id);
     }
-    crate::kick::run_pending(sh, Some(cpu));
+    crate::kick::run_pending_on(sh, c);
 }
 
 /// The queued half of [`run_irq_work`]: wake-ups and fired timers.

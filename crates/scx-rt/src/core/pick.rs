@@ -16,7 +16,7 @@ use crate::rq::{rqflags, RqGuard, RqSynced};
 use crate::task::{tflags, TaskRef};
 
 use crate::core::balance::{balance, refresh};
-use crate::core::dsqs::{dispatch_enqueue_local, sync_local_nr};
+use crate::core::dsqs::dispatch_enqueue_local;
 use crate::core::enqueue::do_enqueue_task;
 use crate::core::error::call_op;
 use crate::core::has_op::Op;
@@ -46,6 +46,12 @@ pub(crate) fn update_curr(p: &TaskRef, now: u64) {
 /// `put_prev_task_scx`: prev stops running and stays runnable. rq locked.
 /// Takes prev's reference (the worker's), which the enqueue path links or
 /// drops.
+///
+/// The kernel advances the pick sequence (`SCX_KICK_WAIT`) here and at the
+/// start of every pick. Both callers advanced it already with the rq lock
+/// held since (`pick_next_task`: at its start, and again after a balance
+/// that dropped the lock; `release_cpu`), so nobody can tell the two
+/// advances from one, and the put makes none.
 #[inline(always)]
 pub(crate) fn put_prev_task(
     sh: &Shared,
@@ -56,7 +62,6 @@ pub(crate) fn put_prev_task(
     now: u64,
 ) {
     p.scx.on_cpu.store(false, Ordering::Relaxed);
-    sh.cpus[rq.cpu].shared.kick.advance_pick();
     if !p.is_queued() {
         return;
     }
@@ -121,8 +126,14 @@ pub(crate) fn pick_next_task(
     prev: Option<TaskRef>,
     now: u64,
 ) -> Option<TaskRef> {
-    sh.cpus[rq.cpu].shared.kick.advance_pick();
-    balance(sh, slot, rq, prev.as_ref());
+    let c = rq.this_cpu();
+    c.shared.kick.advance_pick();
+    if balance(sh, slot, rq, prev.as_ref()) {
+        // The lock may have been dropped in there: a `WAIT` kicker that
+        // read the sequence meanwhile waits for prev to stop, which the
+        // put below does (`put_prev_task`).
+        c.shared.kick.advance_pick();
+    }
     refresh(sh, rq, slot);
     if rq.has(rqflags::BAL_KEEP) {
         let p = prev.expect("balance keeps only a prev");
@@ -136,7 +147,10 @@ pub(crate) fn pick_next_task(
     // DSQ, or continues prev.
     let next = rq.local.pop();
     if let Some(n) = &next {
-        sync_local_nr(sh, rq);
+        c.shared
+            .owner
+            .local_nr
+            .store(rq.local.len(), Ordering::Relaxed);
         if n.slice() == 0 {
             if !rq.zero_slice_warned && !rq.bypassing() {
                 rq.zero_slice_warned = true;

@@ -32,7 +32,7 @@ use crate::consts::SLICE_INF;
 use crate::flags::{DeqFlags, WakeFlags};
 use crate::loom::Ordering;
 use crate::ops::{Ctx, Shared};
-use crate::rq::RqSynced;
+use crate::rq::{Cpu, RqSynced};
 use crate::task::TaskRef;
 
 use crate::core::clock::now;
@@ -75,8 +75,8 @@ pub(crate) struct After {
 }
 
 /// Fires the sleep timers that are due, collecting their tasks. rq locked.
-fn fire_timers(sh: &Shared, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
-    let next_timer = &sh.cpus[rq.cpu].shared.owner.next_timer;
+fn fire_timers(c: &Cpu, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
+    let next_timer = &c.shared.owner.next_timer;
     if now < next_timer.load(Ordering::Relaxed) {
         return;
     }
@@ -111,7 +111,7 @@ pub(crate) fn step(
     // under loom time does not move, and no clock is kept).
     #[cfg(not(scx_rt_loom))]
     c.shared.owner.clock.store(now, Ordering::Relaxed);
-    fire_timers(sh, &mut rq, &mut after.timers, now);
+    fire_timers(c, &mut rq, &mut after.timers, now);
     let mut prev_task = None;
     let was_running = prev.is_some();
     if let Some((p, sw)) = prev {
@@ -195,7 +195,7 @@ pub(crate) fn step(
         crate::core::pick::pick_next_task(sh, slot, &mut rq, prev_task, now)
     };
     crate::trace::switch(sh, &mut rq, next.as_ref());
-    idle_transition(sh, slot, &mut rq, next.is_some() || higher);
+    idle_transition(sh, c, slot, &mut rq, next.is_some() || higher);
     if !rq.ddsp_deferred_locals.is_empty() {
         process_ddsp_deferred_locals(sh, &mut rq);
     }
@@ -257,9 +257,8 @@ fn finish_slow(sh: &Shared, from: usize, after: &mut After) {
 
 /// The idle half of the step: `ops.update_idle` on real transitions (not
 /// while bypassing) and the idle mask. rq locked.
-fn idle_transition(sh: &Shared, slot: &SchedSlot, rq: &mut RqSynced, busy: bool) {
+fn idle_transition(sh: &Shared, c: &Cpu, slot: &SchedSlot, rq: &mut RqSynced, busy: bool) {
     let cpu = rq.cpu;
-    let c = &sh.cpus[cpu];
     if !busy && !rq.online() {
         // Offline: not an idle CPU for anyone (SPEC.md §3.12).
         c.shared.owner.idle.store(true, Ordering::Relaxed);
