@@ -472,8 +472,10 @@ pub trait Scheduler: Send + Sync + 'static {
 pub struct Ctx<'a> {
     pub(crate) sh: &'a Shared,
     pub(crate) cpu: Option<usize>,
-    /// Where an error a helper detects is attributed (callback, task).
-    pub(crate) at: crate::core::errctx::ErrCtx,
+    /// Where an error a helper detects is attributed: the callback and
+    /// its task (with `cpu`, the error context; built only for an error).
+    pub(crate) op: Option<&'static str>,
+    pub(crate) task: Option<u64>,
     /// The callback holds no rq lock and runs in no scheduling operation
     /// (a timer, `init*`, `cpu_online`/`cpu_offline`): `dsq_move` may be
     /// called and takes the rq lock it needs.

@@ -268,8 +268,11 @@ pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: TaskRef,
     let preempt =
         f.contains(EnqFlags::PREEMPT) && rq.curr.as_ref().is_some_and(|c| c.id() != p.id());
     rq.local.push(p, head);
-    sync_local_nr(sh, rq);
     let cpu = &sh.cpus[rq.cpu];
+    cpu.shared
+        .owner
+        .local_nr
+        .store(rq.local.len(), Ordering::Relaxed);
     if preempt {
         if let Some(c) = &rq.curr {
             c.set_slice(0);

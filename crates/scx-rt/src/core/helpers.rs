@@ -16,11 +16,8 @@ impl<'a> Ctx<'a> {
         Self {
             sh,
             cpu,
-            at: ErrCtx {
-                op: None,
-                task: None,
-                cpu,
-            },
+            op: None,
+            task: None,
             unlocked: false,
         }
     }
@@ -48,11 +45,8 @@ impl<'a> Ctx<'a> {
         Self {
             sh,
             cpu,
-            at: ErrCtx {
-                op: Some(op),
-                task: p.map(|p| p.id()),
-                cpu,
-            },
+            op: Some(op),
+            task: p.map(|p| p.id()),
             unlocked: false,
         }
     }
@@ -61,13 +55,22 @@ impl<'a> Ctx<'a> {
     /// kernel's `scx_ops_error()`), naming the callback, task and CPU.
     #[cold]
     pub(crate) fn fail(&self, msg: String) {
-        let _g = errctx::enter(self.at);
+        let _g = errctx::enter(self.at());
         self.sh.ops_error(msg);
     }
 
     /// Makes the errors recorded until the guard drops name this callback.
     pub(crate) fn err_scope(&self) -> errctx::ErrCtxGuard {
-        errctx::enter(self.at)
+        errctx::enter(self.at())
+    }
+
+    /// The error context of this callback.
+    fn at(&self) -> ErrCtx {
+        ErrCtx {
+            op: self.op,
+            task: self.task,
+            cpu: self.cpu,
+        }
     }
 
     /// The CPU running this callback (`None` on a thread that is no worker).
