@@ -249,7 +249,19 @@ pub(crate) fn refused(sh: &Shared, dsq: &Dsq, why: Refused, p: TaskRef, f: EnqFl
 /// is rescheduled; a busy one is not (it runs until its slice ends).
 /// rq locked on entry and return (the doorbell, if any, rings when it is
 /// released); `p` must be associated with this rq.
-pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: TaskRef, mut f: EnqFlags) {
+pub(crate) fn dispatch_enqueue_local(sh: &Shared, rq: &mut RqSynced, p: TaskRef, f: EnqFlags) {
+    dispatch_enqueue_local_inline(sh, rq, p, f)
+}
+
+/// [`dispatch_enqueue_local`] inlined into the enqueue path's common
+/// verdict (`core::enqueue`): one call less per switch.
+#[inline(always)]
+pub(crate) fn dispatch_enqueue_local_inline(
+    sh: &Shared,
+    rq: &mut RqSynced,
+    p: TaskRef,
+    mut f: EnqFlags,
+) {
     if f.contains(EnqFlags::DSQ_PRIQ) {
         sh.ops_error("cannot use vtime ordering for built-in DSQs".to_string());
         f = f.without(EnqFlags::DSQ_PRIQ);

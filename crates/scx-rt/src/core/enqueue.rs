@@ -15,8 +15,8 @@ use crate::task::{opss, tflags, TaskRef};
 
 use crate::core::dispatch::dispatch_to_local_dsq;
 use crate::core::dsqs::{
-    activate, dispatch_enqueue_local, dispatch_enqueue_nonlocal, find_dsq_for_dispatch,
-    link_nonlocal, refused, Target,
+    activate, dispatch_enqueue_local, dispatch_enqueue_local_inline, dispatch_enqueue_nonlocal,
+    find_dsq_for_dispatch, link_nonlocal, refused, Target,
 };
 use crate::core::errctx::err_ctx;
 use crate::core::error::{call_cb, call_op};
@@ -134,7 +134,7 @@ fn carry_out(sh: &Shared, rq: &mut RqSynced, p: TaskRef, f: EnqFlags, id: u64, o
     let f = f | EnqFlags::CLEAR_OPSS;
     if id == dsq_id::LOCAL && !f.contains(EnqFlags::DSQ_PRIQ) {
         // The common verdict, which cannot fail: this CPU's local DSQ.
-        return dispatch_enqueue_local(sh, rq, p, f);
+        return dispatch_enqueue_local_inline(sh, rq, p, f);
     }
     direct_dispatch_to(sh, rq, id, p, f, op);
 }

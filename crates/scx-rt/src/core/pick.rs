@@ -119,6 +119,7 @@ pub(crate) fn set_next_task(
 /// on its rq's runnable list (the kernel takes it off and puts it back at
 /// every switch; here that would cost two reference counts per switch and
 /// buys nothing: every reader of the list skips `curr`).
+#[inline(always)]
 pub(crate) fn pick_next_task(
     sh: &Shared,
     slot: &mut Rc<SchedSlot>,
