@@ -275,10 +275,13 @@ fn idle_transition(sh: &Shared, c: &Cpu, slot: &SchedSlot, rq: &mut RqSynced, bu
         }
     }
     if busy {
-        if sh.idle.cpu.test(cpu) {
-            sh.idle.cpu.clear(cpu);
-        }
+        // Only this CPU sets its idle-mask bit, and only with `idle`: a CPU
+        // that was busy at its last step cleared the bit then (a claim by
+        // another CPU only clears it too), and a busy step costs one load.
         if c.shared.owner.idle.load(Ordering::Relaxed) {
+            if sh.idle.cpu.test(cpu) {
+                sh.idle.cpu.clear(cpu);
+            }
             c.shared.owner.idle.store(false, Ordering::Relaxed);
         }
     } else {
