@@ -330,13 +330,13 @@ impl Runtime {
     /// worker runs it): the queued wake-ups, fired scheduler timers, then
     /// the kick step.
     pub fn irq_work(&self, cpu: usize) {
-        crate::core::irq::run_irq_work(&self.sh, cpu);
+        crate::core::irq::run_irq_work(&self.sh, cpu, None);
     }
 
     /// CPU `cpu`'s safe point before a step (`core::irq::safe_point_on`, as
     /// the worker runs it; the loom build has no disable path).
     pub fn safe_point(&self, cpu: usize) {
-        crate::core::irq::safe_point_on(&self.sh, &self.sh.cpus[cpu]);
+        crate::core::irq::safe_point_on(&self.sh, &self.sh.cpus[cpu], None);
     }
 
     /// One scheduling step of CPU `cpu` whose running task `prev` blocked

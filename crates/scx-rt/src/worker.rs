@@ -43,6 +43,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::context::{WorkerTls, SW_BLOCK, SW_YIELD};
+use crate::core::slot::SchedSlot;
 use crate::core::step::{finish, step, After, Switch};
 use crate::loom::Ordering;
 use crate::ops::Shared;
@@ -74,7 +75,7 @@ pub(crate) fn worker_main(
     let mut next_io_poll = 0u64;
     let c: &crate::rq::Cpu = &sh.cpus[cpu];
     loop {
-        crate::core::irq::safe_point_on(&sh, c);
+        crate::core::irq::safe_point_on(&sh, c, Some(&slot));
         let next = step(&sh, cpu, &mut slot, prev.take(), &mut after);
         finish(&sh, cpu, &mut after);
         if after.now >= next_io_poll {
@@ -91,7 +92,7 @@ pub(crate) fn worker_main(
                 let sw = loop {
                     let (back, sw) = run_task(&sh, cpu, t);
                     t = back;
-                    if sw != Switch::Preempt || !interrupt_only(&sh, cpu, &t) {
+                    if sw != Switch::Preempt || !interrupt_only(&sh, cpu, &t, &slot) {
                         break sw;
                     }
                 };
@@ -153,13 +154,13 @@ fn expiry_target(sh: &Shared, cpu: usize) -> scx_rt_sys::expiry::Target<'_> {
 /// `need_resched` clear comes before the `resched_req` read, so a request
 /// racing with this either is seen here or sets `need_resched` again after
 /// the clear (both SeqCst).
-fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef) -> bool {
+fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef, slot: &SchedSlot) -> bool {
     let s = &sh.cpus[cpu].shared;
     s.need_resched.store(false, Ordering::SeqCst);
     if s.remote.resched_req.swap(false, Ordering::SeqCst) {
         return false;
     }
-    crate::core::irq::run_irq_work(sh, cpu);
+    crate::core::irq::run_irq_work(sh, cpu, Some(slot));
     !(s.remote.resched_req.swap(false, Ordering::SeqCst)
         || s.remote.tick_pending.load(Ordering::Acquire)
         || s.kick.sync_pending.load(Ordering::Acquire)

@@ -269,16 +269,27 @@ fn enqueue_woken(
 /// a leaf lock, taken here under the rq lock), and the drained buffer
 /// becomes the spare again, its capacity kept: a steady stream of wake-ups
 /// allocates nothing. A spare grown past [`WAKE_SPARE_KEEP`] by a burst is
-/// released.
-pub(crate) fn drain_wake_list(sh: &Shared, cpu: usize) {
+/// released. `given`: the worker's cached scheduler slot, used when it is
+/// the rq's generation (no lookup).
+pub(crate) fn drain_wake_list(sh: &Shared, cpu: usize, given: Option<&SchedSlot>) {
     let target = &sh.cpus[cpu];
     let mut rq = target.lock();
     let mut woken = std::mem::take(&mut rq.wake_spare);
     std::mem::swap(&mut woken, &mut *target.shared.remote.wake_list.lock());
     if !woken.is_empty() {
-        let slot = sh.slot(rq.sched_gen);
+        let looked;
+        let slot = match given.filter(|s| s.gen == rq.sched_gen) {
+            Some(s) => {
+                crate::core::slot::set_working_for(sh.rt_id, s.gen);
+                s
+            }
+            None => {
+                looked = sh.slot(rq.sched_gen);
+                &*looked
+            }
+        };
         for (p, enq) in woken.drain(..) {
-            enqueue_woken(sh, &slot, target, &mut rq, p, enq);
+            enqueue_woken(sh, slot, target, &mut rq, p, enq);
         }
         process_ddsp_deferred_locals(sh, &mut rq);
     }

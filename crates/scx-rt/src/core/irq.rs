@@ -32,6 +32,7 @@
 //! common yield) performs no read-modify-write and no fence here.
 
 use crate::core::error::call;
+use crate::core::slot::SchedSlot;
 use crate::kick_state::KickState;
 use crate::loom::{fence, Ordering};
 use crate::ops::{Ctx, Shared};
@@ -41,12 +42,12 @@ use crate::rq::Cpu;
 /// the `Cpu` (the worker loop, once): no index into `Shared::cpus` per
 /// check.
 #[inline]
-pub(crate) fn safe_point_on(sh: &Shared, c: &Cpu) {
+pub(crate) fn safe_point_on(sh: &Shared, c: &Cpu, slot: Option<&SchedSlot>) {
     #[cfg(not(scx_rt_loom))]
     if sh.exit.pending.load(Ordering::Acquire) {
         crate::disable::disable(sh);
     }
-    run_irq_work_on(sh, c);
+    run_irq_work_on(sh, c, slot);
     if c.shared.kick.sync_pending.load(Ordering::Relaxed) {
         crate::kick::wait_for_targets(sh, c.id);
     }
@@ -79,26 +80,26 @@ pub(crate) fn clear_resched_on(c: &Cpu) {
 /// wake-ups and the scheduler timers that fired for it, then its kick
 /// step.
 #[inline]
-pub(crate) fn run_irq_work(sh: &Shared, cpu: usize) {
-    run_irq_work_on(sh, &sh.cpus[cpu]);
+pub(crate) fn run_irq_work(sh: &Shared, cpu: usize, slot: Option<&SchedSlot>) {
+    run_irq_work_on(sh, &sh.cpus[cpu], slot);
 }
 
 /// [`run_irq_work`] of CPU `c`.
 #[inline]
-pub(crate) fn run_irq_work_on(sh: &Shared, c: &Cpu) {
+pub(crate) fn run_irq_work_on(sh: &Shared, c: &Cpu, slot: Option<&SchedSlot>) {
     // A plain load first: the common switch has nothing queued.
     if c.shared.remote.irq_pending.load(Ordering::Relaxed) {
-        run_queued_irq_work(sh, c.id);
+        run_queued_irq_work(sh, c.id, slot);
     }
     crate::kick::run_pending_on(sh, c);
 }
 
 /// The queued half of [`run_irq_work`]: wake-ups and fired timers.
 #[cold]
-fn run_queued_irq_work(sh: &Shared, cpu: usize) {
+fn run_queued_irq_work(sh: &Shared, cpu: usize, slot: Option<&SchedSlot>) {
     let s = &sh.cpus[cpu].shared;
     if KickState::take(&s.remote.irq_pending) {
-        crate::core::enqueue::drain_wake_list(sh, cpu);
+        crate::core::enqueue::drain_wake_list(sh, cpu, slot);
         let mut fired = s.remote.ops_timers_fired.swap(0, Ordering::AcqRel);
         if fired != 0 {
             let slot = sh.cur_slot();

@@ -174,6 +174,13 @@ impl<'a> SlotHint<'a> {
     }
 }
 
+/// Records that the calling thread works for generation `gen` of runtime
+/// `rt` with a slot it held already (what a lookup records).
+#[inline]
+pub(crate) fn set_working_for(rt: u64, gen: u64) {
+    WORKING_FOR.with(|w| w.set((rt, gen)));
+}
+
 /// The (runtime, generation) the calling thread last looked a scheduler
 /// up for (`record_exit`).
 pub(crate) fn working_for() -> (u64, u64) {
