@@ -22,6 +22,10 @@
 //! Going idle: poll (spin, marked POLLING, so a kick needs no syscall) for
 //! the configured time, then sleep on the doorbell with a timeout at the
 //! earliest sleep timer (the no-lost-wake-up argument is in `doorbell`).
+//! A CPU with I/O registered also looks at its reactor: every
+//! `IO_POLL_INTERVAL_NS` between steps while busy, once before the poll,
+//! every `IO_IDLE_PEEK_NS` during it, and sleeps in `epoll_wait` (the
+//! protocol is in `io`, "Who waits where").
 //!
 //! Slice expiry (`SliceTimer::Signal`, the `timer` module docs): the worker
 //! owns a POSIX timer that signals this thread; it is created before the
@@ -204,7 +208,7 @@ fn idle(sh: &Shared, cpu: usize, expiry: Option<&ExpiryTimer>) {
             return;
         }
     }
-    sh.cpus[cpu].idle_wait_with(
+    let end = sh.cpus[cpu].idle_wait_with(
         sh.cfg.idle_poll_ns,
         || crate::core::irq::idle_wake(sh, cpu),
         || {
@@ -224,6 +228,12 @@ fn idle(sh: &Shared, cpu: usize, expiry: Option<&ExpiryTimer>) {
         // RUNNING (a wake-up made during the sleep would ring itself).
         let n = r.dispatch();
         bump_io(sh, cpu, n);
+        let st = &sh.cpus[cpu].shared.owner.stats;
+        match end {
+            crate::rq::IdleEnd::IoWhilePolling => add(&st.io_wakeups_polling, n),
+            crate::rq::IdleEnd::Slept => add(&st.io_wakeups_slept, n),
+            _ => {}
+        }
     }
 }
 
@@ -242,8 +252,12 @@ fn io_poll(
 }
 
 fn bump_io(sh: &Shared, cpu: usize, n: usize) {
+    add(&sh.cpus[cpu].shared.owner.stats.io_wakeups, n);
+}
+
+/// Adds `n` to an owner-written counter (`CpuCounters`: one writer).
+fn add(c: &crate::loom::AtomicU64, n: usize) {
     if n > 0 {
-        let c = &sh.cpus[cpu].shared.owner.stats.io_wakeups;
         c.store(c.load(Ordering::Relaxed) + n as u64, Ordering::Relaxed);
     }
 }
