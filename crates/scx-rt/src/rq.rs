@@ -325,6 +325,12 @@ pub(crate) struct RqOwner {
     pub expiry: AtomicU64,
     /// Counters (`Runtime::stats`) this CPU counts itself.
     pub stats: CpuCounters,
+    /// Tasks bound to this CPU (started, not migratable: the runtime's
+    /// migration rule) that have not exited, runnable or blocked: the
+    /// worker adds one when it binds a task at its first run and takes one
+    /// away when a bound task exits here (bound tasks run nowhere else).
+    /// Read by policies placing new tasks (`Ctx::nr_bound_tasks`).
+    pub nr_bound: AtomicUsize,
     /// The rq clock (`rq->clock` with `SCX_RQ_CLK_VALID`): the time the
     /// worker read at the start of its scheduling step, valid while it
     /// holds the rq lock in that step (0: not valid). `Ctx::now` answers
@@ -419,6 +425,7 @@ impl RqShared {
                 slice_deadline: AtomicU64::new(u64::MAX),
                 expiry: AtomicU64::new(0),
                 stats: CpuCounters::default(),
+                nr_bound: AtomicUsize::new(0),
                 clock: AtomicU64::new(0),
             }),
             mostly: CachePadded::new(RqReadMostly {

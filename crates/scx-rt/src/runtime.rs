@@ -414,6 +414,7 @@ impl Runtime {
                     io_wakeups_polling: r(&s.io_wakeups_polling),
                     io_wakeups_slept: r(&s.io_wakeups_slept),
                     io_sources: self.sh.io.get(c.id).map_or(0, |r| r.nr_sources()),
+                    bound_tasks: c.shared.owner.nr_bound.load(Ordering::Relaxed),
                     pick_seq: c.shared.kick.pick_seq(),
                     events: c.shared.events.read(),
                 }
@@ -543,6 +544,9 @@ pub struct CpuStats {
     /// which is the CPU its task is bound to unless it is migratable, so
     /// for an echo server this is its connections per CPU.
     pub io_sources: usize,
+    /// Tasks bound to this CPU (started, not migratable) that have not
+    /// exited, runnable or blocked (`Ctx::nr_bound_tasks`).
+    pub bound_tasks: usize,
     /// The pick sequence (bumped at every pick and switch-out).
     pub pick_seq: u64,
     /// The event counters this CPU counted (`core::events` says which CPU

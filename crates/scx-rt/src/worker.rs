@@ -170,6 +170,9 @@ fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef) -> bool {
 fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     if !t.migratable && t.bound_cpu.load(Ordering::Relaxed) < 0 {
         t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
+        // One writer (this worker): a load and a store.
+        let n = &sh.cpus[cpu].shared.owner.nr_bound;
+        n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
     // The body lock is held only by the CPU running the task; it guards the
     // fiber, whose resume is the switch itself. The task is lent to its
