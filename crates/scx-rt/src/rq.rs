@@ -328,7 +328,8 @@ pub(crate) struct RqOwner {
     /// Tasks bound to this CPU (started, not migratable: the runtime's
     /// migration rule) that have not exited, runnable or blocked: the
     /// worker adds one when it binds a task at its first run and takes one
-    /// away when a bound task exits here (bound tasks run nowhere else).
+    /// away when a bound task returns here (bound tasks run nowhere else),
+    /// both in `worker::run_task`.
     /// Read by policies placing new tasks (`Ctx::nr_bound_tasks`).
     pub nr_bound: AtomicUsize,
     /// The rq clock (`rq->clock` with `SCX_RQ_CLK_VALID`): the time the

@@ -190,6 +190,14 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
         Ok(scx_rt_sys::fiber::Resumed::Suspended(_)) => Switch::Preempt,
         Ok(scx_rt_sys::fiber::Resumed::Finished) => {
             *t.body.lock() = None;
+            if t.bound_cpu.load(Ordering::Relaxed) == cpu as i32 {
+                // Bound here at its first run (above); it exits here.
+                let n = &sh.cpus[cpu].shared.owner.nr_bound;
+                n.store(
+                    n.load(Ordering::Relaxed).saturating_sub(1),
+                    Ordering::Relaxed,
+                );
+            }
             Switch::Exit
         }
         Err(e) => {

@@ -168,14 +168,6 @@ pub(crate) fn step(
                 let mut slots = SlotHint::new(Some(slot));
                 task_leave_scheduler_locked(sh, &mut slots, &rq, &p, gen, false);
                 sh.tasks.remove(&p);
-                if p.bound_cpu() == Some(cpu) {
-                    // Bound here at its first run (`worker::run_task`).
-                    let n = &c.shared.owner.nr_bound;
-                    n.store(
-                        n.load(Ordering::Relaxed).saturating_sub(1),
-                        Ordering::Relaxed,
-                    );
-                }
                 if sh.live.exit(cpu, &sh.shutdown) {
                     after.shutdown_done = true;
                 }
