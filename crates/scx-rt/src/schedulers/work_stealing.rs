@@ -241,8 +241,11 @@ impl WorkStealing {
     /// a compare.
     fn fork_balance(&self, ctx: &Ctx<'_>, p: &TaskRef, me: usize) -> usize {
         let n = self.nr_cpus();
+        if n < 2 {
+            return me;
+        }
         let mine = self.fork_load(ctx, me).unwrap_or(0);
-        if mine <= FORK_IMBALANCE || n < 2 {
+        if mine <= FORK_IMBALANCE {
             return me;
         }
         let Some(s) = self.pcpu(me) else {
