@@ -101,6 +101,13 @@ pub const WATCHDOG_MAX_TIMEOUT_MS: u32 = 30_000;
 /// slice of the task that runs meanwhile.
 pub const IO_POLL_INTERVAL_NS: u64 = 200_000;
 
+/// How often, at most, an idle CPU with I/O registered looks at its reactor
+/// without blocking while it polls (`Cpu::idle_wait_with`), in
+/// nanoseconds: readiness that arrives during the idle poll is found
+/// within this, instead of when the poll ends and the CPU sleeps in
+/// `epoll_wait`.
+pub const IO_IDLE_PEEK_NS: u64 = 2_000;
+
 /// Events one reactor wait returns at most (more wait for the next).
 pub const IO_EVENTS_PER_POLL: usize = 256;
 

@@ -101,18 +101,21 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
             Some(o) => format!(" core={o}"),
             None => String::new(),
         };
-        // I/O: tasks the CPU's reactor woke, and sources registered with it.
+        // I/O: tasks the CPU's reactor woke (of them, found while polling
+        // idle and by an epoll sleep), and sources registered with it.
         #[cfg(not(scx_rt_loom))]
         let io = match sh.io.get(c.id) {
-            Some(r) => format!(
-                " io_wakeups={} io_sources={}",
-                c.shared
-                    .owner
-                    .stats
-                    .io_wakeups
-                    .load(crate::loom::Ordering::Relaxed),
-                r.nr_sources()
-            ),
+            Some(r) => {
+                let st = &c.shared.owner.stats;
+                let ld = |a: &crate::loom::AtomicU64| a.load(crate::loom::Ordering::Relaxed);
+                format!(
+                    " io_wakeups={} (polling={} slept={}) io_sources={}",
+                    ld(&st.io_wakeups),
+                    ld(&st.io_wakeups_polling),
+                    ld(&st.io_wakeups_slept),
+                    r.nr_sources()
+                )
+            }
             None => String::new(),
         };
         #[cfg(scx_rt_loom)]

@@ -325,6 +325,13 @@ pub(crate) struct RqOwner {
     pub expiry: AtomicU64,
     /// Counters (`Runtime::stats`) this CPU counts itself.
     pub stats: CpuCounters,
+    /// Tasks bound to this CPU (started, not migratable: the runtime's
+    /// migration rule) that have not exited, runnable or blocked: the
+    /// worker adds one when it binds a task at its first run and takes one
+    /// away when a bound task returns here (bound tasks run nowhere else),
+    /// both in `worker::run_task`.
+    /// Read by policies placing new tasks (`Ctx::nr_bound_tasks`).
+    pub nr_bound: AtomicUsize,
     /// The rq clock (`rq->clock` with `SCX_RQ_CLK_VALID`): the time the
     /// worker read at the start of its scheduling step, valid while it
     /// holds the rq lock in that step (0: not valid). `Ctx::now` answers
@@ -361,6 +368,11 @@ pub(crate) struct CpuCounters {
     /// Wake-ups of this CPU out of an epoll sleep by a waker's eventfd
     /// write (the `SLEEPING_IO` counterpart of `doorbell_syscalls`).
     pub io_doorbell_wakes: AtomicU64,
+    /// Of `io_wakeups`: tasks woken for events a peek of the idle poll
+    /// phase found (`idle_wait_with`).
+    pub io_wakeups_polling: AtomicU64,
+    /// Of `io_wakeups`: tasks woken for events an epoll sleep returned.
+    pub io_wakeups_slept: AtomicU64,
 }
 
 impl CpuCounters {
@@ -414,6 +426,7 @@ impl RqShared {
                 slice_deadline: AtomicU64::new(u64::MAX),
                 expiry: AtomicU64::new(0),
                 stats: CpuCounters::default(),
+                nr_bound: AtomicUsize::new(0),
                 clock: AtomicU64::new(0),
             }),
             mostly: CachePadded::new(RqReadMostly {
@@ -543,17 +556,20 @@ impl Cpu {
     }
 
     /// `idle_wait` of a CPU with I/O registered when `io` is given: the
-    /// poll phase also looks at `io` (without blocking) once per spin batch,
+    /// poll phase also looks at `io` (without blocking) every
+    /// `consts::IO_IDLE_PEEK_NS`, at the clock read that ends a spin batch,
     /// and the sleep is `io`'s (the CPU's reactor: an epoll wait with the
     /// doorbell's eventfd in it, `Doorbell::sleep_io`) instead of the futex.
     /// Returns early, RUNNING, when `io` has events (kept for the caller).
+    /// Without `io` the poll phase is exactly the plain `idle_wait`'s: no
+    /// peek, no extra compare. Returns how the wait ended.
     pub(crate) fn idle_wait_with(
         &self,
         poll_ns: u64,
         extra: impl Fn() -> bool,
         before_sleep: impl FnOnce(),
         io: Option<&dyn IdleIo>,
-    ) {
+    ) -> IdleEnd {
         let s = &self.shared;
         let db = &s.remote.doorbell;
         let stats = &s.owner.stats;
@@ -561,32 +577,40 @@ impl Cpu {
         db.set_state(crate::doorbell::POLLING);
         let start = crate::core::clock::now();
         let poll_until = start.saturating_add(poll_ns);
+        // The caller looked at `io` just before this wait: the first peek
+        // is one interval in.
+        let mut next_peek = start.saturating_add(crate::consts::IO_IDLE_PEEK_NS);
         loop {
             if pending() {
                 db.set_state(crate::doorbell::RUNNING);
                 CpuCounters::bump(&stats.wakes_while_polling);
-                return;
+                return IdleEnd::Resched;
             }
             let t = crate::core::clock::now();
             if t >= s.owner.next_timer.load(Ordering::Relaxed) {
                 db.set_state(crate::doorbell::RUNNING);
-                return;
+                return IdleEnd::Timer;
             }
             if t >= poll_until {
                 break;
             }
-            if io.is_some_and(|r| r.peek()) {
-                db.set_state(crate::doorbell::RUNNING);
-                return;
+            if let Some(r) = io {
+                if t >= next_peek {
+                    next_peek = t.saturating_add(crate::consts::IO_IDLE_PEEK_NS);
+                    if r.peek() {
+                        db.set_state(crate::doorbell::RUNNING);
+                        return IdleEnd::IoWhilePolling;
+                    }
+                }
             }
             // `need_resched` is checked between every two spin hints (a
-            // PAUSE is ~140 cycles on recent Intel cores); the clock only
-            // once per batch.
+            // PAUSE is ~140 cycles on recent Intel cores, ~40 ns on the
+            // 2-vCPU EPYC); the clock only once per batch.
             for _ in 0..crate::consts::IDLE_SPIN_BATCH {
                 if pending() {
                     db.set_state(crate::doorbell::RUNNING);
                     CpuCounters::bump(&stats.wakes_while_polling);
-                    return;
+                    return IdleEnd::Resched;
                 }
                 crate::loom::spin_loop();
             }
@@ -610,7 +634,23 @@ impl Cpu {
                 }
             }
         }
+        IdleEnd::Slept
     }
+}
+
+/// How an idle wait (`Cpu::idle_wait_with`) ended: what the worker counts
+/// the I/O events it then handles as (`CpuStats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdleEnd {
+    /// `need_resched` or other pending work, seen while polling.
+    Resched,
+    /// The earliest sleep timer came due while polling.
+    Timer,
+    /// A peek at the reactor found events while polling (kept in it).
+    IoWhilePolling,
+    /// The poll phase ran out and the CPU slept (futex or epoll); whatever
+    /// the epoll sleep returned is kept in the reactor.
+    Slept,
 }
 
 /// What an idle CPU with I/O registered looks at and sleeps in: its

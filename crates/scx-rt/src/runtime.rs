@@ -411,6 +411,10 @@ impl Runtime {
                     kick_waits: r(&s.kick_waits),
                     io_wakeups: r(&s.io_wakeups),
                     io_doorbell_wakes: r(&s.io_doorbell_wakes),
+                    io_wakeups_polling: r(&s.io_wakeups_polling),
+                    io_wakeups_slept: r(&s.io_wakeups_slept),
+                    io_sources: self.sh.io.get(c.id).map_or(0, |r| r.nr_sources()),
+                    bound_tasks: c.shared.owner.nr_bound.load(Ordering::Relaxed),
                     pick_seq: c.shared.kick.pick_seq(),
                     events: c.shared.events.read(),
                 }
@@ -526,6 +530,23 @@ pub struct CpuStats {
     /// Wake-ups of this CPU out of an epoll sleep (it had I/O registered)
     /// that a waker's eventfd write made.
     pub io_doorbell_wakes: u64,
+    /// Of `io_wakeups`: tasks woken for readiness that the CPU found while
+    /// it polled idle (a non-blocking look at its reactor during the idle
+    /// poll, `Builder::idle_poll`).
+    pub io_wakeups_polling: u64,
+    /// Of `io_wakeups`: tasks woken for readiness that ended (or met) the
+    /// CPU's epoll sleep. The rest of `io_wakeups` were found by the look
+    /// a CPU takes just before it goes idle and by the periodic look of a
+    /// busy CPU.
+    pub io_wakeups_slept: u64,
+    /// Sources (fds: sockets, pipes) registered with this CPU's reactor
+    /// now. A source registers with the CPU of its first blocking call,
+    /// which is the CPU its task is bound to unless it is migratable, so
+    /// for an echo server this is its connections per CPU.
+    pub io_sources: usize,
+    /// Tasks bound to this CPU (started, not migratable) that have not
+    /// exited, runnable or blocked (`Ctx::nr_bound_tasks`).
+    pub bound_tasks: usize,
     /// The pick sequence (bumped at every pick and switch-out).
     pub pick_seq: u64,
     /// The event counters this CPU counted (`core::events` says which CPU

@@ -22,6 +22,10 @@
 //! Going idle: poll (spin, marked POLLING, so a kick needs no syscall) for
 //! the configured time, then sleep on the doorbell with a timeout at the
 //! earliest sleep timer (the no-lost-wake-up argument is in `doorbell`).
+//! A CPU with I/O registered also looks at its reactor: every
+//! `IO_POLL_INTERVAL_NS` between steps while busy, once before the poll,
+//! every `IO_IDLE_PEEK_NS` during it, and sleeps in `epoll_wait` (the
+//! protocol is in `io`, "Who waits where").
 //!
 //! Slice expiry (`SliceTimer::Signal`, the `timer` module docs): the worker
 //! owns a POSIX timer that signals this thread; it is created before the
@@ -173,6 +177,9 @@ fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef, slot: &SchedSlot) -> boo
 fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     if !t.migratable && t.bound_cpu.load(Ordering::Relaxed) < 0 {
         t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
+        // One writer (this worker): a load and a store.
+        let n = &sh.cpus[cpu].shared.owner.nr_bound;
+        n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
     // The body lock is held only by the CPU running the task; it guards the
     // fiber, whose resume is the switch itself. The task is lent to its
@@ -190,6 +197,14 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
         Ok(scx_rt_sys::fiber::Resumed::Suspended(_)) => Switch::Preempt,
         Ok(scx_rt_sys::fiber::Resumed::Finished) => {
             *t.body.lock() = None;
+            if t.bound_cpu.load(Ordering::Relaxed) == cpu as i32 {
+                // Bound here at its first run (above); it exits here.
+                let n = &sh.cpus[cpu].shared.owner.nr_bound;
+                n.store(
+                    n.load(Ordering::Relaxed).saturating_sub(1),
+                    Ordering::Relaxed,
+                );
+            }
             Switch::Exit
         }
         Err(e) => {
@@ -211,7 +226,7 @@ fn idle(sh: &Shared, cpu: usize) {
             return;
         }
     }
-    sh.cpus[cpu].idle_wait_with(
+    let end = sh.cpus[cpu].idle_wait_with(
         sh.cfg.idle_poll_ns,
         || crate::core::irq::idle_wake(sh, cpu),
         || {
@@ -227,6 +242,12 @@ fn idle(sh: &Shared, cpu: usize) {
         // RUNNING (a wake-up made during the sleep would ring itself).
         let n = r.dispatch();
         bump_io(sh, cpu, n);
+        let st = &sh.cpus[cpu].shared.owner.stats;
+        match end {
+            crate::rq::IdleEnd::IoWhilePolling => add(&st.io_wakeups_polling, n),
+            crate::rq::IdleEnd::Slept => add(&st.io_wakeups_slept, n),
+            _ => {}
+        }
     }
 }
 
@@ -245,8 +266,12 @@ fn io_poll(
 }
 
 fn bump_io(sh: &Shared, cpu: usize, n: usize) {
+    add(&sh.cpus[cpu].shared.owner.stats.io_wakeups, n);
+}
+
+/// Adds `n` to an owner-written counter (`CpuCounters`: one writer).
+fn add(c: &crate::loom::AtomicU64, n: usize) {
     if n > 0 {
-        let c = &sh.cpus[cpu].shared.owner.stats.io_wakeups;
         c.store(c.load(Ordering::Relaxed) + n as u64, Ordering::Relaxed);
     }
 }

@@ -173,3 +173,59 @@ fn new_work_runs_while_every_cpu_yields() {
         });
     }
 }
+
+/// Fork balancing: a parent that spawns long-lived children one at a time
+/// and blocks after each (an accept loop) must not start them all on its
+/// own CPU, where they would stay bound. Each child reports its CPU and
+/// blocks until the end. Without fork balancing, every child finds its
+/// parent's local DSQ empty, runs there at once and binds: all on one
+/// CPU. With it, the split is within `FORK_IMBALANCE` (plus the parent)
+/// of even.
+#[test]
+fn an_accept_loop_spreads_its_long_lived_children() {
+    const CHILDREN: usize = 32;
+    guard("an accept-loop-shaped parent on 2 CPUs", || {
+        let rt = default_rt(2);
+        let (cpus, releases) = rt
+            .spawn(|| {
+                let (started_tx, started_rx) = scx_rt::sync::channel::<usize>(CHILDREN);
+                let mut releases = Vec::new();
+                let mut cpus = Vec::new();
+                for _ in 0..CHILDREN {
+                    let (release_tx, release_rx) = scx_rt::sync::channel::<()>(1);
+                    let started = started_tx.clone();
+                    scx_rt::spawn(move || {
+                        started.send(scx_rt::current_cpu().unwrap()).unwrap();
+                        // Blocked until the test ends, like a connection.
+                        let _ = release_rx.recv();
+                    });
+                    releases.push(release_tx);
+                    // The parent blocks until the child ran (its "accept").
+                    cpus.push(started_rx.recv().unwrap());
+                }
+                (cpus, releases)
+            })
+            .join()
+            .unwrap();
+        let per_cpu = [0, 1].map(|c| cpus.iter().filter(|&&x| x == c).count());
+        let bound = || -> Vec<usize> { rt.stats().cpus.iter().map(|c| c.bound_tasks).collect() };
+        // The parent's exit is counted just after its join returns.
+        common::wait_until("the parent's exit to be counted", || {
+            bound().iter().sum::<usize>() == CHILDREN
+        });
+        let bound = bound();
+        drop(releases);
+        // `FORK_IMBALANCE` (4), plus the parent on its CPU.
+        let lim = 4 + 1;
+        assert!(
+            per_cpu.iter().all(|&n| n + lim >= CHILDREN / 2),
+            "children per CPU {per_cpu:?}, bound tasks per CPU {bound:?}"
+        );
+        assert_eq!(
+            bound, per_cpu,
+            "bound tasks per CPU against children per CPU"
+        );
+        no_ejection(&rt);
+        rt.shutdown();
+    });
+}

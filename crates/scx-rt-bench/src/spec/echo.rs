@@ -209,11 +209,13 @@ pub fn idle_cases(conns: u64) -> (String, String) {
 }
 
 type StopFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
+type ProbeFn = Box<dyn FnMut() -> String + Send>;
 
 /// A running echo server of some subject.
 pub struct Server {
     pub addr: SocketAddr,
     stop: Option<StopFn>,
+    probe: Option<ProbeFn>,
 }
 
 impl Server {
@@ -226,7 +228,21 @@ impl Server {
         Server {
             addr,
             stop: Some(Box::new(stop)),
+            probe: None,
         }
+    }
+
+    /// The same with a probe: a line on how the server spread the work of
+    /// the load since the last call (connections and wake-ups per CPU),
+    /// printed after each repetition.
+    pub fn with_probe(mut self, probe: impl FnMut() -> String + Send + 'static) -> Self {
+        self.probe = Some(Box::new(probe));
+        self
+    }
+
+    /// The probe's line, if the server has a probe.
+    pub fn probe(&mut self) -> Option<String> {
+        self.probe.as_mut().map(|p| p())
     }
 
     /// Shuts the server down (its clients must have closed first).

@@ -76,24 +76,86 @@ pub fn scx_server(ctx: &Ctx, policy: Policy) -> Result<Server, String> {
     if policy == Policy::Fifo {
         b = b.scheduler(scx_rt::schedulers::Fifo);
     }
-    let rt = b.build().map_err(|e| format!("build runtime: {e}"))?;
+    let rt = std::sync::Arc::new(b.build().map_err(|e| format!("build runtime: {e}"))?);
     let l = scx_rt::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     let addr = l.local_addr().map_err(|e| format!("local_addr: {e}"))?;
-    let accept = rt.spawn(move || accept_loop(l));
+    let spread = Spread::new(rt.nr_cpus());
+    let accept = {
+        let spread = spread.clone();
+        rt.spawn(move || accept_loop(l, spread))
+    };
+    let probe = {
+        let rt = rt.clone();
+        let mut last = rt.stats();
+        move || {
+            let now = rt.stats();
+            let line = spread.take(&last, &now);
+            last = now;
+            line
+        }
+    };
     Ok(Server::new(addr, move || {
         // The accept loop's wait fails with `NotConnected` at shutdown.
         rt.shutdown();
         accept
             .join()
             .map_err(|e| format!("the accept loop failed: {e:?}"))
-    }))
+    })
+    .with_probe(probe))
 }
 
-fn accept_loop(l: scx_rt::net::TcpListener) {
+/// Where the scx-rt server's connections ran: connections per CPU (the
+/// CPU of a connection's first echo, the CPU its task is bound to), and
+/// the CPUs' I/O wake-ups (`CpuStats`), for the probe line.
+#[derive(Clone)]
+struct Spread(std::sync::Arc<[std::sync::atomic::AtomicU64]>);
+
+impl Spread {
+    fn new(nr_cpus: usize) -> Self {
+        Spread((0..nr_cpus).map(|_| Default::default()).collect())
+    }
+
+    fn count(&self) {
+        if let Some(c) = scx_rt::current_cpu().and_then(|c| self.0.get(c)) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// "conns/CPU a/b, io wake-ups/CPU x/y (polling p, slept s)" since
+    /// the last call (`last` the stats then).
+    fn take(&self, last: &scx_rt::Stats, now: &scx_rt::Stats) -> String {
+        let conns: Vec<String> = self
+            .0
+            .iter()
+            .map(|c| c.swap(0, std::sync::atomic::Ordering::Relaxed).to_string())
+            .collect();
+        let d = |f: fn(&scx_rt::CpuStats) -> u64| -> Vec<u64> {
+            now.cpus
+                .iter()
+                .zip(&last.cpus)
+                .map(|(n, l)| f(n) - f(l))
+                .collect()
+        };
+        let io = d(|c| c.io_wakeups);
+        let io: Vec<String> = io.iter().map(u64::to_string).collect();
+        let polling: u64 = d(|c| c.io_wakeups_polling).iter().sum();
+        let slept: u64 = d(|c| c.io_wakeups_slept).iter().sum();
+        let picks: Vec<String> = d(|c| c.pick_seq).iter().map(u64::to_string).collect();
+        format!(
+            "conns/CPU {}, io wake-ups/CPU {} (found polling {polling}, by epoll sleep {slept}), picks/CPU {}",
+            conns.join("/"),
+            io.join("/"),
+            picks.join("/")
+        )
+    }
+}
+
+fn accept_loop(l: scx_rt::net::TcpListener, spread: Spread) {
     loop {
         match l.accept() {
             Ok((s, _)) => {
-                scx_rt::spawn(move || serve(s));
+                let spread = spread.clone();
+                scx_rt::spawn(move || serve(s, &spread));
             }
             Err(e) if e.kind() == ErrorKind::NotConnected => return,
             // Out of fds, a connection reset before it was accepted.
@@ -104,13 +166,17 @@ fn accept_loop(l: scx_rt::net::TcpListener) {
 
 /// One connection: echo until the peer closes (the buffer is on the
 /// task's stack).
-fn serve(mut s: scx_rt::net::TcpStream) {
+fn serve(mut s: scx_rt::net::TcpStream, spread: &Spread) {
     let _ = s.set_nodelay(true);
     let mut buf = [0u8; BUF];
+    let mut first = true;
     loop {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
+                if std::mem::take(&mut first) {
+                    spread.count();
+                }
                 if s.write_all(&buf[..n]).is_err() {
                     return;
                 }
@@ -247,6 +313,9 @@ fn measure(
             }
             match echo_clients::run(sv.server.addr, load, clients) {
                 Ok(o) => {
+                    if let Some(line) = sv.server.probe() {
+                        eprintln!("{NAME}: {name}: {} rep {rep}: {line}", sv.series());
+                    }
                     sv.hist
                         .add(&o.hist)
                         .map_err(|e| format!("merge histograms: {e}"))?;

@@ -83,6 +83,29 @@ impl<'a> Ctx<'a> {
         self.sh.nr_cpus
     }
 
+    /// Tasks bound to CPU `cpu` that have not exited, runnable or blocked
+    /// (`None`: `cpu` is offline or not a CPU of the runtime). No kfunc:
+    /// a kernel task may migrate at every wake-up, so a placement is never
+    /// final there, while scx-rt binds a started task to the CPU of its
+    /// first run (a green stack must not change threads under its
+    /// thread-locals; `migratable` tasks excepted). Where a policy starts a
+    /// new task is therefore where it runs for good, and this count is
+    /// the load it adds to (the kernel's fork balancing looks at the load
+    /// of candidate CPUs for the same reason, `find_idlest_cpu`). A
+    /// lock-free read that may lag a concurrent first run or exit.
+    pub fn nr_bound_tasks(&self, cpu: usize) -> Option<usize> {
+        if cpu >= self.sh.nr_cpus || !self.sh.cpu_online(cpu) {
+            return None;
+        }
+        Some(
+            self.sh.cpus[cpu]
+                .shared
+                .owner
+                .nr_bound
+                .load(Ordering::Relaxed),
+        )
+    }
+
     /// The runtime's default slice: `SLICE_DFL` (20 ms), or what
     /// `Builder::slice` set. The built-in schedulers and the default
     /// `select_cpu` dispatch with it, so a runtime-wide slice needs no

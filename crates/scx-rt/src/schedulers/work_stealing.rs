@@ -32,9 +32,55 @@
 //!   tree, and the child then runs with no cross-CPU hand-off). If that
 //!   CPU's local DSQ is empty the child goes there, like Go's `runnext`
 //!   and tokio's LIFO slot; otherwise to the CPU's stealable DSQ.
+//!   Unless the spawner's CPU is overloaded with bound tasks (fork
+//!   balancing, below).
 //! - A task spawned from outside the runtime, or a migratable task waking,
 //!   goes to an idle CPU if there is one (claimed and dispatched to
 //!   directly), else to its previous CPU's stealable DSQ.
+//!
+//! # Fork balancing
+//!
+//! Go and tokio can afford to start every child on its parent's CPU:
+//! their tasks move later, whenever an idle CPU steals. Here a task is
+//! bound to the CPU of its first run, so where a child starts is where it
+//! lives, and a parent that spawns long-lived children one at a time (an
+//! accept loop: accept, spawn, block in the next accept) would start all
+//! of them on its own CPU: the child always finds the local DSQ empty, runs
+//! there before anyone could steal it, and binds. Measured on the echo
+//! server at 64 connections and 2 CPUs, 0/64, 61/3 and 63/1 connections per
+//! CPU in three of six repetitions. So `select_cpu` for a fork compares the
+//! spawner's CPU with one other CPU, chosen in rotation (the "power of two
+//! choices": one probe per spawn, no scan): if the spawner's CPU's load
+//! exceeds the other's by more than [`FORK_IMBALANCE`], the child starts
+//! on the other CPU. The load is the bound tasks (`Ctx::nr_bound_tasks`:
+//! runnable or blocked, since a blocked bound task will run nowhere else)
+//! plus the tasks queued on the CPU (a burst accepted at once has not
+//! started yet), plus, for the CPU this one last sent children to, those
+//! it sent that the target's load does not show yet (a child sent to an
+//! idle CPU waits in its wake list until it wakes; counted for at most
+//! [`FORK_IN_FLIGHT_NS`], or a past burst would count for ever). This is
+//! the kernel's fork balancing (`find_idlest_cpu` at `SD_BALANCE_FORK`).
+//! Fork-join and chains keep their locality: a parent that joins its
+//! children, or exits after spawning one, never builds up such an excess
+//! on its CPU.
+//!
+//! Stealing binds the stolen task to the thief just as surely, and in a
+//! burst it decides more placements than the fork does: an accept loop
+//! busy accepting leaves its children queued, and the idle CPU steals and
+//! starts them all (63 of 65 on the thief, measured, with fork balancing
+//! alone). So a thief takes at most as many as keep its load within
+//! [`FORK_IMBALANCE`] of the victim's after the steal (each stolen task
+//! moves one unit of load across); the victim runs what is left itself.
+//! An idle thief facing a burst still takes half (at most [`STEAL_MAX`]),
+//! so stealing for parallelism is unchanged until bound tasks pile up.
+//!
+//! The scheduler, not the program, is the place for this: the natural
+//! server (`scx_rt::spawn` per accepted connection, as with tokio or Go)
+//! should be balanced without the user placing connections by hand
+//! (`spawn_on` in rotation would also ignore how busy each CPU is). Tests:
+//! `sched_work_stealing` (children spawned one at a time: 32/0 without
+//! fork balancing) and `io_accept_balance` (bursts of 64 connections:
+//! 0/65 and 18/47 without; within 10 with).
 //!
 //! # Searching CPUs (Go's spinning-M rule)
 //!
@@ -68,7 +114,7 @@
 //! thieves spread out; it looks only at DSQs whose lock-free length is
 //! non-zero.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -78,6 +124,19 @@ use crate::task::TaskRef;
 
 /// Bound-task enqueues between two looks at other CPUs' stealable work.
 pub const CHECK_INTERVAL: u32 = 61;
+
+/// How many more bound tasks the spawner's CPU may hold than the other CPU
+/// probed before a forked child starts on the other (module docs, "Fork
+/// balancing"). Small enough that 64 connections accepted on one CPU end
+/// within a few of an even split; large enough that fork-join and chains,
+/// with a handful of bound tasks at a time, never leave their CPU.
+pub const FORK_IMBALANCE: usize = 4;
+
+/// How long, after a spawner last sent a child to another CPU, it counts
+/// the children it sent there as in flight (not yet in the target's
+/// queues: module docs, "Fork balancing"), in ns. A wake-up reaches an
+/// idle CPU in microseconds; a burst of spawns is over in well under this.
+pub const FORK_IN_FLIGHT_NS: u64 = 1_000_000;
 
 /// Most tasks one steal takes.
 pub const STEAL_MAX: usize = 32;
@@ -96,6 +155,18 @@ struct PerCpu {
     /// Kicked to steal and has not looked yet. Set by the kicker, cleared
     /// by the owner.
     searcher: AtomicBool,
+    /// Forks from this CPU, for the rotation of the CPU they compare with.
+    /// Owner-written (`select_cpu` of a fork runs on the spawner's CPU), as
+    /// are the three below.
+    forks: AtomicU32,
+    /// The CPU this one last sent a child to (`usize::MAX`: none yet).
+    sent_to: AtomicUsize,
+    /// `sent_to`'s load when this CPU started counting what it sent there.
+    sent_base: AtomicUsize,
+    /// Children sent to `sent_to` since then (module docs: in flight).
+    sent: AtomicUsize,
+    /// When the last of them was sent (`Ctx::now`).
+    sent_at: AtomicU64,
 }
 
 /// Per-CPU queues with work stealing (the runtime's default scheduler).
@@ -153,6 +224,69 @@ impl WorkStealing {
         ctx.kick_cpu(c, KickFlags::IDLE);
     }
 
+    /// CPU `cpu`'s load for fork balancing: its bound tasks plus the tasks
+    /// queued on it (local and stealable DSQs; a bound runnable task counts
+    /// twice, as runnable load weighs more than blocked). `None`: offline.
+    fn fork_load(&self, ctx: &Ctx<'_>, cpu: usize) -> Option<usize> {
+        let bound = ctx.nr_bound_tasks(cpu)?;
+        let local = ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64).max(0) as usize;
+        let stealable = ctx.dsq_nr_queued(Self::stealable(cpu)).max(0) as usize;
+        Some(bound + local + stealable)
+    }
+
+    /// Where a child forked on `me` starts: `me`, or the CPU probed this
+    /// time if `me`'s load exceeds it by more than [`FORK_IMBALANCE`]
+    /// (module docs, "Fork balancing"). A parent with few bound tasks and
+    /// an empty queue on its CPU (fork-join, chains) pays three loads and
+    /// a compare.
+    fn fork_balance(&self, ctx: &Ctx<'_>, p: &TaskRef, me: usize) -> usize {
+        let n = self.nr_cpus();
+        if n < 2 {
+            return me;
+        }
+        let mine = self.fork_load(ctx, me).unwrap_or(0);
+        if mine <= FORK_IMBALANCE {
+            return me;
+        }
+        let Some(s) = self.pcpu(me) else {
+            return me;
+        };
+        let k = s.forks.load(Ordering::Relaxed);
+        s.forks.store(k.wrapping_add(1), Ordering::Relaxed);
+        let other = (me + 1 + k as usize % (n - 1)) % n;
+        let Some(seen) = self.fork_load(ctx, other) else {
+            return me;
+        };
+        // Children sent to an idle CPU sit in its wake list, unseen by
+        // `fork_load`, until it wakes: count them while its load shows
+        // neither them (it reached `base + sent`) nor a drop below `base`
+        // (its tasks exited), and for at most [`FORK_IN_FLIGHT_NS`] after
+        // the last send, so that a burst is not sent there whole and a
+        // past burst does not count for ever.
+        let now = ctx.now();
+        let (mut base, mut sent) = (seen, 0);
+        if s.sent_to.load(Ordering::Relaxed) == other
+            && now.saturating_sub(s.sent_at.load(Ordering::Relaxed)) < FORK_IN_FLIGHT_NS
+        {
+            let (b, k) = (
+                s.sent_base.load(Ordering::Relaxed),
+                s.sent.load(Ordering::Relaxed),
+            );
+            if (b..b + k).contains(&seen) {
+                (base, sent) = (b, k);
+            }
+        }
+        let theirs = seen.max(base + sent);
+        if theirs + FORK_IMBALANCE >= mine || !p.allowed_on(other) {
+            return me;
+        }
+        s.sent_to.store(other, Ordering::Relaxed);
+        s.sent_base.store(base, Ordering::Relaxed);
+        s.sent.store(sent + 1, Ordering::Relaxed);
+        s.sent_at.store(now, Ordering::Relaxed);
+        other
+    }
+
     /// Whether another CPU has stealable tasks queued (a scan from a
     /// rotating offset; called once per [`CHECK_INTERVAL`] enqueues).
     fn work_elsewhere(&self, ctx: &Ctx<'_>, cpu: usize, salt: u32) -> bool {
@@ -163,6 +297,20 @@ impl WorkStealing {
             .any(|v| v != cpu && ctx.dsq_nr_queued(Self::stealable(v)) > 0)
     }
 
+    /// How many of `victim`'s stealable tasks `thief` may take: as many as
+    /// keep its load (`fork_load`) within [`FORK_IMBALANCE`] of what the
+    /// victim's would be after the steal, each stolen task moving one unit
+    /// of load from the victim to the thief (module docs, "Fork balancing":
+    /// a stolen task binds to the thief). Zero when the thief is already
+    /// that far ahead: the victim runs its own stealable tasks, so none
+    /// waits for good. Unlimited for an offline CPU's queue.
+    fn steal_allowance(&self, ctx: &Ctx<'_>, thief: usize, victim: usize) -> usize {
+        match (self.fork_load(ctx, thief), self.fork_load(ctx, victim)) {
+            (Some(mine), Some(theirs)) => (theirs + FORK_IMBALANCE).saturating_sub(mine) / 2,
+            _ => usize::MAX,
+        }
+    }
+
     /// Takes half (at most [`STEAL_MAX`]) of the first other CPU's
     /// stealable DSQ that has tasks; whether it took any.
     fn steal(&self, ctx: &mut DispatchCtx<'_, '_>, cpu: usize) -> bool {
@@ -170,10 +318,11 @@ impl WorkStealing {
         let start = ctx.now() as usize;
         for i in 0..n {
             let victim = (start + i) % n;
-            if victim == cpu {
+            if victim == cpu || ctx.dsq_nr_queued(Self::stealable(victim)) <= 0 {
                 continue;
             }
-            if Self::take_half(ctx, Self::stealable(victim)) > 0 {
+            let allowance = self.steal_allowance(ctx, cpu, victim);
+            if allowance > 0 && Self::take_half(ctx, Self::stealable(victim), allowance) > 0 {
                 return true;
             }
         }
@@ -181,13 +330,13 @@ impl WorkStealing {
     }
 
     /// Moves half of DSQ `dsq`'s tasks (rounded up, at most
-    /// [`STEAL_MAX`]) to the local DSQ; how many it moved.
-    fn take_half(ctx: &mut DispatchCtx<'_, '_>, dsq: u64) -> usize {
+    /// [`STEAL_MAX`] and at most `cap`) to the local DSQ; how many it moved.
+    fn take_half(ctx: &mut DispatchCtx<'_, '_>, dsq: u64, cap: usize) -> usize {
         let queued = ctx.dsq_nr_queued(dsq);
         if queued <= 0 {
             return 0;
         }
-        let want = (queued as usize).div_ceil(2).min(STEAL_MAX);
+        let want = (queued as usize).div_ceil(2).min(STEAL_MAX).min(cap);
         let mut got = 0;
         while got < want && ctx.dsq_move_to_local(dsq) {
             got += 1;
@@ -211,9 +360,16 @@ impl Scheduler for WorkStealing {
     fn init(&self, ctx: &InitCtx<'_>) -> Result<(), i32> {
         let n = ctx.nr_cpu_ids();
         self.nr_cpus.store(n, Ordering::Relaxed);
-        let _ = self
-            .pcpu
-            .set((0..n).map(|_| CachePadded::default()).collect());
+        let _ = self.pcpu.set(
+            (0..n)
+                .map(|_| {
+                    CachePadded::new(PerCpu {
+                        sent_to: AtomicUsize::new(usize::MAX),
+                        ..Default::default()
+                    })
+                })
+                .collect(),
+        );
         let _ = self.all.set(crate::cpumask::Cpumask::full(n));
         for c in 0..n {
             ctx.create_dsq(Self::stealable(c), -1).map_err(|_| -17)?;
@@ -229,11 +385,12 @@ impl Scheduler for WorkStealing {
         prev_cpu: usize,
         wake_flags: WakeFlags,
     ) -> i32 {
-        // A child of a running task stays with its parent (module docs).
+        // A child of a running task stays with its parent unless the
+        // parent's CPU is overloaded with bound tasks (module docs).
         if wake_flags.contains(WakeFlags::FORK) {
             if let Some(me) = ctx.cpu() {
                 if p.allowed_on(me) {
-                    return me as i32;
+                    return self.fork_balance(ctx, p, me) as i32;
                 }
             }
         }
@@ -303,7 +460,7 @@ impl Scheduler for WorkStealing {
         }
         let mut found = drain && self.steal(ctx, cpu);
         if !found {
-            found = Self::take_half(ctx, Self::stealable(cpu)) > 0;
+            found = Self::take_half(ctx, Self::stealable(cpu), usize::MAX) > 0;
         }
         // Parked tasks back to the local DSQ, behind what was just taken.
         let mut unparked = 0;
