@@ -230,13 +230,12 @@ impl WorkStealing {
     }
 
     /// The runnext rule (module docs): the slice task `p`, woken and bound
-    /// to this CPU, inherits from its waker, if it inherits; the caller
-    /// then queues it at the head of the local DSQ. rq locked (the waker's
-    /// CPU is `p`'s).
+    /// to this CPU while tasks wait in its local DSQ, inherits from its
+    /// waker, if it inherits; the caller then queues it at the head of the
+    /// local DSQ. rq locked (the waker's CPU is `p`'s). Out of line: the
+    /// plain enqueue (a yield, a wake-up with nothing queued) stays short.
+    #[inline(never)]
     fn inherit(&self, ctx: &EnqueueCtx<'_>, me: &PerCpu, p: &TaskRef) -> Option<u64> {
-        if ctx.dsq_nr_queued(dsq_id::LOCAL) <= 0 {
-            return None;
-        }
         let waker = ctx.current()?;
         let slice = waker.slice();
         if slice == SLICE_INF {
@@ -351,17 +350,17 @@ impl Scheduler for WorkStealing {
             || ctx.dsq_nr_queued(Self::stealable(cpu)) > 0
             || ctx.dsq_nr_queued(self.parked(cpu)) > 0;
         if bound {
+            let mut to = (dsq_id::LOCAL, slice, enq_flags);
             if behind {
-                ctx.dsq_insert(p, self.parked(cpu), slice, enq_flags);
-                return;
-            }
-            if enq_flags.contains(EnqFlags::WAKEUP) {
+                to.0 = self.parked(cpu);
+            } else if enq_flags.contains(EnqFlags::WAKEUP) && ctx.dsq_nr_queued(dsq_id::LOCAL) > 0 {
+                // Tasks wait here: a wakee of this CPU's running task may
+                // pass them (runnext).
                 if let Some(left) = self.inherit(ctx, me, p) {
-                    ctx.dsq_insert(p, dsq_id::LOCAL, left, enq_flags | EnqFlags::HEAD);
-                    return;
+                    to = (dsq_id::LOCAL, left, enq_flags | EnqFlags::HEAD);
                 }
             }
-            ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
+            ctx.dsq_insert(p, to.0, to.1, to.2);
             return;
         }
         if !behind && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0 {
