@@ -16,7 +16,8 @@
 //!
 //! A generator OS thread (pinned to a usable CPU outside `--cpus` when
 //! there is one, else sharing the CPUs with the workers; it sleeps through
-//! long gaps and spins the last part, yielding the CPU) hands each request
+//! long gaps and spins the last part, yielding the CPU only when it
+//! shares it with the workers) hands each request
 //! to the runtime at its arrival time: one task per request. A request
 //! spins until it has had its service time of CPU: a gap of more than
 //! 1 µs between two clock reads is time off the CPU (switched out by the
@@ -25,9 +26,11 @@
 //! is completion minus the *scheduled* arrival time, so a late generator
 //! or a backlog counts against the runtime (no coordinated omission).
 //! Achieved throughput is the request count over the time from the first
-//! arrival to the last completion. The progress line of each load point
-//! also says how late the generator handed requests over (p99): that part
-//! of a latency is the generator's own scheduling by the OS.
+//! arrival to the last completion. Each load point also reports what the
+//! host took (`bimodal_tail`): how late the generator handed requests over
+//! (rows `…-generator-late`), the worker threads' run-delay, time runnable
+//! but not running (rows `…-worker-run-delay`, % of the run), and where
+//! the short tail's latency went (on the progress line).
 //!
 //! # Policies
 //!
@@ -65,7 +68,9 @@ use scx_rt::{EnqFlags, EnqueueCtx, KickFlags, PickIdleFlags, Scheduler, TaskRef,
 use crate::ctx::Ctx;
 use crate::report::{PlotData, Row, Subject};
 use crate::stats::{latency_row, new_hist, throughput_row, Key};
-use crate::workloads::bimodal_tail::{breakdown, own_run_delay, run_delay, Breakdown, Tail};
+use crate::workloads::bimodal_tail::{
+    breakdown, host_rows, own_run_delay, run_delay, Breakdown, Tail,
+};
 
 pub const NAME: &str = "bimodal";
 
@@ -374,8 +379,12 @@ pub struct Point {
     pub span: u64,
 }
 
-/// Sleeps or spins (yielding) until `deadline`.
-fn wait_until(deadline: Instant) {
+/// Sleeps or spins until `deadline`. `share` (the generator shares its CPU
+/// with the workers) yields while spinning, so the workers run; a
+/// generator with a CPU of its own spins without `sched_yield`, which on
+/// a CPU that other processes also want hands it to them for a whole OS
+/// time slice (milliseconds of lateness for every request behind it).
+fn wait_until(deadline: Instant, share: bool) {
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -385,8 +394,10 @@ fn wait_until(deadline: Instant) {
         if left > Duration::from_micros(200) {
             // Timer slack makes sleeps ~50 µs late: wake early, spin the rest.
             std::thread::sleep(left - Duration::from_micros(100));
-        } else {
+        } else if share {
             std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
         }
     }
 }
@@ -424,7 +435,7 @@ where
             let mut late = new_hist();
             for (i, r) in reqs.iter().enumerate() {
                 let at = t0 + Duration::from_nanos(r.at_ns);
-                wait_until(at);
+                wait_until(at, spare.is_none());
                 let now = log.now_ns();
                 late.saturating_record(now.saturating_sub(r.at_ns));
                 log.tail.submitted(i, now);
@@ -506,15 +517,9 @@ where
                     format!("{:.1} us", h.value_at_quantile(0.99) as f64 / 1e3)
                 }
             };
-            let t = &p.tail;
-            let us = |ns: u64| ns as f64 / 1e3;
             eprintln!(
                 "{NAME}: {} {} load {}%: short p99 {}, long p99 {}, {:.0}% of offered; \
-                 the generator submitted p99 {} late; run-delay (OS) workers {:.1}% of the \
-                 run, generator {:.1}%; short tail ({} at or above p99, medians): late \
-                 {:.1} us, queued {:.1} us, ran {:.1} us of which switched out {:.1} us; \
-                 {} handed over while a long request ran; mostly late/queued/switched out: \
-                 {}/{}/{}",
+                 the generator submitted p99 {} late; {}",
                 mix.name,
                 policy.name(),
                 pct(load),
@@ -522,17 +527,7 @@ where
                 p99(&p.long),
                 100.0 * p.achieved / rate,
                 p99(&p.submit_late),
-                100.0 * p.worker_delay as f64 / p.span as f64,
-                100.0 * p.gen_delay as f64 / p.span as f64,
-                t.n,
-                us(t.late),
-                us(t.queue),
-                us(t.run),
-                us(t.off),
-                t.behind_long,
-                t.mostly_late,
-                t.mostly_queue,
-                t.mostly_off,
+                p.tail.describe(p.worker_delay, p.gen_delay, p.span),
             );
             rows.extend(point_rows(mix, policy, load, &p));
             verdicts.push((load, ok));
@@ -586,29 +581,13 @@ pub fn point_rows(mix: &Mix, policy: Policy, load: f64, p: &Point) -> Vec<Row> {
         };
         rows.push(row);
     }
-    // What the host took: the generator's lateness and the workers'
-    // run-delay (`bimodal_tail`), beside the latencies they inflate.
-    let case = format!("{base}-generator-late");
-    let mut row = latency_row(
-        Key {
-            workload: NAME,
-            case: &case,
-            subject,
-        },
+    rows.extend(host_rows(
+        &base,
+        subject,
         &p.submit_late,
-    );
-    row.plot = PlotData::None;
-    rows.push(row);
-    let case = format!("{base}-worker-run-delay");
-    rows.push(throughput_row(
-        Key {
-            workload: NAME,
-            case: &case,
-            subject,
-        },
-        "% of run",
-        p.requests as u64,
-        &[100.0 * p.worker_delay as f64 / p.span.max(1) as f64],
+        p.worker_delay,
+        p.span,
+        p.requests,
     ));
     let case = format!("{base}-throughput");
     let key = Key {
@@ -691,7 +670,9 @@ fn tokio_sweep(ctx: &Ctx, spare: Option<usize>) -> Result<Vec<Row>, String> {
     let rt = crate::peers::tokio::runtime(&ctx.cpus)?;
     sweep(ctx, Policy::Tokio, |mix, reqs| {
         let mix = *mix;
-        run_point(spare, "tokio-runtime-w", reqs, |i, r, log| {
+        // tokio's workers are `tokio-rt-worker` (`tokio-runtime-worker`
+        // in older releases, cut to 15 bytes by the kernel).
+        run_point(spare, "tokio-r", reqs, |i, r, log| {
             let log = Arc::clone(log);
             drop(rt.spawn(async move { handle(&mix, i, r, &log, || {}) }));
         })

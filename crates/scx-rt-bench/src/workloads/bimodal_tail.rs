@@ -26,7 +26,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::workloads::bimodal::Req;
+use hdrhistogram::Histogram;
+
+use crate::report::{PlotData, Row, Subject};
+use crate::stats::{latency_row, throughput_row, Key};
+use crate::workloads::bimodal::{Req, NAME};
 
 /// Per-request records, written by the generator and the request.
 pub struct Tail {
@@ -91,6 +95,58 @@ pub struct Breakdown {
     pub mostly_late: usize,
     pub mostly_queue: usize,
     pub mostly_off: usize,
+}
+
+impl Breakdown {
+    /// The progress-line text: the host's share (`worker_delay`,
+    /// `gen_delay`: run-delay over a load point of `span` ns) and the tail.
+    pub fn describe(&self, worker_delay: u64, gen_delay: u64, span: u64) -> String {
+        let us = |ns: u64| ns as f64 / 1e3;
+        let pc = |ns: u64| 100.0 * ns as f64 / span.max(1) as f64;
+        format!(
+            "run-delay (OS) workers {:.1}% of the run, generator {:.1}%; short tail ({} at \
+             or above p99, medians): late {:.1} us, queued {:.1} us, ran {:.1} us of which \
+             switched out {:.1} us; {} handed over while a long request ran; mostly \
+             late/queued/switched out: {}/{}/{}",
+            pc(worker_delay),
+            pc(gen_delay),
+            self.n,
+            us(self.late),
+            us(self.queue),
+            us(self.run),
+            us(self.off),
+            self.behind_long,
+            self.mostly_late,
+            self.mostly_queue,
+            self.mostly_off,
+        )
+    }
+}
+
+/// The rows of what the host took at one load point (case prefix `base`):
+/// `…-generator-late` (the generator's lateness, ns) and
+/// `…-worker-run-delay` (the workers' run-delay, % of the load point's
+/// `span` ns), beside the latencies they inflate.
+pub fn host_rows(
+    base: &str,
+    subject: Subject,
+    late: &Histogram<u64>,
+    worker_delay: u64,
+    span: u64,
+    requests: usize,
+) -> Vec<Row> {
+    let case = format!("{base}-generator-late");
+    let key = |case| Key {
+        workload: NAME,
+        case,
+        subject,
+    };
+    let mut row = latency_row(key(&case), late);
+    row.plot = PlotData::None;
+    let case2 = format!("{base}-worker-run-delay");
+    let delay = 100.0 * worker_delay as f64 / span.max(1) as f64;
+    let row2 = throughput_row(key(&case2), "% of run", requests as u64, &[delay]);
+    vec![row, row2]
 }
 
 fn median(v: &mut [u64]) -> u64 {
