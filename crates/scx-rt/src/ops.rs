@@ -505,7 +505,7 @@ pub struct EnqueueCtx<'a> {
     pub(crate) dd: DirectDispatch<'a>,
     /// The enqueueing rq's running task (`rq->curr`), read under the rq
     /// lock the enqueue holds; [`EnqueueCtx::current`] filters it.
-    pub(crate) curr: Option<&'a TaskRef>,
+    pub(crate) curr: &'a Option<TaskRef>,
 }
 
 impl<'a> Deref for EnqueueCtx<'a> {
