@@ -517,6 +517,9 @@ impl<'a> Deref for SelectCpuCtx<'a> {
 pub struct EnqueueCtx<'a> {
     pub(crate) ctx: Ctx<'a>,
     pub(crate) dd: DirectDispatch<'a>,
+    /// The enqueueing rq's running task (`rq->curr`), read under the rq
+    /// lock the enqueue holds; [`EnqueueCtx::current`] filters it.
+    pub(crate) curr: &'a Option<TaskRef>,
 }
 
 impl<'a> Deref for EnqueueCtx<'a> {

@@ -311,6 +311,14 @@ impl Task {
         self.scx.slice.store(slice, Ordering::Relaxed)
     }
 
+    /// When the task last started running or was last charged for its
+    /// run (`p->se.exec_start`; ns, the clock of `Ctx::now`). While the
+    /// task runs, [`slice`](Self::slice) is what was left at that moment:
+    /// the slice ends at `exec_start() + slice()`.
+    pub fn exec_start(&self) -> u64 {
+        self.scx.exec_start.load(Ordering::Relaxed)
+    }
+
     /// Virtual time used by vtime-ordered DSQs (`p->scx.dsq_vtime`).
     pub fn dsq_vtime(&self) -> u64 {
         self.scx.dsq_vtime.load(Ordering::Relaxed)

@@ -16,7 +16,8 @@
 //!
 //! A generator OS thread (pinned to a usable CPU outside `--cpus` when
 //! there is one, else sharing the CPUs with the workers; it sleeps through
-//! long gaps and spins the last part, yielding the CPU) hands each request
+//! long gaps and spins the last part, yielding the CPU only when it
+//! shares it with the workers) hands each request
 //! to the runtime at its arrival time: one task per request. A request
 //! spins until it has had its service time of CPU: a gap of more than
 //! 1 µs between two clock reads is time off the CPU (switched out by the
@@ -25,9 +26,11 @@
 //! is completion minus the *scheduled* arrival time, so a late generator
 //! or a backlog counts against the runtime (no coordinated omission).
 //! Achieved throughput is the request count over the time from the first
-//! arrival to the last completion. The progress line of each load point
-//! also says how late the generator handed requests over (p99): that part
-//! of a latency is the generator's own scheduling by the OS.
+//! arrival to the last completion. Each load point also reports what the
+//! host took (`bimodal_tail`): how late the generator handed requests over
+//! (rows `…-generator-late`), the worker threads' run-delay, time runnable
+//! but not running (rows `…-worker-run-delay`, % of the run), and where
+//! the short tail's latency went (on the progress line).
 //!
 //! # Policies
 //!
@@ -65,6 +68,9 @@ use scx_rt::{EnqFlags, EnqueueCtx, KickFlags, PickIdleFlags, Scheduler, TaskRef,
 use crate::ctx::Ctx;
 use crate::report::{PlotData, Row, Subject};
 use crate::stats::{latency_row, new_hist, throughput_row, Key};
+use crate::workloads::bimodal_tail::{
+    breakdown, host_rows, own_run_delay, run_delay, Breakdown, Tail,
+};
 
 pub const NAME: &str = "bimodal";
 
@@ -284,18 +290,25 @@ pub fn schedule(mix: &Mix, rate: f64, n: usize, seed: u64) -> Vec<Req> {
 }
 
 /// Spins until the caller has had `service_ns` of CPU (see the module
-/// doc), calling `preempt` on every turn.
-pub fn serve(service_ns: u64, preempt: impl Fn()) {
+/// doc), calling `preempt` on every turn. Returns the time it spent
+/// switched out (the gaps longer than [`OFF_CPU_GAP_NS`], in full).
+pub fn serve(service_ns: u64, preempt: impl Fn()) -> u64 {
     let mut done = 0;
+    let mut off = 0;
     let mut last = Instant::now();
     while done < service_ns {
         preempt();
         let now = Instant::now();
+        let gap = (now - last).as_nanos() as u64;
+        if gap > OFF_CPU_GAP_NS {
+            off += gap;
+        }
         // A longer gap was spent switched out; it still counts as one
         // turn's worth, so a task switched out at every turn progresses.
-        done += ((now - last).as_nanos() as u64).min(OFF_CPU_GAP_NS);
+        done += gap.min(OFF_CPU_GAP_NS);
         last = now;
     }
+    off
 }
 
 /// Completions of one run, written by the requests.
@@ -304,6 +317,8 @@ pub struct Log {
     lat: Vec<AtomicU64>,
     done: AtomicU64,
     end_ns: AtomicU64,
+    /// Where each latency came from (`bimodal_tail`).
+    tail: Tail,
 }
 
 impl Log {
@@ -313,16 +328,34 @@ impl Log {
             lat: (0..n).map(|_| AtomicU64::new(0)).collect(),
             done: AtomicU64::new(0),
             end_ns: AtomicU64::new(0),
+            tail: Tail::new(n),
         }
     }
 
-    /// Request `i`, scheduled at `at_ns`, is complete.
-    pub fn complete(&self, i: usize, at_ns: u64) {
-        let now = self.t0.elapsed().as_nanos() as u64;
-        self.lat[i].store(now.saturating_sub(at_ns).max(1), Ordering::Relaxed);
+    fn now_ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Request `i` runs its first instruction.
+    pub fn begin(&self, i: usize, r: Req) {
+        self.tail.started(i, r.long, self.now_ns());
+    }
+
+    /// Request `i` is complete; `off_ns` of its run it was switched out.
+    pub fn complete(&self, i: usize, r: Req, off_ns: u64) {
+        let now = self.now_ns();
+        self.tail.finished(i, r.long, off_ns);
+        self.lat[i].store(now.saturating_sub(r.at_ns).max(1), Ordering::Relaxed);
         self.end_ns.fetch_max(now, Ordering::Relaxed);
         self.done.fetch_add(1, Ordering::Release);
     }
+}
+
+/// Serves request `i` of `mix` (the body of every policy's request).
+fn handle(mix: &Mix, i: usize, r: Req, log: &Log, preempt: impl Fn()) {
+    log.begin(i, r);
+    let off = serve(service(mix, r), preempt);
+    log.complete(i, r, off);
 }
 
 /// What one load point measured.
@@ -336,10 +369,22 @@ pub struct Point {
     /// scheduled arrival): the part of a latency that is the generator's
     /// own scheduling, not the runtime's.
     pub submit_late: Histogram<u64>,
+    /// Where the short tail (at or above the short p99) came from.
+    pub tail: Breakdown,
+    /// Run-delay of the worker threads over the load point (ns: runnable,
+    /// not running), and of the generator.
+    pub worker_delay: u64,
+    pub gen_delay: u64,
+    /// The load point's length (first arrival to last completion, ns).
+    pub span: u64,
 }
 
-/// Sleeps or spins (yielding) until `deadline`.
-fn wait_until(deadline: Instant) {
+/// Sleeps or spins until `deadline`. `share` (the generator shares its CPU
+/// with the workers) yields while spinning, so the workers run; a
+/// generator with a CPU of its own spins without `sched_yield`, which on
+/// a CPU that other processes also want hands it to them for a whole OS
+/// time slice (milliseconds of lateness for every request behind it).
+fn wait_until(deadline: Instant, share: bool) {
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -349,8 +394,10 @@ fn wait_until(deadline: Instant) {
         if left > Duration::from_micros(200) {
             // Timer slack makes sleeps ~50 µs late: wake early, spin the rest.
             std::thread::sleep(left - Duration::from_micros(100));
-        } else {
+        } else if share {
             std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
         }
     }
 }
@@ -363,28 +410,38 @@ fn spare_cpu(ctx: &Ctx) -> Option<usize> {
 }
 
 /// Runs one load point: a generator thread calls `submit(i, req, log)` at
-/// each arrival; waits for every completion.
-fn run_point<S>(spare: Option<usize>, reqs: &[Req], submit: S) -> Result<Point, String>
+/// each arrival; waits for every completion. `workers` is the name prefix
+/// of the executor's worker threads (for their run-delay).
+fn run_point<S>(
+    spare: Option<usize>,
+    workers: &str,
+    reqs: &[Req],
+    submit: S,
+) -> Result<Point, String>
 where
     S: Fn(usize, Req, &Arc<Log>) + Send + Sync,
 {
     let n = reqs.len();
     let t0 = Instant::now() + Duration::from_millis(1);
     let log = Arc::new(Log::new(t0, n));
-    let submit_late = std::thread::scope(|s| {
+    let delay0 = run_delay(workers).0;
+    let (submit_late, gen_delay) = std::thread::scope(|s| {
         let gen = s.spawn(|| {
             if let Some(cpu) = spare {
                 // Best effort: an unpinned generator still runs.
                 let _ = scx_rt_sys::affinity::pin_current_thread(cpu);
             }
+            let d0 = own_run_delay();
             let mut late = new_hist();
             for (i, r) in reqs.iter().enumerate() {
                 let at = t0 + Duration::from_nanos(r.at_ns);
-                wait_until(at);
-                late.saturating_record(at.elapsed().as_nanos() as u64);
+                wait_until(at, spare.is_none());
+                let now = log.now_ns();
+                late.saturating_record(now.saturating_sub(r.at_ns));
+                log.tail.submitted(i, now);
                 submit(i, *r, &log);
             }
-            late
+            (late, own_run_delay().saturating_sub(d0))
         });
         gen.join().map_err(|_| "generator panicked".to_string())
     })?;
@@ -401,11 +458,15 @@ where
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    let worker_delay = run_delay(workers).0.saturating_sub(delay0);
+    let lat: Vec<u64> = log.lat.iter().map(|l| l.load(Ordering::Relaxed)).collect();
     let (mut short, mut long) = (new_hist(), new_hist());
-    for (r, lat) in reqs.iter().zip(&log.lat) {
+    for (r, &lat) in reqs.iter().zip(&lat) {
         let h = if r.long { &mut long } else { &mut short };
-        h.saturating_record(lat.load(Ordering::Relaxed));
+        h.saturating_record(lat);
     }
+    let cutoff = short.value_at_quantile(0.99);
+    let tail = breakdown(reqs, &lat, &log.tail, cutoff);
     let first = reqs.first().map_or(0, |r| r.at_ns);
     let span = log
         .end_ns
@@ -418,6 +479,10 @@ where
         achieved: n as f64 * 1e9 / span as f64,
         requests: n,
         submit_late,
+        tail,
+        worker_delay,
+        gen_delay,
+        span,
     })
 }
 
@@ -454,7 +519,7 @@ where
             };
             eprintln!(
                 "{NAME}: {} {} load {}%: short p99 {}, long p99 {}, {:.0}% of offered; \
-                 the generator submitted p99 {} late",
+                 the generator submitted p99 {} late; {}",
                 mix.name,
                 policy.name(),
                 pct(load),
@@ -462,6 +527,7 @@ where
                 p99(&p.long),
                 100.0 * p.achieved / rate,
                 p99(&p.submit_late),
+                p.tail.describe(p.worker_delay, p.gen_delay, p.span),
             );
             rows.extend(point_rows(mix, policy, load, &p));
             verdicts.push((load, ok));
@@ -515,6 +581,14 @@ pub fn point_rows(mix: &Mix, policy: Policy, load: f64, p: &Point) -> Vec<Row> {
         };
         rows.push(row);
     }
+    rows.extend(host_rows(
+        &base,
+        subject,
+        &p.submit_late,
+        p.worker_delay,
+        p.span,
+        p.requests,
+    ));
     let case = format!("{base}-throughput");
     let key = Key {
         workload: NAME,
@@ -580,12 +654,9 @@ fn scx_sweep(ctx: &Ctx, policy: Policy, spare: Option<usize>) -> Result<Vec<Row>
     let rt = b.build().map_err(|e| format!("build runtime: {e}"))?;
     let res = sweep(ctx, policy, |mix, reqs| {
         let mix = *mix;
-        run_point(spare, reqs, |i, r, log| {
+        run_point(spare, "scx-rt-cpu", reqs, |i, r, log| {
             let log = Arc::clone(log);
-            drop(rt.spawn(move || {
-                serve(service(&mix, r), scx_rt::preempt_point);
-                log.complete(i, r.at_ns);
-            }));
+            drop(rt.spawn(move || handle(&mix, i, r, &log, scx_rt::preempt_point)));
         })
     });
     if let Some(info) = rt.exit_info() {
@@ -599,12 +670,11 @@ fn tokio_sweep(ctx: &Ctx, spare: Option<usize>) -> Result<Vec<Row>, String> {
     let rt = crate::peers::tokio::runtime(&ctx.cpus)?;
     sweep(ctx, Policy::Tokio, |mix, reqs| {
         let mix = *mix;
-        run_point(spare, reqs, |i, r, log| {
+        // tokio's workers are `tokio-rt-worker` (`tokio-runtime-worker`
+        // in older releases, cut to 15 bytes by the kernel).
+        run_point(spare, "tokio-r", reqs, |i, r, log| {
             let log = Arc::clone(log);
-            drop(rt.spawn(async move {
-                serve(service(&mix, r), || {});
-                log.complete(i, r.at_ns);
-            }));
+            drop(rt.spawn(async move { handle(&mix, i, r, &log, || {}) }));
         })
     })
 }

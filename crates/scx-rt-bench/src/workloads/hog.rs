@@ -3,14 +3,23 @@
 //! Round-trip latency of the pair (p50/p99/p99.9, ns) with slices of 20 ms
 //! (the default), 1 ms and 50 µs, and with `SLICE_INF`.
 //!
-//! A runtime on one CPU, under [`Sliced`] (every task from the CPU's local
-//! DSQ in FIFO order with the case's slice). The pinger and the echo task
+//! A runtime on one CPU under the default scheduler (`WorkStealing`) with
+//! the case's slice (`Builder::slice`). The pinger and the echo task
 //! exchange a number over two cap-1 channels; after a few rounds alone the
-//! pinger spawns the hog and times `rounds` round trips while it runs. A
-//! woken partner queues behind the hog, so each hop waits for the hog's
-//! slice to end: a round trip costs about two slices. That is what slices
-//! buy: the delay a tight loop can impose is bounded by the slice, whatever
-//! the loop does, as long as it reaches preemption points.
+//! pinger spawns the hog and times `rounds` round trips while it runs.
+//! A task woken by the task running on its CPU runs next on the rest of
+//! its waker's slice (the scheduler's runnext rule, Go's `runnext`), so
+//! the pair's hops share one slice and pass the hog; when that slice is
+//! spent, the next hop queues behind the hog and waits for its slice. Most
+//! round trips cost two hops; about one per slice of the pair's run time
+//! costs a hog slice more. That is what slices buy: the delay a tight loop
+//! can impose is bounded by the slice, whatever the loop does, as long as
+//! it reaches preemption points.
+//!
+//! `slice-50us-fifo`: the same under a policy with no runnext
+//! ([`Sliced`]: every task from the CPU's local DSQ in FIFO order with
+//! the case's slice), where every hop queues behind the hog: a round trip
+//! costs two hog slices.
 //!
 //! `slice-inf`: the hog is never preempted, so the round trip in flight
 //! when it starts does not complete until a watchdog on the calling thread
@@ -89,25 +98,37 @@ fn rounds(s: &Sizes, slice: Duration) -> u64 {
     s.iters.min(cap.max(5))
 }
 
+/// Which scheduler a case runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Policy {
+    /// The default scheduler with `Builder::slice`.
+    Default,
+    /// [`Sliced`]: local-DSQ FIFO, no runnext.
+    Fifo,
+}
+
 /// The cases measured: every slice with the default slice timer, then the
-/// short finite slices with the other modes (`preempt::MODES`).
-fn cases() -> Vec<(String, Option<Duration>, SliceTimer)> {
+/// short finite slices with the other modes (`preempt::MODES`), then 50 µs
+/// under the FIFO policy.
+fn cases() -> Vec<(String, Option<Duration>, SliceTimer, Policy)> {
     let mut v: Vec<_> = SLICES
         .iter()
-        .map(|&(c, s)| (c.to_string(), s, MODES[0].1))
+        .map(|&(c, s)| (c.to_string(), s, MODES[0].1, Policy::Default))
         .collect();
     for (suffix, mode) in &MODES[1..] {
         for (c, s) in &SLICES[1..3] {
-            v.push((format!("{c}{suffix}"), *s, *mode));
+            v.push((format!("{c}{suffix}"), *s, *mode, Policy::Default));
         }
     }
+    let (c, s) = SLICES[2];
+    v.push((format!("{c}-fifo"), s, MODES[0].1, Policy::Fifo));
     v
 }
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let sizes = sizes(ctx);
     let cpu = ctx.cpus[0];
-    for (case, slice, mode) in cases() {
+    for (case, slice, mode, policy) in cases() {
         let case = case.as_str();
         let (n, slice_ns, limit) = match slice {
             Some(s) => {
@@ -124,7 +145,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
             None => (sizes.iters, SLICE_INF, sizes.inf_limit),
         };
         ctx.scx(&format!("{NAME} {case}"), rows, || {
-            let r = scx(cpu, slice_ns, n, limit, mode)?;
+            let r = scx(cpu, slice_ns, n, limit, mode, policy)?;
             if r.stopped && slice.is_some() {
                 eprintln!("{NAME}: {case}: the hang guard stopped the hog after {limit:?}");
             }
@@ -169,22 +190,27 @@ struct Outcome {
     stopped: bool,
 }
 
-/// One case: pinger, echo and hog on OS CPU `cpu`, slice `slice_ns`;
-/// `rounds` round trips, or fewer if the watchdog stops the hog `limit`
-/// after the hog started.
+/// One case: pinger, echo and hog on OS CPU `cpu`, slice `slice_ns`,
+/// under `policy`; `rounds` round trips, or fewer if the watchdog stops
+/// the hog `limit` after the hog started.
 fn scx(
     cpu: usize,
     slice_ns: u64,
     rounds: u64,
     limit: Duration,
     mode: SliceTimer,
+    policy: Policy,
 ) -> Result<Outcome, String> {
-    let rt = crate::ctx::traced(Runtime::builder())
+    let b = crate::ctx::traced(Runtime::builder())
         .cpus([cpu])
-        .slice_timer(mode)
-        .scheduler(Sliced { slice: slice_ns })
-        .build()
-        .map_err(|e| format!("build runtime: {e}"))?;
+        .slice_timer(mode);
+    let b = match policy {
+        // `SLICE_INF` is `Duration::MAX` to the builder.
+        Policy::Default if slice_ns == SLICE_INF => b.slice(Duration::MAX),
+        Policy::Default => b.slice(Duration::from_nanos(slice_ns)),
+        Policy::Fifo => b.scheduler(Sliced { slice: slice_ns }),
+    };
+    let rt = b.build().map_err(|e| format!("build runtime: {e}"))?;
     let stop_hog = Arc::new(AtomicBool::new(false));
     let hog_running = Arc::new(AtomicBool::new(false));
     let (tx_ab, rx_ab) = scx_rt::sync::channel::<u64>(1);
@@ -287,9 +313,11 @@ mod tests {
     fn slices_let_the_pair_through() {
         let cpu = crate::cpus::usable_cpus()[0];
         for (_, mode) in MODES {
-            let r = scx(cpu, 50_000, 20, Duration::from_secs(120), mode).unwrap();
-            assert!(!r.stopped, "{mode:?}");
-            assert_eq!(r.hist.len(), 20, "{mode:?}");
+            for policy in [Policy::Default, Policy::Fifo] {
+                let r = scx(cpu, 50_000, 20, Duration::from_secs(120), mode, policy).unwrap();
+                assert!(!r.stopped, "{mode:?} {policy:?}");
+                assert_eq!(r.hist.len(), 20, "{mode:?} {policy:?}");
+            }
         }
     }
 
@@ -297,7 +325,15 @@ mod tests {
     fn an_infinite_slice_blocks_the_pair_until_the_hog_stops() {
         let cpu = crate::cpus::usable_cpus()[0];
         let limit = Duration::from_millis(50);
-        let r = scx(cpu, SLICE_INF, 1_000, limit, SliceTimer::Signal).unwrap();
+        let r = scx(
+            cpu,
+            SLICE_INF,
+            1_000,
+            limit,
+            SliceTimer::Signal,
+            Policy::Default,
+        )
+        .unwrap();
         assert!(r.stopped);
         // Only the round trip in flight completes, once the hog is gone;
         // it began before the hog's first pass, so it spans the limit.

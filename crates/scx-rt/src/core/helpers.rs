@@ -440,10 +440,51 @@ impl<'a> SelectCpuCtx<'a> {
 }
 
 impl<'a> EnqueueCtx<'a> {
-    pub(crate) fn new(sh: &'a Shared, cpu: usize, subject: &'a TaskRef) -> Self {
+    /// The context of an enqueue on CPU `cpu`'s rq, whose running task is
+    /// `curr`.
+    pub(crate) fn new(
+        sh: &'a Shared,
+        cpu: usize,
+        subject: &'a TaskRef,
+        curr: &'a Option<TaskRef>,
+    ) -> Self {
         Self {
             ctx: Ctx::for_op(sh, Some(cpu), "enqueue", Some(subject)),
             dd: DirectDispatch::new(subject),
+            curr,
+        }
+    }
+
+    /// The task whose code made this enqueue happen, when it runs on the
+    /// enqueue's own CPU: the kernel's `current` (what
+    /// `bpf_get_current_task_btf()` returns in `ops.enqueue`) where it is
+    /// an SCX task on the same CPU. In a wake-up this is the waker, which
+    /// is how a policy gives a task woken by its CPU's running task the
+    /// rest of the waker's slice (Go's `runnext`; the default scheduler
+    /// does). `None` when the enqueue is for another CPU (a remote
+    /// wake-up), when the CPU's own scheduling step enqueues (a stopped
+    /// task going back, a sleep timer firing, queued remote wake-ups: the
+    /// kernel's `current` would be the idle task or an interrupt), and on
+    /// threads that are no workers.
+    ///
+    /// Its [`TaskRef::slice`] was charged when it last started running or
+    /// was last charged, at [`TaskRef::exec_start`]: its slice ends at
+    /// `exec_start() + slice()` (unless `SLICE_INF`), as in the kernel,
+    /// where `curr->scx.slice` is charged at ticks.
+    ///
+    /// Under loom no task code runs (the models push tokens through the
+    /// queues), so there is no waker to report.
+    pub fn current(&self) -> Option<&'a TaskRef> {
+        let curr = self.curr.as_ref()?;
+        #[cfg(not(scx_rt_loom))]
+        {
+            let here = crate::core::current::cpu_in(self.ctx.sh.rt_id) == self.ctx.cpu;
+            (here && crate::context::in_task()).then_some(curr)
+        }
+        #[cfg(scx_rt_loom)]
+        {
+            let _ = curr;
+            None
         }
     }
 

@@ -27,6 +27,9 @@
 //!   `dispatch` starts waiting stealable tasks, then moves the parked
 //!   ones back to the local DSQ in one go. Go and tokio check their global
 //!   queues periodically for the same reason.
+//! - A task woken by the task running on its CPU, while other tasks wait
+//!   in that CPU's local DSQ, runs next on the rest of its waker's slice
+//!   (below, "Runnext").
 //! - A new task spawned from a task goes to the spawner's CPU (wake-affine:
 //!   the spawner usually blocks on it soon, as in a chain or a fork-join
 //!   tree, and the child then runs with no cross-CPU hand-off). If that
@@ -82,6 +85,41 @@
 //! fork balancing) and `io_accept_balance` (bursts of 64 connections:
 //! 0/65 and 18/47 without; within 10 with).
 //!
+//! # Runnext: a woken task inherits its waker's slice
+//!
+//! A task that wakes a partner on its own CPU and then blocks (a
+//! ping-pong pair, a request handed to a worker task and answered) would
+//! otherwise send each hop to the tail of the local DSQ, behind every
+//! task queued there: with a task that spins beside the pair, each hop
+//! waits for that task's whole slice (Go's `BenchmarkPingPongHog`). Go's
+//! answer is `runnext`: the woken goroutine runs next and inherits the
+//! rest of the waker's time slice, so the pair shares one slice and the
+//! spinner still gets its turn when that slice is spent. Here, in
+//! sched_ext's terms: when `enqueue` sees `ENQ_WAKEUP` for a task bound to
+//! this CPU, made by the task running on it ([`EnqueueCtx::current`]), and
+//! the local DSQ is not empty, the task goes to the head of the local DSQ
+//! (`ENQ_HEAD`) with the waker's remaining slice instead of a fresh one.
+//!
+//! The chain such hand-offs form is bounded, so the queued tasks are not
+//! starved:
+//!
+//! - A CPU has one runnext (Go's single slot): the chain's last wakee and
+//!   the absolute end of the chain's slice. A wakee of the runnext gets no
+//!   more than what is left before that end, even when the runnext started
+//!   late (its waker kept running to the end of its own slice), so a chain
+//!   of hand-offs lives on one slice, plus at most one inherited turn
+//!   started late.
+//! - While a chain is open (its end not reached), a wake-up by another
+//!   task does not start a second one: that wakee queues at the tail with
+//!   a fresh slice, so a waker that wakes many tasks puts one at the head.
+//! - A remainder under 1/[`RUNNEXT_MIN_DIV`] of the default slice is not
+//!   passed on: the wakee queues at the tail with a fresh slice, and the
+//!   chain ends; the tasks queued meanwhile run first.
+//!
+//! With nothing queued the wakee runs next anyway and gets a fresh slice
+//! (nobody waits behind it), which also keeps the clock read off the
+//! plain ping-pong path.
+//!
 //! # Searching CPUs (Go's spinning-M rule)
 //!
 //! Work put on a stealable DSQ wakes an idle CPU to steal it, but only when
@@ -118,6 +156,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 
 use crossbeam_utils::CachePadded;
 
+use crate::consts::SLICE_INF;
 use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags, WakeFlags};
 use crate::ops::{Ctx, DispatchCtx, EnqueueCtx, InitCtx, Scheduler, SelectCpuCtx};
 use crate::task::TaskRef;
@@ -137,6 +176,11 @@ pub const FORK_IMBALANCE: usize = 4;
 /// queues: module docs, "Fork balancing"), in ns. A wake-up reaches an
 /// idle CPU in microseconds; a burst of spawns is over in well under this.
 pub const FORK_IN_FLIGHT_NS: u64 = 1_000_000;
+
+/// A woken task inherits its waker's remaining slice only while that is
+/// at least the default slice divided by this (module docs, "Runnext"):
+/// a shorter turn is mostly switching and an early expiry.
+pub const RUNNEXT_MIN_DIV: u64 = 16;
 
 /// Most tasks one steal takes.
 pub const STEAL_MAX: usize = 32;
@@ -167,6 +211,11 @@ struct PerCpu {
     sent: AtomicUsize,
     /// When the last of them was sent (`Ctx::now`).
     sent_at: AtomicU64,
+    /// The id of the task that last inherited a slice here (0: none; task
+    /// ids start at 1). Written under this CPU's rq lock.
+    runnext: AtomicU64,
+    /// When the slice that `runnext` inherited ends (ns). Written with it.
+    chain_end: AtomicU64,
 }
 
 /// Per-CPU queues with work stealing (the runtime's default scheduler).
@@ -329,6 +378,39 @@ impl WorkStealing {
         false
     }
 
+    /// The runnext rule (module docs): the slice task `p`, woken and bound
+    /// to this CPU while tasks wait in its local DSQ, inherits from its
+    /// waker, if it inherits; the caller then queues it at the head of the
+    /// local DSQ. rq locked (the waker's CPU is `p`'s). Out of line: the
+    /// plain enqueue (a yield, a wake-up with nothing queued) stays short.
+    #[inline(never)]
+    fn inherit(&self, ctx: &EnqueueCtx<'_>, me: &PerCpu, p: &TaskRef) -> Option<u64> {
+        let waker = ctx.current()?;
+        let slice = waker.slice();
+        if slice == SLICE_INF {
+            return None;
+        }
+        let now = ctx.now();
+        let mut end = waker.exec_start().saturating_add(slice);
+        let runnext = me.runnext.load(Ordering::Relaxed);
+        let chain_end = me.chain_end.load(Ordering::Relaxed);
+        if runnext == waker.id() {
+            // The waker runs on an inherited slice: the chain's end holds.
+            end = end.min(chain_end);
+        } else if runnext != 0 && now < chain_end {
+            // Another chain is open on this CPU: one runnext at a time.
+            return None;
+        }
+        let left = end.saturating_sub(now);
+        if left == 0 || left < ctx.slice_dfl() / RUNNEXT_MIN_DIV {
+            me.runnext.store(0, Ordering::Relaxed);
+            return None;
+        }
+        me.runnext.store(p.id(), Ordering::Relaxed);
+        me.chain_end.store(end, Ordering::Relaxed);
+        Some(left)
+    }
+
     /// Moves half of DSQ `dsq`'s tasks (rounded up, at most
     /// [`STEAL_MAX`] and at most `cap`) to the local DSQ; how many it moved.
     fn take_half(ctx: &mut DispatchCtx<'_, '_>, dsq: u64, cap: usize) -> usize {
@@ -425,12 +507,17 @@ impl Scheduler for WorkStealing {
             || ctx.dsq_nr_queued(Self::stealable(cpu)) > 0
             || ctx.dsq_nr_queued(self.parked(cpu)) > 0;
         if bound {
-            let dsq = if behind {
-                self.parked(cpu)
-            } else {
-                dsq_id::LOCAL
-            };
-            ctx.dsq_insert(p, dsq, slice, enq_flags);
+            let mut to = (dsq_id::LOCAL, slice, enq_flags);
+            if behind {
+                to.0 = self.parked(cpu);
+            } else if enq_flags.contains(EnqFlags::WAKEUP) && ctx.dsq_nr_queued(dsq_id::LOCAL) > 0 {
+                // Tasks wait here: a wakee of this CPU's running task may
+                // pass them (runnext).
+                if let Some(left) = self.inherit(ctx, me, p) {
+                    to = (dsq_id::LOCAL, left, enq_flags | EnqFlags::HEAD);
+                }
+            }
+            ctx.dsq_insert(p, to.0, to.1, to.2);
             return;
         }
         if !behind && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0 {
