@@ -32,10 +32,12 @@
 //!   real-time signal handler, and the calling thread's timer slack;
 //! - [`expiry`]: the per-thread slice-expiry timer, a one-shot POSIX timer
 //!   re-armed lazily whose handler compares a published deadline with the
-//!   clock and raises the thread's flags.
+//!   clock and raises the thread's flags;
+//! - [`small_box`]: a `dyn Trait` value kept inline when small (a task's
+//!   entry inside its control block, one allocation per spawn).
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
-//! `affinity`, `spinlock`, `rlimit`, and `futex`, `eventfd`, `epoll`, `sock`,
+//! `affinity`, `spinlock`, `rlimit`, `small_box`, and `futex`, `eventfd`, `epoll`, `sock`,
 //! `sigtimer` over a private `timespec`; `expiry` over `clock` and `sigtimer`; `sysrq` over
 //! `futex`); `sigsegv`; `stack`, which registers
 //! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
@@ -62,6 +64,7 @@ pub mod page;
 pub mod rlimit;
 pub mod sigsegv;
 pub mod sigtimer;
+pub mod small_box;
 pub mod sock;
 pub mod spinlock;
 pub mod stack;
