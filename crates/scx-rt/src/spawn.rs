@@ -289,9 +289,25 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    spawn_from(sh, context::cpu_in(sh), f, affinity, weight)
+}
+
+/// [`spawn_in`] from CPU `from` of `sh` (`None`: from outside its
+/// workers), which the caller knows.
+pub(crate) fn spawn_from<F, T>(
+    sh: &Arc<Shared>,
+    from: Option<usize>,
+    f: F,
+    affinity: Affinity,
+    weight: u32,
+) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    debug_assert_eq!(from, context::cpu_in(sh));
     let id = next_task_id();
     let entry = Entry::new(f);
-    let from = context::cpu_in(sh);
     let p: TaskRef = Arc::new(Task::new(
         id,
         sh.rt_id,
