@@ -14,6 +14,8 @@
 //! - [`page`]: the system page size;
 //! - [`stack`]: guarded green-task stacks carved from large slabs, and the
 //!   pool that recycles them;
+//! - [`stack_cache`]: one owner's private cache of a pool's stacks,
+//!   passed down instead of found through a thread-local (a worker's);
 //! - [`spinlock`]: the spin lock behind the rq and DSQ locks;
 //! - [`fiber`]: a stackful green context (a corosensei coroutine on one of
 //!   our stacks) with lazy stack allocation, and `suspend` for the body.
@@ -40,7 +42,7 @@
 //! `affinity`, `spinlock`, `rlimit`, `small_box`, and `futex`, `eventfd`, `epoll`, `sock`,
 //! `sigtimer` over a private `timespec`; `expiry` over `clock` and `sigtimer`; `sysrq` over
 //! `futex`); `sigsegv`; `stack`, which registers
-//! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
+//! its slabs with `sigsegv`, and `stack_cache` over it; `fiber`, which runs on `stack`s and labels the
 //! running one for `sigsegv`.
 //!
 //! Rules for this crate: every `unsafe` block has a `// SAFETY:` comment
@@ -68,5 +70,6 @@ pub mod small_box;
 pub mod sock;
 pub mod spinlock;
 pub mod stack;
+pub mod stack_cache;
 pub mod sysrq;
 mod timespec;

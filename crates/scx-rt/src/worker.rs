@@ -42,6 +42,7 @@ use crate::core::step::{finish, step, After, Switch};
 use crate::loom::Ordering;
 use crate::ops::Shared;
 use crate::task::TaskRef;
+use scx_rt_sys::stack_cache::StackCache;
 
 /// The loop of CPU `cpu`'s worker thread.
 pub(crate) fn worker_main(
@@ -64,6 +65,9 @@ pub(crate) fn worker_main(
         cpu,
     });
     let mut slot: Rc<crate::core::slot::SchedSlot> = sh.cur_slot();
+    // This CPU's own stack cache: a task's first run takes its stack from
+    // it and its exit gives the stack back, with no thread-local lookup.
+    let mut stacks = sh.stacks.cache();
     let mut after = After::default();
     let mut prev: Option<(TaskRef, Switch)> = None;
     let mut next_io_poll = 0u64;
@@ -83,7 +87,7 @@ pub(crate) fn worker_main(
         match next {
             Some(mut t) => {
                 let sw = loop {
-                    let (back, sw) = run_task(&sh, cpu, t);
+                    let (back, sw) = run_task(&sh, cpu, &mut stacks, t);
                     t = back;
                     if sw != Switch::Preempt || !interrupt_only(&sh, cpu, &t) {
                         break sw;
@@ -101,10 +105,11 @@ pub(crate) fn worker_main(
                 if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
-                idle(&sh, cpu, expiry.as_ref());
+                idle(&sh, cpu, &mut stacks, expiry.as_ref());
             }
         }
     }
+    drop(stacks);
     crate::core::release::close_higher_class(&sh, cpu);
     sh.cpus[cpu].shared.owner.expiry.store(0, Ordering::Relaxed);
     drop(expiry);
@@ -163,7 +168,12 @@ fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef) -> bool {
 
 /// Runs `t` until it reaches a switch point; returns it with the reason it
 /// stopped.
-fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
+fn run_task(
+    sh: &Arc<Shared>,
+    cpu: usize,
+    stacks: &mut StackCache,
+    t: TaskRef,
+) -> (TaskRef, Switch) {
     if !t.migratable && t.bound_cpu.load(Ordering::Relaxed) < 0 {
         t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
     }
@@ -173,7 +183,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     let r = {
         let mut body = t.body.lock();
         match body.as_mut() {
-            Some(f) => f.resume_with(&sh.stacks, t.id(), &t),
+            Some(f) => f.resume_cached(stacks, t.id(), &t),
             None => Ok(scx_rt_sys::fiber::Resumed::Finished),
         }
     };
@@ -196,7 +206,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     (t, sw)
 }
 
-fn idle(sh: &Shared, cpu: usize, expiry: Option<&ExpiryTimer>) {
+fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache, expiry: Option<&ExpiryTimer>) {
     let io = sh.io.active(cpu);
     if let Some(r) = io {
         // Ready I/O first, without blocking (Go's `findrunnable`).
@@ -210,7 +220,7 @@ fn idle(sh: &Shared, cpu: usize, expiry: Option<&ExpiryTimer>) {
         || {
             // Release the memory of stacks cached after a burst, off the
             // hot path (scx_rt_sys::stack docs).
-            sh.stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
+            stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
             // A sleeping CPU needs no slice expiry (it published no
             // deadline): the timer would only wake it once for nothing.
             if let Some(t) = expiry {
