@@ -12,7 +12,7 @@ use crate::core::has_op::Op;
 use crate::cpumask::Cpumask;
 use crate::flags::WakeFlags;
 use crate::join::JoinError;
-use crate::loom::Ordering;
+use crate::loom::{Mutex, Ordering};
 use crate::ops::Shared;
 use crate::ops::{Ctx, InitCtx, InitTaskArgs};
 use crate::sync::wait::{park, Waiter};
@@ -44,15 +44,18 @@ struct EntryState<F, T> {
 
 /// What a spawned task runs (`Task::entry`): the closure and the join
 /// state. Kept inside the task when small (`SmallBox`: one allocation per
-/// spawn), boxed beside it when not (`Task`'s docs, "Layout").
+/// spawn), boxed beside it when not (`Task`'s docs, "Layout"). The lock is
+/// the runtime's spin lock: it is held for a few moves, never across a
+/// switch or a wake-up (the joiner is woken after it is released), and its
+/// release is a store, not a read-modify-write.
 struct Entry<F, T> {
-    st: parking_lot::Mutex<EntryState<F, T>>,
+    st: Mutex<EntryState<F, T>>,
 }
 
 impl<F, T> Entry<F, T> {
     fn new(f: F) -> Self {
         Entry {
-            st: parking_lot::Mutex::new(EntryState {
+            st: Mutex::new(EntryState {
                 stage: Stage::Pending(f),
                 joiner: None,
             }),
