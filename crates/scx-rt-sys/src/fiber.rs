@@ -240,7 +240,7 @@ impl Fiber {
     /// resume (module doc): no thread-local access of its own.
     pub fn resume_as(&mut self, pool: &StackPool, label: u64) -> io::Result<Resumed> {
         self.resume_inner(
-            Stacks::Pool(pool),
+            &mut Stacks::Pool(pool),
             label,
             std::ptr::null(),
             TypeId::of::<()>(),
@@ -258,7 +258,7 @@ impl Fiber {
         data: &Arc<T>,
     ) -> io::Result<Resumed> {
         self.resume_inner(
-            Stacks::Pool(pool),
+            &mut Stacks::Pool(pool),
             label,
             data as *const Arc<T> as *const (),
             TypeId::of::<Arc<T>>(),
@@ -277,7 +277,7 @@ impl Fiber {
         data: &Arc<T>,
     ) -> io::Result<Resumed> {
         self.resume_inner(
-            Stacks::Cache(cache),
+            &mut Stacks::Cache(cache),
             label,
             data as *const Arc<T> as *const (),
             TypeId::of::<Arc<T>>(),
@@ -290,13 +290,13 @@ impl Fiber {
     #[inline(never)]
     fn resume_inner(
         &mut self,
-        mut stacks: Stacks<'_>,
+        stacks: &mut Stacks<'_>,
         label: u64,
         data: *const (),
         data_ty: TypeId,
     ) -> io::Result<Resumed> {
         if !matches!(self.state, State::Running(_)) {
-            self.start(&mut stacks)?;
+            self.start(stacks)?;
         }
         let State::Running(run) = &mut self.state else {
             unreachable!("started above")
