@@ -259,6 +259,10 @@ pub struct Task {
     /// The stack context; `None` for model tokens and finished tasks.
     pub(crate) body: Mutex<Option<scx_rt_sys::fiber::Fiber>>,
     data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    /// Set (before the lock, never cleared) by the first `set_data`: a task
+    /// whose scheduler keeps no data leaves `clear_data` (every exit) and
+    /// `data` without taking the lock.
+    has_data: AtomicBool,
     /// What it runs (inline when small: "Layout" above).
     pub(crate) entry: SmallBox<dyn TaskEntry>,
 }
@@ -288,6 +292,7 @@ impl Task {
             migratable,
             body: Mutex::new(body),
             data: Mutex::new(None),
+            has_data: AtomicBool::new(false),
             entry,
         }
     }
@@ -417,17 +422,25 @@ impl Task {
     /// Attaches per-task scheduler data (usually from `init_task`),
     /// replacing any earlier value. No global map: the data lives in the task.
     pub fn set_data<T: Any + Send + Sync>(&self, data: T) {
+        // Before the store: a `clear_data` or `data` that misses the flag
+        // is ordered before this call (it did not happen before them).
+        self.has_data.store(true, Ordering::Release);
         *self.data.lock() = Some(Arc::new(data));
     }
 
     /// The per-task scheduler data, if it is a `T`.
     pub fn data<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        if !self.has_data.load(Ordering::Acquire) {
+            return None;
+        }
         let d = self.data.lock().clone()?;
         d.downcast::<T>().ok()
     }
 
     pub(crate) fn clear_data(&self) {
-        *self.data.lock() = None;
+        if self.has_data.load(Ordering::Acquire) {
+            *self.data.lock() = None;
+        }
     }
 
     pub(crate) fn has_flag(&self, f: u32) -> bool {
