@@ -91,23 +91,30 @@ impl StackCache {
 
     /// Moves every cached slot to the pool's shared free list.
     pub fn flush(&mut self) {
-        if self.slots.is_empty() {
-            return;
-        }
-        self.pool.put_slots_shared(self.slots.drain(..));
-        self.publish();
+        flush(&self.pool, &mut self.slots, &self.count);
     }
 
     /// [`StackPool::trim`], flushing this cache (instead of the calling
-    /// thread's) when something may be trimmed.
+    /// thread's) when something may be trimmed. Borrows the parts apart
+    /// (no reference counted on the pool: a worker trims at every sleep).
     pub fn trim(&mut self, keep: usize) -> usize {
-        let pool = self.pool.clone();
-        pool.trim(keep, || self.flush())
+        let StackCache { pool, slots, count } = self;
+        pool.trim(keep, || flush(pool, slots, count))
     }
 
     fn publish(&self) {
         self.count.store(self.slots.len(), Ordering::Relaxed);
     }
+}
+
+/// Moves the cached `slots` to `pool`'s shared free list and publishes the
+/// (now zero) count.
+fn flush(pool: &Shared, slots: &mut Vec<usize>, count: &AtomicUsize) {
+    if slots.is_empty() {
+        return;
+    }
+    pool.put_slots_shared(slots.drain(..));
+    count.store(0, Ordering::Relaxed);
 }
 
 impl Drop for StackCache {
