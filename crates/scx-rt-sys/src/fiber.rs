@@ -87,6 +87,7 @@ use corosensei::{Coroutine, CoroutineResult};
 
 use crate::sigsegv::{self, RunningStack, StackSpan};
 use crate::stack::{Stack, StackPool};
+use crate::stack_cache::StackCache;
 
 type Yielder = corosensei::Yielder<(), usize>;
 type Co = Coroutine<(), usize, (), Stack>;
@@ -149,6 +150,15 @@ unsafe fn frame() -> *const Frame {
     // field of a `Frame` of this module (`Frame::run` is the only
     // publisher), with the whole frame's provenance: the cast is exact.
     unsafe { sigsegv::current_frame() }.cast::<Frame>()
+}
+
+/// Where a resume takes a first stack from, and gives it back to.
+enum Stacks<'a> {
+    /// The pool (through the thread's cache); the stack goes back when the
+    /// coroutine is dropped.
+    Pool(&'a StackPool),
+    /// The resumer's own cache; the stack goes back to it explicitly.
+    Cache(&'a mut StackCache),
 }
 
 enum State {
@@ -229,7 +239,12 @@ impl Fiber {
     /// it until the fiber suspends). The label travels in the frame of this
     /// resume (module doc): no thread-local access of its own.
     pub fn resume_as(&mut self, pool: &StackPool, label: u64) -> io::Result<Resumed> {
-        self.resume_inner(pool, label, std::ptr::null(), TypeId::of::<()>())
+        self.resume_inner(
+            &mut Stacks::Pool(pool),
+            label,
+            std::ptr::null(),
+            TypeId::of::<()>(),
+        )
     }
 
     /// [`Fiber::resume_as`], lending `data` to the fiber while it runs: code
@@ -243,7 +258,26 @@ impl Fiber {
         data: &Arc<T>,
     ) -> io::Result<Resumed> {
         self.resume_inner(
-            pool,
+            &mut Stacks::Pool(pool),
+            label,
+            data as *const Arc<T> as *const (),
+            TypeId::of::<Arc<T>>(),
+        )
+    }
+
+    /// [`Fiber::resume_with`], with the stack of the first resume taken
+    /// from `cache` and given back to it when the body returns
+    /// ([`crate::stack_cache`]: no thread-local lookup on either side). A
+    /// body that panics, or a fiber dropped while suspended, returns its
+    /// stack to its pool the ordinary way.
+    pub fn resume_cached<T: ?Sized + Send + Sync + 'static>(
+        &mut self,
+        cache: &mut StackCache,
+        label: u64,
+        data: &Arc<T>,
+    ) -> io::Result<Resumed> {
+        self.resume_inner(
+            &mut Stacks::Cache(cache),
             label,
             data as *const Arc<T> as *const (),
             TypeId::of::<Arc<T>>(),
@@ -256,13 +290,13 @@ impl Fiber {
     #[inline(never)]
     fn resume_inner(
         &mut self,
-        pool: &StackPool,
+        stacks: &mut Stacks<'_>,
         label: u64,
         data: *const (),
         data_ty: TypeId,
     ) -> io::Result<Resumed> {
         if !matches!(self.state, State::Running(_)) {
-            self.start(pool)?;
+            self.start(stacks)?;
         }
         let State::Running(run) = &mut self.state else {
             unreachable!("started above")
@@ -283,9 +317,16 @@ impl Fiber {
         match result {
             Ok(CoroutineResult::Yield(code)) => Ok(Resumed::Suspended(code)),
             Ok(CoroutineResult::Return(())) => {
-                // Dropping the finished coroutine drops its `Stack`, which
-                // returns it to its pool.
-                self.state = State::Finished;
+                let State::Running(run) = std::mem::replace(&mut self.state, State::Finished)
+                else {
+                    unreachable!("running above")
+                };
+                match stacks {
+                    Stacks::Cache(c) => c.put(run.co.into_stack()),
+                    // Dropping the finished coroutine drops its `Stack`,
+                    // which returns it to its pool.
+                    Stacks::Pool(_) => drop(run),
+                }
                 Ok(Resumed::Finished)
             }
             Err(payload) => {
@@ -305,13 +346,16 @@ impl Fiber {
     /// If the fiber has already finished.
     #[cold]
     #[inline(never)]
-    fn start(&mut self, pool: &StackPool) -> io::Result<()> {
+    fn start(&mut self, stacks: &mut Stacks<'_>) -> io::Result<()> {
         match self.state {
             State::Finished => panic!("resumed a finished fiber"),
             State::Running(_) => return Ok(()),
             State::NotStarted(_) => {}
         }
-        let stack = pool.get()?;
+        let stack = match stacks {
+            Stacks::Pool(p) => p.get()?,
+            Stacks::Cache(c) => c.get()?,
+        };
         let span = StackSpan {
             guard: stack.guard_range(),
         };
@@ -510,6 +554,34 @@ mod tests {
     fn fiber_is_send() {
         fn assert_send<T: Send>() {}
         assert_send::<Fiber>();
+    }
+
+    #[test]
+    fn a_cached_resume_takes_and_returns_the_cache_stack() {
+        let pool = pool();
+        let mut cache = pool.cache();
+        let data = Arc::new(5u32);
+        let mut f = Fiber::new(Box::new(|| {
+            assert_eq!(lent::<u32>().map(|v| *v), Some(5));
+            suspend(1);
+        }));
+        assert_eq!(
+            f.resume_cached(&mut cache, 0, &data).unwrap(),
+            Resumed::Suspended(1)
+        );
+        assert_eq!(pool.cached(), 0, "the running fiber holds the stack");
+        assert_eq!(
+            f.resume_cached(&mut cache, 0, &data).unwrap(),
+            Resumed::Finished
+        );
+        assert_eq!(pool.cached(), 1, "back in a cache");
+        drop(cache);
+        // The slot went to the shared list, not to this thread's cache: a
+        // fresh cache of the pool refills from it without carving.
+        assert_eq!(pool.allocated(), 1);
+        let mut again = pool.cache();
+        drop(again.get().unwrap());
+        assert_eq!(pool.allocated(), 1, "the returned stack was reused");
     }
 
     #[test]

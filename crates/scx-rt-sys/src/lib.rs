@@ -14,6 +14,8 @@
 //! - [`page`]: the system page size;
 //! - [`stack`]: guarded green-task stacks carved from large slabs, and the
 //!   pool that recycles them;
+//! - [`stack_cache`]: one owner's private cache of a pool's stacks,
+//!   passed down instead of found through a thread-local (a worker's);
 //! - [`spinlock`]: the spin lock behind the rq and DSQ locks;
 //! - [`fiber`]: a stackful green context (a corosensei coroutine on one of
 //!   our stacks) with lazy stack allocation, and `suspend` for the body.
@@ -32,13 +34,15 @@
 //!   real-time signal handler, and the calling thread's timer slack;
 //! - [`expiry`]: the per-thread slice-expiry timer, a one-shot POSIX timer
 //!   re-armed lazily whose handler compares a published deadline with the
-//!   clock and raises the thread's flags.
+//!   clock and raises the thread's flags;
+//! - [`small_box`]: a `dyn Trait` value kept inline when small (a task's
+//!   entry inside its control block, one allocation per spawn).
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
-//! `affinity`, `spinlock`, `rlimit`, and `futex`, `eventfd`, `epoll`, `sock`,
+//! `affinity`, `spinlock`, `rlimit`, `small_box`, and `futex`, `eventfd`, `epoll`, `sock`,
 //! `sigtimer` over a private `timespec`; `expiry` over `clock` and `sigtimer`; `sysrq` over
 //! `futex`); `sigsegv`; `stack`, which registers
-//! its slabs with `sigsegv`; `fiber`, which runs on `stack`s and labels the
+//! its slabs with `sigsegv`, and `stack_cache` over it; `fiber`, which runs on `stack`s and labels the
 //! running one for `sigsegv`.
 //!
 //! Rules for this crate: every `unsafe` block has a `// SAFETY:` comment
@@ -62,8 +66,10 @@ pub mod page;
 pub mod rlimit;
 pub mod sigsegv;
 pub mod sigtimer;
+pub mod small_box;
 pub mod sock;
 pub mod spinlock;
 pub mod stack;
+pub mod stack_cache;
 pub mod sysrq;
 mod timespec;

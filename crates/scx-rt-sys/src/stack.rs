@@ -207,7 +207,7 @@ impl Drop for Slab {
 }
 
 /// Pool state shared by the pool handle and every stack it handed out.
-struct Shared {
+pub(crate) struct Shared {
     /// Usable bytes per stack (multiple of the page size).
     stack_size: usize,
     /// Guard bytes below each stack (one page).
@@ -217,7 +217,7 @@ struct Shared {
     /// Stacks carved so far (live + cached); slots are never uncarved.
     allocated: AtomicUsize,
     /// Length of `synced.free`, readable without the lock (trim decision).
-    cached: AtomicUsize,
+    pub(crate) cached: AtomicUsize,
     synced: Mutex<Synced>,
     /// The published slot count of every thread cache of this pool (each
     /// written only by its thread); summed by [`StackPool::cached`]. Entries
@@ -331,10 +331,51 @@ impl Shared {
 
     /// Returns slots to the shared free list (no system call); the last one
     /// is handed out first.
-    fn put_slots_shared(&self, lows: impl IntoIterator<Item = usize>) {
+    pub(crate) fn put_slots_shared(&self, lows: impl IntoIterator<Item = usize>) {
         let mut synced = self.lock();
         synced.free.extend(lows);
         self.cached.store(synced.free.len(), Ordering::Relaxed);
+    }
+
+    /// Takes a slot for a cache whose free slots are `slots` (a thread's
+    /// or a [`crate::stack_cache::StackCache`]): its warmest, else up to
+    /// [`THREAD_CACHE_BATCH`] moved in from the shared free list under one
+    /// lock acquisition, else a carved one.
+    pub(crate) fn take_from(&self, slots: &mut Vec<usize>) -> io::Result<usize> {
+        if let Some(low) = slots.pop() {
+            return Ok(low);
+        }
+        let mut synced = self.lock();
+        let n = synced.free.len().min(THREAD_CACHE_BATCH);
+        if n == 0 {
+            return self.carve(&mut synced);
+        }
+        let at = synced.free.len() - n;
+        // Keeps the order: the shared list's warmest slot is popped first.
+        slots.extend(synced.free.drain(at..));
+        self.after_take(&mut synced);
+        drop(synced);
+        Ok(slots.pop().expect("refilled at least one slot"))
+    }
+
+    /// Returns slot `low` to a cache whose free slots are `slots`; at
+    /// [`THREAD_CACHE_CAP`] the [`THREAD_CACHE_BATCH`] coldest go back to
+    /// the shared free list.
+    pub(crate) fn keep_in(&self, slots: &mut Vec<usize>, low: usize) {
+        slots.push(low);
+        if slots.len() >= THREAD_CACHE_CAP {
+            self.put_slots_shared(slots.drain(..THREAD_CACHE_BATCH));
+        }
+    }
+
+    /// A new cache's published slot count, registered for
+    /// [`StackPool::cached`].
+    pub(crate) fn register_cache(&self) -> Arc<AtomicUsize> {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut counts = self.thread_counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.retain(|c| Arc::strong_count(c) > 1);
+        counts.push(count.clone());
+        count
     }
 
     /// Takes a slot: from this thread's cache, else refilled from the shared
@@ -365,15 +406,10 @@ struct ThreadCache {
 
 impl ThreadCache {
     fn new(sh: &Arc<Shared>) -> ThreadCache {
-        let count = Arc::new(AtomicUsize::new(0));
-        let mut counts = sh.thread_counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.retain(|c| Arc::strong_count(c) > 1);
-        counts.push(count.clone());
-        drop(counts);
         ThreadCache {
             pool: Arc::downgrade(sh),
             slots: Vec::with_capacity(THREAD_CACHE_CAP),
-            count,
+            count: sh.register_cache(),
         }
     }
 
@@ -452,31 +488,14 @@ impl ThreadCaches {
 
     fn get(&mut self, sh: &Arc<Shared>) -> io::Result<usize> {
         let cache = self.cache(sh);
-        if let Some(low) = cache.slots.pop() {
-            cache.publish();
-            return Ok(low);
-        }
-        let mut synced = sh.lock();
-        let n = synced.free.len().min(THREAD_CACHE_BATCH);
-        if n == 0 {
-            return sh.carve(&mut synced);
-        }
-        let at = synced.free.len() - n;
-        // Keeps the order: the shared list's warmest slot is popped first.
-        cache.slots.extend(synced.free.drain(at..));
-        sh.after_take(&mut synced);
-        drop(synced);
-        let low = cache.slots.pop().expect("refilled at least one slot");
+        let r = sh.take_from(&mut cache.slots);
         cache.publish();
-        Ok(low)
+        r
     }
 
     fn put(&mut self, sh: &Arc<Shared>, low: usize) {
         let cache = self.cache(sh);
-        cache.slots.push(low);
-        if cache.slots.len() >= THREAD_CACHE_CAP {
-            sh.put_slots_shared(cache.slots.drain(..THREAD_CACHE_BATCH));
-        }
+        sh.keep_in(&mut cache.slots, low);
         cache.publish();
     }
 
@@ -494,8 +513,8 @@ impl ThreadCaches {
 /// Dropping it returns it to the pool it came from.
 pub struct Stack {
     /// Slot start: the lowest guard byte.
-    low: usize,
-    pool: Arc<Shared>,
+    pub(crate) low: usize,
+    pub(crate) pool: Arc<Shared>,
 }
 
 impl Stack {
@@ -560,7 +579,7 @@ unsafe impl corosensei::stack::Stack for Stack {
 /// they only touch the calling thread's cache (no lock); one mutex
 /// acquisition per [`THREAD_CACHE_BATCH`] stacks otherwise. `Sync`.
 pub struct StackPool {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for StackPool {
@@ -682,17 +701,25 @@ impl StackPool {
     /// free list only: stacks in other threads' caches (at most
     /// [`THREAD_CACHE_CAP`] per thread) are never trimmed.
     pub fn trim(&self, keep: usize) -> usize {
-        let sh = &self.shared;
+        self.shared.trim(keep, || self.flush_thread_cache())
+    }
+}
+
+impl Shared {
+    /// [`StackPool::trim`], with `flush` moving the caller's cache to the
+    /// shared free list when something may be trimmed.
+    pub(crate) fn trim(&self, keep: usize, flush: impl FnOnce()) -> usize {
+        let sh = self;
         if sh.cached.load(Ordering::Relaxed) + THREAD_CACHE_CAP <= keep {
-            // Even with this thread's cache flushed (at most
+            // Even with the caller's cache flushed (at most
             // THREAD_CACHE_CAP slots) nothing would pass `keep`: leave the
-            // cache alone. Flushing it would only make this thread's next
+            // cache alone. Flushing it would only make the caller's next
             // `get` refill from the shared list under its lock (a worker
             // trims each time it goes to sleep, so an idle-busy-idle
             // pattern paid that at every task).
             return 0;
         }
-        self.flush_thread_cache();
+        flush();
         if sh.cached.load(Ordering::Relaxed) <= keep {
             return 0;
         }

@@ -44,6 +44,14 @@ pub(crate) fn current() -> Option<(Arc<Shared>, usize, Option<TaskRef>)> {
     })
 }
 
+/// Runs `f` with the calling worker's runtime and CPU, borrowed (no
+/// reference counted, no task looked up): `None` off a worker. `f` must
+/// not switch fibers (it runs inside the thread-local's borrow).
+#[inline(never)]
+pub(crate) fn with_worker<R>(f: impl FnOnce(&Arc<Shared>, usize) -> R) -> Option<R> {
+    WORKER.with(|w| w.borrow().as_ref().map(|w| f(&w.sh, w.cpu)))
+}
+
 /// The green task the calling code runs in, if any.
 #[inline]
 pub(crate) fn current_task() -> Option<TaskRef> {

@@ -201,8 +201,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (sh, _, _) = context::current().expect("scx_rt::spawn called outside a scx-rt task");
-    spawn::spawn_in(&sh, f, task::Affinity::All, consts::WEIGHT_DFL)
+    // A worker spawns from its own CPU (the spawn does not switch).
+    context::with_worker(|sh, cpu| {
+        spawn::spawn_from(sh, Some(cpu), f, task::Affinity::All, consts::WEIGHT_DFL)
+    })
+    .expect("scx_rt::spawn called outside a scx-rt task")
 }
 
 /// Runs the blocking closure `f` on the runtime's blocking pool (a separate

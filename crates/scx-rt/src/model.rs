@@ -607,7 +607,7 @@ impl Runtime {
             crate::task::Affinity::All,
             false,
             0,
-            Box::new(crate::task::NoEntry),
+            scx_rt_sys::small_box::SmallBox::new(crate::task::NoEntry),
         ))
     }
 

@@ -12,46 +12,92 @@ use crate::core::has_op::Op;
 use crate::cpumask::Cpumask;
 use crate::flags::WakeFlags;
 use crate::join::JoinError;
-use crate::loom::Ordering;
+use crate::loom::{Mutex, Ordering};
 use crate::ops::Shared;
 use crate::ops::{Ctx, InitCtx, InitTaskArgs};
-use crate::sync::wait::{wait_on, wake_all, WaitList};
+use crate::sync::wait::{park, Waiter};
 use crate::task::{Affinity, Task, TaskEntry, TaskId, TaskRef, TaskState};
+use scx_rt_sys::small_box::SmallBox;
 
-struct PacketState<T> {
-    result: Option<Result<T, JoinError>>,
-    done: bool,
-    waiters: WaitList,
+/// Where a spawned task is in its life, as its joiner sees it.
+enum Stage<F, T> {
+    /// Not started: the closure.
+    Pending(F),
+    /// Running (the closure taken), or its fiber being dropped unrun.
+    Running,
+    /// Finished: the outcome, until `join` takes it.
+    Done(Result<T, JoinError>),
+    /// Finished, and the outcome taken.
+    Joined,
 }
 
-/// A task's join state.
-struct Packet<T> {
-    st: parking_lot::Mutex<PacketState<T>>,
+/// What a spawned task runs and how it ends, under one lock: the closure
+/// until the task starts, then its outcome until the join takes it, and the
+/// one joiner waiting (a [`JoinHandle`] is not `Clone`, and `join` consumes
+/// it, so there is never more than one). The closure and the outcome share
+/// their space (`Stage`), which keeps small entries inside the task.
+struct EntryState<F, T> {
+    stage: Stage<F, T>,
+    /// The joiner parked on this task, if any.
+    joiner: Option<Waiter>,
 }
 
-impl<T> Packet<T> {
-    /// Stores the task's outcome and wakes its joiners.
+/// What a spawned task runs (`Task::entry`): the closure and the join
+/// state. Kept inside the task when small (`SmallBox`: one allocation per
+/// spawn), boxed beside it when not (`Task`'s docs, "Layout"). The lock is
+/// the runtime's spin lock: it is held for a few moves, never across a
+/// switch or a wake-up (the joiner is woken after it is released), and its
+/// release is a store, not a read-modify-write.
+struct Entry<F, T> {
+    st: Mutex<EntryState<F, T>>,
+}
+
+impl<F, T> Entry<F, T> {
+    fn new(f: F) -> Self {
+        Entry {
+            st: Mutex::new(EntryState {
+                stage: Stage::Pending(f),
+                joiner: None,
+            }),
+        }
+    }
+
+    /// Takes the closure (`None`: already taken).
+    fn take_f(&self) -> Option<F> {
+        let mut s = self.st.lock();
+        match std::mem::replace(&mut s.stage, Stage::Running) {
+            Stage::Pending(f) => Some(f),
+            other => {
+                s.stage = other;
+                None
+            }
+        }
+    }
+
+    /// Stores the task's outcome and wakes its joiner.
     fn complete(&self, r: Result<T, JoinError>) {
-        let ws = {
+        let joiner = {
             let mut s = self.st.lock();
-            s.result = Some(r);
-            s.done = true;
-            s.waiters.take_all()
+            s.stage = Stage::Done(r);
+            s.joiner.take()
         };
-        wake_all(ws);
+        if let Some(w) = joiner {
+            w.wake();
+        }
     }
 }
 
-/// What a spawned task runs (`Task::entry`): the closure until it starts,
-/// and the join state. Spawning allocates two blocks: the task, and the
-/// closure with its join state (`Task`'s docs, "Layout").
-struct Entry<F, T> {
-    /// Taken when the task starts, or when it fails before (no stack).
-    f: parking_lot::Mutex<Option<F>>,
-    packet: Packet<T>,
-}
-
 impl<F, T> crate::task::sealed::Sealed for Entry<F, T> {}
+
+impl<F, T> scx_rt_sys::small_box::AsDyn<dyn TaskEntry> for Entry<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn as_dyn(&self) -> &(dyn TaskEntry + 'static) {
+        self
+    }
+}
 
 impl<F, T> TaskEntry for Entry<F, T>
 where
@@ -59,7 +105,7 @@ where
     T: Send + 'static,
 {
     fn run(&self) {
-        let Some(f) = self.f.lock().take() else {
+        let Some(f) = self.take_f() else {
             return;
         };
         let r = catch_unwind(AssertUnwindSafe(f));
@@ -71,15 +117,15 @@ where
             }
             return;
         }
-        self.packet.complete(r.map_err(JoinError::Panicked));
+        self.complete(r.map_err(JoinError::Panicked));
     }
 
     fn fail(&self, id: TaskId, stack_size: usize, source: std::io::Error) {
-        let Some(f) = self.f.lock().take() else {
+        let Some(f) = self.take_f() else {
             return;
         };
         drop(f);
-        self.packet.complete(Err(JoinError::NoStack {
+        self.complete(Err(JoinError::NoStack {
             id,
             stack_size,
             source,
@@ -87,7 +133,7 @@ where
     }
 
     fn join_state(&self) -> &dyn std::any::Any {
-        &self.packet
+        self
     }
 }
 
@@ -103,33 +149,76 @@ fn run_lent_task() {
 /// Owns the right to join a task.
 pub struct JoinHandle<T> {
     task: TaskRef,
-    /// Sends and shares like the join state it reads.
-    _p: PhantomData<Packet<T>>,
+    /// Sends and shares like the outcome it takes.
+    _p: PhantomData<Result<T, JoinError>>,
+    /// The typed reads of the task's entry, whose closure type the handle
+    /// does not know (monomorphized at spawn).
+    vt: JoinVtable<T>,
+}
+
+/// The typed reads a handle makes on its task's entry, monomorphized for
+/// `Entry<F, T>` at spawn.
+struct JoinVtable<T> {
+    /// Waits for the outcome and takes it.
+    join: fn(&dyn std::any::Any) -> Result<T, JoinError>,
+    /// Whether the task has finished.
+    is_finished: fn(&dyn std::any::Any) -> bool,
+}
+
+/// The typed reads of an `Entry<F, T>` behind a `&dyn Any`.
+trait JoinState<T> {
+    const VTABLE: JoinVtable<T>;
+}
+
+impl<F, T> JoinState<T> for Entry<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    const VTABLE: JoinVtable<T> = JoinVtable {
+        join: |e| {
+            let e = entry::<F, T>(e);
+            loop {
+                let mut s = e.st.lock();
+                if matches!(s.stage, Stage::Done(_)) {
+                    s.joiner = None;
+                    let Stage::Done(r) = std::mem::replace(&mut s.stage, Stage::Joined) else {
+                        unreachable!("checked above")
+                    };
+                    return r;
+                }
+                // Listed once; a spurious wake-up finds itself still listed.
+                if s.joiner.is_none() {
+                    s.joiner = Some(Waiter::current());
+                }
+                drop(s);
+                park();
+            }
+        },
+        is_finished: |e| {
+            matches!(
+                entry::<F, T>(e).st.lock().stage,
+                Stage::Done(_) | Stage::Joined
+            )
+        },
+    };
+}
+
+fn entry<F: 'static, T: 'static>(e: &dyn std::any::Any) -> &Entry<F, T> {
+    e.downcast_ref::<Entry<F, T>>()
+        .expect("a join handle's task has the handle's entry type")
 }
 
 impl<T: Send + 'static> JoinHandle<T> {
-    fn packet(&self) -> &Packet<T> {
-        self.task
-            .entry
-            .join_state()
-            .downcast_ref::<Packet<T>>()
-            .expect("a join handle's task has the handle's result type")
-    }
-
     /// Waits for the task and returns its value. Blocks the OS thread, or
     /// only the green task when called from one.
     pub fn join(self) -> Result<T, JoinError> {
-        let pk = self.packet();
-        wait_on(
-            &pk.st,
-            |s| if s.done { s.result.take() } else { None },
-            |s| &mut s.waiters,
-        )
+        (self.vt.join)(self.task.entry.join_state())
     }
 
     /// Whether the task has finished.
     pub fn is_finished(&self) -> bool {
-        self.packet().st.lock().done
+        (self.vt.is_finished)(self.task.entry.join_state())
     }
 
     /// The task's id.
@@ -203,18 +292,25 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    spawn_from(sh, context::cpu_in(sh), f, affinity, weight)
+}
+
+/// [`spawn_in`] from CPU `from` of `sh` (`None`: from outside its
+/// workers), which the caller knows.
+pub(crate) fn spawn_from<F, T>(
+    sh: &Arc<Shared>,
+    from: Option<usize>,
+    f: F,
+    affinity: Affinity,
+    weight: u32,
+) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    debug_assert_eq!(from, context::cpu_in(sh));
     let id = next_task_id();
-    let entry = Entry {
-        f: parking_lot::Mutex::new(Some(f)),
-        packet: Packet {
-            st: parking_lot::Mutex::new(PacketState {
-                result: None,
-                done: false,
-                waiters: WaitList::default(),
-            }),
-        },
-    };
-    let from = context::cpu_in(sh);
+    let entry = Entry::new(f);
     let p: TaskRef = Arc::new(Task::new(
         id,
         sh.rt_id,
@@ -222,7 +318,7 @@ where
         affinity,
         sh.cfg.allow_migration,
         now(),
-        Box::new(entry),
+        SmallBox::new(entry),
     ));
     if weight != crate::consts::WEIGHT_DFL {
         p.scx.weight.store(weight, Ordering::Relaxed);
@@ -281,5 +377,23 @@ where
     JoinHandle {
         task: p,
         _p: PhantomData,
+        vt: <Entry<F, T> as JoinState<T>>::VTABLE,
+    }
+}
+
+#[cfg(all(test, not(scx_rt_loom)))]
+mod tests {
+    use super::*;
+
+    /// The entry of a closure that captures a few words and returns a
+    /// word-sized value stays inside the task (no second allocation).
+    #[test]
+    fn small_entries_fit_inline() {
+        let cap = [0u64; 3];
+        let e = Entry::new(move || cap[0]);
+        let b: SmallBox<dyn TaskEntry> = SmallBox::new(e);
+        assert!(b.is_inline());
+        let b: SmallBox<dyn TaskEntry> = SmallBox::new(Entry::new(|| ()));
+        assert!(b.is_inline());
     }
 }

@@ -42,6 +42,8 @@ use std::sync::Arc;
 use crate::consts::SLICE_DFL;
 use crate::cpumask::Cpumask;
 use crate::flags::DSQ_INVALID;
+use scx_rt_sys::small_box::SmallBox;
+
 use crate::loom::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// A shared handle to a task, as policies hold them in their queues.
@@ -180,10 +182,10 @@ impl SchedEntity {
     }
 }
 
-/// What a task runs, in one allocation beside the task (`Task::entry`,
-/// the "Layout" section of [`Task`]): the closure and its join state
-/// together (`spawn::Entry`). Model tokens have none (`NoEntry`, which
-/// allocates nothing). Not implementable outside the crate.
+/// What a task runs, inside the task when small (`Task::entry`, the
+/// "Layout" section of [`Task`]): the closure and its join state together
+/// (`spawn::Entry`). Model tokens have none (`NoEntry`). Not implementable
+/// outside the crate.
 #[doc(hidden)]
 pub trait TaskEntry: Send + Sync + 'static + sealed::Sealed {
     /// Runs the task's closure, on its fiber, once; completes its join
@@ -207,6 +209,12 @@ pub(crate) struct NoEntry;
 
 impl sealed::Sealed for NoEntry {}
 
+impl scx_rt_sys::small_box::AsDyn<dyn TaskEntry> for NoEntry {
+    fn as_dyn(&self) -> &(dyn TaskEntry + 'static) {
+        self
+    }
+}
+
 impl TaskEntry for NoEntry {
     fn run(&self) {}
     fn fail(&self, _id: TaskId, _stack_size: usize, _source: std::io::Error) {}
@@ -220,14 +228,19 @@ impl TaskEntry for NoEntry {
 ///
 /// # Layout
 ///
-/// `Task` is sized: what it runs (the closure and its join state, one
-/// `TaskEntry`) is a second allocation behind `entry`. With the entry
-/// inline as an unsized tail (`Arc<Task<dyn TaskEntry>>`, one allocation)
-/// the offset of every field inside the `Arc` depends on the entry's
-/// alignment, which only its vtable knows: each field access through a
-/// `TaskRef` then reloads it and rounds (six instructions), about 20
-/// times per switch. Sized, a yield costs 1,092 - 930 = 162 instructions
-/// less (callgrind), for one allocation and free per spawn.
+/// `Task` is sized, and what it runs (the closure and its join state, one
+/// `TaskEntry`) sits inside it when small: a `SmallBox` keeps an entry of
+/// up to `scx_rt_sys::small_box::INLINE_BYTES` at a fixed offset, and boxes
+/// a larger one beside the task. So a spawn allocates once (the `Arc`),
+/// twice only for a closure or result too big for the box. With the entry
+/// as an unsized tail instead (`Arc<Task<dyn TaskEntry>>`) the offset of
+/// every field inside the `Arc` depends on the entry's alignment, which
+/// only its vtable knows: each field access through a `TaskRef` then
+/// reloads it and rounds (six instructions), about 20 times per switch
+/// (a yield cost 162 instructions more, callgrind). The second allocation
+/// of an always-boxed entry cost a spawn + exit about 520 instructions
+/// (a malloc and a free, in the allocator's slow paths with many tasks
+/// alive).
 pub struct Task {
     id: TaskId,
     /// The runtime the task belongs to (`Shared::rt_id`): a waker finds
@@ -246,8 +259,12 @@ pub struct Task {
     /// The stack context; `None` for model tokens and finished tasks.
     pub(crate) body: Mutex<Option<scx_rt_sys::fiber::Fiber>>,
     data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
-    /// What it runs (its own allocation: the module docs, "Layout").
-    pub(crate) entry: Box<dyn TaskEntry>,
+    /// Set (before the lock, never cleared) by the first `set_data`: a task
+    /// whose scheduler keeps no data leaves `clear_data` (every exit) and
+    /// `data` without taking the lock.
+    has_data: AtomicBool,
+    /// What it runs (inline when small: "Layout" above).
+    pub(crate) entry: SmallBox<dyn TaskEntry>,
 }
 
 impl Task {
@@ -258,7 +275,7 @@ impl Task {
         affinity: Affinity,
         migratable: bool,
         now: u64,
-        entry: Box<dyn TaskEntry>,
+        entry: SmallBox<dyn TaskEntry>,
     ) -> Self {
         let affinity_single = match &affinity {
             Affinity::Mask(m) if m.weight() == 1 => m.first(),
@@ -275,6 +292,7 @@ impl Task {
             migratable,
             body: Mutex::new(body),
             data: Mutex::new(None),
+            has_data: AtomicBool::new(false),
             entry,
         }
     }
@@ -292,7 +310,7 @@ impl Task {
             Affinity::All,
             true,
             0,
-            Box::new(NoEntry),
+            SmallBox::new(NoEntry),
         ))
     }
 
@@ -412,17 +430,25 @@ impl Task {
     /// Attaches per-task scheduler data (usually from `init_task`),
     /// replacing any earlier value. No global map: the data lives in the task.
     pub fn set_data<T: Any + Send + Sync>(&self, data: T) {
+        // Before the store: a `clear_data` or `data` that misses the flag
+        // is ordered before this call (it did not happen before them).
+        self.has_data.store(true, Ordering::Release);
         *self.data.lock() = Some(Arc::new(data));
     }
 
     /// The per-task scheduler data, if it is a `T`.
     pub fn data<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        if !self.has_data.load(Ordering::Acquire) {
+            return None;
+        }
         let d = self.data.lock().clone()?;
         d.downcast::<T>().ok()
     }
 
     pub(crate) fn clear_data(&self) {
-        *self.data.lock() = None;
+        if self.has_data.load(Ordering::Acquire) {
+            *self.data.lock() = None;
+        }
     }
 
     pub(crate) fn has_flag(&self, f: u32) -> bool {

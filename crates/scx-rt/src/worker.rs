@@ -52,6 +52,7 @@ use crate::core::step::{finish, step, After, Switch};
 use crate::loom::Ordering;
 use crate::ops::Shared;
 use crate::task::TaskRef;
+use scx_rt_sys::stack_cache::StackCache;
 
 /// The loop of CPU `cpu`'s worker thread.
 pub(crate) fn worker_main(
@@ -74,6 +75,9 @@ pub(crate) fn worker_main(
         cpu,
     });
     let mut slot: Rc<crate::core::slot::SchedSlot> = sh.cur_slot();
+    // This CPU's own stack cache: a task's first run takes its stack from
+    // it and its exit gives the stack back, with no thread-local lookup.
+    let mut stacks = sh.stacks.cache();
     let mut after = After::default();
     let mut prev: Option<(TaskRef, Switch)> = None;
     let mut next_io_poll = 0u64;
@@ -94,7 +98,7 @@ pub(crate) fn worker_main(
         match next {
             Some(mut t) => {
                 let sw = loop {
-                    let (back, sw) = run_task(&sh, cpu, t);
+                    let (back, sw) = run_task(&sh, cpu, &mut stacks, t);
                     t = back;
                     if sw != Switch::Preempt || !interrupt_only(&sh, cpu, &t, &slot) {
                         break sw;
@@ -112,10 +116,11 @@ pub(crate) fn worker_main(
                 if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
-                idle(&sh, cpu);
+                idle(&sh, cpu, &mut stacks);
             }
         }
     }
+    drop(stacks);
     crate::core::release::close_higher_class(&sh, cpu);
     sh.cpus[cpu].shared.owner.expiry.store(0, Ordering::Relaxed);
     drop(expiry);
@@ -174,7 +179,12 @@ fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef, slot: &SchedSlot) -> boo
 
 /// Runs `t` until it reaches a switch point; returns it with the reason it
 /// stopped.
-fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
+fn run_task(
+    sh: &Arc<Shared>,
+    cpu: usize,
+    stacks: &mut StackCache,
+    t: TaskRef,
+) -> (TaskRef, Switch) {
     if !t.migratable && t.bound_cpu.load(Ordering::Relaxed) < 0 {
         t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
         // One writer (this worker): a load and a store.
@@ -187,7 +197,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     let r = {
         let mut body = t.body.lock();
         match body.as_mut() {
-            Some(f) => f.resume_with(&sh.stacks, t.id(), &t),
+            Some(f) => f.resume_cached(stacks, t.id(), &t),
             None => Ok(scx_rt_sys::fiber::Resumed::Finished),
         }
     };
@@ -218,7 +228,7 @@ fn run_task(sh: &Arc<Shared>, cpu: usize, t: TaskRef) -> (TaskRef, Switch) {
     (t, sw)
 }
 
-fn idle(sh: &Shared, cpu: usize) {
+fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache) {
     let io = sh.io.active(cpu);
     if let Some(r) = io {
         // Ready I/O first, without blocking (Go's `findrunnable`).
@@ -232,7 +242,7 @@ fn idle(sh: &Shared, cpu: usize) {
         || {
             // Release the memory of stacks cached after a burst, off the
             // hot path (scx_rt_sys::stack docs).
-            sh.stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
+            stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
             // The expiry timer stays armed (module docs).
         },
         io.map(|r| r as &dyn crate::rq::IdleIo),

@@ -20,6 +20,31 @@ fn spawn_join_returns_value() {
     assert_eq!(rt.block_on(|| "hi".to_string()), "hi");
 }
 
+/// Closures and results too large to be kept inside the task (its entry is
+/// then boxed beside it) run and join like small ones, from a green task
+/// and from an OS thread, and `is_finished` turns true before the join.
+#[test]
+fn large_closures_and_results_join() {
+    let rt = rt(2);
+    let big = [3u64; 64];
+    let h = rt.spawn(move || big.map(|x| x * 2));
+    assert_eq!(h.join().unwrap(), [6u64; 64]);
+    let sum = rt.block_on(move || {
+        let hs: Vec<_> = (0..100u64)
+            .map(|i| scx_rt::spawn(move || big.iter().sum::<u64>() + i))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sum, 100 * 64 * 3 + (0..100u64).sum::<u64>());
+    let h = rt.spawn(|| vec![1u8; 10]);
+    while !h.is_finished() {
+        std::thread::yield_now();
+    }
+    assert_eq!(h.join().unwrap(), vec![1u8; 10]);
+    let h = rt.spawn(move || -> [u64; 64] { panic!("big {}", big[0]) });
+    assert_eq!(h.join().unwrap_err().panic_message(), "big 3");
+}
+
 fn exactly_once(nr_cpus: usize, n: usize) {
     let rt = rt(nr_cpus);
     let runs: Arc<Vec<AtomicU32>> = Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
