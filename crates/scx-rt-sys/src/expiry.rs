@@ -582,17 +582,20 @@ mod tests {
         assert!(publish(&c, h, crate::clock::now_ns() + 100_000));
         assert!(!publish(&c, h, u64::MAX));
         assert!(wait_for(|| t.armed().is_none()), "never fired");
-        // Armed, then disarmed: it never fires.
-        assert!(publish(&c, h, crate::clock::now_ns() + 100_000));
+        // Armed, then disarmed: it never fires, not even after the armed
+        // deadline (with a deadline that has passed by then). The armed
+        // deadline is far enough ahead (100 ms) that a test thread the OS
+        // holds back between the two calls does not see it fire first.
+        assert!(publish(&c, h, crate::clock::now_ns() + 100_000_000));
         t.disarm().unwrap();
         c.deadline.store(1, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(150));
         assert_eq!(flags(&c), (false, false, false));
         // Dropping an armed timer deletes it; its handle does nothing more.
-        assert!(publish(&c, h, crate::clock::now_ns() + 100_000));
+        assert!(publish(&c, h, crate::clock::now_ns() + 100_000_000));
         drop(t);
         assert!(!publish(&c, h, 2));
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(150));
         assert_eq!(flags(&c), (false, false, false));
     }
 

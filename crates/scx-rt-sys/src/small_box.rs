@@ -33,10 +33,19 @@
 //! of the inline `T`, which is a move of `T` (Rust values have no address
 //! identity until pinned, and `SmallBox` does not pin).
 //!
+//! The buffer is an `UnsafeCell`: the value may have interior mutability
+//! (the task's entry does: a lock and the slot its result goes to), and
+//! writes through a `&D` must come from a pointer whose provenance allows
+//! them; a pointer derived from a shared borrow of plain bytes would not
+//! (and a `SmallBox` of plain bytes would be `Freeze`, which lets the
+//! compiler treat memory behind `&SmallBox` as read-only). `Send` and
+//! `Sync` are then stated by hand, following `D` as a `Box<D>` would.
+//!
 //! The unsizing coercion from `&T` to `&D` is the caller's, through
 //! [`AsDyn`] (stable Rust cannot name "`T` unsizes to `D`" in a bound):
 //! an impl is a one-line `fn as_dyn(&self) -> &D { self }`.
 
+use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of, MaybeUninit};
 
@@ -61,12 +70,21 @@ pub trait AsDyn<D: ?Sized> {
 /// that are both, so the erased value never adds a thread restriction that
 /// `D` does not state.
 pub struct SmallBox<D: ?Sized + 'static> {
-    buf: [MaybeUninit<usize>; INLINE_WORDS],
+    buf: UnsafeCell<[MaybeUninit<usize>; INLINE_WORDS]>,
     get: unsafe fn(*const u8) -> *const D,
     drop: unsafe fn(*mut u8),
     /// Auto traits follow `D` (the buffer alone would be `Send + Sync`).
     _d: PhantomData<Box<D>>,
 }
+
+// SAFETY: a `SmallBox<D>` owns its value as a `Box<D>` would (inline or
+// boxed), and `new` takes only `Send + Sync` values: it may move to another
+// thread when `D` may.
+unsafe impl<D: ?Sized + Send + 'static> Send for SmallBox<D> {}
+// SAFETY: shared access goes only through `Deref` (a `&D`), as for a
+// `Box<D>`: sharing it is sound when sharing a `D` is. The `UnsafeCell` is
+// there for provenance (module docs), not for mutation by `SmallBox`.
+unsafe impl<D: ?Sized + Sync + 'static> Sync for SmallBox<D> {}
 
 /// `T` fits the inline buffer.
 const fn fits<T>() -> bool {
@@ -78,8 +96,8 @@ impl<D: ?Sized + 'static> SmallBox<D> {
     /// alignment), else in a `Box`.
     #[inline]
     pub fn new<T: AsDyn<D> + Send + Sync + 'static>(value: T) -> Self {
-        let mut buf = [MaybeUninit::<usize>::uninit(); INLINE_WORDS];
-        let dst = buf.as_mut_ptr().cast::<u8>();
+        let buf = UnsafeCell::new([MaybeUninit::<usize>::uninit(); INLINE_WORDS]);
+        let dst = buf.get().cast::<u8>();
         if fits::<T>() {
             // SAFETY: `buf` is `INLINE_BYTES` long, word-aligned, and owned
             // here; `fits` checked that a `T` fits at its start with its
@@ -106,7 +124,7 @@ impl<D: ?Sized + 'static> SmallBox<D> {
     /// Whether the value is stored inline (no heap allocation): the
     /// address it is read at lies in the buffer.
     pub fn is_inline(&self) -> bool {
-        let start = self.buf.as_ptr() as usize;
+        let start = self.buf.get() as usize;
         let at = (&**self as *const D).cast::<u8>() as usize;
         (start..start + INLINE_BYTES).contains(&at)
     }
@@ -119,9 +137,10 @@ impl<D: ?Sized + 'static> std::ops::Deref for SmallBox<D> {
     fn deref(&self) -> &D {
         // SAFETY: `get` is the function `new` chose for what `buf` holds (a
         // `T`, or a `Box<T>`), and `buf` holds it until `drop`. The returned
-        // pointer is derived from `&self.buf` (or from the box it owns), so
-        // it is valid for the borrow of `self`.
-        unsafe { &*(self.get)(self.buf.as_ptr().cast::<u8>()) }
+        // pointer is derived from the cell's pointer (or from the box it
+        // owns), so it is valid, with the cell's permissions, for the
+        // borrow of `self`.
+        unsafe { &*(self.get)(self.buf.get().cast::<u8>()) }
     }
 }
 
@@ -129,7 +148,7 @@ impl<D: ?Sized + 'static> Drop for SmallBox<D> {
     fn drop(&mut self) {
         // SAFETY: `drop` is the function `new` chose for what `buf` holds,
         // which is initialized and dropped only here, once.
-        unsafe { (self.drop)(self.buf.as_mut_ptr().cast::<u8>()) }
+        unsafe { (self.drop)(self.buf.get_mut().as_mut_ptr().cast::<u8>()) }
     }
 }
 
