@@ -126,10 +126,13 @@ impl RunnableList {
     }
 
     pub(crate) fn remove(&mut self, p: &TaskRef) {
-        let i = p.scx.runnable_slot.swap(usize::MAX, Ordering::Relaxed);
+        // A load and a store, not a swap: the slot is written only under
+        // the rq lock of the list it is on (no read-modify-write needed).
+        let i = p.scx.runnable_slot.load(Ordering::Relaxed);
         if i == usize::MAX {
             return;
         }
+        p.scx.runnable_slot.store(usize::MAX, Ordering::Relaxed);
         debug_assert!(self.slots[i].as_ref().is_some_and(|q| q.id() == p.id()));
         self.slots[i] = None;
         self.free.push(i);
