@@ -146,9 +146,25 @@ impl<'a> Ctx<'a> {
             // A user DSQ: the common question of a policy.
             return self.sh.user_dsq_nr_queued(dsq).map_or(-2, |n| n as i32);
         }
+        // A valid `LOCAL_ON | cpu`, the other common question (work
+        // stealing's fork balance and runnext ask it per enqueue): the
+        // CPU's lock-free length, inline.
+        if dsq & dsq_id::LOCAL_ON == dsq_id::LOCAL_ON {
+            let c = (dsq & dsq_id::LOCAL_CPU_MASK) as usize;
+            if c < self.sh.nr_cpus {
+                return self.sh.cpus[c]
+                    .shared
+                    .owner
+                    .local_nr
+                    .load(Ordering::Relaxed) as i32;
+            }
+        }
         self.builtin_dsq_nr_queued(dsq)
     }
 
+    /// [`Ctx::dsq_nr_queued`] of a built-in DSQ past the inline case (an
+    /// invalid `LOCAL_ON` CPU, `LOCAL`, `GLOBAL`, anything else).
+    #[inline(never)]
     fn builtin_dsq_nr_queued(&self, dsq: u64) -> i32 {
         if dsq == dsq_id::LOCAL {
             return match self.cpu {

@@ -510,7 +510,9 @@ impl Scheduler for WorkStealing {
             let mut to = (dsq_id::LOCAL, slice, enq_flags);
             if behind {
                 to.0 = self.parked(cpu);
-            } else if enq_flags.contains(EnqFlags::WAKEUP) && ctx.dsq_nr_queued(dsq_id::LOCAL) > 0 {
+            } else if enq_flags.contains(EnqFlags::WAKEUP)
+                && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) > 0
+            {
                 // Tasks wait here: a wakee of this CPU's running task may
                 // pass them (runnext).
                 if let Some(left) = self.inherit(ctx, me, p) {
