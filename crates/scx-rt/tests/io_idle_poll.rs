@@ -26,6 +26,32 @@ const ROUNDS: u8 = 5;
 /// not see the pipe become readable before the guard gives up.
 const ENDLESS_POLL: Duration = Duration::from_secs(3600);
 
+/// A pipe and, on `rt`, a task reading it byte by byte for [`ROUNDS`]
+/// rounds: before each read it sends the round's number on the returned
+/// receiver (it is about to park), and it returns the bytes it read.
+fn pipe_reader(
+    rt: &Runtime,
+) -> (
+    scx_rt::JoinHandle<Vec<u8>>,
+    mpsc::Receiver<u8>,
+    std::io::PipeWriter,
+) {
+    let (r, w) = std::io::pipe().unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel::<u8>();
+    let reader = rt.spawn(move || {
+        let r = GreenFd::new(r).unwrap();
+        let mut got = Vec::new();
+        for i in 0..ROUNDS {
+            ready_tx.send(i).unwrap();
+            let mut b = [0u8; 1];
+            (&r).read_exact(&mut b).unwrap();
+            got.push(b[0]);
+        }
+        got
+    });
+    (reader, ready_rx, w)
+}
+
 /// One CPU spinning in a one-hour idle poll, its only task parked reading
 /// a pipe; a plain thread writes the pipe once the CPU is in its poll. The
 /// CPU's peeks at its reactor while it polls must find the byte each
@@ -40,19 +66,7 @@ fn readiness_during_the_idle_poll_is_found_by_the_poll() {
             .idle_poll(ENDLESS_POLL)
             .build()
             .unwrap();
-        let (r, mut w) = std::io::pipe().unwrap();
-        let (ready_tx, ready_rx) = mpsc::channel::<u8>();
-        let reader = rt.spawn(move || {
-            let r = GreenFd::new(r).unwrap();
-            let mut got = Vec::new();
-            for i in 0..ROUNDS {
-                ready_tx.send(i).unwrap();
-                let mut b = [0u8; 1];
-                (&r).read_exact(&mut b).unwrap();
-                got.push(b[0]);
-            }
-            got
-        });
+        let (reader, ready_rx, mut w) = pipe_reader(&rt);
         for i in 0..ROUNDS {
             assert_eq!(ready_rx.recv().unwrap(), i);
             // Let the reader park and its CPU pass the look it takes just
@@ -87,23 +101,13 @@ fn readiness_ends_an_epoll_sleep() {
             .idle_poll(Duration::ZERO)
             .build()
             .unwrap();
-        let (r, mut w) = std::io::pipe().unwrap();
-        let (ready_tx, ready_rx) = mpsc::channel::<u8>();
-        let reader = rt.spawn(move || {
-            let r = GreenFd::new(r).unwrap();
-            for i in 0..ROUNDS {
-                ready_tx.send(i).unwrap();
-                let mut b = [0u8; 1];
-                (&r).read_exact(&mut b).unwrap();
-                assert_eq!(b[0], i);
-            }
-        });
+        let (reader, ready_rx, mut w) = pipe_reader(&rt);
         for i in 0..ROUNDS {
             assert_eq!(ready_rx.recv().unwrap(), i);
             std::thread::sleep(Duration::from_millis(20));
             w.write_all(&[i]).unwrap();
         }
-        reader.join().unwrap();
+        assert_eq!(reader.join().unwrap(), (0..ROUNDS).collect::<Vec<_>>());
         let c = &rt.stats().cpus[0];
         assert_eq!(c.io_wakeups_polling, 0, "{c:?}");
         assert!(c.io_wakeups_slept >= 1, "no epoll sleep woke a read: {c:?}");
@@ -119,17 +123,7 @@ fn readiness_ends_an_epoll_sleep() {
 fn a_busy_cpu_still_finds_readiness() {
     guard("a read on a CPU kept busy by a yielding task", || {
         let rt = Runtime::builder().nr_cpus(1).pin(false).build().unwrap();
-        let (r, mut w) = std::io::pipe().unwrap();
-        let (ready_tx, ready_rx) = mpsc::channel::<u8>();
-        let reader = rt.spawn(move || {
-            let r = GreenFd::new(r).unwrap();
-            for i in 0..ROUNDS {
-                ready_tx.send(i).unwrap();
-                let mut b = [0u8; 1];
-                (&r).read_exact(&mut b).unwrap();
-                assert_eq!(b[0], i);
-            }
-        });
+        let (reader, ready_rx, mut w) = pipe_reader(&rt);
         let stop = Arc::new(AtomicBool::new(false));
         // A failed assertion must stop the spinner too, or the runtime's
         // drop would wait for it and the failure would read as a hang.
@@ -161,7 +155,7 @@ fn a_busy_cpu_still_finds_readiness() {
             // The spinner kept the CPU busy: no idle look found it.
             assert_eq!(idle_looks(&rt), before);
         }
-        reader.join().unwrap();
+        assert_eq!(reader.join().unwrap(), (0..ROUNDS).collect::<Vec<_>>());
         stop.store(true, Ordering::Relaxed);
         spinner.join().unwrap();
         assert!(rt.stats().cpus[0].io_wakeups >= u64::from(ROUNDS));
