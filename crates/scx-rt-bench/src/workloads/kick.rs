@@ -228,6 +228,8 @@ struct Shared {
     out: Line<Stamp>,
     /// Ends `W` and the spinner.
     stop: Line<AtomicBool>,
+    /// The busy case's spinner runs on the target.
+    spinning: AtomicBool,
 }
 
 /// The policy: every task to its CPU's local DSQ with an infinite slice,
@@ -349,6 +351,7 @@ fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u
     let spinner = (case == Case::BusyPreempt).then(|| {
         let s = Arc::clone(&sh);
         rt.spawn_on(TARGET, move || {
+            s.spinning.store(true, Ordering::Release);
             while !s.stop.load(Ordering::Relaxed) {
                 spin_for(SPIN_INTERVAL);
                 scx_rt::preempt_point();
@@ -380,9 +383,16 @@ fn scx(cpu_a: usize, cpu_b: usize, case: Case, iters: u64) -> Result<Histogram<u
         let mut hist = new_hist();
         let result = (|| {
             for i in 1..=iters {
+                // The busy case kicks a target that runs its spinner: a
+                // spinner still on its way there (spawned, not yet running)
+                // would be picked off the local DSQ after the kick without
+                // a `dispatch`, and run on with the gate open and `W` kept.
                 spin_until("the gated task never parked", || {
                     s.gate.is_parked.load(Ordering::Acquire)
-                        && (case == Case::BusyPreempt || s.gate.target_idle.load(Ordering::Acquire))
+                        && match case {
+                            Case::BusyPreempt => s.spinning.load(Ordering::Acquire),
+                            _ => s.gate.target_idle.load(Ordering::Acquire),
+                        }
                 })?;
                 spin_for(case.settle());
                 let t0 = clock();
