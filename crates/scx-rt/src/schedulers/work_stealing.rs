@@ -491,7 +491,9 @@ impl Scheduler for WorkStealing {
             ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
             return;
         };
-        let bound = p.single_cpu() == Some(cpu);
+        // On a one-CPU runtime nobody can steal: every task is handled as
+        // bound to it (no stealable DSQ to go through and take back).
+        let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
         let mut drain = me.drain.load(Ordering::Relaxed);
         if bound && !drain {
             let tick = me.tick.load(Ordering::Relaxed).wrapping_add(1);
