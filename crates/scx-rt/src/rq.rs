@@ -191,6 +191,12 @@ pub(crate) struct RqSynced {
     pub dispatch_buf: Vec<DispatchEntry>,
     pub timers: BinaryHeap<Reverse<Timer>>,
     pub timer_seq: u64,
+    /// The CPU's own scheduling step holds the lock and picks once the
+    /// current operation is done (its drain of the wake list,
+    /// `core::enqueue::drain_wake_list_locked`): a task put on the local
+    /// DSQ of the idle CPU needs no reschedule, as inside balance
+    /// (`IN_BALANCE`). Set and cleared within one hold of the lock.
+    pub picking: bool,
     /// Whether the CPU went idle through a real transition (for
     /// `update_idle` and the idle masks).
     pub idle_notified: bool,
@@ -227,6 +233,7 @@ impl RqSynced {
             dispatch_buf: Vec::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
+            picking: false,
             idle_notified: false,
             zero_slice_warned: false,
             cpu_released: false,

@@ -292,7 +292,7 @@ pub(crate) fn dispatch_enqueue_local_inline(
         rq.stats.preemptions += 1;
         crate::trace::enq_preempt(sh, rq);
         cpu.resched_locked(rq);
-    } else if rq.curr.is_none() && !rq.has(rqflags::IN_BALANCE) {
+    } else if rq.curr.is_none() && !rq.has(rqflags::IN_BALANCE) && !rq.picking {
         cpu.resched_locked(rq);
     }
 }
