@@ -38,7 +38,13 @@ impl Cpu {
     /// `SLEEPING_IO` (`Doorbell::sleep_io`; the epoll wait itself is the
     /// model's condvar).
     pub fn idle_wait_io(&self) {
-        self.0.idle_wait_with(0, || false, || (), Some(&NoEvents));
+        self.0.idle_wait_with(
+            0,
+            crate::core::clock::now(),
+            || false,
+            || (),
+            Some(&NoEvents),
+        );
     }
 
     /// Links a task token into the local DSQ, with the rq locked (the

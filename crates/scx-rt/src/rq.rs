@@ -562,7 +562,13 @@ impl Cpu {
         extra: impl Fn() -> bool,
         before_sleep: impl FnOnce(),
     ) {
-        self.idle_wait_with(poll_ns, extra, before_sleep, None);
+        self.idle_wait_with(
+            poll_ns,
+            crate::core::clock::now(),
+            extra,
+            before_sleep,
+            None,
+        );
     }
 
     /// `idle_wait` of a CPU with I/O registered when `io` is given: the
@@ -573,9 +579,16 @@ impl Cpu {
     /// Returns early, RUNNING, when `io` has events (kept for the caller).
     /// Without `io` the poll phase is exactly the plain `idle_wait`'s: no
     /// peek, no extra compare. Returns how the wait ended.
+    ///
+    /// `now` is the clock reading of the scheduling step that found nothing
+    /// to run (`core::step::After::now`, a moment ago): the poll phase is
+    /// timed from it and its first round compares it with the earliest
+    /// sleep timer (whose due timers that step fired), so a CPU that goes
+    /// to sleep at once (`poll_ns` 0) reads no clock here.
     pub(crate) fn idle_wait_with(
         &self,
         poll_ns: u64,
+        now: u64,
         extra: impl Fn() -> bool,
         before_sleep: impl FnOnce(),
         io: Option<&dyn IdleIo>,
@@ -585,18 +598,17 @@ impl Cpu {
         let stats = &s.owner.stats;
         let pending = || s.need_resched.load(Ordering::SeqCst) || extra();
         db.set_state(crate::doorbell::POLLING);
-        let start = crate::core::clock::now();
-        let poll_until = start.saturating_add(poll_ns);
+        let poll_until = now.saturating_add(poll_ns);
         // The caller looked at `io` just before this wait: the first peek
         // is one interval in.
-        let mut next_peek = start.saturating_add(crate::consts::IO_IDLE_PEEK_NS);
+        let mut next_peek = now.saturating_add(crate::consts::IO_IDLE_PEEK_NS);
+        let mut t = now;
         loop {
             if pending() {
                 db.set_state(crate::doorbell::RUNNING);
                 CpuCounters::bump(&stats.wakes_while_polling);
                 return IdleEnd::Resched;
             }
-            let t = crate::core::clock::now();
             if t >= s.owner.next_timer.load(Ordering::Relaxed) {
                 db.set_state(crate::doorbell::RUNNING);
                 return IdleEnd::Timer;
@@ -624,6 +636,7 @@ impl Cpu {
                 }
                 crate::loom::spin_loop();
             }
+            t = crate::core::clock::now();
         }
         before_sleep();
         let next_timer = s.owner.next_timer.load(Ordering::Relaxed);

@@ -118,7 +118,7 @@ pub(crate) fn worker_main(
                 if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
-                idle(&sh, cpu, &mut stacks);
+                idle(&sh, cpu, &mut stacks, after.now);
             }
         }
     }
@@ -230,7 +230,9 @@ fn run_task(
     (t, sw)
 }
 
-fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache) {
+/// The idle wait of CPU `cpu` after a step that found nothing to run, at
+/// clock reading `now` (the step's).
+fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache, now: u64) {
     let io = sh.io.active(cpu);
     if let Some(r) = io {
         // Ready I/O first, without blocking (Go's `findrunnable`).
@@ -240,6 +242,7 @@ fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache) {
     }
     let end = sh.cpus[cpu].idle_wait_with(
         sh.cfg.idle_poll_ns,
+        now,
         || crate::core::irq::idle_wake(sh, cpu),
         || {
             // Release the memory of stacks cached after a burst, off the
