@@ -99,52 +99,39 @@ pub(crate) struct DispatchEntry {
     pub enq_flags: EnqFlags,
 }
 
-/// Runnable tasks of this rq that are not running, with O(1) removal (the
-/// task remembers its slot). Used by bypass, disable and dumps.
+/// The runnable set of this rq (`rq->scx.runnable_list`): every task that
+/// is runnable here, the running one included (it stays on it: `pick`).
+/// Membership is a flag in each task (`SchedEntity::on_runnable`), written
+/// under this rq's lock, and the list keeps only the count: joining and
+/// leaving, at every wake-up and block, cost two plain stores and count no
+/// reference. The passes that need the tasks themselves (bypass, hotplug,
+/// dumps: rare) find them in the runtime's task registry, which holds
+/// every task from before its first enqueue until after its last dequeue
+/// ([`RqSynced::runnable_tasks`]).
 #[derive(Default)]
 pub(crate) struct RunnableList {
-    slots: Vec<Option<TaskRef>>,
-    free: Vec<usize>,
     len: usize,
 }
 
 impl RunnableList {
     pub(crate) fn add(&mut self, p: &TaskRef) {
-        debug_assert_eq!(p.scx.runnable_slot.load(Ordering::Relaxed), usize::MAX);
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(p.clone());
-                i
-            }
-            None => {
-                self.slots.push(Some(p.clone()));
-                self.slots.len() - 1
-            }
-        };
-        p.scx.runnable_slot.store(i, Ordering::Relaxed);
+        debug_assert!(!p.scx.on_runnable.load(Ordering::Relaxed));
+        p.scx.on_runnable.store(true, Ordering::Relaxed);
         self.len += 1;
     }
 
     pub(crate) fn remove(&mut self, p: &TaskRef) {
-        // A load and a store, not a swap: the slot is written only under
+        // A load and a store, not a swap: the flag is written only under
         // the rq lock of the list it is on (no read-modify-write needed).
-        let i = p.scx.runnable_slot.load(Ordering::Relaxed);
-        if i == usize::MAX {
+        if !p.scx.on_runnable.load(Ordering::Relaxed) {
             return;
         }
-        p.scx.runnable_slot.store(usize::MAX, Ordering::Relaxed);
-        debug_assert!(self.slots[i].as_ref().is_some_and(|q| q.id() == p.id()));
-        self.slots[i] = None;
-        self.free.push(i);
+        p.scx.on_runnable.store(false, Ordering::Relaxed);
         self.len -= 1;
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &TaskRef> {
-        self.slots.iter().flatten()
     }
 }
 
@@ -256,6 +243,23 @@ impl RqSynced {
     /// SCX-online: the scheduler was told the CPU is online.
     pub(crate) fn online(&self) -> bool {
         self.has(rqflags::ONLINE)
+    }
+
+    /// The tasks on this rq's runnable list ([`RunnableList`]), the
+    /// running one included, oldest `runnable_at` first, found in `tasks`
+    /// (the runtime's task registry, a leaf lock taken under this one).
+    /// rq locked. A task moving between two other rqs may show here for a
+    /// moment: callers that act on a task check it with
+    /// `core::dsqs::waits_on_rq` first, as they must anyway once they drop
+    /// the lock between tasks.
+    pub(crate) fn runnable_tasks(&self, tasks: &crate::registry::TaskRegistry) -> Vec<TaskRef> {
+        let mut v: Vec<TaskRef> = tasks
+            .snapshot()
+            .into_iter()
+            .filter(|p| p.cpu() == self.cpu && p.scx.on_runnable.load(Ordering::Relaxed))
+            .collect();
+        v.sort_by_key(|p| p.runnable_at());
+        v
     }
 
     /// The earliest sleep-timer deadline.
