@@ -8,10 +8,12 @@
 //! from the top:
 //!
 //! ```text
-//! safe point   take irq_pending -> drain_wake_list (enqueue each task under
-//!              its own rq lock) -> kick step -> clear need_resched and
-//!              resched_req -> set need_resched again if irq_pending
-//! step         core::step: balance, pick                (Runtime::schedule)
+//! safe point   take irq_pending (the drain is left to the step) -> kick
+//!              step -> clear need_resched and resched_req -> set
+//!              need_resched again if irq_pending
+//! step         core::step: drain the wake list (enqueue each task under the
+//!              rq lock the step holds) if the safe point took irq_pending,
+//!              balance, pick                          (Runtime::schedule)
 //! idle         idle_wait with the worker's condition: poll, publish
 //!              SLEEPING, re-check, sleep on the doorbell
 //! ```
@@ -19,7 +21,7 @@
 //! `Runtime::safe_point` mirrors `worker::safe_point`, and the condition of
 //! `Runtime::idle` is a copy of `worker::idle`'s (worker.rs is not compiled
 //! under loom); everything else is the code the workers run: `wake_up`,
-//! `queue_wakeup`, `KickState::take`, `drain_wake_list`, `core::step`,
+//! `queue_wakeup`, `KickState::take`, `drain_wake_list_locked`, `core::step`,
 //! `idle_wait` and the doorbell.
 //!
 //! 1. `queued_wakeup_reaches_an_idle_cpu`: the wake-up may land before,

@@ -155,9 +155,10 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
             let _ = writeln!(out, "  {l}");
         }
         out.push('\n');
+        let runnable = rq.runnable_tasks(&sh.tasks);
         let tasks = rq.curr.iter().map(|p| (p, true)).chain(
             // The running task is on the runnable list too (`pick`).
-            rq.runnable
+            runnable
                 .iter()
                 .filter(|p| rq.curr.as_ref().is_none_or(|c| c.id() != p.id()))
                 .map(|p| (p, false)),

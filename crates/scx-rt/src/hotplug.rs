@@ -115,12 +115,11 @@ pub(crate) fn cpu_offline(sh: &Shared, cpu: usize) -> Result<(), HotplugError> {
     // Move what may run elsewhere; the running task goes at its switch.
     let mut rq = c.lock();
     let movable: Vec<TaskRef> = rq
-        .runnable
-        .iter()
+        .runnable_tasks(&sh.tasks)
+        .into_iter()
         .filter(|p| {
             p.single_cpu() != Some(cpu) && rq.curr.as_ref().is_none_or(|c| c.id() != p.id())
         })
-        .cloned()
         .collect();
     let slot = sh.slot(rq.sched_gen);
     for p in movable {

@@ -38,7 +38,13 @@ impl Cpu {
     /// `SLEEPING_IO` (`Doorbell::sleep_io`; the epoll wait itself is the
     /// model's condvar).
     pub fn idle_wait_io(&self) {
-        self.0.idle_wait_with(0, || false, || (), Some(&NoEvents));
+        self.0.idle_wait_with(
+            0,
+            crate::core::clock::now(),
+            || false,
+            || (),
+            Some(&NoEvents),
+        );
     }
 
     /// Links a task token into the local DSQ, with the rq locked (the
@@ -216,6 +222,11 @@ pub struct Runtime {
     sh: crate::ops::Shared,
     stash: Option<std::sync::Arc<Stash>>,
     local: Option<std::sync::Arc<Local>>,
+    /// Per CPU: its last safe point left the wake list to the next step
+    /// (`core::irq::safe_point_on`'s answer, which the worker passes to
+    /// its step). Only the thread playing the CPU reads and writes it: not
+    /// a loom atomic, as it is no shared state of the runtime.
+    drain: Box<[std::sync::atomic::AtomicBool]>,
 }
 
 impl Runtime {
@@ -225,6 +236,7 @@ impl Runtime {
             sh: Self::core(nr_cpus, std::sync::Arc::new(Keep)),
             stash: None,
             local: None,
+            drain: Self::no_drain(nr_cpus),
         }
     }
 
@@ -241,6 +253,7 @@ impl Runtime {
             sh,
             stash: Some(stash),
             local: None,
+            drain: Self::no_drain(nr_cpus),
         }
     }
 
@@ -254,7 +267,19 @@ impl Runtime {
             sh: Self::core(nr_cpus, local.clone()),
             stash: None,
             local: Some(local),
+            drain: Self::no_drain(nr_cpus),
         }
+    }
+
+    fn no_drain(nr_cpus: usize) -> Box<[std::sync::atomic::AtomicBool]> {
+        (0..nr_cpus)
+            .map(|_| std::sync::atomic::AtomicBool::new(false))
+            .collect()
+    }
+
+    /// Takes what CPU `cpu`'s last safe point left to its next step.
+    fn take_drain(&self, cpu: usize) -> bool {
+        self.drain[cpu].swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn core(
@@ -288,15 +313,16 @@ impl Runtime {
     }
 
     /// One scheduling step of CPU `cpu` whose previous task `prev` stopped
-    /// at a preemption point: the worker's own step (`core::step`: charge
-    /// prev, balance, pick, put prev, set next, the idle transition, the
-    /// parked remote direct dispatches), then what it leaves for after the
-    /// rq lock. Returns the task to run (`None`: idle).
+    /// at a preemption point: the worker's own step (`core::step`: the
+    /// wake-ups its last safe point left it, charge prev, balance, pick,
+    /// put prev, set next, the idle transition, the parked remote direct
+    /// dispatches), then what it leaves for after the rq lock. Returns the task to run (`None`: idle).
     pub fn schedule(&self, cpu: usize, prev: Option<&TaskRef>) -> Option<TaskRef> {
         let mut slot = self.sh.cur_slot();
         let mut after = crate::core::step::After::default();
         let prev = prev.map(|p| (p.clone(), crate::core::step::Switch::Preempt));
-        let next = crate::core::step::step(&self.sh, cpu, &mut slot, prev, &mut after);
+        let drain = self.take_drain(cpu);
+        let next = crate::core::step::step(&self.sh, cpu, &mut slot, prev, drain, &mut after);
         crate::core::step::finish(&self.sh, cpu, &mut after);
         next
     }
@@ -334,9 +360,14 @@ impl Runtime {
     }
 
     /// CPU `cpu`'s safe point before a step (`core::irq::safe_point_on`, as
-    /// the worker runs it; the loom build has no disable path).
+    /// the worker runs it; the loom build has no disable path). When it
+    /// took interrupt work, the next [`schedule`](Self::schedule) or
+    /// [`schedule_after_block`](Self::schedule_after_block) of the CPU
+    /// drains its wake list, as the worker's step does.
     pub fn safe_point(&self, cpu: usize) {
-        crate::core::irq::safe_point_on(&self.sh, &self.sh.cpus[cpu], None);
+        if crate::core::irq::safe_point_on(&self.sh, &self.sh.cpus[cpu]) {
+            self.drain[cpu].store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// One scheduling step of CPU `cpu` whose running task `prev` blocked
@@ -347,7 +378,8 @@ impl Runtime {
         let mut slot = self.sh.cur_slot();
         let mut after = crate::core::step::After::default();
         let prev = Some((prev.clone(), crate::core::step::Switch::Block));
-        let next = crate::core::step::step(&self.sh, cpu, &mut slot, prev, &mut after);
+        let drain = self.take_drain(cpu);
+        let next = crate::core::step::step(&self.sh, cpu, &mut slot, prev, drain, &mut after);
         crate::core::step::finish(&self.sh, cpu, &mut after);
         next
     }

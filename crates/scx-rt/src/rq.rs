@@ -99,52 +99,39 @@ pub(crate) struct DispatchEntry {
     pub enq_flags: EnqFlags,
 }
 
-/// Runnable tasks of this rq that are not running, with O(1) removal (the
-/// task remembers its slot). Used by bypass, disable and dumps.
+/// The runnable set of this rq (`rq->scx.runnable_list`): every task that
+/// is runnable here, the running one included (it stays on it: `pick`).
+/// Membership is a flag in each task (`SchedEntity::on_runnable`), written
+/// under this rq's lock, and the list keeps only the count: joining and
+/// leaving, at every wake-up and block, cost two plain stores and count no
+/// reference. The passes that need the tasks themselves (bypass, hotplug,
+/// dumps: rare) find them in the runtime's task registry, which holds
+/// every task from before its first enqueue until after its last dequeue
+/// ([`RqSynced::runnable_tasks`]).
 #[derive(Default)]
 pub(crate) struct RunnableList {
-    slots: Vec<Option<TaskRef>>,
-    free: Vec<usize>,
     len: usize,
 }
 
 impl RunnableList {
     pub(crate) fn add(&mut self, p: &TaskRef) {
-        debug_assert_eq!(p.scx.runnable_slot.load(Ordering::Relaxed), usize::MAX);
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(p.clone());
-                i
-            }
-            None => {
-                self.slots.push(Some(p.clone()));
-                self.slots.len() - 1
-            }
-        };
-        p.scx.runnable_slot.store(i, Ordering::Relaxed);
+        debug_assert!(!p.scx.on_runnable.load(Ordering::Relaxed));
+        p.scx.on_runnable.store(true, Ordering::Relaxed);
         self.len += 1;
     }
 
     pub(crate) fn remove(&mut self, p: &TaskRef) {
-        // A load and a store, not a swap: the slot is written only under
+        // A load and a store, not a swap: the flag is written only under
         // the rq lock of the list it is on (no read-modify-write needed).
-        let i = p.scx.runnable_slot.load(Ordering::Relaxed);
-        if i == usize::MAX {
+        if !p.scx.on_runnable.load(Ordering::Relaxed) {
             return;
         }
-        p.scx.runnable_slot.store(usize::MAX, Ordering::Relaxed);
-        debug_assert!(self.slots[i].as_ref().is_some_and(|q| q.id() == p.id()));
-        self.slots[i] = None;
-        self.free.push(i);
+        p.scx.on_runnable.store(false, Ordering::Relaxed);
         self.len -= 1;
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &TaskRef> {
-        self.slots.iter().flatten()
     }
 }
 
@@ -191,6 +178,12 @@ pub(crate) struct RqSynced {
     pub dispatch_buf: Vec<DispatchEntry>,
     pub timers: BinaryHeap<Reverse<Timer>>,
     pub timer_seq: u64,
+    /// The CPU's own scheduling step holds the lock and picks once the
+    /// current operation is done (its drain of the wake list,
+    /// `core::enqueue::drain_wake_list_locked`): a task put on the local
+    /// DSQ of the idle CPU needs no reschedule, as inside balance
+    /// (`IN_BALANCE`). Set and cleared within one hold of the lock.
+    pub picking: bool,
     /// Whether the CPU went idle through a real transition (for
     /// `update_idle` and the idle masks).
     pub idle_notified: bool,
@@ -227,6 +220,7 @@ impl RqSynced {
             dispatch_buf: Vec::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
+            picking: false,
             idle_notified: false,
             zero_slice_warned: false,
             cpu_released: false,
@@ -249,6 +243,23 @@ impl RqSynced {
     /// SCX-online: the scheduler was told the CPU is online.
     pub(crate) fn online(&self) -> bool {
         self.has(rqflags::ONLINE)
+    }
+
+    /// The tasks on this rq's runnable list ([`RunnableList`]), the
+    /// running one included, oldest `runnable_at` first, found in `tasks`
+    /// (the runtime's task registry, a leaf lock taken under this one).
+    /// rq locked. A task moving between two other rqs may show here for a
+    /// moment: callers that act on a task check it with
+    /// `core::dsqs::waits_on_rq` first, as they must anyway once they drop
+    /// the lock between tasks.
+    pub(crate) fn runnable_tasks(&self, tasks: &crate::registry::TaskRegistry) -> Vec<TaskRef> {
+        let mut v: Vec<TaskRef> = tasks
+            .snapshot()
+            .into_iter()
+            .filter(|p| p.cpu() == self.cpu && p.scx.on_runnable.load(Ordering::Relaxed))
+            .collect();
+        v.sort_by_key(|p| p.runnable_at());
+        v
     }
 
     /// The earliest sleep-timer deadline.
@@ -555,7 +566,13 @@ impl Cpu {
         extra: impl Fn() -> bool,
         before_sleep: impl FnOnce(),
     ) {
-        self.idle_wait_with(poll_ns, extra, before_sleep, None);
+        self.idle_wait_with(
+            poll_ns,
+            crate::core::clock::now(),
+            extra,
+            before_sleep,
+            None,
+        );
     }
 
     /// `idle_wait` of a CPU with I/O registered when `io` is given: the
@@ -566,9 +583,16 @@ impl Cpu {
     /// Returns early, RUNNING, when `io` has events (kept for the caller).
     /// Without `io` the poll phase is exactly the plain `idle_wait`'s: no
     /// peek, no extra compare. Returns how the wait ended.
+    ///
+    /// `now` is the clock reading of the scheduling step that found nothing
+    /// to run (`core::step::After::now`, a moment ago): the poll phase is
+    /// timed from it and its first round compares it with the earliest
+    /// sleep timer (whose due timers that step fired), so a CPU that goes
+    /// to sleep at once (`poll_ns` 0) reads no clock here.
     pub(crate) fn idle_wait_with(
         &self,
         poll_ns: u64,
+        now: u64,
         extra: impl Fn() -> bool,
         before_sleep: impl FnOnce(),
         io: Option<&dyn IdleIo>,
@@ -578,18 +602,17 @@ impl Cpu {
         let stats = &s.owner.stats;
         let pending = || s.need_resched.load(Ordering::SeqCst) || extra();
         db.set_state(crate::doorbell::POLLING);
-        let start = crate::core::clock::now();
-        let poll_until = start.saturating_add(poll_ns);
+        let poll_until = now.saturating_add(poll_ns);
         // The caller looked at `io` just before this wait: the first peek
         // is one interval in.
-        let mut next_peek = start.saturating_add(crate::consts::IO_IDLE_PEEK_NS);
+        let mut next_peek = now.saturating_add(crate::consts::IO_IDLE_PEEK_NS);
+        let mut t = now;
         loop {
             if pending() {
                 db.set_state(crate::doorbell::RUNNING);
                 CpuCounters::bump(&stats.wakes_while_polling);
                 return IdleEnd::Resched;
             }
-            let t = crate::core::clock::now();
             if t >= s.owner.next_timer.load(Ordering::Relaxed) {
                 db.set_state(crate::doorbell::RUNNING);
                 return IdleEnd::Timer;
@@ -617,6 +640,7 @@ impl Cpu {
                 }
                 crate::loom::spin_loop();
             }
+            t = crate::core::clock::now();
         }
         before_sleep();
         let next_timer = s.owner.next_timer.load(Ordering::Relaxed);

@@ -141,8 +141,9 @@ pub(crate) struct SchedEntity {
     pub runnable_at: AtomicU64,
     pub exec_start: AtomicU64,
     pub sum_exec_runtime: AtomicU64,
-    /// Slot in its rq's runnable list (`usize::MAX`: none).
-    pub runnable_slot: AtomicUsize,
+    /// On its rq's runnable list (`rq::RunnableList`; written under that
+    /// rq's lock).
+    pub on_runnable: AtomicBool,
     /// The task is some CPU's `curr` (`scx_bpf_task_running`).
     pub on_cpu: AtomicBool,
     /// Generation of the scheduler that ran `init_task` for it (0: none);
@@ -174,7 +175,7 @@ impl SchedEntity {
             runnable_at: AtomicU64::new(now),
             exec_start: AtomicU64::new(now),
             sum_exec_runtime: AtomicU64::new(0),
-            runnable_slot: AtomicUsize::new(usize::MAX),
+            on_runnable: AtomicBool::new(false),
             on_cpu: AtomicBool::new(false),
             sched_gen: AtomicU64::new(0),
             reg_slot: AtomicUsize::new(usize::MAX),

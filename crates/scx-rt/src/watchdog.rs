@@ -64,14 +64,27 @@ impl Watchdog {
         if sh.exit.pending.load(Ordering::Acquire) {
             return self.next; // an exit is already on its way
         }
+        // The runnable tasks, by CPU: one look at the task registry per
+        // round (the runnable lists keep no tasks, `rq::RunnableList`),
+        // checked under each rq lock below. A task that moved to another
+        // CPU meanwhile is looked at in the next round.
+        let mut by_cpu: Vec<Vec<crate::task::TaskRef>> = vec![Vec::new(); sh.cpus.len()];
+        for p in sh.tasks.snapshot() {
+            if p.scx.on_runnable.load(Ordering::Relaxed) {
+                if let Some(v) = by_cpu.get_mut(p.cpu()) {
+                    v.push(p);
+                }
+            }
+        }
         for (cpu, c) in sh.cpus.iter().enumerate() {
             // Runnable stall: the task that has waited longest.
             let oldest = {
                 let rq = c.rq.lock();
                 // The running task is on the runnable list too (`pick`);
                 // it is not waiting.
-                rq.runnable
+                by_cpu[cpu]
                     .iter()
+                    .filter(|p| p.cpu() == cpu && p.scx.on_runnable.load(Ordering::Relaxed))
                     .filter(|p| rq.curr.as_ref().is_none_or(|c| c.id() != p.id()))
                     .map(|p| (p.runnable_at(), p.id()))
                     .min()

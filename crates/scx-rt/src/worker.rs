@@ -5,9 +5,11 @@
 //! ```text
 //! loop {
 //!     safe point (core::irq): the disable path if an exit is pending;
-//!                 interrupt work (queued wake-ups, fired scheduler
-//!                 timers, the kick step); clear need_resched
-//!     core::step(prev, why prev stopped)     rq locked inside
+//!                 interrupt work (fired scheduler timers; queued
+//!                 wake-ups are left to the step), the kick step; clear
+//!                 need_resched
+//!     core::step(prev, why prev stopped, drain)  rq locked inside: the
+//!                 queued wake-ups first, then switch
 //!     finish the step: wake the tasks whose timers fired or whose block
 //!                 was cancelled late, complete a hotplug move
 //!     run the picked task until it reaches a switch point, or run the
@@ -83,8 +85,8 @@ pub(crate) fn worker_main(
     let mut next_io_poll = 0u64;
     let c: &crate::rq::Cpu = &sh.cpus[cpu];
     loop {
-        crate::core::irq::safe_point_on(&sh, c, Some(&slot));
-        let next = step(&sh, cpu, &mut slot, prev.take(), &mut after);
+        let drain = crate::core::irq::safe_point_on(&sh, c);
+        let next = step(&sh, cpu, &mut slot, prev.take(), drain, &mut after);
         finish(&sh, cpu, &mut after);
         if after.now >= next_io_poll {
             // A busy CPU looks at its reactor every so often (`io`); the
@@ -116,7 +118,7 @@ pub(crate) fn worker_main(
                 if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
-                idle(&sh, cpu, &mut stacks);
+                idle(&sh, cpu, &mut stacks, after.now);
             }
         }
     }
@@ -228,7 +230,9 @@ fn run_task(
     (t, sw)
 }
 
-fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache) {
+/// The idle wait of CPU `cpu` after a step that found nothing to run, at
+/// clock reading `now` (the step's).
+fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache, now: u64) {
     let io = sh.io.active(cpu);
     if let Some(r) = io {
         // Ready I/O first, without blocking (Go's `findrunnable`).
@@ -238,6 +242,7 @@ fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache) {
     }
     let end = sh.cpus[cpu].idle_wait_with(
         sh.cfg.idle_poll_ns,
+        now,
         || crate::core::irq::idle_wake(sh, cpu),
         || {
             // Release the memory of stacks cached after a burst, off the

@@ -4,7 +4,6 @@ use crate::flags::{DeqFlags, EnqFlags, DSQ_INVALID};
 use crate::loom::Ordering;
 use crate::ops::Shared;
 use crate::rq::rqflags;
-use crate::task::TaskRef;
 
 use crate::core::dequeue::dequeue_task;
 use crate::core::dsqs::waits_on_rq;
@@ -58,7 +57,7 @@ pub(crate) fn bypass(sh: &Shared, on: bool) {
             rq.flags &= !rqflags::BYPASSING;
         }
         c.shared.mostly.bypassing.store(on, Ordering::Release);
-        let tasks: Vec<TaskRef> = rq.runnable.iter().cloned().collect();
+        let tasks = rq.runnable_tasks(&sh.tasks);
         for p in tasks {
             // The list was taken under the lock, which enqueue may drop
             // (a remote direct dispatch): skip a task that left meanwhile.

@@ -93,7 +93,7 @@ pub(crate) fn waits_on_rq(rq: &RqSynced, p: &TaskRef) -> bool {
     p.cpu() == rq.cpu
         && p.is_queued()
         && !p.has_flag(tflags::MIGRATING)
-        && p.scx.runnable_slot.load(Ordering::Relaxed) != usize::MAX
+        && p.scx.on_runnable.load(Ordering::Relaxed)
         && rq.curr.as_ref().is_none_or(|c| c.id() != p.id())
 }
 
@@ -292,7 +292,7 @@ pub(crate) fn dispatch_enqueue_local_inline(
         rq.stats.preemptions += 1;
         crate::trace::enq_preempt(sh, rq);
         cpu.resched_locked(rq);
-    } else if rq.curr.is_none() && !rq.has(rqflags::IN_BALANCE) {
+    } else if rq.curr.is_none() && !rq.has(rqflags::IN_BALANCE) && !rq.picking {
         cpu.resched_locked(rq);
     }
 }

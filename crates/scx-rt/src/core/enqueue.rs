@@ -263,39 +263,65 @@ fn enqueue_woken(
 }
 
 /// Carries out the wake-ups queued for CPU `cpu` (its interrupt work; no
-/// lock held on entry or return).
+/// lock held on entry or return). `given`: the worker's cached scheduler
+/// slot, used when it is the rq's generation (no lookup).
+pub(crate) fn drain_wake_list(sh: &Shared, cpu: usize, given: Option<&SchedSlot>) {
+    let target = &sh.cpus[cpu];
+    let mut rq = target.lock();
+    let looked;
+    let slot = match given.filter(|s| s.gen == rq.sched_gen) {
+        Some(s) => s,
+        None => {
+            looked = sh.slot(rq.sched_gen);
+            &*looked
+        }
+    };
+    if drain_wake_list_locked(sh, slot, &mut rq, false) {
+        process_ddsp_deferred_locals(sh, &mut rq);
+    }
+}
+
+/// Carries out the wake-ups queued for the CPU of `rq`, which is locked
+/// (on entry and return) by that CPU's worker; `slot` is the scheduler of
+/// the rq's generation. `in_step`: the caller is the CPU's scheduling
+/// step, which picks next anyway, so a wake-up onto the idle CPU needs no
+/// reschedule (`core::irq` docs). Returns whether any wake-up was
+/// carried out; the parked remote direct dispatches they left are the
+/// caller's (`process_ddsp_deferred_locals`).
 ///
 /// The list is swapped with the rq's empty spare buffer (the wake list is
 /// a leaf lock, taken here under the rq lock), and the drained buffer
 /// becomes the spare again, its capacity kept: a steady stream of wake-ups
 /// allocates nothing. A spare grown past [`WAKE_SPARE_KEEP`] by a burst is
-/// released. `given`: the worker's cached scheduler slot, used when it is
-/// the rq's generation (no lookup).
-pub(crate) fn drain_wake_list(sh: &Shared, cpu: usize, given: Option<&SchedSlot>) {
-    let target = &sh.cpus[cpu];
-    let mut rq = target.lock();
+/// released.
+pub(crate) fn drain_wake_list_locked(
+    sh: &Shared,
+    slot: &SchedSlot,
+    rq: &mut RqGuard<'_>,
+    in_step: bool,
+) -> bool {
+    let target = rq.this_cpu();
     let mut woken = std::mem::take(&mut rq.wake_spare);
     std::mem::swap(&mut woken, &mut *target.shared.remote.wake_list.lock());
-    if !woken.is_empty() {
-        let looked;
-        let slot = match given.filter(|s| s.gen == rq.sched_gen) {
-            Some(s) => {
-                crate::core::slot::set_working_for(sh.rt_id, s.gen);
-                s
-            }
-            None => {
-                looked = sh.slot(rq.sched_gen);
-                &*looked
-            }
-        };
+    let any = !woken.is_empty();
+    if any {
+        crate::core::slot::set_working_for(sh.rt_id, slot.gen);
+        rq.picking = in_step;
         for (p, enq) in woken.drain(..) {
-            enqueue_woken(sh, slot, target, &mut rq, p, enq);
+            rq.flags |= rqflags::IN_WAKEUP;
+            enqueue_task(sh, slot, rq, p, enq);
+            rq.flags &= !rqflags::IN_WAKEUP;
         }
-        process_ddsp_deferred_locals(sh, &mut rq);
+        rq.picking = false;
+        // The core's wake-up rule (`enqueue_woken`), once for them all.
+        if !in_step && rq.curr.is_none() {
+            target.resched_locked(rq);
+        }
     }
     if woken.capacity() <= WAKE_SPARE_KEEP {
         rq.wake_spare = woken;
     }
+    any
 }
 
 /// The largest wake-list buffer a CPU keeps for reuse (entries).

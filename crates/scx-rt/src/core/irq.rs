@@ -5,15 +5,28 @@
 //! # Order
 //!
 //! ```text
-//! safe_point(cpu)
+//! safe_point(cpu) -> drain
 //!   exit pending -> the disable path            (not in the loom build)
-//!   run_irq_work: irq_pending taken ->
-//!       queued wake-ups (the wake list), fired scheduler timers;
-//!     then the kick step
+//!   irq_pending taken -> fired scheduler timers; drain := true
+//!   the kick step
 //!   KICK_WAIT: wait for the targets' pick sequences
 //!   clear need_resched (fence), clear resched_req;
 //!   irq_pending set again since -> need_resched set again
+//! step(cpu, drain)                             (core::step)
+//!   rq locked, clock read: drain -> the queued wake-ups (the wake list)
+//!   are enqueued, then the rest of the step
 //! ```
+//!
+//! The queued wake-ups of a safe point are carried out by the scheduling
+//! step that follows it, under the rq lock the step takes anyway and at
+//! the clock reading it makes anyway: the kernel's wake-list interrupt
+//! (`sched_ttwu_pending`) followed at once by `schedule()`, with no
+//! window between them. A wake-up queued after `irq_pending` was taken
+//! and before the step's drain is carried out by that drain (the list is
+//! taken whole), and its `irq_pending` makes the next safe point drain
+//! again (an empty list at worst): none is left behind. The interrupt
+//! taken elsewhere (`run_irq_work`: a running task stopped only for
+//! interrupt work) drains the list itself.
 //!
 //! # Why the fences
 //!
@@ -40,18 +53,24 @@ use crate::rq::Cpu;
 
 /// The safe point of CPU `c` (module docs). No lock held. Callers hold
 /// the `Cpu` (the worker loop, once): no index into `Shared::cpus` per
-/// check.
+/// check. Returns whether the scheduling step that follows must drain the
+/// wake list (`core::step::step`'s `drain`): interrupt work was taken
+/// here, and the queued wake-ups are left to the step (module docs).
 #[inline]
-pub(crate) fn safe_point_on(sh: &Shared, c: &Cpu, slot: Option<&SchedSlot>) {
+#[must_use = "the step that follows must drain the wake list when this says so"]
+pub(crate) fn safe_point_on(sh: &Shared, c: &Cpu) -> bool {
     #[cfg(not(scx_rt_loom))]
     if sh.exit.pending.load(Ordering::Acquire) {
         crate::disable::disable(sh);
     }
-    run_irq_work_on(sh, c, slot);
+    // A plain load first: the common switch has nothing queued.
+    let drain = c.shared.remote.irq_pending.load(Ordering::Relaxed) && take_irq_work(sh, c.id);
+    crate::kick::run_pending_on(sh, c);
     if c.shared.kick.sync_pending.load(Ordering::Relaxed) {
         crate::kick::wait_for_targets(sh, c.id);
     }
     clear_resched_on(c);
+    drain
 }
 
 /// Clears `need_resched` and `resched_req` after the safe point's work,
@@ -97,19 +116,46 @@ pub(crate) fn run_irq_work_on(sh: &Shared, c: &Cpu, slot: Option<&SchedSlot>) {
 /// The queued half of [`run_irq_work`]: wake-ups and fired timers.
 #[cold]
 fn run_queued_irq_work(sh: &Shared, cpu: usize, slot: Option<&SchedSlot>) {
-    let s = &sh.cpus[cpu].shared;
-    if KickState::take(&s.remote.irq_pending) {
+    if take_irq_work(sh, cpu) {
         crate::core::enqueue::drain_wake_list(sh, cpu, slot);
-        let mut fired = s.remote.ops_timers_fired.swap(0, Ordering::AcqRel);
-        if fired != 0 {
-            let slot = sh.cur_slot();
-            let ctx = Ctx::new_unlocked(sh, Some(cpu));
-            while fired != 0 {
-                let id = fired.trailing_zeros();
-                fired &= fired - 1;
-                call(sh, "timer", || slot.ops.timer(&ctx, id));
-            }
-        }
+    }
+}
+
+/// Takes CPU `cpu`'s `irq_pending` and runs the scheduler timers that
+/// fired; whether it took the flag (the wake list is then the caller's
+/// to drain). No lock held.
+#[inline]
+fn take_irq_work(sh: &Shared, cpu: usize) -> bool {
+    let s = &sh.cpus[cpu].shared;
+    if !KickState::take(&s.remote.irq_pending) {
+        return false;
+    }
+    // A load first: a timer sets its bit before it raises `irq_pending`
+    // (`timer`), so a bit set before the flag we took is seen here, and
+    // one set after raises the flag again. No swap when none fired (a
+    // queued wake-up alone).
+    if s.remote.ops_timers_fired.load(Ordering::Acquire) != 0 {
+        run_fired_timers(sh, cpu);
+    }
+    true
+}
+
+/// Runs the scheduler timers that fired for CPU `cpu` (`ops.timer`, with
+/// no lock held).
+#[cold]
+#[inline(never)]
+fn run_fired_timers(sh: &Shared, cpu: usize) {
+    let mut fired = sh.cpus[cpu]
+        .shared
+        .remote
+        .ops_timers_fired
+        .swap(0, Ordering::AcqRel);
+    let slot = sh.cur_slot();
+    let ctx = Ctx::new_unlocked(sh, Some(cpu));
+    while fired != 0 {
+        let id = fired.trailing_zeros();
+        fired &= fired - 1;
+        call(sh, "timer", || slot.ops.timer(&ctx, id));
     }
 }
 

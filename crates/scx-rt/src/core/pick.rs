@@ -117,8 +117,8 @@ pub(crate) fn set_next_task(
 /// at the head (slice left), and the kernel's `set_next_task_scx`, which
 /// runs after it, unlinks next wherever it then is. A running task stays
 /// on its rq's runnable list (the kernel takes it off and puts it back at
-/// every switch; here that would cost two reference counts per switch and
-/// buys nothing: every reader of the list skips `curr`).
+/// every switch; here that would cost two stores per switch and buys
+/// nothing: every reader of the list skips `curr`).
 #[inline(always)]
 pub(crate) fn pick_next_task(
     sh: &Shared,

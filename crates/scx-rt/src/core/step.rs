@@ -4,7 +4,8 @@
 //! code and not a copy.
 //!
 //! ```text
-//! step(prev, why)                      rq locked, except where noted
+//! step(prev, why, drain)               rq locked, except where noted
+//!   drain: the wake-ups queued for this CPU are enqueued (`core::irq`)
 //!   fire sleep timers that are due (their tasks are woken after unlock)
 //!   charge prev (update_curr), then by why:
 //!     yield   -> ops.yield (absent: slice 0)        prev stays runnable
@@ -37,7 +38,7 @@ use crate::task::TaskRef;
 
 use crate::core::clock::now;
 use crate::core::dequeue::{dequeue_task, task_leave_scheduler_locked};
-use crate::core::enqueue::{process_ddsp_deferred_locals, wake_up};
+use crate::core::enqueue::{drain_wake_list_locked, process_ddsp_deferred_locals, wake_up};
 use crate::core::error::call_op;
 use crate::core::has_op::Op;
 use crate::core::slot::{SchedSlot, SlotHint};
@@ -93,13 +94,16 @@ fn fire_timers(c: &Cpu, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
 
 /// One scheduling step of CPU `cpu`, whose task `prev` stopped for `why`.
 /// Returns the next task (its reference is the caller's until the next
-/// step). `slot` is the caller's cached scheduler slot. No lock held on
-/// entry or return.
+/// step). `slot` is the caller's cached scheduler slot. `drain`: the safe
+/// point before took interrupt work, and the wake-ups queued for this CPU
+/// are the step's to enqueue (`core::irq::safe_point_on`). No lock held
+/// on entry or return.
 pub(crate) fn step(
     sh: &Shared,
     cpu: usize,
     slot: &mut Rc<SchedSlot>,
     prev: Option<(TaskRef, Switch)>,
+    drain: bool,
     after: &mut After,
 ) -> Option<TaskRef> {
     let c = &sh.cpus[cpu];
@@ -111,6 +115,9 @@ pub(crate) fn step(
     // under loom time does not move, and no clock is kept).
     #[cfg(not(scx_rt_loom))]
     c.shared.owner.clock.store(now, Ordering::Relaxed);
+    if drain {
+        drain_wake_list_locked(sh, slot, &mut rq, true);
+    }
     fire_timers(c, &mut rq, &mut after.timers, now);
     let mut prev_task = None;
     let was_running = prev.is_some();
