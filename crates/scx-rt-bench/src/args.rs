@@ -48,7 +48,8 @@ options:
                  how long an idle scx-rt worker spins before it sleeps,
                  in microseconds (0: sleep at once; default: the
                  runtime's, 50) in switch, spawn, pingpong, skynet,
-                 ring, yield-many, chained-spawn, wakeup and bimodal
+                 ring, yield-many, chained-spawn, wakeup, bimodal and
+                 echo (both scx-rt servers)
                  (kick, preempt, hog and slice-timer set their own)
   --slice-timer MODE
                  what ends scx-rt slices (`Builder::slice_timer`):

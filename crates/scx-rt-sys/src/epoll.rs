@@ -25,13 +25,15 @@ pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 pub const HUP: u32 = libc::EPOLLHUP as u32;
 /// Error condition (`EPOLLERR`): reported whether asked for or not.
 pub const ERR: u32 = libc::EPOLLERR as u32;
+/// Urgent (TCP out-of-band) data (`EPOLLPRI`).
+pub const PRI: u32 = libc::EPOLLPRI as u32;
 /// Edge-triggered (`EPOLLET`).
 pub const ET: u32 = libc::EPOLLET as u32;
 
 /// One event: the readiness bits and the registration's token.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
-    /// `IN`, `OUT`, `RDHUP`, `HUP`, `ERR` bits.
+    /// `IN`, `OUT`, `PRI`, `RDHUP`, `HUP`, `ERR` bits.
     pub events: u32,
     /// The token given at registration.
     pub token: u64,

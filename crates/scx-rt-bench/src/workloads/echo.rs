@@ -34,7 +34,11 @@
 //! Per case and subject: the round trip (`ns`, p50/p99/p99.9 over all
 //! repetitions; drawn as p99 against connections in `echo-SIZE-p99.svg`),
 //! case `SIZE-Nconn`, and the throughput (`req/s`, one figure per
-//! repetition, p50 over them), case `SIZE-Nconn-rps`. Then the idle
+//! repetition, p50 over them), case `SIZE-Nconn-rps`. Each repetition
+//! also prints a progress line per subject: how evenly its connections were
+//! served (requests per connection, min / p50 / max: a closed loop serves
+//! a connection whose server CPU lags less often) and, for scx-rt, where
+//! the connections ran (the probe). Then the idle
 //! measurement ([`super::echo_idle`]): `idle-Nconn-rss` (`B/conn`) and
 //! `idle-Nconn-cpu` (`cpu-ms/s`) for scx-rt and tokio.
 
@@ -313,9 +317,15 @@ fn measure(
             }
             match echo_clients::run(sv.server.addr, load, clients) {
                 Ok(o) => {
-                    if let Some(line) = sv.server.probe() {
-                        eprintln!("{NAME}: {name}: {} rep {rep}: {line}", sv.series());
-                    }
+                    let probe = match sv.server.probe() {
+                        Some(line) => format!(", {line}"),
+                        None => String::new(),
+                    };
+                    eprintln!(
+                        "{NAME}: {name}: {} rep {rep}: {}{probe}",
+                        sv.series(),
+                        o.per_conn_line()
+                    );
                     sv.hist
                         .add(&o.hist)
                         .map_err(|e| format!("merge histograms: {e}"))?;

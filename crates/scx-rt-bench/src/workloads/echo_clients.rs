@@ -119,6 +119,8 @@ pub struct Outcome {
     pub hist: Histogram<u64>,
     /// Requests sent in the window (all completed and checked).
     pub requests: u64,
+    /// Of `requests`, each connection's (by connection number).
+    pub per_conn: Vec<u64>,
     /// The window.
     pub window: Duration,
 }
@@ -127,6 +129,21 @@ impl Outcome {
     /// Requests per second.
     pub fn rate(&self) -> f64 {
         self.requests as f64 / self.window.as_secs_f64()
+    }
+
+    /// How evenly the connections were served: "requests/conn min / p50 /
+    /// max" over the window, for the progress line. In a closed loop each
+    /// connection has one message in flight, so a connection that the
+    /// server serves late completes fewer requests than the others.
+    pub fn per_conn_line(&self) -> String {
+        let mut v = self.per_conn.clone();
+        v.sort_unstable();
+        match (v.first(), v.last()) {
+            (Some(lo), Some(hi)) => {
+                format!("requests/conn min {lo} p50 {} max {hi}", v[v.len() / 2])
+            }
+            _ => "no connections".into(),
+        }
     }
 }
 
@@ -162,13 +179,17 @@ pub fn run(addr: SocketAddr, load: Load, clients: &Clients) -> Result<Outcome, S
         .collect::<Result<_, _>>()?;
     let mut hist = new_hist();
     let mut requests = 0;
+    let mut per_conn = vec![0; load.conns];
     let mut first_err = None;
     for h in handles {
         match h.join() {
-            Ok(Ok((hh, n))) => {
+            Ok(Ok((hh, counts))) => {
                 hist.add(&hh)
                     .map_err(|e| format!("merge histograms: {e}"))?;
-                requests += n;
+                for (id, n) in counts {
+                    per_conn[id] = n;
+                    requests += n;
+                }
             }
             Ok(Err(e)) => {
                 first_err.get_or_insert(e);
@@ -184,6 +205,7 @@ pub fn run(addr: SocketAddr, load: Load, clients: &Clients) -> Result<Outcome, S
     Ok(Outcome {
         hist,
         requests,
+        per_conn,
         window: load.measure,
     })
 }
@@ -204,6 +226,8 @@ pub struct Conn {
     s: TcpStream,
     id: usize,
     seq: u64,
+    /// Requests sent in the measured window and completed.
+    counted: u64,
     /// The message in flight (its sequence number in front).
     msg: Vec<u8>,
     /// The echo so far.
@@ -219,6 +243,7 @@ impl Conn {
             s,
             id,
             seq: 0,
+            counted: 0,
             msg,
             got: vec![0; size],
             filled: 0,
@@ -317,13 +342,17 @@ fn open(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// What one client thread measured: the round trips, and each of its
+/// connections' count of requests (connection number, count).
+type Measured = (Histogram<u64>, Vec<(usize, u64)>);
+
 /// One client thread: the closed loop over its connections (module docs).
 fn drive(
     mut conns: Vec<Conn>,
     size: usize,
     start: Instant,
     end: Instant,
-) -> Result<(Histogram<u64>, u64), String> {
+) -> Result<Measured, String> {
     let ep = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
     for (i, c) in conns.iter().enumerate() {
         ep.add(c.s.as_raw_fd(), epoll::IN, i as u64)
@@ -331,7 +360,6 @@ fn drive(
     }
     let mut events = Events::with_capacity(conns.len().min(256));
     let mut hist = new_hist();
-    let mut requests = 0;
     for c in &mut conns {
         c.send()?;
     }
@@ -356,7 +384,7 @@ fn drive(
             progress = now;
             if c.sent >= start && c.sent < end {
                 hist.saturating_record(now.duration_since(c.sent).as_nanos() as u64);
-                requests += 1;
+                c.counted += 1;
             }
             if now < end {
                 c.send()?;
@@ -368,7 +396,7 @@ fn drive(
             }
         }
     }
-    Ok((hist, requests))
+    Ok((hist, conns.iter().map(|c| (c.id, c.counted)).collect()))
 }
 
 #[cfg(test)]
@@ -447,6 +475,8 @@ mod tests {
             let o = run(addr, load(conns, size), &clients).unwrap();
             assert!(o.requests > 0, "{conns} conns: nothing counted");
             assert_eq!(o.hist.len(), o.requests);
+            assert_eq!(o.per_conn.len(), conns);
+            assert_eq!(o.per_conn.iter().sum::<u64>(), o.requests);
             assert!(o.rate() > 0.0);
         }
     }

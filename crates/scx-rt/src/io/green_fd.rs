@@ -58,6 +58,11 @@ pub struct GreenFd<T: AsFd> {
     /// Timeouts in ns; 0: none.
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
+    /// A byte stream (set by `net::TcpStream`): a `read` or `write` that
+    /// moves some bytes but fewer than asked drained the socket's queue
+    /// (or room), so the next call in that direction waits for readiness
+    /// without trying first (`Source::drained`).
+    stream: bool,
 }
 
 impl<T: AsFd> GreenFd<T> {
@@ -72,7 +77,18 @@ impl<T: AsFd> GreenFd<T> {
             registering: parking_lot::Mutex::new(()),
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
+            stream: false,
         })
+    }
+
+    /// Marks the fd a byte stream whose short transfers mean "drained"
+    /// (a stream socket; not a datagram socket, an eventfd in semaphore
+    /// mode or anything else that can return less than asked with more
+    /// left to give). Saves the system call that would otherwise find out
+    /// with `WouldBlock` after every short read.
+    pub(crate) fn byte_stream(mut self) -> Self {
+        self.stream = true;
+        self
     }
 
     /// The inner object.
@@ -94,13 +110,32 @@ impl<T: AsFd> GreenFd<T> {
     /// Runs `op` until it does not fail with `WouldBlock`, waiting for the
     /// fd to be readable in between (the read timeout applies).
     pub fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        self.io_with(READ, &self.read_timeout, op)
+        self.io_with(READ, &self.read_timeout, op, |_| false)
     }
 
     /// Runs `op` until it does not fail with `WouldBlock`, waiting for the
     /// fd to be writable in between (the write timeout applies).
     pub fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        self.io_with(WRITE, &self.write_timeout, op)
+        self.io_with(WRITE, &self.write_timeout, op, |_| false)
+    }
+
+    /// A read or write of `want` bytes: `read_with`/`write_with`, and on a
+    /// byte stream a transfer of fewer bytes (but some) marks the
+    /// direction drained. An end of file (0) is not a short read: it stays
+    /// readable, and no edge would come to say so again.
+    fn transfer(
+        &self,
+        dir: u32,
+        want: usize,
+        op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let timeout = if dir == READ {
+            &self.read_timeout
+        } else {
+            &self.write_timeout
+        };
+        let stream = self.stream;
+        self.io_with(dir, timeout, op, |&n| stream && n > 0 && n < want)
     }
 
     /// Waits until the fd is writable (or the write timeout passes):
@@ -137,25 +172,42 @@ impl<T: AsFd> GreenFd<T> {
         get_timeout(&self.write_timeout)
     }
 
+    /// The loop of `io` (T1 to T4): try `op` unless the source says `dir`
+    /// is not ready, wait, try again. `drained` says whether a result left
+    /// the direction drained (`transfer`).
     fn io_with<R>(
         &self,
         dir: u32,
         timeout: &AtomicU64,
         mut op: impl FnMut(&T) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         let inner = self.get_ref();
         let t = timeout.load(Ordering::Relaxed);
         let start = std::time::Instant::now();
         let mut deadline: Option<u64> = None;
+        // Outside a task, `poll(2)` said ready: try whatever the source's
+        // bits say (they are a task's, from the reactor).
+        let mut polled = false;
         loop {
-            let seq = match self.source.get() {
-                Some(s) => s.seq(),
-                None => 0,
+            let (seq, ready) = match self.source.get() {
+                Some(s) => s.seq_ready(dir),
+                None => (0, true),
             };
-            match op(inner) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
+            if ready || std::mem::take(&mut polled) {
+                match op(inner) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(r) => {
+                        if drained(&r) {
+                            if let Some(s) = self.source.get() {
+                                s.drained(dir, seq);
+                            }
+                        }
+                        return Ok(r);
+                    }
+                    r => return r,
+                }
             }
             match self.task_source()? {
                 Some(s) => {
@@ -179,6 +231,7 @@ impl<T: AsFd> GreenFd<T> {
                     if scx_rt_sys::epoll::poll_one(self.fd, ev, left)? == 0 {
                         return Err(timed_out());
                     }
+                    polled = true;
                 }
             }
         }
@@ -290,11 +343,12 @@ where
     for<'a> &'a T: Read,
 {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_with(|mut t| t.read(buf))
+        self.transfer(READ, buf.len(), |mut t| t.read(buf))
     }
 
     fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        self.read_with(|mut t| t.read_vectored(bufs))
+        let want = bufs.iter().map(|b| b.len()).sum();
+        self.transfer(READ, want, |mut t| t.read_vectored(bufs))
     }
 }
 
@@ -303,11 +357,12 @@ where
     for<'a> &'a T: Write,
 {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_with(|mut t| t.write(buf))
+        self.transfer(WRITE, buf.len(), |mut t| t.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.write_with(|mut t| t.write_vectored(bufs))
+        let want = bufs.iter().map(|b| b.len()).sum();
+        self.transfer(WRITE, want, |mut t| t.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -334,5 +389,107 @@ where
 
     fn flush(&mut self) -> io::Result<()> {
         (&*self).flush()
+    }
+}
+
+#[cfg(all(test, not(scx_rt_loom)))]
+mod tests {
+    use std::io::{PipeReader, Read, Write};
+    use std::os::fd::{AsFd, BorrowedFd};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::GreenFd;
+
+    /// A pipe's read end that counts the reads tried on it.
+    struct Counted {
+        r: PipeReader,
+        tries: Arc<AtomicUsize>,
+    }
+
+    impl AsFd for Counted {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.r.as_fd()
+        }
+    }
+
+    impl Read for &Counted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            (&self.r).read(buf)
+        }
+    }
+
+    /// Waits (as a task, sleeping) until `cond` holds.
+    fn until(cond: impl Fn() -> bool) {
+        for _ in 0..5_000 {
+            if cond() {
+                return;
+            }
+            crate::sleep(Duration::from_millis(1));
+        }
+        panic!("the reader never got there");
+    }
+
+    /// On a byte stream, a read shorter than its buffer clears the readable
+    /// bit, so the next read waits without trying (one read per message,
+    /// where a `WouldBlock` attempt before each wait made two); without the
+    /// mark, the same reads try again first. One CPU, so the reader has
+    /// parked whenever the writer task runs.
+    #[test]
+    fn a_short_read_on_a_byte_stream_skips_the_next_attempt() {
+        for stream in [true, false] {
+            let rt = crate::Runtime::builder()
+                .nr_cpus(1)
+                .pin(false)
+                .build()
+                .unwrap();
+            let tries = Arc::new(AtomicUsize::new(0));
+            let got = Arc::new(AtomicUsize::new(0));
+            let (r, w) = std::io::pipe().unwrap();
+            let fd = GreenFd::new(Counted {
+                r,
+                tries: tries.clone(),
+            })
+            .unwrap();
+            let fd = if stream { fd.byte_stream() } else { fd };
+            let seen: Vec<usize> = rt.block_on(move || {
+                let got2 = got.clone();
+                let reader = crate::spawn(move || {
+                    let mut buf = [0u8; 16];
+                    loop {
+                        match (&fd).read(&mut buf).unwrap() {
+                            0 => return,
+                            n => {
+                                got2.fetch_add(n, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                });
+                let mut w = w;
+                let mut seen = Vec::new();
+                // The first read finds the pipe empty and waits (that wait
+                // registers the fd); every later one follows a short read.
+                until(|| tries.load(Ordering::SeqCst) == 1);
+                for msg in [&b"abc"[..], b"de", b"fghi"] {
+                    let before = got.load(Ordering::SeqCst);
+                    w.write_all(msg).unwrap();
+                    until(|| got.load(Ordering::SeqCst) == before + msg.len());
+                    // Give the reader its next read: it parks in it.
+                    crate::sleep(Duration::from_millis(5));
+                    seen.push(tries.load(Ordering::SeqCst));
+                }
+                drop(w);
+                reader.join().unwrap();
+                seen
+            });
+            if stream {
+                assert_eq!(seen, [2, 3, 4], "byte stream: one try per message");
+            } else {
+                assert_eq!(seen, [3, 5, 7], "other fds: a failed try before each wait");
+            }
+            rt.shutdown();
+        }
     }
 }

@@ -12,26 +12,47 @@
 //!
 //! ```text
 //! task (any CPU)                          reactor (CPU c's worker only)
-//! T1 seq := source.seq                    R1 epoll_wait -> (token, bits)
-//! T2 op()  -> WouldBlock                  R2 lock source; ready |= bits;
-//! T3 lock source;                            seq += 1; take the waiters
-//!    if seq unchanged: ready &= !dir      R3 unlock; wake each waiter
-//!    if ready & dir: unlock, retry at T1     (select_cpu/enqueue, TTWU)
+//! T1 seq := source.seq;                   R1 epoll_wait -> (token, bits)
+//!    if !(ready & dir): go to T3          R2 lock source; ready |= bits;
+//! T2 op()  -> WouldBlock                     seq += 1; take the waiters
+//!    (byte stream, 0 < moved < asked:     R3 unlock; wake each waiter
+//!     lock; if seq unchanged and dir         (select_cpu/enqueue, TTWU)
+//!     not no_drain: ready &= !dir;
+//!     unlock; return)
+//! T3 lock source;
+//!    if seq unchanged: ready &= !dir
+//!    if ready & dir: unlock, retry at T1
 //!    else list self as a waiter; unlock
 //! T4 park; on wake-up retry at T1
 //! ```
 //!
 //! Why no readiness is lost: an fd is registered once, edge-triggered, for
-//! reading and writing (`EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`). Every
-//! edge after T2's failed attempt bumps `seq` under the source lock (R2).
-//! If it came before T3, T3 sees `seq` moved and keeps the bit: the task
+//! reading and writing (`EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP |
+//! EPOLLET`). Every edge after T2's failed attempt (or after T1, when T2
+//! was skipped) bumps `seq` under the source lock (R2). If it came before T3, T3 sees `seq` moved and keeps the bit: the task
 //! retries instead of parking. If after, T3 cleared the bit and listed the
 //! task before unlocking, so R2 finds the task listed and R3 wakes it. A
 //! wake-up that reaches the task before it parks is kept by the task's wake
 //! state (`NOTIFIED`, see `task`), so T4 returns at once. The reactor never
-//! clears a bit: only the task that saw `WouldBlock` does, and only when no
-//! edge came since it read `seq` (so a second task's success cannot hide an
+//! clears a bit: only the task that saw `WouldBlock` (or a short transfer,
+//! below) does, and only when no edge came since it read `seq` (so a second task's success cannot hide an
 //! edge from a first one; both retry).
+//!
+//! A short transfer on a byte stream (a TCP read that returned some bytes
+//! but fewer than the buffer holds, a write that took some but not all)
+//! means the socket's queue ran empty (or its room full) during the call,
+//! exactly what a `WouldBlock` would have told the next call; so T2 clears
+//! the bit as T3 would, under the same `seq` rule, and the next call waits
+//! at T3 without the system call that would only find `WouldBlock` (tokio
+//! does the same). Any byte that arrives after the queue ran empty makes a
+//! new edge, which sets the bit again. Two cases break "short means
+//! empty", and the source keeps a `no_drain` mark for them, set by the
+//! reactor and never cleared: a hang-up or error was reported (the next
+//! call returns end of file or the error at once, and no further edge
+//! would come), and urgent data (`EPOLLPRI`: a read stops short at the
+//! urgent mark with data behind it). End of file itself (0 bytes) never
+//! clears the bit. Datagram sockets and `GreenFd`s made by users are not
+//! byte streams: a short datagram proves nothing about the next.
 //!
 //! # One reactor per CPU
 //!

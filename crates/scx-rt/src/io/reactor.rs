@@ -182,7 +182,7 @@ impl Reactor {
     ) -> io::Result<Arc<Source>> {
         let mut t = self.table.lock();
         let s = t.insert(make);
-        let ev = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET;
+        let ev = epoll::IN | epoll::OUT | epoll::PRI | epoll::RDHUP | epoll::ET;
         if let Err(e) = self.epoll.add(fd, ev, s.token) {
             t.remove(s.token);
             return Err(e);

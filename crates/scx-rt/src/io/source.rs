@@ -25,8 +25,16 @@ pub(crate) struct Source {
 }
 
 struct State {
-    /// `READ` / `WRITE`: an edge came that no failed attempt has consumed.
+    /// `READ` / `WRITE`: an edge came that no failed attempt (nor drained
+    /// transfer) has consumed.
     ready: u32,
+    /// `READ` / `WRITE`: directions in which a short transfer does not
+    /// prove the fd drained, so `drained` leaves their `ready` bit alone:
+    /// a hang-up or error was reported (the next call returns it at once,
+    /// and no further edge would come), or urgent data (`EPOLLPRI`: a TCP
+    /// read stops short at the urgent mark with data behind it). Never
+    /// cleared.
+    no_drain: u32,
     /// Bumped by every event (T1/T3 in `io`).
     seq: u64,
     readers: WaitList,
@@ -50,6 +58,7 @@ impl Source {
             st: parking_lot::Mutex::new(State {
                 // Assume ready: the first attempt finds out.
                 ready: READ | WRITE,
+                no_drain: 0,
                 seq: 0,
                 readers: WaitList::default(),
                 writers: WaitList::default(),
@@ -58,24 +67,49 @@ impl Source {
         })
     }
 
-    /// T1: the event count before an attempt. (A closed source still
-    /// lets attempts through: only waiting fails after shutdown.)
-    pub(crate) fn seq(&self) -> u64 {
-        self.st.lock().seq
+    /// T1: the event count before an attempt, and whether `dir` may be
+    /// ready (if not, an attempt would fail with `WouldBlock` unless an
+    /// edge came, which the reactor has not handled yet: the caller waits
+    /// without trying). A closed source still lets attempts through: only
+    /// waiting fails after shutdown.
+    pub(crate) fn seq_ready(&self, dir: u32) -> (u64, bool) {
+        let st = self.st.lock();
+        (st.seq, st.ready & dir != 0)
+    }
+
+    /// T2': an attempt on a byte stream that began at event count `seq`
+    /// moved fewer bytes than asked, and more than none: the socket's
+    /// queue (or room) ran out during it, so the next attempt in `dir`
+    /// would fail with `WouldBlock`. Clears `dir`'s ready bit as a failed
+    /// attempt would (only if no edge came since `seq`, and not in a
+    /// `no_drain` direction), so that the next call waits without trying.
+    pub(crate) fn drained(&self, dir: u32, seq: u64) {
+        let mut st = self.st.lock();
+        if st.seq == seq {
+            st.ready &= !(dir & !st.no_drain);
+        }
     }
 
     /// R2: an event with epoll bits `bits`; the waiters it makes ready go
     /// to `woken` (woken by the caller after the locks are gone).
     pub(crate) fn ready(&self, bits: u32, woken: &mut Vec<Waiter>) {
         let mut dirs = 0;
-        if bits & (epoll::IN | epoll::RDHUP | epoll::HUP | epoll::ERR) != 0 {
+        if bits & (epoll::IN | epoll::PRI | epoll::RDHUP | epoll::HUP | epoll::ERR) != 0 {
             dirs |= READ;
         }
         if bits & (epoll::OUT | epoll::HUP | epoll::ERR) != 0 {
             dirs |= WRITE;
         }
+        let mut no_drain = 0;
+        if bits & (epoll::RDHUP | epoll::HUP | epoll::ERR | epoll::PRI) != 0 {
+            no_drain |= READ;
+        }
+        if bits & (epoll::HUP | epoll::ERR) != 0 {
+            no_drain |= WRITE;
+        }
         let mut st = self.st.lock();
         st.ready |= dirs;
+        st.no_drain |= no_drain;
         st.seq += 1;
         if dirs & READ != 0 {
             while let Some(w) = st.readers.pop() {

@@ -97,7 +97,7 @@ impl TcpStream {
     /// Wraps a std stream (made non-blocking).
     pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
         Ok(TcpStream {
-            inner: GreenFd::new(s)?,
+            inner: GreenFd::new(s)?.byte_stream(),
         })
     }
 
