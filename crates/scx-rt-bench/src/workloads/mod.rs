@@ -10,6 +10,7 @@
 //! arm in [`crate::peers::may::run_child`].
 
 pub mod bimodal;
+pub mod bimodal_gen;
 pub mod bimodal_tail;
 pub mod chained_spawn;
 pub mod echo;
