@@ -18,6 +18,10 @@
 //!   policy's own queue and its shared-DSQ round trip cost beside `fifo`.
 //! - `tokio`: a multi-thread tokio runtime, the request a spinning future.
 //!
+//! `--case` picks policies and mixes by name (`--case central,tokio,shinjuku`:
+//! those two policies, the Shinjuku mix only); a kind it names none of
+//! runs in full.
+//!
 //! # Rows
 //!
 //! Per mix, policy and load: `MIX-POLICY-loadL-short` and `…-long`
@@ -149,6 +153,54 @@ fn requests(ctx: &Ctx, rate: f64) -> usize {
     n.max(1) as usize
 }
 
+/// Whether `--case` names anything of `known` (then only those run).
+fn named(ctx: &Ctx, known: impl IntoIterator<Item = String>) -> Option<Vec<String>> {
+    let cases = ctx.opts.cases.as_ref()?;
+    let known: Vec<String> = known.into_iter().collect();
+    let hit: Vec<String> = cases
+        .iter()
+        .filter(|c| known.contains(c))
+        .cloned()
+        .collect();
+    (!hit.is_empty()).then_some(hit)
+}
+
+/// The policies to run: those `--case` names, else all.
+pub fn policies(ctx: &Ctx) -> Vec<Policy> {
+    let names = named(ctx, Policy::ALL.iter().map(|p| p.name()));
+    Policy::ALL
+        .into_iter()
+        .filter(|p| names.as_ref().is_none_or(|n| n.contains(&p.name())))
+        .collect()
+}
+
+/// The mixes to run: those `--case` names, else both.
+pub fn mixes(ctx: &Ctx) -> Vec<Mix> {
+    let names = named(ctx, MIXES.iter().map(|m| m.name.to_string()));
+    MIXES
+        .into_iter()
+        .filter(|m| names.as_ref().is_none_or(|n| n.iter().any(|x| x == m.name)))
+        .collect()
+}
+
+/// Usage check: every `--case` names a policy or a mix.
+pub fn check_options(ctx: &Ctx) -> Result<(), String> {
+    let known: Vec<String> = Policy::ALL
+        .iter()
+        .map(|p| p.name())
+        .chain(MIXES.iter().map(|m| m.name.to_string()))
+        .collect();
+    for c in ctx.opts.cases.iter().flatten() {
+        if !known.contains(c) {
+            return Err(format!(
+                "{NAME}: no policy or mix `{c}` (known: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A load as a percentage label (`0.95` → `95`, `0.125` → `12.5`).
 pub fn pct(load: f64) -> String {
     let p = (load * 1000.0).round() / 10.0;
@@ -166,7 +218,7 @@ where
 {
     let mut rows = Vec::new();
     let ncpus = ctx.cpus.len();
-    for mix in &MIXES {
+    for mix in &mixes(ctx) {
         let mut verdicts = Vec::new();
         for load in loads(ctx) {
             let rate = load * mix.capacity(ncpus);
@@ -288,7 +340,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
              workers' CPUs (latencies are pessimistic)"
         );
     }
-    for policy in Policy::ALL {
+    for policy in policies(ctx) {
         if policy == Policy::Tokio {
             ctx.peer(NAME, Subject::Tokio, rows, || tokio_sweep(ctx, spare));
         } else {
@@ -365,6 +417,28 @@ mod tests {
         assert_eq!(knee(&[(0.1, false), (0.5, true)]), 0.0);
         assert_eq!(knee(&[(0.1, true), (0.95, true)]), 0.95);
         assert_eq!(knee(&[]), 0.0);
+    }
+
+    #[test]
+    fn case_picks_policies_and_mixes() {
+        let ctx = |cases: Option<&[&str]>| Ctx {
+            cpus: vec![0],
+            opts: crate::args::Options {
+                cases: cases.map(|c| c.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            },
+        };
+        let c = ctx(Some(&["central", "tokio", "shinjuku"]));
+        assert_eq!(policies(&c), vec![Policy::Central, Policy::Tokio]);
+        assert_eq!(mixes(&c).len(), 1);
+        assert_eq!(mixes(&c)[0].name, "shinjuku");
+        assert!(check_options(&c).is_ok());
+        let c = ctx(Some(&["fifo"]));
+        assert_eq!(policies(&c), vec![Policy::Fifo]);
+        assert_eq!(mixes(&c).len(), 2);
+        let c = ctx(None);
+        assert_eq!(policies(&c).len(), Policy::ALL.len());
+        assert!(check_options(&ctx(Some(&["centrl"]))).is_err());
     }
 
     #[test]
