@@ -352,6 +352,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
 
 fn scx_sweep(ctx: &Ctx, policy: Policy, spare: Option<usize>) -> Result<Vec<Row>, String> {
     let b = ctx.scx_builder(ctx.cpus.clone());
+    let mut central_stats = None;
     let b = match policy {
         Policy::Fifo => b.scheduler(SliceFifo {
             slice: scx_rt::SLICE_INF,
@@ -359,27 +360,87 @@ fn scx_sweep(ctx: &Ctx, policy: Policy, spare: Option<usize>) -> Result<Vec<Row>
         Policy::Slice(ns) => b
             .slice(Duration::from_nanos(ns))
             .scheduler(SliceFifo { slice: ns }),
-        Policy::Central => b.scheduler(
-            scx_rt::schedulers::Central::new()
+        Policy::Central => {
+            let c = scx_rt::schedulers::Central::new()
                 .slice(CENTRAL_SLICE)
-                .timer_interval(CENTRAL_SLICE),
-        ),
+                .timer_interval(CENTRAL_SLICE);
+            central_stats = Some(c.stats());
+            b.scheduler(c)
+        }
         Policy::Qmap => b.scheduler(scx_rt::schedulers::Qmap::new().slice(CENTRAL_SLICE)),
         Policy::Tokio => return Err("tokio is not an scx-rt policy".into()),
     };
     let rt = b.build().map_err(|e| format!("build runtime: {e}"))?;
     let res = sweep(ctx, policy, |mix, reqs| {
         let mix = *mix;
-        run_point(spare, "scx-rt-cpu", reqs, |i, r, log| {
+        let before = central_stats.as_deref().map(CentralCounts::read);
+        let p = run_point(spare, "scx-rt-cpu", reqs, |i, r, log| {
             let log = Arc::clone(log);
             drop(rt.spawn(move || handle(&mix, i, r, &log, scx_rt::preempt_point)));
-        })
+        })?;
+        if let (Some(s), Some(b)) = (central_stats.as_deref(), before) {
+            eprintln!("{NAME}: {}", CentralCounts::read(s).since(&b).describe());
+        }
+        Ok(p)
     });
     if let Some(info) = rt.exit_info() {
         eprintln!("{NAME}: {} scheduler exited: {info:?}", policy.name());
     }
     rt.shutdown();
     res
+}
+
+/// Central's counters (`schedulers::central::CentralStats`) over one load point,
+/// printed with it: how the central CPU spent its passes.
+#[derive(Clone, Copy)]
+struct CentralCounts([u64; 12]);
+
+impl CentralCounts {
+    const NAMES: [&'static str; 12] = [
+        "enqueued",
+        "dispatched",
+        "topped up",
+        "bounced",
+        "overflows",
+        "passes",
+        "prev kept",
+        "retries",
+        "central kicks",
+        "coalesced",
+        "unneeded",
+        "timer kicks",
+    ];
+
+    fn read(s: &scx_rt::schedulers::central::CentralStats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self([
+            s.enqueued.load(Relaxed),
+            s.dispatched.load(Relaxed),
+            s.topped_up.load(Relaxed),
+            s.bounced.load(Relaxed),
+            s.overflows.load(Relaxed),
+            s.passes.load(Relaxed),
+            s.prev_kept.load(Relaxed),
+            s.retries.load(Relaxed),
+            s.central_kicks.load(Relaxed),
+            s.kicks_coalesced.load(Relaxed),
+            s.kicks_unneeded.load(Relaxed),
+            s.timer_kicks.load(Relaxed),
+        ])
+    }
+
+    fn since(&self, b: &Self) -> Self {
+        Self(std::array::from_fn(|i| self.0[i].saturating_sub(b.0[i])))
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = Self::NAMES
+            .iter()
+            .zip(self.0)
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        format!("central: {}", parts.join(", "))
+    }
 }
 
 fn tokio_sweep(ctx: &Ctx, spare: Option<usize>) -> Result<Vec<Row>, String> {
