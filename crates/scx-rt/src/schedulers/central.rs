@@ -17,7 +17,8 @@
 //!   only looks at the central CPU's own local DSQ. Then it feeds itself:
 //!   the fallback DSQ, else the central FIFO.
 //! - `dispatch` on any other CPU consumes the fallback DSQ, else raises its
-//!   gimme flag and kicks the central CPU with `PREEMPT`.
+//!   gimme flag and kicks the central CPU with `PREEMPT` (unless a kick is
+//!   outstanding: batching 3 below).
 //! - `running`/`stopping` record when each CPU's task started. A periodic
 //!   timer pinned to the central CPU (every `timer_interval`) walks the
 //!   CPUs, starting one further each time, and `PREEMPT`-kicks each whose
