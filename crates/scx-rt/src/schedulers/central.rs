@@ -76,6 +76,17 @@
 //!    when something waits (scx_central's timer skips it because every
 //!    enqueue preempts it anyway).
 //!
+//! # Overload
+//!
+//! When the FIFO is full, an enqueue sends the task to the fallback DSQ
+//! (scx_central's overflow path). While the fallback DSQ holds tasks, a
+//! pass does not batch (depth 1, no top-ups): every CPU then comes back
+//! through its own `dispatch`, which takes the fallback DSQ first, so the
+//! overflow drains at the rate of all CPUs pulling from one shared DSQ and
+//! is not left behind local DSQs refilled from the FIFO. What scx_central
+//! does here too, and what remains: in a sustained overload the tasks
+//! still in the FIFO wait until the fallback DSQ runs dry.
+//!
 //! # Userspace notes
 //!
 //! Tasks here become bound to their CPU after their first run (the crate's
@@ -331,12 +342,21 @@ impl Central {
         let n = ctx.nr_cpu_ids();
         let mut to_kick: Vec<usize> = Vec::new();
         let mut out_of_slots = false;
+        // Tasks wait in the fallback DSQ (the FIFO overflowed, or bounced
+        // tasks): no batching, so that every CPU comes back through its own
+        // `dispatch`, which takes the fallback DSQ first (module docs,
+        // overload).
+        let overflow = ctx.dsq_nr_queued(FALLBACK_DSQ) > 0;
         // Phase 1: the CPUs that asked, each filled to the depth.
         let depth = {
             let mut q = qm.lock();
             q.kick_pending = false;
             q.clear_gimme(me);
-            let depth = q.tasks.len().div_ceil(n).clamp(1, self.local_depth);
+            let depth = if overflow {
+                1
+            } else {
+                q.tasks.len().div_ceil(n).clamp(1, self.local_depth)
+            };
             let start = self.serve_start.fetch_add(1, Ordering::Relaxed) % n;
             for c in (0..n).map(|i| (start + i) % n) {
                 if q.nr_waiting == 0 || q.tasks.is_empty() {
@@ -381,7 +401,7 @@ impl Central {
             // Phase 3: top up the busy CPUs while a backlog remains, but
             // only a real one (more than a task per CPU): a task or two
             // wait in the FIFO for whichever CPU frees first.
-            if !out_of_slots && depth >= 2 {
+            if !out_of_slots && !overflow && depth >= 2 {
                 for c in 0..n {
                     if q.tasks.is_empty() {
                         break;
