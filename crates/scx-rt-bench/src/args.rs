@@ -43,7 +43,10 @@ options:
   --case LIST    pingpong: run only these cases (same-cpu, cross-cpu,
                  2cpu-free), e.g. cross-cpu; echo: only these (64B-1conn,
                  64B-64conn, 64B-1000conn, 4KiB-1conn, 4KiB-64conn,
-                 4KiB-1000conn, idle)
+                 4KiB-1000conn, idle); bimodal: only these policies
+                 (fifo, slice5us, slice30us, slice100us, central, qmap,
+                 tokio) and mixes (skyloft, shinjuku), e.g.
+                 central,tokio,shinjuku
   --idle-poll-us US
                  how long an idle scx-rt worker spins before it sleeps,
                  in microseconds (0: sleep at once; default: the

@@ -84,7 +84,11 @@ fn context(opts: Options) -> Result<Ctx, String> {
         ctx::set_trace(p.clone(), opts.trace_capacity);
     }
     let ctx = Ctx { cpus, opts };
-    let with_cases = [spec::pingpong::NAME, spec::echo::NAME];
+    let with_cases = [
+        spec::pingpong::NAME,
+        spec::echo::NAME,
+        workloads::bimodal::NAME,
+    ];
     if ctx.opts.cases.is_some()
         && !ctx
             .opts
@@ -92,7 +96,7 @@ fn context(opts: Options) -> Result<Ctx, String> {
             .iter()
             .any(|w| with_cases.contains(&w.as_str()))
     {
-        return Err("--case: only pingpong and echo have cases to choose from".into());
+        return Err("--case: only pingpong, echo and bimodal have cases to choose from".into());
     }
     for name in &ctx.opts.workloads {
         if let Some(check) = workloads::find(name).and_then(|w| w.check) {

@@ -1,8 +1,10 @@
 //! `schedulers::Central` (scx_central) and the scheduler timers it runs on:
-//! every task completes under it, its timer preempts a CPU-bound task on a
-//! worker CPU, the dispatch-buffer retry keeps things moving with a batch
-//! of one, and a scheduler timer firing on a busy CPU is an interrupt (the
-//! task resumes without a `stopping`/`running` pair).
+//! every task completes under it, a burst deeper than the CPUs' local DSQs
+//! runs every task exactly once through the batched passes, its timer
+//! preempts a CPU-bound task on a worker CPU, the dispatch-buffer retry
+//! keeps things moving with a batch of one, and a scheduler timer firing on
+//! a busy CPU is an interrupt (the task resumes without a
+//! `stopping`/`running` pair).
 #![cfg(not(scx_rt_loom))]
 
 mod common;
@@ -50,6 +52,98 @@ fn every_task_completes_under_central() {
         assert!(stats.enqueued.load(Ordering::Relaxed) >= 2000);
         assert!(stats.dispatched.load(Ordering::Relaxed) > 0);
     });
+}
+
+/// A burst far larger than the CPUs can take at once (their local DSQs
+/// hold `local_depth` each, the dispatch buffer 5 tasks a pass) from
+/// outside the runtime and from a task, while tasks yield, spin
+/// through slice preemptions and land bound on their CPUs: every task runs
+/// exactly once, and every task that went through the central FIFO left it
+/// exactly once, for a CPU's local DSQ or the fallback DSQ. A pass that
+/// dropped a popped task hangs the joins; one that dispatched a task and
+/// kept it queued (or popped it twice) breaks the FIFO's balance.
+#[test]
+fn a_burst_deeper_than_the_cpus_runs_every_task_exactly_once() {
+    guard("central: burst, exactly once", || burst(3000, true));
+}
+
+/// The same with more tasks than the central FIFO holds: the overflow goes
+/// through the fallback DSQ, and still every task runs exactly once.
+#[test]
+fn a_burst_past_the_fifo_cap_runs_every_task_exactly_once() {
+    guard("central: overflowing burst, exactly once", || {
+        burst(6000, false)
+    });
+}
+
+/// `n` tasks spawned from outside the runtime and 1000 from a task
+/// (the test above); `batched`: also check that passes topped CPUs up
+/// and ran out of dispatch slots.
+fn burst(n: usize, batched: bool) {
+    const INSIDE: usize = 1000;
+    let c = Central::new()
+        .slice(Duration::from_micros(50))
+        .timer_interval(Duration::from_micros(50))
+        .local_depth(3)
+        .dispatch_max_batch(5);
+    let stats = c.stats();
+    let rt = central_rt(3, c);
+    let counts = common::Counts::new(n + INSIDE);
+    let body = |counts: Arc<common::Counts>, i: usize| {
+        move || {
+            counts.hit(i);
+            match i % 4 {
+                0 => scx_rt::yield_now(),
+                1 => {
+                    // Long enough to meet the timer now and then.
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < Duration::from_micros(20) {
+                        scx_rt::preempt_point();
+                    }
+                }
+                _ => {}
+            }
+            i
+        }
+    };
+    let inner = {
+        let counts = counts.clone();
+        rt.spawn_on(1, move || {
+            let hs: Vec<_> = (n..n + INSIDE)
+                .map(|i| scx_rt::spawn(body(counts.clone(), i)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+        })
+    };
+    let hs: Vec<_> = (0..n).map(|i| rt.spawn(body(counts.clone(), i))).collect();
+    let outside: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let inside = inner.join().unwrap();
+    assert_eq!(outside, (0..n).sum::<usize>());
+    assert_eq!(inside, (n..n + INSIDE).sum::<usize>());
+    counts.assert_exactly_once("central burst");
+    assert_eq!(rt.scheduler_name(), "central", "{:?}", rt.exit_info());
+    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (enq, disp, bounced) = (
+        ld(&stats.enqueued),
+        ld(&stats.dispatched),
+        ld(&stats.bounced),
+    );
+    assert_eq!(
+        enq,
+        disp + bounced,
+        "tasks into the FIFO vs out of it (dispatched {disp}, bounced {bounced})"
+    );
+    // Every first run came through an enqueue: into the FIFO, or into
+    // the fallback DSQ when the FIFO was full.
+    assert!(enq + ld(&stats.overflows) >= (n + INSIDE) as u64);
+    if batched {
+        // The burst was deeper than a pass: CPUs were topped up and
+        // passes ran out of dispatch slots.
+        assert!(ld(&stats.topped_up) > 0);
+        assert!(ld(&stats.retries) > 0);
+    } else {
+        assert!(ld(&stats.overflows) > 0);
+    }
 }
 
 #[test]

@@ -30,7 +30,8 @@ use hdrhistogram::Histogram;
 
 use crate::report::{PlotData, Row, Subject};
 use crate::stats::{latency_row, throughput_row, Key};
-use crate::workloads::bimodal::{Req, NAME};
+use crate::workloads::bimodal::NAME;
+use crate::workloads::bimodal_gen::Req;
 
 /// Per-request records, written by the generator and the request.
 pub struct Tail {

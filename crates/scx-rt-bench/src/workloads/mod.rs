@@ -10,6 +10,7 @@
 //! arm in [`crate::peers::may::run_child`].
 
 pub mod bimodal;
+pub mod bimodal_gen;
 pub mod bimodal_tail;
 pub mod chained_spawn;
 pub mod echo;
@@ -103,7 +104,7 @@ pub const ALL: &[Workload] = &[
         name: "bimodal",
         about: "Poisson arrivals of 99.5% short / 0.5% long spinning requests, p99 vs load",
         run: bimodal::run,
-        check: None,
+        check: Some(bimodal::check_options),
     },
     Workload {
         name: "kick",
