@@ -333,11 +333,12 @@ pub fn summary_row(mix: &Mix, policy: Policy, knee: f64, tested: u64) -> Row {
 }
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
-    let spare = spare_cpu(ctx);
+    let (own, spare) = generator_cpu(ctx);
+    let ctx = own.as_ref().unwrap_or(ctx);
     if spare.is_none() {
         eprintln!(
             "{NAME}: no usable CPU outside --cpus for the load generator; it shares the \
-             workers' CPUs (latencies are pessimistic)"
+             workers' CPU (latencies are pessimistic)"
         );
     }
     for policy in policies(ctx) {
@@ -348,6 +349,32 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The generator's CPU: a usable CPU outside `--cpus` if there is one;
+/// else, when `--cpus` names two or more, the last of them, and the
+/// workers get the others (the returned context). A generator sharing a
+/// worker's CPU hands requests over late whenever a request spins there
+/// (on the 2-vCPU machine it waited for its CPU most of the run), which
+/// makes every policy's tail the generator's; only a single `--cpus` CPU
+/// leaves it shared.
+fn generator_cpu(ctx: &Ctx) -> (Option<Ctx>, Option<usize>) {
+    if let Some(c) = spare_cpu(ctx) {
+        return (None, Some(c));
+    }
+    match ctx.cpus.split_last() {
+        Some((&gen, workers)) if !workers.is_empty() => {
+            eprintln!(
+                "{NAME}: the load generator takes CPU {gen} of --cpus; the workers run on {workers:?}"
+            );
+            let own = Ctx {
+                cpus: workers.to_vec(),
+                opts: ctx.opts.clone(),
+            };
+            (Some(own), Some(gen))
+        }
+        _ => (None, None),
+    }
 }
 
 fn scx_sweep(ctx: &Ctx, policy: Policy, spare: Option<usize>) -> Result<Vec<Row>, String> {
