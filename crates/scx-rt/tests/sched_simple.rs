@@ -232,10 +232,21 @@ fn simple_vtime_orders_by_vtime_and_bounds_a_newcomers_credit() {
                 }
             }
         };
-        let a0 = rt.spawn(mk('0', 60, Some(20)));
-        let a1 = rt.spawn(mk('1', 60, None));
-        a0.join().unwrap();
-        a1.join().unwrap();
+        // Both are spawned by one task, with no switch point in between,
+        // so both are queued before either runs. Spawned one by one from
+        // this thread, A1 could arrive late (this thread descheduled under
+        // load): A0's yields with nothing else queued then keep it running
+        // without an enqueue (no `ENQ_LAST`), and too few go through the
+        // shared DSQ for the check below.
+        let (a0, a1) = (mk('0', 60, Some(20)), mk('1', 60, None));
+        rt.spawn(move || {
+            let a0 = scx_rt::spawn(a0);
+            let a1 = scx_rt::spawn(a1);
+            a0.join().unwrap();
+            a1.join().unwrap();
+        })
+        .join()
+        .unwrap();
         stop.store(true, Ordering::SeqCst);
         assert_eq!(spinner.join().unwrap(), Some(1));
         rt.shutdown();
