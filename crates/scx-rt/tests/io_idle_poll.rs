@@ -52,6 +52,32 @@ fn pipe_reader(
     (reader, ready_rx, w)
 }
 
+/// One CPU with idle poll `poll`, its only task reading a pipe for
+/// [`ROUNDS`] rounds; each byte is written 20 ms after the reader said it
+/// is about to park, so the reader's CPU has passed the look it takes just
+/// before idling and is in its poll or its epoll sleep when the byte
+/// arrives (had it come earlier, that look would find it and the round
+/// would prove nothing; the callers' counts catch a run of such rounds).
+/// Returns the CPU's statistics once every byte was read, in order.
+fn idle_rounds(poll: Duration) -> scx_rt::CpuStats {
+    let rt = Runtime::builder()
+        .nr_cpus(1)
+        .pin(false)
+        .idle_poll(poll)
+        .build()
+        .unwrap();
+    let (reader, ready_rx, mut w) = pipe_reader(&rt);
+    for i in 0..ROUNDS {
+        assert_eq!(ready_rx.recv().unwrap(), i);
+        std::thread::sleep(Duration::from_millis(20));
+        w.write_all(&[i]).unwrap();
+    }
+    assert_eq!(reader.join().unwrap(), (0..ROUNDS).collect::<Vec<_>>());
+    let c = rt.stats().cpus[0].clone();
+    rt.shutdown();
+    c
+}
+
 /// One CPU spinning in a one-hour idle poll, its only task parked reading
 /// a pipe; a plain thread writes the pipe once the CPU is in its poll. The
 /// CPU's peeks at its reactor while it polls must find the byte each
@@ -60,32 +86,13 @@ fn pipe_reader(
 #[test]
 fn readiness_during_the_idle_poll_is_found_by_the_poll() {
     guard("a read while the CPU polls idle for an hour", || {
-        let rt = Runtime::builder()
-            .nr_cpus(1)
-            .pin(false)
-            .idle_poll(ENDLESS_POLL)
-            .build()
-            .unwrap();
-        let (reader, ready_rx, mut w) = pipe_reader(&rt);
-        for i in 0..ROUNDS {
-            assert_eq!(ready_rx.recv().unwrap(), i);
-            // Let the reader park and its CPU pass the look it takes just
-            // before idling, so that the byte arrives during the poll (if
-            // it came earlier, that look would find it and the round would
-            // prove nothing; the count below catches a run of such rounds).
-            std::thread::sleep(Duration::from_millis(20));
-            w.write_all(&[i]).unwrap();
-        }
-        assert_eq!(reader.join().unwrap(), (0..ROUNDS).collect::<Vec<_>>());
-        let s = rt.stats();
-        let c = &s.cpus[0];
+        let c = idle_rounds(ENDLESS_POLL);
         assert!(
             c.io_wakeups_polling >= 1,
             "no read was woken from the idle poll: {c:?}"
         );
         assert_eq!(c.io_wakeups_slept, 0, "the CPU slept in epoll: {c:?}");
         assert!(c.io_wakeups_polling <= c.io_wakeups, "{c:?}");
-        rt.shutdown();
     });
 }
 
@@ -95,23 +102,9 @@ fn readiness_during_the_idle_poll_is_found_by_the_poll() {
 #[test]
 fn readiness_ends_an_epoll_sleep() {
     guard("a read while the CPU sleeps in epoll", || {
-        let rt = Runtime::builder()
-            .nr_cpus(1)
-            .pin(false)
-            .idle_poll(Duration::ZERO)
-            .build()
-            .unwrap();
-        let (reader, ready_rx, mut w) = pipe_reader(&rt);
-        for i in 0..ROUNDS {
-            assert_eq!(ready_rx.recv().unwrap(), i);
-            std::thread::sleep(Duration::from_millis(20));
-            w.write_all(&[i]).unwrap();
-        }
-        assert_eq!(reader.join().unwrap(), (0..ROUNDS).collect::<Vec<_>>());
-        let c = &rt.stats().cpus[0];
+        let c = idle_rounds(Duration::ZERO);
         assert_eq!(c.io_wakeups_polling, 0, "{c:?}");
         assert!(c.io_wakeups_slept >= 1, "no epoll sleep woke a read: {c:?}");
-        rt.shutdown();
     });
 }
 
