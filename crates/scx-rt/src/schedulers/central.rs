@@ -341,6 +341,9 @@ impl Central {
         let me = self.central_cpu;
         let n = ctx.nr_cpu_ids();
         let mut to_kick: Vec<usize> = Vec::new();
+        // Served in phase 1 (phase 3 skips them without a search of
+        // `to_kick`: one pass stays O(CPUs)).
+        let mut served = vec![false; n];
         let mut out_of_slots = false;
         // Tasks wait in the fallback DSQ (the FIFO overflowed, or bounced
         // tasks): no batching, so that every CPU comes back through its own
@@ -369,6 +372,7 @@ impl Central {
                 if s.tasks > 0 {
                     q.clear_gimme(c);
                     to_kick.push(c);
+                    served[c] = true;
                 }
                 if s.out_of_slots {
                     out_of_slots = true;
@@ -402,13 +406,13 @@ impl Central {
             // only a real one (more than a task per CPU): a task or two
             // wait in the FIFO for whichever CPU frees first.
             if !out_of_slots && !overflow && depth >= 2 {
-                for c in 0..n {
+                for (c, &was_served) in served.iter().enumerate() {
                     if q.tasks.is_empty() {
                         break;
                     }
                     // A CPU served above got its depth (its tasks may
                     // still be in the dispatch buffer, not yet counted).
-                    if c == me || q.gimme[c] || to_kick.contains(&c) {
+                    if c == me || q.gimme[c] || was_served {
                         continue;
                     }
                     let queued = ctx.dsq_nr_queued(dsq_id::LOCAL_ON | c as u64).max(0) as usize;
