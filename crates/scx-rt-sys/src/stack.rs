@@ -708,9 +708,13 @@ impl StackPool {
 impl Shared {
     /// [`StackPool::trim`], with `flush` moving the caller's cache to the
     /// shared free list when something may be trimmed.
+    ///
+    /// The common answer (nothing to trim) is inline: a worker asks at
+    /// every sleep, and the trimming part's frame cost more than the
+    /// question.
+    #[inline]
     pub(crate) fn trim(&self, keep: usize, flush: impl FnOnce()) -> usize {
-        let sh = self;
-        if sh.cached.load(Ordering::Relaxed) + THREAD_CACHE_CAP <= keep {
+        if self.cached.load(Ordering::Relaxed) + THREAD_CACHE_CAP <= keep {
             // Even with the caller's cache flushed (at most
             // THREAD_CACHE_CAP slots) nothing would pass `keep`: leave the
             // cache alone. Flushing it would only make the caller's next
@@ -719,6 +723,13 @@ impl Shared {
             // pattern paid that at every task).
             return 0;
         }
+        self.trim_some(keep, flush)
+    }
+
+    /// [`Shared::trim`] past its inline check.
+    #[inline(never)]
+    fn trim_some(&self, keep: usize, flush: impl FnOnce()) -> usize {
+        let sh = self;
         flush();
         if sh.cached.load(Ordering::Relaxed) <= keep {
             return 0;

@@ -97,6 +97,7 @@ impl StackCache {
     /// [`StackPool::trim`], flushing this cache (instead of the calling
     /// thread's) when something may be trimmed. Borrows the parts apart
     /// (no reference counted on the pool: a worker trims at every sleep).
+    #[inline]
     pub fn trim(&mut self, keep: usize) -> usize {
         let StackCache { pool, slots, count } = self;
         pool.trim(keep, || flush(pool, slots, count))

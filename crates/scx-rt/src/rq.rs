@@ -188,6 +188,11 @@ pub(crate) struct RqSynced {
     /// `update_idle` and the idle masks).
     pub idle_notified: bool,
     pub zero_slice_warned: bool,
+    /// The step's clock reading while the step holds the lock (0
+    /// otherwise): the copy of `RqOwner::clock` that code holding the rq
+    /// reads without an index (`core::dsqs::activate` stamps the tasks the
+    /// step's drain enqueues with it instead of reading the clock again).
+    pub clock: u64,
     /// Higher-class work took the CPU and `cpu_release` ran (or would
     /// have): the next balance calls `cpu_acquire` (`core::release`).
     pub cpu_released: bool,
@@ -223,6 +228,7 @@ impl RqSynced {
             picking: false,
             idle_notified: false,
             zero_slice_warned: false,
+            clock: 0,
             cpu_released: false,
             sched_gen: 0,
             stats: RqCounters::default(),
@@ -733,6 +739,7 @@ impl<'a> RqGuard<'a> {
     /// under the lock before the call may have changed.
     pub(crate) fn unlocked<R>(this: &mut Self, f: impl FnOnce() -> R) -> R {
         let ring = std::mem::take(&mut this.g.ring_on_unlock);
+        this.g.clock = 0;
         let cpu = this.ringer.cpu;
         // The rq clock is valid only while the step holds the lock
         // (`RqOwner::clock`): from here on `now` reads the clock.

@@ -74,7 +74,9 @@ pub(crate) enum Target<'a> {
 /// The task joins this rq's runnable set.
 pub(crate) fn activate(rq: &mut RqSynced, p: &TaskRef) {
     if p.has_flag(tflags::RESET_RUNNABLE_AT) {
-        p.scx.runnable_at.store(now(), Ordering::Relaxed);
+        // Inside the step (its wake-list drain): the step's reading.
+        let t = if rq.clock != 0 { rq.clock } else { now() };
+        p.scx.runnable_at.store(t, Ordering::Relaxed);
         p.clear_flag(tflags::RESET_RUNNABLE_AT);
     }
     rq.runnable.add(p);

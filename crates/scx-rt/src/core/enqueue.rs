@@ -290,10 +290,12 @@ pub(crate) fn drain_wake_list(sh: &Shared, cpu: usize, given: Option<&SchedSlot>
 /// caller's (`process_ddsp_deferred_locals`).
 ///
 /// The list is swapped with the rq's empty spare buffer (the wake list is
-/// a leaf lock, taken here under the rq lock), and the drained buffer
-/// becomes the spare again, its capacity kept: a steady stream of wake-ups
-/// allocates nothing. A spare grown past [`WAKE_SPARE_KEEP`] by a burst is
-/// released.
+/// a leaf lock, taken here under the rq lock), and the drained buffer,
+/// emptied in place, becomes the spare, its capacity kept: a steady stream
+/// of wake-ups allocates nothing. A spare grown past [`WAKE_SPARE_KEEP`]
+/// by a burst is released. The buffer is reversed and popped (oldest
+/// first, no iterator to set up and drop); nothing the enqueue path calls
+/// touches the spare.
 pub(crate) fn drain_wake_list_locked(
     sh: &Shared,
     slot: &SchedSlot,
@@ -301,13 +303,16 @@ pub(crate) fn drain_wake_list_locked(
     in_step: bool,
 ) -> bool {
     let target = rq.this_cpu();
-    let mut woken = std::mem::take(&mut rq.wake_spare);
-    std::mem::swap(&mut woken, &mut *target.shared.remote.wake_list.lock());
-    let any = !woken.is_empty();
+    std::mem::swap(
+        &mut rq.wake_spare,
+        &mut *target.shared.remote.wake_list.lock(),
+    );
+    let any = !rq.wake_spare.is_empty();
     if any {
         crate::core::slot::set_working_for(sh.rt_id, slot.gen);
         rq.picking = in_step;
-        for (p, enq) in woken.drain(..) {
+        rq.wake_spare.reverse();
+        while let Some((p, enq)) = rq.wake_spare.pop() {
             rq.flags |= rqflags::IN_WAKEUP;
             enqueue_task(sh, slot, rq, p, enq);
             rq.flags &= !rqflags::IN_WAKEUP;
@@ -317,9 +322,9 @@ pub(crate) fn drain_wake_list_locked(
         if !in_step && rq.curr.is_none() {
             target.resched_locked(rq);
         }
-    }
-    if woken.capacity() <= WAKE_SPARE_KEEP {
-        rq.wake_spare = woken;
+        if rq.wake_spare.capacity() > WAKE_SPARE_KEEP {
+            rq.wake_spare = Vec::new();
+        }
     }
     any
 }

@@ -162,6 +162,7 @@ fn run_fired_timers(sh: &Shared, cpu: usize) {
 /// Whether an idle CPU `cpu` has something to do: a kick, interrupt work,
 /// a pending exit, or a shutdown with no task left. Its idle wait (poll,
 /// then doorbell sleep) ends when this holds.
+#[inline]
 pub(crate) fn idle_wake(sh: &Shared, cpu: usize) -> bool {
     let s = &sh.cpus[cpu].shared;
     s.kick.pending.load(Ordering::Relaxed)

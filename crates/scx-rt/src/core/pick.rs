@@ -132,10 +132,11 @@ pub(crate) fn pick_next_task(
     if balance(sh, slot, rq, prev.as_ref()) {
         // The lock may have been dropped in there: a `WAIT` kicker that
         // read the sequence meanwhile waits for prev to stop, which the
-        // put below does (`put_prev_task`).
+        // put below does (`put_prev_task`); and the rq may have switched
+        // scheduler (the inline checks keep the lock: nothing to refresh).
         c.shared.kick.advance_pick();
+        refresh(sh, rq, slot);
     }
-    refresh(sh, rq, slot);
     if rq.has(rqflags::BAL_KEEP) {
         let p = prev.expect("balance keeps only a prev");
         if p.slice() == 0 {

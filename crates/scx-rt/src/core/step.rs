@@ -73,14 +73,19 @@ pub(crate) struct After {
     /// Higher-class work took the CPU (`core::release`): the worker runs
     /// it before its next step.
     pub higher_class: bool,
+    /// One of `timers`, `raced`, `moved` or `shutdown_done` holds work for
+    /// [`finish`]: the common step tests this one flag.
+    pub work: bool,
 }
 
 /// Fires the sleep timers that are due, collecting their tasks. rq locked.
-fn fire_timers(c: &Cpu, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
+/// Returns whether it found any.
+fn fire_timers(c: &Cpu, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) -> bool {
     let next_timer = &c.shared.owner.next_timer;
     if now < next_timer.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
+    let mut found = false;
     while let Some(std::cmp::Reverse(t)) = rq.timers.peek() {
         if t.deadline > now {
             break;
@@ -88,8 +93,10 @@ fn fire_timers(c: &Cpu, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) {
         if let Some(std::cmp::Reverse(t)) = rq.timers.pop() {
             out.push(t.task);
         }
+        found = true;
     }
     next_timer.store(rq.next_timer().unwrap_or(u64::MAX), Ordering::Relaxed);
+    found
 }
 
 /// One scheduling step of CPU `cpu`, whose task `prev` stopped for `why`.
@@ -115,10 +122,13 @@ pub(crate) fn step(
     // under loom time does not move, and no clock is kept).
     #[cfg(not(scx_rt_loom))]
     c.shared.owner.clock.store(now, Ordering::Relaxed);
+    rq.clock = now;
     if drain {
         drain_wake_list_locked(sh, slot, &mut rq, true);
     }
-    fire_timers(c, &mut rq, &mut after.timers, now);
+    if fire_timers(c, &mut rq, &mut after.timers, now) {
+        after.work = true;
+    }
     let mut prev_task = None;
     let was_running = prev.is_some();
     if let Some((p, sw)) = prev {
@@ -161,6 +171,7 @@ pub(crate) fn step(
                     rq.curr = None;
                     if !p.block_finish() {
                         after.raced = Some(p);
+                        after.work = true;
                     }
                 } else {
                     prev_task = Some(p);
@@ -177,6 +188,7 @@ pub(crate) fn step(
                 sh.tasks.remove(&p);
                 if sh.live.exit(cpu, &sh.shutdown) {
                     after.shutdown_done = true;
+                    after.work = true;
                 }
             }
         }
@@ -187,6 +199,7 @@ pub(crate) fn step(
         if let Some(p) = prev_task.take_if(|p| p.is_queued() && p.single_cpu() != Some(cpu)) {
             let dst = crate::core::migrate::migrate_out_curr(sh, slot, &mut rq, &p);
             after.moved = Some((p, dst));
+            after.work = true;
         }
     }
     // Higher-class work (`Runtime::run_on_cpu`) takes the CPU: no pick;
@@ -208,6 +221,7 @@ pub(crate) fn step(
     }
     #[cfg(not(scx_rt_loom))]
     c.shared.owner.clock.store(0, Ordering::Relaxed);
+    rq.clock = 0;
     drop(rq);
     let deadline = match &next {
         Some(t) if t.slice() != SLICE_INF => now.saturating_add(t.slice()),
@@ -233,17 +247,14 @@ pub(crate) fn step(
 /// every worker look. `from` is the calling worker's CPU.
 #[inline]
 pub(crate) fn finish(sh: &Shared, from: usize, after: &mut After) {
-    if after.moved.is_some()
-        || after.raced.is_some()
-        || !after.timers.is_empty()
-        || after.shutdown_done
-    {
+    if after.work {
         finish_slow(sh, from, after);
     }
 }
 
 #[cold]
 fn finish_slow(sh: &Shared, from: usize, after: &mut After) {
+    after.work = false;
     if let Some((p, dst)) = after.moved.take() {
         crate::core::migrate::migrate_in(sh, p, dst);
     }

@@ -194,6 +194,9 @@ const UNPARK_MAX: usize = 256;
 struct PerCpu {
     /// Bound-task enqueues, for [`CHECK_INTERVAL`]. Owner-written.
     tick: AtomicU32,
+    /// Steal scans from this CPU: the rotating offset they start at.
+    /// Owner-written.
+    steals: AtomicU32,
     /// A drain is on (module docs). Owner-written.
     drain: AtomicBool,
     /// Kicked to steal and has not looked yet. Set by the kicker, cleared
@@ -362,17 +365,24 @@ impl WorkStealing {
 
     /// Takes half (at most [`STEAL_MAX`]) of the first other CPU's
     /// stealable DSQ that has tasks; whether it took any.
-    fn steal(&self, ctx: &mut DispatchCtx<'_, '_>, cpu: usize) -> bool {
+    fn steal(&self, ctx: &mut DispatchCtx<'_, '_>, me: &PerCpu, cpu: usize) -> bool {
         let n = self.nr_cpus();
-        let start = ctx.now() as usize;
-        for i in 0..n {
-            let victim = (start + i) % n;
-            if victim == cpu || ctx.dsq_nr_queued(Self::stealable(victim)) <= 0 {
-                continue;
+        // The offset rotates per scan (a counter of this CPU's, not the
+        // clock: an idle CPU scans at every pick, and the division of a
+        // modulo per victim is avoided by wrapping).
+        let k = me.steals.load(Ordering::Relaxed);
+        me.steals.store(k.wrapping_add(1), Ordering::Relaxed);
+        let mut victim = (cpu + 1 + k as usize) % n;
+        for _ in 0..n {
+            if victim != cpu && ctx.dsq_nr_queued(Self::stealable(victim)) > 0 {
+                let allowance = self.steal_allowance(ctx, cpu, victim);
+                if allowance > 0 && Self::take_half(ctx, Self::stealable(victim), allowance) > 0 {
+                    return true;
+                }
             }
-            let allowance = self.steal_allowance(ctx, cpu, victim);
-            if allowance > 0 && Self::take_half(ctx, Self::stealable(victim), allowance) > 0 {
-                return true;
+            victim += 1;
+            if victim == n {
+                victim = 0;
             }
         }
         false
@@ -549,7 +559,7 @@ impl Scheduler for WorkStealing {
         if drain {
             me.drain.store(false, Ordering::Relaxed);
         }
-        let mut found = drain && self.steal(ctx, cpu);
+        let mut found = drain && self.steal(ctx, me, cpu);
         if !found {
             found = Self::take_half(ctx, Self::stealable(cpu), usize::MAX) > 0;
         }
@@ -562,7 +572,7 @@ impl Scheduler for WorkStealing {
             unparked += 1;
         }
         if !found && unparked == 0 {
-            found = self.steal(ctx, cpu);
+            found = self.steal(ctx, me, cpu);
         }
         // A searcher that found work hands the role on while work remains.
         if searcher && found {

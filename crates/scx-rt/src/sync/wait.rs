@@ -151,11 +151,16 @@ pub(crate) fn wait_on<S, R>(
 }
 
 /// Wakes every waiter in `ws` (call after releasing the state lock).
+#[inline]
 pub(crate) fn wake_all(ws: Taken) {
     if let Some(w) = ws.first {
         w.wake();
     }
-    for w in ws.rest {
-        w.wake();
+    // Most lists hold one waiter at most: an empty `rest` is not iterated
+    // (its iterator's set-up and drop cost more than the wake-up's check).
+    if !ws.rest.is_empty() {
+        for w in ws.rest {
+            w.wake();
+        }
     }
 }
