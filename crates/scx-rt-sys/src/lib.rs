@@ -37,6 +37,8 @@
 //!   clock and raises the thread's flags;
 //! - [`small_box`]: a `dyn Trait` value kept inline when small (a task's
 //!   entry inside its control block, one allocation per spawn).
+//! - [`in_place`]: a large value built straight into its `Arc`'s
+//!   allocation (a task's control block, no move per spawn).
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
 //! `affinity`, `spinlock`, `rlimit`, `small_box`, and `futex`, `eventfd`, `epoll`, `sock`,
@@ -62,6 +64,7 @@ pub mod eventfd;
 pub mod expiry;
 pub mod fiber;
 pub mod futex;
+pub mod in_place;
 pub mod page;
 pub mod rlimit;
 pub mod sigsegv;

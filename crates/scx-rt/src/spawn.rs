@@ -311,15 +311,18 @@ where
     debug_assert_eq!(from, context::cpu_in(sh));
     let id = next_task_id();
     let entry = Entry::new(f);
-    let p: TaskRef = Arc::new(Task::new(
-        id,
-        sh.rt_id,
-        Some(scx_rt_sys::fiber::Fiber::new(Box::new(run_lent_task))),
-        affinity,
-        sh.cfg.allow_migration,
-        now(),
-        SmallBox::new(entry),
-    ));
+    // Built in place: a `Task` is several hundred bytes (`in_place`).
+    let p: TaskRef = scx_rt_sys::in_place::arc_new_with(|| {
+        Task::new(
+            id,
+            sh.rt_id,
+            Some(scx_rt_sys::fiber::Fiber::new(Box::new(run_lent_task))),
+            affinity,
+            sh.cfg.allow_migration,
+            now(),
+            SmallBox::new(entry),
+        )
+    });
     if weight != crate::consts::WEIGHT_DFL {
         p.scx.weight.store(weight, Ordering::Relaxed);
     }

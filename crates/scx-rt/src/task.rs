@@ -269,6 +269,7 @@ pub struct Task {
 }
 
 impl Task {
+    #[inline(always)]
     pub(crate) fn new(
         id: TaskId,
         rt_id: u64,

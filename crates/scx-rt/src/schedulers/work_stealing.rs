@@ -279,6 +279,8 @@ impl WorkStealing {
     /// CPU `cpu`'s load for fork balancing: its bound tasks plus the tasks
     /// queued on it (local and stealable DSQs; a bound runnable task counts
     /// twice, as runnable load weighs more than blocked). `None`: offline.
+    /// Inline: every spawn from a task asks it of its own CPU.
+    #[inline(always)]
     fn fork_load(&self, ctx: &Ctx<'_>, cpu: usize) -> Option<usize> {
         let bound = ctx.nr_bound_tasks(cpu)?;
         let local = ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64).max(0) as usize;
@@ -290,7 +292,8 @@ impl WorkStealing {
     /// time if `me`'s load exceeds it by more than [`FORK_IMBALANCE`]
     /// (module docs, "Fork balancing"). A parent with few bound tasks and
     /// an empty queue on its CPU (fork-join, chains) pays three loads and
-    /// a compare.
+    /// a compare, inline; the probe of another CPU is out of line.
+    #[inline(always)]
     fn fork_balance(&self, ctx: &Ctx<'_>, p: &TaskRef, me: usize) -> usize {
         let n = self.nr_cpus();
         if n < 2 {
@@ -300,6 +303,13 @@ impl WorkStealing {
         if mine <= FORK_IMBALANCE {
             return me;
         }
+        self.fork_probe(ctx, p, me, n, mine)
+    }
+
+    /// [`fork_balance`](Self::fork_balance) past its fast check: `me`
+    /// (with `n` CPUs) carries `mine`, more than [`FORK_IMBALANCE`].
+    #[inline(never)]
+    fn fork_probe(&self, ctx: &Ctx<'_>, p: &TaskRef, me: usize, n: usize, mine: usize) -> usize {
         let Some(s) = self.pcpu(me) else {
             return me;
         };
@@ -309,6 +319,11 @@ impl WorkStealing {
         let Some(seen) = self.fork_load(ctx, other) else {
             return me;
         };
+        if seen + FORK_IMBALANCE >= mine {
+            // Balanced enough whatever is in flight to `other` (which only
+            // adds to its load): no clock read.
+            return me;
+        }
         // Children sent to an idle CPU sit in its wake list, unseen by
         // `fork_load`, until it wakes: count them while its load shows
         // neither them (it reached `base + sent`) nor a drop below `base`
