@@ -103,6 +103,12 @@ pub(crate) fn leave() {
 /// counts a reference on the runtime's shared state, which every CPU
 /// would write.
 pub(crate) fn wake_task(p: TaskRef) {
+    wake_task_with(p, WakeFlags::TTWU);
+}
+
+/// `wake_task` with the wake flags `flags` (`TTWU` and any hints, such as
+/// `SYNC` for a waker CPU about to go idle: `io::look`).
+pub(crate) fn wake_task_with(p: TaskRef, flags: WakeFlags) {
     if !p.wake_claim() {
         return;
     }
@@ -110,7 +116,7 @@ pub(crate) fn wake_task(p: TaskRef) {
         let w = w.borrow();
         match w.as_ref() {
             Some(w) if w.sh.rt_id == p.rt_id => {
-                crate::core::enqueue::wake_up(&w.sh, p, WakeFlags::TTWU, Some(w.cpu));
+                crate::core::enqueue::wake_up(&w.sh, p, flags, Some(w.cpu));
                 None
             }
             _ => Some(p),
@@ -119,7 +125,7 @@ pub(crate) fn wake_task(p: TaskRef) {
     if let Some(p) = p {
         if let Some(sh) = crate::runtimes::find(p.rt_id) {
             let from = cpu_in(&sh);
-            crate::core::enqueue::wake_up(&sh, p, WakeFlags::TTWU, from);
+            crate::core::enqueue::wake_up(&sh, p, flags, from);
         }
     }
 }

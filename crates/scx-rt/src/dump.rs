@@ -109,10 +109,11 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
                 let st = &c.shared.owner.stats;
                 let ld = |a: &crate::loom::AtomicU64| a.load(crate::loom::Ordering::Relaxed);
                 format!(
-                    " io_wakeups={} (polling={} slept={}) io_sources={}",
+                    " io_wakeups={} (polling={} slept={} sibling={}) io_sources={}",
                     ld(&st.io_wakeups),
                     ld(&st.io_wakeups_polling),
                     ld(&st.io_wakeups_slept),
+                    ld(&st.io_wakeups_sibling),
                     r.nr_sources()
                 )
             }

@@ -24,9 +24,8 @@
 //! | wake list (`RqRemote::wake_list`: a waker pushes, the owner takes it all) | nothing, or one rq lock | — (a leaf) |
 //! | higher-class work queue (`RqRemote::hc`: `Runtime::run_on_cpu` pushes, the owner takes it all) | nothing, or one rq lock | — (a leaf) |
 //! | I/O registration (`GreenFd`'s first wait: its `registering` lock, then `io::reactor::Reactors::make`) | nothing | an rq or DSQ lock, a source lock |
-//! | reactor event buffer (`Reactor::events`; only its CPU's worker, outside any rq lock) | nothing | an rq or DSQ lock |
-//! | reactor table (`Reactor::table`, token -> source) | nothing, the registration locks, or the event buffer | an rq or DSQ lock |
-//! | I/O source state (`io::source::Source`; waiters are woken after it is released) | nothing, the table, or the event buffer | an rq or DSQ lock (a timed wait arms its timer after releasing it) |
+//! | reactor table (`Reactor::table`, token -> source; locked by whichever worker collects the reactor, `io`, "Who collects what") | nothing or the registration locks | an rq or DSQ lock |
+//! | I/O source state (`io::source::Source`; waiters are woken after it is released) | nothing, or the table | an rq or DSQ lock (a timed wait arms its timer after releasing it) |
 //! | scheduler slots (rwlock, read on a cache miss and by `Ctx::events`) | anything above | — (a leaf) |
 //! | exit record (spin) | anything above | — (a leaf) |
 //! | task body lock (stack) | nothing | — (held only by the worker running it) |
@@ -393,6 +392,9 @@ pub(crate) struct CpuCounters {
     pub io_wakeups_polling: AtomicU64,
     /// Of `io_wakeups`: tasks woken for events an epoll sleep returned.
     pub io_wakeups_slept: AtomicU64,
+    /// Of `io_wakeups`: tasks woken for events this CPU collected from
+    /// another CPU's reactor (`io`, "Who collects what").
+    pub io_wakeups_sibling: AtomicU64,
 }
 
 impl CpuCounters {
@@ -656,7 +658,7 @@ impl Cpu {
             )
         });
         match io {
-            Some(r) => {
+            Some(r) if r.epoll_sleep() => {
                 if db.sleep_io(timeout, pending, |t| r.sleep(t)) {
                     CpuCounters::bump(&stats.io_doorbell_wakes);
                 }
@@ -695,6 +697,13 @@ pub(crate) trait IdleIo {
     /// The sleep: waits up to `timeout` (`None`: until an event), the
     /// doorbell's eventfd included.
     fn sleep(&self, timeout: Option<std::time::Duration>);
+    /// Whether the sleep is `sleep` (an epoll wait with the doorbell's
+    /// eventfd in it); false: the CPU only peeks here (it collects other
+    /// CPUs' readiness but has no reactor of its own) and sleeps on the
+    /// futex.
+    fn epoll_sleep(&self) -> bool {
+        true
+    }
 }
 
 /// A held rq lock that rings the CPU's doorbell after releasing the lock

@@ -413,6 +413,7 @@ impl Runtime {
                     io_doorbell_wakes: r(&s.io_doorbell_wakes),
                     io_wakeups_polling: r(&s.io_wakeups_polling),
                     io_wakeups_slept: r(&s.io_wakeups_slept),
+                    io_wakeups_sibling: r(&s.io_wakeups_sibling),
                     io_sources: self.sh.io.get(c.id).map_or(0, |r| r.nr_sources()),
                     bound_tasks: c.shared.owner.nr_bound.load(Ordering::Relaxed),
                     pick_seq: c.shared.kick.pick_seq(),
@@ -524,8 +525,9 @@ pub struct CpuStats {
     pub wakes_while_polling: u64,
     /// `KICK_WAIT`s this CPU completed as the waiter.
     pub kick_waits: u64,
-    /// Tasks this CPU's I/O reactor woke because their fd became ready
-    /// (each went through the scheduler's `select_cpu` and `enqueue`).
+    /// Tasks this CPU woke because their fd became ready, found in its own
+    /// I/O reactor or (`io_wakeups_sibling`) in another CPU's (each went
+    /// through the scheduler's `select_cpu` and `enqueue`).
     pub io_wakeups: u64,
     /// Wake-ups of this CPU out of an epoll sleep (it had I/O registered)
     /// that a waker's eventfd write made.
@@ -539,6 +541,11 @@ pub struct CpuStats {
     /// a CPU takes just before it goes idle and by the periodic look of a
     /// busy CPU.
     pub io_wakeups_slept: u64,
+    /// Of `io_wakeups`: tasks woken for readiness that this CPU collected
+    /// from another CPU's reactor while it had nothing to run (a runtime
+    /// whose tasks may migrate, `Builder::allow_migration`; `scx_rt::io`,
+    /// "Who collects what").
+    pub io_wakeups_sibling: u64,
     /// Sources (fds: sockets, pipes) registered with this CPU's reactor
     /// now. A source registers with the CPU of its first blocking call,
     /// which is the CPU its task is bound to unless it is migratable, so

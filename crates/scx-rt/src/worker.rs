@@ -26,8 +26,10 @@
 //! earliest sleep timer (the no-lost-wake-up argument is in `doorbell`).
 //! A CPU with I/O registered also looks at its reactor: every
 //! `IO_POLL_INTERVAL_NS` between steps while busy, once before the poll,
-//! every `IO_IDLE_PEEK_NS` during it, and sleeps in `epoll_wait` (the
-//! protocol is in `io`, "Who waits where").
+//! every `IO_IDLE_PEEK_NS` during it, and sleeps in `epoll_wait`; in a
+//! runtime whose tasks may migrate, a CPU with nothing to run also
+//! collects its siblings' reactors (the protocol is in `io`, "Who
+//! collects what" and "Who waits where").
 //!
 //! Slice expiry (`SliceTimer::Signal`, the `timer` module docs): the worker
 //! owns a POSIX timer that signals this thread; it is created before the
@@ -83,6 +85,7 @@ pub(crate) fn worker_main(
     let mut after = After::default();
     let mut prev: Option<(TaskRef, Switch)> = None;
     let mut next_io_poll = 0u64;
+    let look = crate::io::look::Looker::new(&sh, cpu);
     let c: &crate::rq::Cpu = &sh.cpus[cpu];
     loop {
         let drain = crate::core::irq::safe_point_on(&sh, c);
@@ -92,9 +95,7 @@ pub(crate) fn worker_main(
             // A busy CPU looks at its reactor every so often (`io`); the
             // common step pays one compare.
             next_io_poll = after.now.saturating_add(crate::consts::IO_POLL_INTERVAL_NS);
-            if let Some(r) = sh.io.active(cpu) {
-                io_poll(&sh, cpu, r, Some(std::time::Duration::ZERO));
-            }
+            look.busy();
         }
         crate::kick::run_pending_on(&sh, c);
         match next {
@@ -118,7 +119,7 @@ pub(crate) fn worker_main(
                 if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
-                idle(&sh, cpu, &mut stacks, after.now);
+                idle(&sh, cpu, &mut stacks, after.now, &look);
             }
         }
     }
@@ -231,14 +232,19 @@ fn run_task(
 }
 
 /// The idle wait of CPU `cpu` after a step that found nothing to run, at
-/// clock reading `now` (the step's).
-fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache, now: u64) {
-    let io = sh.io.active(cpu);
-    if let Some(r) = io {
-        // Ready I/O first, without blocking (Go's `findrunnable`).
-        if io_poll(sh, cpu, r, Some(std::time::Duration::ZERO)) > 0 {
-            return;
-        }
+/// clock reading `now` (the step's); `look` is the CPU's looks at the
+/// reactors (`io::look`).
+fn idle(
+    sh: &Shared,
+    cpu: usize,
+    stacks: &mut StackCache,
+    now: u64,
+    look: &crate::io::look::Looker<'_>,
+) {
+    let io = look.prepare();
+    // Ready I/O first, without blocking (Go's `findrunnable`).
+    if io && look.dry() > 0 {
+        return;
     }
     let end = sh.cpus[cpu].idle_wait_with(
         sh.cfg.idle_poll_ns,
@@ -250,13 +256,13 @@ fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache, now: u64) {
             stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
             // The expiry timer stays armed (module docs).
         },
-        io.map(|r| r as &dyn crate::rq::IdleIo),
+        io.then_some(look as &dyn crate::rq::IdleIo),
     );
-    if let Some(r) = io {
-        // The events the sleep returned, handled now that the CPU is
-        // RUNNING (a wake-up made during the sleep would ring itself).
-        let n = r.dispatch();
-        bump_io(sh, cpu, n);
+    if io {
+        // The events the idle looks collected, woken now that the CPU is
+        // RUNNING (a wake-up made during the sleep would ring itself),
+        // with `SYNC`: this CPU has nothing else to run.
+        let n = look.wake(crate::flags::WakeFlags::TTWU | crate::flags::WakeFlags::SYNC);
         let st = &sh.cpus[cpu].shared.owner.stats;
         match end {
             crate::rq::IdleEnd::IoWhilePolling => add(&st.io_wakeups_polling, n),
@@ -264,24 +270,6 @@ fn idle(sh: &Shared, cpu: usize, stacks: &mut StackCache, now: u64) {
             _ => {}
         }
     }
-}
-
-/// Polls CPU `cpu`'s reactor (`timeout`: how long it may block) and wakes
-/// the tasks it finds ready. Returns how many it woke.
-fn io_poll(
-    sh: &Shared,
-    cpu: usize,
-    r: &crate::io::reactor::Reactor,
-    timeout: Option<std::time::Duration>,
-) -> usize {
-    r.wait(timeout);
-    let n = r.dispatch();
-    bump_io(sh, cpu, n);
-    n
-}
-
-fn bump_io(sh: &Shared, cpu: usize, n: usize) {
-    add(&sh.cpus[cpu].shared.owner.stats.io_wakeups, n);
 }
 
 /// Adds `n` to an owner-written counter (`CpuCounters`: one writer).

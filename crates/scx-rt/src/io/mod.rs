@@ -11,7 +11,7 @@
 //! # Protocol
 //!
 //! ```text
-//! task (any CPU)                          reactor (CPU c's worker only)
+//! task (any CPU)                          reactor (whoever collects, below)
 //! T1 seq := source.seq;                   R1 epoll_wait -> (token, bits)
 //!    if !(ready & dir): go to T3          R2 lock source; ready |= bits;
 //! T2 op()  -> WouldBlock                     seq += 1; take the waiters
@@ -58,19 +58,56 @@
 //!
 //! Each CPU of a runtime has its own epoll instance, made on first use,
 //! with the CPU's doorbell eventfd in it. A source registers with the
-//! reactor of the CPU its first blocking call runs on, and only that CPU's
-//! worker waits in (or polls) that epoll: events are handled by one thread
-//! without a shared lock, and nothing here is O(number of CPUs). Tasks are
-//! bound to the CPU they first ran on unless they opt in to migration, so
-//! the CPU that sees a task's readiness is the CPU the task runs on; a
-//! migratable task's readiness arrives on its registering CPU, whose
-//! `wake_up` lets the scheduler place it anywhere (`select_cpu`). The
-//! alternative, one epoll per runtime, would let any idle CPU take any
-//! event, at the price of a lock (or a poller role) every CPU contends for
-//! on every idle transition; with bound tasks it buys nothing.
+//! reactor of the CPU its first blocking call runs on, for the source's
+//! life. Tasks are bound to the CPU they first ran on unless the runtime
+//! lets them migrate (`Builder::allow_migration`), so in the default
+//! runtime the CPU that sees a task's readiness is the CPU the task runs
+//! on. The alternative, one epoll per runtime, would let any idle CPU take
+//! any event, at the price of a lock (or a poller role) every CPU contends
+//! for on every idle transition; with bound tasks it buys nothing.
 //!
-//! Who waits where. Only CPU `c`'s worker looks into `c`'s epoll, in
-//! three places, each without blocking except the last:
+//! # Who collects what
+//!
+//! Each worker collects through its own event buffer (`look::Looker`), so
+//! several threads may be in `epoll_wait` on one instance at once; the
+//! kernel hands each edge-triggered event to exactly one of them, and R2
+//! and R3 above run on whichever thread got it (the source lock orders
+//! them with T1-T3 as before; the token table's generations turn an event
+//! for a source removed meanwhile into nothing).
+//!
+//! - CPU `c`'s worker collects `c`'s reactor (the three looks below), and
+//!   is the only thread that *blocks* in `c`'s epoll and the only one that
+//!   reads `c`'s eventfd (a sibling that sees the eventfd's token only
+//!   marks it unread, `Reactor::collect`).
+//! - In a runtime whose tasks may migrate (and more than one CPU), a CPU
+//!   with nothing to run also collects its siblings', without blocking:
+//!   one sibling (in rotation, so a look stays one system call whatever
+//!   the number of CPUs) in the look before idling, and every other peek
+//!   of its idle poll. The tasks it finds are woken from this CPU, so the
+//!   policy's `select_cpu` sees this CPU as the waker: a connection whose
+//!   registering CPU is held by a CPU-bound task (which takes no step, and
+//!   so no look, until its slice ends), or by the host (a worker thread
+//!   that waits for a vCPU), runs on the idle CPU instead of waiting
+//!   (Go's and tokio's idle workers take any ready connection the same
+//!   way). A bound task could run nowhere else, so without migration no
+//!   CPU collects another's readiness: it would only be handed back.
+//!
+//! A CPU in its epoll *sleep* watches only its own reactor (a sibling's
+//! readiness does not end it; nesting epolls would wake every CPU for
+//! every event). So a helper finds a held sibling's readiness while it
+//! polls, or when it next goes idle, not while it sleeps.
+//!
+//! The wake-ups of the looks a CPU takes with nothing to run (before
+//! idling, the idle peeks, the sleep) carry `WakeFlags::SYNC` beside
+//! `TTWU`: the waker, this CPU, is about to go idle, which is what the
+//! flag tells a policy (`select_cpu_dfl` then places a task that may run
+//! here on this CPU when its local DSQ is empty). In the kernel an I/O
+//! wake-up comes from an interrupt and carries no such hint; here it comes
+//! from a CPU that is known to be free, and saying so lets every policy
+//! use it. The busy CPU's periodic look wakes with `TTWU` alone.
+//!
+//! Who waits where. CPU `c`'s worker looks into `c`'s epoll in three
+//! places, each without blocking except the last:
 //!
 //! 1. Busy: after a scheduling step, if `consts::IO_POLL_INTERVAL_NS`
 //!    (200 µs) passed since its last look (Go's `sysmon` netpoll; one
@@ -110,6 +147,7 @@
 //! shut down"), so a task blocked on a read can finish instead of keeping
 //! shutdown waiting forever.
 
+pub(crate) mod look;
 pub(crate) mod reactor;
 pub(crate) mod source;
 

@@ -1,6 +1,7 @@
 //! The per-CPU I/O reactor: an epoll instance with the CPU's doorbell
 //! eventfd in it, the table that turns event tokens into sources, and the
-//! poll that wakes the tasks waiting on them (protocol in `io`).
+//! collection that turns events into the waiters they make ready (protocol
+//! in `io`; who collects, with which buffer, in `io::look`).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -144,10 +145,10 @@ pub(crate) struct Reactor {
     table: parking_lot::Mutex<Table>,
     /// Sources registered: non-zero makes the CPU poll and sleep here.
     nr: AtomicUsize,
-    /// The owner's event buffer (only the CPU's worker polls).
-    events: parking_lot::Mutex<Events>,
-    /// The eventfd was reported readable and not yet read: read at the
-    /// next `wait`, off the path from a wake-up to the task it is for.
+    /// The eventfd was reported readable and not yet read: read by the
+    /// owner at its next `wait`, off the path from a wake-up to the task it
+    /// is for. (A sibling that collects this reactor's events sees the
+    /// eventfd too and may set this; only the owner reads the eventfd.)
     wake_unread: AtomicBool,
 }
 
@@ -161,9 +162,6 @@ impl Reactor {
             wake,
             table: parking_lot::Mutex::new(Table::default()),
             nr: AtomicUsize::new(0),
-            events: parking_lot::Mutex::new(Events::with_capacity(
-                crate::consts::IO_EVENTS_PER_POLL,
-            )),
             wake_unread: AtomicBool::new(false),
         })
     }
@@ -199,63 +197,50 @@ impl Reactor {
         }
     }
 
-    /// Waits up to `timeout` for events (zero: a non-blocking check),
-    /// keeping them for `dispatch`. Only the CPU's own worker calls this.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) {
-        if self.wake_unread.swap(false, Ordering::Relaxed) {
+    /// Collects this reactor's events into `ev`, waiting up to `timeout`
+    /// (zero: a non-blocking check), and turns them into the waiters they
+    /// make ready, pushed on `woken` (woken by the caller, later). Returns
+    /// the number of source events (the doorbell's eventfd not counted).
+    ///
+    /// `owner`: the caller is the CPU's own worker, the only one that may
+    /// block here (`timeout` other than zero) and that reads the eventfd.
+    /// A sibling collects without blocking (`io`, "Who collects what").
+    /// Several threads may be in `epoll_wait` on one instance at once: the
+    /// kernel hands each edge-triggered event to one of them.
+    pub(crate) fn collect(
+        &self,
+        ev: &mut Events,
+        timeout: Option<Duration>,
+        owner: bool,
+        woken: &mut Vec<Waiter>,
+    ) -> usize {
+        debug_assert!(owner || timeout == Some(Duration::ZERO));
+        if owner && self.wake_unread.swap(false, Ordering::Relaxed) {
             // Level-triggered: unread, it would end this wait at once.
             let _ = self.wake.try_consume();
         }
-        let mut ev = self.events.lock();
-        let _ = self.epoll.wait(&mut ev, timeout);
-    }
-
-    /// Whether the last `wait` returned events not yet handled.
-    fn has_events(&self) -> bool {
-        !self.events.lock().is_empty()
-    }
-
-    /// Handles the events the last `wait` returned: wakes the tasks they
-    /// made ready (through the scheduler: `wake_up` with `TTWU`). Returns
-    /// the number of tasks woken.
-    pub(crate) fn dispatch(&self) -> usize {
-        let mut woken: Vec<Waiter> = Vec::new();
-        {
-            let mut ev = self.events.lock();
-            if ev.is_empty() {
-                return 0;
-            }
-            let t = self.table.lock();
-            for e in ev.iter() {
-                if e.token == WAKE_TOKEN {
-                    // A waker rang while this CPU slept here (its work is
-                    // in need_resched and the queues). The count is read
-                    // at the next wait, not on the way to that work.
-                    self.wake_unread.store(true, Ordering::Relaxed);
-                    continue;
-                }
-                if let Some(s) = t.get(e.token) {
-                    s.ready(e.events, &mut woken);
-                }
-            }
-            drop(t);
-            ev.clear();
+        ev.clear();
+        let _ = self.epoll.wait(ev, timeout);
+        if ev.is_empty() {
+            return 0;
         }
-        let n = woken.len();
-        for w in woken {
-            w.wake();
+        let mut n = 0;
+        let t = self.table.lock();
+        for e in ev.iter() {
+            if e.token == WAKE_TOKEN {
+                // A waker rang while this CPU slept here (its work is in
+                // need_resched and the queues). The count is read at the
+                // owner's next wait, not on the way to that work.
+                self.wake_unread.store(true, Ordering::Relaxed);
+                continue;
+            }
+            n += 1;
+            if let Some(s) = t.get(e.token) {
+                s.ready(e.events, woken);
+            }
         }
+        drop(t);
+        ev.clear();
         n
-    }
-}
-
-impl crate::rq::IdleIo for Reactor {
-    fn peek(&self) -> bool {
-        self.wait(Some(Duration::ZERO));
-        self.has_events()
-    }
-
-    fn sleep(&self, timeout: Option<Duration>) {
-        self.wait(timeout);
     }
 }

@@ -47,6 +47,14 @@ impl Waiter {
             Waiter::Thread(th) => th.unpark(),
         }
     }
+
+    /// `wake` with the wake flags `flags` for a task (`io::look`).
+    pub(crate) fn wake_with(self, flags: crate::flags::WakeFlags) {
+        match self {
+            Waiter::Task(t) => context::wake_task_with(t, flags),
+            Waiter::Thread(th) => th.unpark(),
+        }
+    }
 }
 
 /// Blocks the calling task (or thread) until woken; may return spuriously.
