@@ -10,6 +10,12 @@
 //!   that slice (set both with `Builder::slice`, for a task's first run,
 //!   and by the scheduler at every enqueue; the built-in `Fifo` re-slices
 //!   to `SLICE_DFL` at enqueue, so it cannot serve here).
+//! - `fresh30us`: scx-rt under `schedulers::FreshFirst` with 30 µs
+//!   slices: the same slices, but requests that just arrived are served
+//!   before those whose slice ran out, so a short request waits for at
+//!   most the rest of one slice, not one slice per long request in
+//!   progress (the FIFO's round robin; the module doc of `FreshFirst` has
+//!   the trace that showed it).
 //! - `central`: scx-rt under `schedulers::Central` (scx_central: one CPU
 //!   decides, others run), its slice and timer period set to 30 µs.
 //! - `qmap`: scx-rt under `schedulers::Qmap` (scx_qmap's five weighted
@@ -67,6 +73,8 @@ pub enum Policy {
     Fifo,
     /// scx-rt global FIFO with this slice (ns).
     Slice(u64),
+    /// scx-rt under `schedulers::FreshFirst` with this slice (ns).
+    Fresh(u64),
     /// scx-rt under `schedulers::Central`.
     Central,
     /// scx-rt under `schedulers::Qmap`.
@@ -80,11 +88,12 @@ const CENTRAL_SLICE: Duration = Duration::from_micros(30);
 
 impl Policy {
     /// Every policy, in run order.
-    pub const ALL: [Policy; 7] = [
+    pub const ALL: [Policy; 8] = [
         Policy::Fifo,
         Policy::Slice(5_000),
         Policy::Slice(30_000),
         Policy::Slice(100_000),
+        Policy::Fresh(30_000),
         Policy::Central,
         Policy::Qmap,
         Policy::Tokio,
@@ -95,6 +104,7 @@ impl Policy {
         match self {
             Policy::Fifo => "fifo".into(),
             Policy::Slice(ns) => format!("slice{}us", ns / 1000),
+            Policy::Fresh(ns) => format!("fresh{}us", ns / 1000),
             Policy::Central => "central".into(),
             Policy::Qmap => "qmap".into(),
             Policy::Tokio => "tokio".into(),
@@ -387,6 +397,9 @@ fn scx_sweep(ctx: &Ctx, policy: Policy, spare: Option<usize>) -> Result<Vec<Row>
         Policy::Slice(ns) => b
             .slice(Duration::from_nanos(ns))
             .scheduler(SliceFifo { slice: ns }),
+        Policy::Fresh(ns) => b
+            .slice(Duration::from_nanos(ns))
+            .scheduler(scx_rt::schedulers::FreshFirst::new()),
         Policy::Central => {
             let c = scx_rt::schedulers::Central::new()
                 .slice(CENTRAL_SLICE)

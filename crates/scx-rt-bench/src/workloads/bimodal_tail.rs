@@ -17,8 +17,13 @@
 //!   30 µs or more, so for it this is the OS, or a slice-expiry signal,
 //!   taking the worker's CPU).
 //!
-//! The request also notes whether a long request was being served when it
-//! was handed over (`behind_long`). The breakdown is taken over the short
+//! The request also notes how many long requests were in service (started,
+//! not complete: running or preempted and queued again) when it was handed
+//! over (`longs`): under a FIFO with slices a short request waits a slice
+//! for each of them, so the count tells queueing behind round-robined long
+//! requests from a late slice expiry or a withheld CPU. And whether no
+//! request at all was in flight (`idle`): then the worker was idle and the
+//! wait is its wake-up. The breakdown is taken over the short
 //! requests at or above the short p99 (the tail the p99 row reports), and
 //! printed with each load point; the worker and generator run-delay
 //! (`/proc/self/task/*/schedstat`, second field: time runnable but not
@@ -38,9 +43,14 @@ pub struct Tail {
     submit: Vec<AtomicU64>,
     start: Vec<AtomicU64>,
     off: Vec<AtomicU64>,
-    behind_long: Vec<AtomicBool>,
+    /// Long requests in service when the request was handed over.
+    longs: Vec<AtomicU32>,
+    /// No request was in flight when it was handed over.
+    idle: Vec<AtomicBool>,
     /// Long requests started and not complete.
     long_active: AtomicU32,
+    /// Requests handed over and not complete.
+    in_flight: AtomicU32,
 }
 
 impl Tail {
@@ -50,16 +60,20 @@ impl Tail {
             submit: z(),
             start: z(),
             off: z(),
-            behind_long: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            longs: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            idle: (0..n).map(|_| AtomicBool::new(false)).collect(),
             long_active: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
         }
     }
 
     /// The generator hands request `i` over at `now_ns` (run clock).
     pub fn submitted(&self, i: usize, now_ns: u64) {
         self.submit[i].store(now_ns, Ordering::Relaxed);
-        let busy = self.long_active.load(Ordering::Relaxed) > 0;
-        self.behind_long[i].store(busy, Ordering::Relaxed);
+        let longs = self.long_active.load(Ordering::Relaxed);
+        self.longs[i].store(longs, Ordering::Relaxed);
+        let idle = self.in_flight.fetch_add(1, Ordering::Relaxed) == 0;
+        self.idle[i].store(idle, Ordering::Relaxed);
     }
 
     /// Request `i` runs its first instruction at `now_ns`.
@@ -76,6 +90,7 @@ impl Tail {
         if long {
             self.long_active.fetch_sub(1, Ordering::Relaxed);
         }
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -91,6 +106,12 @@ pub struct Breakdown {
     pub off: u64,
     /// Tail requests handed over while a long request was served.
     pub behind_long: usize,
+    /// Long requests in service at the hand-over: median and most over
+    /// the tail.
+    pub longs: u32,
+    pub longs_max: u32,
+    /// Tail requests handed over to an idle worker (nothing in flight).
+    pub idle: usize,
     /// Tail requests whose largest part was generator lateness, queueing,
     /// and time switched out while running.
     pub mostly_late: usize,
@@ -107,7 +128,8 @@ impl Breakdown {
         format!(
             "run-delay (OS) workers {:.1}% of the run, generator {:.1}%; short tail ({} at \
              or above p99, medians): late {:.1} us, queued {:.1} us, ran {:.1} us of which \
-             switched out {:.1} us; {} handed over while a long request ran; mostly \
+             switched out {:.1} us; {} handed over while a long request ran (long \
+             requests in service: median {}, most {}), {} to an idle worker; mostly \
              late/queued/switched out: {}/{}/{}",
             pc(worker_delay),
             pc(gen_delay),
@@ -117,6 +139,9 @@ impl Breakdown {
             us(self.run),
             us(self.off),
             self.behind_long,
+            self.longs,
+            self.longs_max,
+            self.idle,
             self.mostly_late,
             self.mostly_queue,
             self.mostly_off,
@@ -162,6 +187,7 @@ fn median(v: &mut [u64]) -> u64 {
 /// (`lat[i]`) is at least `cutoff`.
 pub fn breakdown(reqs: &[Req], lat: &[u64], t: &Tail, cutoff: u64) -> Breakdown {
     let (mut late, mut queue, mut run, mut off) = (vec![], vec![], vec![], vec![]);
+    let mut longs = vec![];
     let mut b = Breakdown::default();
     for (i, r) in reqs.iter().enumerate() {
         if r.long || lat[i] < cutoff {
@@ -174,7 +200,11 @@ pub fn breakdown(reqs: &[Req], lat: &[u64], t: &Tail, cutoff: u64) -> Breakdown 
         let u = (r.at_ns + lat[i]).saturating_sub(start);
         let o = t.off[i].load(Ordering::Relaxed);
         b.n += 1;
-        b.behind_long += usize::from(t.behind_long[i].load(Ordering::Relaxed));
+        let k = t.longs[i].load(Ordering::Relaxed);
+        b.behind_long += usize::from(k > 0);
+        b.longs_max = b.longs_max.max(k);
+        longs.push(u64::from(k));
+        b.idle += usize::from(t.idle[i].load(Ordering::Relaxed));
         if l >= q && l >= o {
             b.mostly_late += 1;
         } else if q >= o {
@@ -191,6 +221,7 @@ pub fn breakdown(reqs: &[Req], lat: &[u64], t: &Tail, cutoff: u64) -> Breakdown 
     b.queue = median(&mut queue);
     b.run = median(&mut run);
     b.off = median(&mut off);
+    b.longs = median(&mut longs) as u32;
     b
 }
 
@@ -256,6 +287,7 @@ mod tests {
         t.started(0, false, 110);
         t.finished(0, false, 0);
         // 1: on time, queued 500 behind a long one (tail).
+        t.submitted(2, 0);
         t.started(2, true, 0);
         t.submitted(1, 0);
         t.started(1, false, 500);
@@ -269,6 +301,9 @@ mod tests {
         assert_eq!(b.n, 2);
         assert_eq!((b.mostly_late, b.mostly_queue, b.mostly_off), (1, 1, 0));
         assert_eq!(b.behind_long, 1);
+        assert_eq!((b.longs, b.longs_max), (1, 1));
+        // 0 found nothing in flight; 1 was handed over while 2 was.
+        assert_eq!(b.idle, 1);
     }
 
     #[test]
