@@ -59,9 +59,10 @@ pub struct FreshFirst {
     /// Fresh tasks dispatched since an expired one last was (approximate
     /// across CPUs: a starvation bound, not an order).
     fresh_run: AtomicU64,
-    /// Tasks queued on [`FRESH_DSQ`].
+    /// Enqueues onto [`FRESH_DSQ`] so far (a statistic, not the queue's
+    /// length: `dsq_nr_queued` gives that).
     pub nr_fresh: AtomicU64,
-    /// Tasks queued on [`EXPIRED_DSQ`].
+    /// Enqueues onto [`EXPIRED_DSQ`] so far.
     pub nr_expired: AtomicU64,
 }
 
