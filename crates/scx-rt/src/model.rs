@@ -322,7 +322,14 @@ impl Runtime {
         let mut after = crate::core::step::After::default();
         let prev = prev.map(|p| (p.clone(), crate::core::step::Switch::Preempt));
         let drain = self.take_drain(cpu);
-        let next = crate::core::step::step(&self.sh, cpu, &mut slot, prev, drain, &mut after);
+        let next = crate::core::step::step(
+            &self.sh,
+            &self.sh.cpus[cpu],
+            &mut slot,
+            prev,
+            drain,
+            &mut after,
+        );
         crate::core::step::finish(&self.sh, cpu, &mut after);
         next
     }
@@ -379,7 +386,14 @@ impl Runtime {
         let mut after = crate::core::step::After::default();
         let prev = Some((prev.clone(), crate::core::step::Switch::Block));
         let drain = self.take_drain(cpu);
-        let next = crate::core::step::step(&self.sh, cpu, &mut slot, prev, drain, &mut after);
+        let next = crate::core::step::step(
+            &self.sh,
+            &self.sh.cpus[cpu],
+            &mut slot,
+            prev,
+            drain,
+            &mut after,
+        );
         crate::core::step::finish(&self.sh, cpu, &mut after);
         next
     }

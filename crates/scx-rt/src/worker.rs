@@ -89,7 +89,7 @@ pub(crate) fn worker_main(
     let c: &crate::rq::Cpu = &sh.cpus[cpu];
     loop {
         let drain = crate::core::irq::safe_point_on(&sh, c);
-        let next = step(&sh, cpu, &mut slot, prev.take(), drain, &mut after);
+        let next = step(&sh, c, &mut slot, prev.take(), drain, &mut after);
         finish(&sh, cpu, &mut after);
         if after.now >= next_io_poll {
             // A busy CPU looks at its reactor every so often (`io`); the

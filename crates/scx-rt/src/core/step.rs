@@ -99,22 +99,23 @@ fn fire_timers(c: &Cpu, rq: &mut RqSynced, out: &mut Vec<TaskRef>, now: u64) -> 
     found
 }
 
-/// One scheduling step of CPU `cpu`, whose task `prev` stopped for `why`.
-/// Returns the next task (its reference is the caller's until the next
-/// step). `slot` is the caller's cached scheduler slot. `drain`: the safe
+/// One scheduling step of CPU `c` (the caller holds it: no index into
+/// `Shared::cpus`), whose task `prev` stopped for `why`. Returns the next
+/// task (its reference is the caller's until the next step). `slot` is
+/// the caller's cached scheduler slot. `drain`: the safe
 /// point before took interrupt work, and the wake-ups queued for this CPU
 /// are the step's to enqueue (`core::irq::safe_point_on`). No lock held
 /// on entry or return.
 pub(crate) fn step(
     sh: &Shared,
-    cpu: usize,
+    c: &Cpu,
     slot: &mut Rc<SchedSlot>,
     prev: Option<(TaskRef, Switch)>,
     drain: bool,
     after: &mut After,
 ) -> Option<TaskRef> {
-    let c = &sh.cpus[cpu];
     let mut rq = c.lock();
+    let cpu = rq.cpu;
     crate::core::balance::refresh(sh, &rq, slot);
     let now = now();
     after.now = now;
