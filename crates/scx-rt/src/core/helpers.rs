@@ -141,23 +141,23 @@ impl<'a> Ctx<'a> {
     /// Number of tasks queued on a DSQ (`scx_bpf_dsq_nr_queued`), read
     /// without locks; `-ENOENT` (-2) for an unknown id. `DSQ_GLOBAL` is
     /// queryable here (scx-rt has one global DSQ, not one per NUMA node).
-    #[inline]
+    ///
+    /// Always inline: the two common questions are a few loads each,
+    /// where a call would cost more than the answer. A user DSQ (a
+    /// policy's own queues: its dense table's entry), and a valid
+    /// `LOCAL_ON | cpu` (work stealing's fork balance and runnext ask it
+    /// per enqueue: a bounds check and the CPU's lock-free length).
+    #[inline(always)]
     pub fn dsq_nr_queued(&self, dsq: u64) -> i32 {
         if dsq & dsq_id::FLAG_BUILTIN == 0 {
-            // A user DSQ: the common question of a policy.
             return self.sh.user_dsq_nr_queued(dsq).map_or(-2, |n| n as i32);
         }
-        // A valid `LOCAL_ON | cpu`, the other common question (work
-        // stealing's fork balance and runnext ask it per enqueue): the
-        // CPU's lock-free length, inline.
         if dsq & dsq_id::LOCAL_ON == dsq_id::LOCAL_ON {
+            // `cpus` has `nr_cpus` entries: its bounds check is the
+            // validity check.
             let c = (dsq & dsq_id::LOCAL_CPU_MASK) as usize;
-            if c < self.sh.nr_cpus {
-                return self.sh.cpus[c]
-                    .shared
-                    .owner
-                    .local_nr
-                    .load(Ordering::Relaxed) as i32;
+            if let Some(cpu) = self.sh.cpus.get(c) {
+                return cpu.shared.owner.local_nr.load(Ordering::Relaxed) as i32;
             }
         }
         self.builtin_dsq_nr_queued(dsq)
