@@ -471,39 +471,42 @@ pub trait Scheduler: Send + Sync + 'static {
 /// The context of every callback: the "any context" helpers.
 pub struct Ctx<'a> {
     pub(crate) sh: &'a Shared,
-    pub(crate) cpu: Option<usize>,
-    /// Where an error a helper detects is attributed: the callback and
-    /// its task (with `cpu`, the error context; built only for an error).
+    /// Where an error a helper detects is attributed (with `cpu`, the
+    /// error context, built only for an error): the callback and the
+    /// task it is about, whose id is read only then.
     pub(crate) op: Option<&'static str>,
-    pub(crate) task: Option<u64>,
+    pub(crate) subject: Option<&'a TaskRef>,
+    /// The CPU running the callback, [`NO_CPU`] on a thread that is no
+    /// worker (one word: [`Ctx::cpu`] gives it as an `Option`).
+    pub(crate) cpu: u32,
     /// The callback holds no rq lock and runs in no scheduling operation
     /// (a timer, `init*`, `cpu_online`/`cpu_offline`): `dsq_move` may be
     /// called and takes the rq lock it needs.
     pub(crate) unlocked: bool,
 }
 
+/// [`Ctx::cpu`] of a thread that is no worker.
+pub(crate) const NO_CPU: u32 = u32::MAX;
+
 /// The direct-dispatch verdict of a `select_cpu` or `enqueue` call
-/// (`scx_bpf_dsq_insert` on the subject), kept in the context until the
-/// callback returns. The kernel records it in the task (`ddsp_dsq_id`,
-/// `ddsp_enq_flags`) at once; here `enqueue`'s verdict is carried out from
-/// the context (it never outlives the call, and the enqueue path then
-/// neither writes nor clears the task's fields), and `select_cpu`'s is
-/// copied into the task when the callback returns, where the enqueue on
-/// the selected CPU finds it. Nobody can look at the task's fields in
-/// between: the helpers of these callbacks do not read them.
-pub(crate) struct DirectDispatch<'a> {
-    pub(crate) subject: &'a TaskRef,
-    pub(crate) done: bool,
-    /// The verdict's DSQ (valid once `done`).
-    pub(crate) dsq: u64,
-    /// The verdict's extra enqueue flags (valid once `done`).
-    pub(crate) flags: u64,
+/// (`scx_bpf_dsq_insert` on the subject, the context's task), kept in the
+/// context until the callback returns. The kernel records it in the task
+/// (`ddsp_dsq_id`, `ddsp_enq_flags`) at once; here `enqueue`'s verdict is
+/// carried out from the context (it never outlives the call, and the
+/// enqueue path then neither writes nor clears the task's fields), and
+/// `select_cpu`'s is copied into the task when the callback returns, where
+/// the enqueue on the selected CPU finds it. Nobody can look at the task's
+/// fields in between: the helpers of these callbacks do not read them.
+#[derive(Default)]
+pub(crate) struct DirectDispatch {
+    /// The verdict's DSQ and extra enqueue flags, once one was recorded.
+    pub(crate) verdict: Option<(u64, u64)>,
 }
 
 /// Context of `select_cpu`.
 pub struct SelectCpuCtx<'a> {
     pub(crate) ctx: Ctx<'a>,
-    pub(crate) dd: DirectDispatch<'a>,
+    pub(crate) dd: DirectDispatch,
 }
 
 impl<'a> Deref for SelectCpuCtx<'a> {
@@ -516,7 +519,7 @@ impl<'a> Deref for SelectCpuCtx<'a> {
 /// Context of `enqueue`.
 pub struct EnqueueCtx<'a> {
     pub(crate) ctx: Ctx<'a>,
-    pub(crate) dd: DirectDispatch<'a>,
+    pub(crate) dd: DirectDispatch,
     /// The enqueueing rq's running task (`rq->curr`), read under the rq
     /// lock the enqueue holds; [`EnqueueCtx::current`] filters it.
     pub(crate) curr: &'a Option<TaskRef>,

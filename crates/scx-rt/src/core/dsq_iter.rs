@@ -393,7 +393,7 @@ impl<'a> Ctx<'a> {
         dsq_move(
             self.sh,
             self,
-            Caller::Unlocked(self.cpu),
+            Caller::Unlocked(self.cpu()),
             it,
             p,
             dsq,

@@ -15,9 +15,9 @@ impl<'a> Ctx<'a> {
     pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>) -> Self {
         Self {
             sh,
-            cpu,
             op: None,
-            task: None,
+            subject: None,
+            cpu: cpu_word(cpu),
             unlocked: false,
         }
     }
@@ -40,13 +40,13 @@ impl<'a> Ctx<'a> {
         sh: &'a Shared,
         cpu: Option<usize>,
         op: &'static str,
-        p: Option<&TaskRef>,
+        p: Option<&'a TaskRef>,
     ) -> Self {
         Self {
             sh,
-            cpu,
             op: Some(op),
-            task: p.map(|p| p.id()),
+            subject: p,
+            cpu: cpu_word(cpu),
             unlocked: false,
         }
     }
@@ -68,14 +68,15 @@ impl<'a> Ctx<'a> {
     fn at(&self) -> ErrCtx {
         ErrCtx {
             op: self.op,
-            task: self.task,
-            cpu: self.cpu,
+            task: self.subject.map(|p| p.id()),
+            cpu: self.cpu(),
         }
     }
 
     /// The CPU running this callback (`None` on a thread that is no worker).
+    #[inline]
     pub fn cpu(&self) -> Option<usize> {
-        self.cpu
+        (self.cpu != NO_CPU).then_some(self.cpu as usize)
     }
 
     /// Number of CPUs (`scx_bpf_nr_cpu_ids`).
@@ -140,23 +141,23 @@ impl<'a> Ctx<'a> {
     /// Number of tasks queued on a DSQ (`scx_bpf_dsq_nr_queued`), read
     /// without locks; `-ENOENT` (-2) for an unknown id. `DSQ_GLOBAL` is
     /// queryable here (scx-rt has one global DSQ, not one per NUMA node).
-    #[inline]
+    ///
+    /// Always inline: the two common questions are a few loads each,
+    /// where a call would cost more than the answer. A user DSQ (a
+    /// policy's own queues: its dense table's entry), and a valid
+    /// `LOCAL_ON | cpu` (work stealing's fork balance and runnext ask it
+    /// per enqueue: a bounds check and the CPU's lock-free length).
+    #[inline(always)]
     pub fn dsq_nr_queued(&self, dsq: u64) -> i32 {
         if dsq & dsq_id::FLAG_BUILTIN == 0 {
-            // A user DSQ: the common question of a policy.
             return self.sh.user_dsq_nr_queued(dsq).map_or(-2, |n| n as i32);
         }
-        // A valid `LOCAL_ON | cpu`, the other common question (work
-        // stealing's fork balance and runnext ask it per enqueue): the
-        // CPU's lock-free length, inline.
         if dsq & dsq_id::LOCAL_ON == dsq_id::LOCAL_ON {
+            // `cpus` has `nr_cpus` entries: its bounds check is the
+            // validity check.
             let c = (dsq & dsq_id::LOCAL_CPU_MASK) as usize;
-            if c < self.sh.nr_cpus {
-                return self.sh.cpus[c]
-                    .shared
-                    .owner
-                    .local_nr
-                    .load(Ordering::Relaxed) as i32;
+            if let Some(cpu) = self.sh.cpus.get(c) {
+                return cpu.shared.owner.local_nr.load(Ordering::Relaxed) as i32;
             }
         }
         self.builtin_dsq_nr_queued(dsq)
@@ -167,7 +168,7 @@ impl<'a> Ctx<'a> {
     #[inline(never)]
     fn builtin_dsq_nr_queued(&self, dsq: u64) -> i32 {
         if dsq == dsq_id::LOCAL {
-            return match self.cpu {
+            return match self.cpu() {
                 Some(c) => self.sh.cpus[c]
                     .shared
                     .owner
@@ -282,7 +283,7 @@ impl<'a> Ctx<'a> {
         #[cfg(not(scx_rt_loom))]
         let from = crate::context::cpu_in(self.sh);
         #[cfg(scx_rt_loom)]
-        let from = self.cpu;
+        let from = self.cpu();
         let _g = self.err_scope();
         crate::kick::kick_cpu(self.sh, from, cpu, flags);
     }
@@ -335,7 +336,10 @@ impl<'a> Ctx<'a> {
     }
 }
 
-impl<'a> DirectDispatch<'a> {
+impl DirectDispatch {
+    /// Records the verdict "`p` to `dsq`" of the callback of `ctx`, whose
+    /// subject `p` must be, once. Inline: a policy gives it constants.
+    #[inline]
     fn record(
         &mut self,
         ctx: &Ctx<'_>,
@@ -345,45 +349,50 @@ impl<'a> DirectDispatch<'a> {
         vtime: Option<u64>,
         mut flags: EnqFlags,
     ) {
-        if flags.intersects(EnqFlags::INTERNAL_MASK) {
-            ctx.fail(format!("invalid enq_flags {:#x}", flags.0));
-            return;
+        let subject = ctx.subject.is_some_and(|s| TaskRef::ptr_eq(s, p));
+        if flags.intersects(EnqFlags::INTERNAL_MASK) || !subject || self.verdict.is_some() {
+            return self.refuse(ctx, p, flags);
         }
-        if p.id() != self.subject.id() {
-            ctx.fail(format!(
-                "dispatching task {} from the enqueue of task {}",
-                p.id(),
-                self.subject.id()
-            ));
-            return;
-        }
-        if self.done {
-            ctx.fail(format!("task {} already direct-dispatched", p.id()));
-            return;
-        }
-        self.done = true;
         set_dispatch_slice(p, slice);
         if let Some(v) = vtime {
             p.set_dsq_vtime(v);
             flags |= EnqFlags::DSQ_PRIQ;
         }
-        self.dsq = dsq;
-        self.flags = flags.0;
+        self.verdict = Some((dsq, flags.0));
+    }
+
+    /// The error of a [`record`](Self::record) that records nothing, the
+    /// first that applies of: invalid flags, a task that is not the
+    /// subject, a second verdict.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self, ctx: &Ctx<'_>, p: &TaskRef, flags: EnqFlags) {
+        if flags.intersects(EnqFlags::INTERNAL_MASK) {
+            ctx.fail(format!("invalid enq_flags {:#x}", flags.0));
+        } else if let Some(s) = ctx.subject.filter(|s| s.id() != p.id()) {
+            ctx.fail(format!(
+                "dispatching task {} from the enqueue of task {}",
+                p.id(),
+                s.id()
+            ));
+        } else {
+            ctx.fail(format!("task {} already direct-dispatched", p.id()));
+        }
     }
 
     /// The verdict, if one was recorded: DSQ and extra enqueue flags.
     #[inline]
     pub(crate) fn verdict(&self) -> Option<(u64, EnqFlags)> {
-        self.done.then_some((self.dsq, EnqFlags(self.flags)))
+        self.verdict.map(|(dsq, f)| (dsq, EnqFlags(f)))
     }
+}
 
-    fn new(subject: &'a TaskRef) -> Self {
-        Self {
-            subject,
-            done: false,
-            dsq: crate::flags::DSQ_INVALID,
-            flags: 0,
-        }
+/// [`Ctx::cpu`] as stored: `None` is [`NO_CPU`].
+#[inline(always)]
+fn cpu_word(cpu: Option<usize>) -> u32 {
+    match cpu {
+        Some(c) => c as u32,
+        None => NO_CPU,
     }
 }
 
@@ -401,15 +410,14 @@ impl<'a> SelectCpuCtx<'a> {
     pub(crate) fn new(sh: &'a Shared, cpu: Option<usize>, subject: &'a TaskRef) -> Self {
         Self {
             ctx: Ctx::for_op(sh, cpu, "select_cpu", Some(subject)),
-            dd: DirectDispatch::new(subject),
+            dd: DirectDispatch::default(),
         }
     }
 
     /// Hands the verdict, if any, to the enqueue on the selected CPU: it
     /// goes into the task's `ddsp_*` fields (`DirectDispatch`).
     pub(crate) fn publish_verdict(&self) {
-        if let Some((dsq, flags)) = self.dd.verdict() {
-            let p = self.dd.subject;
+        if let (Some((dsq, flags)), Some(p)) = (self.dd.verdict(), self.ctx.subject) {
             p.scx.ddsp_dsq_id.store(dsq, Ordering::Relaxed);
             p.scx.ddsp_enq_flags.store(flags.0, Ordering::Relaxed);
         }
@@ -431,7 +439,7 @@ impl<'a> SelectCpuCtx<'a> {
         if !sh.check_builtin_idle("select_cpu_dfl") {
             return (prev_cpu, false);
         }
-        crate::idle::select_cpu_dfl(sh, self.ctx.cpu, p, prev_cpu, wake_flags)
+        crate::idle::select_cpu_dfl(sh, self.ctx.cpu(), p, prev_cpu, wake_flags)
     }
 
     /// Direct dispatch (`scx_bpf_dsq_insert`; `scx_bpf_dispatch` before
@@ -466,7 +474,7 @@ impl<'a> EnqueueCtx<'a> {
     ) -> Self {
         Self {
             ctx: Ctx::for_op(sh, Some(cpu), "enqueue", Some(subject)),
-            dd: DirectDispatch::new(subject),
+            dd: DirectDispatch::default(),
             curr,
         }
     }
@@ -494,7 +502,7 @@ impl<'a> EnqueueCtx<'a> {
         let curr = self.curr.as_ref()?;
         #[cfg(not(scx_rt_loom))]
         {
-            let here = crate::core::current::cpu_in(self.ctx.sh.rt_id) == self.ctx.cpu;
+            let here = crate::core::current::cpu_in(self.ctx.sh.rt_id) == self.ctx.cpu();
             (here && crate::context::in_task()).then_some(curr)
         }
         #[cfg(scx_rt_loom)]

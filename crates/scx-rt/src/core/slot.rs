@@ -130,8 +130,23 @@ impl Shared {
         self.slots.write().prev = None;
     }
 
+    /// Inline: on a worker (a spawn from a task) the lookup hits this
+    /// thread's cache, a compare and an `Rc` count; `slot`, out of line,
+    /// does the rest.
+    #[inline]
     pub(crate) fn cur_slot(&self) -> Rc<SchedSlot> {
-        self.slot(self.sched_gen.load(Ordering::Acquire))
+        let gen = self.sched_gen.load(Ordering::Acquire);
+        let key = self.rt_id;
+        if let Some(s) = SLOT_CACHE.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|(k, s)| *k == key && s.gen == gen)
+                .map(|(_, s)| s.clone())
+        }) {
+            WORKING_FOR.with(|w| w.set((key, gen)));
+            return s;
+        }
+        self.slot(gen)
     }
 
     pub(crate) fn builtin_idle(&self) -> bool {
