@@ -318,18 +318,22 @@ impl Runtime {
     /// put prev, set next, the idle transition, the parked remote direct
     /// dispatches), then what it leaves for after the rq lock. Returns the task to run (`None`: idle).
     pub fn schedule(&self, cpu: usize, prev: Option<&TaskRef>) -> Option<TaskRef> {
+        let prev = prev.map(|p| (p.clone(), crate::core::step::Switch::Preempt));
+        self.step_and_finish(cpu, prev)
+    }
+
+    /// The worker's step of CPU `cpu` for `prev` (with the drain its last
+    /// safe point left), then the step's after-unlock work.
+    fn step_and_finish(
+        &self,
+        cpu: usize,
+        prev: Option<(TaskRef, crate::core::step::Switch)>,
+    ) -> Option<TaskRef> {
         let mut slot = self.sh.cur_slot();
         let mut after = crate::core::step::After::default();
-        let prev = prev.map(|p| (p.clone(), crate::core::step::Switch::Preempt));
         let drain = self.take_drain(cpu);
-        let next = crate::core::step::step(
-            &self.sh,
-            &self.sh.cpus[cpu],
-            &mut slot,
-            prev,
-            drain,
-            &mut after,
-        );
+        let c = &self.sh.cpus[cpu];
+        let next = crate::core::step::step(&self.sh, c, &mut slot, prev, drain, &mut after);
         crate::core::step::finish(&self.sh, cpu, &mut after);
         next
     }
@@ -382,20 +386,8 @@ impl Runtime {
     /// state `OFF_RQ`), then what it leaves for after the rq lock. Returns
     /// the task to run (`None`: idle).
     pub fn schedule_after_block(&self, cpu: usize, prev: &TaskRef) -> Option<TaskRef> {
-        let mut slot = self.sh.cur_slot();
-        let mut after = crate::core::step::After::default();
         let prev = Some((prev.clone(), crate::core::step::Switch::Block));
-        let drain = self.take_drain(cpu);
-        let next = crate::core::step::step(
-            &self.sh,
-            &self.sh.cpus[cpu],
-            &mut slot,
-            prev,
-            drain,
-            &mut after,
-        );
-        crate::core::step::finish(&self.sh, cpu, &mut after);
-        next
+        self.step_and_finish(cpu, prev)
     }
 
     /// A task `id` that ran on CPU `cpu` and blocked: off its runqueue
