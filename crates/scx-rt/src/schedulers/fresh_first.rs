@@ -59,11 +59,6 @@ pub struct FreshFirst {
     /// Fresh tasks dispatched since an expired one last was (approximate
     /// across CPUs: a starvation bound, not an order).
     fresh_run: AtomicU64,
-    /// Enqueues onto [`FRESH_DSQ`] so far (a statistic, not the queue's
-    /// length: `dsq_nr_queued` gives that).
-    pub nr_fresh: AtomicU64,
-    /// Enqueues onto [`EXPIRED_DSQ`] so far.
-    pub nr_expired: AtomicU64,
 }
 
 impl FreshFirst {
@@ -99,12 +94,14 @@ impl Scheduler for FreshFirst {
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
-        let (dsq, n) = if p.slice() == 0 {
-            (EXPIRED_DSQ, &self.nr_expired)
+        // No counter of our own here: a shared read-modify-write per
+        // enqueue would be this policy's only write every CPU shares
+        // (`dsq_nr_queued` gives the queues' lengths).
+        let dsq = if p.slice() == 0 {
+            EXPIRED_DSQ
         } else {
-            (FRESH_DSQ, &self.nr_fresh)
+            FRESH_DSQ
         };
-        n.fetch_add(1, Ordering::Relaxed);
         let slice = ctx.slice_dfl();
         ctx.dsq_insert(p, dsq, slice, enq_flags);
         if p.nr_cpus_allowed(ctx.nr_cpu_ids()) > 1 {
