@@ -53,10 +53,13 @@ impl TaskRegistry {
     /// Forgets a task that exited.
     pub(crate) fn remove(&self, p: &TaskRef) {
         let mut sh = self.shards[Self::shard_of(p)].lock();
-        let i = p.scx.reg_slot.swap(usize::MAX, Ordering::Relaxed);
+        // `reg_slot` is written only under its shard's lock (here and in
+        // `add`): a load and a store, not a read-modify-write.
+        let i = p.scx.reg_slot.load(Ordering::Relaxed);
         if i == usize::MAX {
             return;
         }
+        p.scx.reg_slot.store(usize::MAX, Ordering::Relaxed);
         debug_assert!(sh.slots[i].as_ref().is_some_and(|q| q.id() == p.id()));
         sh.slots[i] = None;
         sh.free.push(i);

@@ -149,7 +149,8 @@ pub(crate) struct SchedEntity {
     /// Generation of the scheduler that ran `init_task` for it (0: none);
     /// its `exit_task` goes to that scheduler.
     pub sched_gen: AtomicU64,
-    /// Slot in the runtime's task registry (`usize::MAX`: none).
+    /// Slot in the runtime's task registry (`usize::MAX`: none). Written
+    /// only under the registry shard's lock, read anywhere.
     pub reg_slot: AtomicUsize,
 }
 
