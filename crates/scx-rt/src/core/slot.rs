@@ -67,16 +67,10 @@ impl Shared {
     /// The scheduler of generation `gen` (current, or the one being
     /// replaced while a swap is in progress).
     pub(crate) fn slot(&self, gen: u64) -> Rc<SchedSlot> {
-        let key = self.rt_id;
-        if let Some(s) = SLOT_CACHE.with(|c| {
-            c.borrow()
-                .as_ref()
-                .filter(|(k, s)| *k == key && s.gen == gen)
-                .map(|(_, s)| s.clone())
-        }) {
-            WORKING_FOR.with(|w| w.set((self.rt_id, gen)));
+        if let Some(s) = self.cached_slot(gen) {
             return s;
         }
+        let key = self.rt_id;
         let slots = self.slots.read();
         let s = if slots.cur.gen == gen {
             slots.cur.clone()
@@ -99,7 +93,6 @@ impl Shared {
         self.next_gen.fetch_add(1, Ordering::AcqRel)
     }
 
-    /// The current scheduler (for callers holding no rq lock).
     /// Marks the current scheduler as the fallback (a runtime built
     /// without one).
     #[cfg_attr(scx_rt_loom, allow(dead_code))]
@@ -130,23 +123,31 @@ impl Shared {
         self.slots.write().prev = None;
     }
 
-    /// Inline: on a worker (a spawn from a task) the lookup hits this
-    /// thread's cache, a compare and an `Rc` count; `slot`, out of line,
-    /// does the rest.
+    /// The current scheduler (for callers holding no rq lock). Inline: on
+    /// a worker (a spawn from a task) the lookup hits this thread's cache,
+    /// a compare and an `Rc` count; `slot`, out of line, does the rest.
     #[inline]
     pub(crate) fn cur_slot(&self) -> Rc<SchedSlot> {
         let gen = self.sched_gen.load(Ordering::Acquire);
+        match self.cached_slot(gen) {
+            Some(s) => s,
+            None => self.slot(gen),
+        }
+    }
+
+    /// This thread's cached slot if it is this runtime's generation `gen`
+    /// (then also recorded as the scheduler this thread works for).
+    #[inline(always)]
+    fn cached_slot(&self, gen: u64) -> Option<Rc<SchedSlot>> {
         let key = self.rt_id;
-        if let Some(s) = SLOT_CACHE.with(|c| {
+        let s = SLOT_CACHE.with(|c| {
             c.borrow()
                 .as_ref()
                 .filter(|(k, s)| *k == key && s.gen == gen)
                 .map(|(_, s)| s.clone())
-        }) {
-            WORKING_FOR.with(|w| w.set((key, gen)));
-            return s;
-        }
-        self.slot(gen)
+        })?;
+        WORKING_FOR.with(|w| w.set((key, gen)));
+        Some(s)
     }
 
     pub(crate) fn builtin_idle(&self) -> bool {

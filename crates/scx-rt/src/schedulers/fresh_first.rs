@@ -31,8 +31,8 @@
 //!   [`FRESH_BURST`] fresh tasks in a row while expired ones waited, one
 //!   expired task goes first, so a stream of arrivals cannot starve a
 //!   long task (it gets at least one slice per `FRESH_BURST + 1`).
-//! - `select_cpu`: the default (`select_cpu_dfl`); a task placed on an
-//!   idle CPU goes straight to its local DSQ.
+//! - `select_cpu`: not implemented, so the default runs (`select_cpu_dfl`;
+//!   a task placed on an idle CPU goes straight to its local DSQ).
 //!
 //! The kernel's sched_ext tells the two cases apart the same way: a task
 //! re-enqueued because its slice was exhausted keeps a zero slice, while
@@ -40,8 +40,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::flags::{dsq_id, EnqFlags, KickFlags, PickIdleFlags, WakeFlags};
-use crate::ops::{DispatchCtx, EnqueueCtx, InitCtx, Scheduler, SelectCpuCtx};
+use crate::flags::{EnqFlags, KickFlags, PickIdleFlags};
+use crate::ops::{DispatchCtx, EnqueueCtx, InitCtx, Scheduler};
 use crate::task::TaskRef;
 
 /// Tasks that became runnable (spawned, woken) or were preempted with
@@ -76,21 +76,6 @@ impl Scheduler for FreshFirst {
     fn init(&self, ctx: &InitCtx<'_>) -> Result<(), i32> {
         ctx.create_dsq(FRESH_DSQ, -1).map_err(|_| -17)?;
         ctx.create_dsq(EXPIRED_DSQ, -1).map_err(|_| -17)
-    }
-
-    fn select_cpu(
-        &self,
-        ctx: &mut SelectCpuCtx<'_>,
-        p: &TaskRef,
-        prev_cpu: usize,
-        wake_flags: WakeFlags,
-    ) -> i32 {
-        let (cpu, idle) = ctx.select_cpu_dfl(p, prev_cpu, wake_flags);
-        if idle {
-            let slice = ctx.slice_dfl();
-            ctx.dsq_insert(p, dsq_id::LOCAL, slice, EnqFlags::empty());
-        }
-        cpu as i32
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
