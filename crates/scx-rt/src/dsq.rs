@@ -507,11 +507,12 @@ impl Dsq {
 
 /// A CPU's local DSQ: always FIFO (vtime insertion into a built-in DSQ is
 /// an error, SPEC.md §2.2), protected by its rq lock, and on the hot path
-/// of every switch, so it is a plain double-ended queue: linking takes
-/// the caller's reference (no clone), the head is taken by moving it out,
-/// and removal from the middle (a dequeue) scans.
+/// of every switch, so it is a plain double-ended ring
+/// ([`crate::task_ring`]): linking takes the caller's reference (no
+/// clone), the head is taken by moving it out, and removal from the middle
+/// (a dequeue) scans.
 pub(crate) struct LocalDsq {
-    q: std::collections::VecDeque<TaskRef>,
+    q: crate::task_ring::TaskRing,
     seq: u32,
     /// Id stored into a linked task's `dsq` field (`LOCAL_ON | cpu`).
     pub id: u64,
@@ -520,7 +521,7 @@ pub(crate) struct LocalDsq {
 impl LocalDsq {
     pub(crate) fn new(id: u64) -> Self {
         Self {
-            q: std::collections::VecDeque::new(),
+            q: crate::task_ring::TaskRing::new(),
             seq: 0,
             id,
         }
@@ -535,7 +536,7 @@ impl LocalDsq {
     }
 
     /// Links `p` at the tail, or at the head for `HEAD`/`PREEMPT`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, p: TaskRef, head: bool) {
         stamp_link(&p, self.id, &mut self.seq, Ordering::Release);
         if head {
@@ -558,7 +559,8 @@ impl LocalDsq {
     /// Unlinks `p` wherever it is (its `dsq` field is left to the caller,
     /// as for non-local DSQs). Whether it was linked.
     pub(crate) fn remove(&mut self, p: &TaskRef) -> bool {
-        match self.q.iter().position(|q| q.id() == p.id()) {
+        let at = self.q.iter().position(|q| q.id() == p.id());
+        match at {
             Some(i) => {
                 self.q.remove(i);
                 true

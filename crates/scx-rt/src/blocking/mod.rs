@@ -72,7 +72,7 @@ where
     T: Send + 'static,
 {
     let packet = Arc::new(Packet {
-        st: parking_lot::Mutex::new(PacketState {
+        st: scx_rt_sys::spinlock::SpinMutex::new(PacketState {
             result: None,
             waiters: WaitList::default(),
         }),
@@ -95,7 +95,7 @@ struct PacketState<T> {
 }
 
 struct Packet<T> {
-    st: parking_lot::Mutex<PacketState<T>>,
+    st: scx_rt_sys::spinlock::SpinMutex<PacketState<T>>,
 }
 
 /// Owns the result of a closure given to

@@ -233,7 +233,7 @@ pub(crate) fn wake_up_in(
         match given.filter(|s| s.gen == rq.sched_gen) {
             Some(slot) => enqueue_woken(sh, slot, target, &mut rq, p, enq),
             None => {
-                let slot = sh.slot(rq.sched_gen);
+                let slot = sh.slot_of(rq.sched_gen);
                 enqueue_woken(sh, &slot, target, &mut rq, p, enq);
             }
         }

@@ -403,6 +403,61 @@ impl WorkStealing {
         false
     }
 
+    /// The enqueue of every case but the common one (`Scheduler::enqueue`
+    /// returns that one before it gets here): a bound task's, whose
+    /// enqueue counter `enqueue` advanced to `tick` (`Some`; `None`: not
+    /// advanced, a drain being on), or a task that may run elsewhere.
+    #[inline(never)]
+    fn enqueue_rest(
+        &self,
+        ctx: &mut EnqueueCtx<'_>,
+        p: &TaskRef,
+        enq_flags: EnqFlags,
+        me: &PerCpu,
+        tick: Option<u32>,
+    ) {
+        let slice = ctx.slice_dfl();
+        let cpu = p.cpu();
+        // On a one-CPU runtime nobody can steal: every task is handled as
+        // bound to it (no stealable DSQ to go through and take back).
+        let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
+        let mut drain = me.drain.load(Ordering::Relaxed);
+        if let Some(tick) = tick {
+            if tick.is_multiple_of(CHECK_INTERVAL) && self.work_elsewhere(ctx, cpu, tick) {
+                drain = true;
+                me.drain.store(true, Ordering::Relaxed);
+            }
+        }
+        // Work that must run before this task queues behind it: stealable
+        // tasks waiting here, parked tasks, or a drain in progress.
+        let behind = drain
+            || ctx.dsq_nr_queued(Self::stealable(cpu)) > 0
+            || ctx.dsq_nr_queued(self.parked(cpu)) > 0;
+        if bound {
+            let mut to = (dsq_id::LOCAL, slice, enq_flags);
+            if behind {
+                to.0 = self.parked(cpu);
+            } else if enq_flags.contains(EnqFlags::WAKEUP)
+                && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) > 0
+            {
+                // Tasks wait here: a wakee of this CPU's running task may
+                // pass them (runnext).
+                if let Some(left) = self.inherit(ctx, me, p) {
+                    to = (dsq_id::LOCAL, left, enq_flags | EnqFlags::HEAD);
+                }
+            }
+            ctx.dsq_insert(p, to.0, to.1, to.2);
+            return;
+        }
+        if !behind && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0 {
+            // The next task this CPU runs (Go's `runnext`).
+            ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
+            return;
+        }
+        ctx.dsq_insert(p, Self::stealable(cpu), slice, enq_flags);
+        self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu(p, PickIdleFlags::empty()));
+    }
+
     /// The runnext rule (module docs): the slice task `p`, woken and bound
     /// to this CPU while tasks wait in its local DSQ, inherits from its
     /// waker, if it inherits; the caller then queues it at the head of the
@@ -510,52 +565,31 @@ impl Scheduler for WorkStealing {
     }
 
     fn enqueue(&self, ctx: &mut EnqueueCtx<'_>, p: &TaskRef, enq_flags: EnqFlags) {
-        let slice = ctx.slice_dfl();
         let cpu = p.cpu();
-        let Some(me) = self.pcpu(cpu) else {
-            ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
-            return;
-        };
-        // On a one-CPU runtime nobody can steal: every task is handled as
-        // bound to it (no stealable DSQ to go through and take back).
-        let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
-        let mut drain = me.drain.load(Ordering::Relaxed);
-        if bound && !drain {
-            let tick = me.tick.load(Ordering::Relaxed).wrapping_add(1);
-            me.tick.store(tick, Ordering::Relaxed);
-            if tick.is_multiple_of(CHECK_INTERVAL) && self.work_elsewhere(ctx, cpu, tick) {
-                drain = true;
-                me.drain.store(true, Ordering::Relaxed);
-            }
-        }
-        // Work that must run before this task queues behind it: stealable
-        // tasks waiting here, parked tasks, or a drain in progress.
-        let behind = drain
-            || ctx.dsq_nr_queued(Self::stealable(cpu)) > 0
-            || ctx.dsq_nr_queued(self.parked(cpu)) > 0;
-        if bound {
-            let mut to = (dsq_id::LOCAL, slice, enq_flags);
-            if behind {
-                to.0 = self.parked(cpu);
-            } else if enq_flags.contains(EnqFlags::WAKEUP)
-                && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) > 0
-            {
-                // Tasks wait here: a wakee of this CPU's running task may
-                // pass them (runnext).
-                if let Some(left) = self.inherit(ctx, me, p) {
-                    to = (dsq_id::LOCAL, left, enq_flags | EnqFlags::HEAD);
+        if let Some(me) = self.pcpu(cpu) {
+            // The common enqueue (a yield, a wake-up with nothing queued,
+            // of a task bound here, between two looks elsewhere): straight
+            // to the local DSQ, in a frame small enough to stay cheap.
+            let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
+            if bound && !me.drain.load(Ordering::Relaxed) {
+                let tick = me.tick.load(Ordering::Relaxed).wrapping_add(1);
+                me.tick.store(tick, Ordering::Relaxed);
+                if !tick.is_multiple_of(CHECK_INTERVAL)
+                    && ctx.dsq_nr_queued(Self::stealable(cpu)) == 0
+                    && ctx.dsq_nr_queued(self.parked(cpu)) == 0
+                    && (!enq_flags.contains(EnqFlags::WAKEUP)
+                        || ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0)
+                {
+                    let slice = ctx.slice_dfl();
+                    ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
+                    return;
                 }
+                return self.enqueue_rest(ctx, p, enq_flags, me, Some(tick));
             }
-            ctx.dsq_insert(p, to.0, to.1, to.2);
-            return;
+            return self.enqueue_rest(ctx, p, enq_flags, me, None);
         }
-        if !behind && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0 {
-            // The next task this CPU runs (Go's `runnext`).
-            ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
-            return;
-        }
-        ctx.dsq_insert(p, Self::stealable(cpu), slice, enq_flags);
-        self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu(p, PickIdleFlags::empty()));
+        let slice = ctx.slice_dfl();
+        ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
     }
 
     fn dispatch(&self, ctx: &mut DispatchCtx<'_, '_>, cpu: usize, _prev: Option<&TaskRef>) {

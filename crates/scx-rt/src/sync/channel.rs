@@ -6,6 +6,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use scx_rt_sys::spinlock::SpinMutex;
+
 use super::wait::{wait_on, wake_all, Taken, WaitList};
 
 struct State<T> {
@@ -22,7 +24,7 @@ struct State<T> {
 }
 
 struct Chan<T> {
-    st: parking_lot::Mutex<State<T>>,
+    st: SpinMutex<State<T>>,
     /// The capacity (never changes; read without the lock).
     cap: Option<usize>,
 }
@@ -67,7 +69,7 @@ pub enum TryRecvError {
 fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
         cap,
-        st: parking_lot::Mutex::new(State {
+        st: SpinMutex::new(State {
             q: VecDeque::new(),
             cap,
             senders: 1,

@@ -13,7 +13,7 @@ struct State {
 /// A mutual-exclusion lock for green tasks (and OS threads).
 pub struct Mutex<T> {
     data: parking_lot::Mutex<T>,
-    st: parking_lot::Mutex<State>,
+    st: scx_rt_sys::spinlock::SpinMutex<State>,
 }
 
 /// Holds the lock; unlocks on drop.
@@ -27,7 +27,7 @@ impl<T> Mutex<T> {
     pub fn new(v: T) -> Self {
         Self {
             data: parking_lot::Mutex::new(v),
-            st: parking_lot::Mutex::new(State {
+            st: scx_rt_sys::spinlock::SpinMutex::new(State {
                 waiters: WaitList::default(),
             }),
         }

@@ -12,14 +12,14 @@ struct State {
 /// Counts outstanding work; `wait` blocks until the count is zero.
 #[derive(Clone)]
 pub struct WaitGroup {
-    st: Arc<parking_lot::Mutex<State>>,
+    st: Arc<scx_rt_sys::spinlock::SpinMutex<State>>,
 }
 
 impl WaitGroup {
     /// A group with count zero.
     pub fn new() -> Self {
         Self {
-            st: Arc::new(parking_lot::Mutex::new(State {
+            st: Arc::new(scx_rt_sys::spinlock::SpinMutex::new(State {
                 count: 0,
                 waiters: WaitList::default(),
             })),
