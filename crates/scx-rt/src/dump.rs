@@ -109,11 +109,12 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
                 let st = &c.shared.owner.stats;
                 let ld = |a: &crate::loom::AtomicU64| a.load(crate::loom::Ordering::Relaxed);
                 format!(
-                    " io_wakeups={} (polling={} slept={} sibling={}) io_sources={}",
+                    " io_wakeups={} (polling={} slept={} sibling={}) io_busy_looks={} io_sources={}",
                     ld(&st.io_wakeups),
                     ld(&st.io_wakeups_polling),
                     ld(&st.io_wakeups_slept),
                     ld(&st.io_wakeups_sibling),
+                    ld(&st.io_busy_looks),
                     r.nr_sources()
                 )
             }

@@ -395,6 +395,9 @@ pub(crate) struct CpuCounters {
     /// Of `io_wakeups`: tasks woken for events this CPU collected from
     /// another CPU's reactor (`io`, "Who collects what").
     pub io_wakeups_sibling: AtomicU64,
+    /// Non-blocking looks at this CPU's reactor by the busy CPU's
+    /// periodic check (`IO_POLL_INTERVAL_NS`), each one system call.
+    pub io_busy_looks: AtomicU64,
 }
 
 impl CpuCounters {

@@ -414,6 +414,7 @@ impl Runtime {
                     io_wakeups_polling: r(&s.io_wakeups_polling),
                     io_wakeups_slept: r(&s.io_wakeups_slept),
                     io_wakeups_sibling: r(&s.io_wakeups_sibling),
+                    io_busy_looks: r(&s.io_busy_looks),
                     io_sources: self.sh.io.get(c.id).map_or(0, |r| r.nr_sources()),
                     bound_tasks: c.shared.owner.nr_bound.load(Ordering::Relaxed),
                     pick_seq: c.shared.kick.pick_seq(),
@@ -546,6 +547,11 @@ pub struct CpuStats {
     /// whose tasks may migrate, `Builder::allow_migration`; `scx_rt::io`,
     /// "Who collects what").
     pub io_wakeups_sibling: u64,
+    /// Non-blocking looks a busy CPU took at its reactor, at most one per
+    /// `IO_POLL_INTERVAL_NS` of scheduling steps (one `epoll_wait` each).
+    /// The CPU skips the look due right after an epoll sleep returned:
+    /// that sleep was the look.
+    pub io_busy_looks: u64,
     /// Sources (fds: sockets, pipes) registered with this CPU's reactor
     /// now. A source registers with the CPU of its first blocking call,
     /// which is the CPU its task is bound to unless it is migratable, so

@@ -119,7 +119,16 @@ pub(crate) fn worker_main(
                 if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
-                idle(&sh, cpu, &mut stacks, after.now, &look);
+                if idle(&sh, cpu, &mut stacks, after.now, &look) {
+                    // The wait ended with a fresh look at this CPU's
+                    // reactor (an epoll sleep returned, or the first look
+                    // found events): the busy look is due an interval from now,
+                    // not at the first step after a long sleep (which put
+                    // a second, empty `epoll_wait` between an I/O wake-up
+                    // and its task).
+                    next_io_poll = crate::core::clock::now()
+                        .saturating_add(crate::consts::IO_POLL_INTERVAL_NS);
+                }
             }
         }
     }
@@ -233,18 +242,20 @@ fn run_task(
 
 /// The idle wait of CPU `cpu` after a step that found nothing to run, at
 /// clock reading `now` (the step's); `look` is the CPU's looks at the
-/// reactors (`io::look`).
+/// reactors (`io::look`). Returns whether it ended with a look at this
+/// CPU's own reactor that is as good as the busy one (`Looker::busy`):
+/// the first look found events, or an epoll sleep returned.
 fn idle(
     sh: &Shared,
     cpu: usize,
     stacks: &mut StackCache,
     now: u64,
     look: &crate::io::look::Looker<'_>,
-) {
+) -> bool {
     let io = look.prepare();
     // Ready I/O first, without blocking (Go's `findrunnable`).
     if io && look.dry() > 0 {
-        return;
+        return look.has_own();
     }
     let end = sh.cpus[cpu].idle_wait_with(
         sh.cfg.idle_poll_ns,
@@ -269,7 +280,11 @@ fn idle(
             crate::rq::IdleEnd::Slept => add(&st.io_wakeups_slept, n),
             _ => {}
         }
+        // (A look that found events while polling may have been a
+        // sibling's: not counted.)
+        return look.has_own() && matches!(end, crate::rq::IdleEnd::Slept);
     }
+    false
 }
 
 /// Adds `n` to an owner-written counter (`CpuCounters`: one writer).

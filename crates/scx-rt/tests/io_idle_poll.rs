@@ -108,6 +108,25 @@ fn readiness_ends_an_epoll_sleep() {
     });
 }
 
+/// An epoll sleep that returns with the reader's byte is the CPU's look
+/// at its reactor: the busy CPU's periodic look is due an interval later,
+/// not at the first step after the sleep (which would put an empty
+/// `epoll_wait` between every I/O wake-up and its task). Each round's
+/// sleep outlasts that interval, so without the rule every round costs a
+/// busy look; one slow round on a loaded machine (the worker descheduled
+/// for an interval right after its sleep) is allowed for.
+#[test]
+fn an_epoll_sleep_counts_as_the_busy_look() {
+    guard("reads woken out of epoll sleeps", || {
+        let c = idle_rounds(Duration::ZERO);
+        assert!(c.io_wakeups_slept >= 1, "no epoll sleep woke a read: {c:?}");
+        assert!(
+            c.io_busy_looks <= 1,
+            "busy looks right after epoll sleeps: {c:?}"
+        );
+    });
+}
+
 /// One CPU kept busy by a task that only yields (it never idles, so
 /// neither idle look can run): a read parked on that CPU must still
 /// complete, found by the busy CPU's periodic look at its reactor

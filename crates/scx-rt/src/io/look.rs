@@ -66,6 +66,7 @@ impl<'a> Looker<'a> {
         let Some(r) = self.sh.io.active(self.cpu) else {
             return 0;
         };
+        add(&self.sh.cpus[self.cpu].shared.owner.stats.io_busy_looks, 1);
         self.collect(r, Some(Duration::ZERO), true);
         self.wake(WakeFlags::TTWU)
     }
@@ -79,6 +80,12 @@ impl<'a> Looker<'a> {
         let own = self.sh.io.active(self.cpu);
         self.own.set(own);
         own.is_some() || self.help
+    }
+
+    /// Whether this CPU's own reactor has sources (as of `prepare`): its
+    /// idle looks and sleep then covered what `busy` looks at.
+    pub(crate) fn has_own(&self) -> bool {
+        self.own.get().is_some()
     }
 
     /// The look of a CPU that just found nothing to run (Go's

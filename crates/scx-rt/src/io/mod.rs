@@ -115,6 +115,10 @@
 //!    tasks delay readiness by at most that interval plus the slice of the
 //!    task running when it arrived (a task that never reaches a switch
 //!    point is stopped at its slice's end).
+//!    An epoll sleep that returned (below) or a look going idle that found
+//!    events (2) was such a look: the next busy look is due an interval
+//!    after it, not at the first step (which put a second, empty
+//!    `epoll_wait` between an I/O wake-up and its task).
 //! 2. Going idle: once before the idle poll (Go's `findrunnable`), so that
 //!    readiness that came while the CPU was busy needs no spin.
 //! 3. Polling idle (`Cpu::idle_wait_with`, state `POLLING`): every
