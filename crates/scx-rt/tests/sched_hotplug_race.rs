@@ -334,6 +334,14 @@ fn offline_with_work_queued_then_exit() {
                     rt.cpu_offline(cpu).unwrap();
                 }
             }
+            rt.shutdown();
+            // Tasks that a dispatch to a CPU gone offline sent to the
+            // global DSQ run at once: were they left there while every
+            // CPU slept, only the watchdog would end the stall, ejecting
+            // the policy (the core then ran the step's deferred dispatches
+            // after a pick that went idle).
+            let ejections = rt.stats().ejections;
+            assert_eq!(ejections, 0, "round {round}: {:?}", rt.exit_info());
             drop(rt);
             for h in hs {
                 assert!(

@@ -219,6 +219,17 @@ pub(crate) fn step(
     idle_transition(sh, c, slot, &mut rq, next.is_some() || higher);
     if !rq.ddsp_deferred_locals.is_empty() {
         process_ddsp_deferred_locals(sh, &mut rq);
+        // A direct dispatch to another CPU's local DSQ that CPU can no
+        // longer take (it went offline) falls back to the global DSQ. The
+        // kernel runs these dispatches before the pick, in `balance_scx`,
+        // so the fallen task is consumed by the same balance; here they
+        // run after it (those `put_prev`'s enqueue made included), and a
+        // CPU going idle would sleep with the task left for nobody: every
+        // other CPU may be asleep too, until the watchdog. Such a CPU
+        // balances again at once instead.
+        if next.is_none() && !higher && sh.global.nr_queued() > 0 {
+            c.resched_locked(&mut rq);
+        }
     }
     #[cfg(not(scx_rt_loom))]
     c.shared.owner.clock.store(0, Ordering::Relaxed);
