@@ -174,6 +174,58 @@ impl AtomicCpumask {
         None
     }
 
+    /// Visits the set CPUs from `start` upwards, wrapping around once,
+    /// until `f` returns true; returns that CPU. One load per word (a word
+    /// is read again only when the walk wraps into it), and bits set or
+    /// cleared during the walk may or may not be seen.
+    #[inline]
+    pub fn find_from(&self, start: usize, mut f: impl FnMut(usize) -> bool) -> Option<usize> {
+        let n = self.words.len();
+        let start = if start < self.nr_cpus || self.nr_cpus == 0 {
+            start.min(self.nr_cpus.saturating_sub(1))
+        } else {
+            start % self.nr_cpus
+        };
+        // Bits at or above `start` in its word: the first look; the rest
+        // of that word is the last, after the walk wrapped.
+        let from_start = u64::MAX << (start % WORD);
+        if n == 1 {
+            // Up to 64 CPUs: one load, and nothing more for an empty mask.
+            let all = self.words[0].load(Ordering::SeqCst);
+            for mut bits in [all & from_start, all & !from_start] {
+                while bits != 0 {
+                    let cpu = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if f(cpu) {
+                        return Some(cpu);
+                    }
+                }
+            }
+            return None;
+        }
+        let mut wi = start / WORD;
+        for k in 0..=n {
+            let mut bits = self.words[wi].load(Ordering::SeqCst);
+            if k == 0 {
+                bits &= from_start;
+            } else if k == n {
+                bits &= !from_start;
+            }
+            while bits != 0 {
+                let cpu = wi * WORD + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if f(cpu) {
+                    return Some(cpu);
+                }
+            }
+            wi += 1;
+            if wi == n {
+                wi = 0;
+            }
+        }
+        None
+    }
+
     /// Iterates over set CPUs in ascending order (one load per word).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(i, w)| {
@@ -401,5 +453,49 @@ mod tests {
         assert_eq!(m.to_string(), "0-3,8,10-11");
         assert_eq!(m.weight(), 7);
         assert!(m.test(8) && !m.test(9) && !m.test(99));
+    }
+
+    #[test]
+    fn find_from_visits_every_set_cpu_once_from_start_wrapping() {
+        let m = AtomicCpumask::new(200);
+        for c in [3, 64, 65, 130, 199] {
+            m.set(c);
+        }
+        for start in [0, 3, 4, 64, 100, 131, 199, 250] {
+            let mut seen = Vec::new();
+            assert_eq!(
+                m.find_from(start, |c| {
+                    seen.push(c);
+                    false
+                }),
+                None
+            );
+            let mut want: Vec<usize> = [3, 64, 65, 130, 199]
+                .into_iter()
+                .filter(|&c| c >= start % 200)
+                .collect();
+            want.extend(
+                [3, 64, 65, 130, 199]
+                    .into_iter()
+                    .filter(|&c| c < start % 200),
+            );
+            assert_eq!(seen, want, "start {start}");
+        }
+        assert_eq!(m.find_from(66, |c| c % 2 == 1), Some(199));
+        assert_eq!(AtomicCpumask::new(10).find_from(5, |_| true), None);
+        let one = AtomicCpumask::new(8);
+        one.set(1);
+        one.set(5);
+        let mut seen = Vec::new();
+        one.find_from(3, |c| {
+            seen.push(c);
+            false
+        });
+        assert_eq!(seen, [5, 1]);
+        assert_eq!(
+            one.find_from(13, |c| c == 1),
+            Some(1),
+            "start past the end wraps"
+        );
     }
 }

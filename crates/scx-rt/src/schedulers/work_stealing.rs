@@ -151,6 +151,24 @@
 //! [`STEAL_MAX`] either way), starting at a rotating offset so that
 //! thieves spread out; it looks only at DSQs whose lock-free length is
 //! non-zero.
+//!
+//! # The stealable mask
+//!
+//! Thieves, the look elsewhere and a searcher handing its role on walk a
+//! mask of the CPUs whose stealable DSQ may hold tasks, not every CPU: an
+//! idle CPU balances at every pick, and a scan of all CPUs' DSQs there
+//! would be O(CPUs) per idle transition (with 64 CPUs, 64 lookups before
+//! every sleep). The walk costs one load per 64 CPUs plus one length read
+//! per marked CPU. The mark may be stale in one direction only:
+//!
+//! - CPU `c`'s bit is set before a task is inserted into `stealable(c)`,
+//!   in `enqueue` on `c`'s rq (the only insertion), under `c`'s rq lock;
+//! - it is cleared only by `c`'s own `dispatch`, under the same lock,
+//!   right after it read the DSQ empty. No insertion can come between
+//!   the read and the clear, so a clear bit means an empty DSQ;
+//! - a thief that empties the DSQ leaves the bit set; walkers read the
+//!   length of every marked DSQ anyway, and `c` clears it at its next
+//!   `dispatch`.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -231,6 +249,9 @@ pub struct WorkStealing {
     pcpu: std::sync::OnceLock<Box<[CachePadded<PerCpu>]>>,
     /// Every CPU (the mask a searcher hands its role on within).
     all: std::sync::OnceLock<crate::cpumask::Cpumask>,
+    /// CPUs whose stealable DSQ may hold tasks (module docs, "The
+    /// stealable mask"): what thieves and the look elsewhere walk.
+    stealable_cpus: std::sync::OnceLock<crate::cpumask::AtomicCpumask>,
 }
 
 impl WorkStealing {
@@ -357,11 +378,34 @@ impl WorkStealing {
     /// Whether another CPU has stealable tasks queued (a scan from a
     /// rotating offset; called once per [`CHECK_INTERVAL`] enqueues).
     fn work_elsewhere(&self, ctx: &Ctx<'_>, cpu: usize, salt: u32) -> bool {
-        let n = self.nr_cpus();
-        let start = salt as usize;
-        (0..n)
-            .map(|i| (start + i) % n)
-            .any(|v| v != cpu && ctx.dsq_nr_queued(Self::stealable(v)) > 0)
+        self.stealable_cpus.get().is_some_and(|m| {
+            m.find_from(salt as usize, |v| {
+                v != cpu && ctx.dsq_nr_queued(Self::stealable(v)) > 0
+            })
+            .is_some()
+        })
+    }
+
+    /// Clears `cpu`'s stealable mark if its stealable DSQ is empty (its own
+    /// `dispatch`, rq of `cpu` locked: no insertion into the DSQ can come
+    /// between the length read and the clear).
+    fn unmark_if_empty(&self, ctx: &Ctx<'_>, cpu: usize) {
+        if let Some(m) = self.stealable_cpus.get() {
+            if m.test(cpu) && ctx.dsq_nr_queued(Self::stealable(cpu)) <= 0 {
+                m.clear(cpu);
+            }
+        }
+    }
+
+    /// Marks `cpu`'s stealable DSQ as possibly holding tasks (before a
+    /// task is inserted into it; rq of `cpu` locked). A load first: the
+    /// bit is usually set already while tasks keep arriving.
+    fn mark_stealable(&self, cpu: usize) {
+        if let Some(m) = self.stealable_cpus.get() {
+            if !m.test(cpu) {
+                m.set(cpu);
+            }
+        }
     }
 
     /// How many of `victim`'s stealable tasks `thief` may take: as many as
@@ -387,20 +431,18 @@ impl WorkStealing {
         // modulo per victim is avoided by wrapping).
         let k = me.steals.load(Ordering::Relaxed);
         me.steals.store(k.wrapping_add(1), Ordering::Relaxed);
-        let mut victim = (cpu + 1 + k as usize) % n;
-        for _ in 0..n {
-            if victim != cpu && ctx.dsq_nr_queued(Self::stealable(victim)) > 0 {
-                let allowance = self.steal_allowance(ctx, cpu, victim);
-                if allowance > 0 && Self::take_half(ctx, Self::stealable(victim), allowance) > 0 {
-                    return true;
-                }
+        let Some(mask) = self.stealable_cpus.get() else {
+            return false;
+        };
+        let start = (cpu + 1 + k as usize) % n;
+        mask.find_from(start, |victim| {
+            if victim == cpu || ctx.dsq_nr_queued(Self::stealable(victim)) <= 0 {
+                return false;
             }
-            victim += 1;
-            if victim == n {
-                victim = 0;
-            }
-        }
-        false
+            let allowance = self.steal_allowance(ctx, cpu, victim);
+            allowance > 0 && Self::take_half(ctx, Self::stealable(victim), allowance) > 0
+        })
+        .is_some()
     }
 
     /// The enqueue of every case but the common one (`Scheduler::enqueue`
@@ -454,6 +496,7 @@ impl WorkStealing {
             ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
             return;
         }
+        self.mark_stealable(cpu);
         ctx.dsq_insert(p, Self::stealable(cpu), slice, enq_flags);
         self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu(p, PickIdleFlags::empty()));
     }
@@ -533,6 +576,9 @@ impl Scheduler for WorkStealing {
                 .collect(),
         );
         let _ = self.all.set(crate::cpumask::Cpumask::full(n));
+        let _ = self
+            .stealable_cpus
+            .set(crate::cpumask::AtomicCpumask::new(n));
         for c in 0..n {
             ctx.create_dsq(Self::stealable(c), -1).map_err(|_| -17)?;
             ctx.create_dsq(self.parked(c), -1).map_err(|_| -17)?;
@@ -612,6 +658,7 @@ impl Scheduler for WorkStealing {
         if !found {
             found = Self::take_half(ctx, Self::stealable(cpu), usize::MAX) > 0;
         }
+        self.unmark_if_empty(ctx, cpu);
         // Parked tasks back to the local DSQ, behind what was just taken.
         let mut unparked = 0;
         while unparked < UNPARK_MAX
@@ -625,8 +672,11 @@ impl Scheduler for WorkStealing {
         }
         // A searcher that found work hands the role on while work remains.
         if searcher && found {
-            let n = self.nr_cpus();
-            if (0..n).any(|v| ctx.dsq_nr_queued(Self::stealable(v)) > 0) {
+            let more = self.stealable_cpus.get().is_some_and(|m| {
+                m.find_from(cpu, |v| ctx.dsq_nr_queued(Self::stealable(v)) > 0)
+                    .is_some()
+            });
+            if more {
                 if let Some(all) = self.all.get() {
                     self.wake_searcher(ctx, |ctx| {
                         ctx.pick_idle_cpu_in(all, PickIdleFlags::empty())
