@@ -143,6 +143,8 @@ mod spawn;
 mod sysrq;
 mod task;
 #[cfg(not(scx_rt_loom))]
+mod task_pool;
+#[cfg(not(scx_rt_loom))]
 mod timer;
 pub mod trace;
 #[cfg(not(scx_rt_loom))]
