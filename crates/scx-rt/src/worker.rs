@@ -197,19 +197,24 @@ fn run_task(
     // The body lock is held only by the CPU running the task; it guards the
     // fiber, whose resume is the switch itself. The task is lent to its
     // fiber for the run (`context::current_task`).
+    // A finished fiber is dropped under the same lock (it holds no stack
+    // any more: nothing to unwind).
     let r = {
         let mut body = t.body.lock();
-        match body.as_mut() {
+        let r = match body.as_mut() {
             Some(f) => f.resume_cached(stacks, t.id(), &t),
             None => Ok(scx_rt_sys::fiber::Resumed::Finished),
+        };
+        if let Ok(scx_rt_sys::fiber::Resumed::Finished) = r {
+            *body = None;
         }
+        r
     };
     let sw = match r {
         Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_YIELD)) => Switch::Yield,
         Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_BLOCK)) => Switch::Block,
         Ok(scx_rt_sys::fiber::Resumed::Suspended(_)) => Switch::Preempt,
         Ok(scx_rt_sys::fiber::Resumed::Finished) => {
-            *t.body.lock() = None;
             if t.bound_cpu.load(Ordering::Relaxed) == cpu as i32 {
                 // Bound here at its first run (above); it exits here.
                 let n = &sh.cpus[cpu].shared.owner.nr_bound;
