@@ -197,18 +197,14 @@ fn run_task(
     // The body lock is held only by the CPU running the task; it guards the
     // fiber, whose resume is the switch itself. The task is lent to its
     // fiber for the run (`context::current_task`).
-    // A finished fiber is dropped under the same lock (it holds no stack
-    // any more: nothing to unwind).
+    // A finished fiber stays in its task until the task is dropped: it
+    // holds nothing (its stack went back when the body returned).
     let r = {
         let mut body = t.body.lock();
-        let r = match body.as_mut() {
+        match body.as_mut() {
             Some(f) => f.resume_cached(stacks, t.id(), &t),
             None => Ok(scx_rt_sys::fiber::Resumed::Finished),
-        };
-        if let Ok(scx_rt_sys::fiber::Resumed::Finished) = r {
-            *body = None;
         }
-        r
     };
     let sw = match r {
         Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_YIELD)) => Switch::Yield,
