@@ -341,7 +341,7 @@ where
     // Shared fork lock: an attach or a disable pass over every task either
     // sees this one registered or happens entirely before it picks its
     // scheduler.
-    let fork = sh.fork_lock.read();
+    let fork = sh.fork_lock.read(from);
     sh.tasks.add(&p);
     let slot = sh.cur_slot();
     p.scx.sched_gen.store(slot.gen, Ordering::Release);
