@@ -21,7 +21,7 @@
 //! of that CPU. A spawn from any other thread finds its own list empty
 //! and allocates.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use scx_rt_sys::in_place::Vacant;
@@ -32,7 +32,12 @@ use crate::task::{Task, TaskRef};
 const KEEP: usize = 64;
 
 std::thread_local! {
+    /// The kept blocks.
     static FREE: RefCell<Vec<Vacant<Task>>> = const { RefCell::new(Vec::new()) };
+    /// How many `FREE` holds: a plain cell (no destructor, so no lazy
+    /// registration to check), read before `FREE` is touched, so that a
+    /// spawn with nothing kept costs a load.
+    static KEPT: Cell<usize> = const { Cell::new(0) };
 }
 
 /// `p` exited on the calling worker thread: keeps its block for a later
@@ -51,6 +56,7 @@ pub(crate) fn retire(p: TaskRef) {
         let mut f = f.borrow_mut();
         if f.len() < KEEP {
             f.push(v);
+            KEPT.with(|k| k.set(f.len()));
         }
     });
 }
@@ -58,5 +64,15 @@ pub(crate) fn retire(p: TaskRef) {
 /// A block kept by the calling thread, if any.
 #[inline]
 pub(crate) fn take() -> Option<Vacant<Task>> {
-    FREE.try_with(|f| f.borrow_mut().pop()).ok().flatten()
+    if KEPT.with(Cell::get) == 0 {
+        return None;
+    }
+    FREE.try_with(|f| {
+        let mut f = f.borrow_mut();
+        let v = f.pop();
+        KEPT.with(|k| k.set(f.len()));
+        v
+    })
+    .ok()
+    .flatten()
 }
