@@ -80,6 +80,7 @@
 use std::any::TypeId;
 use std::cell::Cell;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -179,7 +180,9 @@ struct Running {
 
 /// A not-yet-started or suspended green context.
 pub struct Fiber {
-    state: State,
+    /// Dropped by `Fiber`'s own `drop`, which skips a finished one (it
+    /// holds nothing) without a call.
+    state: ManuallyDrop<State>,
 }
 
 // SAFETY: corosensei coroutines are `!Send` because a suspended body may
@@ -210,7 +213,7 @@ impl Fiber {
     /// A fiber that will run `body`. Allocates no stack.
     pub fn new(body: Body) -> Fiber {
         Fiber {
-            state: State::NotStarted(body),
+            state: ManuallyDrop::new(State::NotStarted(body)),
         }
     }
 
@@ -295,10 +298,10 @@ impl Fiber {
         data: *const (),
         data_ty: TypeId,
     ) -> io::Result<Resumed> {
-        if !matches!(self.state, State::Running(_)) {
+        if !matches!(*self.state, State::Running(_)) {
             self.start(stacks)?;
         }
-        let State::Running(run) = &mut self.state else {
+        let State::Running(run) = &mut *self.state else {
             unreachable!("started above")
         };
         let frame = Frame {
@@ -317,7 +320,7 @@ impl Fiber {
         match result {
             Ok(CoroutineResult::Yield(code)) => Ok(Resumed::Suspended(code)),
             Ok(CoroutineResult::Return(())) => {
-                let State::Running(run) = std::mem::replace(&mut self.state, State::Finished)
+                let State::Running(run) = std::mem::replace(&mut *self.state, State::Finished)
                 else {
                     unreachable!("running above")
                 };
@@ -331,7 +334,7 @@ impl Fiber {
             }
             Err(payload) => {
                 // A panic escaped the body: the coroutine has terminated.
-                self.state = State::Finished;
+                *self.state = State::Finished;
                 resume_unwind(payload)
             }
         }
@@ -347,7 +350,7 @@ impl Fiber {
     #[cold]
     #[inline(never)]
     fn start(&mut self, stacks: &mut Stacks<'_>) -> io::Result<()> {
-        match self.state {
+        match *self.state {
             State::Finished => panic!("resumed a finished fiber"),
             State::Running(_) => return Ok(()),
             State::NotStarted(_) => {}
@@ -359,14 +362,14 @@ impl Fiber {
         let span = StackSpan {
             guard: stack.guard_range(),
         };
-        let State::NotStarted(body) = std::mem::replace(&mut self.state, State::Finished) else {
+        let State::NotStarted(body) = std::mem::replace(&mut *self.state, State::Finished) else {
             unreachable!("checked above")
         };
         let co = Co::with_stack(stack, move |yielder: &Yielder, ()| {
             first_entry(yielder);
             body();
         });
-        self.state = State::Running(Running {
+        *self.state = State::Running(Running {
             co,
             span,
             yielder: std::ptr::null(),
@@ -376,12 +379,12 @@ impl Fiber {
 
     /// True once the fiber has been resumed at least once.
     pub fn is_started(&self) -> bool {
-        !matches!(self.state, State::NotStarted(_))
+        !matches!(*self.state, State::NotStarted(_))
     }
 
     /// True once the body has returned (or panicked).
     pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Finished)
+        matches!(*self.state, State::Finished)
     }
 }
 
@@ -409,11 +412,33 @@ impl Drop for Fiber {
     /// panics, and [`unwinding_for_drop`] is true: a body that catches panics
     /// must re-raise (`resume_unwind`) what it catches then, or corosensei
     /// panics because its unwind was swallowed.
+    /// A finished fiber holds nothing: a compare, no call.
+    #[inline]
     fn drop(&mut self) {
-        if let State::Running(run) = &mut self.state {
-            unwind_suspended(run);
+        if !matches!(*self.state, State::Finished) {
+            drop_live(&mut self.state);
         }
     }
+}
+
+/// The drop of a fiber that has not finished: the forced unwind of a
+/// suspended one, then its state (also if the unwind panics).
+#[inline(never)]
+fn drop_live(state: &mut ManuallyDrop<State>) {
+    struct DropState<'a>(&'a mut ManuallyDrop<State>);
+    impl Drop for DropState<'_> {
+        fn drop(&mut self) {
+            // SAFETY: the fiber's state is dropped once, here, from the
+            // fiber's own `drop` (through `drop_live`), and never used
+            // after.
+            unsafe { ManuallyDrop::drop(self.0) }
+        }
+    }
+    let g = DropState(state);
+    if let State::Running(run) = &mut **g.0 {
+        unwind_suspended(run);
+    }
+    drop(g);
 }
 
 /// The forced unwind of a dropped, suspended fiber, under a frame that says
@@ -438,7 +463,7 @@ fn unwind_suspended(run: &mut Running) {
 
 impl std::fmt::Debug for Fiber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match self.state {
+        let state = match *self.state {
             State::NotStarted(_) => "not started",
             State::Running(_) => "suspended",
             State::Finished => "finished",

@@ -11,7 +11,13 @@
 //! Protocol: allocate an uninitialised `Arc<MaybeUninit<T>>` (count 1, no
 //! other handle can exist), write the value once through the `Arc`'s own
 //! pointer, and only then declare it initialised.
+//!
+//! [`Vacant`] skips the allocation itself: the last owner of an `Arc`
+//! (one check that no other handle exists) drops its value in place and
+//! keeps the memory, to build another value there later (a task control
+//! block recycled by its CPU: no `malloc` or `free` per spawn).
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// `Arc::new(make())`, without the move of the value into the allocation
@@ -33,6 +39,66 @@ pub fn arc_new_with<T>(make: impl FnOnce() -> T) -> Arc<T> {
     unsafe { a.assume_init() }
 }
 
+/// The allocation of an `Arc<T>` whose value was dropped, kept to build
+/// another value in (a recycled task control block): no other handle to
+/// it exists, and it holds no value (dropping it frees the memory only).
+pub struct Vacant<T>(Arc<MaybeUninit<T>>);
+
+impl<T> Default for Vacant<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Vacant<T> {
+    /// A new allocation, holding no value.
+    #[inline(always)]
+    pub fn new() -> Self {
+        Vacant(Arc::new_uninit())
+    }
+
+    /// Drops `a`'s value in place and keeps its allocation, if `a` is the
+    /// only handle to it (`Arc::get_mut`'s check, one compare-and-swap,
+    /// with the acquire ordering that makes every earlier owner's accesses
+    /// happen before); else `a` back. The drop runs here, as dropping `a`
+    /// would have run it.
+    #[inline]
+    pub fn try_vacate(mut a: Arc<T>) -> Result<Self, Arc<T>> {
+        if Arc::get_mut(&mut a).is_none() {
+            return Err(a);
+        }
+        // SAFETY: `MaybeUninit<T>` has `T`'s size and alignment, so the
+        // pointer `into_raw` gives back may be turned into an
+        // `Arc<MaybeUninit<T>>` (`Arc::from_raw`'s contract), which owns
+        // the same allocation and count, and whose drop frees it without
+        // dropping a `T`.
+        let u = unsafe { Arc::from_raw(Arc::into_raw(a).cast::<MaybeUninit<T>>()) };
+        // SAFETY: `u` is the only handle (checked above: no other strong
+        // count, no `Weak`; nothing could clone the handle since), so
+        // nothing else reads the value; it is initialised and dropped once,
+        // here. Should the drop panic, `u` frees the memory on the unwind
+        // without dropping it again.
+        unsafe { std::ptr::drop_in_place(Arc::as_ptr(&u).cast_mut().cast::<T>()) };
+        Ok(Vacant(u))
+    }
+
+    /// Builds `make()` straight into the allocation and returns its `Arc`,
+    /// the only handle. If `make` panics, the allocation is freed.
+    #[inline(always)]
+    pub fn fill(self, make: impl FnOnce() -> T) -> Arc<T> {
+        let u = self.0;
+        let slot = Arc::as_ptr(&u).cast_mut();
+        // SAFETY: `u` is the only handle to its allocation (`try_vacate`;
+        // or `new`; this type never lends it out), `slot` points at its value with
+        // the allocation's provenance, and a `MaybeUninit<T>` may be
+        // overwritten without a drop (it holds none: `try_vacate` dropped
+        // it).
+        unsafe { slot.write(MaybeUninit::new(make())) };
+        // SAFETY: the value was written just above, completely.
+        unsafe { u.assume_init() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +108,34 @@ mod tests {
         let a = arc_new_with(|| [7u64; 64]);
         assert_eq!(Arc::strong_count(&a), 1);
         assert!(a.iter().all(|&x| x == 7));
+    }
+
+    #[test]
+    fn vacant_refuses_a_shared_or_weakly_held_value() {
+        let owner = Arc::new(());
+        let a = Arc::new(owner.clone());
+        let b = a.clone();
+        let a = Vacant::try_vacate(a).err().expect("shared: refused");
+        drop(b);
+        let w = Arc::downgrade(&a);
+        let a = Vacant::try_vacate(a).err().expect("weakly held: refused");
+        drop(w);
+        assert_eq!(Arc::strong_count(&owner), 2);
+        let v = Vacant::try_vacate(a).expect("sole handle");
+        // The old value was dropped at once.
+        assert_eq!(Arc::strong_count(&owner), 1);
+        let a = v.fill(|| owner.clone());
+        assert_eq!(Arc::strong_count(&a), 1);
+        assert_eq!(Arc::strong_count(&owner), 2);
+        drop(a);
+        assert_eq!(Arc::strong_count(&owner), 1);
+        // A panicking fill frees the block, dropping nothing twice.
+        let v = Vacant::try_vacate(Arc::new(owner.clone())).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            v.fill(|| -> Arc<()> { panic!("make failed") })
+        }));
+        assert!(r.is_err());
+        assert_eq!(Arc::strong_count(&owner), 1);
     }
 
     #[test]

@@ -38,7 +38,9 @@
 //! - [`small_box`]: a `dyn Trait` value kept inline when small (a task's
 //!   entry inside its control block, one allocation per spawn).
 //! - [`in_place`]: a large value built straight into its `Arc`'s
-//!   allocation (a task's control block, no move per spawn).
+//!   allocation (a task's control block, no move per spawn), and
+//!   `Vacant`, the allocation of a dropped `Arc` value kept for another
+//!   (a recycled control block).
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
 //! `affinity`, `spinlock`, `rlimit`, `small_box`, and `futex`, `eventfd`, `epoll`, `sock`,

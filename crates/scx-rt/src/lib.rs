@@ -144,6 +144,8 @@ mod sysrq;
 mod task;
 mod task_ring;
 #[cfg(not(scx_rt_loom))]
+mod task_pool;
+#[cfg(not(scx_rt_loom))]
 mod timer;
 pub mod trace;
 #[cfg(not(scx_rt_loom))]

@@ -93,6 +93,30 @@ impl LiveCount {
     }
 }
 
+/// The fork lock (`core::fork_lock`): a spawn's shared hold and a pass's
+/// exclusive one.
+pub struct ForkLock(crate::core::fork_lock::ForkLock);
+
+impl ForkLock {
+    /// The lock of a runtime with `nr_cpus` CPUs.
+    pub fn new(nr_cpus: usize) -> Self {
+        Self(crate::core::fork_lock::ForkLock::new(nr_cpus))
+    }
+
+    /// Runs `f` holding the lock shared, as a spawn on CPU `cpu`'s worker
+    /// does (`None`: on another thread).
+    pub fn read<R>(&self, cpu: Option<usize>, f: impl FnOnce() -> R) -> R {
+        let _g = self.0.read(cpu);
+        f()
+    }
+
+    /// Runs `f` holding the lock exclusively, as attach and disable do.
+    pub fn write<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self.0.write();
+        f()
+    }
+}
+
 /// The model's reactor: never an I/O event (the sleep itself is the
 /// doorbell's condvar under loom, `Doorbell::sleep_io`).
 struct NoEvents;

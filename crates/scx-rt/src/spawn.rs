@@ -311,8 +311,11 @@ where
     debug_assert_eq!(from, context::cpu_in(sh));
     let id = next_task_id();
     let entry = Entry::new(f);
-    // Built in place: a `Task` is several hundred bytes (`in_place`).
-    let p: TaskRef = scx_rt_sys::in_place::arc_new_with(|| {
+    // A block an exited task left to this thread (`task_pool`), or a new
+    // one; built in place either way: a `Task` is several hundred bytes
+    // (`in_place`).
+    let block = crate::task_pool::take().unwrap_or_default();
+    let p: TaskRef = block.fill(|| {
         Task::new(
             id,
             sh.rt_id,
@@ -338,7 +341,7 @@ where
     // Shared fork lock: an attach or a disable pass over every task either
     // sees this one registered or happens entirely before it picks its
     // scheduler.
-    let fork = sh.fork_lock.read();
+    let fork = sh.fork_lock.read(from);
     sh.tasks.add(&p);
     let slot = sh.cur_slot();
     p.scx.sched_gen.store(slot.gen, Ordering::Release);

@@ -258,7 +258,9 @@ pub struct Task {
     pub(crate) migratable: bool,
     /// The CPU of a one-CPU affinity.
     affinity_single: Option<usize>,
-    /// The stack context; `None` for model tokens and finished tasks.
+    /// The stack context; `None` for model tokens and for tasks that
+    /// failed to start. A finished task keeps its finished fiber (it holds
+    /// nothing) until it is dropped.
     pub(crate) body: Mutex<Option<scx_rt_sys::fiber::Fiber>>,
     data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
     /// Set (before the lock, never cleared) by the first `set_data`: a task

@@ -206,6 +206,8 @@ fn run_task(
     // The body lock is held only by the CPU running the task; it guards the
     // fiber, whose resume is the switch itself. The task is lent to its
     // fiber for the run (`context::current_task`).
+    // A finished fiber stays in its task until the task is dropped: it
+    // holds nothing (its stack went back when the body returned).
     let r = {
         let mut body = t.body.lock();
         match body.as_mut() {
@@ -218,7 +220,6 @@ fn run_task(
         Ok(scx_rt_sys::fiber::Resumed::Suspended(SW_BLOCK)) => Switch::Block,
         Ok(scx_rt_sys::fiber::Resumed::Suspended(_)) => Switch::Preempt,
         Ok(scx_rt_sys::fiber::Resumed::Finished) => {
-            *t.body.lock() = None;
             if t.bound_cpu.load(Ordering::Relaxed) == cpu as i32 {
                 // Bound here at its first run (above); it exits here.
                 let n = &sh.cpus[cpu].shared.owner.nr_bound;

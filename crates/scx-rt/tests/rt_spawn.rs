@@ -183,3 +183,51 @@ fn current_cpu_is_in_range() {
     }
     assert!(scx_rt::current_cpu().is_none());
 }
+
+/// A task that exits unreferenced (its handle dropped) leaves its control
+/// block to its CPU, and the next spawns there build in it: each such task
+/// still has its own id, closure and result, and what a detached task
+/// returned is dropped when it exits, not when its block is reused.
+#[test]
+fn recycled_task_blocks_start_fresh_and_drop_results_at_exit() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    const ROUNDS: usize = 200;
+    let rt = rt(1);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    let ids = rt.block_on(move || {
+        let mut ids = Vec::new();
+        for round in 0..ROUNDS {
+            let d2 = d.clone();
+            let (tx, rx) = scx_rt::sync::channel(1);
+            drop(scx_rt::spawn(move || {
+                tx.send(scx_rt::task_id().unwrap()).unwrap();
+                Counted(d2)
+            }));
+            ids.push(rx.recv().unwrap());
+            let mut spins = 0;
+            while d.load(Ordering::SeqCst) != round + 1 {
+                scx_rt::yield_now();
+                spins += 1;
+                assert!(
+                    spins < 1000,
+                    "round {round}: the result was not dropped at exit"
+                );
+            }
+        }
+        let hs: Vec<_> = (0..100u64).map(|i| scx_rt::spawn(move || i * 3)).collect();
+        let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(sum, 3 * (0..100u64).sum::<u64>());
+        ids
+    });
+    assert_eq!(dropped.load(Ordering::SeqCst), ROUNDS);
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ROUNDS, "every task has its own id");
+}

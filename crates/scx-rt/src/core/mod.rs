@@ -31,7 +31,7 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `clock`, `errctx`, `current`, `timer_word`, `idle_mask`, `live` | leaves: time, the error context, who the calling thread is, the slice timer's word, the idle mask, the per-CPU live-task count |
+//! | `clock`, `errctx`, `current`, `timer_word`, `idle_mask`, `live`, `fork_lock` | leaves: time, the error context, who the calling thread is, the slice timer's word, the idle mask, the per-CPU live-task count, the fork lock (per-CPU readers) |
 //! | `shared` | the runtime state every CPU shares (`Shared`) |
 //! | `slot`, `error` | which scheduler an rq calls; errors and how callbacks are called |
 //! | `user_dsqs` | the user-DSQ table: create, destroy, lookup by id |
@@ -60,6 +60,7 @@ pub(crate) mod enqueue;
 pub(crate) mod errctx;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod fork_lock;
 pub(crate) mod has_op;
 pub(crate) mod helpers;
 pub(crate) mod idle_mask;

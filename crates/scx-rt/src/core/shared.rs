@@ -170,8 +170,9 @@ pub(crate) struct Shared<S: ?Sized> {
     /// The fork lock (`scx_fork_rwsem`): `spawn` holds it shared from
     /// choosing the scheduler to registering the task; the passes over
     /// every task (attach, disable) hold it exclusively, so no task is
-    /// missed or initialized by the wrong scheduler.
-    pub fork_lock: RwLock<()>,
+    /// missed or initialized by the wrong scheduler. Per-CPU readers
+    /// (`core::fork_lock`).
+    pub fork_lock: crate::core::fork_lock::ForkLock,
     /// Serializes attach and detach (`scx_ops_enable_mutex`).
     pub enable_lock: Mutex<()>,
     /// Serializes `Runtime::cpu_offline`/`cpu_online`.
@@ -225,7 +226,7 @@ impl<S: ?Sized> Shared<S> {
             bypass_depth: Mutex::new(0),
             bypass_since: crate::loom::StatAtomicU64::new(0),
             tasks: crate::registry::TaskRegistry::new(),
-            fork_lock: RwLock::new(()),
+            fork_lock: crate::core::fork_lock::ForkLock::new(nr_cpus),
             enable_lock: Mutex::new(()),
             #[cfg(not(scx_rt_loom))]
             timer: super::timer_word::TimerState::new(),

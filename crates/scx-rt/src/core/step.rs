@@ -191,6 +191,9 @@ pub(crate) fn step(
                     after.shutdown_done = true;
                     after.work = true;
                 }
+                // Its block, if unreferenced, stays with this CPU.
+                #[cfg(not(scx_rt_loom))]
+                crate::task_pool::retire(p);
             }
         }
     }
