@@ -142,9 +142,9 @@ mod spawn;
 #[cfg(not(scx_rt_loom))]
 mod sysrq;
 mod task;
-mod task_ring;
 #[cfg(not(scx_rt_loom))]
 mod task_pool;
+mod task_ring;
 #[cfg(not(scx_rt_loom))]
 mod timer;
 pub mod trace;

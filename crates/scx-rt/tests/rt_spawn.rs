@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use scx_rt::Runtime;
 
+mod common;
+
 fn rt(n: usize) -> Runtime {
     Runtime::builder().nr_cpus(n).pin(false).build().unwrap()
 }
@@ -230,4 +232,27 @@ fn recycled_task_blocks_start_fresh_and_drop_results_at_exit() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), ROUNDS, "every task has its own id");
+}
+
+/// What a detached task returns is dropped at its exit, and that drop may
+/// run any code: here it wakes a task blocked on the same CPU (the last
+/// `Sender` of a channel goes, so the receiver wakes with an error). The
+/// drop must not run while the CPU's scheduling step holds its rq lock
+/// (the wake-up of a task on that CPU takes that lock: a deadlock on a
+/// lock that does not nest).
+#[test]
+fn a_detached_result_whose_drop_wakes_a_task_on_its_cpu() {
+    common::guard("a detached result's drop wakes a same-CPU task", || {
+        let rt = rt(1);
+        rt.block_on(|| {
+            for _ in 0..50 {
+                let (tx, rx) = scx_rt::sync::channel::<u8>(1);
+                let receiver = scx_rt::spawn(move || rx.recv().is_err());
+                // Let the receiver block first.
+                scx_rt::yield_now();
+                drop(scx_rt::spawn(move || tx));
+                assert!(receiver.join().unwrap(), "the receiver saw the sender go");
+            }
+        });
+    });
 }

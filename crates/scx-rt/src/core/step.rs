@@ -21,7 +21,8 @@
 //! unlocked:
 //!   publish the slice deadline (the worker's expiry timer or the timer
 //!   thread's word)
-//!   finish a hotplug move; wake the tasks found above
+//!   (`finish`) drop the exited task (its result's drop may run any
+//!   code); finish a hotplug move; wake the tasks found above
 //! ```
 //!
 //! The step holds the scheduler slot it calls for its whole length (one
@@ -73,6 +74,10 @@ pub(crate) struct After {
     /// Higher-class work took the CPU (`core::release`): the worker runs
     /// it before its next step.
     pub higher_class: bool,
+    /// The task that exited in this step, for [`finish`] to drop after
+    /// the rq lock (its last reference, often: its result's drop runs
+    /// then).
+    pub exited: Option<TaskRef>,
     /// One of `timers`, `raced`, `moved` or `shutdown_done` holds work for
     /// [`finish`]: the common step tests this one flag.
     pub work: bool,
@@ -191,9 +196,11 @@ pub(crate) fn step(
                     after.shutdown_done = true;
                     after.work = true;
                 }
-                // Its block, if unreferenced, stays with this CPU.
-                #[cfg(not(scx_rt_loom))]
-                crate::task_pool::retire(p);
+                // Dropped (or its block kept, `task_pool`) once the lock
+                // is released: the drop of what a detached task returned
+                // may run any code, a wake-up of a task on this CPU (which
+                // takes this rq lock) included.
+                after.exited = Some(p);
             }
         }
     }
@@ -257,11 +264,18 @@ pub(crate) fn step(
     next
 }
 
-/// The work the step leaves for after the rq lock: finish a hotplug move,
-/// wake the tasks it found, and on the shutdown of the last task make
-/// every worker look. `from` is the calling worker's CPU.
+/// The work the step leaves for after the rq lock: drop the task that
+/// exited, finish a hotplug move, wake the tasks it found, and on the
+/// shutdown of the last task make every worker look. `from` is the calling worker's CPU.
 #[inline]
 pub(crate) fn finish(sh: &Shared, from: usize, after: &mut After) {
+    if let Some(p) = after.exited.take() {
+        // Its block, if unreferenced, stays with this CPU.
+        #[cfg(not(scx_rt_loom))]
+        crate::task_pool::retire(p);
+        #[cfg(scx_rt_loom)]
+        drop(p);
+    }
     if after.work {
         finish_slow(sh, from, after);
     }
