@@ -208,6 +208,52 @@ impl Default for Central {
     }
 }
 
+/// CPUs a pass keeps its served set for on the stack (more spill to the
+/// heap).
+const INLINE_CPUS: usize = 256;
+
+/// A set of CPUs as bits, on the caller's stack when it fits.
+struct CpuBits<'a> {
+    words: &'a mut [u64],
+}
+
+impl<'a> CpuBits<'a> {
+    /// An empty set of `n` CPUs in `inline`, or in `spill` when `inline`
+    /// is too small.
+    fn new(inline: &'a mut [u64], spill: &'a mut Vec<u64>, n: usize) -> Self {
+        let w = n.div_ceil(64);
+        let words = if w <= inline.len() {
+            &mut inline[..w]
+        } else {
+            spill.resize(w, 0);
+            &mut spill[..]
+        };
+        Self { words }
+    }
+
+    fn set(&mut self, c: usize) {
+        self.words[c / 64] |= 1 << (c % 64);
+    }
+
+    fn get(&self, c: usize) -> bool {
+        self.words[c / 64] & (1 << (c % 64)) != 0
+    }
+
+    /// The members, ascending.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    i * 64 + b
+                })
+            })
+        })
+    }
+}
+
 /// What a pass did for one CPU.
 #[derive(Clone, Copy, Default)]
 struct Served {
@@ -340,10 +386,13 @@ impl Central {
         self.stats.passes.fetch_add(1, Ordering::Relaxed);
         let me = self.central_cpu;
         let n = ctx.nr_cpu_ids();
-        let mut to_kick: Vec<usize> = Vec::new();
-        // Served in phase 1 (phase 3 skips them without a search of
-        // `to_kick`: one pass stays O(CPUs)).
-        let mut served = vec![false; n];
+        // The CPUs served in phase 1: phase 3 skips them, and each gets
+        // one kick after the pass. A bitset on the stack up to
+        // `INLINE_CPUS` CPUs: a pass per task on a busy central CPU must
+        // not allocate.
+        let mut inline = [0u64; INLINE_CPUS / 64];
+        let mut spill = Vec::new();
+        let mut served = CpuBits::new(&mut inline, &mut spill, n);
         let mut out_of_slots = false;
         // Tasks wait in the fallback DSQ (the FIFO overflowed, or bounced
         // tasks): no batching, so that every CPU comes back through its own
@@ -371,8 +420,7 @@ impl Central {
                 let s = self.fill(ctx, &mut q, c, depth);
                 if s.tasks > 0 {
                     q.clear_gimme(c);
-                    to_kick.push(c);
-                    served[c] = true;
+                    served.set(c);
                 }
                 if s.out_of_slots {
                     out_of_slots = true;
@@ -406,13 +454,13 @@ impl Central {
             // only a real one (more than a task per CPU): a task or two
             // wait in the FIFO for whichever CPU frees first.
             if !out_of_slots && !overflow && depth >= 2 {
-                for (c, &was_served) in served.iter().enumerate() {
+                for c in 0..n {
                     if q.tasks.is_empty() {
                         break;
                     }
                     // A CPU served above got its depth (its tasks may
                     // still be in the dispatch buffer, not yet counted).
-                    if c == me || q.gimme[c] || was_served {
+                    if c == me || q.gimme[c] || served.get(c) {
                         continue;
                     }
                     let queued = ctx.dsq_nr_queued(dsq_id::LOCAL_ON | c as u64).max(0) as usize;
@@ -436,7 +484,7 @@ impl Central {
             }
         }
         // Batching 2: one kick per served CPU, after the pass.
-        for c in to_kick {
+        for c in served.iter() {
             ctx.kick_cpu(c, KickFlags::IDLE);
         }
         if out_of_slots {
@@ -590,5 +638,31 @@ impl Scheduler for Central {
             self.stats.timer_kicks.fetch_add(1, Ordering::Relaxed);
         }
         ctx.timer_start(TIMER_ID, self.timer_interval_ns, self.central_cpu);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_bits_inline_and_spilled() {
+        for n in [1, 63, 64, 65, INLINE_CPUS, INLINE_CPUS + 1, 1000] {
+            let mut inline = [0u64; INLINE_CPUS / 64];
+            let mut spill = Vec::new();
+            let mut b = CpuBits::new(&mut inline, &mut spill, n);
+            let members: Vec<usize> = [0, 1, 63, 64, 200, 256, 999]
+                .into_iter()
+                .filter(|&c| c < n)
+                .collect();
+            for &c in members.iter().rev() {
+                b.set(c);
+            }
+            assert_eq!(b.iter().collect::<Vec<_>>(), members, "n = {n}");
+            for c in 0..n {
+                assert_eq!(b.get(c), members.contains(&c), "n = {n}, cpu {c}");
+            }
+            assert_eq!(spill.is_empty(), n <= INLINE_CPUS);
+        }
     }
 }
