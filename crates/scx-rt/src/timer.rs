@@ -25,6 +25,16 @@
 //! create one because the signal, `SIGRTMIN + 4`, has another handler or
 //! the process reached the timer limit).
 //!
+//! # Where the thread runs
+//!
+//! When every worker is pinned and the process may run on CPUs no worker
+//! takes, the thread is confined to those (the kernel's housekeeping CPUs
+//! under `nohz_full`): its wake-ups then never preempt a worker, which
+//! matters with a scheduler timer of tens of µs (scx_central's, as the
+//! `bimodal` benchmark runs it: 33,000 wake-ups a second, each a context
+//! switch pair on the CPU it lands on) and with `SliceTimer::Thread`.
+//! Otherwise it is unpinned, as before.
+//!
 //! # Why a timer signal per worker, re-armed lazily
 //!
 //! The kernel's tick is an interrupt: it needs no CPU of its own. A timer

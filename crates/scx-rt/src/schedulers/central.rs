@@ -48,6 +48,11 @@
 //!    FIFO lock is taken once per phase, not per task.
 //!    A deeper local DSQ can hold a short task behind a long one; the timer
 //!    bounds that wait to about a slice, as it bounds a wait in the FIFO.
+//!    The central CPU feeds itself one task per pass, so that a CPU that
+//!    asks while it runs is served at its next pass (a task in the central
+//!    CPU's local DSQ would run first, without a pass); when it is the
+//!    runtime's only CPU there is nobody to serve and it takes the depth
+//!    too, which spares it a pass per task under a backlog.
 //! 2. **One kick per CPU per pass.** An asking CPU that got tasks is
 //!    `IDLE`-kicked once, after the pass; a topped-up CPU is busy and is
 //!    not kicked (it finds the tasks at its next pick).
@@ -120,7 +125,9 @@ pub const LOCAL_DEPTH: usize = 4;
 /// The scheduler timer id Central uses.
 const TIMER_ID: u32 = 0;
 
-/// Counters, as scx_central prints them, and the batching's.
+/// Counters, as scx_central prints them, and the batching's. Each has one
+/// writer at a time (the central CPU, or the holder of the FIFO lock),
+/// which adds with a load and a store.
 #[derive(Debug, Default)]
 pub struct CentralStats {
     /// Tasks pushed on the central FIFO.
@@ -205,6 +212,18 @@ pub struct Central {
 impl Default for Central {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Adds `n` to a counter that has one writer at a time: the central CPU
+/// (the pass, the timer, `fill`) or the holder of the FIFO lock (the
+/// enqueue and asking-CPU counters). A load and a store: no locked
+/// instruction on the per-task path; readers see a count at most a few
+/// updates old.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    if n != 0 {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 }
 
@@ -344,7 +363,7 @@ impl Central {
                 break;
             };
             if !p.allowed_on(cpu) {
-                self.stats.bounced.fetch_add(1, Ordering::Relaxed);
+                bump(&self.stats.bounced, 1);
                 ctx.dsq_insert(&p, FALLBACK_DSQ, SLICE_INF, EnqFlags::empty());
                 continue;
             }
@@ -356,9 +375,7 @@ impl Central {
             );
             s.tasks += 1;
         }
-        self.stats
-            .dispatched
-            .fetch_add(s.tasks as u64, Ordering::Relaxed);
+        bump(&self.stats.dispatched, s.tasks as u64);
         s
     }
 
@@ -383,7 +400,7 @@ impl Central {
         qm: &parking_lot::Mutex<CentralQueue>,
         prev: Option<&TaskRef>,
     ) {
-        self.stats.passes.fetch_add(1, Ordering::Relaxed);
+        bump(&self.stats.passes, 1);
         let me = self.central_cpu;
         let n = ctx.nr_cpu_ids();
         // The CPUs served in phase 1: phase 3 skips them, and each gets
@@ -409,7 +426,8 @@ impl Central {
             } else {
                 q.tasks.len().div_ceil(n).clamp(1, self.local_depth)
             };
-            let start = self.serve_start.fetch_add(1, Ordering::Relaxed) % n;
+            let start = self.serve_start.load(Ordering::Relaxed) % n;
+            self.serve_start.store(start + 1, Ordering::Relaxed);
             for c in (0..n).map(|i| (start + i) % n) {
                 if q.nr_waiting == 0 || q.tasks.is_empty() {
                     break;
@@ -433,7 +451,7 @@ impl Central {
         // fallback DSQ, or the FIFO; nothing: it waits like any CPU.
         let kept = self.keep_prev(ctx, prev);
         if kept {
-            self.stats.prev_kept.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.prev_kept, 1);
         }
         let mut fed = kept;
         if !fed && !out_of_slots {
@@ -442,7 +460,10 @@ impl Central {
         {
             let mut q = qm.lock();
             if !fed && !out_of_slots {
-                let s = self.fill(ctx, &mut q, me, 1);
+                // Alone, the central CPU serves nobody else: it takes the
+                // depth like an asking CPU (module docs, batching 1).
+                let want = if n == 1 { depth } else { 1 };
+                let s = self.fill(ctx, &mut q, me, want);
                 out_of_slots = s.out_of_slots;
                 if s.tasks == 0 && !out_of_slots {
                     // Under the lock that the enqueues take: the next one
@@ -468,9 +489,7 @@ impl Central {
                         continue;
                     }
                     let s = self.fill(ctx, &mut q, c, depth - queued);
-                    self.stats
-                        .topped_up
-                        .fetch_add(s.tasks as u64, Ordering::Relaxed);
+                    bump(&self.stats.topped_up, s.tasks as u64);
                     if s.out_of_slots {
                         out_of_slots = true;
                         break;
@@ -488,7 +507,7 @@ impl Central {
             ctx.kick_cpu(c, KickFlags::IDLE);
         }
         if out_of_slots {
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.retries, 1);
             ctx.kick_cpu(me, KickFlags::PREEMPT);
         }
     }
@@ -548,26 +567,26 @@ impl Scheduler for Central {
         let kick = {
             let mut q = qm.lock();
             if q.tasks.len() >= CENTRAL_QUEUE_CAP {
+                bump(&self.stats.overflows, 1);
                 drop(q);
-                self.stats.overflows.fetch_add(1, Ordering::Relaxed);
                 ctx.dsq_insert(p, FALLBACK_DSQ, SLICE_INF, enq_flags);
                 return;
             }
             q.tasks.push_back(p.clone());
+            bump(&self.stats.enqueued, 1);
             if q.nr_waiting == 0 {
-                self.stats.kicks_unneeded.fetch_add(1, Ordering::Relaxed);
+                bump(&self.stats.kicks_unneeded, 1);
                 false
             } else if q.kick_pending {
-                self.stats.kicks_coalesced.fetch_add(1, Ordering::Relaxed);
+                bump(&self.stats.kicks_coalesced, 1);
                 false
             } else {
                 q.kick_pending = true;
+                bump(&self.stats.central_kicks, 1);
                 true
             }
         };
-        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
         if kick {
-            self.stats.central_kicks.fetch_add(1, Ordering::Relaxed);
             ctx.kick_cpu(self.central_cpu, KickFlags::PREEMPT);
         }
     }
@@ -585,13 +604,16 @@ impl Scheduler for Central {
         let kick = {
             let mut q = qm.lock();
             q.set_gimme(cpu);
-            !std::mem::replace(&mut q.kick_pending, true)
+            let kick = !std::mem::replace(&mut q.kick_pending, true);
+            if kick {
+                bump(&self.stats.central_kicks, 1);
+            } else {
+                bump(&self.stats.kicks_coalesced, 1);
+            }
+            kick
         };
         if kick {
-            self.stats.central_kicks.fetch_add(1, Ordering::Relaxed);
             ctx.kick_cpu(self.central_cpu, KickFlags::PREEMPT);
-        } else {
-            self.stats.kicks_coalesced.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -615,10 +637,11 @@ impl Scheduler for Central {
         let (Some(started_at), Some(qm)) = (self.started_at.get(), self.queue.get()) else {
             return;
         };
-        self.stats.timer_runs.fetch_add(1, Ordering::Relaxed);
+        bump(&self.stats.timer_runs, 1);
         let n = ctx.nr_cpu_ids();
         let now = ctx.now();
-        let start = self.timer_start.fetch_add(1, Ordering::Relaxed) % n;
+        let start = self.timer_start.load(Ordering::Relaxed) % n;
+        self.timer_start.store(start + 1, Ordering::Relaxed);
         let central_pending = !qm.lock().tasks.is_empty();
         for i in 0..n {
             let cpu = (start + i) % n;
@@ -635,7 +658,7 @@ impl Scheduler for Central {
                 continue;
             }
             ctx.kick_cpu(cpu, KickFlags::PREEMPT);
-            self.stats.timer_kicks.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.timer_kicks, 1);
         }
         ctx.timer_start(TIMER_ID, self.timer_interval_ns, self.central_cpu);
     }
