@@ -88,7 +88,11 @@
 //! pass does not batch (depth 1, no top-ups): every CPU then comes back
 //! through its own `dispatch`, which takes the fallback DSQ first, so the
 //! overflow drains at the rate of all CPUs pulling from one shared DSQ and
-//! is not left behind local DSQs refilled from the FIFO. What scx_central
+//! is not left behind local DSQs refilled from the FIFO. A central CPU
+//! alone on its runtime is the only one that drains it, and takes up to
+//! [`Central::local_depth`] tasks from it per pass: one per pass made a
+//! pass per task exactly while it was behind, so that under a sustained
+//! load near its capacity the overflow, once reached, did not drain. What scx_central
 //! does here too, and what remains: in a sustained overload the tasks
 //! still in the FIFO wait until the fallback DSQ runs dry.
 //!
@@ -456,6 +460,15 @@ impl Central {
         let mut fed = kept;
         if !fed && !out_of_slots {
             fed = ctx.dsq_move_to_local(FALLBACK_DSQ);
+            if fed && n == 1 {
+                // Alone, the central CPU is the only one that drains the
+                // overflow: it takes the depth (module docs, overload).
+                for _ in 1..self.local_depth {
+                    if !ctx.dsq_move_to_local(FALLBACK_DSQ) {
+                        break;
+                    }
+                }
+            }
         }
         {
             let mut q = qm.lock();
