@@ -204,21 +204,6 @@ pub(crate) fn process_ddsp_deferred_locals(sh: &Shared, rq: &mut RqGuard<'_>) {
 /// target gets the enqueue at once, under its rq lock, so that the
 /// scheduler decides about the task (place it elsewhere, preempt)
 /// without waiting for the busy task's next preemption point.
-///
-/// Except when the waker is not a worker (`from` is `None`: a thread
-/// outside the runtime, such as a load generator spawning requests) and
-/// the target's rq lock is taken: then it queues the wake-up as for an
-/// idle CPU rather than wait. The lock's holder is the target in its
-/// scheduling step, which drains the wake list before it picks, or
-/// another waker, and then the target carries the wake-up out at its
-/// task's next preemption point. A waker that spins on the lock waits
-/// out whatever the holder does, and when the OS preempts the holder,
-/// for the rest of the holder's OS time slice: on the 2-vCPU VM a
-/// `bimodal` generator spawning into `Central` spent 46% of its time in
-/// that spin (its `sched_yield`s 25,000-120,000 a load point) and fell
-/// tens of ms behind its schedule. The kernel's wakers are CPUs that
-/// cannot be preempted while they hold a remote rq lock; an OS thread
-/// can.
 #[inline]
 pub(crate) fn wake_up(sh: &Shared, p: TaskRef, wake_flags: WakeFlags, from: Option<usize>) {
     wake_up_in(sh, None, p, wake_flags, from);
@@ -244,18 +229,7 @@ pub(crate) fn wake_up_in(
     if from != Some(cpu) && target.shared.owner.idle.load(Ordering::Relaxed) {
         target.queue_wakeup(p, enq);
     } else {
-        let mut rq = match from {
-            Some(_) => target.lock(),
-            // A waker outside the workers never waits for a busy rq lock.
-            None => match target.try_lock() {
-                Some(rq) => rq,
-                None => {
-                    target.queue_wakeup(p, enq);
-                    crate::kick::run_pending(sh, from);
-                    return;
-                }
-            },
-        };
+        let mut rq = target.lock();
         match given.filter(|s| s.gen == rq.sched_gen) {
             Some(slot) => enqueue_woken(sh, slot, target, &mut rq, p, enq),
             None => {
