@@ -434,10 +434,16 @@ impl Builder {
         }
         let mut workers = Vec::with_capacity(n + 2);
         let sh2 = sh.clone();
+        let housekeeping = housekeeping_cpus(&usable, &os);
         match std::thread::Builder::new()
             .name("scx-rt-timer".to_string())
-            .spawn(move || crate::timer::timer_main(sh2))
-        {
+            .spawn(move || {
+                if !housekeeping.is_empty() {
+                    // Best effort: unpinned, the thread still runs.
+                    let _ = scx_rt_sys::affinity::set_current_thread_cpus(&housekeeping);
+                }
+                crate::timer::timer_main(sh2)
+            }) {
             Ok(h) => workers.push(h),
             Err(e) => return Err(BuildError::Spawn { cpu: 0, source: e }),
         }
@@ -507,5 +513,36 @@ impl Runtime {
     /// A builder with the defaults.
     pub fn builder() -> Builder {
         Builder::default()
+    }
+}
+
+/// The CPUs the timer thread runs on (`timer` docs, "Where the thread
+/// runs"): the process's usable CPUs that no worker is pinned to, when
+/// every worker is pinned; empty (the thread stays unpinned) when a worker
+/// is not pinned or no CPU is left over.
+fn housekeeping_cpus(usable: &[usize], workers: &[Option<usize>]) -> Vec<usize> {
+    if workers.iter().any(Option::is_none) {
+        return Vec::new();
+    }
+    usable
+        .iter()
+        .copied()
+        .filter(|c| !workers.contains(&Some(*c)))
+        .collect()
+}
+
+#[cfg(all(test, not(scx_rt_loom)))]
+mod tests {
+    use super::housekeeping_cpus;
+
+    #[test]
+    fn housekeeping_is_what_pinned_workers_leave() {
+        assert_eq!(
+            housekeeping_cpus(&[0, 1, 2, 3], &[Some(0), Some(2)]),
+            [1, 3]
+        );
+        assert_eq!(housekeeping_cpus(&[0, 1], &[Some(0), Some(1)]), [0usize; 0]);
+        // An unpinned worker may run anywhere: no CPU is spare.
+        assert_eq!(housekeeping_cpus(&[0, 1, 2], &[Some(0), None]), [0usize; 0]);
     }
 }

@@ -18,11 +18,33 @@
 //! A timer armed by a scheduler that has since been ejected or detached
 //! never calls the new one: each timer remembers the scheduler generation
 //! that armed it.
+//!
+//! # A timer re-armed from its own callback (periodic timers)
+//!
+//! scx_central's timer re-arms itself at every run, as BPF timers do. The
+//! callback runs on the worker after the timer thread has fired the timer
+//! and gone back to sleep until its next deadline; the re-arm is then
+//! earlier than that, and the worker would ring the thread (a futex wake,
+//! 2.5-9 µs on the 2-vCPU VM) and wake it twice per period: with a 30 µs
+//! period, 33,000 system calls a second on the CPU the timer serves. So
+//! the thread expects the re-arm: after firing a timer it wakes no later
+//! than the timer's last delay plus [`REARM_SLACK_NS`] from then, and an
+//! arm whose deadline is at most `REARM_SLACK_NS` before the time the
+//! thread wakes rings nobody. A callback that re-arms with its last delay
+//! within `REARM_SLACK_NS` of the firing (the worker was running or
+//! polling) therefore costs no system call and one wake-up of the thread
+//! per period, and its timer fires at most `REARM_SLACK_NS` late; a later
+//! re-arm fires on time after one extra wake-up of the thread, and a
+//! timer not re-armed costs that one spurious wake-up.
 
 use crate::loom::{AtomicU64, AtomicUsize, Ordering};
 
 /// How many timers a scheduler may use (ids `0..MAX_OPS_TIMERS`).
 pub const MAX_OPS_TIMERS: u32 = 8;
+
+/// How late a scheduler timer may fire so that arming it rings nobody
+/// (module docs: a timer re-armed from its own callback).
+pub(crate) const REARM_SLACK_NS: u64 = 4_000;
 
 /// One timer.
 pub(crate) struct OpsTimer {
@@ -32,6 +54,9 @@ pub(crate) struct OpsTimer {
     pub cpu: AtomicUsize,
     /// The scheduler generation that armed it.
     pub gen: AtomicU64,
+    /// The delay it was last armed with (ns): when the timer thread expects
+    /// a callback's re-arm (module docs).
+    pub period: AtomicU64,
 }
 
 /// Every scheduler timer of a runtime.
@@ -47,19 +72,21 @@ impl OpsTimers {
                     deadline: AtomicU64::new(u64::MAX),
                     cpu: AtomicUsize::new(0),
                     gen: AtomicU64::new(0),
+                    period: AtomicU64::new(0),
                 })
                 .collect(),
         }
     }
 
-    /// Arms timer `id` (checked by the caller). The deadline is stored last
-    /// (SeqCst), so the timer thread that sees it also sees the CPU and the
-    /// generation.
-    pub(crate) fn arm(&self, id: u32, deadline: u64, cpu: usize, gen: u64) {
+    /// Arms timer `id` (checked by the caller) for `deadline`, `delay` ns
+    /// from now. The deadline is stored last (SeqCst), so the timer thread
+    /// that sees it also sees the CPU, the generation and the delay.
+    pub(crate) fn arm(&self, id: u32, deadline: u64, delay: u64, cpu: usize, gen: u64) {
         let t = &self.timers[id as usize];
         t.deadline.store(u64::MAX, Ordering::SeqCst);
         t.cpu.store(cpu, Ordering::Relaxed);
         t.gen.store(gen, Ordering::Relaxed);
+        t.period.store(delay, Ordering::Relaxed);
         t.deadline.store(deadline, Ordering::SeqCst);
     }
 

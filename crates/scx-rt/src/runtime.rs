@@ -429,6 +429,7 @@ impl Runtime {
             ejections: self.sh.nr_ejections.load(Ordering::Relaxed),
             stacks_allocated: self.sh.stacks.allocated(),
             sysrq_dumps: self.sh.sysrq_dumps.load(Ordering::Relaxed),
+            timer_rings: self.sh.timer.rings.load(Ordering::Relaxed),
             events,
             cpus,
         }
@@ -499,6 +500,11 @@ pub struct Stats {
     pub stacks_allocated: usize,
     /// Dumps written for the SysRq-D signal (`Builder::sysrq_dump_signal`).
     pub sysrq_dumps: u64,
+    /// Times the timer thread was woken before its time (a futex wake):
+    /// by a worker whose slice deadline, or a scheduler timer armed, is
+    /// earlier than the thread's next wake-up (`timer` and `ops_timer`
+    /// docs: a timer re-armed from its own callback rings nobody).
+    pub timer_rings: u64,
     /// The event counters (the kernel's `scx_bpf_events()` set) since the
     /// runtime started, under every scheduler it ran: the sum of the
     /// CPUs' `events`. [`Ctx::events`](crate::Ctx::events) gives the

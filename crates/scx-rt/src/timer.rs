@@ -25,6 +25,16 @@
 //! create one because the signal, `SIGRTMIN + 4`, has another handler or
 //! the process reached the timer limit).
 //!
+//! # Where the thread runs
+//!
+//! When every worker is pinned and the process may run on CPUs no worker
+//! takes, the thread is confined to those (the kernel's housekeeping CPUs
+//! under `nohz_full`): its wake-ups then never preempt a worker, which
+//! matters with a scheduler timer of tens of µs (scx_central's, as the
+//! `bimodal` benchmark runs it: 33,000 wake-ups a second, each a context
+//! switch pair on the CPU it lands on) and with `SliceTimer::Thread`.
+//! Otherwise it is unpinned, as before.
+//!
 //! # Why a timer signal per worker, re-armed lazily
 //!
 //! The kernel's tick is an interrupt: it needs no CPU of its own. A timer
@@ -177,19 +187,31 @@ pub(crate) fn timer_main(sh: Arc<Shared>) {
                 next = next.min(d);
             }
         }
-        next = next.min(fire_ops_timers(&sh, now));
+        let mut raise = [usize::MAX; crate::ops_timer::MAX_OPS_TIMERS as usize];
+        next = next.min(fire_ops_timers(&sh, now, &mut raise));
         next = next.min(watchdog.round(&sh, now));
         t.next.store(next, Ordering::SeqCst);
         fence(Ordering::SeqCst);
+        // The fired timers' CPUs learn of them only now that `next`, which
+        // includes the expected re-arms, is published: a callback's re-arm
+        // then finds it and rings nobody (`ops_timer` docs).
+        for &cpu in raise.iter().take_while(|&&c| c != usize::MAX) {
+            sh.cpus[cpu].raise_irq();
+        }
         let timeout = (next != u64::MAX).then(|| Duration::from_nanos(next - now));
         scx_rt_sys::futex::wait(&t.word, w, timeout);
     }
 }
 
 /// Fires the scheduler timers whose deadline passed (module
-/// `ops_timer`); returns the earliest deadline still armed.
-fn fire_ops_timers(sh: &Shared, now: u64) -> u64 {
+/// `ops_timer`): sets their bits on their CPUs and lists those CPUs in
+/// `raise` (from the front, each once), whose interrupt work the caller
+/// raises. Returns the earliest deadline still armed, or, if earlier,
+/// when a fired timer's re-arm is expected (its last delay plus
+/// `REARM_SLACK_NS` from now: `ops_timer` docs).
+fn fire_ops_timers(sh: &Shared, now: u64, raise: &mut [usize]) -> u64 {
     let mut next = u64::MAX;
+    let mut nr_raise = 0;
     for (id, t) in sh.ops_timers.timers.iter().enumerate() {
         let d = t.deadline.load(Ordering::SeqCst);
         if d == u64::MAX {
@@ -225,7 +247,14 @@ fn fire_ops_timers(sh: &Shared, now: u64) -> u64 {
             .remote
             .ops_timers_fired
             .fetch_or(1 << id, Ordering::AcqRel);
-        c.raise_irq();
+        if !raise[..nr_raise].contains(&cpu) {
+            raise[nr_raise] = cpu;
+            nr_raise += 1;
+        }
+        let rearm = now
+            .saturating_add(t.period.load(Ordering::Relaxed))
+            .saturating_add(crate::ops_timer::REARM_SLACK_NS);
+        next = next.min(rearm);
     }
     next
 }

@@ -76,6 +76,58 @@ fn a_burst_past_the_fifo_cap_runs_every_task_exactly_once() {
     });
 }
 
+/// A central CPU alone on its runtime batches its own feed, from the FIFO
+/// and from the fallback DSQ once the FIFO overflowed: a backlog of 6000
+/// tasks (4096 in the FIFO, the rest in the fallback DSQ) runs in about a
+/// pass per `local_depth` tasks, not a pass per task, each exactly once.
+#[test]
+fn alone_the_central_cpu_drains_a_backlog_in_batches() {
+    guard("central: one CPU, batched backlog", || {
+        const N: usize = 6000;
+        let c = Central::new().slice(Duration::from_secs(10)).local_depth(4);
+        let stats = c.stats();
+        let rt = central_rt(1, c);
+        // Hold the one CPU while the backlog builds (no pass runs: the
+        // CPU is busy and its task has not run a slice).
+        let release = Arc::new(AtomicBool::new(false));
+        let holding = Arc::new(AtomicBool::new(false));
+        let blocker = {
+            let (release, holding) = (release.clone(), holding.clone());
+            rt.spawn(move || {
+                holding.store(true, Ordering::Release);
+                while !release.load(Ordering::Acquire) {
+                    scx_rt::preempt_point();
+                }
+            })
+        };
+        wait_until("the blocker runs", || holding.load(Ordering::Acquire));
+        let counts = common::Counts::new(N);
+        let passes0 = stats.passes.load(Ordering::Relaxed);
+        let hs: Vec<_> = (0..N)
+            .map(|i| {
+                let counts = counts.clone();
+                rt.spawn(move || counts.hit(i))
+            })
+            .collect();
+        release.store(true, Ordering::Release);
+        blocker.join().unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+        counts.assert_exactly_once("one-CPU backlog");
+        let passes = stats.passes.load(Ordering::Relaxed) - passes0;
+        let overflows = stats.overflows.load(Ordering::Relaxed);
+        assert!(overflows > 0, "the FIFO never overflowed");
+        // About N / 4 with both batchings (1,501 in a run); a pass per
+        // task from the fallback DSQ makes it 2,929.
+        assert!(
+            (passes as usize) < N * 3 / 10,
+            "{passes} passes for {N} tasks ({overflows} through the fallback DSQ)"
+        );
+        rt.shutdown();
+    });
+}
+
 /// `n` tasks spawned from outside the runtime and 1000 from a task
 /// (the test above); `batched`: also check that passes topped CPUs up
 /// and ran out of dispatch slots.

@@ -309,7 +309,7 @@ impl<'a> Ctx<'a> {
         }
         let deadline = crate::core::clock::now().saturating_add(delay_ns);
         let gen = self.sh.sched_gen.load(Ordering::Acquire);
-        self.sh.ops_timers.arm(id, deadline, cpu, gen);
+        self.sh.ops_timers.arm(id, deadline, delay_ns, cpu, gen);
         #[cfg(not(scx_rt_loom))]
         self.sh.timer.ops_timer_armed(deadline);
     }

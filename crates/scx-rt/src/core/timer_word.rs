@@ -12,6 +12,8 @@ pub(crate) struct TimerState {
     pub(crate) word: AtomicU32,
     pub(crate) next: AtomicU64,
     pub(crate) stop: AtomicBool,
+    /// Rings so far (`Stats::timer_rings`).
+    pub(crate) rings: AtomicU64,
 }
 
 impl TimerState {
@@ -20,6 +22,7 @@ impl TimerState {
             word: AtomicU32::new(0),
             next: AtomicU64::new(u64::MAX),
             stop: AtomicBool::new(false),
+            rings: AtomicU64::new(0),
         }
     }
 
@@ -68,10 +71,13 @@ impl TimerState {
     }
 
     /// A scheduler timer was armed for `deadline`: wakes the timer thread
-    /// if it sleeps past it (same protocol as `set_deadline`).
+    /// if it sleeps past it by more than `REARM_SLACK_NS` (same protocol as
+    /// `set_deadline`; the slack is the `ops_timer` docs': a timer re-armed
+    /// from its callback rings nobody).
     pub(crate) fn ops_timer_armed(&self, deadline: u64) {
         fence(Ordering::SeqCst);
-        if deadline < self.next.load(Ordering::SeqCst) {
+        let slack = crate::ops_timer::REARM_SLACK_NS;
+        if deadline.saturating_add(slack) < self.next.load(Ordering::SeqCst) {
             self.ring();
         }
     }
@@ -83,6 +89,7 @@ impl TimerState {
     }
 
     fn ring(&self) {
+        self.rings.fetch_add(1, Ordering::Relaxed);
         self.word.fetch_add(1, Ordering::SeqCst);
         scx_rt_sys::futex::wake_one(&self.word);
     }

@@ -48,6 +48,11 @@
 //!    FIFO lock is taken once per phase, not per task.
 //!    A deeper local DSQ can hold a short task behind a long one; the timer
 //!    bounds that wait to about a slice, as it bounds a wait in the FIFO.
+//!    The central CPU feeds itself one task per pass, so that a CPU that
+//!    asks while it runs is served at its next pass (a task in the central
+//!    CPU's local DSQ would run first, without a pass); when it is the
+//!    runtime's only CPU there is nobody to serve and it takes the depth
+//!    too, which spares it a pass per task under a backlog.
 //! 2. **One kick per CPU per pass.** An asking CPU that got tasks is
 //!    `IDLE`-kicked once, after the pass; a topped-up CPU is busy and is
 //!    not kicked (it finds the tasks at its next pick).
@@ -83,7 +88,11 @@
 //! pass does not batch (depth 1, no top-ups): every CPU then comes back
 //! through its own `dispatch`, which takes the fallback DSQ first, so the
 //! overflow drains at the rate of all CPUs pulling from one shared DSQ and
-//! is not left behind local DSQs refilled from the FIFO. What scx_central
+//! is not left behind local DSQs refilled from the FIFO. A central CPU
+//! alone on its runtime is the only one that drains it, and takes up to
+//! [`Central::local_depth`] tasks from it per pass: one per pass made a
+//! pass per task exactly while it was behind, so that under a sustained
+//! load near its capacity the overflow, once reached, did not drain. What scx_central
 //! does here too, and what remains: in a sustained overload the tasks
 //! still in the FIFO wait until the fallback DSQ runs dry.
 //!
@@ -120,7 +129,9 @@ pub const LOCAL_DEPTH: usize = 4;
 /// The scheduler timer id Central uses.
 const TIMER_ID: u32 = 0;
 
-/// Counters, as scx_central prints them, and the batching's.
+/// Counters, as scx_central prints them, and the batching's. Each has one
+/// writer at a time (the central CPU, or the holder of the FIFO lock),
+/// which adds with a load and a store.
 #[derive(Debug, Default)]
 pub struct CentralStats {
     /// Tasks pushed on the central FIFO.
@@ -205,6 +216,64 @@ pub struct Central {
 impl Default for Central {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Adds `n` to a counter that has one writer at a time: the central CPU
+/// (the pass, the timer, `fill`) or the holder of the FIFO lock (the
+/// enqueue and asking-CPU counters). A load and a store: no locked
+/// instruction on the per-task path; readers see a count at most a few
+/// updates old.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    if n != 0 {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// CPUs a pass keeps its served set for on the stack (more spill to the
+/// heap).
+const INLINE_CPUS: usize = 256;
+
+/// A set of CPUs as bits, on the caller's stack when it fits.
+struct CpuBits<'a> {
+    words: &'a mut [u64],
+}
+
+impl<'a> CpuBits<'a> {
+    /// An empty set of `n` CPUs in `inline`, or in `spill` when `inline`
+    /// is too small.
+    fn new(inline: &'a mut [u64], spill: &'a mut Vec<u64>, n: usize) -> Self {
+        let w = n.div_ceil(64);
+        let words = if w <= inline.len() {
+            &mut inline[..w]
+        } else {
+            spill.resize(w, 0);
+            &mut spill[..]
+        };
+        Self { words }
+    }
+
+    fn set(&mut self, c: usize) {
+        self.words[c / 64] |= 1 << (c % 64);
+    }
+
+    fn get(&self, c: usize) -> bool {
+        self.words[c / 64] & (1 << (c % 64)) != 0
+    }
+
+    /// The members, ascending.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    i * 64 + b
+                })
+            })
+        })
     }
 }
 
@@ -298,7 +367,7 @@ impl Central {
                 break;
             };
             if !p.allowed_on(cpu) {
-                self.stats.bounced.fetch_add(1, Ordering::Relaxed);
+                bump(&self.stats.bounced, 1);
                 ctx.dsq_insert(&p, FALLBACK_DSQ, SLICE_INF, EnqFlags::empty());
                 continue;
             }
@@ -310,9 +379,7 @@ impl Central {
             );
             s.tasks += 1;
         }
-        self.stats
-            .dispatched
-            .fetch_add(s.tasks as u64, Ordering::Relaxed);
+        bump(&self.stats.dispatched, s.tasks as u64);
         s
     }
 
@@ -337,13 +404,16 @@ impl Central {
         qm: &parking_lot::Mutex<CentralQueue>,
         prev: Option<&TaskRef>,
     ) {
-        self.stats.passes.fetch_add(1, Ordering::Relaxed);
+        bump(&self.stats.passes, 1);
         let me = self.central_cpu;
         let n = ctx.nr_cpu_ids();
-        let mut to_kick: Vec<usize> = Vec::new();
-        // Served in phase 1 (phase 3 skips them without a search of
-        // `to_kick`: one pass stays O(CPUs)).
-        let mut served = vec![false; n];
+        // The CPUs served in phase 1: phase 3 skips them, and each gets
+        // one kick after the pass. A bitset on the stack up to
+        // `INLINE_CPUS` CPUs: a pass per task on a busy central CPU must
+        // not allocate.
+        let mut inline = [0u64; INLINE_CPUS / 64];
+        let mut spill = Vec::new();
+        let mut served = CpuBits::new(&mut inline, &mut spill, n);
         let mut out_of_slots = false;
         // Tasks wait in the fallback DSQ (the FIFO overflowed, or bounced
         // tasks): no batching, so that every CPU comes back through its own
@@ -360,7 +430,8 @@ impl Central {
             } else {
                 q.tasks.len().div_ceil(n).clamp(1, self.local_depth)
             };
-            let start = self.serve_start.fetch_add(1, Ordering::Relaxed) % n;
+            let start = self.serve_start.load(Ordering::Relaxed) % n;
+            self.serve_start.store(start + 1, Ordering::Relaxed);
             for c in (0..n).map(|i| (start + i) % n) {
                 if q.nr_waiting == 0 || q.tasks.is_empty() {
                     break;
@@ -371,8 +442,7 @@ impl Central {
                 let s = self.fill(ctx, &mut q, c, depth);
                 if s.tasks > 0 {
                     q.clear_gimme(c);
-                    to_kick.push(c);
-                    served[c] = true;
+                    served.set(c);
                 }
                 if s.out_of_slots {
                     out_of_slots = true;
@@ -385,16 +455,28 @@ impl Central {
         // fallback DSQ, or the FIFO; nothing: it waits like any CPU.
         let kept = self.keep_prev(ctx, prev);
         if kept {
-            self.stats.prev_kept.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.prev_kept, 1);
         }
         let mut fed = kept;
         if !fed && !out_of_slots {
             fed = ctx.dsq_move_to_local(FALLBACK_DSQ);
+            if fed && n == 1 {
+                // Alone, the central CPU is the only one that drains the
+                // overflow: it takes the depth (module docs, overload).
+                for _ in 1..self.local_depth {
+                    if !ctx.dsq_move_to_local(FALLBACK_DSQ) {
+                        break;
+                    }
+                }
+            }
         }
         {
             let mut q = qm.lock();
             if !fed && !out_of_slots {
-                let s = self.fill(ctx, &mut q, me, 1);
+                // Alone, the central CPU serves nobody else: it takes the
+                // depth like an asking CPU (module docs, batching 1).
+                let want = if n == 1 { depth } else { 1 };
+                let s = self.fill(ctx, &mut q, me, want);
                 out_of_slots = s.out_of_slots;
                 if s.tasks == 0 && !out_of_slots {
                     // Under the lock that the enqueues take: the next one
@@ -406,13 +488,13 @@ impl Central {
             // only a real one (more than a task per CPU): a task or two
             // wait in the FIFO for whichever CPU frees first.
             if !out_of_slots && !overflow && depth >= 2 {
-                for (c, &was_served) in served.iter().enumerate() {
+                for c in 0..n {
                     if q.tasks.is_empty() {
                         break;
                     }
                     // A CPU served above got its depth (its tasks may
                     // still be in the dispatch buffer, not yet counted).
-                    if c == me || q.gimme[c] || was_served {
+                    if c == me || q.gimme[c] || served.get(c) {
                         continue;
                     }
                     let queued = ctx.dsq_nr_queued(dsq_id::LOCAL_ON | c as u64).max(0) as usize;
@@ -420,9 +502,7 @@ impl Central {
                         continue;
                     }
                     let s = self.fill(ctx, &mut q, c, depth - queued);
-                    self.stats
-                        .topped_up
-                        .fetch_add(s.tasks as u64, Ordering::Relaxed);
+                    bump(&self.stats.topped_up, s.tasks as u64);
                     if s.out_of_slots {
                         out_of_slots = true;
                         break;
@@ -436,11 +516,11 @@ impl Central {
             }
         }
         // Batching 2: one kick per served CPU, after the pass.
-        for c in to_kick {
+        for c in served.iter() {
             ctx.kick_cpu(c, KickFlags::IDLE);
         }
         if out_of_slots {
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.retries, 1);
             ctx.kick_cpu(me, KickFlags::PREEMPT);
         }
     }
@@ -500,26 +580,26 @@ impl Scheduler for Central {
         let kick = {
             let mut q = qm.lock();
             if q.tasks.len() >= CENTRAL_QUEUE_CAP {
+                bump(&self.stats.overflows, 1);
                 drop(q);
-                self.stats.overflows.fetch_add(1, Ordering::Relaxed);
                 ctx.dsq_insert(p, FALLBACK_DSQ, SLICE_INF, enq_flags);
                 return;
             }
             q.tasks.push_back(p.clone());
+            bump(&self.stats.enqueued, 1);
             if q.nr_waiting == 0 {
-                self.stats.kicks_unneeded.fetch_add(1, Ordering::Relaxed);
+                bump(&self.stats.kicks_unneeded, 1);
                 false
             } else if q.kick_pending {
-                self.stats.kicks_coalesced.fetch_add(1, Ordering::Relaxed);
+                bump(&self.stats.kicks_coalesced, 1);
                 false
             } else {
                 q.kick_pending = true;
+                bump(&self.stats.central_kicks, 1);
                 true
             }
         };
-        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
         if kick {
-            self.stats.central_kicks.fetch_add(1, Ordering::Relaxed);
             ctx.kick_cpu(self.central_cpu, KickFlags::PREEMPT);
         }
     }
@@ -537,13 +617,16 @@ impl Scheduler for Central {
         let kick = {
             let mut q = qm.lock();
             q.set_gimme(cpu);
-            !std::mem::replace(&mut q.kick_pending, true)
+            let kick = !std::mem::replace(&mut q.kick_pending, true);
+            if kick {
+                bump(&self.stats.central_kicks, 1);
+            } else {
+                bump(&self.stats.kicks_coalesced, 1);
+            }
+            kick
         };
         if kick {
-            self.stats.central_kicks.fetch_add(1, Ordering::Relaxed);
             ctx.kick_cpu(self.central_cpu, KickFlags::PREEMPT);
-        } else {
-            self.stats.kicks_coalesced.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -567,10 +650,11 @@ impl Scheduler for Central {
         let (Some(started_at), Some(qm)) = (self.started_at.get(), self.queue.get()) else {
             return;
         };
-        self.stats.timer_runs.fetch_add(1, Ordering::Relaxed);
+        bump(&self.stats.timer_runs, 1);
         let n = ctx.nr_cpu_ids();
         let now = ctx.now();
-        let start = self.timer_start.fetch_add(1, Ordering::Relaxed) % n;
+        let start = self.timer_start.load(Ordering::Relaxed) % n;
+        self.timer_start.store(start + 1, Ordering::Relaxed);
         let central_pending = !qm.lock().tasks.is_empty();
         for i in 0..n {
             let cpu = (start + i) % n;
@@ -587,8 +671,34 @@ impl Scheduler for Central {
                 continue;
             }
             ctx.kick_cpu(cpu, KickFlags::PREEMPT);
-            self.stats.timer_kicks.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.timer_kicks, 1);
         }
         ctx.timer_start(TIMER_ID, self.timer_interval_ns, self.central_cpu);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_bits_inline_and_spilled() {
+        for n in [1, 63, 64, 65, INLINE_CPUS, INLINE_CPUS + 1, 1000] {
+            let mut inline = [0u64; INLINE_CPUS / 64];
+            let mut spill = Vec::new();
+            let mut b = CpuBits::new(&mut inline, &mut spill, n);
+            let members: Vec<usize> = [0, 1, 63, 64, 200, 256, 999]
+                .into_iter()
+                .filter(|&c| c < n)
+                .collect();
+            for &c in members.iter().rev() {
+                b.set(c);
+            }
+            assert_eq!(b.iter().collect::<Vec<_>>(), members, "n = {n}");
+            for c in 0..n {
+                assert_eq!(b.get(c), members.contains(&c), "n = {n}, cpu {c}");
+            }
+            assert_eq!(spill.is_empty(), n <= INLINE_CPUS);
+        }
     }
 }
