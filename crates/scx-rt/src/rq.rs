@@ -29,6 +29,7 @@
 //! | scheduler slots (rwlock, read on a cache miss and by `Ctx::events`) | anything above | — (a leaf) |
 //! | exit record (spin) | anything above | — (a leaf) |
 //! | task body lock (stack) | nothing | — (held only by the worker running it) |
+//! | sync state lock (spin: a channel's, a green `Mutex`'s, a `WaitGroup`'s, a blocking call's result; `sync::wait`) | nothing | any other lock (it only tries a green `Mutex`'s data lock; waiters are woken after it is released) |
 //!
 //! 1. No path holds two rq locks: tasks move between CPUs by the hand-off of
 //!    SPEC.md §3.9 (`holding_cpu`: unlink under the DSQ lock, drop it, drop
@@ -38,6 +39,9 @@
 //! 4. No scheduler callback is entered while holding a DSQ lock.
 //! 5. Nothing blocks (futex wait, sleep) while holding any rq or DSQ lock;
 //!    doorbells are rung after the lock is released.
+//! 6. No task's last reference is dropped under an rq lock: an exited
+//!    task goes in `core::step::finish`, after the unlock (what a
+//!    detached task returned is dropped with it and may run any code).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
