@@ -181,8 +181,11 @@ impl AtomicCpumask {
     #[inline]
     pub fn find_from(&self, start: usize, mut f: impl FnMut(usize) -> bool) -> Option<usize> {
         let n = self.words.len();
-        let start = if start < self.nr_cpus || self.nr_cpus == 0 {
-            start.min(self.nr_cpus.saturating_sub(1))
+        // The callers' start is usually in range already: no division then.
+        let start = if start < self.nr_cpus {
+            start
+        } else if self.nr_cpus == 0 {
+            0
         } else {
             start % self.nr_cpus
         };
