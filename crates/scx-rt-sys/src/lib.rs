@@ -41,9 +41,12 @@
 //!   allocation (a task's control block, no move per spawn), and
 //!   `Vacant`, the allocation of a dropped `Arc` value kept for another
 //!   (a recycled control block).
+//! - [`alias`]: a second, uncounted handle to an `Arc`'s value, for a
+//!   name that a counted handle elsewhere keeps alive (the running task
+//!   of a runqueue: no count per switch).
 //!
 //! Layers, each using only those below it: the leaves (`page`, `clock`,
-//! `affinity`, `spinlock`, `rlimit`, `small_box`, and `futex`, `eventfd`, `epoll`, `sock`,
+//! `affinity`, `spinlock`, `rlimit`, `small_box`, `alias`, and `futex`, `eventfd`, `epoll`, `sock`,
 //! `sigtimer` over a private `timespec`; `expiry` over `clock` and `sigtimer`; `sysrq` over
 //! `futex`); `sigsegv`; `stack`, which registers
 //! its slabs with `sigsegv`, and `stack_cache` over it; `fiber`, which runs on `stack`s and labels the
@@ -60,6 +63,7 @@
 #![cfg(target_os = "linux")]
 
 pub mod affinity;
+pub mod alias;
 pub mod clock;
 pub mod epoll;
 pub mod eventfd;

@@ -158,7 +158,7 @@ pub(crate) fn dump_state(sh: &Shared, trigger: Trigger<'_>) -> String {
         }
         out.push('\n');
         let runnable = rq.runnable_tasks(&sh.tasks);
-        let tasks = rq.curr.iter().map(|p| (p, true)).chain(
+        let tasks = rq.curr.iter().map(|p| (&**p, true)).chain(
             // The running task is on the runnable list too (`pick`).
             runnable
                 .iter()

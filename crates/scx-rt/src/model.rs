@@ -251,6 +251,12 @@ pub struct Runtime {
     /// its step). Only the thread playing the CPU reads and writes it: not
     /// a loom atomic, as it is no shared state of the runtime.
     drain: Box<[std::sync::atomic::AtomicBool]>,
+    /// Per CPU: a counted handle of the task the model last made current
+    /// there (a step's next, or `set_curr`). `rq.curr` names its task
+    /// without a count (`core::curr`); a worker's tasks are kept alive by
+    /// the task registry, which model tokens are not in. Model
+    /// bookkeeping, not runtime state: no loom lock.
+    running: Box<[std::sync::Mutex<Option<TaskRef>>]>,
 }
 
 impl Runtime {
@@ -261,6 +267,7 @@ impl Runtime {
             stash: None,
             local: None,
             drain: Self::no_drain(nr_cpus),
+            running: (0..nr_cpus).map(|_| std::sync::Mutex::new(None)).collect(),
         }
     }
 
@@ -278,6 +285,7 @@ impl Runtime {
             stash: Some(stash),
             local: None,
             drain: Self::no_drain(nr_cpus),
+            running: (0..nr_cpus).map(|_| std::sync::Mutex::new(None)).collect(),
         }
     }
 
@@ -292,6 +300,7 @@ impl Runtime {
             stash: None,
             local: Some(local),
             drain: Self::no_drain(nr_cpus),
+            running: (0..nr_cpus).map(|_| std::sync::Mutex::new(None)).collect(),
         }
     }
 
@@ -358,6 +367,7 @@ impl Runtime {
         let drain = self.take_drain(cpu);
         let c = &self.sh.cpus[cpu];
         let next = crate::core::step::step(&self.sh, c, &mut slot, prev, drain, &mut after);
+        self.keep_running(cpu, next.as_ref());
         crate::core::step::finish(&self.sh, cpu, &mut after);
         next
     }
@@ -480,7 +490,14 @@ impl Runtime {
 
     /// The task CPU `cpu` runs (`None`: idle).
     pub fn curr(&self, cpu: usize) -> Option<TaskRef> {
-        self.sh.cpus[cpu].rq.lock().curr.clone()
+        self.sh.cpus[cpu].rq.lock().curr.as_deref().cloned()
+    }
+
+    /// Keeps a counted handle of `p`, which CPU `cpu`'s rq now names as
+    /// its current task (`None`: it names none), until the model makes
+    /// another current there (`running`).
+    fn keep_running(&self, cpu: usize, p: Option<&TaskRef>) {
+        *self.running[cpu].lock().unwrap_or_else(|e| e.into_inner()) = p.cloned();
     }
 
     /// Length of CPU `cpu`'s local DSQ.
@@ -691,7 +708,8 @@ impl Runtime {
     /// Makes `p` the task CPU `cpu` runs (its rq's `curr`).
     pub fn set_curr(&self, cpu: usize, p: &TaskRef) {
         p.scx.cpu.store(cpu as u32, Ordering::Relaxed);
-        self.sh.cpus[cpu].rq.lock().curr = Some(p.clone());
+        self.keep_running(cpu, Some(p));
+        self.sh.cpus[cpu].rq.lock().curr = Some(crate::core::curr::Curr::new(p));
     }
 
     /// `scx_bpf_kick_cpu(cpu, flags)` called on CPU `from`.

@@ -522,7 +522,7 @@ pub struct EnqueueCtx<'a> {
     pub(crate) dd: DirectDispatch,
     /// The enqueueing rq's running task (`rq->curr`), read under the rq
     /// lock the enqueue holds; [`EnqueueCtx::current`] filters it.
-    pub(crate) curr: &'a Option<TaskRef>,
+    pub(crate) curr: Option<&'a TaskRef>,
 }
 
 impl<'a> Deref for EnqueueCtx<'a> {

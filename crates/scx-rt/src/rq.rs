@@ -165,8 +165,9 @@ impl Ord for Timer {
 pub(crate) struct RqSynced {
     pub cpu: usize,
     pub local: LocalDsq,
-    /// The task this CPU runs (`None`: the idle task).
-    pub curr: Option<TaskRef>,
+    /// The task this CPU runs (`None`: the idle task), named without a
+    /// count (`core::curr`).
+    pub curr: Option<crate::core::curr::Curr>,
     pub nr_running: u32,
     pub flags: u32,
     pub ops_qseq: u64,

@@ -91,7 +91,7 @@ pub(crate) fn do_enqueue_task(
         .ops_state
         .store(opss::QUEUEING | qseq, Ordering::Relaxed);
     let verdict = {
-        let mut ctx = EnqueueCtx::new(sh, rq.cpu, &p, &rq.curr);
+        let mut ctx = EnqueueCtx::new(sh, rq.cpu, &p, rq.curr.as_deref());
         call_cb(sh, "enqueue", Some(&p), || {
             slot.ops.enqueue(&mut ctx, &p, f)
         });

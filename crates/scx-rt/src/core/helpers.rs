@@ -470,7 +470,7 @@ impl<'a> EnqueueCtx<'a> {
         sh: &'a Shared,
         cpu: usize,
         subject: &'a TaskRef,
-        curr: &'a Option<TaskRef>,
+        curr: Option<&'a TaskRef>,
     ) -> Self {
         Self {
             ctx: Ctx::for_op(sh, Some(cpu), "enqueue", Some(subject)),
@@ -499,7 +499,7 @@ impl<'a> EnqueueCtx<'a> {
     /// Under loom no task code runs (the models push tokens through the
     /// queues), so there is no waker to report.
     pub fn current(&self) -> Option<&'a TaskRef> {
-        let curr = self.curr.as_ref()?;
+        let curr = self.curr?;
         #[cfg(not(scx_rt_loom))]
         {
             let here = crate::core::current::cpu_in(self.ctx.sh.rt_id) == self.ctx.cpu();

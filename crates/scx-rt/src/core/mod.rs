@@ -39,6 +39,7 @@
 //! | `dispatch` | the dispatch buffer, consume, cross-CPU transfers |
 //! | `dsq_iter` | DSQ iterators and `dsq_move` (moving a task a walk saw, with its lost-task checks) |
 //! | `enqueue`, `dequeue` | the enqueue path and wake-up; dequeue and a task's exit from a scheduler |
+//! | `curr` | `rq.curr`, the uncounted name of the running task, and why it is safe |
 //! | `balance`, `pick` | balance; pick, put prev, set next |
 //! | `step` | the scheduling step a worker (and a loom model) runs |
 //! | `migrate`, `bypass` | hotplug moves; bypass mode |
@@ -51,6 +52,7 @@ pub(crate) mod balance;
 pub(crate) mod bypass;
 pub(crate) mod clock;
 pub(crate) mod compat;
+pub(crate) mod curr;
 pub(crate) mod current;
 pub(crate) mod dequeue;
 pub(crate) mod dispatch;

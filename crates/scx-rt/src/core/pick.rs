@@ -3,8 +3,8 @@
 //! The switch moves references: prev's goes from the worker into whatever
 //! DSQ the enqueue path links it into (or is dropped once the scheduler
 //! owns the task), next's comes out of the head of the local DSQ, and a
-//! kept prev stays where it is. The only reference counted per switch is
-//! the one `rq.curr` keeps of next.
+//! kept prev stays where it is. `rq.curr` names next without a count
+//! (`core::curr`), so a switch counts no reference.
 
 use std::rc::Rc;
 
@@ -113,7 +113,8 @@ pub(crate) fn set_next_task(
 }
 
 /// Balance, pick, put prev, set next. Takes prev's reference (the
-/// worker's) and returns next's (`None`: idle); `rq.curr` keeps its own.
+/// worker's) and returns next's (`None`: idle); `rq.curr` names it
+/// (uncounted, `core::curr`).
 /// rq locked on entry and return (dropped inside balance's hand-offs).
 ///
 /// Next is taken off the local DSQ before prev is put: put may link prev
@@ -170,7 +171,7 @@ pub(crate) fn pick_next_task(
     match &next {
         Some(n) => {
             set_next_task(sh, slot, rq, n, now);
-            rq.curr = Some(n.clone());
+            rq.curr = Some(crate::core::curr::Curr::new(n));
         }
         None => rq.curr = None,
     }
