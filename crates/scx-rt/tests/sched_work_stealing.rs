@@ -229,3 +229,74 @@ fn an_accept_loop_spreads_its_long_lived_children() {
         rt.shutdown();
     });
 }
+
+/// A task queued behind tasks that keep yielding starts within about one
+/// round of the local DSQ, not at the next periodic look (every 61
+/// enqueues): the yielders' enqueue sees the CPU's stealable work through
+/// its behind word and parks them (module docs, "The behind word"). CPU 1
+/// spins without a preemption point, so nobody steals the task; two
+/// yielders on CPU 0 count their yields, and each of several children
+/// spawned by one of them records the count when it starts. Without the
+/// stealable mark in the behind word (tried in a scratch change) a child
+/// waits for the next periodic look: tens of yields.
+#[test]
+fn a_task_queued_behind_yielders_starts_within_a_round() {
+    const ROUNDS: usize = 8;
+    guard("a child behind two yielders, CPU 1 busy", || {
+        let rt = default_rt(2);
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinning = Arc::new(AtomicBool::new(false));
+        let spinner = {
+            let (stop, spinning) = (stop.clone(), spinning.clone());
+            rt.spawn_on(1, move || {
+                spinning.store(true, Ordering::SeqCst);
+                while !stop.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        while !spinning.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let yields = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let partner = {
+            let (yields, done) = (yields.clone(), done.clone());
+            rt.spawn_on(0, move || {
+                while !done.load(Ordering::SeqCst) {
+                    yields.fetch_add(1, Ordering::SeqCst);
+                    scx_rt::yield_now();
+                }
+            })
+        };
+        let waits = {
+            let (yields, done) = (yields.clone(), done.clone());
+            rt.spawn_on(0, move || {
+                let mut waits = Vec::new();
+                for _ in 0..ROUNDS {
+                    let at = yields.load(Ordering::SeqCst);
+                    let y = yields.clone();
+                    let child = scx_rt::spawn(move || y.load(Ordering::SeqCst));
+                    while !child.is_finished() {
+                        yields.fetch_add(1, Ordering::SeqCst);
+                        scx_rt::yield_now();
+                    }
+                    waits.push(child.join().expect("child") - at);
+                }
+                done.store(true, Ordering::SeqCst);
+                waits
+            })
+            .join()
+            .expect("spawner")
+        };
+        partner.join().expect("partner");
+        stop.store(true, Ordering::SeqCst);
+        spinner.join().expect("spinner");
+        assert!(
+            waits.iter().all(|&w| w <= 8),
+            "yields before each child started: {waits:?}"
+        );
+        no_ejection(&rt);
+        rt.shutdown();
+    });
+}

@@ -163,12 +163,28 @@
 //!
 //! - CPU `c`'s bit is set before a task is inserted into `stealable(c)`,
 //!   in `enqueue` on `c`'s rq (the only insertion), under `c`'s rq lock;
-//! - it is cleared only by `c`'s own `dispatch`, under the same lock,
-//!   right after it read the DSQ empty. No insertion can come between
-//!   the read and the clear, so a clear bit means an empty DSQ;
+//! - it is cleared only under the same lock, right after the DSQ was read
+//!   empty: by `c`'s own `dispatch`, or by an enqueue on `c` that took
+//!   the slow path and found it empty. No insertion can come between the
+//!   read and the clear, so a clear bit means an empty DSQ;
 //! - a thief that empties the DSQ leaves the bit set; walkers read the
 //!   length of every marked DSQ anyway, and `c` clears it at its next
-//!   `dispatch`.
+//!   `dispatch` or slow enqueue.
+//!
+//! # The behind word
+//!
+//! A bound task's common enqueue goes to the local DSQ only when nothing
+//! waits behind it: no drain on, `parked(c)` and `stealable(c)` empty.
+//! Two DSQ lengths looked up by id at every enqueue cost about 30
+//! instructions per switch, so each CPU keeps one word, read with one
+//! load: `DRAIN`; `PARKED`, set before a task is parked; `STEALABLE`, set
+//! and cleared with `c`'s bit of the stealable mask. The argument is the
+//! mask's: every write of the word, and every insertion into the two
+//! DSQs, is made under `c`'s rq lock; a queue's bit is cleared only right
+//! after its DSQ was read empty, under that lock with no drop between.
+//! So a clear bit means an empty DSQ; a set bit may be stale (a thief
+//! emptied `stealable(c)`), and then the enqueue takes the slow path,
+//! which reads the lengths and clears the stale bit.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -207,6 +223,14 @@ pub const STEAL_MAX: usize = 32;
 /// stay parked, in order, for the next).
 const UNPARK_MAX: usize = 256;
 
+/// [`PerCpu::behind`]: a drain is on.
+const DRAIN: u32 = 1;
+/// [`PerCpu::behind`]: the CPU's parked DSQ may hold tasks.
+const PARKED: u32 = 2;
+/// [`PerCpu::behind`]: the CPU's stealable DSQ may hold tasks (the CPU's
+/// bit of the stealable mask, kept beside the other two).
+const STEALABLE: u32 = 4;
+
 /// Per-CPU policy state, one cache line per CPU.
 #[derive(Debug, Default)]
 struct PerCpu {
@@ -215,8 +239,10 @@ struct PerCpu {
     /// Steal scans from this CPU: the rotating offset they start at.
     /// Owner-written.
     steals: AtomicU32,
-    /// A drain is on (module docs). Owner-written.
-    drain: AtomicBool,
+    /// What may wait behind a bound task enqueued here (module docs, "The
+    /// behind word"): [`DRAIN`], [`PARKED`], [`STEALABLE`]. Written under
+    /// this CPU's rq lock only.
+    behind: AtomicU32,
     /// Kicked to steal and has not looked yet. Set by the kicker, cleared
     /// by the owner.
     searcher: AtomicBool,
@@ -389,23 +415,41 @@ impl WorkStealing {
     /// Clears `cpu`'s stealable mark if its stealable DSQ is empty (its own
     /// `dispatch`, rq of `cpu` locked: no insertion into the DSQ can come
     /// between the length read and the clear).
-    fn unmark_if_empty(&self, ctx: &Ctx<'_>, cpu: usize) {
+    fn unmark_if_empty(&self, ctx: &Ctx<'_>, me: &PerCpu, cpu: usize) {
         if let Some(m) = self.stealable_cpus.get() {
             if m.test(cpu) && ctx.dsq_nr_queued(Self::stealable(cpu)) <= 0 {
                 m.clear(cpu);
+                Self::clear_behind(me, STEALABLE);
             }
+        }
+    }
+
+    /// Sets `bits` in `me`'s behind word (rq of its CPU locked).
+    fn set_behind(me: &PerCpu, bits: u32) {
+        let b = me.behind.load(Ordering::Relaxed);
+        if b & bits != bits {
+            me.behind.store(b | bits, Ordering::Relaxed);
+        }
+    }
+
+    /// Clears `bits` in `me`'s behind word (rq of its CPU locked).
+    fn clear_behind(me: &PerCpu, bits: u32) {
+        let b = me.behind.load(Ordering::Relaxed);
+        if b & bits != 0 {
+            me.behind.store(b & !bits, Ordering::Relaxed);
         }
     }
 
     /// Marks `cpu`'s stealable DSQ as possibly holding tasks (before a
     /// task is inserted into it; rq of `cpu` locked). A load first: the
     /// bit is usually set already while tasks keep arriving.
-    fn mark_stealable(&self, cpu: usize) {
+    fn mark_stealable(&self, me: &PerCpu, cpu: usize) {
         if let Some(m) = self.stealable_cpus.get() {
             if !m.test(cpu) {
                 m.set(cpu);
             }
         }
+        Self::set_behind(me, STEALABLE);
     }
 
     /// How many of `victim`'s stealable tasks `thief` may take: as many as
@@ -463,22 +507,32 @@ impl WorkStealing {
         // On a one-CPU runtime nobody can steal: every task is handled as
         // bound to it (no stealable DSQ to go through and take back).
         let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
-        let mut drain = me.drain.load(Ordering::Relaxed);
+        let mut drain = me.behind.load(Ordering::Relaxed) & DRAIN != 0;
         if let Some(tick) = tick {
             if tick.is_multiple_of(CHECK_INTERVAL) && self.work_elsewhere(ctx, cpu, tick) {
                 drain = true;
-                me.drain.store(true, Ordering::Relaxed);
+                Self::set_behind(me, DRAIN);
             }
         }
         // Work that must run before this task queues behind it: stealable
-        // tasks waiting here, parked tasks, or a drain in progress.
-        let behind = drain
-            || ctx.dsq_nr_queued(Self::stealable(cpu)) > 0
-            || ctx.dsq_nr_queued(self.parked(cpu)) > 0;
+        // tasks waiting here, parked tasks, or a drain in progress. A
+        // marked queue found empty (a thief emptied it, or a dequeue) is
+        // unmarked here, under the same lock as the read (module docs,
+        // "The behind word"), so the common enqueue is short again.
+        let stealable = ctx.dsq_nr_queued(Self::stealable(cpu)) > 0;
+        let parked = ctx.dsq_nr_queued(self.parked(cpu)) > 0;
+        if !stealable {
+            self.unmark_if_empty(ctx, me, cpu);
+        }
+        if !parked {
+            Self::clear_behind(me, PARKED);
+        }
+        let behind = drain || stealable || parked;
         if bound {
             let mut to = (dsq_id::LOCAL, slice, enq_flags);
             if behind {
                 to.0 = self.parked(cpu);
+                Self::set_behind(me, PARKED);
             } else if enq_flags.contains(EnqFlags::WAKEUP)
                 && ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) > 0
             {
@@ -496,7 +550,7 @@ impl WorkStealing {
             ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
             return;
         }
-        self.mark_stealable(cpu);
+        self.mark_stealable(me, cpu);
         ctx.dsq_insert(p, Self::stealable(cpu), slice, enq_flags);
         self.wake_searcher(ctx, |ctx| ctx.pick_idle_cpu(p, PickIdleFlags::empty()));
     }
@@ -616,13 +670,15 @@ impl Scheduler for WorkStealing {
             // The common enqueue (a yield, a wake-up with nothing queued,
             // of a task bound here, between two looks elsewhere): straight
             // to the local DSQ, in a frame small enough to stay cheap.
+            // Nothing behind (one load for the drain and both queues'
+            // marks, module docs "The behind word").
             let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
-            if bound && !me.drain.load(Ordering::Relaxed) {
+            let behind = me.behind.load(Ordering::Relaxed);
+            if bound && behind & DRAIN == 0 {
                 let tick = me.tick.load(Ordering::Relaxed).wrapping_add(1);
                 me.tick.store(tick, Ordering::Relaxed);
                 if !tick.is_multiple_of(CHECK_INTERVAL)
-                    && ctx.dsq_nr_queued(Self::stealable(cpu)) == 0
-                    && ctx.dsq_nr_queued(self.parked(cpu)) == 0
+                    && behind == 0
                     && (!enq_flags.contains(EnqFlags::WAKEUP)
                         || ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0)
                 {
@@ -650,15 +706,13 @@ impl Scheduler for WorkStealing {
         if searcher {
             self.searching.store(0, Ordering::Relaxed);
         }
-        let drain = me.drain.load(Ordering::Relaxed);
-        if drain {
-            me.drain.store(false, Ordering::Relaxed);
-        }
+        let drain = me.behind.load(Ordering::Relaxed) & DRAIN != 0;
+        Self::clear_behind(me, DRAIN);
         let mut found = drain && self.steal(ctx, me, cpu);
         if !found {
             found = Self::take_half(ctx, Self::stealable(cpu), usize::MAX) > 0;
         }
-        self.unmark_if_empty(ctx, cpu);
+        self.unmark_if_empty(ctx, me, cpu);
         // Parked tasks back to the local DSQ, behind what was just taken.
         let mut unparked = 0;
         while unparked < UNPARK_MAX
@@ -666,6 +720,11 @@ impl Scheduler for WorkStealing {
             && ctx.dsq_move_to_local(self.parked(cpu))
         {
             unparked += 1;
+        }
+        // Read empty and unmarked with no lock drop between (a move above
+        // may have dropped it, not this read).
+        if ctx.dsq_nr_queued(self.parked(cpu)) <= 0 {
+            Self::clear_behind(me, PARKED);
         }
         if !found && unparked == 0 {
             found = self.steal(ctx, me, cpu);
