@@ -507,7 +507,8 @@ impl WorkStealing {
         // On a one-CPU runtime nobody can steal: every task is handled as
         // bound to it (no stealable DSQ to go through and take back).
         let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
-        let mut drain = me.behind.load(Ordering::Relaxed) & DRAIN != 0;
+        let marks = me.behind.load(Ordering::Relaxed);
+        let mut drain = marks & DRAIN != 0;
         if let Some(tick) = tick {
             if tick.is_multiple_of(CHECK_INTERVAL) && self.work_elsewhere(ctx, cpu, tick) {
                 drain = true;
@@ -515,18 +516,25 @@ impl WorkStealing {
             }
         }
         // Work that must run before this task queues behind it: stealable
-        // tasks waiting here, parked tasks, or a drain in progress. A
-        // marked queue found empty (a thief emptied it, or a dequeue) is
-        // unmarked here, under the same lock as the read (module docs,
-        // "The behind word"), so the common enqueue is short again.
-        let stealable = ctx.dsq_nr_queued(Self::stealable(cpu)) > 0;
-        let parked = ctx.dsq_nr_queued(self.parked(cpu)) > 0;
-        if !stealable {
-            self.unmark_if_empty(ctx, me, cpu);
-        }
-        if !parked {
-            Self::clear_behind(me, PARKED);
-        }
+        // tasks waiting here, parked tasks, or a drain in progress. An
+        // unmarked queue is empty; a marked one found empty (a thief
+        // emptied it, or a dequeue) is unmarked here, under the same lock
+        // as the read (module docs, "The behind word"), so the common
+        // enqueue is short again.
+        let stealable = marks & STEALABLE != 0 && {
+            let n = ctx.dsq_nr_queued(Self::stealable(cpu)) > 0;
+            if !n {
+                self.unmark_if_empty(ctx, me, cpu);
+            }
+            n
+        };
+        let parked = marks & PARKED != 0 && {
+            let n = ctx.dsq_nr_queued(self.parked(cpu)) > 0;
+            if !n {
+                Self::clear_behind(me, PARKED);
+            }
+            n
+        };
         let behind = drain || stealable || parked;
         if bound {
             let mut to = (dsq_id::LOCAL, slice, enq_flags);
