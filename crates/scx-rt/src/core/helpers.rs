@@ -520,7 +520,9 @@ impl<'a> EnqueueCtx<'a> {
 
     /// Direct dispatch (`scx_bpf_dsq_insert`; `scx_bpf_dispatch` before
     /// Linux 6.13): executed right after `enqueue` returns; touches no
-    /// queue before that.
+    /// queue before that. Inline (also into policies of other crates): a
+    /// few stores, called at almost every enqueue.
+    #[inline]
     pub fn dsq_insert(&mut self, p: &TaskRef, dsq: u64, slice: u64, enq_flags: EnqFlags) {
         self.dd.record(&self.ctx, p, dsq, slice, None, enq_flags);
     }

@@ -234,8 +234,14 @@ const STEALABLE: u32 = 4;
 /// Per-CPU policy state, one cache line per CPU.
 #[derive(Debug, Default)]
 struct PerCpu {
-    /// Bound-task enqueues, for [`CHECK_INTERVAL`]. Owner-written.
-    tick: AtomicU32,
+    /// Bound-task enqueues left before the next look elsewhere (counts
+    /// down; the look at zero starts it again at [`CHECK_INTERVAL`] - 1,
+    /// so every [`CHECK_INTERVAL`]th enqueue looks). Written under this
+    /// CPU's rq lock.
+    left: AtomicU32,
+    /// Looks elsewhere made: the rotating offset they start at. Written
+    /// under this CPU's rq lock.
+    looks: AtomicU32,
     /// Steal scans from this CPU: the rotating offset they start at.
     /// Owner-written.
     steals: AtomicU32,
@@ -490,9 +496,10 @@ impl WorkStealing {
     }
 
     /// The enqueue of every case but the common one (`Scheduler::enqueue`
-    /// returns that one before it gets here): a bound task's, whose
-    /// enqueue counter `enqueue` advanced to `tick` (`Some`; `None`: not
-    /// advanced, a drain being on), or a task that may run elsewhere.
+    /// returns that one before it gets here): a bound task's, which is the
+    /// [`CHECK_INTERVAL`]th since the last look elsewhere when `look`
+    /// (`enqueue` counted it; a drain being on, it does not count), or a
+    /// task that may run elsewhere.
     #[inline(never)]
     fn enqueue_rest(
         &self,
@@ -500,7 +507,7 @@ impl WorkStealing {
         p: &TaskRef,
         enq_flags: EnqFlags,
         me: &PerCpu,
-        tick: Option<u32>,
+        look: bool,
     ) {
         let slice = ctx.slice_dfl();
         let cpu = p.cpu();
@@ -509,8 +516,10 @@ impl WorkStealing {
         let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
         let marks = me.behind.load(Ordering::Relaxed);
         let mut drain = marks & DRAIN != 0;
-        if let Some(tick) = tick {
-            if tick.is_multiple_of(CHECK_INTERVAL) && self.work_elsewhere(ctx, cpu, tick) {
+        if look {
+            let salt = me.looks.load(Ordering::Relaxed);
+            me.looks.store(salt.wrapping_add(1), Ordering::Relaxed);
+            if self.work_elsewhere(ctx, cpu, salt) {
                 drain = true;
                 Self::set_behind(me, DRAIN);
             }
@@ -683,10 +692,13 @@ impl Scheduler for WorkStealing {
             let bound = p.single_cpu() == Some(cpu) || self.nr_cpus() == 1;
             let behind = me.behind.load(Ordering::Relaxed);
             if bound && behind & DRAIN == 0 {
-                let tick = me.tick.load(Ordering::Relaxed).wrapping_add(1);
-                me.tick.store(tick, Ordering::Relaxed);
-                if !tick.is_multiple_of(CHECK_INTERVAL)
-                    && behind == 0
+                let left = me.left.load(Ordering::Relaxed);
+                if left == 0 {
+                    me.left.store(CHECK_INTERVAL - 1, Ordering::Relaxed);
+                    return self.enqueue_rest(ctx, p, enq_flags, me, true);
+                }
+                me.left.store(left - 1, Ordering::Relaxed);
+                if behind == 0
                     && (!enq_flags.contains(EnqFlags::WAKEUP)
                         || ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64) == 0)
                 {
@@ -694,9 +706,8 @@ impl Scheduler for WorkStealing {
                     ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
                     return;
                 }
-                return self.enqueue_rest(ctx, p, enq_flags, me, Some(tick));
             }
-            return self.enqueue_rest(ctx, p, enq_flags, me, None);
+            return self.enqueue_rest(ctx, p, enq_flags, me, false);
         }
         let slice = ctx.slice_dfl();
         ctx.dsq_insert(p, dsq_id::LOCAL, slice, enq_flags);
