@@ -242,7 +242,7 @@ struct PerCpu {
     /// Looks elsewhere made: the rotating offset they start at. Written
     /// under this CPU's rq lock.
     looks: AtomicU32,
-    /// Steal scans from this CPU: the rotating offset they start at.
+    /// The rotating offset of this CPU's steal scans (below the CPU count).
     /// Owner-written.
     steals: AtomicU32,
     /// What may wait behind a bound task enqueued here (module docs, "The
@@ -480,11 +480,15 @@ impl WorkStealing {
         // clock: an idle CPU scans at every pick, and the division of a
         // modulo per victim is avoided by wrapping).
         let k = me.steals.load(Ordering::Relaxed);
-        me.steals.store(k.wrapping_add(1), Ordering::Relaxed);
         let Some(mask) = self.stealable_cpus.get() else {
             return false;
         };
-        let start = (cpu + 1 + k as usize) % n;
+        // `k` rotates below `n`, so `start` needs no division.
+        let k = k as usize;
+        me.steals
+            .store(if k + 1 >= n { 0 } else { k as u32 + 1 }, Ordering::Relaxed);
+        let start = cpu + 1 + k.min(n - 1);
+        let start = if start >= n { start - n } else { start };
         mask.find_from(start, |victim| {
             if victim == cpu || ctx.dsq_nr_queued(Self::stealable(victim)) <= 0 {
                 return false;
@@ -728,22 +732,30 @@ impl Scheduler for WorkStealing {
         let drain = me.behind.load(Ordering::Relaxed) & DRAIN != 0;
         Self::clear_behind(me, DRAIN);
         let mut found = drain && self.steal(ctx, me, cpu);
-        if !found {
-            found = Self::take_half(ctx, Self::stealable(cpu), usize::MAX) > 0;
+        // An unmarked queue is empty (module docs, "The behind word"):
+        // an idle CPU with nothing queued looks up no DSQ of its own. The
+        // marks are read afresh at each use: a move may drop the rq lock,
+        // and an enqueue meanwhile marks what it queued.
+        if me.behind.load(Ordering::Relaxed) & STEALABLE != 0 {
+            if !found {
+                found = Self::take_half(ctx, Self::stealable(cpu), usize::MAX) > 0;
+            }
+            self.unmark_if_empty(ctx, me, cpu);
         }
-        self.unmark_if_empty(ctx, me, cpu);
         // Parked tasks back to the local DSQ, behind what was just taken.
         let mut unparked = 0;
-        while unparked < UNPARK_MAX
-            && ctx.dsq_nr_queued(self.parked(cpu)) > 0
-            && ctx.dsq_move_to_local(self.parked(cpu))
-        {
-            unparked += 1;
-        }
-        // Read empty and unmarked with no lock drop between (a move above
-        // may have dropped it, not this read).
-        if ctx.dsq_nr_queued(self.parked(cpu)) <= 0 {
-            Self::clear_behind(me, PARKED);
+        if me.behind.load(Ordering::Relaxed) & PARKED != 0 {
+            while unparked < UNPARK_MAX
+                && ctx.dsq_nr_queued(self.parked(cpu)) > 0
+                && ctx.dsq_move_to_local(self.parked(cpu))
+            {
+                unparked += 1;
+            }
+            // Read empty and unmarked with no lock drop between (a move
+            // above may have dropped it, not this read).
+            if ctx.dsq_nr_queued(self.parked(cpu)) <= 0 {
+                Self::clear_behind(me, PARKED);
+            }
         }
         if !found && unparked == 0 {
             found = self.steal(ctx, me, cpu);
