@@ -147,6 +147,14 @@ fn run_lent_task() {
 }
 
 /// Owns the right to join a task.
+///
+/// A `join` on a worker thread that leaves the handle the task's last
+/// reference (the task has exited: the runtime holds every live task in
+/// its registry) hands the task's block to that thread's pool
+/// (`task_pool`) rather than to the allocator: a burst of spawns joined
+/// on a worker is followed by spawns there that reuse the blocks. A
+/// handle dropped unjoined drops its reference as usual (no check: a
+/// detached spawn drops its handle at once, while its task lives).
 pub struct JoinHandle<T> {
     task: TaskRef,
     /// Sends and shares like the outcome it takes.
@@ -212,8 +220,22 @@ fn entry<F: 'static, T: 'static>(e: &dyn std::any::Any) -> &Entry<F, T> {
 impl<T: Send + 'static> JoinHandle<T> {
     /// Waits for the task and returns its value. Blocks the OS thread, or
     /// only the green task when called from one.
+    #[inline(always)]
     pub fn join(self) -> Result<T, JoinError> {
-        (self.vt.join)(self.task.entry.join_state())
+        let r = (self.vt.join)(self.task.entry.join_state());
+        // The count first, then the pool's room (a thread-local load: a
+        // burst that filled it pays no more), the worker check last (a
+        // call): off the workers (the main thread after `block_on`, a
+        // blocking-pool thread) a thread that may never spawn would keep
+        // the blocks until it exits.
+        let p = self.task;
+        if Arc::strong_count(&p) == 1
+            && crate::task_pool::has_room()
+            && crate::core::current::cpu().is_some()
+        {
+            crate::task_pool::retire(p);
+        }
+        r
     }
 
     /// Whether the task has finished.
@@ -401,5 +423,50 @@ mod tests {
         assert!(b.is_inline());
         let b: SmallBox<dyn TaskEntry> = SmallBox::new(Entry::new(|| ()));
         assert!(b.is_inline());
+    }
+
+    /// A join on a worker that leaves the handle its exited task's last
+    /// reference hands the task's block to that worker, and the next spawn
+    /// there is built in it; a handle still held (its task finished, not
+    /// joined) keeps its block and its result, however many blocks are
+    /// reused around it. Joins off the workers give nothing to their
+    /// thread.
+    #[test]
+    fn a_joined_handle_gives_its_block_to_the_next_spawn_on_its_worker() {
+        let rt = crate::Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .build()
+            .unwrap();
+        rt.block_on(|| {
+            let kept = crate::task_pool::kept();
+            let held = crate::spawn(|| vec![7u64; 4]);
+            let h = crate::spawn(|| vec![1u64, 2, 3]);
+            let (held_at, at) = (Arc::as_ptr(&held.task), Arc::as_ptr(&h.task));
+            assert_eq!(h.join().unwrap(), vec![1, 2, 3]);
+            assert_eq!(crate::task_pool::kept(), kept + 1, "the block is kept");
+            assert!(held.is_finished());
+            let again = crate::spawn(|| vec![9u64]);
+            assert_eq!(Arc::as_ptr(&again.task), at, "the kept block is reused");
+            assert_eq!(crate::task_pool::kept(), kept);
+            assert_ne!(again.id(), held.id());
+            // Many more reuses around the held handle.
+            for round in 0..3u64 {
+                let hs: Vec<_> = (0..100u64)
+                    .map(|i| crate::spawn(move || vec![round, i]))
+                    .collect();
+                for (i, h) in hs.into_iter().enumerate() {
+                    assert_ne!(Arc::as_ptr(&h.task), held_at);
+                    assert_eq!(h.join().unwrap(), vec![round, i as u64]);
+                }
+            }
+            assert_eq!(again.join().unwrap(), vec![9]);
+            assert_eq!(held.join().unwrap(), vec![7; 4]);
+        });
+        // The root task was joined here, off the workers.
+        assert_eq!(crate::task_pool::kept(), 0);
+        let h = rt.spawn(|| 5);
+        assert_eq!(h.join().unwrap(), 5);
+        assert_eq!(crate::task_pool::kept(), 0);
     }
 }

@@ -128,20 +128,27 @@ impl TaskRing {
         (0..self.len).filter_map(move |i| self.buf[self.phys(i)].as_ref())
     }
 
-    /// Doubles the capacity, moving the queue to the front of the new
-    /// buffer. Out of line: a local DSQ reaches its working size once.
+    /// Doubles the capacity. Out of line: a local DSQ reaches its working
+    /// size once (it keeps it). Called full (`len == capacity`): the buffer
+    /// grows in place where the allocator can (`realloc`: the slots move
+    /// as memory, not one reference at a time, and the old buffer is not
+    /// walked to drop its `None`s), the new half is cleared, and the part
+    /// of the queue that wrapped around (physical `0..head`) moves to just
+    /// past the old end, so that the queue is contiguous under the new
+    /// mask with the same head.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
-        let cap = (self.buf.len() * 2).max(FIRST_CAP);
-        let mut buf: Vec<Option<TaskRef>> = Vec::with_capacity(cap);
-        for i in 0..self.len {
-            let at = self.phys(i);
-            buf.push(self.buf[at].take());
-        }
+        debug_assert_eq!(self.len, self.buf.len());
+        let old = self.buf.len();
+        let cap = (old * 2).max(FIRST_CAP);
+        let mut buf = std::mem::take(&mut self.buf).into_vec();
+        buf.reserve_exact(cap - old);
         buf.resize_with(cap, || None);
+        for i in 0..self.head {
+            buf[old + i] = buf[i].take();
+        }
         self.buf = buf.into_boxed_slice();
-        self.head = 0;
     }
 }
 

@@ -256,3 +256,69 @@ fn a_detached_result_whose_drop_wakes_a_task_on_its_cpu() {
         });
     });
 }
+
+/// Join handles dropped on a worker after their tasks exited leave the
+/// tasks' blocks to that worker, and later spawns there are built in them.
+/// Across many such reuses, handles of finished tasks held all along keep
+/// their own ids and results, every task runs once with its own closure,
+/// and every result is dropped exactly once: when it is joined and
+/// dropped, or with its handle when that is dropped unjoined.
+#[test]
+fn joined_handles_recycle_blocks_without_touching_held_ones() {
+    struct Counted(Arc<AtomicUsize>, u64);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    const HELD: u64 = 64;
+    const ROUNDS: u64 = 20;
+    const BURST: u64 = 200;
+    for cpus in [1, 2] {
+        let rt = rt(cpus);
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = dropped.clone();
+        rt.block_on(move || {
+            let held: Vec<_> = (0..HELD)
+                .map(|i| scx_rt::spawn(move || vec![i; 3]))
+                .collect();
+            let held_ids: Vec<_> = held.iter().map(|h| h.id()).collect();
+            let mut ran = 0;
+            for round in 0..ROUNDS {
+                let hs: Vec<_> = (0..BURST)
+                    .map(|i| {
+                        let d = d.clone();
+                        scx_rt::spawn(move || Counted(d, round * BURST + i))
+                    })
+                    .collect();
+                for (i, h) in hs.into_iter().enumerate() {
+                    if i % 3 == 0 {
+                        // Dropped unjoined, once finished: the result goes
+                        // with the handle.
+                        while !h.is_finished() {
+                            scx_rt::yield_now();
+                        }
+                        drop(h);
+                    } else {
+                        let c = h.join().unwrap();
+                        assert_eq!(c.1, round * BURST + i as u64);
+                    }
+                    ran += 1;
+                }
+                // A task on another CPU may not have exited yet: its
+                // result then goes with that CPU's last reference.
+                assert!(d.load(Ordering::SeqCst) <= ran, "round {round}");
+            }
+            for (i, h) in held.into_iter().enumerate() {
+                assert_eq!(h.id(), held_ids[i]);
+                assert_eq!(h.join().unwrap(), vec![i as u64; 3]);
+            }
+        });
+        drop(rt);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            (ROUNDS * BURST) as usize,
+            "{cpus} CPUs"
+        );
+    }
+}

@@ -383,7 +383,10 @@ impl WorkStealing {
         // (its tasks exited), and for at most [`FORK_IN_FLIGHT_NS`] after
         // the last send, so that a burst is not sent there whole and a
         // past burst does not count for ever.
-        let now = ctx.now();
+        // Only a fork probes, inside its spawn, whose clock reading is
+        // the child's `runnable_at` (a new task is runnable from its
+        // creation on: `SchedEntity::new`): that reading, not a second one.
+        let now = p.runnable_at();
         let (mut base, mut sent) = (seen, 0);
         if s.sent_to.load(Ordering::Relaxed) == other
             && now.saturating_sub(s.sent_at.load(Ordering::Relaxed)) < FORK_IN_FLIGHT_NS
