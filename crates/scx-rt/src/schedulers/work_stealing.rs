@@ -421,8 +421,9 @@ impl WorkStealing {
         })
     }
 
-    /// Clears `cpu`'s stealable mark if its stealable DSQ is empty (its own
-    /// `dispatch`, rq of `cpu` locked: no insertion into the DSQ can come
+    /// Clears `cpu`'s stealable mark (the mask's bit and the behind word's)
+    /// if its stealable DSQ is empty (its own `dispatch` or a slow enqueue
+    /// on it, rq of `cpu` locked: no insertion into the DSQ can come
     /// between the length read and the clear).
     fn unmark_if_empty(&self, ctx: &Ctx<'_>, me: &PerCpu, cpu: usize) {
         if let Some(m) = self.stealable_cpus.get() {
