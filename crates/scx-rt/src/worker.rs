@@ -7,7 +7,7 @@
 //!     safe point (core::irq): the disable path if an exit is pending;
 //!                 interrupt work (fired scheduler timers; queued
 //!                 wake-ups are left to the step), the kick step; clear
-//!                 need_resched
+//!                 need_resched if set
 //!     core::step(prev, why prev stopped, drain)  rq locked inside: the
 //!                 queued wake-ups first, then switch
 //!     finish the step: wake the tasks whose timers fired or whose block
