@@ -197,7 +197,9 @@ fn run_task(
     stacks: &mut StackCache,
     t: TaskRef,
 ) -> (TaskRef, Switch) {
-    if !t.migratable && t.bound_cpu.load(Ordering::Relaxed) < 0 {
+    // The bound CPU first: a started task of the default kind (not
+    // migratable) is bound already, and this one load settles it.
+    if t.bound_cpu.load(Ordering::Relaxed) < 0 && !t.migratable {
         t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
         // One writer (this worker): a load and a store.
         let n = &sh.cpus[cpu].shared.owner.nr_bound;
