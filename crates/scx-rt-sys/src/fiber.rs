@@ -153,36 +153,13 @@ unsafe fn frame() -> *const Frame {
     unsafe { sigsegv::current_frame() }.cast::<Frame>()
 }
 
-/// Where a resume takes a first stack from, and gives it back to. A
-/// resume is compiled once per kind (no tag to build or test on the way):
-/// the pool's, and the resumer's own cache.
-trait Stacks {
-    /// A stack for the first resume.
-    fn get(&mut self) -> io::Result<Stack>;
-    /// Takes back the stack of a fiber whose body returned.
-    fn put(&mut self, run: Running);
-}
-
-impl Stacks for &StackPool {
-    fn get(&mut self) -> io::Result<Stack> {
-        StackPool::get(self)
-    }
-
-    fn put(&mut self, run: Running) {
-        // Dropping the finished coroutine drops its `Stack`, which returns
-        // it to its pool.
-        drop(run);
-    }
-}
-
-impl Stacks for &mut StackCache {
-    fn get(&mut self) -> io::Result<Stack> {
-        StackCache::get(self)
-    }
-
-    fn put(&mut self, run: Running) {
-        StackCache::put(self, run.co.into_stack());
-    }
+/// Where a resume takes a first stack from, and gives it back to.
+enum Stacks<'a> {
+    /// The pool (through the thread's cache); the stack goes back when the
+    /// coroutine is dropped.
+    Pool(&'a StackPool),
+    /// The resumer's own cache; the stack goes back to it explicitly.
+    Cache(&'a mut StackCache),
 }
 
 enum State {
@@ -287,8 +264,13 @@ impl Fiber {
     /// it until the fiber suspends). The label travels in the frame of this
     /// resume (module doc): no thread-local access of its own.
     pub fn resume_as(&mut self, pool: &StackPool, label: u64) -> io::Result<Resumed> {
-        self.resume_inner(pool, label, std::ptr::null(), TypeId::of::<()>())
-            .into()
+        self.resume_inner(
+            &mut Stacks::Pool(pool),
+            label,
+            std::ptr::null(),
+            TypeId::of::<()>(),
+        )
+        .into()
     }
 
     /// [`Fiber::resume_as`], lending `data` to the fiber while it runs: code
@@ -302,7 +284,7 @@ impl Fiber {
         data: &Arc<T>,
     ) -> io::Result<Resumed> {
         self.resume_inner(
-            pool,
+            &mut Stacks::Pool(pool),
             label,
             data as *const Arc<T> as *const (),
             TypeId::of::<Arc<T>>(),
@@ -326,7 +308,7 @@ impl Fiber {
         data: &Arc<T>,
     ) -> io::Result<Resumed> {
         self.resume_inner(
-            cache,
+            &mut Stacks::Cache(cache),
             label,
             data as *const Arc<T> as *const (),
             TypeId::of::<Arc<T>>(),
@@ -340,13 +322,13 @@ impl Fiber {
     #[inline(never)]
     fn resume_inner(
         &mut self,
-        mut stacks: impl Stacks,
+        stacks: &mut Stacks<'_>,
         label: u64,
         data: *const (),
         data_ty: TypeId,
     ) -> Outcome {
         if !matches!(*self.state, State::Running(_)) {
-            if let Err(e) = self.start(&mut stacks) {
+            if let Err(e) = self.start(stacks) {
                 return Outcome::NoStack(e);
             }
         }
@@ -373,7 +355,12 @@ impl Fiber {
                 else {
                     unreachable!("running above")
                 };
-                stacks.put(run);
+                match stacks {
+                    Stacks::Cache(c) => c.put(run.co.into_stack()),
+                    // Dropping the finished coroutine drops its `Stack`,
+                    // which returns it to its pool.
+                    Stacks::Pool(_) => drop(run),
+                }
                 Outcome::Finished
             }
             Err(payload) => {
@@ -393,13 +380,16 @@ impl Fiber {
     /// If the fiber has already finished.
     #[cold]
     #[inline(never)]
-    fn start(&mut self, stacks: &mut impl Stacks) -> io::Result<()> {
+    fn start(&mut self, stacks: &mut Stacks<'_>) -> io::Result<()> {
         match *self.state {
             State::Finished => panic!("resumed a finished fiber"),
             State::Running(_) => return Ok(()),
             State::NotStarted(_) => {}
         }
-        let stack = stacks.get()?;
+        let stack = match stacks {
+            Stacks::Pool(p) => p.get()?,
+            Stacks::Cache(c) => c.get()?,
+        };
         let span = StackSpan {
             guard: stack.guard_range(),
         };
