@@ -9,8 +9,8 @@
 //!
 //! ```text
 //! safe point   take irq_pending (the drain is left to the step) -> kick
-//!              step -> clear need_resched and resched_req -> set
-//!              need_resched again if irq_pending
+//!              step -> if need_resched is set: clear need_resched and
+//!              resched_req -> set need_resched again if irq_pending
 //! step         core::step: drain the wake list (enqueue each task under the
 //!              rq lock the step holds) if the safe point took irq_pending,
 //!              balance, pick                          (Runtime::schedule)

@@ -209,6 +209,28 @@ pub enum Resumed {
     Finished,
 }
 
+/// What `resume_inner` returns: [`Resumed`] and the first resume's stack
+/// refusal in one two-word value, which comes back in registers (an
+/// `io::Result<Resumed>` is three words, returned through memory). The
+/// public methods turn it into an `io::Result<Resumed>` inline, so a
+/// caller's match on that reads this directly.
+enum Outcome {
+    Suspended(usize),
+    Finished,
+    NoStack(io::Error),
+}
+
+impl From<Outcome> for io::Result<Resumed> {
+    #[inline(always)]
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Suspended(code) => Ok(Resumed::Suspended(code)),
+            Outcome::Finished => Ok(Resumed::Finished),
+            Outcome::NoStack(e) => Err(e),
+        }
+    }
+}
+
 impl Fiber {
     /// A fiber that will run `body`. Allocates no stack.
     pub fn new(body: Body) -> Fiber {
@@ -248,6 +270,7 @@ impl Fiber {
             std::ptr::null(),
             TypeId::of::<()>(),
         )
+        .into()
     }
 
     /// [`Fiber::resume_as`], lending `data` to the fiber while it runs: code
@@ -266,6 +289,7 @@ impl Fiber {
             data as *const Arc<T> as *const (),
             TypeId::of::<Arc<T>>(),
         )
+        .into()
     }
 
     /// [`Fiber::resume_with`], with the stack of the first resume taken
@@ -273,6 +297,10 @@ impl Fiber {
     /// ([`crate::stack_cache`]: no thread-local lookup on either side). A
     /// body that panics, or a fiber dropped while suspended, returns its
     /// stack to its pool the ordinary way.
+    ///
+    /// Inlined, like the resume's outcome conversion: the caller's match
+    /// reads the two-word outcome of `resume_inner` in registers.
+    #[inline]
     pub fn resume_cached<T: ?Sized + Send + Sync + 'static>(
         &mut self,
         cache: &mut StackCache,
@@ -285,6 +313,7 @@ impl Fiber {
             data as *const Arc<T> as *const (),
             TypeId::of::<Arc<T>>(),
         )
+        .into()
     }
 
     /// The resume (protocol step 1). Never inlined: it publishes its frame
@@ -297,9 +326,11 @@ impl Fiber {
         label: u64,
         data: *const (),
         data_ty: TypeId,
-    ) -> io::Result<Resumed> {
+    ) -> Outcome {
         if !matches!(*self.state, State::Running(_)) {
-            self.start(stacks)?;
+            if let Err(e) = self.start(stacks) {
+                return Outcome::NoStack(e);
+            }
         }
         let State::Running(run) = &mut *self.state else {
             unreachable!("started above")
@@ -318,7 +349,7 @@ impl Fiber {
         // Step 2: the first entry wrote the yielder into the frame.
         run.yielder = frame.yielder.get();
         match result {
-            Ok(CoroutineResult::Yield(code)) => Ok(Resumed::Suspended(code)),
+            Ok(CoroutineResult::Yield(code)) => Outcome::Suspended(code),
             Ok(CoroutineResult::Return(())) => {
                 let State::Running(run) = std::mem::replace(&mut *self.state, State::Finished)
                 else {
@@ -330,7 +361,7 @@ impl Fiber {
                     // which returns it to its pool.
                     Stacks::Pool(_) => drop(run),
                 }
-                Ok(Resumed::Finished)
+                Outcome::Finished
             }
             Err(payload) => {
                 // A panic escaped the body: the coroutine has terminated.

@@ -514,10 +514,21 @@ impl ThreadCaches {
 pub struct Stack {
     /// Slot start: the lowest guard byte.
     pub(crate) low: usize,
+    /// The top of the usable range (`stack_range().end`), kept rather than
+    /// computed: corosensei reads it at every resume of the fiber on this
+    /// stack.
+    base: corosensei::stack::StackPointer,
     pub(crate) pool: Arc<Shared>,
 }
 
 impl Stack {
+    /// The stack of slot `low` of `pool`.
+    pub(crate) fn new(low: usize, pool: Arc<Shared>) -> Stack {
+        let base = corosensei::stack::StackPointer::new(low + pool.guard_size + pool.stack_size)
+            .expect("stack base is never null");
+        Stack { low, base, pool }
+    }
+
     /// Usable bytes (excluding the guard).
     pub fn size(&self) -> usize {
         self.pool.stack_size
@@ -565,9 +576,9 @@ impl Drop for Stack {
 // every `Stack` (each holding an `Arc<Shared>`) is gone; a thread cache
 // hands a slot out only from `get`, whose `StackPool` keeps `Shared` alive.
 unsafe impl corosensei::stack::Stack for Stack {
+    #[inline]
     fn base(&self) -> corosensei::stack::StackPointer {
-        corosensei::stack::StackPointer::new(self.stack_range().end)
-            .expect("stack base is never null")
+        self.base
     }
 
     fn limit(&self) -> corosensei::stack::StackPointer {
@@ -635,10 +646,7 @@ impl StackPool {
     /// be mapped or a guard not installed.
     pub fn get(&self) -> io::Result<Stack> {
         let low = self.shared.get_slot()?;
-        Ok(Stack {
-            low,
-            pool: self.shared.clone(),
-        })
+        Ok(Stack::new(low, self.shared.clone()))
     }
 
     /// Returns a stack for reuse. Equivalent to dropping it: a stack always

@@ -63,10 +63,7 @@ impl StackCache {
     pub fn get(&mut self) -> io::Result<Stack> {
         let r = self.pool.take_from(&mut self.slots);
         self.publish();
-        Ok(Stack {
-            low: r?,
-            pool: self.pool.clone(),
-        })
+        Ok(Stack::new(r?, self.pool.clone()))
     }
 
     /// Keeps `s` for the next `get` (a stack of another pool goes back to

@@ -249,7 +249,11 @@ where
 
 /// Gives up the CPU: the task's slice ends and it goes back through the
 /// scheduler (`sched_yield`). Outside a task, yields the OS thread.
+///
+/// Inlined into the caller: what stays out of line is the switch itself
+/// (`try_suspend`, never inlined), so a yield is one call, not two.
 #[cfg(not(scx_rt_loom))]
+#[inline]
 pub fn yield_now() {
     // A green task runs inside a fiber and only there.
     if !scx_rt_sys::fiber::try_suspend(context::SW_YIELD) {

@@ -7,7 +7,7 @@
 //!     safe point (core::irq): the disable path if an exit is pending;
 //!                 interrupt work (fired scheduler timers; queued
 //!                 wake-ups are left to the step), the kick step; clear
-//!                 need_resched
+//!                 need_resched if set
 //!     core::step(prev, why prev stopped, drain)  rq locked inside: the
 //!                 queued wake-ups first, then switch
 //!     finish the step: wake the tasks whose timers fired or whose block
@@ -86,24 +86,27 @@ pub(crate) fn worker_main(
     let mut prev: Option<(TaskRef, Switch)> = None;
     let mut next_io_poll = 0u64;
     let look = crate::io::look::Looker::new(&sh, cpu);
+    // The loop works on the runtime itself, not on its `Arc`: no pointer
+    // adjustment from the `Arc` to its contents at each use.
+    let sh: &Shared = &sh;
     let c: &crate::rq::Cpu = &sh.cpus[cpu];
     loop {
-        let drain = crate::core::irq::safe_point_on(&sh, c);
-        let next = step(&sh, c, &mut slot, prev.take(), drain, &mut after);
-        finish(&sh, cpu, &mut after);
+        let drain = crate::core::irq::safe_point_on(sh, c);
+        let next = step(sh, c, &mut slot, prev.take(), drain, &mut after);
+        finish(sh, cpu, &mut after);
         if after.now >= next_io_poll {
             // A busy CPU looks at its reactor every so often (`io`); the
             // common step pays one compare.
             next_io_poll = after.now.saturating_add(crate::consts::IO_POLL_INTERVAL_NS);
             look.busy();
         }
-        crate::kick::run_pending_on(&sh, c);
+        crate::kick::run_pending_on(sh, c);
         match next {
             Some(mut t) => {
                 let sw = loop {
-                    let (back, sw) = run_task(&sh, cpu, &mut stacks, t);
+                    let (back, sw) = run_task(sh, cpu, &mut stacks, t);
                     t = back;
-                    if sw != Switch::Preempt || !interrupt_only(&sh, cpu, &t, &slot) {
+                    if sw != Switch::Preempt || !interrupt_only(sh, cpu, &t, &slot) {
                         break sw;
                     }
                 };
@@ -113,13 +116,13 @@ pub(crate) fn worker_main(
                 if std::mem::take(&mut after.higher_class) {
                     // The CPU was released to higher-class work
                     // (`core::release`): it runs now, ahead of every task.
-                    crate::core::release::run_higher_class(&sh, cpu);
+                    crate::core::release::run_higher_class(sh, cpu);
                     continue;
                 }
                 if sh.shutdown.load(Ordering::Acquire) && sh.live.live() == 0 {
                     break;
                 }
-                if idle(&sh, cpu, &mut stacks, after.now, &look) {
+                if idle(sh, cpu, &mut stacks, after.now, &look) {
                     // The wait ended with a fresh look at this CPU's
                     // reactor (an epoll sleep returned, or the first look
                     // found events): the busy look is due an interval from now,
@@ -133,7 +136,7 @@ pub(crate) fn worker_main(
         }
     }
     drop(stacks);
-    crate::core::release::close_higher_class(&sh, cpu);
+    crate::core::release::close_higher_class(sh, cpu);
     sh.cpus[cpu].shared.owner.expiry.store(0, Ordering::Relaxed);
     drop(expiry);
     crate::context::leave();
@@ -191,13 +194,10 @@ fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef, slot: &SchedSlot) -> boo
 
 /// Runs `t` until it reaches a switch point; returns it with the reason it
 /// stopped.
-fn run_task(
-    sh: &Arc<Shared>,
-    cpu: usize,
-    stacks: &mut StackCache,
-    t: TaskRef,
-) -> (TaskRef, Switch) {
-    if !t.migratable && t.bound_cpu.load(Ordering::Relaxed) < 0 {
+fn run_task(sh: &Shared, cpu: usize, stacks: &mut StackCache, t: TaskRef) -> (TaskRef, Switch) {
+    // The bound CPU first: a started task of the default kind (not
+    // migratable) is bound already, and this one load settles it.
+    if t.bound_cpu.load(Ordering::Relaxed) < 0 && !t.migratable {
         t.bound_cpu.store(cpu as i32, Ordering::Relaxed);
         // One writer (this worker): a load and a store.
         let n = &sh.cpus[cpu].shared.owner.nr_bound;

@@ -9,6 +9,7 @@
 //!   exit pending -> the disable path            (not in the loom build)
 //!   irq_pending taken -> fired scheduler timers; drain := true
 //!   the kick step
+//!   need_resched clear -> done                  (the need_resched summary)
 //!   KICK_WAIT: wait for the targets' pick sequences
 //!   clear need_resched (fence), clear resched_req;
 //!   irq_pending set again since -> need_resched set again
@@ -43,6 +44,21 @@
 //!
 //! Every check is a plain load first: a switch with nothing pending (the
 //! common yield) performs no read-modify-write and no fence here.
+//!
+//! # The need_resched summary
+//!
+//! Whoever sets `resched_req` (`RqShared::set_need_resched`, the expiry
+//! timer's raise) or `sync_pending` (this CPU's own kick step) sets
+//! `need_resched` after it, and only the clears below (and
+//! `worker::interrupt_only`, which reads both flags after its clear) take
+//! it down. So once the interrupt work and the kick step are done, a clear
+//! `need_resched` means there is no `KICK_WAIT` to honour and nothing to
+//! clear: the safe point stops at that one load. A flag whose
+//! `need_resched` store is not seen yet is handled at the next safe point,
+//! as one set a moment later would be. `irq_pending` is not folded in: it
+//! is read on its own at every safe point, so a wake-up whose
+//! `need_resched` store was skipped (the waker saw the flag set before
+//! `interrupt_only` cleared it) is still drained at the next one.
 
 use crate::core::error::call;
 use crate::core::slot::SchedSlot;
@@ -66,11 +82,25 @@ pub(crate) fn safe_point_on(sh: &Shared, c: &Cpu) -> bool {
     // A plain load first: the common switch has nothing queued.
     let drain = c.shared.remote.irq_pending.load(Ordering::Relaxed) && take_irq_work(sh, c.id);
     crate::kick::run_pending_on(sh, c);
+    // Whoever sets `sync_pending` or `resched_req` sets `need_resched`
+    // after it (module docs, "The need_resched summary"): with it clear
+    // there is nothing to wait for and nothing to clear.
+    if c.shared.need_resched.load(Ordering::Relaxed) {
+        resched_raised_on(sh, c);
+    }
+    drain
+}
+
+/// The rest of the safe point when `need_resched` was seen set: the
+/// `KICK_WAIT` wait, then the clears. Out of line: the common yield has
+/// nothing raised.
+#[cold]
+#[inline(never)]
+fn resched_raised_on(sh: &Shared, c: &Cpu) {
     if c.shared.kick.sync_pending.load(Ordering::Relaxed) {
         crate::kick::wait_for_targets(sh, c.id);
     }
     clear_resched_on(c);
-    drain
 }
 
 /// Clears `need_resched` and `resched_req` after the safe point's work,
