@@ -497,7 +497,14 @@ impl Runtime {
     /// its current task (`None`: it names none), until the model makes
     /// another current there (`running`).
     fn keep_running(&self, cpu: usize, p: Option<&TaskRef>) {
-        *self.running[cpu].lock().unwrap_or_else(|e| e.into_inner()) = p.cloned();
+        let old = std::mem::replace(
+            &mut *self.running[cpu].lock().unwrap_or_else(|e| e.into_inner()),
+            p.cloned(),
+        );
+        // The handle it replaces may be a task's last: dropped after the
+        // lock, as the runtime drops last references (the rq lock table's
+        // rule 6).
+        drop(old);
     }
 
     /// Length of CPU `cpu`'s local DSQ.
