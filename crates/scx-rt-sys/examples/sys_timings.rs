@@ -110,4 +110,9 @@ fn main() {
             std::hint::black_box(scx_rt_sys::clock::now_ns());
         }
     });
+    per_op("clock::monotonic_ns", N, || {
+        for _ in 0..N {
+            std::hint::black_box(scx_rt_sys::clock::monotonic_ns());
+        }
+    });
 }

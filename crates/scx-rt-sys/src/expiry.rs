@@ -8,7 +8,9 @@
 //! # Protocol
 //!
 //! The owner thread publishes deadlines (absolute `CLOCK_MONOTONIC` ns,
-//! `u64::MAX` for none) into an `AtomicU64` it owns, then calls
+//! `u64::MAX` for none; a deadline on the scheduling clock,
+//! `clock::now_ns`, is one to within `clock::SKEW_NS`, and the timer
+//! fires that much early or late) into an `AtomicU64` it owns, then calls
 //! [`ExpiryHandle::published`]. The timer is one-shot and *lazy*: it stays
 //! armed at the deadline it was last armed for (`armed`) and is re-armed
 //! only when a published deadline is *earlier* than that. Deadlines of
@@ -43,7 +45,8 @@
 //! # What the handler may touch
 //!
 //! It runs on the owner thread in the middle of any code, so it touches
-//! atomics and calls only async-signal-safe functions (`clock_gettime`,
+//! atomics and calls only async-signal-safe functions (`clock_gettime`
+//! through `clock::monotonic_ns`, never the thread-local scheduling clock,
 //! `timer_settime`, `gettid`), saving and restoring `errno`. Its state is a
 //! static slot table, as in `sigtimer`; `sigev_value` carries
 //! `(slot, generation)` and a stale or foreign signal (`si_code` not
@@ -427,7 +430,7 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
             }
         };
         if let Some(t) = t {
-            if let Some(at) = on_fire(&t, &s.armed, crate::clock::now_ns()) {
+            if let Some(at) = on_fire(&t, &s.armed, crate::clock::monotonic_ns()) {
                 let id = s.id.load(Ordering::Relaxed) as libc::timer_t;
                 if settime(id, at).is_err() {
                     s.armed.store(u64::MAX, Ordering::SeqCst);
@@ -536,11 +539,14 @@ mod tests {
         let c = cpu();
         let t = ExpiryTimer::new(c.clone(), (), target).unwrap();
         let h = t.handle();
-        let d = crate::clock::now_ns() + 300_000;
+        let d = crate::clock::monotonic_ns() + 300_000;
         assert!(publish(&c, h, d), "first deadline arms");
         assert_eq!(t.armed(), Some(d));
         assert!(wait_for(|| c.need.load(Ordering::SeqCst)), "never expired");
-        assert!(crate::clock::now_ns() >= d, "raised before the deadline");
+        assert!(
+            crate::clock::monotonic_ns() >= d,
+            "raised before the deadline"
+        );
         assert_eq!(flags(&c), (true, true, true));
         assert_eq!(t.armed(), None, "one-shot: consumed");
     }
@@ -550,7 +556,7 @@ mod tests {
         let c = cpu();
         let t = ExpiryTimer::new(c.clone(), (), target).unwrap();
         let h = t.handle();
-        let now = crate::clock::now_ns();
+        let now = crate::clock::monotonic_ns();
         assert!(publish(&c, h, now + 1_000_000));
         // Later deadlines (the next slices) make no system call.
         for k in 2..=20u64 {
@@ -560,13 +566,16 @@ mod tests {
         // The timer fires at the first deadline, re-arms for the last from
         // the handler, and raises only once that one has passed.
         assert!(wait_for(|| c.need.load(Ordering::SeqCst)), "never expired");
-        assert!(crate::clock::now_ns() >= last, "expired an old deadline");
+        assert!(
+            crate::clock::monotonic_ns() >= last,
+            "expired an old deadline"
+        );
         // An earlier deadline than the armed one arms again.
         c.pending.store(false, Ordering::SeqCst);
         c.need.store(false, Ordering::SeqCst);
-        let far = crate::clock::now_ns() + 60_000_000_000;
+        let far = crate::clock::monotonic_ns() + 60_000_000_000;
         assert!(publish(&c, h, far));
-        assert!(publish(&c, h, crate::clock::now_ns() + 200_000));
+        assert!(publish(&c, h, crate::clock::monotonic_ns() + 200_000));
         assert!(
             wait_for(|| c.need.load(Ordering::SeqCst)),
             "earlier one lost"
@@ -579,20 +588,20 @@ mod tests {
         let t = ExpiryTimer::new(c.clone(), (), target).unwrap();
         let h = t.handle();
         // Armed, then the CPU goes idle (MAX): the firing finds no deadline.
-        assert!(publish(&c, h, crate::clock::now_ns() + 100_000));
+        assert!(publish(&c, h, crate::clock::monotonic_ns() + 100_000));
         assert!(!publish(&c, h, u64::MAX));
         assert!(wait_for(|| t.armed().is_none()), "never fired");
         // Armed, then disarmed: it never fires, not even after the armed
         // deadline (with a deadline that has passed by then). The armed
         // deadline is far enough ahead (100 ms) that a test thread the OS
         // holds back between the two calls does not see it fire first.
-        assert!(publish(&c, h, crate::clock::now_ns() + 100_000_000));
+        assert!(publish(&c, h, crate::clock::monotonic_ns() + 100_000_000));
         t.disarm().unwrap();
         c.deadline.store(1, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(150));
         assert_eq!(flags(&c), (false, false, false));
         // Dropping an armed timer deletes it; its handle does nothing more.
-        assert!(publish(&c, h, crate::clock::now_ns() + 100_000_000));
+        assert!(publish(&c, h, crate::clock::monotonic_ns() + 100_000_000));
         drop(t);
         assert!(!publish(&c, h, 2));
         std::thread::sleep(Duration::from_millis(150));
@@ -605,7 +614,11 @@ mod tests {
         // own waits do too.
         let c = cpu();
         let t = ExpiryTimer::new(c.clone(), (), target).unwrap();
-        assert!(publish(&c, t.handle(), crate::clock::now_ns() + 1_000_000));
+        assert!(publish(
+            &c,
+            t.handle(),
+            crate::clock::monotonic_ns() + 1_000_000
+        ));
         let start = Instant::now();
         std::thread::sleep(Duration::from_millis(20));
         assert!(start.elapsed() >= Duration::from_millis(20));

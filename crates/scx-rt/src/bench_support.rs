@@ -194,7 +194,8 @@ mod tests {
             while !t.need_resched() && start.elapsed().as_secs() < 10 {
                 std::hint::spin_loop();
             }
-            let fired = t.need_resched() && scx_rt_sys::clock::now_ns() >= d;
+            let fired =
+                t.need_resched() && scx_rt_sys::clock::now_ns() + scx_rt_sys::clock::SKEW_NS >= d;
             t.publish(u64::MAX);
             fired
         })

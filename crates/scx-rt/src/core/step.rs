@@ -44,6 +44,12 @@ use crate::core::error::call_op;
 use crate::core::has_op::Op;
 use crate::core::slot::{SchedSlot, SlotHint};
 
+/// What is left of a slice when its timer fires and still counts as spent
+/// (the step's Preempt arm): above the difference of the two clocks
+/// (`scx_rt_sys::clock`, about a microsecond at most), far below any
+/// slice a scheduler would set.
+const TICK_ROUNDING_NS: u64 = 2_000;
+
 /// Why a task stopped running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Switch {
@@ -156,6 +162,15 @@ pub(crate) fn step(
                 let tick = &c.shared.remote.tick_pending;
                 if tick.load(Ordering::Relaxed) && tick.swap(false, Ordering::AcqRel) {
                     crate::trace::slice_expired(sh, &mut rq, &p);
+                    // The signal-mode expiry timer fires on
+                    // `CLOCK_MONOTONIC`, the charge above is on the
+                    // scheduling clock (`scx_rt_sys::clock`): a slice the
+                    // timer ended may show the clocks' difference left
+                    // (tens of ns). It is spent, or the task would run on
+                    // for another timer round.
+                    if p.slice() <= TICK_ROUNDING_NS {
+                        p.set_slice(0);
+                    }
                     // The slice timer fired (task_tick): bypass rotates
                     // every tick; otherwise the scheduler sees the tick.
                     if rq.bypassing() {
