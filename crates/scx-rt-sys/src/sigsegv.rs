@@ -88,10 +88,13 @@ struct Entry {
     start: AtomicUsize,
     /// Length of the slab mapping.
     len: AtomicUsize,
-    /// Bytes per slot (guard + usable stack).
+    /// Bytes per slot (guard + usable stack + colour page).
     slot: AtomicUsize,
     /// Guard bytes at the low end of each slot.
     guard: AtomicUsize,
+    /// The stack size the reports name (the pool's, without the colour
+    /// page, `stack` module docs).
+    size: AtomicUsize,
 }
 
 impl Entry {
@@ -102,11 +105,12 @@ impl Entry {
             len: AtomicUsize::new(0),
             slot: AtomicUsize::new(0),
             guard: AtomicUsize::new(0),
+            size: AtomicUsize::new(0),
         }
     }
 
     /// Writer side (registry lock held): publishes new contents.
-    fn write(&self, start: usize, len: usize, slot: usize, guard: usize) {
+    fn write(&self, start: usize, len: usize, slot: usize, guard: usize, size: usize) {
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
@@ -114,12 +118,14 @@ impl Entry {
         self.len.store(len, Ordering::Relaxed);
         self.slot.store(slot, Ordering::Relaxed);
         self.guard.store(guard, Ordering::Relaxed);
+        self.size.store(size, Ordering::Relaxed);
         self.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
     /// Reader side (any thread, signal handlers included): a consistent
-    /// snapshot `(start, len, slot, guard)`, or `None` while it is written.
-    fn read(&self) -> Option<(usize, usize, usize, usize)> {
+    /// snapshot `(start, len, slot, guard, size)`, or `None` while it is
+    /// written.
+    fn read(&self) -> Option<(usize, usize, usize, usize, usize)> {
         let s1 = self.seq.load(Ordering::Acquire);
         if s1 & 1 == 1 {
             return None;
@@ -129,6 +135,7 @@ impl Entry {
             self.len.load(Ordering::Relaxed),
             self.slot.load(Ordering::Relaxed),
             self.guard.load(Ordering::Relaxed),
+            self.size.load(Ordering::Relaxed),
         );
         fence(Ordering::Acquire);
         (self.seq.load(Ordering::Relaxed) == s1).then_some(v)
@@ -155,8 +162,14 @@ fn entry(i: usize) -> Option<&'static Entry> {
 /// `slot` bytes whose low `guard` bytes are a guard region. Returns the
 /// entry to pass to [`unregister_slab`], or `None` if the registry is full
 /// (the slab works; its overflows are reported as a bare `SIGSEGV`).
-pub(crate) fn register_slab(start: usize, len: usize, slot: usize, guard: usize) -> Option<usize> {
-    debug_assert!(start != 0 && slot > guard && guard > 0);
+pub(crate) fn register_slab(
+    start: usize,
+    len: usize,
+    slot: usize,
+    guard: usize,
+    size: usize,
+) -> Option<usize> {
+    debug_assert!(start != 0 && slot >= guard + size && guard > 0);
     let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
     let i = match free.pop() {
         Some(i) => i,
@@ -177,7 +190,7 @@ pub(crate) fn register_slab(start: usize, len: usize, slot: usize, guard: usize)
     };
     entry(i)
         .expect("registry chunk allocated above")
-        .write(start, len, slot, guard);
+        .write(start, len, slot, guard, size);
     Some(i)
 }
 
@@ -186,7 +199,7 @@ pub(crate) fn register_slab(start: usize, len: usize, slot: usize, guard: usize)
 pub(crate) fn unregister_slab(i: usize) {
     let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(e) = entry(i) {
-        e.write(0, 0, 0, 0);
+        e.write(0, 0, 0, 0, 0);
         free.push(i);
     }
 }
@@ -197,12 +210,12 @@ pub(crate) fn unregister_slab(i: usize) {
 pub fn guard_at(addr: usize) -> Option<(Range<usize>, usize)> {
     let high = HIGH.load(Ordering::Acquire);
     (0..high).find_map(|i| {
-        let (start, len, slot, guard) = entry(i)?.read()?;
+        let (start, len, slot, guard, size) = entry(i)?.read()?;
         if start == 0 || addr < start || addr - start >= len {
             return None;
         }
         let lo = start + (addr - start) / slot * slot;
-        (addr - lo < guard).then_some((lo..lo + guard, slot - guard))
+        (addr - lo < guard).then_some((lo..lo + guard, size))
     })
 }
 
@@ -794,7 +807,7 @@ mod tests {
                     for k in 0..50usize {
                         let start = FAKE + (t * 1000 + k) * 0x10_0000;
                         // 4 slots of 16 KiB: a 4 KiB guard + 12 KiB stack.
-                        let i = register_slab(start, 4 * 0x4000, 0x4000, 0x1000).unwrap();
+                        let i = register_slab(start, 4 * 0x4000, 0x4000, 0x1000, 0x3000).unwrap();
                         for slot in 0..4 {
                             let lo = start + slot * 0x4000;
                             assert_eq!(guard_at(lo), Some((lo..lo + 0x1000, 0x3000)));
