@@ -184,7 +184,9 @@ impl<T: AsFd> GreenFd<T> {
     ) -> io::Result<R> {
         let inner = self.get_ref();
         let t = timeout.load(Ordering::Relaxed);
-        let start = std::time::Instant::now();
+        // When the first wait outside a task began (its timeout runs from
+        // there): no clock read for the common call that does not wait.
+        let mut start: Option<std::time::Instant> = None;
         let mut deadline: Option<u64> = None;
         // Outside a task, `poll(2)` said ready: try whatever the source's
         // bits say (they are a task's, from the reactor).
@@ -218,6 +220,7 @@ impl<T: AsFd> GreenFd<T> {
                 }
                 None => {
                     // Outside a task: block the thread, as std would.
+                    let start = *start.get_or_insert_with(std::time::Instant::now);
                     let left =
                         (t != 0).then(|| Duration::from_nanos(t).saturating_sub(start.elapsed()));
                     if left.is_some_and(|l| l.is_zero()) {
