@@ -57,8 +57,8 @@
 //! exceeds the other's by more than [`FORK_IMBALANCE`], the child starts
 //! on the other CPU. The load is the bound tasks (`Ctx::nr_bound_tasks`:
 //! runnable or blocked, since a blocked bound task will run nowhere else)
-//! plus the tasks queued on the CPU (a burst accepted at once has not
-//! started yet), plus, for the CPU this one last sent children to, those
+//! plus the tasks waiting in the CPU's stealable DSQ (a burst accepted at
+//! once has not started yet), plus, for the CPU this one last sent children to, those
 //! it sent that the target's load does not show yet (a child sent to an
 //! idle CPU waits in its wake list until it wakes; counted for at most
 //! [`FORK_IN_FLIGHT_NS`], or a past burst would count for ever). This is
@@ -329,16 +329,22 @@ impl WorkStealing {
         ctx.kick_cpu(c, KickFlags::IDLE);
     }
 
-    /// CPU `cpu`'s load for fork balancing: its bound tasks plus the tasks
-    /// queued on it (local and stealable DSQs; a bound runnable task counts
-    /// twice, as runnable load weighs more than blocked). `None`: offline.
-    /// Inline: every spawn from a task asks it of its own CPU.
+    /// CPU `cpu`'s load for fork balancing: the tasks that will run there,
+    /// bound ones and unstarted ones in its stealable DSQ, each counted
+    /// once. Not its local DSQ: the tasks there are its bound tasks taking
+    /// turns (and at most one unstarted child, the runnext), and counting
+    /// them again made a CPU running many yielding tasks look twice as
+    /// loaded as a CPU with the same number queued unstarted: of a burst
+    /// of 200 yielding tasks (`yield-many`, two CPUs), 44 to 117 started
+    /// on the spawner's CPU over 20 runs, and since a task stays where it
+    /// started, a run took as long as the larger share; with each task
+    /// counted once, 98 to 101. `None`:
+    /// offline. Inline: every spawn from a task asks it of its own CPU.
     #[inline(always)]
     fn fork_load(&self, ctx: &Ctx<'_>, cpu: usize) -> Option<usize> {
         let bound = ctx.nr_bound_tasks(cpu)?;
-        let local = ctx.dsq_nr_queued(dsq_id::LOCAL_ON | cpu as u64).max(0) as usize;
         let stealable = ctx.dsq_nr_queued(Self::stealable(cpu)).max(0) as usize;
-        Some(bound + local + stealable)
+        Some(bound + stealable)
     }
 
     /// Where a child forked on `me` starts: `me`, or the CPU probed this
