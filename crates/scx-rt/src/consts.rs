@@ -62,6 +62,13 @@ pub const TASK_POOL_CAP: usize = 1 << 20;
 /// end, down to `TASK_POOL_FLOOR`.
 pub const TASK_POOL_EPOCH_NS: u64 = 1_000_000_000;
 
+/// Most task blocks a busy worker frees at one of its looks (`task_pool`;
+/// a look every `IO_POLL_INTERVAL_NS`): the release after a large burst
+/// is spread out, some 256 frees (tens of microseconds) per look, instead
+/// of delaying the CPU's next task by one free per block. A worker about
+/// to sleep frees what is owed at once.
+pub const TASK_POOL_BUSY_RELEASE: usize = 256;
+
 /// Default green stack size (virtual; only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 

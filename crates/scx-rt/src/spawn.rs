@@ -223,8 +223,8 @@ impl<T: Send + 'static> JoinHandle<T> {
     #[inline(always)]
     pub fn join(self) -> Result<T, JoinError> {
         let r = (self.vt.join)(self.task.entry.join_state());
-        // The count first, then the pool's room (a thread-local load: a
-        // burst that filled it pays no more), the worker check last (a
+        // The count first, then the pool's room (thread-local loads: a
+        // pool that is full pays no more), the worker check last (a
         // call): off the workers (the main thread after `block_on`, a
         // blocking-pool thread) a thread that may never spawn would keep
         // the blocks until it exits.
@@ -488,7 +488,7 @@ mod tests {
             // The test ends the epochs: this one ends an hour from now,
             // past any clock reading of the worker's own ticks.
             let t = crate::core::clock::now() + 3600 * e;
-            tick(t);
+            tick(t, usize::MAX);
             let n = 3 * floor;
             let burst = |round: usize| -> Vec<_> {
                 (0..n).map(|i| crate::spawn(move || (round, i))).collect()
@@ -509,10 +509,10 @@ mod tests {
             join(1, hs);
             assert_eq!(kept(), all);
             // The blocks the spawns took in the epoch stay at its end.
-            tick(t + e);
+            tick(t + e, usize::MAX);
             assert_eq!(kept(), all);
             // No spawn in the next: the floor is left.
-            tick(t + 2 * e);
+            tick(t + 2 * e, usize::MAX);
             assert_eq!(kept(), floor);
         });
     }

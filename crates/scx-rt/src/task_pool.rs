@@ -65,32 +65,41 @@
 //!    empty; a load when it is.
 //! 3. End of an epoch ([`tick`], at a clock reading past the epoch's
 //!    end): `low` blocks, as many as no spawn wanted for a whole epoch,
-//!    are freed, down to the floor (popped from the top: the blocks are
-//!    alike, and the frees touch only the blocks they free, where
-//!    reaching the bottom ones would walk the whole list); then `low` is
-//!    the list's length, `room` the spawns of this epoch and the one
-//!    before, and a new epoch begins. Blocks that bursts take in every epoch stay; the
-//!    blocks of a burst that is not repeated are freed within two epochs
-//!    after it (the epoch it ends in, and one whole epoch untouched).
+//!    are owed, down to the floor; then `low` is the list's length,
+//!    `room` the spawns of this epoch and the one before, and a new epoch
+//!    begins. Blocks that bursts take in every epoch stay; the blocks of
+//!    a burst that is not repeated are freed within two epochs after it
+//!    (the epoch it ends in, and one whole epoch untouched).
+//! 4. Pay ([`tick`], right after step 3 and at each later tick while
+//!    blocks are owed): free at most a batch of them, and only as many as
+//!    no spawn took since the epoch began (`low`), above the floor. A
+//!    burst that starts while a release is spread out keeps what it takes
+//!    (the frees stop at the blocks it left untouched). Which blocks go
+//!    does not matter, only how many (they are alike): they are popped
+//!    from the top, so the frees touch only the blocks they free, where
+//!    reaching the bottom ones would walk the whole list.
 //!
-//! Where the epoch ends: the worker calls [`tick`] where it looks at its
-//! reactor between busy steps (every `consts::IO_POLL_INTERVAL_NS`, a
-//! compare it pays anyway: the step itself pays nothing), and before it
-//! sleeps (`worker::idle`, next to the stack cache's trim), always off
-//! the rq lock: freeing runs no user code (a vacant block holds no value)
-//! but may take the allocator's slow path many times. A sleeping worker
-//! keeps what it holds until it wakes (no timer wakes it to release): at
-//! most what the spawns of its last epoch used, with the floor. The
-//! epoch logic runs at the sleep too (not a release to the floor at every
-//! sleep): a worker that sleeps between periodic bursts keeps what each
-//! burst needs.
+//! Where: the worker calls [`tick`] where it looks at its reactor between
+//! busy steps (every `consts::IO_POLL_INTERVAL_NS`, behind a compare it
+//! pays anyway: the step itself pays nothing), with a batch of
+//! `consts::TASK_POOL_BUSY_RELEASE` (the release after a burst of 100,000
+//! is spread over some 400 looks, tens of microseconds each, instead of
+//! delaying the next task by milliseconds); and before it sleeps
+//! (`worker::idle`, next to the stack cache's trim) with no limit. Always
+//! off the rq lock: freeing runs no user code (a vacant block holds no
+//! value) but takes the allocator's slow path once a block. A sleeping
+//! worker keeps what it holds until it wakes (no timer wakes it to
+//! release): at most the floor and what the spawns of its last epoch
+//! took. The epoch logic runs at the sleep too (not a release to the
+//! floor at every sleep): a worker that sleeps between periodic bursts
+//! keeps what each burst needs.
 //!
 //! Memory: at most `TASK_POOL_CAP` blocks of about 400 bytes (about
 //! 400 MiB) per worker thread (the list itself is two words), and never
 //! more than the floor and what the thread's spawns of the last three
-//! epochs could use; at
-//! rest (no spawns for two epochs, the worker awake), the floor: about
-//! 400 KiB. Everything is freed with the thread.
+//! epochs could use; at rest (no spawns for two epochs, the worker
+//! awake), the floor: about 400 KiB. Everything is freed with the
+//! thread.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -116,6 +125,8 @@ struct Marks {
     base: Cell<usize>,
     /// The spawns of the epoch before.
     prev: Cell<usize>,
+    /// Blocks the last epoch's end left to free (protocol step 3).
+    owed: Cell<usize>,
     /// The clock reading at which this epoch ends.
     end: Cell<u64>,
 }
@@ -140,6 +151,7 @@ std::thread_local! {
             limit: Cell::new(TASK_POOL_FLOOR),
             base: Cell::new(TASK_POOL_FLOOR),
             prev: Cell::new(0),
+            owed: Cell::new(0),
             end: Cell::new(0),
         }
     };
@@ -208,37 +220,62 @@ fn pop() -> Option<Vacant<Task>> {
 }
 
 /// The calling worker thread's clock reads `now`: ends its list's epoch
-/// if it is over (module docs, protocol step 3). A compare when it is not.
-/// No lock may be held.
+/// if it is over and frees at most `batch` of the blocks owed (module
+/// docs, protocol step 3). A compare or two when nothing is due. No lock
+/// may be held.
 #[inline]
-pub(crate) fn tick(now: u64) {
-    if now >= MARKS.with(|m| m.end.get()) {
-        end_epoch(now);
+pub(crate) fn tick(now: u64, batch: usize) {
+    if MARKS.with(|m| now >= m.end.get() || m.owed.get() != 0) {
+        tick_slow(now, batch);
     }
 }
 
-/// Protocol step 3 at clock reading `now`.
 #[cold]
 #[inline(never)]
-fn end_epoch(now: u64) {
+fn tick_slow(now: u64, batch: usize) {
     let _ = FREE.try_with(|f| {
         MARKS.with(|m| {
-            // Which blocks go does not matter, only how many (they are
-            // alike): those on top, whose memory the frees touch anyway,
-            // rather than a walk down to the bottom ones.
-            let n = m.low.get().min(f.len().saturating_sub(TASK_POOL_FLOOR));
-            for _ in 0..n {
-                drop(f.pop());
+            if now >= m.end.get() {
+                end_epoch(f, m, now);
             }
-            m.kept.set(f.len());
-            m.low.set(f.len());
-            let spawns = m.limit.get().wrapping_sub(m.base.get());
-            let room = spawns.saturating_add(m.prev.replace(spawns));
-            m.base.set(room.saturating_add(TASK_POOL_FLOOR));
-            m.limit.set(m.base.get());
-            m.end.set(now.saturating_add(TASK_POOL_EPOCH_NS));
+            pay(f, m, batch);
         })
     });
+}
+
+/// Protocol step 3 at clock reading `now`: what the ended epoch owes, and
+/// a new epoch.
+fn end_epoch(f: &VacantStack<Task>, m: &Marks, now: u64) {
+    m.owed
+        .set(m.low.get().min(f.len().saturating_sub(TASK_POOL_FLOOR)));
+    m.low.set(f.len());
+    let spawns = m.limit.get().wrapping_sub(m.base.get());
+    let room = spawns.saturating_add(m.prev.replace(spawns));
+    m.base.set(room.saturating_add(TASK_POOL_FLOOR));
+    m.limit.set(m.base.get());
+    m.end.set(now.saturating_add(TASK_POOL_EPOCH_NS));
+}
+
+/// Frees at most `batch` of the blocks owed, and only blocks no spawn
+/// took since the epoch began, above the floor: a burst that starts
+/// while a release is spread out keeps what it takes.
+fn pay(f: &VacantStack<Task>, m: &Marks, batch: usize) {
+    let n = m
+        .owed
+        .get()
+        .min(m.low.get())
+        .min(f.len().saturating_sub(TASK_POOL_FLOOR))
+        .min(batch);
+    // Which blocks go does not matter, only how many (they are alike):
+    // those on top, whose memory the frees touch anyway, rather than a
+    // walk down to the bottom ones.
+    for _ in 0..n {
+        drop(f.pop());
+    }
+    m.kept.set(f.len());
+    m.low.set(m.low.get() - n);
+    // Short of the batch: nothing more may go this epoch.
+    m.owed.set(if n == batch { m.owed.get() - n } else { 0 });
 }
 
 /// How many blocks the calling thread keeps.
@@ -281,7 +318,7 @@ mod tests {
         on_fresh_thread(|| {
             let e = TASK_POOL_EPOCH_NS;
             let t0 = 10 * e;
-            tick(t0);
+            tick(t0, usize::MAX);
             let n = 3 * TASK_POOL_FLOOR;
             // A burst: n spawns (nothing kept: all allocate), then its n
             // blocks come back.
@@ -290,11 +327,11 @@ mod tests {
             }
             // The joins come in the next epoch and the one after: the
             // burst's spawns still count.
-            tick(t0 + e);
+            tick(t0 + e, usize::MAX);
             for i in 0..n as u64 / 2 {
                 retire(token(i));
             }
-            tick(t0 + 2 * e);
+            tick(t0 + 2 * e, usize::MAX);
             for i in 0..n as u64 / 2 {
                 retire(token(i));
             }
@@ -316,20 +353,59 @@ mod tests {
                 retire(token(i));
             }
             assert_eq!(kept(), n);
-            tick(t0 + 3 * e - 1);
+            tick(t0 + 3 * e - 1, usize::MAX);
             assert_eq!(kept(), n, "the epoch is not over");
             // The quarter no spawn took goes; the blocks taken stay.
-            tick(t0 + 3 * e);
+            tick(t0 + 3 * e, usize::MAX);
             assert_eq!(kept(), m);
             // An epoch with no spawns: all but the floor go.
-            tick(t0 + 4 * e);
+            tick(t0 + 4 * e, usize::MAX);
             assert_eq!(kept(), TASK_POOL_FLOOR);
-            tick(t0 + 5 * e);
+            tick(t0 + 5 * e, usize::MAX);
             assert_eq!(kept(), TASK_POOL_FLOOR, "the floor stays");
             // The spawns of two epochs ago no longer make room.
             assert!(!has_room());
             retire(token(0));
             assert_eq!(kept(), TASK_POOL_FLOOR);
+        });
+    }
+
+    /// A busy worker's ticks free what an epoch owes a batch at a time;
+    /// a burst in the meantime keeps the blocks it takes.
+    #[test]
+    fn the_release_is_paid_in_batches_and_spares_a_new_burst() {
+        on_fresh_thread(|| {
+            let e = TASK_POOL_EPOCH_NS;
+            tick(e, usize::MAX);
+            let n = 3 * TASK_POOL_FLOOR;
+            for _ in 0..n {
+                assert!(take().is_none());
+            }
+            for i in 0..n as u64 {
+                retire(token(i));
+            }
+            tick(2 * e, 100);
+            assert_eq!(kept(), n, "low was 0: nothing owed");
+            // No spawn for an epoch: n - floor owed, 100 a tick.
+            tick(3 * e, 100);
+            assert_eq!(kept(), n - 100);
+            tick(3 * e + 1, 100);
+            assert_eq!(kept(), n - 200);
+            // A burst takes all but 500, then gives them back: only those
+            // 500 may still go.
+            let left = 500;
+            let taken: Vec<_> = (0..n - 200 - left).map(|_| take().unwrap()).collect();
+            drop(taken);
+            for i in 0..(n - 200 - left) as u64 {
+                retire(token(i));
+            }
+            assert_eq!(kept(), n - 200);
+            for k in 1..=5 {
+                tick(3 * e + 1 + k, 100);
+                assert_eq!(kept(), n - 200 - 100 * k as usize);
+            }
+            tick(3 * e + 10, 100);
+            assert_eq!(kept(), n - 200 - left, "nothing more owed");
         });
     }
 
@@ -339,7 +415,7 @@ mod tests {
     fn blocks_retired_during_an_epoch_stay_at_its_end() {
         on_fresh_thread(|| {
             let e = TASK_POOL_EPOCH_NS;
-            tick(e);
+            tick(e, usize::MAX);
             let n = 2 * TASK_POOL_FLOOR;
             for _ in 0..n {
                 assert!(take().is_none());
@@ -348,7 +424,7 @@ mod tests {
                 retire(token(i));
             }
             // `low` was 0 all epoch: nothing goes.
-            tick(2 * e);
+            tick(2 * e, usize::MAX);
             assert_eq!(kept(), n);
         });
     }

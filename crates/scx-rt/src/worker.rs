@@ -102,7 +102,7 @@ pub(crate) fn worker_main(
             // common step pays one compare.
             next_io_poll = after.now.saturating_add(crate::consts::IO_POLL_INTERVAL_NS);
             look.busy();
-            crate::task_pool::tick(after.now);
+            crate::task_pool::tick(after.now, crate::consts::TASK_POOL_BUSY_RELEASE);
         }
         crate::kick::run_pending_on(sh, c);
         match next {
@@ -272,7 +272,7 @@ fn idle(
             // spawn took for an epoch (`task_pool`: the rest stay while
             // the CPU sleeps).
             stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
-            crate::task_pool::tick(now);
+            crate::task_pool::tick(now, usize::MAX);
             // The expiry timer stays armed (module docs).
         },
         io.then_some(look as &dyn crate::rq::IdleIo),
