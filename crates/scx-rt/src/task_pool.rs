@@ -61,8 +61,8 @@
 //!    an epoch's end and whose joins come in the next still finds room
 //!    for all its blocks.
 //! 2. Take ([`take`]): count the spawn, pop a block, lower `low` if the
-//!    list is shorter than it. A load and a pop when the list is not
-//!    empty; a load when it is.
+//!    list is shorter than it. An increment, a load and a pop when the
+//!    list is not empty; an increment and a load when it is.
 //! 3. End of an epoch ([`tick`], at a clock reading past the epoch's
 //!    end): `low` blocks, as many as no spawn wanted for a whole epoch,
 //!    are owed, down to the floor; then `low` is the list's length,
@@ -125,7 +125,7 @@ struct Marks {
     base: Cell<usize>,
     /// The spawns of the epoch before.
     prev: Cell<usize>,
-    /// Blocks the last epoch's end left to free (protocol step 3).
+    /// Blocks the last epoch's end left to free (protocol steps 3 and 4).
     owed: Cell<usize>,
     /// The clock reading at which this epoch ends.
     end: Cell<u64>,
@@ -167,7 +167,7 @@ pub(crate) fn retire(p: TaskRef) {
     if Arc::strong_count(&p) != 1 || !has_room() {
         return;
     }
-    // The task is dropped here, outside the list's borrow: dropping a
+    // The task is dropped here, before the list is touched: dropping a
     // result may run any code, a spawn included.
     let Ok(v) = Vacant::try_vacate(p) else {
         return;
