@@ -223,16 +223,12 @@ impl<T: Send + 'static> JoinHandle<T> {
     #[inline(always)]
     pub fn join(self) -> Result<T, JoinError> {
         let r = (self.vt.join)(self.task.entry.join_state());
-        // The count first, then the pool's room (thread-local loads: a
-        // pool that is full pays no more), the worker check last (a
-        // call): off the workers (the main thread after `block_on`, a
-        // blocking-pool thread) a thread that may never spawn would keep
-        // the blocks until it exits.
+        // The count first, then the worker check (a call; `retire` then
+        // looks at the pool's room): off the workers (the main thread
+        // after `block_on`, a blocking-pool thread) a thread that may
+        // never spawn would keep the blocks until it exits.
         let p = self.task;
-        if Arc::strong_count(&p) == 1
-            && crate::task_pool::has_room()
-            && crate::core::current::cpu().is_some()
-        {
+        if Arc::strong_count(&p) == 1 && crate::core::current::cpu().is_some() {
             crate::task_pool::retire(p);
         }
         r

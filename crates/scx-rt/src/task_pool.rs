@@ -184,7 +184,7 @@ pub(crate) fn retire(p: TaskRef) {
 /// Whether the calling thread's list has room for another block (a
 /// full one makes [`retire`] a plain drop).
 #[inline]
-pub(crate) fn has_room() -> bool {
+fn has_room() -> bool {
     MARKS.with(Marks::has_room)
 }
 
