@@ -16,7 +16,16 @@
 //! (one check that no other handle exists) drops its value in place and
 //! keeps the memory, to build another value there later (a task control
 //! block recycled by its CPU: no `malloc` or `free` per spawn).
+//!
+//! [`VacantStack`] keeps such blocks as a slab allocator keeps its free
+//! objects: linked through their own memory. A vacant block's value holds
+//! nothing, so its first word holds the pointer to the next block down;
+//! the stack is that pointer to its top block and a count. A push or a
+//! pop touches the stack and the block (which the spawn that takes it
+//! writes next anyway), allocates nothing, and a stack of any height
+//! costs no memory beyond its blocks.
 
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
@@ -99,6 +108,94 @@ impl<T> Vacant<T> {
     }
 }
 
+/// A stack of [`Vacant`] blocks linked through their own values (module
+/// docs). One thread's (not `Send`, not `Sync`): a thread-local pool.
+/// Dropping it frees its blocks.
+pub struct VacantStack<T> {
+    /// The top block's value (`Arc::into_raw` of its handle), or null.
+    /// Each block's value begins with the pointer to the block below it
+    /// (null at the bottom).
+    top: Cell<*mut MaybeUninit<T>>,
+    /// How many blocks the stack holds.
+    len: Cell<usize>,
+}
+
+impl<T> VacantStack<T> {
+    /// A `T` holds a link: at least a pointer's size and alignment.
+    const LINK_FITS: () = assert!(
+        size_of::<T>() >= size_of::<*mut u8>() && align_of::<T>() >= align_of::<*mut u8>(),
+        "a vacant block's value must hold a pointer"
+    );
+
+    /// An empty stack.
+    pub const fn new() -> Self {
+        let () = Self::LINK_FITS;
+        VacantStack {
+            top: Cell::new(std::ptr::null_mut()),
+            len: Cell::new(0),
+        }
+    }
+
+    /// How many blocks the stack holds.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len.get()
+    }
+
+    /// Whether the stack holds no block.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len.get() == 0
+    }
+
+    /// Puts `v` on top.
+    #[inline(always)]
+    pub fn push(&self, v: Vacant<T>) {
+        let p = Arc::into_raw(v.0).cast_mut();
+        // SAFETY: `p` points at the value of an allocation no other handle
+        // reaches (`Vacant`; its own handle now lives on as `p`), which
+        // holds no value, so nothing reads what is written there; a `T`
+        // has room and alignment for a pointer (`LINK_FITS`); `p` carries
+        // the allocation's provenance (`Arc::into_raw`, as `fill` writes
+        // through `Arc::as_ptr`).
+        unsafe { p.cast::<*mut MaybeUninit<T>>().write(self.top.get()) };
+        self.top.set(p);
+        self.len.set(self.len.get() + 1);
+    }
+
+    /// Takes the top block, if any.
+    #[inline(always)]
+    pub fn pop(&self) -> Option<Vacant<T>> {
+        let p = self.top.get();
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` is the top block, pushed by `push` and not popped
+        // since (one thread: no other pop races with this one), so its
+        // value begins with the link `push` wrote.
+        let below = unsafe { p.cast::<*mut MaybeUninit<T>>().read() };
+        self.top.set(below);
+        self.len.set(self.len.get() - 1);
+        // SAFETY: `p` came from `Arc::into_raw` of a `Vacant`'s
+        // `Arc<MaybeUninit<T>>` (`push`) and leaves the stack here, once:
+        // this takes that handle back. The link left in its value is no
+        // value (`MaybeUninit`), which is what a `Vacant` holds.
+        Some(Vacant(unsafe { Arc::from_raw(p) }))
+    }
+}
+
+impl<T> Default for VacantStack<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Drop for VacantStack<T> {
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +232,42 @@ mod tests {
             v.fill(|| -> Arc<()> { panic!("make failed") })
         }));
         assert!(r.is_err());
+        assert_eq!(Arc::strong_count(&owner), 1);
+    }
+
+    /// Blocks come back last in, first out, each its own allocation,
+    /// and are built in again; the stack frees what it holds when dropped.
+    #[test]
+    fn a_vacant_stack_gives_its_blocks_back_last_in_first_out() {
+        let owner = Arc::new(());
+        let s = VacantStack::<(u64, Arc<()>)>::new();
+        assert!(s.is_empty() && s.pop().is_none());
+        let mut at = Vec::new();
+        for i in 0..3 {
+            let a = Arc::new((i, owner.clone()));
+            at.push(Arc::as_ptr(&a) as usize);
+            s.push(Vacant::try_vacate(a).unwrap());
+        }
+        assert_eq!(s.len(), 3);
+        assert_eq!(Arc::strong_count(&owner), 1, "the values were dropped");
+        let v = s.pop().unwrap();
+        let a = v.fill(|| (7, owner.clone()));
+        assert_eq!(Arc::as_ptr(&a) as usize, at[2]);
+        assert_eq!(a.0, 7);
+        assert_eq!(s.len(), 2);
+        s.push(Vacant::try_vacate(a).unwrap());
+        let order: Vec<_> = std::iter::from_fn(|| s.pop())
+            .map(|v| {
+                let a = v.fill(|| (0, owner.clone()));
+                Arc::as_ptr(&a) as usize
+            })
+            .collect();
+        assert_eq!(order, [at[2], at[1], at[0]]);
+        assert!(s.is_empty());
+        for i in 0..5 {
+            s.push(Vacant::try_vacate(Arc::new((i, owner.clone()))).unwrap());
+        }
+        drop(s);
         assert_eq!(Arc::strong_count(&owner), 1);
     }
 

@@ -51,6 +51,24 @@ pub const DSP_MAX_LOOPS: u32 = 32;
 /// trimmed (all but their top pages) when a CPU goes to sleep.
 pub const STACKS_KEEP_RESIDENT: usize = 1024;
 
+/// Exited task blocks a worker thread always keeps for its spawns
+/// (`task_pool`): the floor the epoch decay never goes below.
+pub const TASK_POOL_FLOOR: usize = 1024;
+/// Most exited task blocks one thread keeps, however large its bursts
+/// (`task_pool`): 2^20 blocks of about 400 bytes, about 400 MiB.
+pub const TASK_POOL_CAP: usize = 1 << 20;
+/// Length of a task pool epoch in nanoseconds (`task_pool`): blocks that
+/// no spawn on the thread took during a whole epoch are released at its
+/// end, down to `TASK_POOL_FLOOR`.
+pub const TASK_POOL_EPOCH_NS: u64 = 1_000_000_000;
+
+/// Most task blocks a busy worker frees at one of its looks (`task_pool`;
+/// a look every `IO_POLL_INTERVAL_NS`): the release after a large burst
+/// is spread out, some 256 frees (tens of microseconds) per look, instead
+/// of delaying the CPU's next task by one free per block. A worker about
+/// to sleep frees what is owed at once.
+pub const TASK_POOL_BUSY_RELEASE: usize = 256;
+
 /// Default green stack size (virtual; only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 

@@ -223,16 +223,12 @@ impl<T: Send + 'static> JoinHandle<T> {
     #[inline(always)]
     pub fn join(self) -> Result<T, JoinError> {
         let r = (self.vt.join)(self.task.entry.join_state());
-        // The count first, then the pool's room (a thread-local load: a
-        // burst that filled it pays no more), the worker check last (a
-        // call): off the workers (the main thread after `block_on`, a
-        // blocking-pool thread) a thread that may never spawn would keep
-        // the blocks until it exits.
+        // The count first, then the worker check (a call; `retire` then
+        // looks at the pool's room): off the workers (the main thread
+        // after `block_on`, a blocking-pool thread) a thread that may
+        // never spawn would keep the blocks until it exits.
         let p = self.task;
-        if Arc::strong_count(&p) == 1
-            && crate::task_pool::has_room()
-            && crate::core::current::cpu().is_some()
-        {
+        if Arc::strong_count(&p) == 1 && crate::core::current::cpu().is_some() {
             crate::task_pool::retire(p);
         }
         r
@@ -468,5 +464,52 @@ mod tests {
         let h = rt.spawn(|| 5);
         assert_eq!(h.join().unwrap(), 5);
         assert_eq!(crate::task_pool::kept(), 0);
+    }
+
+    /// A burst larger than the task pool's floor, joined on a worker,
+    /// leaves all its blocks there, and the next burst's spawns are built
+    /// in them; an epoch in which spawns took them keeps them, and one
+    /// with no spawn leaves the floor.
+    #[test]
+    fn a_burst_joined_on_a_worker_is_kept_for_the_next_and_then_decays() {
+        use crate::task_pool::{kept, tick};
+        let rt = crate::Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .build()
+            .unwrap();
+        rt.block_on(|| {
+            let floor = crate::consts::TASK_POOL_FLOOR;
+            let e = crate::consts::TASK_POOL_EPOCH_NS;
+            // The test ends the epochs: this one ends an hour from now,
+            // past any clock reading of the worker's own ticks.
+            let t = crate::core::clock::now() + 3600 * e;
+            tick(t, usize::MAX);
+            let n = 3 * floor;
+            let burst = |round: usize| -> Vec<_> {
+                (0..n).map(|i| crate::spawn(move || (round, i))).collect()
+            };
+            let join = |round: usize, hs: Vec<JoinHandle<(usize, usize)>>| {
+                for (i, h) in hs.into_iter().enumerate() {
+                    assert_eq!(h.join().unwrap(), (round, i));
+                }
+            };
+            let hs = burst(0);
+            let left = kept();
+            join(0, hs);
+            let all = kept();
+            assert_eq!(all, left + n, "every block of the burst is kept");
+            assert!(all > floor);
+            let hs = burst(1);
+            assert_eq!(kept(), all - n, "the next burst is built in them");
+            join(1, hs);
+            assert_eq!(kept(), all);
+            // The blocks the spawns took in the epoch stay at its end.
+            tick(t + e, usize::MAX);
+            assert_eq!(kept(), all);
+            // No spawn in the next: the floor is left.
+            tick(t + 2 * e, usize::MAX);
+            assert_eq!(kept(), floor);
+        });
     }
 }

@@ -450,10 +450,19 @@ impl Task {
         d.downcast::<T>().ok()
     }
 
+    /// Drops the task's scheduler data, if any (every exit: a load when
+    /// none was set, inlined into the exit path).
+    #[inline]
     pub(crate) fn clear_data(&self) {
         if self.has_data.load(Ordering::Acquire) {
-            *self.data.lock() = None;
+            self.clear_data_slow();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn clear_data_slow(&self) {
+        *self.data.lock() = None;
     }
 
     pub(crate) fn has_flag(&self, f: u32) -> bool {

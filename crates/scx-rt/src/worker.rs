@@ -29,7 +29,9 @@
 //! every `IO_IDLE_PEEK_NS` during it, and sleeps in `epoll_wait`; in a
 //! runtime whose tasks may migrate, a CPU with nothing to run also
 //! collects its siblings' reactors (the protocol is in `io`, "Who
-//! collects what" and "Who waits where").
+//! collects what" and "Who waits where"). The same busy look, and the
+//! moment before a sleep, end the epochs of the CPU's task pool
+//! (`task_pool`).
 //!
 //! Slice expiry (`SliceTimer::Signal`, the `timer` module docs): the worker
 //! owns a POSIX timer that signals this thread; it is created before the
@@ -95,10 +97,12 @@ pub(crate) fn worker_main(
         let next = step(sh, c, &mut slot, prev.take(), drain, &mut after);
         finish(sh, cpu, &mut after);
         if after.now >= next_io_poll {
-            // A busy CPU looks at its reactor every so often (`io`); the
+            // A busy CPU looks at its reactor every so often (`io`), and
+            // ends its task pool's epoch when due (`task_pool`); the
             // common step pays one compare.
             next_io_poll = after.now.saturating_add(crate::consts::IO_POLL_INTERVAL_NS);
             look.busy();
+            crate::task_pool::tick(after.now, crate::consts::TASK_POOL_BUSY_RELEASE);
         }
         crate::kick::run_pending_on(sh, c);
         match next {
@@ -264,8 +268,11 @@ fn idle(
         || crate::core::irq::idle_wake(sh, cpu),
         || {
             // Release the memory of stacks cached after a burst, off the
-            // hot path (scx_rt_sys::stack docs).
+            // hot path (scx_rt_sys::stack docs), and the task blocks no
+            // spawn took for an epoch (`task_pool`: the rest stay while
+            // the CPU sleeps).
             stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
+            crate::task_pool::tick(now, usize::MAX);
             // The expiry timer stays armed (module docs).
         },
         io.then_some(look as &dyn crate::rq::IdleIo),
