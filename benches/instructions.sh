@@ -44,6 +44,11 @@
 #   switch          one yield_now handing the CPU to the other task
 #                   (2 yielders x N iterations = 2N switches; 1 CPU)
 #   spawn           spawn + run + join of one empty task, from a task
+#                   (the row "warm", a repeated burst, runs 2 and 3
+#                   repetitions of N tasks and divides the difference by
+#                   N: a burst that finds the blocks and stacks of the
+#                   previous ones, as a server's steady state does; the
+#                   N/2N rows measure a first burst, which allocates)
 #   chained-spawn   one link of a chain of tasks each spawning the next
 #   pingpong        one round trip over two cap-1 channels, same-cpu (both
 #                   tasks spawn_on CPU 0 of a 2-CPU runtime) or cross-cpu
@@ -149,6 +154,7 @@ rows=(
     "switch|switch --iters @N|0,1|50000|2|switch|1|no"
     "spawn|spawn --tasks @N|0,1|20000|1|task|3|yes"
     "spawn, 1 CPU|spawn --tasks @N|0|20000|1|task|1|no"
+    "spawn, 1 CPU, warm|spawn --tasks @F --reps @R|0|20000|1|task|1|no"
     "chained-spawn|chained-spawn --tasks @N|0,1|10000|1|link|3|yes"
     "chained-spawn, 1 CPU|chained-spawn --tasks @N|0|10000|1|link|1|no"
     "pingpong same-cpu|pingpong --case same-cpu --iters @N|0,1|10000|1|round trip|1|yes"
@@ -203,13 +209,14 @@ atomic_count() {
 run() {
     local count=$1 out="$tmp/cg.out"
     shift
-    local extra=()
+    local extra=() reps=(--reps 1)
+    case " $* " in *" --reps "*) reps=() ;; esac
     if [ "$count" = 1 ]; then
         extra=(--dump-instr=yes --dump-line=no --compress-pos=no --compress-strings=no)
     fi
     if ! valgrind --tool=callgrind "${extra[@]}" --callgrind-out-file="$out" \
-        "$bin" "$@" ${trace_args[@]+"${trace_args[@]}"} --no-peers --reps 1 >"$tmp/stdout" 2>"$tmp/stderr"; then
-        echo "instructions.sh: callgrind run failed: $bin $* --no-peers --reps 1" >&2
+        "$bin" "$@" ${trace_args[@]+"${trace_args[@]}"} --no-peers ${reps[@]+"${reps[@]}"} >"$tmp/stdout" 2>"$tmp/stderr"; then
+        echo "instructions.sh: callgrind run failed: $bin $* --no-peers ${reps[*]}" >&2
         tail -n 20 "$tmp/stderr" >&2
         exit 1
     fi
@@ -252,6 +259,13 @@ for row in "${rows[@]}"; do
     ops=$((n * mult))
     a1="${args//@N/$n} --cpus $cpus --slice-timer $slice_timer"
     a2="${args//@N/$((2 * n))} --cpus $cpus --slice-timer $slice_timer"
+    case "$args" in *@R*)
+        # A repeated burst: N operations per repetition, two and three
+        # repetitions; the third runs with what the first two left.
+        a1="${args//@F/$n}"; a1="${a1//@R/2} --cpus $cpus --slice-timer $slice_timer"
+        a2="${args//@F/$n}"; a2="${a2//@R/3} --cpus $cpus --slice-timer $slice_timer"
+        ;;
+    esac
     echo "callgrind: $name, N=$n and $((2 * n)), $pairs pair(s)" >&2
     works=()
     atoms=()
