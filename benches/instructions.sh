@@ -19,6 +19,9 @@
 #                     differ on a switch only in how a deadline is
 #                     published (SLICE_TIMER=signal ONLY=switch measures the
 #                     default: a few instructions apart).
+#   env CLOCK         the scheduling clock: monotonic (default:
+#                     SCX_RT_CLOCK=monotonic, the exact clock, see below)
+#                     or tsc
 #   env TRACE=1       record a scheduling trace in every run (scx-rt-bench
 #                     --trace /dev/null --trace-capacity 4096): what tracing
 #                     costs when on (Builder::trace). The rings are small
@@ -116,6 +119,21 @@ case "${TRACE:-0}" in
         ;;
 esac
 slice_timer=${SLICE_TIMER:-thread}
+# The scheduling clock reads the exact clock (scx_rt_sys::clock): under
+# valgrind the TSC runs on in real time while the program crawls, so a
+# worker re-anchors its TSC clock after nearly every sleep, about 100
+# instructions (+77 on a same-CPU round trip, +174 cross-CPU) that a
+# real run pays once per 2^21 cycles. The clock's own cost is a timing
+# (sys_timings: 12 ns a TSC read, 30 ns a clock_gettime on the EPYC VM).
+# CLOCK=tsc measures the TSC path anyway.
+case "${CLOCK:-monotonic}" in
+    monotonic) export SCX_RT_CLOCK=monotonic ;;
+    tsc) unset SCX_RT_CLOCK ;;
+    *)
+        echo "instructions.sh: CLOCK must be monotonic or tsc" >&2
+        exit 2
+        ;;
+esac
 case "$poll" in
     '' | *[!0-9]*)
         echo "instructions.sh: IDLE_POLL_US must be a number of microseconds" >&2

@@ -87,16 +87,17 @@ pub fn monotonic_ns() -> u64 {
 #[inline]
 pub fn now_ns() -> u64 {
     #[cfg(target_arch = "x86_64")]
-    return tsc::now();
-    #[cfg(not(target_arch = "x86_64"))]
-    return monotonic_ns();
+    if tsc::enabled() {
+        return tsc::now();
+    }
+    monotonic_ns()
 }
 
 /// Whether [`now_ns`] reads the TSC (once calibrated) rather than calling
 /// `clock_gettime` (module docs: when it may).
 pub fn uses_tsc() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return tsc::base().is_some();
+    return tsc::enabled();
     #[cfg(not(target_arch = "x86_64"))]
     return false;
 }
@@ -104,7 +105,34 @@ pub fn uses_tsc() -> bool {
 #[cfg(target_arch = "x86_64")]
 mod tsc {
     use std::cell::Cell;
+    use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::OnceLock;
+
+    /// Whether `now_ns` reads the TSC: [`UNKNOWN`] until the first reading
+    /// decides (`base`). One relaxed load on every reading, so that where
+    /// the TSC is not used a reading costs what `clock_gettime` does and no
+    /// TSC read or anchor lookup besides.
+    static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
+    const UNKNOWN: u8 = 0;
+    const ON: u8 = 1;
+    const OFF: u8 = 2;
+
+    #[inline(always)]
+    pub(super) fn enabled() -> bool {
+        match MODE.load(Ordering::Relaxed) {
+            ON => true,
+            OFF => false,
+            _ => decide(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn decide() -> bool {
+        let on = base().is_some();
+        MODE.store(if on { ON } else { OFF }, Ordering::Relaxed);
+        on
+    }
 
     /// TSC cycles between re-anchors (module docs).
     pub(super) const PERIOD: u64 = 1 << 21;
@@ -147,14 +175,14 @@ mod tsc {
     /// The process's first paired reading, or `None` when the TSC is not
     /// to be used.
     #[derive(Clone, Copy)]
-    pub(super) struct Base {
+    struct Base {
         tsc: u64,
         ns: u64,
     }
 
     static BASE: OnceLock<Option<Base>> = OnceLock::new();
 
-    pub(super) fn base() -> Option<Base> {
+    fn base() -> Option<Base> {
         *BASE.get_or_init(|| usable().then(|| paired().into()))
     }
 
