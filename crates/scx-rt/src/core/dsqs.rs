@@ -71,7 +71,9 @@ pub(crate) enum Target<'a> {
     User(UserDsq<'a>),
 }
 
-/// The task joins this rq's runnable set.
+/// The task joins this rq's runnable set. Inline: every enqueue calls it,
+/// and out of line it cost a call and a spill per wake-up.
+#[inline]
 pub(crate) fn activate(rq: &mut RqSynced, p: &TaskRef) {
     if p.has_flag(tflags::RESET_RUNNABLE_AT) {
         // Inside the step (its wake-list drain): the step's reading.
