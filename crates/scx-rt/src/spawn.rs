@@ -421,6 +421,16 @@ mod tests {
         assert!(b.is_inline());
     }
 
+    /// A runtime of one unpinned CPU: every spawn and join of a test runs
+    /// on its one worker, which keeps the blocks (`task_pool`).
+    fn one_cpu() -> crate::Runtime {
+        crate::Runtime::builder()
+            .nr_cpus(1)
+            .pin(false)
+            .build()
+            .unwrap()
+    }
+
     /// A join on a worker that leaves the handle its exited task's last
     /// reference hands the task's block to that worker, and the next spawn
     /// there is built in it; a handle still held (its task finished, not
@@ -429,11 +439,7 @@ mod tests {
     /// thread.
     #[test]
     fn a_joined_handle_gives_its_block_to_the_next_spawn_on_its_worker() {
-        let rt = crate::Runtime::builder()
-            .nr_cpus(1)
-            .pin(false)
-            .build()
-            .unwrap();
+        let rt = one_cpu();
         rt.block_on(|| {
             let kept = crate::task_pool::kept();
             let held = crate::spawn(|| vec![7u64; 4]);
@@ -473,11 +479,7 @@ mod tests {
     #[test]
     fn a_burst_joined_on_a_worker_is_kept_for_the_next_and_then_decays() {
         use crate::task_pool::{kept, tick};
-        let rt = crate::Runtime::builder()
-            .nr_cpus(1)
-            .pin(false)
-            .build()
-            .unwrap();
+        let rt = one_cpu();
         rt.block_on(|| {
             let floor = crate::consts::TASK_POOL_FLOOR;
             let e = crate::consts::TASK_POOL_EPOCH_NS;
