@@ -19,45 +19,62 @@
 //!
 //! # The TSC clock
 //!
+//! One anchor for the whole process, under a sequence lock (the vDSO's
+//! own scheme): every thread computes the same function of the TSC, so
+//! readings on different CPUs agree as well as their TSCs do (the kernel
+//! checked that). An anchor per thread, tried first, gave each thread its
+//! own small offset from the others (its own exact reading, paired with
+//! its own TSC read).
+//!
 //! ```text
-//! now_ns:    t := rdtsc
-//!            a := this thread's anchor (tsc, ns, floor, mult)
+//! now_ns:    read the anchor (tsc, ns, floor, mult) under its sequence
+//!            t := rdtsc
 //!            t - a.tsc < PERIOD:  max(a.ns + (t - a.tsc) * a.mult / 2^32, a.floor)
-//!            else re-anchor:
+//!            else re-anchor (one thread: the sequence's compare-and-swap;
+//!            the others wait for it, a few dozen ns):
 //!              (t, ns) := a paired reading of the TSC and CLOCK_MONOTONIC
 //!              mult    := (ns - base.ns) * 2^32 / (t - base.tsc)
 //!              floor   := the most the old anchor could have returned
 //!              anchor  := (t, ns, floor, mult); return max(ns, floor)
 //! ```
 //!
-//! - **Agreement with `CLOCK_MONOTONIC`.** Each thread re-anchors to an
-//!   exact reading every `PERIOD` cycles (2^21: under a millisecond at any
-//!   TSC above 2.1 GHz, 2 ms at 1 GHz). Between anchors the error is the
-//!   multiplier's error times the time since the anchor. The multiplier
-//!   is measured over everything since the process's first reading (the
-//!   base), so it gets more exact as the process runs: at 1 ms its error
-//!   is about 6e-5 (two 30 ns readings over 1 ms), at one second 6e-8. An
-//!   NTP slew (at most 500 ppm) that the kernel applies to
-//!   `CLOCK_MONOTONIC` but the TSC does not see is bounded the same way:
-//!   at most 0.5 µs by the next anchor. The two clocks therefore agree to
-//!   within about a microsecond, which is what the runtime assumes where
-//!   a deadline on this clock arms an OS timer on `CLOCK_MONOTONIC` (the
-//!   slice-expiry timer, `expiry`).
-//! - **Monotonic per thread.** Within a period the reading grows with the
-//!   TSC. A re-anchor may land below what the old anchor returned (its
+//! - **Agreement with `CLOCK_MONOTONIC`.** The anchor follows an exact
+//!   reading every `PERIOD` cycles (2^21: under a millisecond at any TSC
+//!   above 2.1 GHz, 2 ms at 1 GHz) of a process that reads the clock.
+//!   Between anchors the error is the multiplier's error times the time
+//!   since the anchor. The multiplier is measured over everything since
+//!   the process's first reading (the base), so it gets more exact as the
+//!   process runs: at 1 ms its error is about 6e-5 (two 30 ns readings
+//!   over 1 ms), at one second 6e-8. An NTP slew (at most 500 ppm) that
+//!   the kernel applies to `CLOCK_MONOTONIC` but the TSC does not see is
+//!   bounded the same way: at most 0.5 µs by the next anchor. The two
+//!   clocks therefore agree to within about a microsecond, which is what
+//!   the runtime assumes where a deadline on this clock arms an OS timer on
+//!   `CLOCK_MONOTONIC` (the slice-expiry timer, `expiry`).
+//! - **Monotonic.** Within a period the reading grows with the TSC. A
+//!   re-anchor may land below what the old anchor returned (its
 //!   multiplier ran a little fast); the floor, the old anchor's value at
-//!   the end of its period, holds the clock still until the exact time
-//!   passes it (at most one period's error, under a microsecond). Across
-//!   threads, readings differ by that error (CLOCK_MONOTONIC itself
-//!   agrees across CPUs); the runtime already compares times taken on
-//!   different CPUs with saturating arithmetic.
+//!   the end of its period (or at the re-anchor, if sooner), holds the
+//!   clock still until the exact time passes it (at most one period's
+//!   error, under a microsecond). A reader that took the old anchor just
+//!   before a re-anchor and read the TSC just after the writer did can
+//!   still come out above the new anchor's floor, by the multiplier's error
+//!   over that instant (nanoseconds at most). Across CPUs there is one
+//!   more way: RDTSC is not ordered with the loads before it (the vDSO's
+//!   `clock_gettime` puts an LFENCE in front, which would double the
+//!   read's cost here), so a reading made after a CPU saw another CPU's
+//!   reading (through a cache line) can come out below it by as long as
+//!   that load took: up to 1.5 µs measured between the VM's two vCPUs,
+//!   readings on one thread excepted. The runtime does not order events
+//!   of two CPUs by their times: it compares times with saturating
+//!   arithmetic, and the trace rings stamp no record earlier than the one
+//!   before.
 //! - **Calibration.** The first reading in the process takes the base.
 //!   Until the base is `CALIBRATE_NS` (1 ms) old there is no multiplier
-//!   to trust, and `now_ns` returns exact readings (the re-anchor path,
-//!   about 40 ns); from then on each thread's first reading anchors it.
-//! - **Signal handlers** use [`monotonic_ns`]: the anchor is a
-//!   thread-local that a handler could interrupt halfway through its
-//!   update.
+//!   to trust, and `now_ns` returns exact readings (about 40 ns); the
+//!   first reading after that publishes the first anchor.
+//! - **Signal handlers** use [`monotonic_ns`]: a handler that interrupted
+//!   the re-anchoring thread inside its sequence would wait for itself.
 
 /// How far apart [`now_ns`] and [`monotonic_ns`] may read at the same
 /// moment, with a wide margin: the bound the module docs derive is about a
@@ -83,7 +100,8 @@ pub fn monotonic_ns() -> u64 {
 
 /// The scheduling clock: `CLOCK_MONOTONIC` in nanoseconds, to within about
 /// a microsecond, from the TSC where the kernel trusts it (module docs).
-/// Monotonic per thread. Not for signal handlers ([`monotonic_ns`]).
+/// Monotonic on a thread; across CPUs, ordered only to within about a
+/// microsecond (module docs). Not for signal handlers ([`monotonic_ns`]).
 #[inline]
 pub fn now_ns() -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -104,8 +122,7 @@ pub fn uses_tsc() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod tsc {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
     use std::sync::OnceLock;
 
     /// Whether `now_ns` reads the TSC: [`UNKNOWN`] until the first reading
@@ -145,31 +162,69 @@ mod tsc {
     /// the TSC is then not used. It also keeps `PERIOD * mult` within 64
     /// bits.
     const MULT_MAX: u64 = 1 << 40;
+    /// Spins a reader waits for a re-anchoring thread before it reads the
+    /// exact clock instead (the writer was descheduled inside its
+    /// sequence: some µs at least).
+    const WAIT_SPINS: u32 = 1 << 12;
 
-    /// A thread's anchor: at TSC `tsc` the exact time was `ns`; `mult` is
-    /// nanoseconds per cycle in 32.32 fixed point; the clock reads no less
-    /// than `floor`.
-    #[derive(Clone, Copy)]
+    /// The process's anchor: at TSC `tsc` the exact time was `ns`; `mult`
+    /// is nanoseconds per cycle in 32.32 fixed point (0: none yet); the
+    /// clock reads no less than `floor`. `seq` is odd while a thread
+    /// re-anchors. On a line of its own: written once per period, read by
+    /// every reading on every CPU.
+    #[repr(C, align(64))]
     struct Anchor {
+        seq: AtomicU64,
+        tsc: AtomicU64,
+        ns: AtomicU64,
+        floor: AtomicU64,
+        mult: AtomicU64,
+    }
+
+    /// No anchor yet: every TSC reading is `PERIOD` or more past `tsc` (it
+    /// would take the TSC two centuries to come within `PERIOD` of it).
+    static ANCHOR: Anchor = Anchor {
+        seq: AtomicU64::new(0),
+        tsc: AtomicU64::new(u64::MAX - PERIOD),
+        ns: AtomicU64::new(0),
+        floor: AtomicU64::new(0),
+        mult: AtomicU64::new(0),
+    };
+
+    /// A consistent copy of the anchor's fields.
+    #[derive(Clone, Copy)]
+    struct Snap {
+        seq: u64,
         tsc: u64,
         ns: u64,
         floor: u64,
         mult: u64,
     }
 
-    /// No anchor: every TSC reading is `PERIOD` or more past `tsc` (it would
-    /// take the TSC two centuries to come within `PERIOD` of it).
-    const NONE: Anchor = Anchor {
-        tsc: u64::MAX - PERIOD,
-        ns: 0,
-        floor: 0,
-        mult: 0,
-    };
+    impl Snap {
+        /// The reading at TSC `t`, `t - self.tsc < PERIOD`. `d < 2^21`
+        /// and `mult < 2^40`: the product fits in 64 bits.
+        #[inline(always)]
+        fn at(&self, t: u64) -> u64 {
+            let d = t.wrapping_sub(self.tsc);
+            (self.ns + ((d * self.mult) >> 32)).max(self.floor)
+        }
+    }
 
-    std::thread_local! {
-        /// This thread's anchor: a plain cell (no destructor, so no lazy
-        /// registration to check on the fast path).
-        static ANCHOR: Cell<Anchor> = const { Cell::new(NONE) };
+    /// The anchor's fields, if no re-anchor overlapped the reads (the
+    /// sequence lock's reader side).
+    #[inline(always)]
+    fn snap() -> Option<Snap> {
+        let seq = ANCHOR.seq.load(Ordering::Acquire);
+        let s = Snap {
+            seq,
+            tsc: ANCHOR.tsc.load(Ordering::Relaxed),
+            ns: ANCHOR.ns.load(Ordering::Relaxed),
+            floor: ANCHOR.floor.load(Ordering::Relaxed),
+            mult: ANCHOR.mult.load(Ordering::Relaxed),
+        };
+        fence(Ordering::Acquire);
+        (seq & 1 == 0 && ANCHOR.seq.load(Ordering::Relaxed) == seq).then_some(s)
     }
 
     /// The process's first paired reading, or `None` when the TSC is not
@@ -183,13 +238,12 @@ mod tsc {
     static BASE: OnceLock<Option<Base>> = OnceLock::new();
 
     fn base() -> Option<Base> {
-        *BASE.get_or_init(|| usable().then(|| paired().into()))
-    }
-
-    impl From<(u64, u64)> for Base {
-        fn from((tsc, ns): (u64, u64)) -> Self {
-            Base { tsc, ns }
-        }
+        *BASE.get_or_init(|| {
+            usable().then(|| {
+                let (tsc, ns) = paired();
+                Base { tsc, ns }
+            })
+        })
     }
 
     #[inline(always)]
@@ -255,12 +309,11 @@ mod tsc {
 
     #[inline]
     pub(super) fn now() -> u64 {
-        let t = rdtsc();
-        let a = ANCHOR.with(Cell::get);
-        let d = t.wrapping_sub(a.tsc);
-        if d < PERIOD {
-            // `d < 2^21` and `mult < 2^40`: the product fits in 64 bits.
-            return (a.ns + ((d * a.mult) >> 32)).max(a.floor);
+        if let Some(a) = snap() {
+            let t = rdtsc();
+            if t.wrapping_sub(a.tsc) < PERIOD {
+                return a.at(t);
+            }
         }
         reanchor()
     }
@@ -271,41 +324,82 @@ mod tsc {
         let Some(base) = base() else {
             return super::monotonic_ns();
         };
-        let (t, ns) = paired();
+        let mut spins = 0u32;
+        loop {
+            let Some(a) = snap() else {
+                // Another thread re-anchors: wait for it, within reason.
+                spins += 1;
+                if spins > WAIT_SPINS {
+                    return super::monotonic_ns().max(ANCHOR.floor.load(Ordering::Relaxed));
+                }
+                std::hint::spin_loop();
+                continue;
+            };
+            let t = rdtsc();
+            let d = t.wrapping_sub(a.tsc);
+            if d < PERIOD {
+                // Re-anchored meanwhile by another thread.
+                return a.at(t);
+            }
+            if a.mult != 0 && t < a.tsc {
+                // This CPU's TSC read a little behind the anchor's (the
+                // TSCs agree, up to the order of two reads): the anchor's
+                // own time, held by its floor.
+                return a.ns.max(a.floor);
+            }
+            if ANCHOR
+                .seq
+                .compare_exchange(a.seq, a.seq + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // The odd sequence before the fields (the sequence lock's writer
+            // side): a reader that sees a field written below sees, at its
+            // acquire fence, a sequence other than the one it began with.
+            fence(Ordering::Release);
+            let (t, ns) = paired();
+            let published = publish(base, a, t, ns);
+            // Release: the fields above before the even sequence.
+            ANCHOR.seq.store(a.seq + 2, Ordering::Release);
+            return published;
+        }
+    }
+
+    /// Writes the anchor at the pair `(t, ns)` after `old` (the caller
+    /// holds the sequence odd) and returns the reading at `t`. Before the
+    /// base is `CALIBRATE_NS` old, or with a multiplier past belief, writes
+    /// nothing and returns the exact reading (no lower than the floor).
+    fn publish(base: Base, old: Snap, t: u64, ns: u64) -> u64 {
         let (Some(span), Some(cycles)) = (ns.checked_sub(base.ns), t.checked_sub(base.tsc)) else {
-            return ns;
+            return ns.max(old.floor);
         };
-        if span < CALIBRATE_NS || cycles == 0 {
-            // Still calibrating: exact readings, no anchor.
-            return ns;
-        }
-        let mult = ((span as u128) << 32) / cycles as u128;
+        let mult = if span < CALIBRATE_NS || cycles == 0 {
+            0
+        } else {
+            ((span as u128) << 32) / cycles as u128
+        };
         if mult == 0 || mult >= MULT_MAX as u128 {
-            return ns;
+            return ns.max(old.floor);
         }
-        let old = ANCHOR.with(Cell::get);
         let mut floor = old.floor;
         if old.mult != 0 {
             if let Some(d) = t.checked_sub(old.tsc) {
-                // The most the old anchor returned: its value at the end of
-                // its period, or now if that came first.
+                // The most the old anchor returned: its value at the end
+                // of its period, or now if that came first.
                 floor = floor.max(old.ns.saturating_add(scale(d.min(PERIOD), old.mult)));
             }
         }
-        ANCHOR.with(|a| {
-            a.set(Anchor {
-                tsc: t,
-                ns,
-                floor,
-                mult: mult as u64,
-            })
-        });
+        ANCHOR.tsc.store(t, Ordering::Relaxed);
+        ANCHOR.ns.store(ns, Ordering::Relaxed);
+        ANCHOR.floor.store(floor, Ordering::Relaxed);
+        ANCHOR.mult.store(mult as u64, Ordering::Relaxed);
         ns.max(floor)
     }
 
     #[cfg(test)]
     pub(super) fn anchored() -> bool {
-        ANCHOR.with(Cell::get).mult != 0
+        ANCHOR.mult.load(Ordering::Relaxed) != 0
     }
 }
 

@@ -11,7 +11,8 @@ use super::ring::{self, Kind, Record};
 /// [`Runtime::trace_snapshot`]: crate::Runtime::trace_snapshot
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceEvent {
-    /// `CLOCK_MONOTONIC` time in ns (the runtime's clock; the scheduling
+    /// Time in ns on the runtime's scheduling clock (`CLOCK_MONOTONIC` to
+    /// within well under a µs, `scx_rt_sys::clock`; the scheduling
     /// step's events share the time the step started at).
     pub ts_ns: u64,
     /// The CPU whose runqueue the event happened on.

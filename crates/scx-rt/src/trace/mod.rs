@@ -46,9 +46,12 @@
 //!    locks are free.
 //! 4. **Time**: a record written by the owner's step takes the rq clock
 //!    (`RqOwner::clock`, read once at the step's start, after the lock
-//!    was taken); any other writer reads `CLOCK_MONOTONIC`. The lock
-//!    orders the writers and each reads its time after taking the lock,
-//!    so the times in one ring never go down; across rings they are
+//!    was taken); any other writer reads the scheduling clock
+//!    (`core::clock`). The lock orders the writers and each reads its
+//!    time after taking the lock; two threads' readings may differ by the
+//!    clock's skew (`scx_rt_sys::clock`, well under a µs), so the ring
+//!    stamps a record no earlier than the one before it (`Ring::push`):
+//!    the times in one ring never go down; across rings they are
 //!    readings of one clock.
 //! 5. **Off** (the default): every `rq.trace` is `None`. Each recording
 //!    point is one `if let Some(ring) = rq.trace` on the locked rq, whose

@@ -68,7 +68,7 @@ pub(crate) const PREEMPT_BY_ENQ: u64 = 1;
 /// One event, as the hot path writes it (40 bytes).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Record {
-    /// `CLOCK_MONOTONIC` ns.
+    /// The scheduling clock's ns (`core::clock`; module docs, rule 4).
     pub ts: u64,
     /// The task the event is about (0: none; task ids start at 1).
     pub task: TaskId,
@@ -97,6 +97,9 @@ pub(crate) struct Ring {
     overwrite: bool,
     /// Records offered to the ring, kept or not.
     seen: u64,
+    /// The time of the last record offered: a record is never stamped
+    /// earlier (`push`).
+    last_ts: u64,
     /// The task this CPU's scheduling step stopped, and why (`STOP_*`):
     /// set at the step's start, taken by its switch record. Only the
     /// owner's step touches it.
@@ -113,14 +116,22 @@ impl Ring {
             full: false,
             overwrite: full == TraceFull::OverwriteOldest,
             seen: 0,
+            last_ts: 0,
             stopped: None,
         }
     }
 
     /// Adds `r`; when full, overwrites the oldest record or drops `r`
     /// (counted as lost either way, [`Ring::lost`]).
+    ///
+    /// Its time is at least the last record's: the lock orders the
+    /// writers, but two threads' readings of the scheduling clock may
+    /// differ by its skew (`scx_rt_sys::clock`, well under a µs), so a
+    /// reading after the lock can come out a little below the one before.
     #[inline(always)]
-    pub(crate) fn push(&mut self, r: Record) {
+    pub(crate) fn push(&mut self, mut r: Record) {
+        r.ts = r.ts.max(self.last_ts);
+        self.last_ts = r.ts;
         self.seen += 1;
         if self.full && !self.overwrite {
             return;
@@ -175,6 +186,18 @@ mod tests {
 
     fn times(r: &Ring) -> Vec<u64> {
         r.records().iter().map(|r| r.ts).collect()
+    }
+
+    /// A record stamped earlier than the one before it (another thread's
+    /// reading of the clock, a little behind) takes the earlier record's
+    /// time: the ring's times never go down.
+    #[test]
+    fn a_record_is_never_stamped_before_the_last() {
+        let mut r = Ring::new(8, TraceFull::OverwriteOldest);
+        for t in [10, 30, 25, 40, 39, 41] {
+            r.push(rec(t));
+        }
+        assert_eq!(times(&r), [10, 30, 30, 40, 40, 41]);
     }
 
     #[test]
