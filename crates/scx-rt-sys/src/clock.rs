@@ -27,7 +27,9 @@
 //! its own TSC read).
 //!
 //! ```text
-//! now_ns:    read the anchor (tsc, ns, floor, mult) under its sequence
+//! now_ns:    the anchor (tsc, ns, floor, mult): this thread's copy while
+//!            the shared sequence says it is current, else read under the
+//!            sequence and copied
 //!            t := rdtsc
 //!            t - a.tsc < PERIOD:  max(a.ns + (t - a.tsc) * a.mult / 2^32, a.floor)
 //!            else re-anchor (one thread: the sequence's compare-and-swap;
@@ -122,6 +124,7 @@ pub fn uses_tsc() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod tsc {
+    use std::cell::Cell;
     use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
     use std::sync::OnceLock;
 
@@ -190,6 +193,22 @@ mod tsc {
         floor: AtomicU64::new(0),
         mult: AtomicU64::new(0),
     };
+
+    std::thread_local! {
+        /// This thread's copy of the anchor, current while its `seq` is the
+        /// anchor's: a reading loads the shared sequence once and the rest
+        /// from here (a plain cell: no destructor, no lazy registration).
+        /// An odd `seq` never matches a published one.
+        static COPY: Cell<Snap> = const {
+            Cell::new(Snap {
+                seq: u64::MAX,
+                tsc: 0,
+                ns: 0,
+                floor: 0,
+                mult: 0,
+            })
+        };
+    }
 
     /// A consistent copy of the anchor's fields.
     #[derive(Clone, Copy)]
@@ -309,7 +328,9 @@ mod tsc {
 
     #[inline]
     pub(super) fn now() -> u64 {
-        if let Some(a) = snap() {
+        let seq = ANCHOR.seq.load(Ordering::Acquire);
+        let a = COPY.with(Cell::get);
+        if a.seq == seq {
             let t = rdtsc();
             if t.wrapping_sub(a.tsc) < PERIOD {
                 return a.at(t);
@@ -335,10 +356,11 @@ mod tsc {
                 std::hint::spin_loop();
                 continue;
             };
+            COPY.with(|c| c.set(a));
             let t = rdtsc();
             let d = t.wrapping_sub(a.tsc);
             if d < PERIOD {
-                // Re-anchored meanwhile by another thread.
+                // Re-anchored by another thread since this one's copy.
                 return a.at(t);
             }
             if a.mult != 0 && t < a.tsc {
@@ -362,6 +384,9 @@ mod tsc {
             let published = publish(base, a, t, ns);
             // Release: the fields above before the even sequence.
             ANCHOR.seq.store(a.seq + 2, Ordering::Release);
+            if let Some(b) = snap() {
+                COPY.with(|c| c.set(b));
+            }
             return published;
         }
     }
