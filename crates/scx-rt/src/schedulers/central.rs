@@ -120,7 +120,8 @@ use crate::task::TaskRef;
 /// `FALLBACK_DSQ_ID`).
 pub const FALLBACK_DSQ: u64 = 0;
 
-/// Capacity of the central FIFO (the BPF queue map's `max_entries`).
+/// Capacity of the central FIFO by default (the BPF queue map's
+/// `max_entries`; [`Central::queue_cap`]).
 pub const CENTRAL_QUEUE_CAP: usize = 4096;
 
 /// Most tasks a pass puts in one CPU's local DSQ (module docs, batching 1).
@@ -200,6 +201,8 @@ pub struct Central {
     slice_ns: u64,
     timer_interval_ns: u64,
     local_depth: usize,
+    /// Capacity of the central FIFO.
+    queue_cap: usize,
     /// The FIFO and the waiting set; `None` only if `init` failed (the
     /// runtime is then ejecting this scheduler, and callbacks do nothing).
     queue: OnceLock<parking_lot::Mutex<CentralQueue>>,
@@ -295,6 +298,7 @@ impl Central {
             slice_ns: SLICE_DFL,
             timer_interval_ns: 1_000_000,
             local_depth: LOCAL_DEPTH,
+            queue_cap: CENTRAL_QUEUE_CAP,
             queue: OnceLock::new(),
             started_at: OnceLock::new(),
             timer_start: AtomicUsize::new(0),
@@ -337,6 +341,15 @@ impl Central {
     /// per asking CPU, plus the top-up of busy CPUs.
     pub fn local_depth(mut self, n: usize) -> Self {
         self.local_depth = n.max(1);
+        self
+    }
+
+    /// Capacity of the central FIFO (default [`CENTRAL_QUEUE_CAP`], at
+    /// least 1; scx_central's queue map size): an enqueue that finds it full
+    /// goes to the fallback DSQ (module docs, overload). A small one makes
+    /// the overflow path certain under any burst (its tests).
+    pub fn queue_cap(mut self, n: usize) -> Self {
+        self.queue_cap = n.max(1);
         self
     }
 
@@ -579,7 +592,7 @@ impl Scheduler for Central {
         };
         let kick = {
             let mut q = qm.lock();
-            if q.tasks.len() >= CENTRAL_QUEUE_CAP {
+            if q.tasks.len() >= self.queue_cap {
                 bump(&self.stats.overflows, 1);
                 drop(q);
                 ctx.dsq_insert(p, FALLBACK_DSQ, SLICE_INF, enq_flags);
