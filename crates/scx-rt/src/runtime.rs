@@ -314,7 +314,7 @@ impl Runtime {
     ///
     /// ```
     /// use scx_rt::CpuPreemptReason;
-    /// let rt = scx_rt::Runtime::builder().nr_cpus(2).build().unwrap();
+    /// let rt = scx_rt::Runtime::builder().nr_cpus(2).pin(false).build().unwrap();
     /// let on = rt.run_on_cpu(1, CpuPreemptReason::Stop, || scx_rt::current_cpu()).unwrap();
     /// assert_eq!(on, Some(1));
     /// ```

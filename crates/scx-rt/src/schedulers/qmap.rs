@@ -204,7 +204,12 @@ impl Fifo {
 /// use scx_rt::schedulers::Qmap;
 /// let qmap = Qmap::new().batch(4).highpri_boosting(true);
 /// let stats = qmap.stats();
-/// let rt = scx_rt::Runtime::builder().nr_cpus(2).scheduler(qmap).build().unwrap();
+/// let rt = scx_rt::Runtime::builder()
+///     .nr_cpus(2)
+///     .pin(false)
+///     .scheduler(qmap)
+///     .build()
+///     .unwrap();
 /// let hs: Vec<_> = [10, 100, 8668]
 ///     .into_iter()
 ///     .map(|w| rt.spawn_weighted(w, move || w).unwrap())
