@@ -102,8 +102,8 @@ pub fn monotonic_ns() -> u64 {
 
 /// The scheduling clock: `CLOCK_MONOTONIC` in nanoseconds, to within about
 /// a microsecond, from the TSC where the kernel trusts it (module docs).
-/// Monotonic on a thread; across CPUs, ordered only to within about a
-/// microsecond (module docs). Not for signal handlers ([`monotonic_ns`]).
+/// Monotonic on a thread; across CPUs, ordered only to within about
+/// 1.5 µs (module docs: the TSC read is not fenced). Not for signal handlers ([`monotonic_ns`]).
 #[inline]
 pub fn now_ns() -> u64 {
     #[cfg(target_arch = "x86_64")]

@@ -66,7 +66,7 @@ pub const TASK_POOL_EPOCH_NS: u64 = 1_000_000_000;
 /// a look every `IO_POLL_INTERVAL_NS`): the release after a large burst
 /// is spread out, some 256 frees (tens of microseconds) per look, instead
 /// of delaying the CPU's next task by one free per block. A worker about
-/// to sleep frees what is owed at once.
+/// to sleep frees what is owed in such batches until work arrives.
 pub const TASK_POOL_BUSY_RELEASE: usize = 256;
 
 /// Default green stack size (virtual; only touched pages cost memory).

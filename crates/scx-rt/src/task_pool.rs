@@ -85,7 +85,10 @@
 //! `consts::TASK_POOL_BUSY_RELEASE` (the release after a burst of 100,000
 //! is spread over some 400 looks, tens of microseconds each, instead of
 //! delaying the next task by milliseconds); and before it sleeps
-//! (`worker::idle`, next to the stack cache's trim) with no limit. Always
+//! (`worker::idle`, next to the stack cache's trim), batch after batch
+//! until nothing is owed or work arrives: the CPU still shows as polling
+//! there, so a wake-up waits for the batch in hand, not for the whole
+//! release. Always
 //! off the rq lock: freeing runs no user code (a vacant block holds no
 //! value) but takes the allocator's slow path once a block. A sleeping
 //! worker keeps what it holds until it wakes (no timer wakes it to
@@ -222,25 +225,28 @@ fn pop() -> Option<Vacant<Task>> {
 /// The calling worker thread's clock reads `now`: ends its list's epoch
 /// if it is over and frees at most `batch` of the blocks owed (module
 /// docs, protocol step 3). A compare or two when nothing is due. No lock
-/// may be held.
+/// may be held. Returns whether blocks are still owed.
 #[inline]
-pub(crate) fn tick(now: u64, batch: usize) {
+pub(crate) fn tick(now: u64, batch: usize) -> bool {
     if MARKS.with(|m| now >= m.end.get() || m.owed.get() != 0) {
-        tick_slow(now, batch);
+        return tick_slow(now, batch);
     }
+    false
 }
 
 #[cold]
 #[inline(never)]
-fn tick_slow(now: u64, batch: usize) {
-    let _ = FREE.try_with(|f| {
+fn tick_slow(now: u64, batch: usize) -> bool {
+    FREE.try_with(|f| {
         MARKS.with(|m| {
             if now >= m.end.get() {
                 end_epoch(f, m, now);
             }
             pay(f, m, batch);
+            m.owed.get() != 0
         })
-    });
+    })
+    .unwrap_or(false)
 }
 
 /// Protocol step 3 at clock reading `now`: what the ended epoch owes, and
@@ -384,12 +390,12 @@ mod tests {
             for i in 0..n as u64 {
                 retire(token(i));
             }
-            tick(2 * e, 100);
+            assert!(!tick(2 * e, 100), "nothing owed");
             assert_eq!(kept(), n, "low was 0: nothing owed");
             // No spawn for an epoch: n - floor owed, 100 a tick.
-            tick(3 * e, 100);
+            assert!(tick(3 * e, 100), "more owed");
             assert_eq!(kept(), n - 100);
-            tick(3 * e + 1, 100);
+            assert!(tick(3 * e + 1, 100));
             assert_eq!(kept(), n - 200);
             // A burst takes all but 500, then gives them back: only those
             // 500 may still go.
@@ -404,7 +410,7 @@ mod tests {
                 tick(3 * e + 1 + k, 100);
                 assert_eq!(kept(), n - 200 - 100 * k as usize);
             }
-            tick(3 * e + 10, 100);
+            assert!(!tick(3 * e + 10, 100), "the last batch was short");
             assert_eq!(kept(), n - 200 - left, "nothing more owed");
         });
     }

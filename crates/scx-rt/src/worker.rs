@@ -102,7 +102,7 @@ pub(crate) fn worker_main(
             // common step pays one compare.
             next_io_poll = after.now.saturating_add(crate::consts::IO_POLL_INTERVAL_NS);
             look.busy();
-            crate::task_pool::tick(after.now, crate::consts::TASK_POOL_BUSY_RELEASE);
+            let _ = crate::task_pool::tick(after.now, crate::consts::TASK_POOL_BUSY_RELEASE);
         }
         crate::kick::run_pending_on(sh, c);
         match next {
@@ -272,7 +272,13 @@ fn idle(
             // spawn took for an epoch (`task_pool`: the rest stay while
             // the CPU sleeps).
             stacks.trim(crate::consts::STACKS_KEEP_RESIDENT);
-            crate::task_pool::tick(now, usize::MAX);
+            // The CPU shows as polling here: a wake-up is seen after the
+            // batch in hand, not after the whole release.
+            let s = &sh.cpus[cpu].shared;
+            while crate::task_pool::tick(now, crate::consts::TASK_POOL_BUSY_RELEASE)
+                && !s.need_resched.load(Ordering::SeqCst)
+                && !crate::core::irq::idle_wake(sh, cpu)
+            {}
             // The expiry timer stays armed (module docs).
         },
         io.then_some(look as &dyn crate::rq::IdleIo),

@@ -48,8 +48,9 @@
 //!    (`RqOwner::clock`, read once at the step's start, after the lock
 //!    was taken); any other writer reads the scheduling clock
 //!    (`core::clock`). The lock orders the writers and each reads its
-//!    time after taking the lock; two threads' readings may differ by the
-//!    clock's skew (`scx_rt_sys::clock`, well under a µs), so the ring
+//!    time after taking the lock; two threads' readings may be out of
+//!    order by up to about 1.5 µs (`scx_rt_sys::clock`: the TSC read is
+//!    not fenced), so the ring
 //!    stamps a record no earlier than the one before it (`Ring::push`):
 //!    the times in one ring never go down; across rings they are
 //!    readings of one clock.

@@ -126,7 +126,8 @@ impl Ring {
     ///
     /// Its time is at least the last record's: the lock orders the
     /// writers, but two threads' readings of the scheduling clock may
-    /// differ by its skew (`scx_rt_sys::clock`, well under a µs), so a
+    /// be out of order by up to about 1.5 µs (`scx_rt_sys::clock`: the TSC
+    /// read is not fenced), so a
     /// reading after the lock can come out a little below the one before.
     #[inline(always)]
     pub(crate) fn push(&mut self, mut r: Record) {
