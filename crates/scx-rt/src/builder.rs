@@ -226,7 +226,9 @@ impl Builder {
     /// How long an idle worker spins before sleeping (default 50 µs). Zero
     /// sleeps at once; `Duration::MAX` (anything of `u64::MAX` ns or more)
     /// never sleeps: idle workers spin at 100% CPU, for the lowest wake-up
-    /// latency at the cost of a busy core each.
+    /// latency at the cost of a busy core each. A spinning worker calls
+    /// `sched_yield` every 2 µs, so another thread that shares its OS CPU
+    /// runs at once instead of waiting for the end of the OS time slice.
     pub fn idle_poll(mut self, d: Duration) -> Self {
         self.idle_poll = d;
         self

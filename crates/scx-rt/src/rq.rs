@@ -569,7 +569,7 @@ impl Cpu {
 
     /// The idle wait of this CPU's worker, after its scheduling step found
     /// nothing to run: poll `need_resched` (state POLLING) for `poll_ns`,
-    /// then sleep on the doorbell (state SLEEPING) until a resched, the
+    /// yielding the OS CPU every `consts::IDLE_YIELD_NS` of it, then sleep on the doorbell (state SLEEPING) until a resched, the
     /// earliest sleep timer, or `extra` (other pending work) says so.
     /// `need_resched` is re-checked after SLEEPING is published, which is
     /// what makes a racing `resched` impossible to lose.
@@ -622,6 +622,7 @@ impl Cpu {
         // The caller looked at `io` just before this wait: the first peek
         // is one interval in.
         let mut next_peek = now.saturating_add(crate::consts::IO_IDLE_PEEK_NS);
+        let mut next_yield = now.saturating_add(crate::consts::IDLE_YIELD_NS);
         let mut t = now;
         loop {
             if pending() {
@@ -635,6 +636,16 @@ impl Cpu {
             }
             if t >= poll_until {
                 break;
+            }
+            if t >= next_yield {
+                // Other threads of this OS CPU run now, not at the end of
+                // the OS slice (`consts::IDLE_YIELD_NS`); the CPU stays
+                // POLLING meanwhile (a kick made during the yield is seen
+                // when it returns).
+                crate::loom::thread_yield();
+                t = crate::core::clock::now();
+                next_yield = t.saturating_add(crate::consts::IDLE_YIELD_NS);
+                continue;
             }
             if let Some(r) = io {
                 if t >= next_peek {
