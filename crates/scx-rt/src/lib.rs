@@ -125,6 +125,7 @@ mod dump;
 #[cfg(not(scx_rt_loom))]
 mod hotplug;
 mod idle;
+mod idle_wait;
 mod join;
 mod kick;
 mod kick_state;

@@ -121,7 +121,7 @@ impl ForkLock {
 /// doorbell's condvar under loom, `Doorbell::sleep_io`).
 struct NoEvents;
 
-impl crate::rq::IdleIo for NoEvents {
+impl crate::idle_wait::IdleIo for NoEvents {
     fn peek(&self) -> bool {
         false
     }

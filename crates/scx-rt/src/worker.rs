@@ -283,7 +283,7 @@ fn idle(
             {}
             // The expiry timer stays armed (module docs).
         },
-        io.then_some(look as &dyn crate::rq::IdleIo),
+        io.then_some(look as &dyn crate::idle_wait::IdleIo),
     );
     if io {
         // The events the idle looks collected, woken now that the CPU is
@@ -292,13 +292,13 @@ fn idle(
         let n = look.wake(crate::flags::WakeFlags::TTWU | crate::flags::WakeFlags::SYNC);
         let st = &sh.cpus[cpu].shared.owner.stats;
         match end {
-            crate::rq::IdleEnd::IoWhilePolling => add(&st.io_wakeups_polling, n),
-            crate::rq::IdleEnd::Slept => add(&st.io_wakeups_slept, n),
+            crate::idle_wait::IdleEnd::IoWhilePolling => add(&st.io_wakeups_polling, n),
+            crate::idle_wait::IdleEnd::Slept => add(&st.io_wakeups_slept, n),
             _ => {}
         }
         // (A look that found events while polling may have been a
         // sibling's: not counted.)
-        return look.has_own() && matches!(end, crate::rq::IdleEnd::Slept);
+        return look.has_own() && matches!(end, crate::idle_wait::IdleEnd::Slept);
     }
     false
 }

@@ -160,7 +160,7 @@ impl<'a> Looker<'a> {
     }
 }
 
-impl crate::rq::IdleIo for Looker<'_> {
+impl crate::idle_wait::IdleIo for Looker<'_> {
     /// A peek of the idle poll: our own reactor and a sibling's in turn
     /// (each peek one system call).
     fn peek(&self) -> bool {
