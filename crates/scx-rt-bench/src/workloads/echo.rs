@@ -37,8 +37,11 @@
 //! repetition, p50 over them), case `SIZE-Nconn-rps`. Each repetition
 //! also prints a progress line per subject: how evenly its connections were
 //! served (requests per connection, min / p50 / max: a closed loop serves
-//! a connection whose server CPU lags less often) and, for scx-rt, where
-//! the connections ran (the probe). Then the idle
+//! a connection whose server CPU lags less often), how many echoes a
+//! client's `epoll_wait` completed on average (answers that come one at a
+//! time cost the clients a wake-up each, which counts where they share the
+//! server's CPUs) and, for scx-rt, where the connections ran (the probe).
+//! Then the idle
 //! measurement ([`super::echo_idle`]): `idle-Nconn-rss` (`B/conn`) and
 //! `idle-Nconn-cpu` (`cpu-ms/s`) for scx-rt and tokio.
 
@@ -322,9 +325,10 @@ fn measure(
                         None => String::new(),
                     };
                     eprintln!(
-                        "{NAME}: {name}: {} rep {rep}: {}{probe}",
+                        "{NAME}: {name}: {} rep {rep}: {}, {}{probe}",
                         sv.series(),
-                        o.per_conn_line()
+                        o.per_conn_line(),
+                        o.batch_line()
                     );
                     sv.hist
                         .add(&o.hist)

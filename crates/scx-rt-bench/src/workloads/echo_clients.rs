@@ -121,6 +121,13 @@ pub struct Outcome {
     pub requests: u64,
     /// Of `requests`, each connection's (by connection number).
     pub per_conn: Vec<u64>,
+    /// The client threads' `epoll_wait` calls in the window, and the
+    /// echoes they completed there: echoes per wait says how the server's
+    /// answers arrive (one at a time: a client wake-up, and its system
+    /// call, per echo; in batches: fewer), which costs the clients CPU time
+    /// where they share the server's CPUs.
+    pub waits: u64,
+    pub echoes: u64,
     /// The window.
     pub window: Duration,
 }
@@ -144,6 +151,15 @@ impl Outcome {
             }
             _ => "no connections".into(),
         }
+    }
+
+    /// Echoes completed per client `epoll_wait` in the window, for the
+    /// progress line.
+    pub fn batch_line(&self) -> String {
+        format!(
+            "echoes/client wait {:.2}",
+            self.echoes as f64 / self.waits.max(1) as f64
+        )
     }
 }
 
@@ -180,10 +196,13 @@ pub fn run(addr: SocketAddr, load: Load, clients: &Clients) -> Result<Outcome, S
     let mut hist = new_hist();
     let mut requests = 0;
     let mut per_conn = vec![0; load.conns];
+    let (mut waits, mut echoes) = (0, 0);
     let mut first_err = None;
     for h in handles {
         match h.join() {
-            Ok(Ok((hh, counts))) => {
+            Ok(Ok((hh, counts, (w, e)))) => {
+                waits += w;
+                echoes += e;
                 hist.add(&hh)
                     .map_err(|e| format!("merge histograms: {e}"))?;
                 for (id, n) in counts {
@@ -206,6 +225,8 @@ pub fn run(addr: SocketAddr, load: Load, clients: &Clients) -> Result<Outcome, S
         hist,
         requests,
         per_conn,
+        waits,
+        echoes,
         window: load.measure,
     })
 }
@@ -342,9 +363,10 @@ fn open(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-/// What one client thread measured: the round trips, and each of its
-/// connections' count of requests (connection number, count).
-type Measured = (Histogram<u64>, Vec<(usize, u64)>);
+/// What one client thread measured: the round trips, each of its
+/// connections' count of requests (connection number, count), and its
+/// epoll waits and the echoes they completed, in the window.
+type Measured = (Histogram<u64>, Vec<(usize, u64)>, (u64, u64));
 
 /// One client thread: the closed loop over its connections (module docs).
 fn drive(
@@ -365,9 +387,15 @@ fn drive(
     }
     let mut in_flight = conns.len();
     let mut progress = Instant::now();
+    let (mut waits, mut echoes) = (0, 0);
     while in_flight > 0 {
         ep.wait(&mut events, Some(Duration::from_millis(100)))
             .map_err(|e| format!("epoll wait: {e}"))?;
+        let in_window = {
+            let now = Instant::now();
+            now >= start && now < end
+        };
+        waits += u64::from(in_window);
         if events.is_empty() && progress.elapsed() > STALL {
             let stuck = conns.iter().find(|c| c.filled < size);
             return Err(match stuck {
@@ -382,6 +410,7 @@ fn drive(
             }
             let now = Instant::now();
             progress = now;
+            echoes += u64::from(in_window);
             if c.sent >= start && c.sent < end {
                 hist.saturating_record(now.duration_since(c.sent).as_nanos() as u64);
                 c.counted += 1;
@@ -396,7 +425,11 @@ fn drive(
             }
         }
     }
-    Ok((hist, conns.iter().map(|c| (c.id, c.counted)).collect()))
+    Ok((
+        hist,
+        conns.iter().map(|c| (c.id, c.counted)).collect(),
+        (waits, echoes),
+    ))
 }
 
 #[cfg(test)]
@@ -478,6 +511,10 @@ mod tests {
             assert_eq!(o.per_conn.len(), conns);
             assert_eq!(o.per_conn.iter().sum::<u64>(), o.requests);
             assert!(o.rate() > 0.0);
+            assert!(
+                o.waits > 0 && o.echoes > 0,
+                "{conns} conns: no wait counted"
+            );
         }
     }
 
