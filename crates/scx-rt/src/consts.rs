@@ -105,7 +105,11 @@ pub const DEFAULT_IDLE_POLL: std::time::Duration = std::time::Duration::from_nan
 /// thread run on after a wake-up), often delaying the very thread whose
 /// work it waits for. With nothing else runnable the call returns at once
 /// (about 0.3 µs on the 2-vCPU EPYC VM), so a kick still finds the CPU
-/// polling.
+/// polling. The cost falls where a thread did take the CPU: a kick made
+/// meanwhile is seen when the OS runs the worker again (the CPU shows as
+/// polling, so the kicker rings nothing), as a kick to a spinning worker
+/// that the OS had preempted always was; a runtime's CPUs that nothing
+/// else uses (pinned-core setups) never pay it.
 pub const IDLE_YIELD_NS: u64 = 2_000;
 
 /// Spin-loop hints between two clock reads of the idle poll.

@@ -20,7 +20,8 @@
 //! `need_resched` is re-checked after `SLEEPING` is published. The yield
 //! keeps the state `POLLING`: a kick made while the worker is off its CPU
 //! is seen when the yield returns, which with no other runnable thread is
-//! at once (`consts::IDLE_YIELD_NS`).
+//! at once, and otherwise when the OS runs the worker again
+//! (`consts::IDLE_YIELD_NS` weighs the two).
 
 use crate::loom::Ordering;
 use crate::rq::{Cpu, CpuCounters};
