@@ -21,11 +21,11 @@
 //! Every check of the safe point is a plain load first: a switch with
 //! nothing pending (the common yield) performs no read-modify-write there.
 //!
-//! Going idle: poll (spin, marked POLLING, so a kick needs no syscall) for
-//! the configured time, giving the OS CPU away every
+//! Going idle (`idle_wait`): poll (spin, marked POLLING, so a kick needs no
+//! syscall) for the configured time, giving the OS CPU away every
 //! `consts::IDLE_YIELD_NS` (another thread of the CPU runs at once), then
-//! sleep on the doorbell with a timeout at the
-//! earliest sleep timer (the no-lost-wake-up argument is in `doorbell`).
+//! sleep on the doorbell with a timeout at the earliest sleep timer (the
+//! no-lost-wake-up argument is in `doorbell`).
 //! A CPU with I/O registered also looks at its reactor: every
 //! `IO_POLL_INTERVAL_NS` between steps while busy, once before the poll,
 //! every `IO_IDLE_PEEK_NS` during it, and sleeps in `epoll_wait`; in a
