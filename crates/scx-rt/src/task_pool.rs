@@ -376,20 +376,27 @@ mod tests {
         });
     }
 
+    /// Starts the first epoch at one epoch's clock reading, then a burst of
+    /// `n` spawns on an empty list (each allocates) whose `n` tasks all
+    /// retire: the list holds `n` blocks, and `low` stayed 0.
+    fn burst_in_first_epoch(n: usize) {
+        tick(TASK_POOL_EPOCH_NS, usize::MAX);
+        for _ in 0..n {
+            assert!(take().is_none());
+        }
+        for i in 0..n as u64 {
+            retire(token(i));
+        }
+    }
+
     /// A busy worker's ticks free what an epoch owes a batch at a time;
     /// a burst in the meantime keeps the blocks it takes.
     #[test]
     fn the_release_is_paid_in_batches_and_spares_a_new_burst() {
         on_fresh_thread(|| {
             let e = TASK_POOL_EPOCH_NS;
-            tick(e, usize::MAX);
             let n = 3 * TASK_POOL_FLOOR;
-            for _ in 0..n {
-                assert!(take().is_none());
-            }
-            for i in 0..n as u64 {
-                retire(token(i));
-            }
+            burst_in_first_epoch(n);
             assert!(!tick(2 * e, 100), "nothing owed");
             assert_eq!(kept(), n, "low was 0: nothing owed");
             // No spawn for an epoch: n - floor owed, 100 a tick.
@@ -421,14 +428,8 @@ mod tests {
     fn blocks_retired_during_an_epoch_stay_at_its_end() {
         on_fresh_thread(|| {
             let e = TASK_POOL_EPOCH_NS;
-            tick(e, usize::MAX);
             let n = 2 * TASK_POOL_FLOOR;
-            for _ in 0..n {
-                assert!(take().is_none());
-            }
-            for i in 0..n as u64 {
-                retire(token(i));
-            }
+            burst_in_first_epoch(n);
             // `low` was 0 all epoch: nothing goes.
             tick(2 * e, usize::MAX);
             assert_eq!(kept(), n);
