@@ -162,14 +162,46 @@ impl Ord for Timer {
 }
 
 /// State behind the rq lock.
+///
+/// The fields are in a fixed order (`repr(C)`): first, on the lock word's
+/// cache line (the lock is the first byte of the `Cpu`'s padded `rq`),
+/// what another CPU holding this lock reads or writes: a kicker reads
+/// `curr` and `flags` (`kick::can_skip_idle_kick`, `online`) and counts in
+/// `stats`; `ring_on_unlock` and `trace` are read by every guard's
+/// release. A kick then takes one line from the CPU it kicks, the line
+/// that CPU must take back anyway to lock its rq when it wakes, instead
+/// of that line and the lines these fields happened to fall on.
+#[repr(C)]
 pub(crate) struct RqSynced {
-    pub cpu: usize,
-    pub local: LocalDsq,
     /// The task this CPU runs (`None`: the idle task), named without a
     /// count (`core::curr`).
     pub curr: Option<crate::core::curr::Curr>,
-    pub nr_running: u32,
     pub flags: u32,
+    pub nr_running: u32,
+    /// Counters other CPUs count for this one while they hold this lock.
+    pub stats: RqCounters,
+    /// This CPU's scheduling-event ring when tracing is on
+    /// (`Builder::trace`; the protocol is in `trace`'s docs).
+    pub trace: Option<Box<crate::trace::ring::Ring>>,
+    /// A `resched_curr` was made under this lock: the doorbell is rung
+    /// once the lock is released ([`RqGuard`]; the lock table's rule 5).
+    pub ring_on_unlock: bool,
+    /// Whether the CPU went idle through a real transition (for
+    /// `update_idle` and the idle masks).
+    pub idle_notified: bool,
+    pub zero_slice_warned: bool,
+    /// The CPU's own scheduling step holds the lock and picks once the
+    /// current operation is done (its drain of the wake list,
+    /// `core::enqueue::drain_wake_list_locked`): a task put on the local
+    /// DSQ of the idle CPU needs no reschedule, as inside balance
+    /// (`IN_BALANCE`). Set and cleared within one hold of the lock.
+    pub picking: bool,
+    /// Higher-class work took the CPU and `cpu_release` ran (or would
+    /// have): the next balance calls `cpu_acquire` (`core::release`).
+    pub cpu_released: bool,
+    // The rest: this CPU's own.
+    pub cpu: usize,
+    pub local: LocalDsq,
     pub ops_qseq: u64,
     pub runnable: RunnableList,
     /// Direct dispatches to other CPUs' local DSQs, parked until this rq lock
@@ -182,37 +214,20 @@ pub(crate) struct RqSynced {
     pub dispatch_buf: Vec<DispatchEntry>,
     pub timers: BinaryHeap<Reverse<Timer>>,
     pub timer_seq: u64,
-    /// The CPU's own scheduling step holds the lock and picks once the
-    /// current operation is done (its drain of the wake list,
-    /// `core::enqueue::drain_wake_list_locked`): a task put on the local
-    /// DSQ of the idle CPU needs no reschedule, as inside balance
-    /// (`IN_BALANCE`). Set and cleared within one hold of the lock.
-    pub picking: bool,
-    /// Whether the CPU went idle through a real transition (for
-    /// `update_idle` and the idle masks).
-    pub idle_notified: bool,
-    pub zero_slice_warned: bool,
     /// The step's clock reading while the step holds the lock (0
     /// otherwise): the copy of `RqOwner::clock` that code holding the rq
     /// reads without an index (`core::dsqs::activate` stamps the tasks the
     /// step's drain enqueues with it instead of reading the clock again).
     pub clock: u64,
-    /// Higher-class work took the CPU and `cpu_release` ran (or would
-    /// have): the next balance calls `cpu_acquire` (`core::release`).
-    pub cpu_released: bool,
     /// Generation of the scheduler this rq calls (swapped under the lock).
     pub sched_gen: u64,
-    /// Counters other CPUs count for this one while they hold this lock.
-    pub stats: RqCounters,
-    /// A `resched_curr` was made under this lock: the doorbell is rung
-    /// once the lock is released ([`RqGuard`]; the lock table's rule 5).
-    pub ring_on_unlock: bool,
     /// Balance decisions, when recording is on (`Builder::record_balance`).
     pub balance_trace: Option<Vec<crate::rq::BalanceStep>>,
-    /// This CPU's scheduling-event ring when tracing is on
-    /// (`Builder::trace`; the protocol is in `trace`'s docs).
-    pub trace: Option<Box<crate::trace::ring::Ring>>,
 }
+
+// The lock word (one byte, padded to the data's alignment) and the fields
+// other CPUs touch fit one 64-byte line ("State behind the rq lock").
+const _: () = assert!(8 + std::mem::offset_of!(RqSynced, cpu) <= 64);
 
 impl RqSynced {
     pub(crate) fn new(cpu: usize) -> Self {
