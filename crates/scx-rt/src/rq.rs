@@ -170,7 +170,10 @@ impl Ord for Timer {
 /// `stats`; `ring_on_unlock` and `trace` are read by every guard's
 /// release. A kick then takes one line from the CPU it kicks, the line
 /// that CPU must take back anyway to lock its rq when it wakes, instead
-/// of that line and the lines these fields happened to fall on.
+/// of that line and the lines these fields happened to fall on (with the
+/// compiler's order, three more: `curr`, `stats` and `flags` on lines 2,
+/// 3 and 4). `kick`, 12 runs alternating builds on one host, medians of
+/// the p50s: to a polling CPU 381 to 311 ns, `busy-preempt` 544 to 463.
 #[repr(C)]
 pub(crate) struct RqSynced {
     /// The task this CPU runs (`None`: the idle task), named without a
