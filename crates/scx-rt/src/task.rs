@@ -326,18 +326,18 @@ impl Task {
             _ => None,
         };
         Self {
-            entry,
+            id,
+            rt_id,
+            affinity,
+            affinity_single,
+            migratable,
             scx: SchedEntity::new(now),
             wake: AtomicU32::new(wake::ON_RQ),
             bound_cpu: AtomicI32::new(-1),
             body: Mutex::new(body),
             has_data: AtomicBool::new(false),
             data: Mutex::new(None),
-            id,
-            rt_id,
-            affinity,
-            affinity_single,
-            migratable,
+            entry,
         }
     }
 }
