@@ -25,6 +25,7 @@
 //! | queued wake-ups | `tests/wakelist.rs` | a wake-up queued for an idle CPU (`queue_wakeup`) is never lost, wherever it lands in the target's loop (drain, `need_resched` clear, step, poll, SLEEPING, sleep); each woken task is enqueued exactly once and runs; one racing with the target's handling of another is enqueued or left with `irq_pending` set; two wakers at once (three threads, capped at bound 2): both tasks run |
 //! | live-task count | `tests/live_count.rs` | the per-CPU count never misses a live parent whose child exited on another CPU; of two simultaneous last exits during shutdown one sees zero; a last exit and the start of shutdown see each other |
 //! | fork lock | `tests/fork_lock.rs` | a spawn (on a worker, from outside, or two workers') and a pass over every task are never inside the fork lock at once; a spawn nested in a spawn's callback does not wait for a pending pass |
+//! | batched consume | `tests/consume_batch.rs` | a batch taking two tasks off a user DSQ (one of another CPU's rq, moved with one hold of its lock; one of the consumer's own rq, which waits in transit while the consumer holds the other lock) racing with a dequeue + re-enqueue of either: the dequeued task is left alone or was taken back after it arrived; each task ends in exactly one place, counted on the rq it names, none in flight |
 //!
 //! Each test file is one group (one test binary); `run.sh` runs the groups
 //! one at a time, each under its own time box, as CI does. The README's

@@ -636,6 +636,16 @@ impl Runtime {
         crate::core::dispatch::consume_dispatch_q(&self.sh, &mut rq, &d)
     }
 
+    /// `dsq_move_to_local_batch` of user DSQ `id` on CPU `cpu`: moves up to
+    /// `max` of the DSQ's first tasks that may run there into its local
+    /// DSQ, in one batch (`core::dispatch::consume_dsq_batch`). How many
+    /// moved.
+    pub fn consume_user_batch(&self, cpu: usize, id: u64, max: usize) -> usize {
+        let d = self.sh.find_user_dsq(id).expect("a live DSQ");
+        let mut rq = self.sh.cpus[cpu].lock();
+        crate::core::dispatch::consume_dsq_batch(&self.sh, &mut rq, &d, max)
+    }
+
     /// Every place `p` is in: ("local", cpu), ("global", 0), ("user", id)
     /// or ("policy", 0) (owned by the scheduler, ops state QUEUED).
     /// Invariant 1 says exactly one while it is runnable.

@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | [`SelectCpuCtx`] | `select_cpu` | `select_cpu_dfl`, direct `dsq_insert`/`dsq_insert_vtime` |
 //! | [`EnqueueCtx`] | `enqueue` | direct `dsq_insert`/`dsq_insert_vtime` |
-//! | [`DispatchCtx`] | `dispatch` | buffered `dsq_insert`/`dsq_insert_vtime`, `dispatch_nr_slots`, `dispatch_cancel`, `dsq_move_to_local`, `dsq_move`/`dsq_move_vtime` |
+//! | [`DispatchCtx`] | `dispatch` | buffered `dsq_insert`/`dsq_insert_vtime`, `dispatch_nr_slots`, `dispatch_cancel`, `dsq_move_to_local` (and the batched `dsq_move_to_local_batch`, no kfunc), `dsq_move`/`dsq_move_vtime` |
 //! | [`CpuReleaseCtx`] | `cpu_release` | `reenqueue_local` |
 //! | [`InitCtx`] | `init`, `init_task`, `cpu_online`, `cpu_offline` | `create_dsq`, `dsq_move`/`dsq_move_vtime` (no rq lock held) |
 //! | [`Ctx`] | every other callback | the any-context helpers: `kick_cpu`, `dsq_nr_queued`, `dsq_iter`, `now`, the idle-CPU picks, timers, ...; `dsq_move` only from `timer` |

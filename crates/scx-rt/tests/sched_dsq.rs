@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use common::*;
 use parking_lot::Mutex;
-use scx_rt::{CreateDsqError, EnqFlags, ExitKind, DSQ_LOCAL, DSQ_LOCAL_ON, SLICE_DFL};
+use scx_rt::{CreateDsqError, EnqFlags, ExitKind, KickFlags, DSQ_LOCAL, DSQ_LOCAL_ON, SLICE_DFL};
 
 const DSQ: u64 = 7;
 
@@ -361,4 +361,141 @@ fn local_dispatch_of_a_task_bound_elsewhere_is_not_an_error() {
         rt.exit_info().map(|i| (i.kind, i.msg))
     });
     assert!(exit.is_none(), "unexpected exit: {exit:?}");
+}
+
+#[test]
+fn batched_move_to_local_keeps_the_dsq_order() {
+    // Each dispatch moves up to 3 tasks at once: the run order is still
+    // the DSQ's, and each call says how many it moved.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let s = FnSched::new("dsq-batch", |ctx, p, f| {
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
+    })
+    .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
+    .dispatch(move |ctx, _, _| {
+        let queued = ctx.dsq_nr_queued(DSQ);
+        let moved = ctx.dsq_move_to_local_batch(DSQ, 3);
+        let local = ctx.dsq_nr_queued(DSQ_LOCAL);
+        s2.lock().push((queued, moved, local));
+    });
+    let (order, exit) = run_children(s, 20);
+    assert!(exit.is_none(), "unexpected exit: {exit:?}");
+    assert_eq!(order, (0..20).collect::<Vec<_>>());
+    let seen = seen.lock();
+    for &(queued, moved, local) in seen.iter() {
+        assert_eq!(moved, (queued.max(0) as usize).min(3), "{seen:?}");
+        assert!(local as usize >= moved, "{seen:?}");
+    }
+    assert!(
+        seen.iter().any(|&(_, moved, _)| moved == 3),
+        "no full batch: {seen:?}"
+    );
+}
+
+#[test]
+fn batched_move_of_another_cpus_tasks_runs_each_once_on_the_mover() {
+    // New tasks start on CPU 1's rq (select_cpu) and wait on the DSQ; only
+    // CPU 0 moves tasks from it, in batches of up to 8: the tasks of CPU
+    // 1's rq come over with one hold of its lock per batch, and those of
+    // CPU 0's own rq (a task that yielded) in the same batches.
+    const N: usize = 40;
+    let enq_on_1 = Arc::new(AtomicUsize::new(0));
+    let best = Arc::new(AtomicUsize::new(0));
+    let (e1, b2) = (enq_on_1.clone(), best.clone());
+    let s = FnSched::new("dsq-batch-remote", move |ctx, p, f| {
+        if ctx.cpu() == Some(1) {
+            e1.fetch_add(1, Ordering::Relaxed);
+        }
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
+        // Only CPU 0 takes tasks from the DSQ: it must not sleep through
+        // one queued by CPU 1.
+        ctx.kick_cpu(0, KickFlags::IDLE);
+    })
+    .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
+    .select_cpu(|_, _, _| 1)
+    .dispatch(move |ctx, cpu, _| {
+        if cpu == 0 {
+            let moved = ctx.dsq_move_to_local_batch(DSQ, 8);
+            b2.fetch_max(moved, Ordering::Relaxed);
+        }
+    });
+    let counts = Counts::new(N);
+    let c2 = counts.clone();
+    let cpus = guard("batched move across CPUs", move || {
+        let rt = rt_with(2, s);
+        // Queued while CPU 0 cannot take them yet: a task on CPU 0 spins
+        // until all are spawned, so the batches find many waiting.
+        let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let g2 = gate.clone();
+        let hold = rt.spawn_on(0, move || {
+            while !g2.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+        });
+        let hs: Vec<_> = (0..N)
+            .map(|i| {
+                let c = c2.clone();
+                rt.spawn(move || {
+                    let first = scx_rt::current_cpu();
+                    scx_rt::yield_now();
+                    c.hit(i);
+                    (first, scx_rt::current_cpu())
+                })
+            })
+            .collect();
+        gate.store(true, Ordering::Release);
+        hold.join().unwrap();
+        let cpus: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(
+            rt.exit_info().is_none(),
+            "unexpected exit: {:?}",
+            rt.exit_info()
+        );
+        cpus
+    });
+    counts.assert_exactly_once("batched move");
+    for (i, c) in cpus.iter().enumerate() {
+        assert_eq!(*c, (Some(0), Some(0)), "task {i} ran on the wrong CPU");
+    }
+    assert!(
+        enq_on_1.load(Ordering::Relaxed) >= N,
+        "the tasks were not enqueued on CPU 1's rq"
+    );
+    assert!(
+        best.load(Ordering::Relaxed) > 1,
+        "no batch moved more than one task"
+    );
+}
+
+#[test]
+fn batched_move_from_a_non_existent_dsq_is_an_error() {
+    const GONE: u64 = 9;
+    let s = FnSched::new("dsq-batch-gone", |ctx, p, f| {
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
+    })
+    .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
+    .dispatch(|ctx, _, _| {
+        ctx.dsq_move_to_local_batch(DSQ, 4);
+        assert_eq!(ctx.dsq_move_to_local_batch(GONE, 4), 0);
+    });
+    let (order, info) = guard("batched move from a missing DSQ", move || {
+        let tag = s.tag.clone();
+        let rt = rt_with(1, s);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let hs = spawn_tagged_children(&rt, &tag, 5, &log);
+        join_tagged(hs);
+        let info = wait_ejected(&rt);
+        let order = log.lock().clone();
+        (order, info)
+    });
+    assert_eq!(info.kind, ExitKind::Error);
+    assert!(info.msg.contains("non-existent DSQ"), "msg: {}", info.msg);
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        vec![0, 1, 2, 3, 4],
+        "every child ran once: {order:?}"
+    );
 }

@@ -1,6 +1,14 @@
 //! The dispatch buffer, consume and the cross-CPU transfers (SPEC.md
 //! §2.6, §2.7, §3.9): a task moves between CPUs by the `holding_cpu`
 //! hand-off, never with two rq locks held.
+//!
+//! A consume moves one task (`consume_dispatch_q`, the kernel's); the
+//! batched consume (`consume_dsq_batch`, behind
+//! `DispatchCtx::dsq_move_to_local_batch`, no kfunc) moves up to 32 in
+//! one pass, each other rq's lock taken once per run of its tasks: a thief
+//! taking half of a busy CPU's queue otherwise pays three lock round
+//! trips per task, against a victim taking its own rq lock at every
+//! spawn.
 
 use crate::dsq::Dsq;
 use crate::flags::{EnqFlags, DSQ_INVALID};
@@ -252,6 +260,125 @@ fn consume_remote(sh: &Shared, rq: &mut RqGuard<'_>, p: TaskRef) -> bool {
         dispatch_enqueue_local(sh, rq, p, EnqFlags::empty());
     }
     won
+}
+
+/// The most tasks one pass of [`consume_dsq_batch`] takes off a DSQ (its
+/// buffer is on the stack); the default scheduler steals at most as many
+/// at a time.
+pub(crate) const BATCH_MAX: usize = 32;
+
+/// Moves up to `max` of the first tasks of `dsq` that may run on this CPU
+/// into its local DSQ, in the DSQ's order; how many arrived. What `max`
+/// calls of [`consume_dsq`] in a row move, but in passes of up to
+/// [`BATCH_MAX`] tasks, each taking the DSQ lock once and, for the tasks
+/// of other rqs, each such rq's lock once per run of its tasks, instead
+/// of all three locks once per task. rq locked on entry and return,
+/// dropped in between when a pass holds a task of another rq.
+///
+/// ```text
+/// pass:  rq + DSQ locked   pop up to BATCH_MAX, holding_cpu = me on each
+///        (rq locked)       the DSQ lock dropped
+///        unlocked          per run of tasks of one other rq src:
+///                            lock src; each task still held by us and
+///                            still on src leaves it (the hand-off of
+///                            `consume_remote`); unlock src
+///        rq locked         in order: each task still ours -> local DSQ
+/// ```
+///
+/// Every popped task, this rq's own included, is marked in transit
+/// (`holding_cpu`) because the rq lock may drop before it arrives: a
+/// dequeue meanwhile (under the task's rq lock, `dispatch_dequeue`)
+/// clears the mark, and the pass leaves that task alone, as
+/// `consume_remote` does. No two rq locks are held at once.
+pub(crate) fn consume_dsq_batch(sh: &Shared, rq: &mut RqGuard<'_>, dsq: &Dsq, max: usize) -> usize {
+    let mut moved = 0;
+    while moved < max && dsq.nr_queued() != 0 {
+        let (popped, won) = consume_pass(sh, rq, dsq, (max - moved).min(BATCH_MAX));
+        moved += won;
+        if popped == 0 {
+            break;
+        }
+    }
+    moved
+}
+
+/// One pass of [`consume_dsq_batch`], of at most `want` (≤ [`BATCH_MAX`])
+/// tasks: how many it popped, and how many of them arrived (the others
+/// lost to a dequeue, and the caller goes on as `consume_dsq` rescans).
+#[inline(never)]
+fn consume_pass(sh: &Shared, rq: &mut RqGuard<'_>, dsq: &Dsq, want: usize) -> (usize, usize) {
+    let me = rq.cpu;
+    let mut taken: [Option<TaskRef>; BATCH_MAX] = [const { None }; BATCH_MAX];
+    let mut src = [0u32; BATCH_MAX];
+    let mut n = 0;
+    let mut remote = false;
+    {
+        let mut q = dsq.q.lock();
+        while n < want {
+            let Some(p) = q.pop_first_for(me, |p| p.allowed_on(me)) else {
+                break;
+            };
+            p.scx.holding_cpu.store(me as i32, Ordering::Release);
+            src[n] = p.cpu() as u32;
+            remote |= src[n] as usize != me;
+            taken[n] = Some(p);
+            n += 1;
+        }
+        dsq.sync_nr(&q);
+    }
+    // Which of the other rqs' tasks left their rq for this one.
+    let mut left = [false; BATCH_MAX];
+    if remote {
+        RqGuard::unlocked(rq, || {
+            let mut i = 0;
+            while i < n {
+                let from = src[i] as usize;
+                if from == me {
+                    i += 1;
+                    continue;
+                }
+                let mut srq = sh.cpus[from].lock();
+                while i < n && src[i] as usize == from {
+                    if let Some(p) = &taken[i] {
+                        if p.scx.holding_cpu.load(Ordering::Acquire) == me as i32 && p.cpu() == from
+                        {
+                            p.scx.holding_cpu.store(-1, Ordering::Release);
+                            p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
+                            deactivate(&mut srq, p);
+                            p.set_flag(tflags::MIGRATING);
+                            p.scx.cpu.store(me as u32, Ordering::Release);
+                            left[i] = true;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        });
+    }
+    let mut won = 0;
+    for (i, slot) in taken.iter_mut().enumerate().take(n) {
+        let Some(p) = slot.take() else {
+            continue;
+        };
+        let from = src[i] as usize;
+        if from == me {
+            // A dequeue while the lock was dropped took it back.
+            if p.scx.holding_cpu.load(Ordering::Acquire) != me as i32 || p.cpu() != me {
+                continue;
+            }
+            p.scx.holding_cpu.store(-1, Ordering::Release);
+            p.scx.dsq.store(DSQ_INVALID, Ordering::Release);
+        } else if left[i] {
+            activate(rq, &p);
+            crate::trace::migrate_in(sh, rq, &p, from);
+            p.clear_flag(tflags::MIGRATING);
+        } else {
+            continue;
+        }
+        dispatch_enqueue_local(sh, rq, p, EnqFlags::empty());
+        won += 1;
+    }
+    (n, won)
 }
 
 /// An offline CPU takes the tasks pinned to it out of the global and user

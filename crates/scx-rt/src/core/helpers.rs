@@ -636,6 +636,36 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
         }
     }
 
+    /// Moves up to `max` of the first tasks of user DSQ `dsq` that may run
+    /// here into this CPU's local DSQ, in the DSQ's order; how many it
+    /// moved. No kfunc: what up to `max` calls of
+    /// [`dsq_move_to_local`](Self::dsq_move_to_local) in a row move (until
+    /// one moves nothing), with fewer lock round trips. In the kernel each
+    /// such move of another CPU's task takes that CPU's rq lock and drops
+    /// this one's; here a batch takes the source rq's lock once per run of
+    /// its tasks (at most 32 tasks a pass), and the DSQ's lock once per
+    /// pass: what a thief taking half of a busy CPU's queue needs, since
+    /// the victim keeps taking its own rq lock meanwhile (the default
+    /// scheduler steals this way, `schedulers::work_stealing`). The tasks
+    /// arrive in the DSQ's order, as one by one.
+    pub fn dsq_move_to_local_batch(&mut self, dsq: u64, max: usize) -> usize {
+        let sh = self.ctx.sh;
+        let cpu = self.rq.cpu;
+        crate::core::dispatch::flush_dispatch_buf(sh, cpu, self.rq, &mut self.nr_tasks);
+        let found = if dsq & dsq_id::FLAG_BUILTIN == 0 {
+            sh.find_user_dsq(dsq)
+        } else {
+            None
+        };
+        let Some(d) = found else {
+            self.consume_invalid(dsq);
+            return 0;
+        };
+        let moved = crate::core::dispatch::consume_dsq_batch(sh, self.rq, &d, max);
+        self.nr_tasks += moved as u32;
+        moved
+    }
+
     /// `dsq_move_to_local` of an id that names no user DSQ: an error.
     #[cold]
     fn consume_invalid(&self, dsq: u64) {

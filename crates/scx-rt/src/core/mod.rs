@@ -36,7 +36,7 @@
 //! | `slot`, `error` | which scheduler an rq calls; errors and how callbacks are called |
 //! | `user_dsqs` | the user-DSQ table: create, destroy, lookup by id |
 //! | `dsqs` | DSQ ids, insertion into local and non-local DSQs, runnable-set bookkeeping |
-//! | `dispatch` | the dispatch buffer, consume, cross-CPU transfers |
+//! | `dispatch` | the dispatch buffer, consume (one task, or a batch with one hold of each source rq's lock), cross-CPU transfers |
 //! | `dsq_iter` | DSQ iterators and `dsq_move` (moving a task a walk saw, with its lost-task checks) |
 //! | `enqueue`, `dequeue` | the enqueue path and wake-up; dequeue and a task's exit from a scheduler |
 //! | `curr` | `rq.curr`, the uncounted name of the running task, and why it is safe |
