@@ -264,7 +264,10 @@ fn consume_remote(sh: &Shared, rq: &mut RqGuard<'_>, p: TaskRef) -> bool {
 
 /// The most tasks one pass of [`consume_dsq_batch`] takes off a DSQ (its
 /// buffer is on the stack); the default scheduler steals at most as many
-/// at a time.
+/// at a time. The kernel's fair-class load balancer bounds its moves the
+/// same way: at most `sched_nr_migrate` (32) tasks are detached per hold
+/// of the busiest rq's lock, which also bounds how long that CPU waits
+/// for its own lock.
 pub(crate) const BATCH_MAX: usize = 32;
 
 /// Moves up to `max` of the first tasks of `dsq` that may run on this CPU
