@@ -192,7 +192,17 @@ fn consume_after_destroying_an_empty_dsq_is_an_error() {
         // ...but it is gone afterwards.
         ctx.dsq_move_to_local(GONE);
     });
-    let (order, info) = guard("destroy then consume", move || {
+    let info = children_until_ejected("destroy then consume", s);
+    assert_eq!(info.kind, ExitKind::Error);
+    assert!(info.msg.contains("non-existent DSQ"), "msg: {}", info.msg);
+    assert_eq!(info.scheduler, "dsq-destroy");
+}
+
+/// Runs 5 tagged children on a 1-CPU runtime with `s`, which gets itself
+/// ejected; checks that every child ran once, under the fallback
+/// scheduler past the ejection. The ejection's exit info.
+fn children_until_ejected(what: &str, s: FnSched) -> scx_rt::ExitInfo {
+    let (order, info) = guard(what, move || {
         let tag = s.tag.clone();
         let rt = rt_with(1, s);
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -203,9 +213,6 @@ fn consume_after_destroying_an_empty_dsq_is_an_error() {
         let order = log.lock().clone();
         (order, info)
     });
-    assert_eq!(info.kind, ExitKind::Error);
-    assert!(info.msg.contains("non-existent DSQ"), "msg: {}", info.msg);
-    assert_eq!(info.scheduler, "dsq-destroy");
     let mut sorted = order.clone();
     sorted.sort_unstable();
     assert_eq!(
@@ -213,6 +220,7 @@ fn consume_after_destroying_an_empty_dsq_is_an_error() {
         vec![0, 1, 2, 3, 4],
         "every child ran once: {order:?}"
     );
+    info
 }
 
 #[test]
@@ -479,23 +487,8 @@ fn batched_move_from_a_non_existent_dsq_is_an_error() {
         ctx.dsq_move_to_local_batch(DSQ, 4);
         assert_eq!(ctx.dsq_move_to_local_batch(GONE, 4), 0);
     });
-    let (order, info) = guard("batched move from a missing DSQ", move || {
-        let tag = s.tag.clone();
-        let rt = rt_with(1, s);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let hs = spawn_tagged_children(&rt, &tag, 5, &log);
-        join_tagged(hs);
-        let info = wait_ejected(&rt);
-        let order = log.lock().clone();
-        (order, info)
-    });
+    let info = children_until_ejected("batched move from a missing DSQ", s);
     assert_eq!(info.kind, ExitKind::Error);
     assert!(info.msg.contains("non-existent DSQ"), "msg: {}", info.msg);
-    let mut sorted = order.clone();
-    sorted.sort_unstable();
-    assert_eq!(
-        sorted,
-        vec![0, 1, 2, 3, 4],
-        "every child ran once: {order:?}"
-    );
+    assert_eq!(info.scheduler, "dsq-batch-gone");
 }

@@ -616,19 +616,10 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
     /// may run here into this CPU's local DSQ (`scx_bpf_dsq_move_to_local`;
     /// `scx_bpf_consume` before Linux 6.13).
     pub fn dsq_move_to_local(&mut self, dsq: u64) -> bool {
-        let sh = self.ctx.sh;
-        let cpu = self.rq.cpu;
-        crate::core::dispatch::flush_dispatch_buf(sh, cpu, self.rq, &mut self.nr_tasks);
-        let found = if dsq & dsq_id::FLAG_BUILTIN == 0 {
-            sh.find_user_dsq(dsq)
-        } else {
-            None
-        };
-        let Some(d) = found else {
-            self.consume_invalid(dsq);
+        let Some(d) = self.move_source(dsq) else {
             return false;
         };
-        if crate::core::dispatch::consume_dispatch_q(sh, self.rq, &d) {
+        if crate::core::dispatch::consume_dispatch_q(self.ctx.sh, self.rq, &d) {
             self.nr_tasks += 1;
             true
         } else {
@@ -649,6 +640,18 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
     /// scheduler steals this way, `schedulers::work_stealing`). The tasks
     /// arrive in the DSQ's order, as one by one.
     pub fn dsq_move_to_local_batch(&mut self, dsq: u64, max: usize) -> usize {
+        let Some(d) = self.move_source(dsq) else {
+            return 0;
+        };
+        let moved = crate::core::dispatch::consume_dsq_batch(self.ctx.sh, self.rq, &d, max);
+        self.nr_tasks += moved as u32;
+        moved
+    }
+
+    /// The first steps of a move to the local DSQ: the buffered dispatches
+    /// are carried out, then user DSQ `dsq` is looked up (`None`, after
+    /// an ops error: `dsq` names none).
+    fn move_source(&mut self, dsq: u64) -> Option<crate::core::user_dsqs::UserDsq<'a>> {
         let sh = self.ctx.sh;
         let cpu = self.rq.cpu;
         crate::core::dispatch::flush_dispatch_buf(sh, cpu, self.rq, &mut self.nr_tasks);
@@ -657,13 +660,10 @@ impl<'a, 'g> DispatchCtx<'a, 'g> {
         } else {
             None
         };
-        let Some(d) = found else {
+        if found.is_none() {
             self.consume_invalid(dsq);
-            return 0;
-        };
-        let moved = crate::core::dispatch::consume_dsq_batch(sh, self.rq, &d, max);
-        self.nr_tasks += moved as u32;
-        moved
+        }
+        found
     }
 
     /// `dsq_move_to_local` of an id that names no user DSQ: an error.
