@@ -17,8 +17,8 @@
 #               within about 8.5 minutes; the steps take about 3 minutes
 #               on a 2-vCPU VM, at 2 CPUs)
 #
-# Steps, each under its own time box (a step that runs out leaves a note in
-# the log and the run goes on):
+# Steps, each under its own time box (a step that runs out or fails leaves
+# a line "== STEP: FAILED: why" in the log, and the run goes on):
 #
 #   1. scaling: spawn, yield-many, skynet, ring, chained-spawn and wakeup on the
 #      first 1, 2, 4, 8 and 16 usable CPUs (fewer where the machine has
@@ -103,9 +103,9 @@ step() {
     grep -v '^\(spawn\|skynet\|ring\|yield-many\|chained-spawn\|pingpong\|kick\|bimodal\|echo\): ' \
         "$out/json/$name.err" | tail -5 >>"$log"
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        note "== $name: stopped by its ${box} s time box"
+        note "== $name: FAILED: stopped by its ${box} s time box"
     elif [ "$rc" -ne 0 ]; then
-        note "== $name: exit status $rc"
+        note "== $name: FAILED: exit status $rc"
     fi
 }
 
