@@ -82,6 +82,15 @@ list() { # the first $1 usable CPUs, comma-separated
 
 note "scaling.sh: $(date -u +%FT%TZ), $(uname -r), $n usable CPUs ($(list "$n")), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 note "binary: $bin ($(stat -c %s "$bin") bytes); go: $(command -v go >/dev/null && go version || echo 'not installed (no Go rows)')"
+# The topology, to read the sweep by: which of the first k CPUs are SMT
+# siblings, and which share a last-level cache.
+topo=""
+for c in "${usable[@]}"; do
+    t=/sys/devices/system/cpu/cpu$c/topology
+    l3=$(cat /sys/devices/system/cpu/cpu$c/cache/index3/shared_cpu_list 2>/dev/null || echo ?)
+    topo+=" $c:core$(cat $t/core_id 2>/dev/null || echo ?)/smt[$(cat $t/thread_siblings_list 2>/dev/null || echo ?)]/l3[$l3]"
+done
+note "topology (cpu:core/smt siblings/l3 sharers):$topo"
 
 # step NAME BOX_S ARGS...: one bench invocation under a time box, its
 # table into the log and its rows into json/NAME.json.
