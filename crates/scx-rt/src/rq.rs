@@ -33,7 +33,9 @@
 //!
 //! 1. No path holds two rq locks: tasks move between CPUs by the hand-off of
 //!    SPEC.md §3.9 (`holding_cpu`: unlink under the DSQ lock, drop it, drop
-//!    our rq lock, take the source rq lock, re-check ownership).
+//!    our rq lock, take the source rq lock, re-check ownership). A batched
+//!    consume (`core::dispatch::consume_dsq_batch`) makes the same steps
+//!    once per run of one source rq's tasks, re-checking each task.
 //! 2. A non-local DSQ lock nests inside an rq lock, never the reverse.
 //! 3. The kick step holds no rq lock when it takes a target's.
 //! 4. No scheduler callback is entered while holding a DSQ lock.

@@ -20,6 +20,15 @@ use scx_rt::{CreateDsqError, EnqFlags, ExitKind, KickFlags, DSQ_LOCAL, DSQ_LOCAL
 
 const DSQ: u64 = 7;
 
+/// A scheduler that queues every task on user DSQ [`DSQ`], created at
+/// init; the caller adds the `dispatch` under test.
+fn dsq_sched(name: &'static str) -> FnSched {
+    FnSched::new(name, |ctx, p, f| {
+        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
+    })
+    .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
+}
+
 /// Runs `n` tagged children on a 1-CPU runtime with `s`; returns the run
 /// order and the runtime (for exit checks).
 fn run_children(s: FnSched, n: u64) -> (Vec<u64>, Option<scx_rt::ExitInfo>) {
@@ -95,11 +104,7 @@ fn dsq_nr_queued_counts_and_unknown_ids() {
     }
     let seen = Arc::new(Mutex::new(Seen::default()));
     let s2 = seen.clone();
-    let s = FnSched::new("dsq-count", |ctx, p, f| {
-        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
-    })
-    .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
-    .dispatch(move |ctx, _, _| {
+    let s = dsq_sched("dsq-count").dispatch(move |ctx, _, _| {
         let n = ctx.dsq_nr_queued(DSQ);
         let unknown = ctx.dsq_nr_queued(0x1234_5678);
         let local = ctx.dsq_nr_queued(DSQ_LOCAL);
@@ -227,11 +232,7 @@ fn children_until_ejected(what: &str, s: FnSched) -> scx_rt::ExitInfo {
 fn destroying_a_non_empty_dsq_errors_and_leaves_it_intact() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    let s = FnSched::new("dsq-destroy-busy", |ctx, p, f| {
-        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
-    })
-    .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
-    .dispatch(move |ctx, _, _| {
+    let s = dsq_sched("dsq-destroy-busy").dispatch(move |ctx, _, _| {
         let before = ctx.dsq_nr_queued(DSQ);
         if before > 0 {
             ctx.destroy_dsq(DSQ);
@@ -377,11 +378,7 @@ fn batched_move_to_local_keeps_the_dsq_order() {
     // the DSQ's, and each call says how many it moved.
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    let s = FnSched::new("dsq-batch", |ctx, p, f| {
-        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
-    })
-    .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
-    .dispatch(move |ctx, _, _| {
+    let s = dsq_sched("dsq-batch").dispatch(move |ctx, _, _| {
         let queued = ctx.dsq_nr_queued(DSQ);
         let moved = ctx.dsq_move_to_local_batch(DSQ, 3);
         let local = ctx.dsq_nr_queued(DSQ_LOCAL);
@@ -479,11 +476,7 @@ fn batched_move_of_another_cpus_tasks_runs_each_once_on_the_mover() {
 #[test]
 fn batched_move_from_a_non_existent_dsq_is_an_error() {
     const GONE: u64 = 9;
-    let s = FnSched::new("dsq-batch-gone", |ctx, p, f| {
-        ctx.dsq_insert(p, DSQ, SLICE_DFL, f);
-    })
-    .init(|ctx| ctx.create_dsq(DSQ, -1).map_err(|_| -17))
-    .dispatch(|ctx, _, _| {
+    let s = dsq_sched("dsq-batch-gone").dispatch(|ctx, _, _| {
         ctx.dsq_move_to_local_batch(DSQ, 4);
         assert_eq!(ctx.dsq_move_to_local_batch(GONE, 4), 0);
     });
