@@ -56,7 +56,7 @@ options:
                  (kick, preempt, hog and slice-timer set their own)
   --slice-timer MODE
                  what ends scx-rt slices (`Builder::slice_timer`):
-                 signal (the default), thread or rt-thread, in the
+                 signal (the default), thread, rt-thread or poll, in the
                  workloads that take --idle-poll-us (preempt, hog and
                  slice-timer measure every mode side by side)
   --trace FILE   record a scheduling trace of every scx-rt runtime the
@@ -203,9 +203,10 @@ pub fn parse<S: AsRef<str>>(args: &[S], known: &[&str]) -> Result<Command, Usage
                     "signal" => scx_rt::SliceTimer::Signal,
                     "thread" => scx_rt::SliceTimer::Thread,
                     "rt-thread" => scx_rt::SliceTimer::RealtimeThread,
+                    "poll" => scx_rt::SliceTimer::Poll,
                     v => {
                         return Err(UsageError(format!(
-                            "--slice-timer takes signal, thread or rt-thread, not `{v}`"
+                            "--slice-timer takes signal, thread, rt-thread or poll, not `{v}`"
                         )))
                     }
                 })

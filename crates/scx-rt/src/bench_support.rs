@@ -103,38 +103,38 @@ impl SliceTimerProbe {
     }
 
     /// Publishes `deadline` (ns on `scx_rt_sys::clock::now_ns`; `u64::MAX`:
-    /// none) as this CPU's slice deadline: the real
-    /// `TimerState::set_deadline`, which re-arms the worker's expiry timer
-    /// (`SliceTimer::Signal`) or rings the timer thread (`Thread`) only
-    /// when the deadline is earlier than the armed one. The task's
-    /// own pick published a deadline before; this replaces it.
+    /// none) as this CPU's slice deadline, for a slice of `slice` ns: what
+    /// the scheduling step does at every pick (`core::step::publish_deadline`:
+    /// the word the preemption points poll, or `TimerState::set_deadline`,
+    /// which re-arms the worker's expiry timer (`SliceTimer::Signal`) or
+    /// rings the timer thread (`Thread`) only when the deadline is earlier
+    /// than the armed one). The task's own pick published a deadline
+    /// before; this replaces it.
     #[inline]
-    pub fn publish(&self, deadline: u64) {
-        let o = &self.sh.cpus[self.cpu].shared.owner;
-        self.sh
-            .timer
-            .set_deadline(&o.slice_deadline, &o.expiry, deadline);
+    pub fn publish(&self, deadline: u64, slice: u64) {
+        crate::core::step::publish_deadline(&self.sh, &self.sh.cpus[self.cpu], deadline, slice);
     }
 
     /// The deadline this CPU last published (at the pick that switched the
-    /// calling task in, unless `publish` replaced it).
+    /// calling task in, unless `publish` replaced it), polled or armed; a
+    /// polled one reads `u64::MAX` again once a preemption point found it
+    /// passed.
     #[inline]
     pub fn deadline(&self) -> u64 {
-        self.sh.cpus[self.cpu]
-            .shared
-            .owner
-            .slice_deadline
-            .load(Ordering::Relaxed)
+        let s = &self.sh.cpus[self.cpu].shared;
+        match s.poll_deadline.load(Ordering::Relaxed) {
+            u64::MAX => s.owner.slice_deadline.load(Ordering::Relaxed),
+            d => d,
+        }
     }
 
-    /// Whether this CPU's `need_resched` is set: the flag
-    /// `preempt_point()` reads, which the slice timer sets at expiry.
+    /// What `preempt_point()` checks: whether this CPU's `need_resched` is
+    /// set (which the slice timer sets at expiry), or in
+    /// `SliceTimer::Poll` whether the published deadline has passed (then
+    /// marked as expired, as `preempt_point()` does).
     #[inline]
     pub fn need_resched(&self) -> bool {
-        self.sh.cpus[self.cpu]
-            .shared
-            .need_resched
-            .load(Ordering::Relaxed)
+        crate::context::need_resched()
     }
 }
 
@@ -168,7 +168,12 @@ mod tests {
     #[test]
     fn slice_timer_publishes_and_the_slice_timer_fires() {
         assert!(SliceTimerProbe::current().is_none());
-        for mode in [crate::SliceTimer::Signal, crate::SliceTimer::Thread] {
+        for mode in [
+            crate::SliceTimer::Auto,
+            crate::SliceTimer::Signal,
+            crate::SliceTimer::Thread,
+            crate::SliceTimer::Poll,
+        ] {
             let rt = crate::Runtime::builder()
                 .nr_cpus(1)
                 .pin(false)
@@ -185,8 +190,10 @@ mod tests {
             // The default scheduler gives the task a finite slice: its pick
             // published a deadline.
             assert_ne!(t.deadline(), u64::MAX);
+            // A 1 ms slice: armed on the timer but in `Poll` mode, where
+            // the spin below polls it as `preempt_point()` would.
             let d = scx_rt_sys::clock::now_ns() + 1_000_000;
-            t.publish(d);
+            t.publish(d, 1_000_000);
             assert_eq!(t.deadline(), d);
             // The real slice timer marks the CPU once `d` passes (a hang
             // guard of 10 s, not a timing assertion).
@@ -196,7 +203,7 @@ mod tests {
             }
             let fired =
                 t.need_resched() && scx_rt_sys::clock::now_ns() + scx_rt_sys::clock::SKEW_NS >= d;
-            t.publish(u64::MAX);
+            t.publish(u64::MAX, crate::SLICE_INF);
             fired
         })
     }

@@ -196,11 +196,14 @@ impl Builder {
     }
 
     /// What ends a task's slice when its deadline passes (default
-    /// [`SliceTimer::Signal`](crate::SliceTimer::Signal): a timer signal
-    /// on each worker, which needs no spare CPU and no system call on a
-    /// common switch). [`SliceTimer::Thread`](crate::SliceTimer::Thread)
-    /// keeps signals out of task code (no `EINTR` from a task's raw system
-    /// calls) at the price of late expiry when every CPU is busy. The
+    /// [`SliceTimer::Auto`](crate::SliceTimer::Auto): slices up to 1 ms
+    /// are polled at the task's preemption points, longer ones end by a
+    /// timer signal on each worker; neither needs a spare CPU or a system
+    /// call on a common switch). [`SliceTimer::Poll`](crate::SliceTimer::Poll)
+    /// polls every slice and keeps signals out of task code (no `EINTR`
+    /// from a task's raw system calls), at a clock read per preemption
+    /// point; [`SliceTimer::Thread`](crate::SliceTimer::Thread) keeps them
+    /// out too, at the price of late expiry when every CPU is busy. The
     /// README's "Preemption and slices" section has the measurements.
     pub fn slice_timer(mut self, t: crate::SliceTimer) -> Self {
         self.slice_timer = t;
@@ -416,6 +419,7 @@ impl Builder {
                 allow_migration: self.allow_migration,
                 record_balance: self.record_balance,
                 slice_timer: self.slice_timer,
+                poll_below: self.slice_timer.poll_below(),
             },
             self.stack_size,
         ));

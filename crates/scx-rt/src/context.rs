@@ -81,10 +81,27 @@ pub(crate) fn in_task() -> bool {
     scx_rt_sys::fiber::in_fiber()
 }
 
-/// Whether the calling thread is a worker with a reschedule pending.
+/// Whether the calling thread is a worker with a reschedule pending
+/// (`need_resched`, or a polled slice deadline that passed, which this
+/// marks as the slice timer would: `RqShared::expire_slice`).
 #[inline]
 pub(crate) fn need_resched() -> bool {
-    crate::core::current::need_resched()
+    match crate::core::current::preempt_check() {
+        crate::core::current::Due::No => false,
+        crate::core::current::Due::Resched => true,
+        crate::core::current::Due::SliceOver => {
+            expire_polled_slice();
+            true
+        }
+    }
+}
+
+/// A preemption point found its polled slice deadline passed: the same
+/// marks as the timer thread's for an expired CPU.
+#[cold]
+#[inline(never)]
+fn expire_polled_slice() {
+    with_worker(|sh, cpu| sh.cpus[cpu].shared.expire_slice());
 }
 
 /// Makes the calling thread a worker with context `w`.

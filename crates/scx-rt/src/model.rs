@@ -329,6 +329,7 @@ impl Runtime {
                 allow_migration: true,
                 record_balance: false,
                 slice_timer: Default::default(),
+                poll_below: crate::SliceTimer::default().poll_below(),
             },
             0,
         )

@@ -309,6 +309,12 @@ pub(crate) struct RqShared {
     /// with the worker thread's thread-local, so that `preempt_point` reads
     /// it with one thread-local access and one load.
     pub need_resched: std::sync::Arc<CachePadded<AtomicBool>>,
+    /// The slice deadline `preempt_point` compares the clock with
+    /// (`SliceTimer::Poll`; `u64::MAX`: none, and always in the other
+    /// modes). Written and read by the worker thread only (the step
+    /// publishes it, a preemption point that finds it passed clears it),
+    /// shared with its thread-local beside `need_resched`; its own line.
+    pub poll_deadline: std::sync::Arc<CachePadded<AtomicU64>>,
     /// Written by other CPUs and threads (wakers, kickers, the timer).
     pub remote: CachePadded<RqRemote>,
     /// The kick state (owner-written; the pick sequence is read remotely).
@@ -455,9 +461,24 @@ impl RqShared {
         self.need_resched.store(true, Ordering::SeqCst);
     }
 
+    /// The slice timer found the deadline passed: the next switch calls
+    /// `ops.tick` first, and the running task stops at its next preemption
+    /// point. The first marking raises `need_resched` (the timer thread's
+    /// scan, a polled expiry; the expiry signal's handler makes the same
+    /// marks, `worker::expiry_target`).
+    #[inline]
+    pub(crate) fn expire_slice(&self) {
+        if !self.remote.tick_pending.swap(true, Ordering::AcqRel) {
+            // The CPU runs a task: no doorbell needed, it sees the flag at
+            // its next preemption point.
+            self.set_need_resched();
+        }
+    }
+
     fn new(nr_cpus: usize) -> Self {
         Self {
             need_resched: std::sync::Arc::new(CachePadded::new(AtomicBool::new(false))),
+            poll_deadline: std::sync::Arc::new(CachePadded::new(AtomicU64::new(u64::MAX))),
             remote: CachePadded::new(RqRemote {
                 resched_req: AtomicBool::new(false),
                 irq_pending: AtomicBool::new(false),

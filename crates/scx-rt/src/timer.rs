@@ -1,14 +1,19 @@
 //! The slice timer: what ends a task's slice when its deadline passes
 //! (tickless, SPEC.md §3.8). Each worker publishes its current task's
-//! deadline at every pick (`slice_deadline`, `u64::MAX` for idle or
-//! `SLICE_INF`); once it passes, the CPU is marked: `tick_pending` (the
-//! switch calls `ops.tick` first) and `need_resched` (the task switches out
-//! at its next preemption point). Two mechanisms mark it, chosen with
-//! `Builder::slice_timer` (`SliceTimer`), and they set the same flags in
-//! the same order, so the scheduler sees no difference:
+//! deadline at every pick (`u64::MAX` for idle or `SLICE_INF`); once it
+//! passes, the CPU is marked: `tick_pending` (the switch calls `ops.tick`
+//! first) and `need_resched` (the task switches out at its next preemption
+//! point). Three mechanisms mark it, chosen with `Builder::slice_timer`
+//! (`SliceTimer`), and they set the same flags in the same order
+//! (`RqShared::expire_slice`), so the scheduler sees no difference:
 //!
-//! - `Signal`, the default: each worker's own one-shot POSIX timer
-//!   (`scx_rt_sys::expiry`, which has the protocol), armed at the deadline
+//! - the preemption points themselves (`Poll`, and `Auto`, the default,
+//!   for slices up to `consts::POLL_SLICE_MAX`): the deadline goes into
+//!   the CPU's `poll_deadline`, which each `preempt_point()` compares
+//!   with the clock (below, "Polled expiry");
+//! - `Signal` (and `Auto` for longer slices): each worker's own one-shot
+//!   POSIX timer (`scx_rt_sys::expiry`, which has the protocol), on
+//!   `slice_deadline`, armed at the deadline
 //!   and re-armed only when a newer deadline is *earlier* than the armed
 //!   one (after an expiry, after idle) or, from its handler, when it fires
 //!   for a deadline that has moved later. Successive slices' deadlines only
@@ -16,14 +21,17 @@
 //!   compares the published deadline with the clock and sets the flags.
 //! - `Thread` (and `RealtimeThread`, the same at `SCHED_FIFO` priority 1
 //!   where the process may have it): this module's thread sleeps until the
-//!   earliest deadline of all CPUs and marks those that passed.
+//!   earliest `slice_deadline` of all CPUs and marks those that passed.
+//!
+//! A pick publishes to one of the two words and `u64::MAX` to the other
+//! (`core::step::publish_deadline`), so a polled slice arms no timer.
 //!
 //! The thread runs in every mode: it fires the scheduler's timers
 //! (`ops_timer`), runs the watchdog every half timeout (`watchdog`), and
 //! watches the deadlines of the CPUs whose worker has no expiry timer
 //! (`owner.expiry == 0`: the thread modes, or a worker that could not
 //! create one because the signal, `SIGRTMIN + 4`, has another handler or
-//! the process reached the timer limit).
+//! the process reached the timer limit), except in `Poll` mode.
 //!
 //! # Where the thread runs
 //!
@@ -83,10 +91,11 @@
 //! | 100 µs | 87–88% | 90–91% | 82.5% | 95.6% |
 //!
 //! With the default 20 ms slice that is 0.05% of a CPU-bound task's time,
-//! and tasks that block before their slice ends pay nothing; `Signal` stays
-//! the default for that reason and because it needs no spare CPU. Programs
-//! that run slices of 10 µs or less on a VM get more work done with
-//! `SliceTimer::Thread`, at the price of late expiries under load. The
+//! and tasks that block before their slice ends pay nothing; `Signal` is
+//! what the default does for such slices for that reason and because it
+//! needs no spare CPU. Short slices are another matter: the timer thread
+//! is late under load, and the signal takes most of the CPU (below,
+//! "Polled expiry", which the default uses for them instead). The
 //! real-time thread helps the thread's tail but not its p50 (it still
 //! crosses CPUs and wakes from a futex), needs a privilege most
 //! deployments do not give, and takes a CPU from a worker at every expiry.
@@ -96,10 +105,73 @@
 //! (the thread normally, a worker timer while the thread is late) would
 //! need the worker timer's cost anyway plus a hand-over protocol.
 //!
+//! # Polled expiry
+//!
+//! A green task leaves its CPU only at a switch point: the flags above do
+//! nothing until the task's next `preempt_point()` reads them. So the
+//! preemption point can read the clock instead, and the slice ends at the
+//! very preemption point a timer that fired on time would have ended it
+//! at, with nothing else on the worker's CPU: no interrupt, no signal
+//! frame, no re-arm, no futex ring, no `EINTR`, and no spare CPU. Go's
+//! compiler-inserted checks and the kernel's `cond_resched()` read a flag
+//! because a tick or `sysmon` sets it; here a clock read is cheap enough
+//! (the TSC, `scx_rt_sys::clock::now_ns`) to be the tick.
+//!
+//! ```text
+//! pick (worker)                         preempt_point (same thread)
+//! poll_deadline := now + slice          if need_resched: switch
+//!   (u64::MAX: idle, SLICE_INF, or a    d := poll_deadline
+//!    slice a timer ends)                if d != MAX and clock >= d:
+//!                                           poll_deadline := MAX   (once)
+//!                                           expire_slice()         (the marks)
+//!                                           switch
+//! ```
+//!
+//! The word is written and read by the worker thread only (a task's
+//! preemption point runs on its CPU's worker), so plain relaxed accesses
+//! suffice; `expire_slice` makes the same marks the timer thread makes,
+//! so the switch that follows is the expiry switch (`ops.tick`, the slice
+//! charged and spent).
+//!
+//! The price moves from the expiry to the preemption points: a
+//! `preempt_point()` reads the clock while the running task's slice is
+//! polled. `scx-rt-bench slice-timer` and `preempt`, one run each on the
+//! 2-vCPU EPYC VM, 2026-12-08 (p50, p99 in brackets):
+//!
+//! | | polled | `Signal` | `Thread` |
+//! |---|---|---|---|
+//! | one `preempt_point()`, slice not running out | 11.5 ns | 2.9 ns | 3.0 ns |
+//! | expiry lateness, 10 µs slices | 49 ns (89 ns) | 16.0 µs (37 µs) | 21.4 µs (38 µs) |
+//! | expiry lateness, 100 µs slices | 56 ns (437 ns) | 16.2 µs (36 µs) | 30.4 µs (91 µs) |
+//! | expiry lateness, 1 ms slices | 64 ns (170 ns) | 16.8 µs (35 µs) | 35.0 µs (105 µs) |
+//! | `preempt` lateness, 10 µs / 100 µs / 1 ms slices, p99 | 0.32 / 1.4 / 1.5–4.0 µs | 30 / 41 / 49–56 µs | 46 / 73 / 88–97 µs |
+//! | two spinners on one CPU, useful share, 5 / 10 / 30 / 100 µs slices | 95.6 / 96.7 / 97.8 / 98.3% | 0.0 / 7.4 / 46.4 / 77.6% | 90.9 / 93.5 / 98.0 / 98.2% |
+//!
+//! (This host's signal now costs more than in the runs of the tables
+//! above: 16–25 µs an expiry, against 10.) A polled slice ends within a
+//! loop turn of its deadline, about 50 ns here; the p99s above that are
+//! the OS taking the vCPU away. The cost is the 9 ns per preemption point
+//! while such a slice runs: a loop that passes one every 100 ns runs 9%
+//! slower, one that passes one every 10 µs 0.1%.
+//!
+//! # Which slices are polled (`Auto`, the default)
+//!
+//! Per slice, at the pick: a polled slice costs its task a clock read per
+//! preemption point, a timed one costs its CPU one expiry and ends as late
+//! as the signal arrives. `consts::POLL_SLICE_MAX` (1 ms, the kernel's
+//! tick at `HZ=1000`) is about where the two meet on this VM for a task
+//! passing a preemption point every 500 ns; a task that passes them less
+//! often pays less for polling, one that blocks before its slice ends
+//! pays for neither. The default 20 ms slice is signalled (0.1% of a
+//! CPU-bound task's time at 20 µs an expiry), the tens of µs slices of a
+//! latency-bound server are polled. `Poll` polls every slice (a program
+//! that wants no signal at all), `Signal` none.
+//!
 //! # What `Signal` costs task code: `EINTR`
 //!
-//! The expiry signal interrupts whatever the worker runs, green task code
-//! included. It is installed with `SA_RESTART`, so reads, writes and waits
+//! The expiry signal (`Signal`, and `Auto`'s slices longer than
+//! `consts::POLL_SLICE_MAX`) interrupts whatever the worker runs, green
+//! task code included. It is installed with `SA_RESTART`, so reads, writes and waits
 //! without a timeout restart transparently. Linux never restarts sleeps and
 //! waits with a timeout (`nanosleep`, `clock_nanosleep`, `poll`,
 //! `epoll_wait`, `select`, timed futex waits, `sigtimedwait`) nor socket
@@ -113,7 +185,8 @@
 //! sleep). std retries `EINTR` in
 //! `thread::sleep`, `read_exact`/`write_all` and its connect timeout; code
 //! that calls the OS directly (or through C libraries that do not retry)
-//! must retry or use `SliceTimer::Thread`. The runtime's own waits never
+//! must retry or use `SliceTimer::Thread` or `SliceTimer::Poll`. The
+//! runtime's own waits never
 //! see it: green blocking (channels, locks, `scx_rt::sleep`,
 //! `spawn_blocking`'s join) makes no system call, the blocking pool's
 //! threads and the timer thread get no signal (the timer is
@@ -169,7 +242,9 @@ pub(crate) fn timer_main(sh: Arc<Shared>) {
         fence(Ordering::SeqCst);
         let now = now();
         let mut next = u64::MAX;
-        for c in sh.cpus.iter() {
+        // Polled expiry: the preemption points end the slices.
+        let watch = sh.cfg.slice_timer != SliceTimer::Poll;
+        for c in sh.cpus.iter().filter(|_| watch) {
             if c.shared.owner.expiry.load(Ordering::Relaxed) != 0 {
                 continue; // the worker's own expiry timer ends its slices
             }
@@ -178,11 +253,7 @@ pub(crate) fn timer_main(sh: Arc<Shared>) {
                 continue;
             }
             if d <= now {
-                if !c.shared.remote.tick_pending.swap(true, Ordering::AcqRel) {
-                    // The CPU runs a task: no doorbell needed, it sees the
-                    // flag at its next preemption point.
-                    c.shared.set_need_resched();
-                }
+                c.shared.expire_slice();
             } else {
                 next = next.min(d);
             }

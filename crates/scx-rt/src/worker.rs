@@ -35,8 +35,11 @@
 //! moment before a sleep, end the epochs of the CPU's task pool
 //! (`task_pool`).
 //!
-//! Slice expiry (`SliceTimer::Signal`, the `timer` module docs): the worker
-//! owns a POSIX timer that signals this thread; it is created before the
+//! Slice expiry (the `timer` module docs): a polled slice (`SliceTimer::Poll`,
+//! and `Auto`'s short ones) is ended by the task's own preemption points,
+//! which compare the clock with the deadline the step published; for the
+//! others (`Signal`, `Auto`'s long slices) the worker owns a POSIX timer
+//! that signals this thread; it is created before the
 //! first pick and re-armed by the step's deadline publication only when a
 //! deadline is earlier than the armed one. It is left armed across the
 //! doorbell sleep: an idle CPU publishes no deadline, so if the sleep
@@ -76,7 +79,13 @@ pub(crate) fn worker_main(
     // silently. Best effort: a failure only loses the message.
     let _altstack = scx_rt_sys::sigsegv::AltStack::install().ok();
     let expiry = expiry_timer(&sh, cpu);
-    crate::core::current::enter_worker(sh.rt_id, cpu, sh.cpus[cpu].shared.need_resched.clone());
+    let s = &sh.cpus[cpu].shared;
+    crate::core::current::enter_worker(
+        sh.rt_id,
+        cpu,
+        s.need_resched.clone(),
+        s.poll_deadline.clone(),
+    );
     crate::context::enter(WorkerTls {
         sh: sh.clone(),
         blocking,
@@ -157,7 +166,10 @@ pub(crate) fn worker_main(
 /// timer thread then watches this CPU (it reads `owner.expiry` at each
 /// scan).
 fn expiry_timer(sh: &Arc<Shared>, cpu: usize) -> Option<ExpiryTimer> {
-    if sh.cfg.slice_timer != crate::SliceTimer::Signal {
+    if !matches!(
+        sh.cfg.slice_timer,
+        crate::SliceTimer::Signal | crate::SliceTimer::Auto
+    ) {
         return None;
     }
     let t = scx_rt_sys::expiry::ExpiryTimer::new(sh.clone(), cpu, expiry_target).ok()?;

@@ -3,7 +3,8 @@
 //! preempted for a waiting task within a bounded number of scheduler ticks,
 //! each expiry calls `ops.tick` once for the task that ran out, and what
 //! the expiry signal does to the runtime's own waits (nothing) and to a
-//! task's raw system calls (`EINTR` from `poll`, in `Signal` mode only).
+//! task's raw system calls (`EINTR` from `poll`, in `Signal` mode only,
+//! and not for the slices `Auto` polls).
 //! No timing assertions: hang guards only.
 
 mod common;
@@ -45,10 +46,13 @@ impl Scheduler for TickCounting {
     }
 }
 
+/// The runtime's default slice is the policy's too: a task placed by the
+/// default `select_cpu` (direct to an idle CPU) gets it from the core.
 fn runtime(mode: SliceTimer, ticks: Arc<AtomicU64>) -> Runtime {
     Runtime::builder()
         .nr_cpus(CPUS)
         .pin(false)
+        .slice(SLICE)
         .slice_timer(mode)
         .scheduler(TickCounting { ticks })
         .build()
@@ -126,6 +130,18 @@ fn realtime_thread_mode_preempts_every_busy_cpu_within_bounded_ticks() {
     check_bounded_rounds(SliceTimer::RealtimeThread);
 }
 
+#[test]
+fn poll_mode_preempts_every_busy_cpu_within_bounded_ticks() {
+    check_bounded_rounds(SliceTimer::Poll);
+}
+
+/// The default mode polls these 200 µs slices (up to
+/// `consts::POLL_SLICE_MAX`).
+#[test]
+fn auto_mode_preempts_every_busy_cpu_within_bounded_ticks() {
+    check_bounded_rounds(SliceTimer::Auto);
+}
+
 /// `ops.tick` runs once per expiry, for the task whose slice ran out: two
 /// spinners on one CPU take turns, and from the first switch between them
 /// on, every switch follows exactly one tick.
@@ -136,6 +152,7 @@ fn ticks_match_switches(mode: SliceTimer) {
         let rt = Runtime::builder()
             .nr_cpus(1)
             .pin(false)
+            .slice(SLICE)
             .slice_timer(mode)
             .scheduler(TickCounting {
                 ticks: ticks.clone(),
@@ -201,6 +218,11 @@ fn one_tick_per_expiry_in_signal_mode() {
 #[test]
 fn one_tick_per_expiry_in_thread_mode() {
     ticks_match_switches(SliceTimer::Thread);
+}
+
+#[test]
+fn one_tick_per_expiry_in_poll_mode() {
+    ticks_match_switches(SliceTimer::Poll);
 }
 
 /// The expiry timer stays armed across a worker's idle sleep (the worker
@@ -275,6 +297,7 @@ fn runtime_waits_never_see_eintr_in_signal_mode() {
         let rt = Runtime::builder()
             .nr_cpus(CPUS)
             .pin(false)
+            .slice_timer(SliceTimer::Signal)
             .slice(Duration::from_micros(20))
             .build()
             .expect("runtime build");
@@ -361,6 +384,9 @@ fn raw_poll_in_a_task_is_interrupted_only_in_signal_mode() {
     // The documented cost of `SliceTimer::Signal`: a slice that ends during
     // a raw timed wait interrupts it.
     assert!(raw_poll_sees_eintr(SliceTimer::Signal, 20));
-    // The thread modes send no signal to workers.
+    // The thread modes send no signal to workers, and a polled slice needs
+    // none (the default polls these 100 µs slices).
     assert!(!raw_poll_sees_eintr(SliceTimer::Thread, 3));
+    assert!(!raw_poll_sees_eintr(SliceTimer::Poll, 3));
+    assert!(!raw_poll_sees_eintr(SliceTimer::Auto, 3));
 }

@@ -27,7 +27,8 @@
 //! round trip (about the limit: a lower bound of an unbounded delay).
 //!
 //! The 1 ms and 50 µs slices are measured again with the other slice-timer
-//! modes (`preempt::MODES`: cases `…-thread`, `…-rt-thread`).
+//! modes (`preempt::MODES`: cases `…-signal`, `…-thread`, `…-rt-thread`,
+//! `…-poll`; the plain cases run the default, `SliceTimer::Auto`).
 //!
 //! Peers: `os-threads` in case `os-sched`: the same three roles as OS
 //! threads pinned to the same core (the pair on a futex, the hog spinning),

@@ -21,9 +21,12 @@
 //! lost its core), the spinner sees a turn shorter than the slice.
 //!
 //! Each slice is measured with every [`MODES`] entry: the default
-//! `SliceTimer::Signal` (case `slice-…`), the timer thread (`…-thread`)
-//! and the timer thread at real-time priority (`…-rt-thread`, the same as
-//! `…-thread` where the process may not raise it).
+//! `SliceTimer::Auto` (case `slice-…`: polled up to 1 ms, the signal
+//! above), the per-worker timer signal (`…-signal`), the timer thread
+//! (`…-thread`), the timer thread at real-time priority (`…-rt-thread`,
+//! the same as `…-thread` where the process may not raise it) and the
+//! polled deadline (`…-poll`: the spinner's `preempt_point()` reads the
+//! clock).
 //!
 //! No peer: tokio and may have no preemption (a spinning task keeps its
 //! worker until it yields), and an OS thread's time slice is the kernel's
@@ -83,10 +86,12 @@ pub fn expiries(s: &Sizes, slice: Duration) -> u64 {
 
 /// The slice-timer modes measured, with their case-name suffixes: the
 /// default first (no suffix), then the alternatives it is compared with.
-pub const MODES: [(&str, SliceTimer); 3] = [
-    ("", SliceTimer::Signal),
+pub const MODES: [(&str, SliceTimer); 5] = [
+    ("", SliceTimer::Auto),
+    ("-signal", SliceTimer::Signal),
     ("-thread", SliceTimer::Thread),
     ("-rt-thread", SliceTimer::RealtimeThread),
+    ("-poll", SliceTimer::Poll),
 ];
 
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {

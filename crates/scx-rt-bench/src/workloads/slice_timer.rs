@@ -1,9 +1,10 @@
 //! `slice-timer`: the ways to drive slice expiry, measured side by side
-//! (p50/p99/p99.9 in ns): scx-rt in each `SliceTimer` mode (the default
-//! `Signal`, a one-shot POSIX timer per worker re-armed lazily,
-//! `scx_rt_sys::expiry`; case suffix `-thread` for the tickless timer
-//! thread; `-rt-thread` for that thread at real-time priority), and the raw
-//! limits: one POSIX timer per thread re-armed at every publication
+//! (p50/p99/p99.9 in ns): scx-rt in each `SliceTimer` mode (no case
+//! suffix: the default `Auto`, which polls slices up to 1 ms and signals
+//! longer ones; `-signal`, a one-shot POSIX timer per worker re-armed
+//! lazily, `scx_rt_sys::expiry`; `-thread`, the tickless timer thread;
+//! `-rt-thread`, that thread at real-time priority; `-poll`, the deadline
+//! compared with the clock at each preemption point), and the raw limits: one POSIX timer per thread re-armed at every publication
 //! (`raw-signal`, `scx_rt_sys::sigtimer`) and the timer-thread protocol
 //! without the runtime (`raw-futex`). `scx_rt::timer`'s module docs record
 //! the choice made from these figures.
@@ -12,23 +13,27 @@
 //! - `arm-cost`: what a switch pays to publish its new slice deadline when
 //!   the timer is already armed for an earlier one (the usual switch: the
 //!   task blocked or yielded before its slice ran out). `scx-rt`: the real
-//!   `TimerState::set_deadline` of a runtime, called from a task on its
-//!   own CPU (`bench_support::SliceTimerProbe`), deadlines `SLICE_DFL`
-//!   ahead (each later than the last: the expiry timer stays as armed);
+//!   publication of a runtime's step (`core::step::publish_deadline`),
+//!   called from a task on its own CPU (`bench_support::SliceTimerProbe`),
+//!   deadlines `SLICE_DFL` ahead (each later than the last: the expiry
+//!   timer stays as armed; the default mode signals such slices);
 //!   `raw-signal`: `timer_settime` re-arming the thread's timer.
 //! - `arm-cost-wake`: the same after the previous slice expired, when
-//!   nothing is armed: `scx-rt` arms the worker's expiry timer (one
-//!   `timer_settime`), `scx-rt` `-thread` rings the timer thread's futex (a
-//!   20 µs slice is published, runs out, the task goes through
-//!   `preempt_point()`, and again); `raw-signal` arms a timer that fired.
+//!   nothing is armed: `-signal` arms the worker's expiry timer (one
+//!   `timer_settime`), `-thread` rings the timer thread's futex, the
+//!   default polls the slice (a store) (a 20 µs slice is published, runs
+//!   out, the task goes through `preempt_point()`, and again);
+//!   `raw-signal` arms a timer that fired.
 //! - `expiry-lateness-{10us,100us,1ms}`: from a slice deadline to the
 //!   moment a spinning task, checking its flag in a loop (what
 //!   `preempt_point()` does), sees the flag set. `scx-rt`: two such tasks
 //!   take turns on a real runtime on the first CPU, under a policy that
 //!   gives every task the slice ([`SlicedLast`]); the deadline is the one
 //!   the CPU published at the pick that switched the task in, the flag the
-//!   CPU's `need_resched` that the runtime's slice timer sets, and the
-//!   task then passes `preempt_point()` and the other one runs. `raw-futex`: the same protocol stripped of the runtime (one
+//!   CPU's `need_resched` that the runtime's slice timer sets (for a polled
+//!   slice, the check `preempt_point()` makes: the clock against the
+//!   deadline), and the task then passes `preempt_point()` and the other
+//!   one runs. `raw-futex`: the same protocol stripped of the runtime (one
 //!   unpinned thread, futex wait with a timeout until the earliest
 //!   deadline, then a store; the spinner rings it when it publishes an
 //!   earlier deadline) with a spinner pinned to the first CPU.
@@ -41,7 +46,13 @@
 //!   (longer gaps are the expiry, the scheduling step and the switch, or
 //!   the OS taking the CPU away). The row is the useful share of the wall
 //!   time, in per cent, for each mode: the per-worker timer's signal runs
-//!   on the CPU it stops, the timer thread runs elsewhere.
+//!   on the CPU it stops, the timer thread runs elsewhere, and the polled
+//!   deadline (`-poll`) costs no expiry of its own (its clock read at each
+//!   `preempt_point()` falls between the loop's reads: the next case).
+//! - `preempt-point`: what one `preempt_point()` costs a task whose slice
+//!   does not run out (a finite slice of a second), in ns per call, for
+//!   each mode of the overhead case: the polled deadline reads the clock
+//!   at every call, the timer modes only load a flag.
 //! - `expiry-lateness-{…}-slack1ns`: `scx-rt` in `Thread` mode and
 //!   `raw-futex` again with a timer slack of 1 ns on the thread that starts
 //!   the timer thread. Linux delays a normal thread's sleep timeouts (the
@@ -151,6 +162,17 @@ struct Lateness {
     slack: Option<u64>,
 }
 
+/// The modes whose publication cost is measured: the default, the
+/// per-worker signal and the timer thread (`Poll` publishes with a store;
+/// the real-time thread is the thread).
+const ARM_MODES: [(&str, SliceTimer); 3] = [MODES[0], MODES[1], MODES[2]];
+
+/// The modes whose expiry overhead and preemption-point cost are
+/// measured: the default, the per-worker signal, the timer thread and the
+/// polled deadline (the real-time thread costs the worker what the thread
+/// does).
+const OVERHEAD_MODES: [(&str, SliceTimer); 4] = [MODES[0], MODES[1], MODES[2], MODES[4]];
+
 pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     let s = sizes(ctx);
     let cpu = ctx.cpus[0];
@@ -160,7 +182,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     );
     for (base, wake) in [("arm-cost", false), ("arm-cost-wake", true)] {
         let n = if wake { s.expiries } else { s.arm };
-        for (suffix, mode) in &MODES[..2] {
+        for (suffix, mode) in &ARM_MODES {
             let case = format!("{base}{suffix}");
             let key = |subject| Key {
                 workload: NAME,
@@ -185,7 +207,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         });
     }
     for (name, slice) in OVERHEAD_SLICES {
-        for (suffix, mode) in &MODES[..2] {
+        for (suffix, mode) in OVERHEAD_MODES {
             let case = format!("expiry-overhead-{name}{suffix}");
             let key = Key {
                 workload: NAME,
@@ -193,10 +215,23 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
                 subject: Subject::ScxRt,
             };
             ctx.scx(&format!("{NAME} {case}"), rows, || {
-                let share = scx_overhead(cpu, slice, s.overhead_for, *mode)?;
+                let share = scx_overhead(cpu, slice, s.overhead_for, mode)?;
                 Ok(vec![throughput_row(key, "% useful", 1, &[share])])
             })?;
         }
+    }
+    for (suffix, mode) in OVERHEAD_MODES {
+        let case = format!("preempt-point{suffix}");
+        let key = Key {
+            workload: NAME,
+            case: &case,
+            subject: Subject::ScxRt,
+        };
+        ctx.scx(&format!("{NAME} {case}"), rows, || {
+            let calls = s.arm.saturating_mul(100);
+            let ns = scx_preempt_point(cpu, calls, mode)?;
+            Ok(vec![throughput_row(key, "ns/call", calls, &[ns])])
+        })?;
     }
     for slack in [None, Some(1)] {
         for (name, slice) in SLICES {
@@ -220,7 +255,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
             let modes = if slack.is_none() {
                 &MODES[..]
             } else {
-                &MODES[1..2]
+                &MODES[2..3]
             };
             for (suffix, mode) in modes {
                 let case = if slack.is_none() {
@@ -296,6 +331,34 @@ fn scx_overhead(
         let ub = b.join().map_err(|e| format!("join spinner: {e:?}"))?;
         rt.shutdown();
         Ok(100.0 * (ua + ub) as f64 / ran.as_nanos() as f64)
+    })
+}
+
+/// ns per `preempt_point()` of a task on OS CPU `cpu` whose slice (one
+/// second, finite) does not run out during `calls` calls.
+fn scx_preempt_point(cpu: usize, calls: u64, mode: SliceTimer) -> Result<f64, String> {
+    on_fresh_thread(move || {
+        let rt = crate::ctx::traced(Runtime::builder())
+            .cpus([cpu])
+            .slice_timer(mode)
+            .scheduler(SlicedLast {
+                slice: 1_000_000_000,
+            })
+            .build()
+            .map_err(|e| format!("build runtime: {e}"))?;
+        // The task starts with the policy's slice and is alone: it never
+        // yields (under `ENQ_LAST` a lone task that gives up its CPU waits
+        // for a follow-up event the policy does not make).
+        let r = rt.spawn(move || {
+            let t = Instant::now();
+            for _ in 0..calls {
+                scx_rt::preempt_point();
+            }
+            t.elapsed().as_nanos() as f64 / calls.max(1) as f64
+        });
+        let ns = r.join().map_err(|e| format!("join: {e:?}"));
+        rt.shutdown();
+        ns
     })
 }
 
@@ -392,7 +455,7 @@ fn scx_arm(cpu: usize, n: u64, wake: bool, mode: SliceTimer) -> Result<Histogram
         let mut hist = new_hist();
         for i in 0..WARMUP + n {
             let t0 = now_ns();
-            st.publish(t0 + ahead);
+            st.publish(t0 + ahead, ahead);
             let t1 = now_ns();
             if i >= WARMUP {
                 hist.saturating_record(t1 - t0);
@@ -405,7 +468,7 @@ fn scx_arm(cpu: usize, n: u64, wake: bool, mode: SliceTimer) -> Result<Histogram
                 scx_rt::preempt_point();
             }
         }
-        st.publish(u64::MAX);
+        st.publish(u64::MAX, SLICE_INF);
         Ok(hist)
     });
     let r = h.join().map_err(|e| format!("join: {e:?}"));
@@ -677,14 +740,18 @@ mod tests {
             .collect();
         let mut want = Vec::new();
         for base in ["arm-cost", "arm-cost-wake"] {
-            want.push((base.to_string(), "scx-rt"));
-            want.push((format!("{base}-thread"), "scx-rt"));
+            for (m, _) in ARM_MODES {
+                want.push((format!("{base}{m}"), "scx-rt"));
+            }
             want.push((base.to_string(), "raw-signal"));
         }
         for (s, _) in OVERHEAD_SLICES {
-            for (m, _) in &MODES[..2] {
+            for (m, _) in OVERHEAD_MODES {
                 want.push((format!("expiry-overhead-{s}{m}"), "scx-rt"));
             }
+        }
+        for (m, _) in OVERHEAD_MODES {
+            want.push((format!("preempt-point{m}"), "scx-rt"));
         }
         for suffix in ["", "-slack1ns"] {
             for (s, _) in SLICES {
@@ -703,10 +770,9 @@ mod tests {
             }
         }
         assert_eq!(got, want);
-        for r in rows
-            .iter()
-            .filter(|r| !r.case.starts_with("expiry-overhead"))
-        {
+        for r in rows.iter().filter(|r| {
+            !r.case.starts_with("expiry-overhead") && !r.case.starts_with("preempt-point")
+        }) {
             assert_eq!(r.n, 60, "{r:?}");
             assert!(r.p999 >= r.p50, "{r:?}");
         }
@@ -735,7 +801,9 @@ mod tests {
         // and once more with slack.
         assert_eq!(
             rows.len(),
-            4 + 2 * OVERHEAD_SLICES.len() + (MODES.len() + 1) * SLICES.len()
+            2 * ARM_MODES.len()
+                + OVERHEAD_MODES.len() * (OVERHEAD_SLICES.len() + 1)
+                + (MODES.len() + 1) * SLICES.len()
         );
         assert!(rows.iter().all(|r| r.subject == Subject::ScxRt));
     }

@@ -1,6 +1,7 @@
 //! Who the calling thread is: a worker (which runtime, which CPU), and its
-//! CPU's `need_resched` flag. A leaf: thread-locals and accessors only;
-//! the worker loop fills them in (`worker`).
+//! CPU's `need_resched` flag and polled slice deadline (`SliceTimer::Poll`).
+//! A leaf: thread-locals and accessors only; the worker loop fills them in
+//! (`worker`).
 //!
 //! The accessors are `#[inline(never)]`: a task may suspend on one thread
 //! and resume on another, and a thread-local address computed before the
@@ -11,25 +12,29 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
-use crate::loom::{AtomicBool, Ordering};
+use crate::loom::{AtomicBool, AtomicU64, Ordering};
 
 /// The worker's `need_resched` flag, shared with its CPU's atomics.
 pub(crate) type Flag = Arc<CachePadded<AtomicBool>>;
+
+/// The worker's polled slice deadline (`RqShared::poll_deadline`).
+pub(crate) type PollWord = Arc<CachePadded<AtomicU64>>;
 
 std::thread_local! {
     /// (runtime id, CPU) of a worker thread; `(0, 0)` elsewhere (runtime
     /// ids start at 1).
     static WHO: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
-    /// The worker's `need_resched` flag (unset on other threads).
-    static NEED_RESCHED: std::cell::OnceCell<Flag> = const { std::cell::OnceCell::new() };
+    /// The worker's `need_resched` flag and polled slice deadline (unset
+    /// on other threads).
+    static PREEMPT: std::cell::OnceCell<(Flag, PollWord)> = const { std::cell::OnceCell::new() };
 }
 
 /// Marks the calling thread as CPU `cpu` of runtime `rt_id`, with its
-/// `need_resched` flag.
-pub(crate) fn enter_worker(rt_id: u64, cpu: usize, need_resched: Flag) {
+/// `need_resched` flag and polled slice deadline.
+pub(crate) fn enter_worker(rt_id: u64, cpu: usize, need_resched: Flag, poll: PollWord) {
     WHO.with(|w| w.set((rt_id, cpu)));
-    NEED_RESCHED.with(|f| {
-        let _ = f.set(need_resched);
+    PREEMPT.with(|f| {
+        let _ = f.set((need_resched, poll));
     });
 }
 
@@ -62,10 +67,38 @@ pub(crate) fn cpu_in(rt_id: u64) -> Option<usize> {
     worker().filter(|(rt, _)| *rt == rt_id).map(|(_, c)| c)
 }
 
-/// Whether the calling thread is a worker with a reschedule pending: one
-/// thread-local access and one load. Callers check `in_task` before
-/// switching (a scheduler callback runs on the worker's own stack).
+/// What a preemption point of the calling thread finds ([`preempt_check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Nothing: the task runs on.
+    No,
+    /// `need_resched` is set.
+    Resched,
+    /// The polled slice deadline passed (`SliceTimer::Poll`); the check
+    /// cleared it, and the caller marks the expiry (`RqShared::expire_slice`).
+    SliceOver,
+}
+
+/// Whether the calling thread is a worker with a reschedule pending, or
+/// whose polled slice deadline has passed: one thread-local access and two
+/// loads, and a clock read while a polled deadline is set. Callers check
+/// `in_task` before switching (a scheduler callback runs on the worker's
+/// own stack).
 #[inline(never)]
-pub(crate) fn need_resched() -> bool {
-    NEED_RESCHED.with(|f| f.get().is_some_and(|f| f.load(Ordering::Relaxed)))
+pub(crate) fn preempt_check() -> Due {
+    PREEMPT.with(|f| {
+        let Some((flag, poll)) = f.get() else {
+            return Due::No;
+        };
+        if flag.load(Ordering::Relaxed) {
+            return Due::Resched;
+        }
+        let d = poll.load(Ordering::Relaxed);
+        if d == u64::MAX || crate::core::clock::now() < d {
+            return Due::No;
+        }
+        // Once: the next pick publishes the next deadline.
+        poll.store(u64::MAX, Ordering::Relaxed);
+        Due::SliceOver
+    })
 }

@@ -320,6 +320,7 @@ mod user_dsq_tests {
                 allow_migration: true,
                 record_balance: false,
                 slice_timer: Default::default(),
+                poll_below: crate::SliceTimer::default().poll_below(),
             },
             crate::consts::DEFAULT_STACK_SIZE,
         )

@@ -19,8 +19,8 @@
 //!   idle transitions: ops.update_idle, the idle mask
 //!   deferred remote direct dispatches (drop the lock per task)
 //! unlocked:
-//!   publish the slice deadline (the worker's expiry timer or the timer
-//!   thread's word)
+//!   publish the slice deadline (polled by the preemption points, or the
+//!   worker's expiry timer, or the timer thread's word)
 //!   (`finish`) drop the exited task (its result's drop may run any
 //!   code); finish a hotplug move; wake the tasks found above
 //! ```
@@ -260,23 +260,44 @@ pub(crate) fn step(
     c.shared.owner.clock.store(0, Ordering::Relaxed);
     rq.clock = 0;
     drop(rq);
-    let deadline = match &next {
-        Some(t) if t.slice() != SLICE_INF => now.saturating_add(t.slice()),
-        _ => u64::MAX,
+    let slice = next.as_ref().map_or(SLICE_INF, |t| t.slice());
+    let deadline = match slice {
+        SLICE_INF => u64::MAX,
+        s => now.saturating_add(s),
     };
     let tick = &c.shared.remote.tick_pending;
     if tick.load(Ordering::Relaxed) {
         tick.store(false, Ordering::Relaxed);
     }
     #[cfg(not(scx_rt_loom))]
-    sh.timer.set_deadline(
-        &c.shared.owner.slice_deadline,
-        &c.shared.owner.expiry,
-        deadline,
-    );
+    publish_deadline(sh, c, deadline, slice);
     #[cfg(scx_rt_loom)]
     let _ = deadline;
     next
+}
+
+/// Publishes the slice deadline of the task CPU `c` switches to
+/// (`u64::MAX`: none), whose slice is `slice`, to what will end it: the
+/// word its preemption points compare the clock with, or the slice timer
+/// (`TimerState::set_deadline`: the worker's expiry timer or the timer
+/// thread), which is told `u64::MAX` for a polled slice. On the CPU's
+/// worker thread only. A switch between slices of one kind writes one
+/// word: the other already holds `u64::MAX`.
+#[cfg(not(scx_rt_loom))]
+#[inline]
+pub(crate) fn publish_deadline(sh: &Shared, c: &Cpu, deadline: u64, slice: u64) {
+    // `SLICE_INF` (no deadline) is never below the bound.
+    let (poll, timer) = if slice < sh.cfg.poll_below {
+        (deadline, u64::MAX)
+    } else {
+        (u64::MAX, deadline)
+    };
+    let w = &c.shared.poll_deadline;
+    if w.load(Ordering::Relaxed) != poll {
+        w.store(poll, Ordering::Relaxed);
+    }
+    let o = &c.shared.owner;
+    sh.timer.set_deadline(&o.slice_deadline, &o.expiry, timer);
 }
 
 /// The work the step leaves for after the rq lock: drop the task that
@@ -357,5 +378,41 @@ fn idle_transition(sh: &Shared, c: &Cpu, slot: &SchedSlot, rq: &mut RqSynced, bu
             sh.idle.cpu.set(cpu);
         }
         c.shared.owner.idle.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(scx_rt_loom)))]
+mod tests {
+    use crate::consts::{POLL_SLICE_MAX, SLICE_DFL, SLICE_INF};
+    use crate::SliceTimer;
+
+    /// Whether a slice of `slice` ns is polled in mode `m`, as
+    /// `publish_deadline` decides.
+    fn polled(m: SliceTimer, slice: u64) -> bool {
+        slice < m.poll_below()
+    }
+
+    /// `Auto` polls up to the bound and times longer slices; the explicit
+    /// modes do what they say whatever the length; no mode polls
+    /// `SLICE_INF` (no deadline).
+    #[test]
+    fn which_slices_are_polled() {
+        assert!(polled(SliceTimer::Auto, 30_000));
+        assert!(polled(SliceTimer::Auto, POLL_SLICE_MAX));
+        assert!(!polled(SliceTimer::Auto, POLL_SLICE_MAX + 1));
+        assert!(!polled(SliceTimer::Auto, SLICE_DFL));
+        assert!(polled(SliceTimer::Poll, SLICE_DFL));
+        for m in [
+            SliceTimer::Auto,
+            SliceTimer::Signal,
+            SliceTimer::Thread,
+            SliceTimer::RealtimeThread,
+            SliceTimer::Poll,
+        ] {
+            assert!(!polled(m, SLICE_INF), "{m:?}");
+            if !matches!(m, SliceTimer::Auto | SliceTimer::Poll) {
+                assert!(!polled(m, 5_000), "{m:?}");
+            }
+        }
     }
 }
