@@ -18,7 +18,8 @@
 #                     slice), so the runs use the timer thread. The modes
 #                     differ on a switch only in how a deadline is
 #                     published (SLICE_TIMER=signal ONLY=switch measures the
-#                     default: a few instructions apart).
+#                     default's signalled 20 ms slices: a few instructions
+#                     apart; SLICE_TIMER=poll its polled path).
 #   env CLOCK         the scheduling clock: monotonic (default:
 #                     SCX_RT_CLOCK=monotonic, the exact clock, see below)
 #                     or tsc
