@@ -263,8 +263,10 @@ pub fn yield_now() {
 }
 
 /// A preemption point (the kernel's `cond_resched()`): switches out only
-/// when the CPU has a reschedule pending; otherwise costs a thread-local
-/// read and a relaxed load.
+/// when the CPU has a reschedule pending or the running task's slice has
+/// run out; otherwise costs a thread-local read and two relaxed loads,
+/// and a clock read while a polled slice runs (`SliceTimer::Poll`, and the
+/// default's slices of up to 1 ms: about 11.5 ns in all, against 3 ns).
 #[cfg(not(scx_rt_loom))]
 #[inline]
 pub fn preempt_point() {

@@ -209,28 +209,16 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     for (name, slice) in OVERHEAD_SLICES {
         for (suffix, mode) in OVERHEAD_MODES {
             let case = format!("expiry-overhead-{name}{suffix}");
-            let key = Key {
-                workload: NAME,
-                case: &case,
-                subject: Subject::ScxRt,
-            };
-            ctx.scx(&format!("{NAME} {case}"), rows, || {
-                let share = scx_overhead(cpu, slice, s.overhead_for, mode)?;
-                Ok(vec![throughput_row(key, "% useful", 1, &[share])])
+            figure_row(ctx, rows, &case, "% useful", 1, || {
+                scx_overhead(cpu, slice, s.overhead_for, mode)
             })?;
         }
     }
+    let calls = s.arm.saturating_mul(100);
     for (suffix, mode) in OVERHEAD_MODES {
         let case = format!("preempt-point{suffix}");
-        let key = Key {
-            workload: NAME,
-            case: &case,
-            subject: Subject::ScxRt,
-        };
-        ctx.scx(&format!("{NAME} {case}"), rows, || {
-            let calls = s.arm.saturating_mul(100);
-            let ns = scx_preempt_point(cpu, calls, mode)?;
-            Ok(vec![throughput_row(key, "ns/call", calls, &[ns])])
+        figure_row(ctx, rows, &case, "ns/call", calls, || {
+            scx_preempt_point(cpu, calls, mode)
         })?;
     }
     for slack in [None, Some(1)] {
@@ -331,6 +319,26 @@ fn scx_overhead(
         let ub = b.join().map_err(|e| format!("join spinner: {e:?}"))?;
         rt.shutdown();
         Ok(100.0 * (ua + ub) as f64 / ran.as_nanos() as f64)
+    })
+}
+
+/// One scx-rt row of `case` holding the single figure `f` measures, in
+/// `unit`, over `n` operations.
+fn figure_row(
+    ctx: &Ctx,
+    rows: &mut Vec<Row>,
+    case: &str,
+    unit: &str,
+    n: u64,
+    f: impl FnOnce() -> Result<f64, String>,
+) -> Result<(), String> {
+    let key = Key {
+        workload: NAME,
+        case,
+        subject: Subject::ScxRt,
+    };
+    ctx.scx(&format!("{NAME} {case}"), rows, || {
+        Ok(vec![throughput_row(key, unit, n, &[f()?])])
     })
 }
 

@@ -102,10 +102,10 @@ pub enum SliceTimer {
     /// with `EINTR` when its slice ends during one. A worker that cannot
     /// create its timer (the signal, `SIGRTMIN + 4`, is taken by another
     /// handler, or the timer limit is reached) falls back to `Thread`.
-    /// Each expiry costs the worker's CPU an interrupt and a signal frame
-    /// (about 10 µs on a VM, against about 2.5 µs for `Thread`): with
-    /// slices of 10 µs or less that is most of the CPU, and `Thread` does
-    /// more work.
+    /// Each expiry costs the worker's CPU an interrupt, a signal frame and
+    /// a re-arm (10–25 µs on a VM, against about 2.5 µs for `Thread` and
+    /// nothing for `Poll`): with slices of 30 µs or less that is half the
+    /// CPU or more, and `Poll` (or `Auto`) does more work.
     Signal,
     /// The runtime's timer thread, which sleeps until the earliest deadline
     /// of all CPUs. No signal reaches task code; a slice ends late when
