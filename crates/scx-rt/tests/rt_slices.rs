@@ -390,3 +390,83 @@ fn raw_poll_in_a_task_is_interrupted_only_in_signal_mode() {
     assert!(!raw_poll_sees_eintr(SliceTimer::Poll, 3));
     assert!(!raw_poll_sees_eintr(SliceTimer::Auto, 3));
 }
+
+/// Polled slices on more workers than cores (8 unpinned CPUs on whatever
+/// the machine has, so the OS takes workers away mid-slice and deadlines
+/// pass while a worker is off its core): spinners reaching preemption
+/// points, yielders and channel ping-pongs, under the default scheduler
+/// with 50 µs slices, which the default mode polls. Every task runs to its
+/// end exactly once with its result, and the spinners took turns with the
+/// rest (their slices ended: the pairs finished while they spun).
+#[test]
+fn polled_slices_on_oversubscribed_workers_lose_nothing() {
+    guard("polled slices, 8 workers", || {
+        let rt = Runtime::builder()
+            .nr_cpus(8)
+            .pin(false)
+            .slice(Duration::from_micros(50))
+            .build()
+            .expect("runtime build");
+        let stop = Arc::new(AtomicBool::new(false));
+        let runs = Arc::new(AtomicU64::new(0));
+        let spinners: Vec<_> = (0..8)
+            .map(|_| {
+                let (stop, runs) = (stop.clone(), runs.clone());
+                rt.spawn(move || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let start = Instant::now();
+                    while !stop.load(Ordering::Relaxed) && start.elapsed() < SPIN_LIMIT {
+                        scx_rt::preempt_point();
+                    }
+                    stop.load(Ordering::Relaxed)
+                })
+            })
+            .collect();
+        let workers: Vec<_> = (0..32u64)
+            .map(|i| {
+                let runs = runs.clone();
+                rt.spawn(move || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let (tx, rx) = scx_rt::sync::channel::<u64>(1);
+                    let (back_tx, back_rx) = scx_rt::sync::channel::<u64>(1);
+                    let echo = scx_rt::spawn(move || {
+                        let mut n = 0;
+                        while let Ok(v) = rx.recv() {
+                            n += 1;
+                            if back_tx.send(v + 1).is_err() {
+                                break;
+                            }
+                        }
+                        n
+                    });
+                    let mut sum = 0;
+                    for k in 0..200u64 {
+                        tx.send(k).expect("echo alive");
+                        sum += back_rx.recv().expect("echo answers");
+                        scx_rt::yield_now();
+                    }
+                    drop(tx);
+                    assert_eq!(echo.join().expect("echo"), 200);
+                    sum + i
+                })
+            })
+            .collect();
+        for (i, w) in workers.into_iter().enumerate() {
+            let want: u64 = (1..=200).sum::<u64>() + i as u64;
+            assert_eq!(w.join().expect("worker task"), want);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for s in spinners {
+            assert!(
+                s.join().expect("spinner"),
+                "a spinner hit its limit: the pairs never finished beside it"
+            );
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            40,
+            "every task ran exactly once"
+        );
+        rt.shutdown();
+    });
+}
