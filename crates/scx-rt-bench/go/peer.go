@@ -16,6 +16,13 @@
 // more repetitions, P50 (the median); latency rows (ns) fill all four.
 // Progress and errors go to stderr; a failure exits with status 1.
 //
+// bimodal prints its own lines instead of a row: one "req<TAB>LAT<TAB>LATE"
+// per request in schedule order (ns: completion after the scheduled
+// arrival, and how late the generator handed it over), then
+// "span<TAB>NS" and "delay<TAB>WORKERS_NS<TAB>GENERATOR_NS" (run-delay
+// over the point from /proc, the workers' threads summed); the bench
+// builds its rows from them as for its own subjects.
+//
 // One workload is a server instead:
 //
 //	go run peer.go echo --buf N
@@ -27,6 +34,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,6 +66,13 @@ type options struct {
 	thinkNs                     int64
 	// echo: each connection's read buffer, bytes
 	buf int
+	// bimodal: the mix, the arrival rate (per second), the schedule's
+	// seed and the generator's CPU (-1: unpinned); --iters is the
+	// request count
+	shortNs, longNs int64
+	longFrac, rate  float64
+	seed            uint64
+	genCPU          int
 }
 
 func main() {
@@ -80,6 +95,12 @@ func main() {
 	fs.IntVar(&o.warmup, "warmup", 0, "pingpong, wakeup: unrecorded first rounds")
 	fs.Int64Var(&o.thinkNs, "think-ns", 0, "wakeup: worker spin after each wake-up, ns")
 	fs.IntVar(&o.buf, "buf", 0, "echo: read buffer per connection, bytes")
+	fs.Int64Var(&o.shortNs, "short-ns", 0, "bimodal: short request, ns")
+	fs.Int64Var(&o.longNs, "long-ns", 0, "bimodal: long request, ns")
+	fs.Float64Var(&o.longFrac, "long-frac", 0, "bimodal: fraction of long requests")
+	fs.Float64Var(&o.rate, "rate", 0, "bimodal: arrivals per second")
+	fs.Uint64Var(&o.seed, "seed", 0, "bimodal: the schedule's seed")
+	fs.IntVar(&o.genCPU, "gen-cpu", -1, "bimodal: the generator's CPU (-1: unpinned)")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		fail(err.Error())
 	}
@@ -130,6 +151,12 @@ func main() {
 	case "wakeup":
 		need(o.messengers, o.workers, o.rounds)
 		latency(workload, o, wakeup(o))
+	case "bimodal":
+		need(o.iters, int(o.shortNs), int(o.longNs))
+		if !(o.rate > 0) || o.longFrac < 0 || o.longFrac > 1 {
+			fail("bimodal: --rate must be positive and --long-frac in [0, 1]")
+		}
+		bimodal(o)
 	default:
 		fail("no Go analogue of `" + workload + "`")
 	}
@@ -524,3 +551,174 @@ func echoConn(c net.Conn, bufSize int) {
 		}
 	}
 }
+
+// splitmix64, as the bench's schedule generator (same seed, same
+// arrivals).
+type splitMix64 struct{ s uint64 }
+
+func (r *splitMix64) next() uint64 {
+	r.s += 0x9e3779b97f4a7c15
+	z := r.s
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// f64 is uniform in [0, 1) (53 bits).
+func (r *splitMix64) f64() float64 {
+	return float64(r.next()>>11) * (1.0 / float64(uint64(1)<<53))
+}
+
+// bimodalReq is one scheduled request: its arrival (ns after the start)
+// and class.
+type bimodalReq struct {
+	at   int64
+	long bool
+}
+
+// bimodalSchedule: n Poisson arrivals at rate per second, each long with
+// probability longFrac (the bench's `schedule`).
+func bimodalSchedule(longFrac, rate float64, n int, seed uint64) []bimodalReq {
+	rng := splitMix64{seed}
+	meanGap := 1e9 / rate
+	t := 0.0
+	reqs := make([]bimodalReq, n)
+	for i := range reqs {
+		t += -meanGap * math.Log(1.0-rng.f64())
+		reqs[i] = bimodalReq{at: int64(t), long: rng.f64() < longFrac}
+	}
+	return reqs
+}
+
+// bimodalServe spins until the goroutine has had serviceNs of CPU: a gap
+// between two clock reads over 1 µs was spent switched out and counts as
+// 1 µs (the bench's `serve`). Go preempts it on its own (the runtime's
+// 10 ms signal), with no preemption point to call.
+func bimodalServe(serviceNs int64) {
+	var done int64
+	last := time.Now()
+	for done < serviceNs {
+		now := time.Now()
+		gap := now.Sub(last).Nanoseconds()
+		if gap > 1000 {
+			gap = 1000
+		}
+		done += gap
+		last = now
+	}
+}
+
+// runDelay sums the run-delay (ns, /proc schedstat) of this process's
+// threads, the one with thread id skip left out.
+func runDelay(skip int) int64 {
+	dir, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0
+	}
+	var sum int64
+	for _, e := range dir {
+		if tid, err := strconv.Atoi(e.Name()); err == nil && tid == skip {
+			continue
+		}
+		b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) > 1 {
+			if d, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				sum += d
+			}
+		}
+	}
+	return sum
+}
+
+// ownRunDelay is the calling thread's run-delay (ns).
+func ownRunDelay() int64 {
+	b, err := os.ReadFile("/proc/thread-self/schedstat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	d, _ := strconv.ParseInt(f[1], 10, 64)
+	return d
+}
+
+// bimodal: open-loop arrivals of spinning requests. A generator goroutine,
+// locked to its OS thread (pinned to --gen-cpu when given, so it holds
+// one of the GOMAXPROCS processors, the bench gives one more than the
+// workers' CPUs), spins until each arrival and starts a goroutine for it,
+// as a Go server starts one per request.
+func bimodal(o options) {
+	reqs := bimodalSchedule(o.longFrac, o.rate, o.iters, o.seed)
+	n := len(reqs)
+	lat := make([]int64, n)
+	late := make([]int64, n)
+	var wg sync.WaitGroup
+	wg.Add(n)
+	var endNs int64
+	var mu sync.Mutex
+	t0 := time.Now().Add(time.Millisecond)
+	// The generator's thread id and the workers' run-delay at the start,
+	// then the generator's own run-delay over the run.
+	genTid := make(chan [2]int64, 1)
+	genDelay := make(chan int64, 1)
+	go func() {
+		if o.genCPU >= 0 {
+			lockToCPU(o.genCPU)
+		} else {
+			runtime.LockOSThread()
+		}
+		me := syscall.Gettid()
+		genTid <- [2]int64{int64(me), runDelay(me)}
+		d0 := ownRunDelay()
+		for i, r := range reqs {
+			at := t0.Add(time.Duration(r.at))
+			for time.Now().Before(at) {
+			}
+			late[i] = time.Since(t0).Nanoseconds() - r.at
+			go func(i int, r bimodalReq) {
+				s := o.shortNs
+				if r.long {
+					s = o.longNs
+				}
+				bimodalServe(s)
+				now := time.Since(t0).Nanoseconds()
+				l := now - r.at
+				if l < 1 {
+					l = 1
+				}
+				lat[i] = l
+				mu.Lock()
+				if now > endNs {
+					endNs = now
+				}
+				mu.Unlock()
+				wg.Done()
+			}(i, r)
+		}
+		genDelay <- ownRunDelay() - d0
+	}()
+	g := <-genTid
+	wg.Wait()
+	workers := runDelay(int(g[0])) - g[1]
+	gen := <-genDelay
+	first := int64(0)
+	if n > 0 {
+		first = reqs[0].at
+	}
+	w := bufioWriter()
+	for i := range reqs {
+		fmt.Fprintf(w, "req\t%d\t%d\n", lat[i], late[i])
+	}
+	fmt.Fprintf(w, "span\t%d\n", endNs-first)
+	fmt.Fprintf(w, "delay\t%d\t%d\n", workers, gen)
+	w.Flush()
+}
+
+// bufioWriter buffers stdout for the many lines of `bimodal`.
+func bufioWriter() *bufio.Writer { return bufio.NewWriterSize(os.Stdout, 1<<16) }

@@ -22,9 +22,13 @@
 //! the Go program is only the server (`go run peer.go echo --buf N`, the
 //! net package, a goroutine per connection; it prints `listen ADDR` and
 //! serves until its stdin closes, see [`external::start_server`]) and the
-//! bench's own clients measure it as every other subject.
-//! Not `bimodal`: goroutines are preempted by the Go runtime's own 10 ms
-//! signal-based policy, which no option of this bench would change.
+//! bench's own clients measure it as every other subject, and `bimodal`,
+//! where the Go program runs one whole load point itself (the same
+//! schedule from the same seed, a generator goroutine locked to its
+//! thread on the generator's CPU, a goroutine per request preempted only
+//! by Go's own 10 ms signal) and prints each request's latency and
+//! lateness, which the bench turns into the rows it makes for its own
+//! subjects ([`bimodal_point`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -233,6 +237,122 @@ fn serve_with(mut cmd: Command, inv: Invocation) -> Result<echo::Server, String>
     Ok(echo::Server::new(child.addr, move || child.stop()))
 }
 
+/// What the Go program measured at one `bimodal` load point: per request
+/// in schedule order, its latency and how late the generator handed it
+/// over (ns); the point's span (first arrival to last completion, ns); the
+/// run-delay of its worker threads and of its generator (ns).
+#[derive(Debug, PartialEq)]
+pub struct BimodalPoint {
+    pub lat: Vec<u64>,
+    pub late: Vec<u64>,
+    pub span: u64,
+    pub worker_delay: u64,
+    pub gen_delay: u64,
+}
+
+/// The invocation of one `bimodal` load point: `n` requests of the mix
+/// (`short_ns`, `long_ns`, `long_frac`) at `rate` per second from the
+/// schedule of `seed`, the workers on `workers` and the generator pinned
+/// to `gen_cpu` (unpinned, sharing the workers' CPUs, when `None`); the
+/// second value is `GOMAXPROCS`, the workers' CPU count plus one: the
+/// generator's goroutine, locked to its thread and spinning, holds a
+/// processor for the whole run.
+pub fn bimodal_invocation(
+    mix: &crate::workloads::bimodal_gen::Mix,
+    rate: f64,
+    n: usize,
+    seed: u64,
+    workers: &[usize],
+    gen_cpu: Option<usize>,
+) -> (Invocation, usize) {
+    let mut cpus = workers.to_vec();
+    cpus.extend(gen_cpu);
+    let procs = workers.len() + 1;
+    let inv = Invocation {
+        args: vec![
+            "bimodal".into(),
+            "--case".into(),
+            mix.name.into(),
+            "--unit".into(),
+            "ns".into(),
+        ],
+        cpus,
+    }
+    .flag("iters", n)
+    .flag("short-ns", mix.short_ns)
+    .flag("long-ns", mix.long_ns)
+    .flag("long-frac", mix.long_frac)
+    .flag("rate", rate)
+    .flag("seed", seed)
+    .flag("gen-cpu", gen_cpu.map_or(-1, |c| c as i64));
+    (inv, procs)
+}
+
+/// Runs one `bimodal` load point in the Go program.
+pub fn bimodal_point(inv: Invocation, procs: usize) -> Result<BimodalPoint, String> {
+    let go = go_binary().ok_or("no `go` on PATH")?;
+    let mut cmd = Command::new(go);
+    cmd.arg("run").arg(program());
+    bimodal_with(cmd, inv, procs)
+}
+
+fn bimodal_with(mut cmd: Command, inv: Invocation, procs: usize) -> Result<BimodalPoint, String> {
+    cmd.args(&inv.args);
+    cmd.env("GOMAXPROCS", procs.to_string());
+    let out = crate::pin::on_cpus(&inv.cpus, move || {
+        cmd.stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("start the Go program: {e}"))
+    })?;
+    if !out.status.success() {
+        return Err(format!("the Go program failed: {}", out.status));
+    }
+    parse_bimodal(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses `bimodal`'s output (the Go program's docs).
+fn parse_bimodal(out: &str) -> Result<BimodalPoint, String> {
+    let mut p = BimodalPoint {
+        lat: Vec::new(),
+        late: Vec::new(),
+        span: 0,
+        worker_delay: 0,
+        gen_delay: 0,
+    };
+    let (mut span, mut delay) = (false, false);
+    let num = |f: Option<&str>| -> Result<u64, String> {
+        let f = f.ok_or("a short line")?;
+        // A generator that ran early by a rounding reads as 0.
+        f.parse::<i64>()
+            .map(|v| v.max(0) as u64)
+            .map_err(|e| format!("`{f}`: {e}"))
+    };
+    for line in out.lines() {
+        let mut f = line.split('\t');
+        match f.next() {
+            Some("req") => {
+                p.lat.push(num(f.next())?);
+                p.late.push(num(f.next())?);
+            }
+            Some("span") => {
+                p.span = num(f.next())?;
+                span = true;
+            }
+            Some("delay") => {
+                p.worker_delay = num(f.next())?;
+                p.gen_delay = num(f.next())?;
+                delay = true;
+            }
+            _ => {}
+        }
+    }
+    if !span || !delay || p.lat.is_empty() {
+        return Err("the Go program's bimodal output is incomplete".into());
+    }
+    Ok(p)
+}
+
 fn run_go(inv: Invocation) -> Result<Vec<Row>, String> {
     let go = go_binary().ok_or("no `go` on PATH")?;
     let mut cmd = Command::new(go);
@@ -288,6 +408,28 @@ mod tests {
     }
 
     #[test]
+    fn bimodal_points_parse_and_incomplete_output_is_an_error() {
+        let mix = crate::workloads::bimodal_gen::MIXES[0];
+        let (inv, procs) = bimodal_invocation(&mix, 1000.0, 3, 7, &[0], Some(1));
+        assert_eq!(inv.cpus, vec![0, 1]);
+        assert_eq!(procs, 2);
+        assert!(inv.args.windows(2).any(|w| w == ["--gen-cpu", "1"]));
+        let out = "go peer: x\nreq\t500\t3\nreq\t9000\t-1\nreq\t7\t0\nspan\t123\ndelay\t4\t5\n";
+        let p = parse_bimodal(out).unwrap();
+        assert_eq!(p.lat, vec![500, 9000, 7]);
+        assert_eq!(p.late, vec![3, 0, 0]);
+        assert_eq!((p.span, p.worker_delay, p.gen_delay), (123, 4, 5));
+        assert!(parse_bimodal("req\t1\t1\n").is_err());
+        assert!(parse_bimodal("req\tx\t1\nspan\t1\ndelay\t1\t1\n").is_err());
+        // Through a stand-in for the program, as a real run goes.
+        let (inv, procs) = bimodal_invocation(&mix, 1000.0, 1, 7, &[0], None);
+        assert_eq!(inv.cpus, vec![0]);
+        let cmd = fake("printf 'req\\t10\\t1\\nspan\\t10\\ndelay\\t0\\t0\\n'");
+        let p = bimodal_with(cmd, inv, procs).unwrap();
+        assert_eq!(p.lat, vec![10]);
+    }
+
+    #[test]
     fn invocations_carry_resolved_sizes_case_and_unit() {
         let c = ctx(true);
         let inv = invocation(&c, "switch").unwrap();
@@ -327,8 +469,8 @@ mod tests {
         }
         let ring = invocation(&c, "ring").unwrap();
         assert!(ring.args.windows(2).any(|p| p == ["--cap", "1"]));
-        // pingpong and wakeup run per case (above, below); bimodal has no
-        // Go analogue.
+        // pingpong and wakeup run per case (above, below), bimodal per
+        // load point (`bimodal_invocation`).
         assert!(invocation(&c, "pingpong").is_none());
         assert!(invocation(&c, "wakeup").is_none());
         assert!(invocation(&c, "bimodal").is_none());

@@ -23,6 +23,13 @@
 //!   the default weight, so they share one FIFO: the rows show what the
 //!   policy's own queue and its shared-DSQ round trip cost beside `fifo`.
 //! - `tokio`: a multi-thread tokio runtime, the request a spinning future.
+//! - `go`: the Go program (`peers::go`), a goroutine per request started
+//!   by a generator goroutine locked to its own thread on the generator's
+//!   CPU; the same schedule (splitmix64, same seed) and the same spinning
+//!   request, preempted only by Go's own 10 ms signal. It reports each
+//!   request's latency and lateness and the run-delay of its threads, so
+//!   its rows are the others' (no tail breakdown: it runs in its own
+//!   process). Left out without `go`.
 //!
 //! `--case` picks policies and mixes by name (`--case central,tokio,shinjuku`:
 //! those two policies, the Shinjuku mix only); a kind it names none of
@@ -46,12 +53,14 @@ use hdrhistogram::Histogram;
 use scx_rt::{EnqFlags, EnqueueCtx, KickFlags, PickIdleFlags, Scheduler, TaskRef, DSQ_GLOBAL};
 
 use crate::ctx::Ctx;
+use crate::peers::go;
 use crate::report::{PlotData, Row, Subject};
+use crate::stats::new_hist;
 use crate::stats::{latency_row, throughput_row, Key};
 use crate::workloads::bimodal_gen::{
     handle, run_point, schedule, spare_cpu, Mix, Point, Req, MIXES, SEED,
 };
-use crate::workloads::bimodal_tail::host_rows;
+use crate::workloads::bimodal_tail::{host_rows, Breakdown};
 
 pub const NAME: &str = "bimodal";
 
@@ -81,6 +90,8 @@ pub enum Policy {
     Qmap,
     /// tokio, no preemption.
     Tokio,
+    /// Go, its runtime's own preemption (module docs).
+    Go,
 }
 
 /// Central's slice and timer period here, and Qmap's slice.
@@ -88,7 +99,7 @@ const CENTRAL_SLICE: Duration = Duration::from_micros(30);
 
 impl Policy {
     /// Every policy, in run order.
-    pub const ALL: [Policy; 8] = [
+    pub const ALL: [Policy; 9] = [
         Policy::Fifo,
         Policy::Slice(5_000),
         Policy::Slice(30_000),
@@ -97,6 +108,7 @@ impl Policy {
         Policy::Central,
         Policy::Qmap,
         Policy::Tokio,
+        Policy::Go,
     ];
 
     /// The name in case strings.
@@ -108,12 +120,14 @@ impl Policy {
             Policy::Central => "central".into(),
             Policy::Qmap => "qmap".into(),
             Policy::Tokio => "tokio".into(),
+            Policy::Go => "go".into(),
         }
     }
 
     fn subject(self) -> Subject {
         match self {
             Policy::Tokio => Subject::Tokio,
+            Policy::Go => Subject::Go,
             _ => Subject::ScxRt,
         }
     }
@@ -224,7 +238,7 @@ pub fn pct(load: f64) -> String {
 /// Sweeps every mix and load under one policy, calling `point` per load.
 fn sweep<P>(ctx: &Ctx, policy: Policy, mut point: P) -> Result<Vec<Row>, String>
 where
-    P: FnMut(&Mix, &[Req]) -> Result<Point, String>,
+    P: FnMut(&Mix, f64, &[Req]) -> Result<Point, String>,
 {
     let mut rows = Vec::new();
     let ncpus = ctx.cpus.len();
@@ -233,7 +247,7 @@ where
         for load in loads(ctx) {
             let rate = load * mix.capacity(ncpus);
             let reqs = schedule(mix, rate, requests(ctx, rate), SEED);
-            let p = point(mix, &reqs)?;
+            let p = point(mix, rate, &reqs)?;
             let short_p99 = p.short.value_at_quantile(0.99);
             let ok = p.short.is_empty() || short_p99 <= TARGET_P99.as_nanos() as u64;
             let p99 = |h: &Histogram<u64>| {
@@ -354,6 +368,10 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
     for policy in policies(ctx) {
         if policy == Policy::Tokio {
             ctx.peer(NAME, Subject::Tokio, rows, || tokio_sweep(ctx, spare));
+        } else if policy == Policy::Go {
+            if crate::peers::go::ready(ctx) {
+                ctx.peer(NAME, Subject::Go, rows, || go_sweep(ctx, spare));
+            }
         } else {
             ctx.scx(NAME, rows, || scx_sweep(ctx, policy, spare))?;
         }
@@ -408,10 +426,12 @@ fn scx_sweep(ctx: &Ctx, policy: Policy, spare: Option<usize>) -> Result<Vec<Row>
             b.scheduler(c)
         }
         Policy::Qmap => b.scheduler(scx_rt::schedulers::Qmap::new().slice(CENTRAL_SLICE)),
-        Policy::Tokio => return Err("tokio is not an scx-rt policy".into()),
+        Policy::Tokio | Policy::Go => {
+            return Err(format!("{} is not an scx-rt policy", policy.name()))
+        }
     };
     let rt = b.build().map_err(|e| format!("build runtime: {e}"))?;
-    let res = sweep(ctx, policy, |mix, reqs| {
+    let res = sweep(ctx, policy, |mix, _, reqs| {
         let mix = *mix;
         let before = central_stats.as_deref().map(CentralCounts::read);
         let p = run_point(spare, "scx-rt-cpu", reqs, |i, r, log| {
@@ -485,13 +505,47 @@ impl CentralCounts {
 
 fn tokio_sweep(ctx: &Ctx, spare: Option<usize>) -> Result<Vec<Row>, String> {
     let rt = crate::peers::tokio::runtime(&ctx.cpus)?;
-    sweep(ctx, Policy::Tokio, |mix, reqs| {
+    sweep(ctx, Policy::Tokio, |mix, _, reqs| {
         let mix = *mix;
         // tokio's workers are `tokio-rt-worker` (`tokio-runtime-worker`
         // in older releases, cut to 15 bytes by the kernel).
         run_point(spare, "tokio-r", reqs, |i, r, log| {
             let log = Arc::clone(log);
             drop(rt.spawn(async move { handle(&mix, i, r, &log, || {}) }));
+        })
+    })
+}
+
+/// The Go program's sweep: one run of it per load point, on the same
+/// schedule (its latencies classed by the bench's copy of it).
+fn go_sweep(ctx: &Ctx, spare: Option<usize>) -> Result<Vec<Row>, String> {
+    sweep(ctx, Policy::Go, |mix, rate, reqs| {
+        let (inv, procs) = go::bimodal_invocation(mix, rate, reqs.len(), SEED, &ctx.cpus, spare);
+        let g = go::bimodal_point(inv, procs)?;
+        if g.lat.len() != reqs.len() {
+            return Err(format!(
+                "the Go program served {} requests of {}",
+                g.lat.len(),
+                reqs.len()
+            ));
+        }
+        let (mut short, mut long, mut late) = (new_hist(), new_hist(), new_hist());
+        for (r, (&l, &lt)) in reqs.iter().zip(g.lat.iter().zip(&g.late)) {
+            let h = if r.long { &mut long } else { &mut short };
+            h.saturating_record(l);
+            late.saturating_record(lt);
+        }
+        let span = g.span.max(1);
+        Ok(Point {
+            short,
+            long,
+            achieved: reqs.len() as f64 * 1e9 / span as f64,
+            requests: reqs.len(),
+            submit_late: late,
+            tail: Breakdown::default(),
+            worker_delay: g.worker_delay,
+            gen_delay: g.gen_delay,
+            span,
         })
     })
 }

@@ -125,6 +125,14 @@ impl Breakdown {
     pub fn describe(&self, worker_delay: u64, gen_delay: u64, span: u64) -> String {
         let us = |ns: u64| ns as f64 / 1e3;
         let pc = |ns: u64| 100.0 * ns as f64 / span.max(1) as f64;
+        if self.n == 0 {
+            // A subject in its own process (`go`) reports no tail.
+            return format!(
+                "run-delay (OS) workers {:.1}% of the run, generator {:.1}%; no tail breakdown",
+                pc(worker_delay),
+                pc(gen_delay)
+            );
+        }
         format!(
             "run-delay (OS) workers {:.1}% of the run, generator {:.1}%; short tail ({} at \
              or above p99, medians): late {:.1} us, queued {:.1} us, ran {:.1} us of which \
