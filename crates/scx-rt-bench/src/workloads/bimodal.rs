@@ -55,8 +55,7 @@ use scx_rt::{EnqFlags, EnqueueCtx, KickFlags, PickIdleFlags, Scheduler, TaskRef,
 use crate::ctx::Ctx;
 use crate::peers::go;
 use crate::report::{PlotData, Row, Subject};
-use crate::stats::new_hist;
-use crate::stats::{latency_row, throughput_row, Key};
+use crate::stats::{latency_row, new_hist, throughput_row, Key};
 use crate::workloads::bimodal_gen::{
     handle, run_point, schedule, spare_cpu, Mix, Point, Req, MIXES, SEED,
 };
@@ -369,7 +368,7 @@ pub fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> Result<(), String> {
         if policy == Policy::Tokio {
             ctx.peer(NAME, Subject::Tokio, rows, || tokio_sweep(ctx, spare));
         } else if policy == Policy::Go {
-            if crate::peers::go::ready(ctx) {
+            if go::ready(ctx) {
                 ctx.peer(NAME, Subject::Go, rows, || go_sweep(ctx, spare));
             }
         } else {
