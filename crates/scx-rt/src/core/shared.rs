@@ -153,7 +153,9 @@ pub(crate) struct Config {
     pub record_balance: bool,
     /// What ends slices (`Builder::slice_timer`).
     pub slice_timer: SliceTimer,
-    /// `slice_timer.poll_below()`.
+    /// `slice_timer.poll_below()`, derived once at build: the switch's
+    /// deadline publication then pays one load and one compare instead of
+    /// a match on the mode (`core::step::publish_deadline`).
     pub poll_below: u64,
 }
 
