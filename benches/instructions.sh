@@ -149,7 +149,7 @@ command -v valgrind >/dev/null || {
 have_objdump=0
 command -v objdump >/dev/null && have_objdump=1
 
-bin=target/release/scx-rt-bench
+bin=${BIN:-target/release/scx-rt-bench}
 if [ "$build" = 1 ]; then
     cargo build --release -p scx-rt-bench >&2
 fi

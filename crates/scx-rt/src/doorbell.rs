@@ -61,6 +61,9 @@ pub(crate) const SLEEPING: u32 = 2;
 /// its eventfd.
 pub(crate) const SLEEPING_IO: u32 = 3;
 
+/// `repr(C)`, the state word first: it shares the remotely written line
+/// of its CPU with `need_resched` (`rq::RqRemote`).
+#[repr(C)]
 pub(crate) struct Doorbell {
     state: AtomicU32,
     /// The eventfd of this CPU's reactor (set once, when the reactor is

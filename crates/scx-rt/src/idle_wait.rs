@@ -77,7 +77,7 @@ impl Cpu {
         let s = &self.shared;
         let db = &s.remote.doorbell;
         let stats = &s.owner.stats;
-        let pending = || s.need_resched.load(Ordering::SeqCst) || extra();
+        let pending = || s.remote.need_resched.load(Ordering::SeqCst) || extra();
         db.set_state(crate::doorbell::POLLING);
         let poll_until = now.saturating_add(poll_ns);
         // The caller looked at `io` just before this wait: the first peek

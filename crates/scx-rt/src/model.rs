@@ -21,12 +21,16 @@ impl Cpu {
 
     /// The worker loop's first step before it looks at its queues.
     pub fn clear_need_resched(&self) {
-        self.0.shared.need_resched.store(false, Ordering::SeqCst);
+        self.0
+            .shared
+            .remote
+            .need_resched
+            .store(false, Ordering::SeqCst);
     }
 
     /// Whether a reschedule is pending.
     pub fn need_resched(&self) -> bool {
-        self.0.shared.need_resched.load(Ordering::SeqCst)
+        self.0.shared.remote.need_resched.load(Ordering::SeqCst)
     }
 
     /// The worker's idle wait (poll, then sleep on the doorbell).
@@ -755,7 +759,7 @@ impl Runtime {
     /// meanwhile: no kick step, no timer, no self-kick.
     pub fn run_until_resched(&self, cpu: usize) {
         let c = &self.sh.cpus[cpu];
-        while !c.shared.need_resched.load(Ordering::SeqCst) {
+        while !c.shared.remote.need_resched.load(Ordering::SeqCst) {
             c.idle_wait(0, || false, || ());
         }
     }
@@ -769,7 +773,11 @@ impl Runtime {
 
     /// Whether CPU `cpu` has a reschedule pending.
     pub fn need_resched(&self, cpu: usize) -> bool {
-        self.sh.cpus[cpu].shared.need_resched.load(Ordering::SeqCst)
+        self.sh.cpus[cpu]
+            .shared
+            .remote
+            .need_resched
+            .load(Ordering::SeqCst)
     }
 
     /// Whether CPU `cpu` still has kicks of any kind recorded.

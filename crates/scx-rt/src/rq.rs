@@ -300,23 +300,23 @@ impl RqSynced {
 
 /// Atomics of a CPU, outside the rq lock, grouped by who writes them so
 /// that a write by one side does not take the other side's cache line
-/// away (STYLE.md habit 10): the `need_resched` flag and what remote CPUs
-/// write (`remote`), what the owner writes and others read (`kick`,
-/// `owner`), and what changes only at hotplug or bypass transitions
-/// (`mostly`). Each group is on its own cache line(s).
+/// away (STYLE.md habit 10): what remote CPUs write (`remote`, with
+/// `need_resched` and the doorbell word on its first line), what the
+/// owner writes and others read (`kick`, `owner`), and what changes only
+/// at hotplug or bypass transitions (`mostly`). Each group is on its own
+/// cache line(s).
 pub(crate) struct RqShared {
-    /// The CPU must enter the scheduling path at its next check. Shared
-    /// with the worker thread's thread-local, so that `preempt_point` reads
-    /// it with one thread-local access and one load.
-    pub need_resched: std::sync::Arc<CachePadded<AtomicBool>>,
     /// The slice deadline `preempt_point` compares the clock with
     /// (`SliceTimer::Poll`; `u64::MAX`: none, and always in the other
     /// modes). Written and read by the worker thread only (the step
     /// publishes it, a preemption point that finds it passed clears it),
     /// shared with its thread-local beside `need_resched`; its own line.
     pub poll_deadline: std::sync::Arc<CachePadded<AtomicU64>>,
-    /// Written by other CPUs and threads (wakers, kickers, the timer).
-    pub remote: CachePadded<RqRemote>,
+    /// Written by other CPUs and threads (wakers, kickers, the timer),
+    /// `need_resched` first. Shared with the worker thread's thread-local,
+    /// so that `preempt_point` reads `need_resched` with one thread-local
+    /// access and one load.
+    pub remote: std::sync::Arc<CachePadded<RqRemote>>,
     /// The kick state (owner-written; the pick sequence is read remotely).
     pub kick: CachePadded<KickState>,
     /// Written by the owner, read by others.
@@ -329,7 +329,19 @@ pub(crate) struct RqShared {
 }
 
 /// The part of a CPU's atomics that other CPUs write.
+///
+/// What a waker or a kicker writes and the woken worker then reads and
+/// clears shares the first cache line (`repr(C)`, in this order):
+/// `need_resched`, the request and interrupt flags, the doorbell word and
+/// the wake list's lock. A wake-up of an idle CPU then moves that one line
+/// to it and back, not one line per flag: the waker's stores, the
+/// worker's first load and its clears each cost a cross-CPU transfer per
+/// line they touch.
+#[repr(C)]
 pub(crate) struct RqRemote {
+    /// The CPU must enter the scheduling path at its next check (a task
+    /// stops at its next preemption point; an idle worker looks).
+    pub need_resched: AtomicBool,
     /// `need_resched` was set because the CPU must go through its
     /// scheduling path (a kick, an expired slice, a preemption). When only
     /// interrupt work is pending (`irq_pending`), the worker runs it and
@@ -338,24 +350,35 @@ pub(crate) struct RqRemote {
     pub resched_req: AtomicBool,
     /// Interrupt work (scheduler timers) is pending on this CPU.
     pub irq_pending: AtomicBool,
-    /// Scheduler timers (`Ctx::timer_start`) that fired for this CPU, one
-    /// bit per timer id.
-    pub ops_timers_fired: AtomicU64,
     /// The slice timer found the deadline passed: the next switch calls
     /// `ops.tick` first.
     pub tick_pending: AtomicBool,
+    /// `hc` holds work: the next scheduling step releases the CPU to it
+    /// instead of picking a task. Set and cleared under `hc`'s lock.
+    pub hc_pending: AtomicBool,
     pub doorbell: Doorbell,
     /// Remote wake-ups queued for this CPU (`core::enqueue::wake_up`):
     /// tasks whose `select_cpu` chose this CPU on another one, with their
     /// enqueue flags; enqueued here as interrupt work.
     pub wake_list: Mutex<Vec<(TaskRef, EnqFlags)>>,
+    /// Scheduler timers (`Ctx::timer_start`) that fired for this CPU, one
+    /// bit per timer id.
+    pub ops_timers_fired: AtomicU64,
     /// Higher-class work queued for this CPU (`Runtime::run_on_cpu`,
     /// `core::release`).
     pub hc: Mutex<crate::core::release::HigherClassQueue>,
-    /// `hc` holds work: the next scheduling step releases the CPU to it
-    /// instead of picking a task. Set and cleared under `hc`'s lock.
-    pub hc_pending: AtomicBool,
 }
+
+// What a wake-up of an idle CPU touches fits the first 64-byte line of
+// `RqRemote` (its docs): the flags, the doorbell word and the wake list
+// (its lock byte and the vector's header). Under loom the doorbell is a
+// model's condvar, of another size.
+#[cfg(not(scx_rt_loom))]
+const _: () = assert!(
+    std::mem::offset_of!(RqRemote, wake_list)
+        + std::mem::size_of::<Mutex<Vec<(TaskRef, EnqFlags)>>>()
+        <= 64
+);
 
 /// The part of a CPU's atomics that only its worker writes.
 pub(crate) struct RqOwner {
@@ -458,7 +481,7 @@ impl RqShared {
     #[inline]
     pub(crate) fn set_need_resched(&self) {
         self.remote.resched_req.store(true, Ordering::SeqCst);
-        self.need_resched.store(true, Ordering::SeqCst);
+        self.remote.need_resched.store(true, Ordering::SeqCst);
     }
 
     /// The slice timer found the deadline passed: the next switch calls
@@ -477,18 +500,18 @@ impl RqShared {
 
     fn new(nr_cpus: usize) -> Self {
         Self {
-            need_resched: std::sync::Arc::new(CachePadded::new(AtomicBool::new(false))),
             poll_deadline: std::sync::Arc::new(CachePadded::new(AtomicU64::new(u64::MAX))),
-            remote: CachePadded::new(RqRemote {
+            remote: std::sync::Arc::new(CachePadded::new(RqRemote {
+                need_resched: AtomicBool::new(false),
                 resched_req: AtomicBool::new(false),
                 irq_pending: AtomicBool::new(false),
-                ops_timers_fired: AtomicU64::new(0),
                 tick_pending: AtomicBool::new(false),
+                hc_pending: AtomicBool::new(false),
                 doorbell: Doorbell::new(),
                 wake_list: Mutex::new(Vec::new()),
+                ops_timers_fired: AtomicU64::new(0),
                 hc: Mutex::new(Default::default()),
-                hc_pending: AtomicBool::new(false),
-            }),
+            })),
             kick: CachePadded::new(KickState::new(nr_cpus)),
             owner: CachePadded::new(RqOwner {
                 local_nr: AtomicUsize::new(0),
@@ -571,7 +594,10 @@ impl Cpu {
     /// it unless something else asked for a reschedule.
     pub(crate) fn raise_irq(&self) {
         self.shared.remote.irq_pending.store(true, Ordering::SeqCst);
-        self.shared.need_resched.store(true, Ordering::SeqCst);
+        self.shared
+            .remote
+            .need_resched
+            .store(true, Ordering::SeqCst);
         self.ring();
     }
 
@@ -594,8 +620,11 @@ impl Cpu {
             r.irq_pending.store(true, Ordering::Release);
         }
         crate::loom::fence(Ordering::SeqCst);
-        if !self.shared.need_resched.load(Ordering::Relaxed) {
-            self.shared.need_resched.store(true, Ordering::Relaxed);
+        if !self.shared.remote.need_resched.load(Ordering::Relaxed) {
+            self.shared
+                .remote
+                .need_resched
+                .store(true, Ordering::Relaxed);
         }
         self.ring();
     }

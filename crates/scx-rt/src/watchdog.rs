@@ -102,7 +102,7 @@ impl Watchdog {
             }
             // Stuck CPU: a reschedule pending and no pick since last round.
             let seq = c.shared.kick.pick_seq();
-            let pending = c.shared.need_resched.load(Ordering::Acquire)
+            let pending = c.shared.remote.need_resched.load(Ordering::Acquire)
                 && !c.shared.owner.idle.load(Ordering::Acquire);
             if !pending || seq != self.seq[cpu] {
                 self.seq[cpu] = seq;

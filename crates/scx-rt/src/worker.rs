@@ -80,12 +80,7 @@ pub(crate) fn worker_main(
     let _altstack = scx_rt_sys::sigsegv::AltStack::install().ok();
     let expiry = expiry_timer(&sh, cpu);
     let s = &sh.cpus[cpu].shared;
-    crate::core::current::enter_worker(
-        sh.rt_id,
-        cpu,
-        s.need_resched.clone(),
-        s.poll_deadline.clone(),
-    );
+    crate::core::current::enter_worker(sh.rt_id, cpu, s.remote.clone(), s.poll_deadline.clone());
     crate::context::enter(WorkerTls {
         sh: sh.clone(),
         blocking,
@@ -185,7 +180,7 @@ fn expiry_target(sh: &Shared, cpu: usize) -> scx_rt_sys::expiry::Target<'_> {
     scx_rt_sys::expiry::Target {
         deadline: &s.owner.slice_deadline,
         pending: &s.remote.tick_pending,
-        raise: [&s.remote.resched_req, &s.need_resched],
+        raise: [&s.remote.resched_req, &s.remote.need_resched],
     }
 }
 
@@ -198,7 +193,7 @@ fn expiry_target(sh: &Shared, cpu: usize) -> scx_rt_sys::expiry::Target<'_> {
 /// the clear (both SeqCst).
 fn interrupt_only(sh: &Shared, cpu: usize, t: &TaskRef, slot: &SchedSlot) -> bool {
     let s = &sh.cpus[cpu].shared;
-    s.need_resched.store(false, Ordering::SeqCst);
+    s.remote.need_resched.store(false, Ordering::SeqCst);
     if s.remote.resched_req.swap(false, Ordering::SeqCst) {
         return false;
     }
@@ -289,10 +284,14 @@ fn idle(
             // The CPU shows as polling here: a wake-up is seen after the
             // batch in hand, not after the whole release.
             let s = &sh.cpus[cpu].shared;
-            while crate::task_pool::tick(now, crate::consts::TASK_POOL_BUSY_RELEASE)
-                && !s.need_resched.load(Ordering::SeqCst)
-                && !crate::core::irq::idle_wake(sh, cpu)
-            {}
+            // Each round releases one batch (not a busy wait).
+            while crate::task_pool::tick(now, crate::consts::TASK_POOL_BUSY_RELEASE) {
+                if s.remote.need_resched.load(Ordering::SeqCst)
+                    || crate::core::irq::idle_wake(sh, cpu)
+                {
+                    break;
+                }
+            }
             // The expiry timer stays armed (module docs).
         },
         io.then_some(look as &dyn crate::idle_wait::IdleIo),

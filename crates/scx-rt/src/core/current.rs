@@ -1,6 +1,7 @@
 //! Who the calling thread is: a worker (which runtime, which CPU), and its
 //! CPU's `need_resched` flag and polled slice deadline (`SliceTimer::Poll`).
-//! A leaf: thread-locals and accessors only; the worker loop fills them in
+//! Thread-locals and accessors only (a leaf but for the type of the line
+//! `need_resched` sits on, `rq::RqRemote`); the worker loop fills them in
 //! (`worker`).
 //!
 //! The accessors are `#[inline(never)]`: a task may suspend on one thread
@@ -12,10 +13,11 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
-use crate::loom::{AtomicBool, AtomicU64, Ordering};
+use crate::loom::{AtomicU64, Ordering};
 
-/// The worker's `need_resched` flag, shared with its CPU's atomics.
-pub(crate) type Flag = Arc<CachePadded<AtomicBool>>;
+/// The remotely written line of the worker's CPU, `need_resched` first
+/// (`RqShared::remote`).
+pub(crate) type Flag = Arc<CachePadded<crate::rq::RqRemote>>;
 
 /// The worker's polled slice deadline (`RqShared::poll_deadline`).
 pub(crate) type PollWord = Arc<CachePadded<AtomicU64>>;
@@ -90,7 +92,7 @@ pub(crate) fn preempt_check() -> Due {
         let Some((flag, poll)) = f.get() else {
             return Due::No;
         };
-        if flag.load(Ordering::Relaxed) {
+        if flag.need_resched.load(Ordering::Relaxed) {
             return Due::Resched;
         }
         let d = poll.load(Ordering::Relaxed);

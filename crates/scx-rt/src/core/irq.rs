@@ -85,7 +85,7 @@ pub(crate) fn safe_point_on(sh: &Shared, c: &Cpu) -> bool {
     // Whoever sets `sync_pending` or `resched_req` sets `need_resched`
     // after it (module docs, "The need_resched summary"): with it clear
     // there is nothing to wait for and nothing to clear.
-    if c.shared.need_resched.load(Ordering::Relaxed) {
+    if c.shared.remote.need_resched.load(Ordering::Relaxed) {
         resched_raised_on(sh, c);
     }
     drain
@@ -111,8 +111,8 @@ fn resched_raised_on(sh: &Shared, c: &Cpu) {
 #[inline]
 pub(crate) fn clear_resched_on(c: &Cpu) {
     let s = &c.shared;
-    if s.need_resched.load(Ordering::Relaxed) {
-        s.need_resched.store(false, Ordering::SeqCst);
+    if s.remote.need_resched.load(Ordering::Relaxed) {
+        s.remote.need_resched.store(false, Ordering::SeqCst);
         // Orders the clear before the `irq_pending` read below (module
         // docs: the waker's side is `Doorbell::ring`'s fence).
         fence(Ordering::SeqCst);
@@ -121,7 +121,7 @@ pub(crate) fn clear_resched_on(c: &Cpu) {
         s.remote.resched_req.store(false, Ordering::SeqCst);
     }
     if s.remote.irq_pending.load(Ordering::SeqCst) {
-        s.need_resched.store(true, Ordering::SeqCst);
+        s.remote.need_resched.store(true, Ordering::SeqCst);
     }
 }
 
