@@ -5,6 +5,9 @@
 # usage: benches/instructions.sh [--json] [--no-build]
 #   --json      print one JSON object instead of the table
 #   --no-build  use the existing target/release/scx-rt-bench
+#   env BIN           the binary to measure (default
+#                     target/release/scx-rt-bench; with --no-build, any
+#                     build kept aside, for a before/after pair)
 #   env ONLY          run only the rows whose name starts with this (e.g.
 #                     ONLY=switch, ONLY=pingpong)
 #   env IDLE_POLL_US  idle poll of the scx-rt workers in the main column,
