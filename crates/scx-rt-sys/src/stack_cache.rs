@@ -25,6 +25,17 @@
 //! goes back to the shared list when dropped or flushed. A stack of another
 //! pool given to [`StackCache::put`] goes back to its own pool (it is simply
 //! dropped).
+//!
+//! # Banked references
+//!
+//! A [`Stack`] holds a strong reference to its pool (its drop returns the
+//! slot there), so a `get` that made one and a `put` that released it
+//! would cost two atomic read-modify-writes of the pool's count per task.
+//! The cache keeps the reference of each stack `put` gives back instead
+//! (up to [`THREAD_CACHE_CAP`] of them, `banked`) and hands one to each
+//! stack `get` makes, so the common pair touches no count: the pool's
+//! count is then one (the cache's own) plus `banked` more than the stacks
+//! out there hold, and the cache's drop releases the banked ones.
 
 use std::io;
 use std::mem::ManuallyDrop;
@@ -41,6 +52,9 @@ pub struct StackCache {
     slots: Vec<usize>,
     /// `slots.len()`, published for [`StackPool::cached`].
     count: Arc<AtomicUsize>,
+    /// Strong references to `pool` held for stacks to come (module docs,
+    /// "Banked references"); at most [`THREAD_CACHE_CAP`].
+    banked: usize,
 }
 
 impl StackPool {
@@ -51,6 +65,7 @@ impl StackPool {
             pool: self.shared.clone(),
             slots: Vec::with_capacity(THREAD_CACHE_CAP),
             count: self.shared.register_cache(),
+            banked: 0,
         }
     }
 }
@@ -63,7 +78,19 @@ impl StackCache {
     pub fn get(&mut self) -> io::Result<Stack> {
         let r = self.pool.take_from(&mut self.slots);
         self.publish();
-        Ok(Stack::new(r?, self.pool.clone()))
+        let low = r?;
+        let pool = if self.banked > 0 {
+            self.banked -= 1;
+            // SAFETY: the cache holds `banked + 1` strong references to its
+            // pool's allocation (module docs): this takes one of the banked
+            // ones over, which `put` kept by `Arc::into_raw` of an `Arc` of
+            // this allocation, whose pointer is the one `Arc::as_ptr`
+            // returns for `self.pool`.
+            unsafe { Arc::from_raw(Arc::as_ptr(&self.pool)) }
+        } else {
+            self.pool.clone()
+        };
+        Ok(Stack::new(low, pool))
     }
 
     /// Keeps `s` for the next `get` (a stack of another pool goes back to
@@ -83,7 +110,13 @@ impl StackCache {
         // listing it here is `Stack`'s drop without the thread-local.
         self.pool.keep_in(&mut self.slots, s.low);
         self.publish();
-        drop(pool);
+        if self.banked < THREAD_CACHE_CAP {
+            // Kept for the next `get` (module docs, "Banked references").
+            let _ = Arc::into_raw(pool);
+            self.banked += 1;
+        } else {
+            drop(pool);
+        }
     }
 
     /// Moves every cached slot to the pool's shared free list.
@@ -96,7 +129,9 @@ impl StackCache {
     /// (no reference counted on the pool: a worker trims at every sleep).
     #[inline]
     pub fn trim(&mut self, keep: usize) -> usize {
-        let StackCache { pool, slots, count } = self;
+        let StackCache {
+            pool, slots, count, ..
+        } = self;
         pool.trim(keep, || flush(pool, slots, count))
     }
 
@@ -117,6 +152,13 @@ fn flush(pool: &Shared, slots: &mut Vec<usize>, count: &AtomicUsize) {
 
 impl Drop for StackCache {
     fn drop(&mut self) {
+        for _ in 0..std::mem::take(&mut self.banked) {
+            // SAFETY: each banked reference is a strong count on `pool`'s
+            // allocation kept by `Arc::into_raw` (`put`), released once
+            // here; `self.pool` still holds its own, so the allocation
+            // outlives the loop.
+            unsafe { Arc::decrement_strong_count(Arc::as_ptr(&self.pool)) };
+        }
         self.flush();
     }
 }
@@ -124,6 +166,29 @@ impl Drop for StackCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pool's strong count is the cache's own, one per stack out, and
+    /// one per banked reference; a get takes a banked one over, a put
+    /// banks its stack's, and the cache's drop releases them all.
+    #[test]
+    fn banked_references_are_counted_and_released() {
+        let pool = StackPool::new(64 * 1024);
+        let strong = || Arc::strong_count(&pool.shared);
+        let base = strong();
+        let mut c = pool.cache();
+        let a = c.get().unwrap();
+        let b = c.get().unwrap();
+        assert_eq!(strong(), base + 3, "the cache and two stacks");
+        c.put(a);
+        c.put(b);
+        assert_eq!(strong(), base + 3, "two references banked");
+        let a = c.get().unwrap();
+        assert_eq!(strong(), base + 3, "a banked reference taken over");
+        drop(a);
+        assert_eq!(strong(), base + 2, "a stack dropped outside the cache");
+        drop(c);
+        assert_eq!(strong(), base, "the banked reference released");
+    }
 
     #[test]
     fn stacks_cycle_through_the_cache_without_the_shared_list() {
