@@ -26,17 +26,18 @@ std::thread_local! {
     /// (runtime id, CPU) of a worker thread; `(0, 0)` elsewhere (runtime
     /// ids start at 1).
     static WHO: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
-    /// The worker's `need_resched` flag and polled slice deadline (unset
-    /// on other threads).
+    /// The worker's remotely written line (for its `need_resched`) and
+    /// polled slice deadline (unset on other threads).
     static PREEMPT: std::cell::OnceCell<(Flag, PollWord)> = const { std::cell::OnceCell::new() };
 }
 
 /// Marks the calling thread as CPU `cpu` of runtime `rt_id`, with its
-/// `need_resched` flag and polled slice deadline.
-pub(crate) fn enter_worker(rt_id: u64, cpu: usize, need_resched: Flag, poll: PollWord) {
+/// CPU's remotely written line (`need_resched` first) and polled slice
+/// deadline.
+pub(crate) fn enter_worker(rt_id: u64, cpu: usize, remote: Flag, poll: PollWord) {
     WHO.with(|w| w.set((rt_id, cpu)));
     PREEMPT.with(|f| {
-        let _ = f.set((need_resched, poll));
+        let _ = f.set((remote, poll));
     });
 }
 
